@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs what Boardroom's build, tests and demo need beyond the Rust toolchain:
+#   - Debian packages: libclang-dev (bindgen for rocksdb) and librocksdb-dev (linked, see .cargo/config.toml)
+#   - a Python venv with Synapse, the homeserver the integration tests and the demo run.
+#
+# Idempotent and quick when everything is already there (no apt-get update, no pip).
+# The venv lives at ${BOARDROOM_SYNAPSE_VENV:-${BOARDROOM_CACHE:-$HOME/.cache/boardroom}/synapse-$SYNAPSE_VERSION};
+# other scripts and the tests find it at that same path.
+set -euo pipefail
+
+SYNAPSE_VERSION=1.163.2
+
+APT_PACKAGES=(libclang-dev librocksdb-dev)
+CACHE="${BOARDROOM_CACHE:-$HOME/.cache/boardroom}"
+VENV="${BOARDROOM_SYNAPSE_VENV:-$CACHE/synapse-$SYNAPSE_VERSION}"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        log "need root to run: $*"
+        exit 1
+    fi
+}
+
+# ---- Debian packages ---------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+# python3 with venv support, needed only when the venv must be built.
+if ! "$VENV/bin/python" -c 'import synapse' >/dev/null 2>&1; then
+    if ! command -v python3 >/dev/null; then
+        missing+=(python3 python3-venv)
+    elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        missing+=(python3-venv)
+    fi
+    venv_ok=no
+else
+    venv_ok=yes
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- Synapse venv ------------------------------------------------------------
+if [ "$venv_ok" = no ]; then
+    parent="$(dirname "$VENV")"
+    mkdir -p "$parent"
+    # One builder at a time: a second setup.sh waits, then finds the venv there.
+    exec 9>"$parent/.synapse-venv.lock"
+    flock 9
+    if "$VENV/bin/python" -c 'import synapse' >/dev/null 2>&1; then
+        venv_ok=yes
+    fi
+fi
+
+if [ "$venv_ok" = no ]; then
+    log "building the Synapse $SYNAPSE_VERSION venv at $VENV (about 30 s)"
+    # Build beside the target and rename it into place: an interrupted install never
+    # leaves something at $VENV that looks complete.
+    tmp="$(mktemp -d "$parent/.synapse-venv.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    chmod 755 "$tmp"
+    python3 -m venv "$tmp"
+    "$tmp/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        "matrix-synapse==$SYNAPSE_VERSION"
+    # Scripts in bin/ (pip, synapse_homeserver, activate, ...) name the build path: point
+    # them at the final one. "$VENV/bin/python -m ..." works either way.
+    grep -rlI --null -F "$tmp" "$tmp/bin" "$tmp/pyvenv.cfg" | xargs -0 -r sed -i "s|$tmp|$VENV|g"
+    "$tmp/bin/python" -c 'import synapse' # fail here, not later, if the install is broken
+    rm -rf "$VENV"
+    mv "$tmp" "$VENV"
+    trap - EXIT
+    log "Synapse $SYNAPSE_VERSION ready at $VENV"
+else
+    log "ok: ${APT_PACKAGES[*]} installed, Synapse $SYNAPSE_VERSION at $VENV"
+fi

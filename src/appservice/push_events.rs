@@ -1,0 +1,134 @@
+//! `PUT /_matrix/app/v1/transactions/{txnId}` ([spec])
+//!
+//! Answered 200 only once the transaction's events are durable. Deduplicated by event id
+//! (the homeserver redelivers, and restarts its transaction ids at 1), with a fast path for
+//! a byte-identical retry of the same transaction id. Ephemeral data is read from both
+//! `ephemeral` and the older `de.sorunome.msc2409.ephemeral`.
+//!
+//! [spec]: https://spec.matrix.org/v1.11/application-service-api/#put_matrixappv1transactionstxnid
+
+use axum::{extract::State, response::Response};
+use ruma::{
+    OwnedRoomId,
+    api::{
+        OutgoingResponseExt,
+        appservice::event::push_events::v1::{EphemeralData, Request, Response as PushResponse},
+    },
+    events::AnyTimelineEvent,
+    serde::Raw,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::{AppState, extract::Ruma};
+use crate::{
+    error::{Error, Result},
+    store::inbound::{EntryKind, NewEntry},
+};
+
+/// The older key some homeservers use for ephemeral data (MSC2409 before it was merged).
+#[derive(Deserialize)]
+struct UnstableEphemeral {
+    #[serde(rename = "de.sorunome.msc2409.ephemeral", default)]
+    ephemeral: Vec<Raw<EphemeralData>>,
+}
+
+struct Owned {
+    kind: EntryKind,
+    room_id: String,
+    event_id: Option<String>,
+    json: Box<serde_json::value::RawValue>,
+}
+
+/// Handles a transaction.
+pub async fn handle(
+    State(state): State<AppState>,
+    Ruma { request, body }: Ruma<Request>,
+) -> Result<Response> {
+    let span =
+        tracing::info_span!("transaction", txn_id = %request.txn_id, events = request.events.len());
+    async move {
+        let ctx = &state.ctx;
+        let digest: [u8; 32] = Sha256::digest(&body).into();
+        let unstable: UnstableEphemeral =
+            serde_json::from_slice(&body).map_err(|e| Error::BadJson(e.to_string()))?;
+
+        let mut owned = Vec::with_capacity(request.events.len());
+        for raw in &request.events {
+            match timeline_entry(raw) {
+                Some(o) => owned.push(o),
+                None => tracing::warn!("skipping an event without event_id or room_id"),
+            }
+        }
+        for raw in request.ephemeral.iter().chain(&unstable.ephemeral) {
+            match raw.deserialize() {
+                Ok(EphemeralData::Typing(t)) => {
+                    let users = t
+                        .content
+                        .user_ids
+                        .into_iter()
+                        .filter(|u| !ctx.settings.is_ours(u))
+                        .collect();
+                    ctx.live.set_typing(t.room_id, users);
+                }
+                Ok(EphemeralData::Presence(p)) => {
+                    if !ctx.settings.is_ours(&p.sender) {
+                        ctx.live.set_presence(p.sender, p.content.presence);
+                    }
+                }
+                Ok(EphemeralData::Receipt(r)) => owned.push(Owned {
+                    kind: EntryKind::Receipt,
+                    room_id: r.room_id.to_string(),
+                    event_id: None,
+                    json: raw.json().to_owned(),
+                }),
+                Ok(other) => tracing::debug!(kind = other.data_type(), "ignoring ephemeral data"),
+                Err(e) => tracing::warn!(error = %e, "skipping ephemeral data that does not parse"),
+            }
+        }
+
+        let txn_id = request.txn_id.to_string();
+        let store = ctx.store.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let entries: Vec<NewEntry<'_>> = owned
+                .iter()
+                .map(|o| NewEntry {
+                    kind: o.kind,
+                    room_id: &o.room_id,
+                    event_id: o.event_id.as_deref(),
+                    json: o.json.get().as_bytes(),
+                })
+                .collect();
+            store.ingest(&txn_id, digest, &entries)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
+        if outcome.accepted > 0 {
+            ctx.inbound_notify.notify_one();
+        }
+        tracing::debug!(
+            accepted = outcome.accepted,
+            duplicates = outcome.duplicates,
+            replayed = outcome.replayed,
+            "transaction stored"
+        );
+        PushResponse::new()
+            .try_into_http_response::<Vec<u8>>()
+            .map(|r| r.map(axum::body::Body::from))
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+    .instrument(span)
+    .await
+}
+
+fn timeline_entry(raw: &Raw<AnyTimelineEvent>) -> Option<Owned> {
+    let event_id = raw.get_field::<String>("event_id").ok().flatten()?;
+    let room_id = raw.get_field::<OwnedRoomId>("room_id").ok().flatten()?;
+    Some(Owned {
+        kind: EntryKind::Timeline,
+        room_id: room_id.to_string(),
+        event_id: Some(event_id),
+        json: raw.json().to_owned(),
+    })
+}

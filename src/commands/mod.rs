@@ -1,0 +1,181 @@
+//! Chat commands: declared as data in [`REGISTRY`] (name, usage, summary, who may run it),
+//! parsed into [`Command`], with help generated from the registry. One file per family.
+
+pub mod help;
+
+/// Who may run a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Anyone who can talk to the bot.
+    Anyone,
+}
+
+/// One command, as data.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSpec {
+    /// The words that name it, `!` excluded: `["help"]`, later `["board", "create"]`.
+    pub words: &'static [&'static str],
+    /// The right form.
+    pub usage: &'static str,
+    /// What it does, one line.
+    pub summary: &'static str,
+    /// Where it may be used.
+    pub context: &'static str,
+    /// Who may run it.
+    pub permission: Permission,
+}
+
+/// Every command Boardroom understands.
+pub const REGISTRY: &[CommandSpec] = &[CommandSpec {
+    words: &["help"],
+    usage: "!help",
+    summary: "list the commands",
+    context: "anywhere",
+    permission: Permission::Anyone,
+}];
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `!help`
+    Help,
+}
+
+/// Why a message that looks like a command is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// No such command.
+    Unknown {
+        /// What was written after `!`.
+        name: String,
+    },
+    /// A known command written wrongly.
+    Malformed {
+        /// The right form.
+        usage: &'static str,
+        /// What was wrong.
+        problem: String,
+    },
+}
+
+/// Parses a command text (it starts with `!`).
+pub fn parse(text: &str) -> Result<Command, ParseError> {
+    let mut words = text.trim_start_matches('!').split_whitespace();
+    let name = words.next().unwrap_or_default().to_lowercase();
+    let rest: Vec<&str> = words.collect();
+    match name.as_str() {
+        "help" => {
+            if rest.is_empty() {
+                Ok(Command::Help)
+            } else {
+                Err(ParseError::Malformed {
+                    usage: "!help",
+                    problem: "!help takes no arguments".into(),
+                })
+            }
+        }
+        _ => Err(ParseError::Unknown { name }),
+    }
+}
+
+/// A reply, as plain text and HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// `body`
+    pub plain: String,
+    /// `formatted_body`
+    pub html: String,
+}
+
+/// The reply to a message that is not a valid command: what was wrong and the right form.
+pub fn error_reply(err: &ParseError) -> Reply {
+    match err {
+        ParseError::Unknown { name } => {
+            let known: Vec<&str> = REGISTRY.iter().map(|c| c.usage).collect();
+            Reply {
+                plain: format!(
+                    "Unknown command !{name}. Known commands: {}. Send !help for details.",
+                    known.join(", ")
+                ),
+                html: format!(
+                    "Unknown command <code>!{}</code>. Known commands: {}. Send <code>!help</code> for details.",
+                    escape_html(name),
+                    known
+                        .iter()
+                        .map(|k| format!("<code>{}</code>", escape_html(k)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        ParseError::Malformed { usage, problem } => Reply {
+            plain: format!("{problem}. Usage: {usage}"),
+            html: format!(
+                "{}. Usage: <code>{}</code>",
+                escape_html(problem),
+                escape_html(usage)
+            ),
+        },
+    }
+}
+
+/// Escapes text for `formatted_body`.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_known_unknown_and_malformed() {
+        assert_eq!(parse("!help"), Ok(Command::Help));
+        assert_eq!(parse("!HELP"), Ok(Command::Help));
+        assert_eq!(
+            parse("!nonsense x"),
+            Err(ParseError::Unknown {
+                name: "nonsense".into()
+            })
+        );
+        assert!(matches!(
+            parse("!help me"),
+            Err(ParseError::Malformed { usage: "!help", .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_command_reply_names_it_and_the_known_ones() {
+        let r = error_reply(&ParseError::Unknown {
+            name: "nonsense<b>".into(),
+        });
+        assert!(
+            r.plain.contains("!nonsense<b>") && r.plain.contains("!help"),
+            "{}",
+            r.plain
+        );
+        assert!(r.html.contains("!nonsense&lt;b&gt;"), "{}", r.html);
+    }
+
+    #[test]
+    fn every_registry_usage_starts_with_its_words() {
+        for c in REGISTRY {
+            assert!(
+                c.usage.starts_with(&format!("!{}", c.words.join(" "))),
+                "{}",
+                c.usage
+            );
+        }
+    }
+}

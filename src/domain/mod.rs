@@ -1,0 +1,9 @@
+//! The rules, free of HTTP and storage: what the bot does with what it sees
+//! ([`bot`]), the requests it wants sent ([`action`]), and who is typing or online
+//! ([`live`]).
+
+pub mod action;
+pub mod bot;
+pub mod live;
+
+pub use action::Action;

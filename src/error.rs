@@ -1,0 +1,124 @@
+//! The one error enum and its mapping to Matrix error codes.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use ruma::api::error::{ErrorKind, UnknownTokenErrorData};
+
+/// Every error a request path or worker can return.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No access token was given.
+    #[error("missing access token")]
+    MissingToken,
+    /// An access token was given but it is not the homeserver's (`hs_token`).
+    #[error("the access token is not valid for this application service")]
+    Forbidden(String),
+    /// An API token that is not known at all.
+    #[error("unknown access token")]
+    UnknownToken,
+    /// The body is not JSON.
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    /// The body is JSON of the wrong shape.
+    #[error("request body has the wrong shape: {0}")]
+    BadJson(String),
+    /// A parameter is invalid.
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    /// The body is larger than the limit.
+    #[error("request body is too large")]
+    TooLarge,
+    /// Nothing here by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// No such endpoint.
+    #[error("unrecognized request")]
+    Unrecognized,
+    /// The configuration is wrong; names the key.
+    #[error("config key `{key}`: {problem}")]
+    Config { key: String, problem: String },
+    /// RocksDB failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// A request to the homeserver failed.
+    #[error("homeserver: {0}")]
+    Homeserver(#[from] crate::homeserver::HsError),
+    /// I/O failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Anything else that is our fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The HTTP status and Matrix error kind for this error.
+    pub fn status_and_kind(&self) -> (StatusCode, ErrorKind) {
+        match self {
+            Error::MissingToken => (StatusCode::UNAUTHORIZED, ErrorKind::MissingToken),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+            Error::UnknownToken => (
+                StatusCode::UNAUTHORIZED,
+                ErrorKind::UnknownToken(UnknownTokenErrorData::new()),
+            ),
+            Error::NotJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::NotJson),
+            Error::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
+            Error::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+            Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
+            Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
+            Error::Config { .. }
+            | Error::Store(_)
+            | Error::Homeserver(_)
+            | Error::Io(_)
+            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+        }
+    }
+
+    /// The Matrix error body (`{"errcode": …, "error": …}`) for this error.
+    pub fn to_matrix(&self) -> ruma::api::error::Error {
+        let (status, kind) = self.status_and_kind();
+        // Internal details stay in the logs; the caller gets a generic message.
+        let message = if status.is_server_error() {
+            "internal error; see the server log".to_owned()
+        } else {
+            self.to_string()
+        };
+        ruma::api::error::Error::new(
+            status,
+            ruma::api::error::ErrorBody::Standard(ruma::api::error::StandardErrorBody::new(
+                kind, message,
+            )),
+        )
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Store(e.into_string())
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if self.status_and_kind().0.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        matrix_error_response(&self.to_matrix())
+    }
+}
+
+/// Renders a Matrix error as an HTTP response through ruma's own serializer.
+pub fn matrix_error_response(error: &ruma::api::error::Error) -> Response {
+    use ruma::api::OutgoingResponseExt;
+    match error.clone().try_into_http_response::<Vec<u8>>() {
+        Ok(resp) => resp.map(axum::body::Body::from),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize an error response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! A typed homeserver client: ruma request types sent over reqwest.
+//!
+//! As the appservice, requests carry the `as_token` and, for a virtual user, the
+//! `user_id` identity assertion. As a plain user (tests, the demo), they carry that user's
+//! access token. Errors are classified: 429 (honouring `retry_after_ms`), 5xx and
+//! connection failures are transient and retried with backoff; the rest are permanent.
+
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc, time::Duration};
+
+use ruma::{
+    UserId,
+    api::{
+        AppserviceUserIdentity, IncomingResponseExt, OutgoingRequest, OutgoingRequestAppserviceExt,
+        OutgoingRequestExt, SupportedVersions,
+        auth_scheme::{AuthScheme, SendAccessToken},
+        error::{ErrorKind, FromHttpResponseError, RetryAfter},
+        path_builder::{PathBuilder, SinglePath, VersionHistory},
+    },
+};
+
+use crate::config::Secret;
+
+/// Who the requests are sent as.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// The appservice: `as_token`, with identity assertion for virtual users.
+    Appservice(Secret),
+    /// A user's access token.
+    User(Secret),
+}
+
+/// How often and how long to retry transient failures.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; `None` retries until it succeeds.
+    pub max_attempts: Option<u32>,
+    /// The first delay; it doubles each time.
+    pub base_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// No retry at all.
+    pub const NONE: Self = Self {
+        max_attempts: Some(1),
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+    /// For request paths: a few quick retries.
+    pub const SHORT: Self = Self {
+        max_attempts: Some(4),
+        base_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(2),
+    };
+    /// For background work that must eventually succeed.
+    pub const FOREVER: Self = Self {
+        max_attempts: None,
+        base_delay: Duration::from_millis(250),
+        max_delay: Duration::from_secs(30),
+    };
+
+    /// The delay before attempt `attempt + 1`, unless the server asked for longer.
+    pub fn delay(&self, attempt: u32, server_asked: Option<Duration>) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let backoff = exp.min(self.max_delay);
+        server_asked.map_or(backoff, |s| s.max(backoff).min(Duration::from_secs(300)))
+    }
+}
+
+/// Whether a failure is worth retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryKind {
+    /// Try again, after at least this long if the server said so.
+    Transient(Option<Duration>),
+    /// Trying again will fail the same way.
+    Permanent,
+}
+
+/// A failed request to the homeserver.
+#[derive(Debug, thiserror::Error)]
+pub enum HsError {
+    /// The homeserver could not be reached or the connection broke.
+    #[error("{endpoint}: cannot reach the homeserver: {message}")]
+    Connection {
+        endpoint: &'static str,
+        message: String,
+    },
+    /// The homeserver answered with an error.
+    #[error("{endpoint}: homeserver answered {status} {errcode}: {message}")]
+    Status {
+        endpoint: &'static str,
+        status: u16,
+        errcode: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// We could not build the request, or could not read the answer.
+    #[error("{endpoint}: {message}")]
+    Protocol {
+        endpoint: &'static str,
+        message: String,
+    },
+}
+
+impl HsError {
+    /// Transient (retry) or permanent.
+    pub fn retry_kind(&self) -> RetryKind {
+        match self {
+            HsError::Connection { .. } => RetryKind::Transient(None),
+            HsError::Status {
+                status,
+                retry_after,
+                ..
+            } if *status == 429 || *status >= 500 => RetryKind::Transient(*retry_after),
+            HsError::Status { .. } | HsError::Protocol { .. } => RetryKind::Permanent,
+        }
+    }
+
+    /// The Matrix error code, if the homeserver gave one.
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            HsError::Status { errcode, .. } => Some(errcode),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the homeserver answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HsError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The input a path builder needs: the versions we speak.
+pub trait PathInput: PathBuilder {
+    /// The path builder's input for `versions`.
+    fn input(versions: &SupportedVersions) -> Self::Input<'_>;
+}
+
+impl PathInput for VersionHistory {
+    fn input(versions: &SupportedVersions) -> Self::Input<'_> {
+        Cow::Borrowed(versions)
+    }
+}
+
+impl PathInput for SinglePath {
+    fn input(_: &SupportedVersions) -> Self::Input<'_> {}
+}
+
+/// The client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HomeserverClient {
+    http: reqwest::Client,
+    base_url: Arc<str>,
+    auth: Auth,
+    versions: Arc<SupportedVersions>,
+    retry: RetryPolicy,
+}
+
+impl HomeserverClient {
+    /// A client for `base_url` with the given credentials.
+    pub fn new(base_url: &str, auth: Auth) -> crate::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(90))
+            .user_agent(concat!("boardroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Internal(format!("http client: {e}")))?;
+        // Boardroom speaks the stable v3 API, in every homeserver since spec v1.1; v1.11 picks
+        // the stable path of every endpoint we use.
+        let versions = SupportedVersions::from_parts(&["v1.11".to_owned()], &BTreeMap::new());
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').into(),
+            auth,
+            versions: Arc::new(versions),
+            retry: RetryPolicy::SHORT,
+        })
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The homeserver's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends `request` (as `as_user` when the appservice acts for a virtual user), retrying
+    /// transient failures under this client's policy.
+    pub async fn send<R>(
+        &self,
+        request: R,
+        as_user: Option<&UserId>,
+    ) -> Result<R::IncomingResponse, HsError>
+    where
+        R: OutgoingRequest,
+        R::EndpointError: MatrixErrorInfo,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        R::PathBuilder: PathInput,
+    {
+        self.send_with(request, as_user, self.retry).await
+    }
+
+    /// [`send`](Self::send) with an explicit retry policy.
+    pub async fn send_with<R>(
+        &self,
+        request: R,
+        as_user: Option<&UserId>,
+        retry: RetryPolicy,
+    ) -> Result<R::IncomingResponse, HsError>
+    where
+        R: OutgoingRequest,
+        R::EndpointError: MatrixErrorInfo,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        R::PathBuilder: PathInput,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match self.send_once(request.clone(), as_user).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let RetryKind::Transient(asked) = e.retry_kind() else {
+                        return Err(e);
+                    };
+                    attempt += 1;
+                    if retry.max_attempts.is_some_and(|max| attempt >= max) {
+                        return Err(e);
+                    }
+                    let delay = retry.delay(attempt - 1, asked);
+                    tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn send_once<R>(
+        &self,
+        request: R,
+        as_user: Option<&UserId>,
+    ) -> Result<R::IncomingResponse, HsError>
+    where
+        R: OutgoingRequest,
+        R::EndpointError: MatrixErrorInfo,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        R::PathBuilder: PathInput,
+    {
+        let endpoint = endpoint_name::<R>();
+        let input = <R::PathBuilder as PathInput>::input(&self.versions);
+        let built = match &self.auth {
+            Auth::Appservice(token) => {
+                let identity = as_user.map(AppserviceUserIdentity::new).unwrap_or_default();
+                request.try_into_http_request_with_identity::<Vec<u8>>(
+                    &self.base_url,
+                    SendAccessToken::Appservice(token.expose()),
+                    identity,
+                    input,
+                )
+            }
+            Auth::User(token) => request.try_into_http_request::<Vec<u8>>(
+                &self.base_url,
+                SendAccessToken::IfRequired(token.expose()),
+                input,
+            ),
+        };
+        let http_request = built.map_err(|e| HsError::Protocol {
+            endpoint,
+            message: format!("cannot build the request: {e}"),
+        })?;
+        let reqwest_request =
+            reqwest::Request::try_from(http_request).map_err(|e| HsError::Protocol {
+                endpoint,
+                message: format!("cannot build the request: {e}"),
+            })?;
+        let response =
+            self.http
+                .execute(reqwest_request)
+                .await
+                .map_err(|e| HsError::Connection {
+                    endpoint,
+                    message: error_chain(&e),
+                })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| HsError::Connection {
+            endpoint,
+            message: error_chain(&e),
+        })?;
+        let mut builder = http::Response::builder().status(status);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        let http_response = builder.body(body.as_ref()).map_err(|e| HsError::Protocol {
+            endpoint,
+            message: e.to_string(),
+        })?;
+        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| match e {
+            FromHttpResponseError::Server(err) => {
+                let (errcode, message, retry_after) = match err.matrix_error() {
+                    Some(m) => describe(m),
+                    None => ("(uiaa)".to_owned(), err.to_string(), None),
+                };
+                HsError::Status {
+                    endpoint,
+                    status: status.as_u16(),
+                    errcode,
+                    message,
+                    retry_after,
+                }
+            }
+            other => HsError::Protocol {
+                endpoint,
+                message: format!("cannot read the homeserver's answer ({status}): {other}"),
+            },
+        })
+    }
+}
+
+/// The endpoint error types the client reads: the standard error, and the UIAA answer of
+/// registration, which wraps one.
+pub trait MatrixErrorInfo: std::fmt::Display {
+    /// The standard Matrix error inside, if any.
+    fn matrix_error(&self) -> Option<&ruma::api::error::Error>;
+}
+
+impl MatrixErrorInfo for ruma::api::error::Error {
+    fn matrix_error(&self) -> Option<&ruma::api::error::Error> {
+        Some(self)
+    }
+}
+
+impl MatrixErrorInfo for ruma::api::client::uiaa::UiaaResponse {
+    fn matrix_error(&self) -> Option<&ruma::api::error::Error> {
+        match self {
+            ruma::api::client::uiaa::UiaaResponse::MatrixError(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn describe(err: &ruma::api::error::Error) -> (String, String, Option<Duration>) {
+    match &err.body {
+        ruma::api::error::ErrorBody::Standard(std) => (
+            std.kind.errcode().to_string(),
+            std.message.clone(),
+            match &std.kind {
+                ErrorKind::LimitExceeded(data) => match data.retry_after {
+                    Some(RetryAfter::Delay(d)) => Some(d),
+                    Some(RetryAfter::DateTime(t)) => {
+                        t.duration_since(std::time::SystemTime::now()).ok()
+                    }
+                    None => None,
+                },
+                _ => None,
+            },
+        ),
+        other => ("(none)".to_owned(), format!("{other:?}"), None),
+    }
+}
+
+fn endpoint_name<R>() -> &'static str {
+    // `ruma_client_api::membership::join_room_by_id::v3::Request` → `join_room_by_id`
+    let full = std::any::type_name::<R>();
+    full.rsplit("::").nth(2).unwrap_or(full)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_honours_the_server() {
+        let p = RetryPolicy::FOREVER;
+        assert_eq!(p.delay(0, None), Duration::from_millis(250));
+        assert_eq!(p.delay(1, None), Duration::from_millis(500));
+        assert_eq!(p.delay(20, None), Duration::from_secs(30));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let status = |status, errcode: &str| HsError::Status {
+            endpoint: "x",
+            status,
+            errcode: errcode.into(),
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            status(429, "M_LIMIT_EXCEEDED").retry_kind(),
+            RetryKind::Transient(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(
+            status(502, "M_UNKNOWN").retry_kind(),
+            RetryKind::Transient(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(
+            status(403, "M_FORBIDDEN").retry_kind(),
+            RetryKind::Permanent
+        );
+        let conn = HsError::Connection {
+            endpoint: "x",
+            message: "refused".into(),
+        };
+        assert_eq!(conn.retry_kind(), RetryKind::Transient(None));
+    }
+
+    #[test]
+    fn endpoint_names_are_short() {
+        assert_eq!(
+            endpoint_name::<ruma::api::client::membership::join_room_by_id::v3::Request>(),
+            "join_room_by_id"
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! Start-up work against the homeserver: register the bot, set its display name, and ping
+//! so that the homeserver delivers its backlog at once. Each step is retried with backoff
+//! until it succeeds; Boardroom serves meanwhile, and logs exactly what failed.
+
+use ruma::api::client::{
+    account::register::{self, LoginType, RegistrationKind},
+    appservice::request_ping,
+    profile::{ProfileFieldValue, set_profile_field},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{HomeserverClient, HsError, RetryPolicy};
+use crate::config::Settings;
+
+/// The bot's display name.
+pub const BOT_DISPLAY_NAME: &str = "Boardroom";
+
+/// Registers a user in our namespace (`inhibit_login`); `M_USER_IN_USE` means it exists.
+pub async fn register_user(client: &HomeserverClient, localpart: &str) -> Result<(), HsError> {
+    let mut req = register::v3::Request::new();
+    req.username = Some(localpart.to_owned());
+    req.login_type = Some(LoginType::ApplicationService);
+    req.inhibit_login = true;
+    req.kind = RegistrationKind::User;
+    match client.send(req, None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the start-up steps, each until it succeeds or `shutdown`.
+pub async fn run(settings: &Settings, client: HomeserverClient, shutdown: CancellationToken) {
+    let client = client.with_retry(RetryPolicy::FOREVER);
+    let bot = settings.bot_user_id.clone();
+    let localpart = settings.raw.appservice.bot_localpart.clone();
+    let steps = async {
+        register_user(&client, &localpart)
+            .await
+            .map_err(|e| ("register the bot", e))?;
+        tracing::info!(user_id = %bot, "bot registered");
+        let req = set_profile_field::v3::Request::new(
+            bot.clone(),
+            ProfileFieldValue::DisplayName(BOT_DISPLAY_NAME.to_owned()),
+        );
+        client
+            .send(req, None)
+            .await
+            .map_err(|e| ("set the bot's display name", e))?;
+        let ping = request_ping::v1::Request::new(settings.raw.appservice.id.clone());
+        let pong = client
+            .send(ping, None)
+            .await
+            .map_err(|e| ("ping from the homeserver", e))?;
+        tracing::info!(
+            round_trip_ms = pong.duration.as_millis() as u64,
+            "homeserver reached us: ping answered"
+        );
+        Ok::<(), (&str, HsError)>(())
+    };
+    tokio::select! {
+        r = steps => if let Err((what, e)) = r {
+            tracing::error!(error = %e, "start-up could not {what}");
+        },
+        () = shutdown.cancelled() => {},
+    }
+}

@@ -1,0 +1,137 @@
+//! The `boardroom` command: a thin shell over the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use boardroom::{
+    Config,
+    config::{LogFormat, Settings},
+    registration, server,
+};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Boardroom: task boards on Matrix, as an application service.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        env = "BOARDROOM_CONFIG",
+        default_value = "boardroom.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the appservice API and run the bot.
+    Serve,
+    /// Print the registration YAML for the homeserver.
+    Registration,
+    /// Check the config; exits non-zero naming the wrong key.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Config::load(&cli.config).and_then(|c| c.validate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("boardroom: {}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Cmd::CheckConfig => {
+            println!(
+                "{}: OK (bot {}, homeserver {})",
+                cli.config.display(),
+                settings.bot_user_id,
+                settings.homeserver_url
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::Registration => match registration::registration_yaml(&settings) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("boardroom: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Serve => run_serve(settings),
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.raw.logging.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.raw.logging.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn run_serve(settings: Settings) -> ExitCode {
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boardroom: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| boardroom::Error::Config {
+                key: "appservice.listen".into(),
+                problem: format!("cannot listen on {}: {e}", settings.listen),
+            })?;
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        server::serve(settings, listener, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Boardroom failed");
+            eprintln!("boardroom: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,116 @@
+//! Drains the durable inbound queue: in order within a room (one lane per room), in
+//! parallel across rooms. Each entry is handled ([`handler`]) into outbound actions, which
+//! are queued in the outbox in the same atomic write that marks the entry processed.
+
+pub mod handler;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    domain::live::LiveState,
+    store::{Store, inbound::PendingEntry},
+};
+
+/// What processing needs.
+#[derive(Debug)]
+pub struct Context {
+    /// The validated config.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub store: Store,
+    /// Woken when the outbox has new entries.
+    pub outbox_notify: Arc<Notify>,
+    /// Woken when the inbound queue has new entries.
+    pub inbound_notify: Arc<Notify>,
+    /// Typing and presence.
+    pub live: Arc<LiveState>,
+}
+
+/// Runs until `shutdown`: routes pending entries to per-room lanes.
+pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut next = 0u64;
+    let mut lanes: HashMap<String, mpsc::UnboundedSender<PendingEntry>> = HashMap::new();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let batch = match ctx.store.pending_from(next, 1024) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the inbound queue; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                () = ctx.inbound_notify.notified() => continue,
+                () = shutdown.cancelled() => return,
+            }
+        }
+        for entry in batch {
+            next = entry.seq + 1;
+            let lane = lanes
+                .entry(entry.room_id.clone())
+                .or_insert_with(|| spawn_lane(ctx.clone(), shutdown.clone()));
+            if let Err(mpsc::error::SendError(entry)) = lane.send(entry) {
+                // The lane ended (shutdown): the entry stays pending for the next start.
+                tracing::debug!(seq = entry.seq, "lane closed");
+            }
+        }
+    }
+}
+
+fn spawn_lane(
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) -> mpsc::UnboundedSender<PendingEntry> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<PendingEntry>();
+    tokio::spawn(async move {
+        loop {
+            let entry = tokio::select! {
+                e = rx.recv() => match e { Some(e) => e, None => return },
+                () = shutdown.cancelled() => return,
+            };
+            process_entry(&ctx, entry, &shutdown).await;
+        }
+    });
+    tx
+}
+
+async fn process_entry(ctx: &Context, entry: PendingEntry, shutdown: &CancellationToken) {
+    let span = tracing::info_span!("process", seq = entry.seq, room_id = %entry.room_id);
+    let _enter = span.enter();
+    let actions = handler::handle(ctx, &entry);
+    let mut encoded = Vec::with_capacity(actions.len());
+    for a in &actions {
+        match serde_json::to_vec(a) {
+            Ok(v) => encoded.push(v),
+            Err(e) => tracing::error!(error = %e, "cannot encode an action; dropped"),
+        }
+    }
+    // The write that marks the entry done also queues its actions: retry until it lands.
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ctx.store.complete_pending(entry.seq, &encoded) {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the processed entry; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {},
+                    () = shutdown.cancelled() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    if !encoded.is_empty() {
+        ctx.outbox_notify.notify_one();
+    }
+}

@@ -1,0 +1,106 @@
+//! Wiring: opens the store, builds the router, starts the workers, serves until shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Router, extract::Request};
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    appservice::{self, AppState},
+    config::Settings,
+    domain::live::LiveState,
+    error::{Error, Result},
+    homeserver::{Auth, HomeserverClient, outbox, startup},
+    process::{self, Context},
+    store::Store,
+};
+
+/// Everything a running Boardroom holds.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Config, store, queues, live state.
+    pub ctx: Arc<Context>,
+    /// The appservice's homeserver client.
+    pub client: HomeserverClient,
+}
+
+impl App {
+    /// Opens the database and builds the client; starts nothing.
+    pub fn new(settings: Settings) -> Result<Self> {
+        let store = Store::open(&settings.raw.database.path)?;
+        let client = HomeserverClient::new(
+            &settings.homeserver_url,
+            Auth::Appservice(settings.as_token.clone()),
+        )?;
+        let ctx = Arc::new(Context {
+            settings: Arc::new(settings),
+            store,
+            outbox_notify: Arc::new(Notify::new()),
+            inbound_notify: Arc::new(Notify::new()),
+            live: Arc::new(LiveState::default()),
+        });
+        Ok(Self { ctx, client })
+    }
+
+    /// The HTTP surface: the appservice API, and Matrix-style 404 for anything else.
+    pub fn router(&self) -> Router {
+        appservice::router(AppState {
+            ctx: self.ctx.clone(),
+        })
+        .fallback(|| async { Error::Unrecognized })
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: a query string may carry a token.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
+    }
+
+    /// Starts the inbound dispatcher and the outbox worker.
+    pub fn spawn_processing(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        tasks.spawn(process::run_dispatcher(self.ctx.clone(), shutdown.clone()));
+        tasks.spawn(outbox::run(
+            self.ctx.store.clone(),
+            self.client.clone(),
+            self.ctx.outbox_notify.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then stops every task.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let app = App::new(settings)?;
+    let mut tasks = JoinSet::new();
+    app.spawn_processing(&mut tasks, &shutdown);
+    let startup_settings = app.ctx.settings.clone();
+    let startup_client = app.client.clone();
+    let startup_shutdown = shutdown.clone();
+    tasks.spawn(
+        async move { startup::run(&startup_settings, startup_client, startup_shutdown).await },
+    );
+
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        homeserver = app.client.base_url(),
+        bot = %app.ctx.settings.bot_user_id,
+        "Boardroom serving"
+    );
+    let served = axum::serve(listener, app.router())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not stop within 10 s");
+    }
+    tracing::info!("Boardroom stopped");
+    served.map_err(Error::Io)
+}

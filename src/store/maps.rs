@@ -1,0 +1,51 @@
+//! Every column family, declared in one table. Names read `key_value`.
+
+/// One column family: its name and what it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct MapDesc {
+    /// The column family's name.
+    pub name: &'static str,
+    /// Key → value, in words.
+    pub doc: &'static str,
+}
+
+/// Schema version, counters: `name` → value.
+pub const GLOBAL: &str = "global";
+/// Appservice transactions already stored: `txn_id` → SHA-256 of the body.
+pub const TXNID_DIGEST: &str = "txnid_digest";
+/// Timeline events already accepted (deduplication): `event_id` → inbound seq.
+pub const EVENTID_SEQ: &str = "eventid_seq";
+/// Accepted, not yet processed: `seq` → kind, room id and the raw event.
+pub const SEQ_PENDING: &str = "seq_pending";
+/// Outbound requests the homeserver has not accepted yet: `seq` → request.
+pub const SEQ_OUTBOX: &str = "seq_outbox";
+/// Outbound requests the homeserver refused for good: `seq` → request and error.
+pub const SEQ_OUTBOXDEAD: &str = "seq_outboxdead";
+
+/// The catalog.
+pub const MAPS: &[MapDesc] = &[
+    MapDesc {
+        name: GLOBAL,
+        doc: "name → value (schema version)",
+    },
+    MapDesc {
+        name: TXNID_DIGEST,
+        doc: "appservice txn id → SHA-256 of its body",
+    },
+    MapDesc {
+        name: EVENTID_SEQ,
+        doc: "event id → inbound seq (deduplication)",
+    },
+    MapDesc {
+        name: SEQ_PENDING,
+        doc: "inbound seq → event awaiting processing",
+    },
+    MapDesc {
+        name: SEQ_OUTBOX,
+        doc: "outbound seq → request not yet accepted",
+    },
+    MapDesc {
+        name: SEQ_OUTBOXDEAD,
+        doc: "outbound seq → request refused for good",
+    },
+];

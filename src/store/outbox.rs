@@ -1,0 +1,141 @@
+//! Outbound requests not yet accepted by the homeserver. Maps: `seq_outbox`,
+//! `seq_outboxdead`. A request leaves the outbox only when the homeserver accepted it or
+//! refused it for good (then it is kept in `seq_outboxdead` for the admin).
+
+use std::sync::Mutex;
+
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+
+use super::{Store, codec, maps};
+use crate::error::{Error, Result};
+
+/// Allocates outbox sequence numbers in write order.
+#[derive(Debug)]
+pub(crate) struct OutboxState {
+    next_seq: Mutex<u64>,
+}
+
+impl OutboxState {
+    pub(crate) fn load(db: &DB) -> Result<Self> {
+        // Dead entries keep their seq: never hand it out again.
+        let next =
+            super::next_seq(db, maps::SEQ_OUTBOX)?.max(super::next_seq(db, maps::SEQ_OUTBOXDEAD)?);
+        Ok(Self {
+            next_seq: Mutex::new(next),
+        })
+    }
+}
+
+impl Store {
+    /// Writes `batch` plus the given outbox entries atomically.
+    pub(crate) fn write_with_outbox(
+        &self,
+        mut batch: WriteBatch,
+        outbound: &[Vec<u8>],
+    ) -> Result<()> {
+        let cf = self.cf(maps::SEQ_OUTBOX)?;
+        let mut next = self
+            .outbox
+            .next_seq
+            .lock()
+            .map_err(|_| Error::Internal("outbox lock poisoned".into()))?;
+        let mut seq = *next;
+        for value in outbound {
+            batch.put_cf(cf, seq.to_be_bytes(), value);
+            seq += 1;
+        }
+        self.db.write(batch)?;
+        *next = seq;
+        Ok(())
+    }
+
+    /// Queues outbound requests on their own.
+    pub fn enqueue_outbound(&self, outbound: &[Vec<u8>]) -> Result<()> {
+        self.write_with_outbox(WriteBatch::default(), outbound)
+    }
+
+    /// Up to `limit` outbox entries with `seq >= from`, in order.
+    pub fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let cf = self.cf(maps::SEQ_OUTBOX)?;
+        let start = from.to_be_bytes();
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            out.push((codec::decode_u64(&k)?, v.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The homeserver accepted entry `seq`.
+    pub fn outbox_done(&self, seq: u64) -> Result<()> {
+        self.db
+            .delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The homeserver refused entry `seq` for good: keep it, with the error, for the admin.
+    pub fn outbox_dead(&self, seq: u64, value: &[u8], error: &str) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let record = serde_json::json!({
+            "request": String::from_utf8_lossy(value),
+            "error": error,
+        });
+        batch.put_cf(
+            self.cf(maps::SEQ_OUTBOXDEAD)?,
+            seq.to_be_bytes(),
+            record.to_string(),
+        );
+        batch.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes());
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Requests refused for good, oldest first.
+    pub fn outbox_dead_entries(&self, limit: usize) -> Result<Vec<(u64, String)>> {
+        let cf = self.cf(maps::SEQ_OUTBOXDEAD)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start).take(limit) {
+            let (k, v) = item?;
+            out.push((
+                codec::decode_u64(&k)?,
+                String::from_utf8_lossy(&v).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_leave_only_when_done_or_dead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .enqueue_outbound(&[b"a".to_vec(), b"b".to_vec()])
+            .expect("enqueue");
+        assert_eq!(
+            store.outbox_from(0, 10).expect("list"),
+            vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
+        );
+        store.outbox_done(1).expect("done");
+        store.outbox_dead(2, b"b", "M_FORBIDDEN").expect("dead");
+        assert!(store.outbox_from(0, 10).expect("list").is_empty());
+        let dead = store.outbox_dead_entries(10).expect("dead");
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].1.contains("M_FORBIDDEN"));
+        store.enqueue_outbound(&[b"c".to_vec()]).expect("enqueue");
+        assert_eq!(
+            store.outbox_from(0, 10).expect("list"),
+            vec![(3, b"c".to_vec())]
+        );
+    }
+}

@@ -34,6 +34,9 @@ pub enum Error {
     /// No such endpoint.
     #[error("unrecognized request")]
     Unrecognized,
+    /// The endpoint exists, but not with this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
     /// The configuration is wrong; names the key.
     #[error("config key `{key}`: {problem}")]
     Config { key: String, problem: String },
@@ -70,6 +73,7 @@ impl Error {
             Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
+            Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized),
             Error::Config { .. }
             | Error::Store(_)
             | Error::Homeserver(_)

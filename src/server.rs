@@ -58,7 +58,17 @@ impl App {
 
     /// Starts the inbound dispatcher and the outbox worker.
     pub fn spawn_processing(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        self.spawn_dispatcher(tasks, shutdown);
+        self.spawn_outbox(tasks, shutdown);
+    }
+
+    /// Starts the inbound dispatcher alone (tests inspect the outbox it fills).
+    pub fn spawn_dispatcher(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
         tasks.spawn(process::run_dispatcher(self.ctx.clone(), shutdown.clone()));
+    }
+
+    /// Starts the outbox worker alone.
+    pub fn spawn_outbox(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
         tasks.spawn(outbox::run(
             self.ctx.store.clone(),
             self.client.clone(),

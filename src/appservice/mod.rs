@@ -56,7 +56,7 @@ fn route<R: Metadata>(
     router: Router<AppState>,
     method: MethodRouter<AppState>,
 ) -> Router<AppState> {
-    let method = method.fallback(|| async { Error::Unrecognized });
+    let method = method.fallback(|| async { Error::MethodNotAllowed });
     R::PATH_BUILDER
         .all_paths()
         .fold(router, |r, path| r.route(path, method.clone()))

@@ -1,1 +1,8 @@
-fn main() {}
+//! Boardroom's integration tests, in one crate (one binary to link): router tests against
+//! a real RocksDB in a temporary directory, CLI tests of the real binary, and end-to-end
+//! tests against a real Synapse.
+
+mod appservice;
+mod bot;
+mod cli;
+mod harness;

@@ -1,0 +1,392 @@
+//! The appservice API through the router (`App::router` driven with `oneshot`), on a real
+//! RocksDB in a temporary directory. The outbox worker is not started, so the actions each
+//! transaction causes stay in the outbox where the test reads them.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use boardroom::{domain::Action, server::App, store::inbound::PendingEntry};
+use http::{Request, StatusCode};
+use ruma::events::room::message::Relation;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::harness::test_config;
+
+struct Fixture {
+    app: App,
+    _dir: tempfile::TempDir,
+    hs_token: String,
+    _tasks: JoinSet<()>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = test_config(
+        "http://127.0.0.1:9",
+        "127.0.0.1:9".parse().expect("addr"),
+        &dir.path().join("db"),
+        "[permissions]\nboard_creators = [\"@*:localhost\"]",
+    );
+    let settings = config.validate().expect("valid");
+    let hs_token = settings.hs_token.expose().to_owned();
+    let app = App::new(settings).expect("app");
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    app.spawn_dispatcher(&mut tasks, &shutdown);
+    Fixture {
+        app,
+        _dir: dir,
+        hs_token,
+        _tasks: tasks,
+        shutdown,
+    }
+}
+
+impl Fixture {
+    async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.app.router().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn put_txn(&self, txn: &str, body: impl Into<Body>, token: Option<&str>) -> Request<Body> {
+        let mut b = Request::put(format!("/_matrix/app/v1/transactions/{txn}"))
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(body.into()).expect("request")
+    }
+
+    async fn txn(&self, txn: &str, body: Value) -> StatusCode {
+        let token = self.hs_token.clone();
+        self.call(self.put_txn(txn, body.to_string(), Some(&token)))
+            .await
+            .0
+    }
+
+    /// Waits until every accepted entry has been processed, then returns the outbox.
+    async fn processed_outbox(&self) -> Vec<Action> {
+        let store = &self.app.ctx.store;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !store.pending_from(0, 1).expect("pending").is_empty() {
+            assert!(Instant::now() < deadline, "entries were not processed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store
+            .outbox_from(0, 1000)
+            .expect("outbox")
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).expect("action"))
+            .collect()
+    }
+
+    fn pending(&self) -> Vec<PendingEntry> {
+        self.app.ctx.store.pending_from(0, 1000).expect("pending")
+    }
+}
+
+fn message(event_id: &str, sender: &str, body: &str) -> Value {
+    json!({
+        "type": "m.room.message",
+        "event_id": event_id,
+        "room_id": "!room:localhost",
+        "sender": sender,
+        "origin_server_ts": 1,
+        "content": { "msgtype": "m.text", "body": body },
+    })
+}
+
+fn replied_to(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendMessage { content, .. } => match &content.relates_to {
+                Some(Relation::Reply(r)) => Some(r.in_reply_to.event_id.to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_refusals_store_nothing() {
+    let f = fixture();
+    let body = json!({ "events": [message("$a", "@alice:localhost", "!help")] }).to_string();
+
+    let (status, err) = f.call(f.put_txn("1", body.clone(), None)).await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_UNAUTHORIZED"))
+    );
+    let (status, err) = f.call(f.put_txn("1", body.clone(), Some("wrong"))).await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
+    );
+    // The legacy query-string token works too, and a wrong one is refused the same way.
+    let req = Request::put("/_matrix/app/v1/transactions/1?access_token=wrong")
+        .body(Body::from(body.clone()))
+        .expect("request");
+    assert_eq!(f.call(req).await.0, StatusCode::FORBIDDEN);
+    for path in [
+        "/_matrix/app/v1/users/@boardroom:localhost",
+        "/_matrix/app/v1/rooms/%23x:localhost",
+    ] {
+        let (status, _) = f
+            .call(Request::get(path).body(Body::empty()).expect("request"))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert!(
+        f.pending().is_empty(),
+        "a refused transaction left something behind"
+    );
+    assert!(!f.app.ctx.store.is_event_seen("$a").expect("read"));
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_with_matrix_codes() {
+    let f = fixture();
+    let token = f.hs_token.clone();
+    let (status, err) = f.call(f.put_txn("1", "{not json", Some(&token))).await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_NOT_JSON"))
+    );
+    let (status, err) = f
+        .call(f.put_txn("2", r#"{"events": "nope"}"#, Some(&token)))
+        .await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON"))
+    );
+    let huge = format!(
+        r#"{{"events": [], "pad": "{}"}}"#,
+        "x".repeat(boardroom::appservice::MAX_BODY_BYTES)
+    );
+    let (status, err) = f.call(f.put_txn("3", huge, Some(&token))).await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE"))
+    );
+    assert!(f.pending().is_empty());
+
+    // A body of 100 events of 60 KiB each is accepted.
+    let events: Vec<Value> = (0..100)
+        .map(|i| {
+            message(
+                &format!("$big{i}"),
+                "@alice:localhost",
+                &"y".repeat(60 * 1024),
+            )
+        })
+        .collect();
+    assert_eq!(
+        f.txn("4", json!({ "events": events })).await,
+        StatusCode::OK
+    );
+
+    let (status, err) = f
+        .call(
+            Request::get("/_matrix/app/v1/nope")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED"))
+    );
+    let (status, err) = f
+        .call(
+            Request::get("/_matrix/app/v1/transactions/1")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("M_UNRECOGNIZED"))
+    );
+}
+
+#[tokio::test]
+async fn transactions_take_effect_once_by_event_id() {
+    let f = fixture();
+    let first = json!({ "events": [message("$help1", "@alice:localhost", "!help")] });
+
+    assert_eq!(f.txn("1", first.clone()).await, StatusCode::OK);
+    assert_eq!(replied_to(&f.processed_outbox().await), vec!["$help1"]);
+
+    // The same transaction again: acknowledged, no new effect.
+    assert_eq!(f.txn("1", first.clone()).await, StatusCode::OK);
+    // The same events under a new transaction id: no new effect.
+    assert_eq!(f.txn("2", first).await, StatusCode::OK);
+    assert_eq!(replied_to(&f.processed_outbox().await), vec!["$help1"]);
+
+    // A reused transaction id with new events (the homeserver restarted): processed.
+    let again = json!({ "events": [message("$help2", "@alice:localhost", "!help")] });
+    assert_eq!(f.txn("1", again).await, StatusCode::OK);
+    assert_eq!(
+        replied_to(&f.processed_outbox().await),
+        vec!["$help1", "$help2"]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_event_is_skipped_and_never_blocks_the_rest() {
+    let f = fixture();
+    let body = json!({ "events": [
+        { "type": "m.room.message", "room_id": "!room:localhost", "sender": "@alice:localhost" },
+        { "type": "m.room.message", "event_id": "$broken", "room_id": "!room:localhost",
+          "sender": "not a user id", "origin_server_ts": 1, "content": { "msgtype": "m.text", "body": "!help" } },
+        message("$ok", "@alice:localhost", "!help"),
+        message("$plain", "@alice:localhost", "just talking"),
+        message("$echo", "@boardroom:localhost", "!help"),
+        message("$virtual", "@boardroom_bot1:localhost", "!help"),
+    ]});
+    assert_eq!(f.txn("1", body).await, StatusCode::OK);
+    assert_eq!(
+        replied_to(&f.processed_outbox().await),
+        vec!["$ok"],
+        "only the person's command is answered"
+    );
+    // And the next transaction goes through as usual.
+    let next = json!({ "events": [message("$next", "@alice:localhost", "!nonsense")] });
+    assert_eq!(f.txn("2", next).await, StatusCode::OK);
+    assert_eq!(
+        replied_to(&f.processed_outbox().await),
+        vec!["$ok", "$next"]
+    );
+}
+
+#[tokio::test]
+async fn invites_are_accepted_from_creators_only() {
+    let f = fixture();
+    let invite = |id: &str, room: &str, sender: &str| {
+        json!({
+            "type": "m.room.member", "event_id": id, "room_id": room, "sender": sender,
+            "state_key": "@boardroom:localhost", "origin_server_ts": 1,
+            "content": { "membership": "invite" },
+        })
+    };
+    let body = json!({ "events": [
+        invite("$i1", "!a:localhost", "@alice:localhost"),
+        invite("$i2", "!b:localhost", "@mallory:elsewhere.example"),
+    ]});
+    assert_eq!(f.txn("1", body).await, StatusCode::OK);
+    let mut actions: Vec<String> = f
+        .processed_outbox()
+        .await
+        .iter()
+        .map(|a| match a {
+            Action::JoinRoom { room_id, .. } => format!("join {room_id}"),
+            Action::LeaveRoom {
+                room_id, reason, ..
+            } => {
+                assert!(
+                    reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("board_creators"))
+                );
+                format!("leave {room_id}")
+            }
+            Action::SendMessage { .. } => "send".to_owned(),
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(actions, vec!["join !a:localhost", "leave !b:localhost"]);
+}
+
+#[tokio::test]
+async fn ephemeral_data_is_read_under_both_keys() {
+    let f = fixture();
+    let body = json!({
+        "events": [],
+        "ephemeral": [
+            { "type": "m.typing", "room_id": "!room:localhost",
+              "content": { "user_ids": ["@alice:localhost", "@boardroom:localhost"] } },
+        ],
+        "de.sorunome.msc2409.ephemeral": [
+            { "type": "m.presence", "sender": "@bob:localhost", "content": { "presence": "online" } },
+            { "type": "m.receipt", "room_id": "!room:localhost",
+              "content": { "$ev": { "m.read": { "@bob:localhost": { "ts": 1 } } } } },
+        ],
+    });
+    assert_eq!(f.txn("1", body).await, StatusCode::OK);
+    let live = &f.app.ctx.live;
+    let typing: Vec<String> = live
+        .typing(ruma::room_id!("!room:localhost"))
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    assert_eq!(
+        typing,
+        vec!["@alice:localhost"],
+        "the bot's own typing is filtered"
+    );
+    let presence = live
+        .presence(ruma::user_id!("@bob:localhost"))
+        .expect("bob's presence");
+    assert_eq!(presence.state, ruma::presence::PresenceState::Online);
+    // The receipt was stored durably and then processed.
+    assert!(f.processed_outbox().await.is_empty());
+}
+
+#[tokio::test]
+async fn queries_and_ping() {
+    let f = fixture();
+    let token = f.hs_token.clone();
+    let get = |path: &str| {
+        Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(
+        f.call(get("/_matrix/app/v1/users/@boardroom:localhost"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, err) = f
+        .call(get("/_matrix/app/v1/users/@boardroom_ghost:localhost"))
+        .await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
+    );
+    let (status, err) = f
+        .call(get("/_matrix/app/v1/rooms/%23boardroom_x:localhost"))
+        .await;
+    assert_eq!(
+        (status, err["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
+    );
+    let ping = Request::post("/_matrix/app/v1/ping")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"transaction_id":"t1"}"#))
+        .expect("request");
+    let (status, body) = f.call(ping).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+}

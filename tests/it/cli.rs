@@ -1,0 +1,96 @@
+//! The real binary: `check-config` and `registration`.
+
+use std::process::Command;
+
+fn boardroom(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("BOARDROOM__HOMESERVER__URL")
+        .output()
+        .expect("run boardroom")
+}
+
+const GOOD: &str = r#"
+[homeserver]
+url = "http://127.0.0.1:8008"
+server_name = "example.org"
+[appservice]
+url = "http://127.0.0.1:9009"
+as_token = "as-secret-token"
+hs_token = "hs-secret-token"
+[database]
+path = "/tmp/boardroom-cli-test"
+"#;
+
+#[test]
+fn check_config_names_a_missing_homeserver_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("boardroom.toml");
+    std::fs::write(&path, GOOD.replace("url = \"http://127.0.0.1:8008\"\n", "")).expect("write");
+    let out = boardroom(&["check-config"], &path);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("homeserver.url"), "{stderr}");
+
+    std::fs::write(&path, GOOD).expect("write");
+    let out = boardroom(&["check-config"], &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_names_bad_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("boardroom.toml");
+    for (from, to, key) in [
+        (
+            "url = \"http://127.0.0.1:8008\"",
+            "url = \"ftp://x\"",
+            "homeserver.url",
+        ),
+        (
+            "hs_token = \"hs-secret-token\"",
+            "hs_token = \"as-secret-token\"",
+            "appservice.hs_token",
+        ),
+        (
+            "[database]",
+            "[logging]\nformat = \"xml\"\n[database]",
+            "logging.format",
+        ),
+    ] {
+        std::fs::write(&path, GOOD.replace(from, to)).expect("write");
+        let out = boardroom(&["check-config"], &path);
+        assert!(!out.status.success(), "{to} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+        assert!(
+            !stderr.contains("as-secret-token"),
+            "a token was printed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn registration_prints_what_synapse_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("boardroom.toml");
+    std::fs::write(&path, GOOD).expect("write");
+    let out = boardroom(&["registration"], &path);
+    assert!(out.status.success());
+    let yaml = String::from_utf8(out.stdout).expect("utf-8");
+    for needle in [
+        "as_token: \"as-secret-token\"",
+        "hs_token: \"hs-secret-token\"",
+        "sender_localpart: \"boardroom\"",
+        "rate_limited: false",
+        "receive_ephemeral: true",
+    ] {
+        assert!(yaml.contains(needle), "{needle} missing from\n{yaml}");
+    }
+}

@@ -1,0 +1,486 @@
+//! The end-to-end harness: a real Synapse from PyPI (started through `scripts/synapse.py`
+//! with the venv that `scripts/setup.sh` installs), Boardroom in-process on a loopback
+//! port, and Matrix users acting through the client-server API with ruma's types.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use boardroom::{
+    Config,
+    config::Settings,
+    homeserver::{Auth, HomeserverClient, RetryPolicy},
+};
+use hmac::{KeyInit, Mac};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    api::client::{
+        message::{get_message_events, send_message_event},
+        room::create_room,
+    },
+    events::{
+        AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, MessageLikeEvent, StateEvent,
+        room::{member::MembershipState, message::RoomMessageEventContent},
+    },
+    serde::Raw,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// The server name every test homeserver uses.
+pub(crate) const SERVER_NAME: &str = "localhost";
+const SHARED_SECRET: &str = "boardroom-test-shared-secret";
+
+/// The project's root.
+pub(crate) fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Synapse venv `scripts/setup.sh` installs.
+pub(crate) fn synapse_python() -> PathBuf {
+    let venv = std::env::var_os("BOARDROOM_SYNAPSE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("BOARDROOM_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/boardroom")
+                });
+            cache.join("synapse-1.163.2")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "no Synapse venv at {}: run scripts/setup.sh (the README's test command does)",
+        venv.display()
+    );
+    python
+}
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running Synapse; stopped (by its pid) when dropped.
+pub(crate) struct Synapse {
+    child: Option<Child>,
+    /// Its working directory.
+    pub(crate) dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>`
+    pub(crate) url: String,
+}
+
+impl Synapse {
+    async fn spawn(&mut self, port: u16, registrations: &[PathBuf]) {
+        let mut cmd = Command::new(synapse_python());
+        cmd.arg(project_root().join("scripts/synapse.py"))
+            .args(["run", "--dir"])
+            .arg(self.dir.path())
+            .args(["--port", &port.to_string(), "--server-name", SERVER_NAME])
+            .args(["--shared-secret", SHARED_SECRET]);
+        for r in registrations {
+            cmd.arg("--registration").arg(r);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        self.child = Some(cmd.spawn().expect("start synapse"));
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http
+                .get(format!("{}/_matrix/client/versions", self.url))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "synapse exited with {status}; see {}/homeserver.log",
+                    self.dir.path().display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "synapse did not answer within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Registers `localpart` (password `password`) and returns a client acting as them.
+    pub(crate) async fn register(&self, localpart: &str) -> User {
+        let http = reqwest::Client::new();
+        let endpoint = format!("{}/_synapse/admin/v1/register", self.url);
+        let nonce: serde_json::Value = http
+            .get(&endpoint)
+            .send()
+            .await
+            .expect("nonce")
+            .json()
+            .await
+            .expect("nonce json");
+        let nonce = nonce["nonce"].as_str().expect("nonce field").to_owned();
+        let password = "password";
+        let mut mac =
+            hmac::Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).expect("hmac");
+        mac.update(format!("{nonce}\0{localpart}\0{password}\0notadmin").as_bytes());
+        let mac_hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let resp: serde_json::Value = http
+            .post(&endpoint)
+            .json(&serde_json::json!({
+                "nonce": nonce, "username": localpart, "password": password,
+                "admin": false, "mac": mac_hex,
+            }))
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("register json");
+        let token = resp["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {resp}"));
+        let user_id: OwnedUserId = resp["user_id"]
+            .as_str()
+            .expect("user_id")
+            .try_into()
+            .expect("user id");
+        let client =
+            HomeserverClient::new(&self.url, Auth::User(boardroom::config::Secret::new(token)))
+                .expect("client")
+                .with_retry(RetryPolicy::SHORT);
+        User { user_id, client }
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM by pid, then reap; SIGKILL if it lingers.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new(synapse_python())
+            .arg(project_root().join("scripts/synapse.py"))
+            .args(["clean", "--dir"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A Boardroom config for tests: loopback, a temporary database.
+pub(crate) fn test_config(hs_url: &str, listen: SocketAddr, db: &Path, extra: &str) -> Config {
+    let text = format!(
+        r#"
+        [homeserver]
+        url = "{hs_url}"
+        server_name = "{SERVER_NAME}"
+        [appservice]
+        id = "boardroom-test"
+        listen = "{listen}"
+        url = "http://{listen}"
+        as_token = "as-{rand}"
+        hs_token = "hs-{rand}"
+        [database]
+        path = "{db}"
+        [logging]
+        level = "info,boardroom=debug"
+        {extra}
+        "#,
+        rand = free_port(),
+        db = db.display(),
+    );
+    Config::from_toml_with_env(&text, std::iter::empty()).expect("test config")
+}
+
+/// Boardroom running in this process; `stop` shuts it down like SIGTERM would.
+pub(crate) struct Boardroom {
+    /// The config it runs with.
+    pub(crate) settings: Settings,
+    /// Where its config file is.
+    pub(crate) config_path: PathBuf,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Boardroom {
+    /// Starts serving on `settings.listen`.
+    pub(crate) async fn start(settings: Settings, config_path: PathBuf) -> Boardroom {
+        init_tracing();
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .expect("bind boardroom");
+        let shutdown = CancellationToken::new();
+        let s = settings.clone();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = boardroom::server::serve(s, listener, token).await {
+                panic!("boardroom failed: {e}");
+            }
+        });
+        Boardroom {
+            settings,
+            config_path,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops it and waits until it has.
+    pub(crate) async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.expect("boardroom task");
+        }
+    }
+
+    /// The bot's user id.
+    pub(crate) fn bot(&self) -> &UserId {
+        &self.settings.bot_user_id
+    }
+}
+
+impl Drop for Boardroom {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,boardroom=info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Synapse and Boardroom wired together, as a deployment would be.
+pub(crate) struct Stack {
+    /// Dropped last: Boardroom talks to it.
+    pub(crate) synapse: Synapse,
+    /// Boardroom.
+    pub(crate) boardroom: Boardroom,
+    /// Holds the database and config.
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Writes a config, has `boardroom registration` (the real binary) print the
+    /// registration, starts Synapse with it, then starts Boardroom.
+    pub(crate) async fn start(extra_config: &str) -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("boardroom-it-")
+            .tempdir()
+            .expect("tempdir");
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let hs_port = free_port();
+        let hs_url = format!("http://127.0.0.1:{hs_port}");
+        let config = test_config(&hs_url, listen, &dir.path().join("db"), extra_config);
+        let config_path = dir.path().join("boardroom.toml");
+        std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
+            .expect("write config");
+        let registration = registration_from_binary(&config_path);
+        let reg_path = dir.path().join("registration.yaml");
+        std::fs::write(&reg_path, registration).expect("write registration");
+
+        let synapse_dir = tempfile::Builder::new()
+            .prefix("boardroom-synapse-")
+            .tempdir()
+            .expect("tempdir");
+        let mut synapse = Synapse {
+            child: None,
+            dir: synapse_dir,
+            url: hs_url,
+        };
+        synapse.spawn(hs_port, &[reg_path]).await;
+        let settings = config.validate().expect("valid config");
+        let boardroom = Boardroom::start(settings, config_path).await;
+        Stack {
+            synapse,
+            boardroom,
+            _dir: dir,
+        }
+    }
+
+    /// Stops Boardroom and starts it again on the same port and database.
+    pub(crate) async fn restart_boardroom(&mut self) {
+        self.boardroom.stop().await;
+        self.boardroom = Boardroom::start(
+            self.boardroom.settings.clone(),
+            self.boardroom.config_path.clone(),
+        )
+        .await;
+    }
+}
+
+/// Runs `boardroom registration --config <path>` and returns what it printed.
+pub(crate) fn registration_from_binary(config_path: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .arg("registration")
+        .arg("--config")
+        .arg(config_path)
+        .output()
+        .expect("run boardroom registration");
+    assert!(
+        out.status.success(),
+        "registration failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A Matrix user acting through the client-server API.
+pub(crate) struct User {
+    /// Who.
+    pub(crate) user_id: OwnedUserId,
+    /// Their client.
+    pub(crate) client: HomeserverClient,
+}
+
+impl User {
+    /// Creates a private room and invites `invitees`.
+    pub(crate) async fn create_room(&self, invitees: &[&UserId]) -> OwnedRoomId {
+        let mut req = create_room::v3::Request::new();
+        req.invite = invitees.iter().map(|u| (*u).to_owned()).collect();
+        req.is_direct = invitees.len() == 1;
+        req.preset = Some(create_room::v3::RoomPreset::TrustedPrivateChat);
+        self.client
+            .send(req, None)
+            .await
+            .expect("create room")
+            .room_id
+    }
+
+    /// Sends a message; returns its event id.
+    pub(crate) async fn send(
+        &self,
+        room: &RoomId,
+        content: RoomMessageEventContent,
+    ) -> OwnedEventId {
+        let req = send_message_event::v3::Request::new(
+            room.to_owned(),
+            ruma::TransactionId::new(),
+            &content,
+        )
+        .expect("request");
+        self.client.send(req, None).await.expect("send").event_id
+    }
+
+    /// Sends a plain text message.
+    pub(crate) async fn say(&self, room: &RoomId, body: &str) -> OwnedEventId {
+        self.send(room, RoomMessageEventContent::text_plain(body))
+            .await
+    }
+
+    /// The room's latest events, oldest first.
+    pub(crate) async fn timeline(&self, room: &RoomId) -> Vec<Raw<AnyTimelineEvent>> {
+        let mut req = get_message_events::v3::Request::backward(room.to_owned());
+        req.limit = 200u32.into();
+        let mut chunk = self.client.send(req, None).await.expect("messages").chunk;
+        chunk.reverse();
+        chunk
+    }
+
+    /// Polls the timeline until `pick` finds something, or panics after `timeout`.
+    pub(crate) async fn wait_for<T>(
+        &self,
+        room: &RoomId,
+        timeout: Duration,
+        what: &str,
+        mut pick: impl FnMut(&[AnyTimelineEvent]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events: Vec<AnyTimelineEvent> = self
+                .timeline(room)
+                .await
+                .iter()
+                .filter_map(|r| r.deserialize().ok())
+                .collect();
+            if let Some(t) = pick(&events) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `member` has `membership` in `room`; returns the membership's reason.
+    pub(crate) async fn wait_for_membership(
+        &self,
+        room: &RoomId,
+        member: &UserId,
+        membership: MembershipState,
+    ) -> Option<String> {
+        self.wait_for(
+            room,
+            Duration::from_secs(15),
+            &format!("{member} to be {membership}"),
+            |events| {
+                events.iter().rev().find_map(|e| match e {
+                    AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(
+                        ev,
+                    ))) if ev.state_key == member => Some(
+                        (ev.content.membership == membership).then(|| ev.content.reason.clone()),
+                    ),
+                    _ => None,
+                })?
+            },
+        )
+        .await
+    }
+}
+
+/// The bot's messages in `events` that reply to `command` (in a thread or not).
+pub(crate) fn replies_to<'a>(
+    events: &'a [AnyTimelineEvent],
+    bot: &UserId,
+    command: &ruma::EventId,
+) -> Vec<&'a ruma::events::room::message::OriginalRoomMessageEvent> {
+    use ruma::events::room::message::Relation;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
+                MessageLikeEvent::Original(m),
+            )) if m.sender == bot => {
+                let target = match &m.content.relates_to {
+                    Some(Relation::Reply(r)) => Some(&r.in_reply_to.event_id),
+                    Some(Relation::Thread(t)) => t.in_reply_to.as_ref().map(|r| &r.event_id),
+                    _ => None,
+                };
+                (target.map(|t| t.as_ref()) == Some(command)).then_some(m)
+            }
+            _ => None,
+        })
+        .collect()
+}

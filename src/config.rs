@@ -553,3 +553,63 @@ mod tests {
         assert!(!glob_match("@a*e:*", "@bob:x"));
     }
 }
+
+/// `config.example.toml` against the config type: every key of the type appears in the
+/// example (set, or commented out as `# key = …`), the example names no key the type lacks,
+/// and the example is a valid config.
+#[cfg(test)]
+mod example_drift {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    /// Keys of a config with every optional field set.
+    fn type_keys() -> BTreeSet<String> {
+        let mut c =
+            Config::from_toml_with_env(EXAMPLE, std::iter::empty()).expect("example parses");
+        c.appservice.as_token_file = Some("x".into());
+        c.appservice.hs_token_file = Some("x".into());
+        let value = toml::Value::try_from(&c).expect("serialize");
+        let mut keys = BTreeSet::new();
+        for (section, table) in value.as_table().expect("table") {
+            for key in table.as_table().expect("section table").keys() {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    /// Keys the example sets or shows commented out.
+    fn example_keys() -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let mut section = String::new();
+        for line in EXAMPLE.lines() {
+            let line = line.trim();
+            if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                section = s.to_owned();
+                continue;
+            }
+            let code = line.strip_prefix("# ").unwrap_or(line);
+            if let Some((key, _)) = code.split_once(" = ")
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn example_and_type_have_the_same_keys() {
+        assert_eq!(example_keys(), type_keys());
+    }
+
+    #[test]
+    fn example_is_a_valid_config() {
+        let c = Config::from_toml_with_env(EXAMPLE, std::iter::empty()).expect("parses");
+        c.validate().expect("valid");
+    }
+}

@@ -6,3 +6,4 @@ mod appservice;
 mod bot;
 mod cli;
 mod harness;
+mod outbox;

@@ -1,0 +1,178 @@
+//! Faults Synapse cannot be made to produce on demand — a 429 with `retry_after_ms`, a 502,
+//! a permanent refusal — from a small mock homeserver on loopback, against the real outbox
+//! worker and a real RocksDB.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, RawQuery, State},
+    http::StatusCode,
+    routing::put,
+};
+use boardroom::{
+    config::Secret,
+    domain::{Action, action::derived_txn_id},
+    homeserver::{Auth, HomeserverClient, outbox},
+    store::Store,
+};
+use ruma::{events::room::message::RoomMessageEventContent, owned_room_id, owned_user_id};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+struct Mock {
+    /// Answers to give, in order; then 200.
+    script: Arc<Mutex<Vec<(StatusCode, Value)>>>,
+    /// (room, txn id, query string, when) of every attempt.
+    seen: Arc<Mutex<Vec<(String, String, String, Instant)>>>,
+}
+
+async fn send(
+    State(mock): State<Mock>,
+    Path((room, _ty, txn)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> (StatusCode, Json<Value>) {
+    mock.seen
+        .lock()
+        .expect("lock")
+        .push((room, txn, query.unwrap_or_default(), Instant::now()));
+    let next = {
+        let mut s = mock.script.lock().expect("lock");
+        (!s.is_empty()).then(|| s.remove(0))
+    };
+    match next {
+        Some((status, body)) => (status, Json(body)),
+        None => (StatusCode::OK, Json(json!({ "event_id": "$sent" }))),
+    }
+}
+
+async fn start_mock(mock: Mock) -> String {
+    let app = Router::new()
+        .route("/_matrix/client/v3/rooms/{room}/send/{ty}/{txn}", put(send))
+        .with_state(mock);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("mock") });
+    url
+}
+
+fn message(room: &str, as_user: Option<&str>, cause: &str) -> Vec<u8> {
+    let action = Action::SendMessage {
+        room_id: room.try_into().expect("room id"),
+        as_user: as_user.map(|u| u.try_into().expect("user id")),
+        txn_id: derived_txn_id(cause, 0),
+        content: Box::new(RoomMessageEventContent::notice_plain("hello")),
+    };
+    serde_json::to_vec(&action).expect("encode")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
+    let mock = Mock::default();
+    *mock.script.lock().expect("lock") = vec![
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 700 }),
+        ),
+        (
+            StatusCode::BAD_GATEWAY,
+            json!({ "errcode": "M_UNKNOWN", "error": "upstream" }),
+        ),
+        // The first message is then accepted; the second is refused for good.
+        (StatusCode::OK, json!({ "event_id": "$first" })),
+        (
+            StatusCode::FORBIDDEN,
+            json!({ "errcode": "M_FORBIDDEN", "error": "not in room" }),
+        ),
+    ];
+    let url = start_mock(mock.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    store
+        .enqueue_outbound(&[
+            message("!a:localhost", Some("@boardroom_app:localhost"), "$c1"),
+            message("!b:localhost", None, "$c2"),
+        ])
+        .expect("enqueue");
+    let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(outbox::run(
+        store.clone(),
+        client,
+        Arc::new(Notify::new()),
+        shutdown.clone(),
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.outbox_from(0, 10).expect("outbox").is_empty() {
+        assert!(Instant::now() < deadline, "the outbox did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.expect("worker");
+
+    let seen = mock.seen.lock().expect("lock").clone();
+    let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        rooms,
+        [
+            "!a:localhost",
+            "!a:localhost",
+            "!a:localhost",
+            "!b:localhost"
+        ]
+    );
+    // The same transaction id on every retry: the homeserver deduplicates.
+    assert!(seen[..3].iter().all(|s| s.1 == seen[0].1));
+    // The virtual user is asserted with `user_id`; the bot is not.
+    assert!(
+        seen[0].2.contains("user_id=%40boardroom_app%3Alocalhost"),
+        "{}",
+        seen[0].2
+    );
+    assert!(!seen[3].2.contains("user_id"));
+    // retry_after_ms was honoured.
+    let waited = seen[1].3 - seen[0].3;
+    assert!(
+        waited >= Duration::from_millis(700),
+        "retried after {waited:?}"
+    );
+    // The refused request is kept with the homeserver's error, and was tried once.
+    let dead = store.outbox_dead_entries(10).expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1.contains("M_FORBIDDEN") && dead[0].1.contains("!b:localhost"),
+        "{}",
+        dead[0].1
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_homeserver_is_a_transient_error() {
+    let port = crate::harness::free_port();
+    let client = HomeserverClient::new(
+        &format!("http://127.0.0.1:{port}"),
+        Auth::Appservice(Secret::new("as")),
+    )
+    .expect("client")
+    .with_retry(boardroom::homeserver::RetryPolicy::NONE);
+    let action = Action::JoinRoom {
+        room_id: owned_room_id!("!a:localhost"),
+        as_user: Some(owned_user_id!("@boardroom_x:localhost")),
+    };
+    let err = outbox::execute(&client, &action)
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(
+        err.retry_kind(),
+        boardroom::homeserver::RetryKind::Transient(None)
+    );
+    assert!(err.to_string().contains("join_room_by_id"), "{err}");
+}

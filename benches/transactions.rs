@@ -29,9 +29,7 @@ fn base_dir(place: &str) -> PathBuf {
     match place {
         "shm" => PathBuf::from("/dev/shm"),
         // The cargo target directory: on the machine's disk.
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join("bench-db"),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-db"),
     }
 }
 
@@ -84,10 +82,7 @@ fn event(n: u64) -> Value {
 fn transaction() -> (String, String) {
     let start = NEXT.fetch_add(EVENTS_PER_TXN as u64, Ordering::Relaxed);
     let events: Vec<Value> = (start..start + EVENTS_PER_TXN as u64).map(event).collect();
-    (
-        format!("txn{start}"),
-        json!({ "events": events }).to_string(),
-    )
+    (format!("txn{start}"), json!({ "events": events }).to_string())
 }
 
 #[divan::bench(args = ["disk", "shm"], sample_count = 30, sample_size = 5)]
@@ -118,27 +113,22 @@ fn put_100_event_transaction(bencher: Bencher, place: &str) {
         .enable_all()
         .build()
         .expect("runtime");
-    let app = runtime
-        .block_on(async { App::new(config.validate().expect("valid")) })
-        .expect("app");
+    let app = runtime.block_on(async { App::new(config.validate().expect("valid")) }).expect("app");
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     runtime.block_on(async { app.spawn_dispatcher(&mut tasks, &shutdown) });
     let router = app.router();
 
-    bencher
-        .counter(ItemsCount::new(EVENTS_PER_TXN))
-        .with_inputs(transaction)
-        .bench_local_values(|(txn, body)| {
+    bencher.counter(ItemsCount::new(EVENTS_PER_TXN)).with_inputs(transaction).bench_local_values(
+        |(txn, body)| {
             let req = Request::put(format!("/_matrix/app/v1/transactions/{txn}"))
                 .header("authorization", "Bearer hs")
                 .body(Body::from(body))
                 .expect("request");
-            let resp = runtime
-                .block_on(router.clone().oneshot(req))
-                .expect("infallible");
+            let resp = runtime.block_on(router.clone().oneshot(req)).expect("infallible");
             assert!(resp.status().is_success(), "{}", resp.status());
-        });
+        },
+    );
     shutdown.cancel();
     runtime.block_on(async { while tasks.join_next().await.is_some() {} });
 }

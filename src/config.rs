@@ -113,10 +113,7 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self {
-            level: default_level(),
-            format: LogFormat::default(),
-        }
+        Self { level: default_level(), format: LogFormat::default() }
     }
 }
 
@@ -235,46 +232,31 @@ impl Config {
             let path = e.path().to_string();
             let inner = e.into_inner().message().to_owned();
             // serde reports a missing field at its parent; name the key itself.
-            let key = match inner
-                .strip_prefix("missing field `")
-                .and_then(|r| r.split('`').next())
+            let key = match inner.strip_prefix("missing field `").and_then(|r| r.split('`').next())
             {
                 Some(field) if path == "." || path.is_empty() => field.to_owned(),
                 Some(field) => format!("{path}.{field}"),
                 None => path,
             };
-            Error::Config {
-                key,
-                problem: inner,
-            }
+            Error::Config { key, problem: inner }
         })
     }
 
     /// Checks every key and reads the token files.
     pub fn validate(&self) -> Result<Settings> {
-        let bad = |key: &str, problem: String| Error::Config {
-            key: key.to_owned(),
-            problem,
-        };
+        let bad = |key: &str, problem: String| Error::Config { key: key.to_owned(), problem };
 
         let homeserver_url = self.homeserver.url.trim_end_matches('/').to_owned();
         check_http_url(&homeserver_url).map_err(|p| bad("homeserver.url", p))?;
-        let server_name = ServerName::parse(&self.homeserver.server_name).map_err(|e| {
-            bad(
-                "homeserver.server_name",
-                format!("not a valid server name: {e}"),
-            )
-        })?;
+        let server_name = ServerName::parse(&self.homeserver.server_name)
+            .map_err(|e| bad("homeserver.server_name", format!("not a valid server name: {e}")))?;
 
         let a = &self.appservice;
         if a.id.trim().is_empty() {
             return Err(bad("appservice.id", "must not be empty".into()));
         }
         let listen: SocketAddr = a.listen.parse().map_err(|e| {
-            bad(
-                "appservice.listen",
-                format!("not an address:port such as 127.0.0.1:9009: {e}"),
-            )
+            bad("appservice.listen", format!("not an address:port such as 127.0.0.1:9009: {e}"))
         })?;
         check_http_url(&a.url).map_err(|p| bad("appservice.url", p))?;
         let as_token = read_token(&a.as_token, &a.as_token_file, "appservice.as_token")?;
@@ -307,12 +289,8 @@ impl Config {
                 ));
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
-            bad(
-                "logging.level",
-                format!("not a level or tracing filter: {e}"),
-            )
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
+            .map_err(|e| bad("logging.level", format!("not a level or tracing filter: {e}")))?;
 
         Ok(Settings {
             raw: self.clone(),
@@ -335,18 +313,12 @@ impl Settings {
     /// Whether `user_id` lies in the exclusive virtual-user namespace.
     pub fn is_virtual_user(&self, user_id: &UserId) -> bool {
         user_id.server_name() == self.server_name
-            && user_id
-                .localpart()
-                .starts_with(&self.raw.appservice.namespace_prefix)
+            && user_id.localpart().starts_with(&self.raw.appservice.namespace_prefix)
     }
 
     /// Whether `permissions.board_creators` matches `user_id`.
     pub fn is_board_creator(&self, user_id: &UserId) -> bool {
-        self.raw
-            .permissions
-            .board_creators
-            .iter()
-            .any(|g| glob_match(g, user_id.as_str()))
+        self.raw.permissions.board_creators.iter().any(|g| glob_match(g, user_id.as_str()))
     }
 }
 
@@ -374,22 +346,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 fn parse_env_value(value: &str) -> toml::Value {
     // `key = <value>` parses numbers, booleans and arrays; anything else is a string.
     match format!("v = {value}").parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(value.to_owned())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.to_owned())),
         Err(_) => toml::Value::String(value.to_owned()),
     }
 }
 
 fn check_http_url(url: &str) -> std::result::Result<(), String> {
-    let parsed: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL such as http://host:port: {e}"))?;
+    let parsed: http::Uri =
+        url.parse().map_err(|e| format!("`{url}` is not a URL such as http://host:port: {e}"))?;
     match parsed.scheme_str() {
         Some("http" | "https") if parsed.host().is_some() => Ok(()),
-        _ => Err(format!(
-            "`{url}` must be an http:// or https:// URL with a host"
-        )),
+        _ => Err(format!("`{url}` must be an http:// or https:// URL with a host")),
     }
 }
 
@@ -397,13 +364,10 @@ fn check_localpart(s: &str) -> std::result::Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
+    if let Some(c) =
+        s.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
     {
-        return Err(format!(
-            "`{s}` contains `{c}`; use lowercase letters, digits and ._=-/+"
-        ));
+        return Err(format!("`{s}` contains `{c}`; use lowercase letters, digits and ._=-/+"));
     }
     Ok(())
 }
@@ -432,10 +396,7 @@ fn read_token(inline: &Option<Secret>, file: &Option<PathBuf>, key: &str) -> Res
             .to_owned(),
     };
     if token.is_empty() {
-        return Err(Error::Config {
-            key: key.to_owned(),
-            problem: "is empty".into(),
-        });
+        return Err(Error::Config { key: key.to_owned(), problem: "is empty".into() });
     }
     Ok(Secret(token))
 }
@@ -488,10 +449,7 @@ mod tests {
             MINIMAL,
             &[
                 ("BOARDROOM__HOMESERVER__URL", "http://hs.internal:8008"),
-                (
-                    "BOARDROOM__PERMISSIONS__BOARD_CREATORS",
-                    r#"["@*:example.org"]"#,
-                ),
+                ("BOARDROOM__PERMISSIONS__BOARD_CREATORS", r#"["@*:example.org"]"#),
                 ("UNRELATED", "x"),
             ],
         )
@@ -520,15 +478,9 @@ mod tests {
 
         let both = MINIMAL.replace(
             "as_token = \"as-secret\"",
-            &format!(
-                "as_token = \"x\"\nas_token_file = {:?}",
-                file.display().to_string()
-            ),
+            &format!("as_token = \"x\"\nas_token_file = {:?}", file.display().to_string()),
         );
-        let err = load(&both, &[])
-            .expect("parses")
-            .validate()
-            .expect_err("both set");
+        let err = load(&both, &[]).expect("parses").validate().expect_err("both set");
         assert!(err.to_string().contains("not both"), "{err}");
     }
 
@@ -537,10 +489,7 @@ mod tests {
         let c = load(MINIMAL, &[]).expect("parses");
         let s = c.validate().expect("valid");
         let printed = format!("{c:?} {s:?}");
-        assert!(
-            !printed.contains("as-secret") && !printed.contains("hs-secret"),
-            "{printed}"
-        );
+        assert!(!printed.contains("as-secret") && !printed.contains("hs-secret"), "{printed}");
     }
 
     #[test]

@@ -63,10 +63,9 @@ impl Error {
         match self {
             Error::MissingToken => (StatusCode::UNAUTHORIZED, ErrorKind::MissingToken),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
-            Error::UnknownToken => (
-                StatusCode::UNAUTHORIZED,
-                ErrorKind::UnknownToken(UnknownTokenErrorData::new()),
-            ),
+            Error::UnknownToken => {
+                (StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(UnknownTokenErrorData::new()))
+            }
             Error::NotJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::NotJson),
             Error::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
             Error::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),

@@ -15,12 +15,7 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Cli {
     /// The config file.
-    #[arg(
-        long,
-        global = true,
-        env = "BOARDROOM_CONFIG",
-        default_value = "boardroom.toml"
-    )]
+    #[arg(long, global = true, env = "BOARDROOM_CONFIG", default_value = "boardroom.toml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Cmd,
@@ -75,9 +70,7 @@ fn init_logging(settings: &Settings) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     match settings.raw.logging.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.init(),
@@ -94,12 +87,12 @@ fn run_serve(settings: Settings) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| boardroom::Error::Config {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
+            boardroom::Error::Config {
                 key: "appservice.listen".into(),
                 problem: format!("cannot listen on {}: {e}", settings.listen),
-            })?;
+            }
+        })?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {

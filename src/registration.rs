@@ -12,10 +12,7 @@ pub fn registration(settings: &Settings) -> Registration {
     let prefix = regex_escape(&a.namespace_prefix);
     let mut namespaces = Namespaces::new();
     namespaces.users = vec![
-        Namespace::new(
-            true,
-            format!("@{}:{server}", regex_escape(&a.bot_localpart)),
-        ),
+        Namespace::new(true, format!("@{}:{server}", regex_escape(&a.bot_localpart))),
         Namespace::new(true, format!("@{prefix}.*:{server}")),
     ];
     namespaces.aliases = vec![Namespace::new(true, format!("#{prefix}.*:{server}"))];

@@ -46,14 +46,12 @@ impl App {
 
     /// The HTTP surface: the appservice API, and Matrix-style 404 for anything else.
     pub fn router(&self) -> Router {
-        appservice::router(AppState {
-            ctx: self.ctx.clone(),
-        })
-        .fallback(|| async { Error::Unrecognized })
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // The path only: a query string may carry a token.
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-        }))
+        appservice::router(AppState { ctx: self.ctx.clone() })
+            .fallback(|| async { Error::Unrecognized })
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // The path only: a query string may carry a token.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }))
     }
 
     /// Starts the inbound dispatcher and the outbox worker.

@@ -26,9 +26,7 @@ pub fn bearer_token(req: &Request) -> Option<String> {
     if let Some(h) = req.headers().get(http::header::AUTHORIZATION) {
         let v = h.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
     }
     req.uri().query().and_then(|q| {
         q.split('&').find_map(|pair| {
@@ -42,22 +40,11 @@ pub fn bearer_token(req: &Request) -> Option<String> {
 pub async fn require_hs_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let expected = state.ctx.settings.hs_token.expose();
     match bearer_token(&req) {
-        None => refuse(
-            StatusCode::UNAUTHORIZED,
-            ErrorKind::Unauthorized,
-            "missing hs_token",
-        ),
+        None => refuse(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, "missing hs_token"),
         Some(t) if secret_eq(&t, expected) => next.run(req).await,
         Some(_) => {
-            tracing::warn!(
-                path = req.uri().path(),
-                "refused a request with a wrong hs_token"
-            );
-            refuse(
-                StatusCode::FORBIDDEN,
-                ErrorKind::Forbidden,
-                "wrong hs_token",
-            )
+            tracing::warn!(path = req.uri().path(), "refused a request with a wrong hs_token");
+            refuse(StatusCode::FORBIDDEN, ErrorKind::Forbidden, "wrong hs_token")
         }
     }
 }

@@ -44,10 +44,7 @@ where
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
         let request = R::try_from_http_request(http_req, &arg_refs).map_err(map_error)?;
-        Ok(Ruma {
-            request,
-            body: bytes,
-        })
+        Ok(Ruma { request, body: bytes })
     }
 }
 

@@ -45,11 +45,8 @@ pub fn router(state: AppState) -> Router {
         r,
         axum::routing::post(ping::handle),
     );
-    r.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_hs_token,
-    ))
-    .with_state(state)
+    r.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_hs_token))
+        .with_state(state)
 }
 
 fn route<R: Metadata>(
@@ -57,7 +54,5 @@ fn route<R: Metadata>(
     method: MethodRouter<AppState>,
 ) -> Router<AppState> {
     let method = method.fallback(|| async { Error::MethodNotAllowed });
-    R::PATH_BUILDER
-        .all_paths()
-        .fold(router, |r, path| r.route(path, method.clone()))
+    R::PATH_BUILDER.all_paths().fold(router, |r, path| r.route(path, method.clone()))
 }

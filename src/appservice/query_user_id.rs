@@ -20,10 +20,7 @@ pub async fn handle(
     Ruma { request, .. }: Ruma<Request>,
 ) -> Result<Response> {
     if request.user_id != state.ctx.settings.bot_user_id {
-        return Err(Error::NotFound(format!(
-            "{} is not a Boardroom user",
-            request.user_id
-        )));
+        return Err(Error::NotFound(format!("{} is not a Boardroom user", request.user_id)));
     }
     QueryResponse::new()
         .try_into_http_response::<Vec<u8>>()

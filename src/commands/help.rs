@@ -16,10 +16,7 @@ pub fn help() -> Reply {
         ));
     }
     html.push_str("</ul>");
-    Reply {
-        plain: plain.trim_end().to_owned(),
-        html,
-    }
+    Reply { plain: plain.trim_end().to_owned(), html }
 }
 
 #[cfg(test)]
@@ -28,11 +25,7 @@ mod tests {
     fn help_lists_every_command() {
         let h = super::help();
         for c in super::REGISTRY {
-            assert!(
-                h.plain.contains(c.usage) && h.html.contains(c.usage),
-                "{}",
-                c.usage
-            );
+            assert!(h.plain.contains(c.usage) && h.html.contains(c.usage), "{}", c.usage);
         }
     }
 }

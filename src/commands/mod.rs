@@ -110,11 +110,7 @@ pub fn error_reply(err: &ParseError) -> Reply {
         }
         ParseError::Malformed { usage, problem } => Reply {
             plain: format!("{problem}. Usage: {usage}"),
-            html: format!(
-                "{}. Usage: <code>{}</code>",
-                escape_html(problem),
-                escape_html(usage)
-            ),
+            html: format!("{}. Usage: <code>{}</code>", escape_html(problem), escape_html(usage)),
         },
     }
 }
@@ -143,39 +139,21 @@ mod tests {
     fn parse_known_unknown_and_malformed() {
         assert_eq!(parse("!help"), Ok(Command::Help));
         assert_eq!(parse("!HELP"), Ok(Command::Help));
-        assert_eq!(
-            parse("!nonsense x"),
-            Err(ParseError::Unknown {
-                name: "nonsense".into()
-            })
-        );
-        assert!(matches!(
-            parse("!help me"),
-            Err(ParseError::Malformed { usage: "!help", .. })
-        ));
+        assert_eq!(parse("!nonsense x"), Err(ParseError::Unknown { name: "nonsense".into() }));
+        assert!(matches!(parse("!help me"), Err(ParseError::Malformed { usage: "!help", .. })));
     }
 
     #[test]
     fn unknown_command_reply_names_it_and_the_known_ones() {
-        let r = error_reply(&ParseError::Unknown {
-            name: "nonsense<b>".into(),
-        });
-        assert!(
-            r.plain.contains("!nonsense<b>") && r.plain.contains("!help"),
-            "{}",
-            r.plain
-        );
+        let r = error_reply(&ParseError::Unknown { name: "nonsense<b>".into() });
+        assert!(r.plain.contains("!nonsense<b>") && r.plain.contains("!help"), "{}", r.plain);
         assert!(r.html.contains("!nonsense&lt;b&gt;"), "{}", r.html);
     }
 
     #[test]
     fn every_registry_usage_starts_with_its_words() {
         for c in REGISTRY {
-            assert!(
-                c.usage.starts_with(&format!("!{}", c.words.join(" "))),
-                "{}",
-                c.usage
-            );
+            assert!(c.usage.starts_with(&format!("!{}", c.words.join(" "))), "{}", c.usage);
         }
     }
 }

@@ -84,9 +84,9 @@ pub fn reply(
         Some(Relation::Thread(thread)) => {
             Relation::Thread(Thread::reply(thread.event_id.clone(), event_id.to_owned()))
         }
-        _ => Relation::Reply(ruma::events::relation::Reply::new(InReplyTo::new(
-            event_id.to_owned(),
-        ))),
+        _ => {
+            Relation::Reply(ruma::events::relation::Reply::new(InReplyTo::new(event_id.to_owned())))
+        }
     });
     content.mentions = Some(Mentions::new());
     content
@@ -128,28 +128,17 @@ mod tests {
         assert_eq!(command_text(&s, alice, &text("hello !help")), None);
         assert_eq!(command_text(&s, alice, &text("!")), None);
         assert_eq!(command_text(&s, alice, &text("!!!")), None);
-        assert_eq!(
-            command_text(&s, alice, &RoomMessageEventContent::notice_plain("!help")),
-            None
-        );
+        assert_eq!(command_text(&s, alice, &RoomMessageEventContent::notice_plain("!help")), None);
         assert_eq!(
             command_text(&s, ruma::user_id!("@boardroom:example.org"), &text("!help")),
             None
         );
         assert_eq!(
-            command_text(
-                &s,
-                ruma::user_id!("@boardroom_x:example.org"),
-                &text("!help")
-            ),
+            command_text(&s, ruma::user_id!("@boardroom_x:example.org"), &text("!help")),
             None
         );
         assert_eq!(
-            command_text(
-                &s,
-                alice,
-                &text("> <@bob:example.org> hi\n> there\n\n!help")
-            ),
+            command_text(&s, alice, &text("> <@bob:example.org> hi\n> there\n\n!help")),
             Some("!help")
         );
     }
@@ -157,10 +146,7 @@ mod tests {
     #[test]
     fn invites_from_board_creators_only() {
         let s = settings();
-        assert_eq!(
-            on_invite(&s, ruma::user_id!("@alice:example.org")),
-            InviteDecision::Accept
-        );
+        assert_eq!(on_invite(&s, ruma::user_id!("@alice:example.org")), InviteDecision::Accept);
         assert!(matches!(
             on_invite(&s, ruma::user_id!("@mallory:elsewhere.org")),
             InviteDecision::Decline(_)

@@ -39,11 +39,7 @@ impl LiveState {
 
     /// Who is typing in `room_id`.
     pub fn typing(&self, room_id: &RoomId) -> Vec<OwnedUserId> {
-        self.typing
-            .read()
-            .ok()
-            .and_then(|t| t.get(room_id).cloned())
-            .unwrap_or_default()
+        self.typing.read().ok().and_then(|t| t.get(room_id).cloned()).unwrap_or_default()
     }
 
     /// Records `user_id`'s presence.
@@ -58,9 +54,6 @@ impl LiveState {
 
     /// `user_id`'s last reported presence.
     pub fn presence(&self, user_id: &UserId) -> Option<Presence> {
-        self.presence
-            .read()
-            .ok()
-            .and_then(|p| p.get(user_id).cloned())
+        self.presence.read().ok().and_then(|p| p.get(user_id).cloned())
     }
 }

@@ -3,6 +3,7 @@
 //! ([`live`]).
 
 pub mod action;
+pub mod board;
 pub mod bot;
 pub mod live;
 

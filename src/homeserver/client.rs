@@ -42,11 +42,8 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// No retry at all.
-    pub const NONE: Self = Self {
-        max_attempts: Some(1),
-        base_delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
-    };
+    pub const NONE: Self =
+        Self { max_attempts: Some(1), base_delay: Duration::ZERO, max_delay: Duration::ZERO };
     /// For request paths: a few quick retries.
     pub const SHORT: Self = Self {
         max_attempts: Some(4),
@@ -82,10 +79,7 @@ pub enum RetryKind {
 pub enum HsError {
     /// The homeserver could not be reached or the connection broke.
     #[error("{endpoint}: cannot reach the homeserver: {message}")]
-    Connection {
-        endpoint: &'static str,
-        message: String,
-    },
+    Connection { endpoint: &'static str, message: String },
     /// The homeserver answered with an error.
     #[error("{endpoint}: homeserver answered {status} {errcode}: {message}")]
     Status {
@@ -97,10 +91,7 @@ pub enum HsError {
     },
     /// We could not build the request, or could not read the answer.
     #[error("{endpoint}: {message}")]
-    Protocol {
-        endpoint: &'static str,
-        message: String,
-    },
+    Protocol { endpoint: &'static str, message: String },
 }
 
 impl HsError {
@@ -108,11 +99,9 @@ impl HsError {
     pub fn retry_kind(&self) -> RetryKind {
         match self {
             HsError::Connection { .. } => RetryKind::Transient(None),
-            HsError::Status {
-                status,
-                retry_after,
-                ..
-            } if *status == 429 || *status >= 500 => RetryKind::Transient(*retry_after),
+            HsError::Status { status, retry_after, .. } if *status == 429 || *status >= 500 => {
+                RetryKind::Transient(*retry_after)
+            }
             HsError::Status { .. } | HsError::Protocol { .. } => RetryKind::Permanent,
         }
     }
@@ -274,46 +263,34 @@ impl HomeserverClient {
             endpoint,
             message: format!("cannot build the request: {e}"),
         })?;
-        let reqwest_request =
-            reqwest::Request::try_from(http_request).map_err(|e| HsError::Protocol {
-                endpoint,
-                message: format!("cannot build the request: {e}"),
-            })?;
-        let response =
-            self.http
-                .execute(reqwest_request)
-                .await
-                .map_err(|e| HsError::Connection {
-                    endpoint,
-                    message: error_chain(&e),
-                })?;
+        let reqwest_request = reqwest::Request::try_from(http_request).map_err(|e| {
+            HsError::Protocol { endpoint, message: format!("cannot build the request: {e}") }
+        })?;
+        let response = self
+            .http
+            .execute(reqwest_request)
+            .await
+            .map_err(|e| HsError::Connection { endpoint, message: error_chain(&e) })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| HsError::Connection {
-            endpoint,
-            message: error_chain(&e),
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| HsError::Connection { endpoint, message: error_chain(&e) })?;
         let mut builder = http::Response::builder().status(status);
         if let Some(h) = builder.headers_mut() {
             *h = headers;
         }
-        let http_response = builder.body(body.as_ref()).map_err(|e| HsError::Protocol {
-            endpoint,
-            message: e.to_string(),
-        })?;
+        let http_response = builder
+            .body(body.as_ref())
+            .map_err(|e| HsError::Protocol { endpoint, message: e.to_string() })?;
         R::IncomingResponse::try_from_http_response(http_response).map_err(|e| match e {
             FromHttpResponseError::Server(err) => {
                 let (errcode, message, retry_after) = match err.matrix_error() {
                     Some(m) => describe(m),
                     None => ("(uiaa)".to_owned(), err.to_string(), None),
                 };
-                HsError::Status {
-                    endpoint,
-                    status: status.as_u16(),
-                    errcode,
-                    message,
-                    retry_after,
-                }
+                HsError::Status { endpoint, status: status.as_u16(), errcode, message, retry_after }
             }
             other => HsError::Protocol {
                 endpoint,
@@ -392,10 +369,7 @@ mod tests {
         assert_eq!(p.delay(0, None), Duration::from_millis(250));
         assert_eq!(p.delay(1, None), Duration::from_millis(500));
         assert_eq!(p.delay(20, None), Duration::from_secs(30));
-        assert_eq!(
-            p.delay(0, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
+        assert_eq!(p.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
     }
 
     #[test]
@@ -415,14 +389,8 @@ mod tests {
             status(502, "M_UNKNOWN").retry_kind(),
             RetryKind::Transient(Some(Duration::from_secs(1)))
         );
-        assert_eq!(
-            status(403, "M_FORBIDDEN").retry_kind(),
-            RetryKind::Permanent
-        );
-        let conn = HsError::Connection {
-            endpoint: "x",
-            message: "refused".into(),
-        };
+        assert_eq!(status(403, "M_FORBIDDEN").retry_kind(), RetryKind::Permanent);
+        let conn = HsError::Connection { endpoint: "x", message: "refused".into() };
         assert_eq!(conn.retry_kind(), RetryKind::Transient(None));
     }
 

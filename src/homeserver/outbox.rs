@@ -89,27 +89,15 @@ pub async fn execute(client: &HomeserverClient, action: &Action) -> Result<(), H
     match action {
         Action::JoinRoom { room_id, as_user } => {
             client
-                .send(
-                    join_room_by_id::v3::Request::new(room_id.clone()),
-                    as_user.as_deref(),
-                )
+                .send(join_room_by_id::v3::Request::new(room_id.clone()), as_user.as_deref())
                 .await?;
         }
-        Action::LeaveRoom {
-            room_id,
-            as_user,
-            reason,
-        } => {
+        Action::LeaveRoom { room_id, as_user, reason } => {
             let mut req = leave_room::v3::Request::new(room_id.clone());
             req.reason.clone_from(reason);
             client.send(req, as_user.as_deref()).await?;
         }
-        Action::SendMessage {
-            room_id,
-            as_user,
-            txn_id,
-            content,
-        } => {
+        Action::SendMessage { room_id, as_user, txn_id, content } => {
             let req = send_message_event::v3::Request::new(
                 room_id.clone(),
                 txn_id.clone(),

@@ -35,23 +35,15 @@ pub async fn run(settings: &Settings, client: HomeserverClient, shutdown: Cancel
     let bot = settings.bot_user_id.clone();
     let localpart = settings.raw.appservice.bot_localpart.clone();
     let steps = async {
-        register_user(&client, &localpart)
-            .await
-            .map_err(|e| ("register the bot", e))?;
+        register_user(&client, &localpart).await.map_err(|e| ("register the bot", e))?;
         tracing::info!(user_id = %bot, "bot registered");
         let req = set_profile_field::v3::Request::new(
             bot.clone(),
             ProfileFieldValue::DisplayName(BOT_DISPLAY_NAME.to_owned()),
         );
-        client
-            .send(req, None)
-            .await
-            .map_err(|e| ("set the bot's display name", e))?;
+        client.send(req, None).await.map_err(|e| ("set the bot's display name", e))?;
         let ping = request_ping::v1::Request::new(settings.raw.appservice.id.clone());
-        let pong = client
-            .send(ping, None)
-            .await
-            .map_err(|e| ("ping from the homeserver", e))?;
+        let pong = client.send(ping, None).await.map_err(|e| ("ping from the homeserver", e))?;
         tracing::info!(
             round_trip_ms = pong.duration.as_millis() as u64,
             "homeserver reached us: ping answered"

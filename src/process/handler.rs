@@ -63,10 +63,7 @@ fn handle_timeline(ctx: &Context, event: AnyTimelineEvent) -> Vec<Action> {
             match bot::on_invite(settings, &ev.sender) {
                 InviteDecision::Accept => {
                     tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "accepting invite");
-                    vec![Action::JoinRoom {
-                        room_id: ev.room_id,
-                        as_user: None,
-                    }]
+                    vec![Action::JoinRoom { room_id: ev.room_id, as_user: None }]
                 }
                 InviteDecision::Decline(reason) => {
                     tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "declining invite");
@@ -89,12 +86,8 @@ fn handle_timeline(ctx: &Context, event: AnyTimelineEvent) -> Vec<Action> {
                 Err(err) => commands::error_reply(&err),
             };
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
-            let content = bot::reply(
-                &ev.event_id,
-                ev.content.relates_to.as_ref(),
-                reply.plain,
-                reply.html,
-            );
+            let content =
+                bot::reply(&ev.event_id, ev.content.relates_to.as_ref(), reply.plain, reply.html);
             vec![Action::SendMessage {
                 room_id: ev.room_id,
                 as_user: None,

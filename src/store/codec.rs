@@ -59,10 +59,7 @@ pub struct KeyReader<'a> {
 impl<'a> KeyReader<'a> {
     /// Starts reading `key`.
     pub fn new(key: &'a [u8]) -> Self {
-        Self {
-            rest: key,
-            first: true,
-        }
+        Self { rest: key, first: true }
     }
 
     fn skip_sep(&mut self) -> Result<()> {
@@ -82,11 +79,7 @@ impl<'a> KeyReader<'a> {
     /// Reads a string part.
     pub fn str(&mut self) -> Result<&'a str> {
         self.skip_sep()?;
-        let end = self
-            .rest
-            .iter()
-            .position(|&b| b == SEP)
-            .unwrap_or(self.rest.len());
+        let end = self.rest.iter().position(|&b| b == SEP).unwrap_or(self.rest.len());
         let (part, rest) = self.rest.split_at(end);
         self.rest = rest;
         std::str::from_utf8(part).map_err(|_| corrupt("string part is not UTF-8"))
@@ -95,14 +88,9 @@ impl<'a> KeyReader<'a> {
     /// Reads a `u64` part.
     pub fn u64(&mut self) -> Result<u64> {
         self.skip_sep()?;
-        let (part, rest) = self
-            .rest
-            .split_at_checked(8)
-            .ok_or_else(|| corrupt("short u64"))?;
+        let (part, rest) = self.rest.split_at_checked(8).ok_or_else(|| corrupt("short u64"))?;
         self.rest = rest;
-        Ok(u64::from_be_bytes(
-            part.try_into().map_err(|_| corrupt("short u64"))?,
-        ))
+        Ok(u64::from_be_bytes(part.try_into().map_err(|_| corrupt("short u64"))?))
     }
 
     /// Whether the whole key has been read.
@@ -113,9 +101,7 @@ impl<'a> KeyReader<'a> {
 
 /// Decodes a value that is a single big-endian `u64`.
 pub fn decode_u64(bytes: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| corrupt("value is not a u64"))?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| corrupt("value is not a u64"))?;
     Ok(u64::from_be_bytes(arr))
 }
 
@@ -134,10 +120,7 @@ mod tests {
             KeyBuf::new().str("!r").u64(258).build(),
             [b'!', b'r', 0xFF, 0, 0, 0, 0, 0, 0, 1, 2]
         );
-        assert_eq!(
-            KeyBuf::new().u64(1).str("x").build(),
-            [0, 0, 0, 0, 0, 0, 0, 1, 0xFF, b'x']
-        );
+        assert_eq!(KeyBuf::new().u64(1).str("x").build(), [0, 0, 0, 0, 0, 0, 0, 1, 0xFF, b'x']);
         assert_eq!(KeyBuf::new().str("a").prefix(), [b'a', 0xFF]);
     }
 

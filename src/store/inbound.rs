@@ -73,9 +73,7 @@ pub(crate) struct InboundState {
 
 impl InboundState {
     pub(crate) fn load(db: &DB) -> Result<Self> {
-        Ok(Self {
-            next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?),
-        })
+        Ok(Self { next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?) })
     }
 }
 
@@ -89,9 +87,7 @@ fn encode_value(kind: EntryKind, room_id: &str, json: &[u8]) -> Vec<u8> {
 }
 
 fn decode_value(seq: u64, v: &[u8]) -> Result<PendingEntry> {
-    let (&kind, rest) = v
-        .split_first()
-        .ok_or_else(|| Error::Store("empty pending".into()))?;
+    let (&kind, rest) = v.split_first().ok_or_else(|| Error::Store("empty pending".into()))?;
     let sep = rest
         .iter()
         .position(|&b| b == codec::SEP)
@@ -122,22 +118,13 @@ impl Store {
             .lock()
             .map_err(|_| Error::Internal("inbound lock poisoned".into()))?;
         let txn_cf = self.cf(maps::TXNID_DIGEST)?;
-        if self
-            .db
-            .get_pinned_cf(txn_cf, txn_id.as_bytes())?
-            .is_some_and(|d| *d == digest)
-        {
-            return Ok(IngestOutcome {
-                replayed: true,
-                ..Default::default()
-            });
+        if self.db.get_pinned_cf(txn_cf, txn_id.as_bytes())?.is_some_and(|d| *d == digest) {
+            return Ok(IngestOutcome { replayed: true, ..Default::default() });
         }
 
         let seen_cf = self.cf(maps::EVENTID_SEQ)?;
         let ids: Vec<&str> = entries.iter().filter_map(|e| e.event_id).collect();
-        let found = self
-            .db
-            .multi_get_cf(ids.iter().map(|id| (seen_cf, id.as_bytes())));
+        let found = self.db.multi_get_cf(ids.iter().map(|id| (seen_cf, id.as_bytes())));
         let mut already: HashSet<&str> = HashSet::with_capacity(ids.len());
         for (id, got) in ids.iter().zip(found) {
             if got?.is_some() {
@@ -157,11 +144,7 @@ impl Store {
                 }
                 batch.put_cf(seen_cf, id.as_bytes(), seq.to_be_bytes());
             }
-            batch.put_cf(
-                pending_cf,
-                seq.to_be_bytes(),
-                encode_value(e.kind, e.room_id, e.json),
-            );
+            batch.put_cf(pending_cf, seq.to_be_bytes(), encode_value(e.kind, e.room_id, e.json));
             seq += 1;
             outcome.accepted += 1;
         }
@@ -178,10 +161,7 @@ impl Store {
         let cf = self.cf(maps::SEQ_PENDING)?;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
             out.push(decode_value(codec::decode_u64(&k)?, &v)?);
             if out.len() >= limit {
@@ -202,10 +182,7 @@ impl Store {
 
     /// Whether a timeline event has been accepted before.
     pub fn is_event_seen(&self, event_id: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(maps::EVENTID_SEQ)?, event_id.as_bytes())?
-            .is_some())
+        Ok(self.db.get_pinned_cf(self.cf(maps::EVENTID_SEQ)?, event_id.as_bytes())?.is_some())
     }
 }
 
@@ -214,12 +191,7 @@ mod tests {
     use super::*;
 
     fn entry<'a>(id: &'a str, json: &'a [u8]) -> NewEntry<'a> {
-        NewEntry {
-            kind: EntryKind::Timeline,
-            room_id: "!r",
-            event_id: Some(id),
-            json,
-        }
+        NewEntry { kind: EntryKind::Timeline, room_id: "!r", event_id: Some(id), json }
     }
 
     #[test]
@@ -228,40 +200,20 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let a = [entry("$a", b"{}"), entry("$b", b"{}"), entry("$a", b"{}")];
         let out = store.ingest("1", [1; 32], &a).expect("ingest");
-        assert_eq!(
-            out,
-            IngestOutcome {
-                accepted: 2,
-                duplicates: 1,
-                replayed: false
-            }
-        );
+        assert_eq!(out, IngestOutcome { accepted: 2, duplicates: 1, replayed: false });
         let out = store.ingest("1", [1; 32], &a).expect("ingest");
         assert!(out.replayed);
         // Same events, new transaction id: nothing new.
         let out = store.ingest("2", [2; 32], &a[..2]).expect("ingest");
-        assert_eq!(
-            out,
-            IngestOutcome {
-                accepted: 0,
-                duplicates: 2,
-                replayed: false
-            }
-        );
+        assert_eq!(out, IngestOutcome { accepted: 0, duplicates: 2, replayed: false });
         // Reused transaction id, new body: processed.
-        let out = store
-            .ingest("1", [3; 32], &[entry("$c", b"{\"x\":1}")])
-            .expect("ingest");
+        let out = store.ingest("1", [3; 32], &[entry("$c", b"{\"x\":1}")]).expect("ingest");
         assert_eq!(out.accepted, 1);
         let pending = store.pending_from(0, 10).expect("pending");
         let rooms: Vec<_> = pending.iter().map(|p| (p.seq, p.json.clone())).collect();
         assert_eq!(
             rooms,
-            vec![
-                (1, b"{}".to_vec()),
-                (2, b"{}".to_vec()),
-                (3, b"{\"x\":1}".to_vec())
-            ]
+            vec![(1, b"{}".to_vec()), (2, b"{}".to_vec()), (3, b"{\"x\":1}".to_vec())]
         );
     }
 
@@ -270,28 +222,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
-            store
-                .ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")])
-                .expect("ingest");
-            store
-                .complete_pending(1, &[b"out".to_vec()])
-                .expect("complete");
+            store.ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")]).expect("ingest");
+            store.complete_pending(1, &[b"out".to_vec()]).expect("complete");
         }
         let store = Store::open(dir.path()).expect("reopen");
         let pending = store.pending_from(0, 10).expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!((pending[0].seq, pending[0].room_id.as_str()), (2, "!r"));
-        store
-            .ingest("2", [0; 32], &[entry("$c", b"3")])
-            .expect("ingest");
-        assert_eq!(
-            store
-                .pending_from(0, 10)
-                .expect("pending")
-                .last()
-                .map(|p| p.seq),
-            Some(3)
-        );
+        store.ingest("2", [0; 32], &[entry("$c", b"3")]).expect("ingest");
+        assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(3));
         assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 1);
     }
 }

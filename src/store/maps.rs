@@ -22,30 +22,31 @@ pub const SEQ_OUTBOX: &str = "seq_outbox";
 /// Outbound requests the homeserver refused for good: `seq` → request and error.
 pub const SEQ_OUTBOXDEAD: &str = "seq_outboxdead";
 
+/// Boards: `slug` → board record (space, name, creators, power levels).
+pub const SLUG_BOARD: &str = "slug_board";
+/// Reverse of `slug_board`: `space_id` → slug.
+pub const SPACEID_SLUG: &str = "spaceid_slug";
+/// Board rooms: `room_id` → room record (board, name, kind, private).
+pub const ROOMID_BOARDROOM: &str = "roomid_boardroom";
+/// Reverse of `roomid_boardroom`: `slug, room_id` → ().
+pub const SLUGROOMID: &str = "slugroomid";
+/// Membership in board spaces and rooms: `room_id, user_id` → membership.
+pub const ROOMUSERID_MEMBERSHIP: &str = "roomuserid_membership";
+/// Boards a user belongs to (joined the space): `user_id, slug` → ().
+pub const USERID_SLUG: &str = "userid_slug";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
-    MapDesc {
-        name: GLOBAL,
-        doc: "name → value (schema version)",
-    },
-    MapDesc {
-        name: TXNID_DIGEST,
-        doc: "appservice txn id → SHA-256 of its body",
-    },
-    MapDesc {
-        name: EVENTID_SEQ,
-        doc: "event id → inbound seq (deduplication)",
-    },
-    MapDesc {
-        name: SEQ_PENDING,
-        doc: "inbound seq → event awaiting processing",
-    },
-    MapDesc {
-        name: SEQ_OUTBOX,
-        doc: "outbound seq → request not yet accepted",
-    },
-    MapDesc {
-        name: SEQ_OUTBOXDEAD,
-        doc: "outbound seq → request refused for good",
-    },
+    MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
+    MapDesc { name: TXNID_DIGEST, doc: "appservice txn id → SHA-256 of its body" },
+    MapDesc { name: EVENTID_SEQ, doc: "event id → inbound seq (deduplication)" },
+    MapDesc { name: SEQ_PENDING, doc: "inbound seq → event awaiting processing" },
+    MapDesc { name: SEQ_OUTBOX, doc: "outbound seq → request not yet accepted" },
+    MapDesc { name: SEQ_OUTBOXDEAD, doc: "outbound seq → request refused for good" },
+    MapDesc { name: SLUG_BOARD, doc: "board slug → board record" },
+    MapDesc { name: SPACEID_SLUG, doc: "space room id → board slug" },
+    MapDesc { name: ROOMID_BOARDROOM, doc: "room id → board room record" },
+    MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()" },
+    MapDesc { name: ROOMUSERID_MEMBERSHIP, doc: "board space or room id, user id → membership" },
+    MapDesc { name: USERID_SLUG, doc: "user id, board slug → () for joined members" },
 ];

@@ -2,6 +2,7 @@
 //! version with its migrations, and one repository per aggregate ([`inbound`], [`outbox`]).
 //! Nothing outside this module touches a raw column family.
 
+pub mod boards;
 pub mod codec;
 pub mod inbound;
 pub mod maps;
@@ -14,7 +15,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -26,11 +27,12 @@ struct Migration {
 }
 
 /// Migrations in order. Version 1 is the first schema: nothing to migrate from.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    run: |_| Ok(()),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial schema", run: |_| Ok(()) },
+    // The board index's column families are created at open; they start empty and
+    // `boardroom reindex` fills them from the homeserver.
+    Migration { version: 2, name: "board index", run: |_| Ok(()) },
+];
 
 /// The database: shared, cheap to clone.
 #[derive(Clone)]
@@ -42,9 +44,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.db.path())
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.db.path()).finish_non_exhaustive()
     }
 }
 
@@ -58,15 +58,10 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.increase_parallelism(2);
-        let cfs = maps::MAPS
-            .iter()
-            .map(|m| ColumnFamilyDescriptor::new(m.name, Options::default()));
+        let cfs =
+            maps::MAPS.iter().map(|m| ColumnFamilyDescriptor::new(m.name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
-            Error::Store(format!(
-                "cannot open the database at {}: {}",
-                path.display(),
-                e
-            ))
+            Error::Store(format!("cannot open the database at {}: {}", path.display(), e))
         })?;
         let db = Arc::new(db);
         let store = Store {
@@ -95,20 +90,11 @@ impl Store {
             )));
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
-            tracing::info!(
-                version = m.version,
-                name = m.name,
-                "applying database migration"
-            );
+            tracing::info!(version = m.version, name = m.name, "applying database migration");
             (m.run)(self)?;
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
-            self.db.put_cf_opt(
-                self.cf(maps::GLOBAL)?,
-                SCHEMA_KEY,
-                m.version.to_be_bytes(),
-                &wo,
-            )?;
+            self.db.put_cf_opt(self.cf(maps::GLOBAL)?, SCHEMA_KEY, m.version.to_be_bytes(), &wo)?;
         }
         Ok(())
     }
@@ -119,15 +105,13 @@ impl Store {
 
     #[cfg(test)]
     pub(crate) fn set_schema_version_for_test(&self, v: u64) -> Result<()> {
-        self.db
-            .put_cf(self.cf(maps::GLOBAL)?, SCHEMA_KEY, v.to_be_bytes())?;
+        self.db.put_cf(self.cf(maps::GLOBAL)?, SCHEMA_KEY, v.to_be_bytes())?;
         Ok(())
     }
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
-    db.cf_handle(name)
-        .ok_or_else(|| Error::Store(format!("column family {name} is missing")))
+    db.cf_handle(name).ok_or_else(|| Error::Store(format!("column family {name} is missing")))
 }
 
 /// The last key of a column family whose keys are big-endian `u64`s, plus one.
@@ -159,15 +143,10 @@ mod tests {
     fn a_newer_database_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        store
-            .set_schema_version_for_test(SCHEMA_VERSION + 1)
-            .expect("write");
+        store.set_schema_version_for_test(SCHEMA_VERSION + 1).expect("write");
         drop(store);
         let err = Store::open(dir.path()).expect_err("must refuse");
-        assert!(
-            err.to_string().contains("newer than this Boardroom"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("newer than this Boardroom"), "{err}");
     }
 
     #[test]

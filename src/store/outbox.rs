@@ -20,9 +20,7 @@ impl OutboxState {
         // Dead entries keep their seq: never hand it out again.
         let next =
             super::next_seq(db, maps::SEQ_OUTBOX)?.max(super::next_seq(db, maps::SEQ_OUTBOXDEAD)?);
-        Ok(Self {
-            next_seq: Mutex::new(next),
-        })
+        Ok(Self { next_seq: Mutex::new(next) })
     }
 }
 
@@ -59,10 +57,7 @@ impl Store {
         let cf = self.cf(maps::SEQ_OUTBOX)?;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
             out.push((codec::decode_u64(&k)?, v.to_vec()));
             if out.len() >= limit {
@@ -74,8 +69,7 @@ impl Store {
 
     /// The homeserver accepted entry `seq`.
     pub fn outbox_done(&self, seq: u64) -> Result<()> {
-        self.db
-            .delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes())?;
+        self.db.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes())?;
         Ok(())
     }
 
@@ -86,11 +80,7 @@ impl Store {
             "request": String::from_utf8_lossy(value),
             "error": error,
         });
-        batch.put_cf(
-            self.cf(maps::SEQ_OUTBOXDEAD)?,
-            seq.to_be_bytes(),
-            record.to_string(),
-        );
+        batch.put_cf(self.cf(maps::SEQ_OUTBOXDEAD)?, seq.to_be_bytes(), record.to_string());
         batch.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes());
         self.db.write(batch)?;
         Ok(())
@@ -102,10 +92,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf, IteratorMode::Start).take(limit) {
             let (k, v) = item?;
-            out.push((
-                codec::decode_u64(&k)?,
-                String::from_utf8_lossy(&v).into_owned(),
-            ));
+            out.push((codec::decode_u64(&k)?, String::from_utf8_lossy(&v).into_owned()));
         }
         Ok(out)
     }
@@ -119,9 +106,7 @@ mod tests {
     fn entries_leave_only_when_done_or_dead() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        store
-            .enqueue_outbound(&[b"a".to_vec(), b"b".to_vec()])
-            .expect("enqueue");
+        store.enqueue_outbound(&[b"a".to_vec(), b"b".to_vec()]).expect("enqueue");
         assert_eq!(
             store.outbox_from(0, 10).expect("list"),
             vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
@@ -133,9 +118,6 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert!(dead[0].1.contains("M_FORBIDDEN"));
         store.enqueue_outbound(&[b"c".to_vec()]).expect("enqueue");
-        assert_eq!(
-            store.outbox_from(0, 10).expect("list"),
-            vec![(3, b"c".to_vec())]
-        );
+        assert_eq!(store.outbox_from(0, 10).expect("list"), vec![(3, b"c".to_vec())]);
     }
 }

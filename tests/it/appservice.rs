@@ -43,26 +43,15 @@ fn fixture() -> Fixture {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     app.spawn_dispatcher(&mut tasks, &shutdown);
-    Fixture {
-        app,
-        _dir: dir,
-        hs_token,
-        _tasks: tasks,
-        shutdown,
-    }
+    Fixture { app, _dir: dir, hs_token, _tasks: tasks, shutdown }
 }
 
 impl Fixture {
     async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.app.router().oneshot(req).await.expect("infallible");
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     fn put_txn(&self, txn: &str, body: impl Into<Body>, token: Option<&str>) -> Request<Body> {
@@ -76,9 +65,7 @@ impl Fixture {
 
     async fn txn(&self, txn: &str, body: Value) -> StatusCode {
         let token = self.hs_token.clone();
-        self.call(self.put_txn(txn, body.to_string(), Some(&token)))
-            .await
-            .0
+        self.call(self.put_txn(txn, body.to_string(), Some(&token))).await.0
     }
 
     /// Waits until every accepted entry has been processed, then returns the outbox.
@@ -137,28 +124,19 @@ async fn tokens_are_checked_and_refusals_store_nothing() {
         (StatusCode::UNAUTHORIZED, Some("M_UNAUTHORIZED"))
     );
     let (status, err) = f.call(f.put_txn("1", body.clone(), Some("wrong"))).await;
-    assert_eq!(
-        (status, err["errcode"].as_str()),
-        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
-    );
+    assert_eq!((status, err["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")));
     // The legacy query-string token works too, and a wrong one is refused the same way.
     let req = Request::put("/_matrix/app/v1/transactions/1?access_token=wrong")
         .body(Body::from(body.clone()))
         .expect("request");
     assert_eq!(f.call(req).await.0, StatusCode::FORBIDDEN);
-    for path in [
-        "/_matrix/app/v1/users/@boardroom:localhost",
-        "/_matrix/app/v1/rooms/%23x:localhost",
-    ] {
-        let (status, _) = f
-            .call(Request::get(path).body(Body::empty()).expect("request"))
-            .await;
+    for path in
+        ["/_matrix/app/v1/users/@boardroom:localhost", "/_matrix/app/v1/rooms/%23x:localhost"]
+    {
+        let (status, _) = f.call(Request::get(path).body(Body::empty()).expect("request")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
     }
-    assert!(
-        f.pending().is_empty(),
-        "a refused transaction left something behind"
-    );
+    assert!(f.pending().is_empty(), "a refused transaction left something behind");
     assert!(!f.app.ctx.store.is_event_seen("$a").expect("read"));
 }
 
@@ -167,17 +145,9 @@ async fn malformed_bodies_are_refused_with_matrix_codes() {
     let f = fixture();
     let token = f.hs_token.clone();
     let (status, err) = f.call(f.put_txn("1", "{not json", Some(&token))).await;
-    assert_eq!(
-        (status, err["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_NOT_JSON"))
-    );
-    let (status, err) = f
-        .call(f.put_txn("2", r#"{"events": "nope"}"#, Some(&token)))
-        .await;
-    assert_eq!(
-        (status, err["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON"))
-    );
+    assert_eq!((status, err["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_NOT_JSON")));
+    let (status, err) = f.call(f.put_txn("2", r#"{"events": "nope"}"#, Some(&token))).await;
+    assert_eq!((status, err["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")));
     let huge = format!(
         r#"{{"events": [], "pad": "{}"}}"#,
         "x".repeat(boardroom::appservice::MAX_BODY_BYTES)
@@ -191,30 +161,13 @@ async fn malformed_bodies_are_refused_with_matrix_codes() {
 
     // A body of 100 events of 60 KiB each is accepted.
     let events: Vec<Value> = (0..100)
-        .map(|i| {
-            message(
-                &format!("$big{i}"),
-                "@alice:localhost",
-                &"y".repeat(60 * 1024),
-            )
-        })
+        .map(|i| message(&format!("$big{i}"), "@alice:localhost", &"y".repeat(60 * 1024)))
         .collect();
-    assert_eq!(
-        f.txn("4", json!({ "events": events })).await,
-        StatusCode::OK
-    );
+    assert_eq!(f.txn("4", json!({ "events": events })).await, StatusCode::OK);
 
-    let (status, err) = f
-        .call(
-            Request::get("/_matrix/app/v1/nope")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(
-        (status, err["errcode"].as_str()),
-        (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED"))
-    );
+    let (status, err) =
+        f.call(Request::get("/_matrix/app/v1/nope").body(Body::empty()).expect("request")).await;
+    assert_eq!((status, err["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED")));
     let (status, err) = f
         .call(
             Request::get("/_matrix/app/v1/transactions/1")
@@ -246,10 +199,7 @@ async fn transactions_take_effect_once_by_event_id() {
     // A reused transaction id with new events (the homeserver restarted): processed.
     let again = json!({ "events": [message("$help2", "@alice:localhost", "!help")] });
     assert_eq!(f.txn("1", again).await, StatusCode::OK);
-    assert_eq!(
-        replied_to(&f.processed_outbox().await),
-        vec!["$help1", "$help2"]
-    );
+    assert_eq!(replied_to(&f.processed_outbox().await), vec!["$help1", "$help2"]);
 }
 
 #[tokio::test]
@@ -273,10 +223,7 @@ async fn a_bad_event_is_skipped_and_never_blocks_the_rest() {
     // And the next transaction goes through as usual.
     let next = json!({ "events": [message("$next", "@alice:localhost", "!nonsense")] });
     assert_eq!(f.txn("2", next).await, StatusCode::OK);
-    assert_eq!(
-        replied_to(&f.processed_outbox().await),
-        vec!["$ok", "$next"]
-    );
+    assert_eq!(replied_to(&f.processed_outbox().await), vec!["$ok", "$next"]);
 }
 
 #[tokio::test]
@@ -300,14 +247,8 @@ async fn invites_are_accepted_from_creators_only() {
         .iter()
         .map(|a| match a {
             Action::JoinRoom { room_id, .. } => format!("join {room_id}"),
-            Action::LeaveRoom {
-                room_id, reason, ..
-            } => {
-                assert!(
-                    reason
-                        .as_deref()
-                        .is_some_and(|r| r.contains("board_creators"))
-                );
+            Action::LeaveRoom { room_id, reason, .. } => {
+                assert!(reason.as_deref().is_some_and(|r| r.contains("board_creators")));
                 format!("leave {room_id}")
             }
             Action::SendMessage { .. } => "send".to_owned(),
@@ -334,19 +275,10 @@ async fn ephemeral_data_is_read_under_both_keys() {
     });
     assert_eq!(f.txn("1", body).await, StatusCode::OK);
     let live = &f.app.ctx.live;
-    let typing: Vec<String> = live
-        .typing(ruma::room_id!("!room:localhost"))
-        .iter()
-        .map(|u| u.to_string())
-        .collect();
-    assert_eq!(
-        typing,
-        vec!["@alice:localhost"],
-        "the bot's own typing is filtered"
-    );
-    let presence = live
-        .presence(ruma::user_id!("@bob:localhost"))
-        .expect("bob's presence");
+    let typing: Vec<String> =
+        live.typing(ruma::room_id!("!room:localhost")).iter().map(|u| u.to_string()).collect();
+    assert_eq!(typing, vec!["@alice:localhost"], "the bot's own typing is filtered");
+    let presence = live.presence(ruma::user_id!("@bob:localhost")).expect("bob's presence");
     assert_eq!(presence.state, ruma::presence::PresenceState::Online);
     // The receipt was stored durably and then processed.
     assert!(f.processed_outbox().await.is_empty());
@@ -362,26 +294,11 @@ async fn queries_and_ping() {
             .body(Body::empty())
             .expect("request")
     };
-    assert_eq!(
-        f.call(get("/_matrix/app/v1/users/@boardroom:localhost"))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    let (status, err) = f
-        .call(get("/_matrix/app/v1/users/@boardroom_ghost:localhost"))
-        .await;
-    assert_eq!(
-        (status, err["errcode"].as_str()),
-        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
-    );
-    let (status, err) = f
-        .call(get("/_matrix/app/v1/rooms/%23boardroom_x:localhost"))
-        .await;
-    assert_eq!(
-        (status, err["errcode"].as_str()),
-        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
-    );
+    assert_eq!(f.call(get("/_matrix/app/v1/users/@boardroom:localhost")).await.0, StatusCode::OK);
+    let (status, err) = f.call(get("/_matrix/app/v1/users/@boardroom_ghost:localhost")).await;
+    assert_eq!((status, err["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+    let (status, err) = f.call(get("/_matrix/app/v1/rooms/%23boardroom_x:localhost")).await;
+    assert_eq!((status, err["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
     let ping = Request::post("/_matrix/app/v1/ping")
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")

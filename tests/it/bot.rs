@@ -41,9 +41,7 @@ async fn help_unknown_and_silence_in_a_dm_and_a_thread() {
     );
 
     let room = alice.create_room(&[&bot]).await;
-    alice
-        .wait_for_membership(&room, &bot, MembershipState::Join)
-        .await;
+    alice.wait_for_membership(&room, &bot, MembershipState::Join).await;
 
     let help = alice.say(&room, "!help").await;
     let reply = alice
@@ -53,19 +51,9 @@ async fn help_unknown_and_silence_in_a_dm_and_a_thread() {
                 .map(|m| (body(m).to_owned(), m.content.msgtype.clone()))
         })
         .await;
-    assert!(
-        reply.0.contains("Boardroom commands") && reply.0.contains("!help"),
-        "{}",
-        reply.0
-    );
-    let MessageType::Notice(notice) = reply.1 else {
-        panic!("the reply is not a notice")
-    };
-    assert!(
-        notice
-            .formatted
-            .is_some_and(|f| f.body.contains("<code>!help</code>"))
-    );
+    assert!(reply.0.contains("Boardroom commands") && reply.0.contains("!help"), "{}", reply.0);
+    let MessageType::Notice(notice) = reply.1 else { panic!("the reply is not a notice") };
+    assert!(notice.formatted.is_some_and(|f| f.body.contains("<code>!help</code>")));
 
     let nonsense = alice.say(&room, "!nonsense").await;
     let plain = alice.say(&room, "hello everyone, just chatting").await;
@@ -76,20 +64,12 @@ async fn help_unknown_and_silence_in_a_dm_and_a_thread() {
     let threaded = alice.send(&room, in_thread).await;
 
     let (nonsense_reply, thread_reply) = alice
-        .wait_for(
-            &room,
-            Duration::from_secs(15),
-            "replies to !nonsense and the thread",
-            |ev| {
-                let a = replies_to(ev, &bot, &nonsense)
-                    .first()
-                    .map(|m| body(m).to_owned())?;
-                let b = replies_to(ev, &bot, &threaded)
-                    .first()
-                    .map(|m| m.content.relates_to.clone())?;
-                Some((a, b))
-            },
-        )
+        .wait_for(&room, Duration::from_secs(15), "replies to !nonsense and the thread", |ev| {
+            let a = replies_to(ev, &bot, &nonsense).first().map(|m| body(m).to_owned())?;
+            let b =
+                replies_to(ev, &bot, &threaded).first().map(|m| m.content.relates_to.clone())?;
+            Some((a, b))
+        })
         .await;
     assert!(
         nonsense_reply.contains("Unknown command !nonsense") && nonsense_reply.contains("!help"),
@@ -104,16 +84,9 @@ async fn help_unknown_and_silence_in_a_dm_and_a_thread() {
 
     // The plain message came before the threaded command in the same room, and rooms are
     // processed in order: by now it has been handled, and it got no answer.
-    let events: Vec<AnyTimelineEvent> = alice
-        .timeline(&room)
-        .await
-        .iter()
-        .filter_map(|r| r.deserialize().ok())
-        .collect();
-    assert!(
-        replies_to(&events, &bot, &plain).is_empty(),
-        "a plain message was answered"
-    );
+    let events: Vec<AnyTimelineEvent> =
+        alice.timeline(&room).await.iter().filter_map(|r| r.deserialize().ok()).collect();
+    assert!(replies_to(&events, &bot, &plain).is_empty(), "a plain message was answered");
     let bot_messages = events
         .iter()
         .filter(|e| matches!(e, AnyTimelineEvent::MessageLike(m) if m.sender() == bot))
@@ -127,14 +100,9 @@ async fn invites_from_others_are_declined() {
     let bot = stack.boardroom.bot().to_owned();
     let bob = stack.synapse.register("bob").await;
     let room = bob.create_room(&[&bot]).await;
-    let reason = bob
-        .wait_for_membership(&room, &bot, MembershipState::Leave)
-        .await;
+    let reason = bob.wait_for_membership(&room, &bot, MembershipState::Leave).await;
     let reason = reason.expect("the bot says why it declines");
-    assert!(
-        reason.contains(bob.user_id.as_str()) && reason.contains("board_creators"),
-        "{reason}"
-    );
+    assert!(reason.contains(bob.user_id.as_str()) && reason.contains("board_creators"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,9 +111,7 @@ async fn a_redelivered_event_is_answered_once() {
     let bot = stack.boardroom.bot().to_owned();
     let alice = stack.synapse.register("alice").await;
     let room = alice.create_room(&[&bot]).await;
-    alice
-        .wait_for_membership(&room, &bot, MembershipState::Join)
-        .await;
+    alice.wait_for_membership(&room, &bot, MembershipState::Join).await;
 
     let help = alice.say(&room, "!help").await;
     alice
@@ -158,20 +124,14 @@ async fn a_redelivered_event_is_answered_once() {
     // when transaction ids start again at 1): Boardroom acknowledges and does not answer again.
     let event = alice
         .client
-        .send(
-            get_room_event::v3::Request::new(room.clone(), help.clone()),
-            None,
-        )
+        .send(get_room_event::v3::Request::new(room.clone(), help.clone()), None)
         .await
         .expect("fetch the event")
         .event;
     let settings = &stack.boardroom.settings;
     for txn in ["1", "redelivery-1"] {
         let resp = reqwest::Client::new()
-            .put(format!(
-                "http://{}/_matrix/app/v1/transactions/{txn}",
-                settings.listen
-            ))
+            .put(format!("http://{}/_matrix/app/v1/transactions/{txn}", settings.listen))
             .bearer_auth(settings.hs_token.expose())
             .json(&serde_json::json!({ "events": [event] }))
             .send()
@@ -199,9 +159,7 @@ async fn a_command_sent_while_boardroom_is_down_is_answered_after_restart() {
     let bot = stack.boardroom.bot().to_owned();
     let alice = stack.synapse.register("alice").await;
     let room = alice.create_room(&[&bot]).await;
-    alice
-        .wait_for_membership(&room, &bot, MembershipState::Join)
-        .await;
+    alice.wait_for_membership(&room, &bot, MembershipState::Join).await;
 
     stack.boardroom.stop().await;
     let help = alice.say(&room, "!help").await;
@@ -210,12 +168,9 @@ async fn a_command_sent_while_boardroom_is_down_is_answered_after_restart() {
     let started = std::time::Instant::now();
     stack.restart_boardroom().await;
     alice
-        .wait_for(
-            &room,
-            Duration::from_secs(10),
-            "the reply within 10 s of the restart",
-            |ev| (!replies_to(ev, &bot, &help).is_empty()).then_some(()),
-        )
+        .wait_for(&room, Duration::from_secs(10), "the reply within 10 s of the restart", |ev| {
+            (!replies_to(ev, &bot, &help).is_empty()).then_some(())
+        })
         .await;
     eprintln!("reply arrived {:?} after the restart", started.elapsed());
 }

@@ -36,11 +36,7 @@ fn check_config_names_a_missing_homeserver_url() {
 
     std::fs::write(&path, GOOD).expect("write");
     let out = boardroom(&["check-config"], &path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -48,31 +44,16 @@ fn check_config_names_bad_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("boardroom.toml");
     for (from, to, key) in [
-        (
-            "url = \"http://127.0.0.1:8008\"",
-            "url = \"ftp://x\"",
-            "homeserver.url",
-        ),
-        (
-            "hs_token = \"hs-secret-token\"",
-            "hs_token = \"as-secret-token\"",
-            "appservice.hs_token",
-        ),
-        (
-            "[database]",
-            "[logging]\nformat = \"xml\"\n[database]",
-            "logging.format",
-        ),
+        ("url = \"http://127.0.0.1:8008\"", "url = \"ftp://x\"", "homeserver.url"),
+        ("hs_token = \"hs-secret-token\"", "hs_token = \"as-secret-token\"", "appservice.hs_token"),
+        ("[database]", "[logging]\nformat = \"xml\"\n[database]", "logging.format"),
     ] {
         std::fs::write(&path, GOOD.replace(from, to)).expect("write");
         let out = boardroom(&["check-config"], &path);
         assert!(!out.status.success(), "{to} accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
-        assert!(
-            !stderr.contains("as-secret-token"),
-            "a token was printed: {stderr}"
-        );
+        assert!(!stderr.contains("as-secret-token"), "a token was printed: {stderr}");
     }
 }
 

@@ -41,17 +41,12 @@ pub(crate) fn project_root() -> PathBuf {
 
 /// The Synapse venv `scripts/setup.sh` installs.
 pub(crate) fn synapse_python() -> PathBuf {
-    let venv = std::env::var_os("BOARDROOM_SYNAPSE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("BOARDROOM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/boardroom")
-                });
-            cache.join("synapse-1.163.2")
+    let venv = std::env::var_os("BOARDROOM_SYNAPSE_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("BOARDROOM_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/boardroom")
         });
+        cache.join("synapse-1.163.2")
+    });
     let python = venv.join("bin/python");
     assert!(
         python.exists(),
@@ -94,10 +89,7 @@ impl Synapse {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = http
-                .get(format!("{}/_matrix/client/versions", self.url))
-                .send()
-                .await
+            if let Ok(r) = http.get(format!("{}/_matrix/client/versions", self.url)).send().await
                 && r.status().is_success()
             {
                 return;
@@ -110,10 +102,7 @@ impl Synapse {
                     self.dir.path().display()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "synapse did not answer within 60 s"
-            );
+            assert!(Instant::now() < deadline, "synapse did not answer within 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -122,25 +111,15 @@ impl Synapse {
     pub(crate) async fn register(&self, localpart: &str) -> User {
         let http = reqwest::Client::new();
         let endpoint = format!("{}/_synapse/admin/v1/register", self.url);
-        let nonce: serde_json::Value = http
-            .get(&endpoint)
-            .send()
-            .await
-            .expect("nonce")
-            .json()
-            .await
-            .expect("nonce json");
+        let nonce: serde_json::Value =
+            http.get(&endpoint).send().await.expect("nonce").json().await.expect("nonce json");
         let nonce = nonce["nonce"].as_str().expect("nonce field").to_owned();
         let password = "password";
         let mut mac =
             hmac::Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).expect("hmac");
         mac.update(format!("{nonce}\0{localpart}\0{password}\0notadmin").as_bytes());
-        let mac_hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let mac_hex: String =
+            mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
         let resp: serde_json::Value = http
             .post(&endpoint)
             .json(&serde_json::json!({
@@ -153,14 +132,9 @@ impl Synapse {
             .json()
             .await
             .expect("register json");
-        let token = resp["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token: {resp}"));
-        let user_id: OwnedUserId = resp["user_id"]
-            .as_str()
-            .expect("user_id")
-            .try_into()
-            .expect("user id");
+        let token = resp["access_token"].as_str().unwrap_or_else(|| panic!("no token: {resp}"));
+        let user_id: OwnedUserId =
+            resp["user_id"].as_str().expect("user_id").try_into().expect("user id");
         let client =
             HomeserverClient::new(&self.url, Auth::User(boardroom::config::Secret::new(token)))
                 .expect("client")
@@ -231,9 +205,7 @@ impl Boardroom {
     /// Starts serving on `settings.listen`.
     pub(crate) async fn start(settings: Settings, config_path: PathBuf) -> Boardroom {
         init_tracing();
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .expect("bind boardroom");
+        let listener = TcpListener::bind(settings.listen).await.expect("bind boardroom");
         let shutdown = CancellationToken::new();
         let s = settings.clone();
         let token = shutdown.clone();
@@ -242,12 +214,7 @@ impl Boardroom {
                 panic!("boardroom failed: {e}");
             }
         });
-        Boardroom {
-            settings,
-            config_path,
-            shutdown,
-            task: Some(task),
-        }
+        Boardroom { settings, config_path, shutdown, task: Some(task) }
     }
 
     /// Stops it and waits until it has.
@@ -294,10 +261,7 @@ impl Stack {
     /// Writes a config, has `boardroom registration` (the real binary) print the
     /// registration, starts Synapse with it, then starts Boardroom.
     pub(crate) async fn start(extra_config: &str) -> Stack {
-        let dir = tempfile::Builder::new()
-            .prefix("boardroom-it-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let hs_port = free_port();
         let hs_url = format!("http://127.0.0.1:{hs_port}");
@@ -309,33 +273,21 @@ impl Stack {
         let reg_path = dir.path().join("registration.yaml");
         std::fs::write(&reg_path, registration).expect("write registration");
 
-        let synapse_dir = tempfile::Builder::new()
-            .prefix("boardroom-synapse-")
-            .tempdir()
-            .expect("tempdir");
-        let mut synapse = Synapse {
-            child: None,
-            dir: synapse_dir,
-            url: hs_url,
-        };
+        let synapse_dir =
+            tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir");
+        let mut synapse = Synapse { child: None, dir: synapse_dir, url: hs_url };
         synapse.spawn(hs_port, &[reg_path]).await;
         let settings = config.validate().expect("valid config");
         let boardroom = Boardroom::start(settings, config_path).await;
-        Stack {
-            synapse,
-            boardroom,
-            _dir: dir,
-        }
+        Stack { synapse, boardroom, _dir: dir }
     }
 
     /// Stops Boardroom and starts it again on the same port and database.
     pub(crate) async fn restart_boardroom(&mut self) {
         self.boardroom.stop().await;
-        self.boardroom = Boardroom::start(
-            self.boardroom.settings.clone(),
-            self.boardroom.config_path.clone(),
-        )
-        .await;
+        self.boardroom =
+            Boardroom::start(self.boardroom.settings.clone(), self.boardroom.config_path.clone())
+                .await;
     }
 }
 
@@ -347,11 +299,7 @@ pub(crate) fn registration_from_binary(config_path: &Path) -> String {
         .arg(config_path)
         .output()
         .expect("run boardroom registration");
-    assert!(
-        out.status.success(),
-        "registration failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "registration failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -370,11 +318,7 @@ impl User {
         req.invite = invitees.iter().map(|u| (*u).to_owned()).collect();
         req.is_direct = invitees.len() == 1;
         req.preset = Some(create_room::v3::RoomPreset::TrustedPrivateChat);
-        self.client
-            .send(req, None)
-            .await
-            .expect("create room")
-            .room_id
+        self.client.send(req, None).await.expect("create room").room_id
     }
 
     /// Sends a message; returns its event id.
@@ -394,8 +338,7 @@ impl User {
 
     /// Sends a plain text message.
     pub(crate) async fn say(&self, room: &RoomId, body: &str) -> OwnedEventId {
-        self.send(room, RoomMessageEventContent::text_plain(body))
-            .await
+        self.send(room, RoomMessageEventContent::text_plain(body)).await
     }
 
     /// The room's latest events, oldest first.
@@ -417,19 +360,12 @@ impl User {
     ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            let events: Vec<AnyTimelineEvent> = self
-                .timeline(room)
-                .await
-                .iter()
-                .filter_map(|r| r.deserialize().ok())
-                .collect();
+            let events: Vec<AnyTimelineEvent> =
+                self.timeline(room).await.iter().filter_map(|r| r.deserialize().ok()).collect();
             if let Some(t) = pick(&events) {
                 return t;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}"
-            );
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -37,10 +37,7 @@ async fn send(
     Path((room, _ty, txn)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> (StatusCode, Json<Value>) {
-    mock.seen
-        .lock()
-        .expect("lock")
-        .push((room, txn, query.unwrap_or_default(), Instant::now()));
+    mock.seen.lock().expect("lock").push((room, txn, query.unwrap_or_default(), Instant::now()));
     let next = {
         let mut s = mock.script.lock().expect("lock");
         (!s.is_empty()).then(|| s.remove(0))
@@ -55,9 +52,7 @@ async fn start_mock(mock: Mock) -> String {
     let app = Router::new()
         .route("/_matrix/client/v3/rooms/{room}/send/{ty}/{txn}", put(send))
         .with_state(mock);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("mock") });
     url
@@ -81,16 +76,10 @@ async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
             StatusCode::TOO_MANY_REQUESTS,
             json!({ "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 700 }),
         ),
-        (
-            StatusCode::BAD_GATEWAY,
-            json!({ "errcode": "M_UNKNOWN", "error": "upstream" }),
-        ),
+        (StatusCode::BAD_GATEWAY, json!({ "errcode": "M_UNKNOWN", "error": "upstream" })),
         // The first message is then accepted; the second is refused for good.
         (StatusCode::OK, json!({ "event_id": "$first" })),
-        (
-            StatusCode::FORBIDDEN,
-            json!({ "errcode": "M_FORBIDDEN", "error": "not in room" }),
-        ),
+        (StatusCode::FORBIDDEN, json!({ "errcode": "M_FORBIDDEN", "error": "not in room" })),
     ];
     let url = start_mock(mock.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -103,12 +92,8 @@ async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
         .expect("enqueue");
     let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
     let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(outbox::run(
-        store.clone(),
-        client,
-        Arc::new(Notify::new()),
-        shutdown.clone(),
-    ));
+    let worker =
+        tokio::spawn(outbox::run(store.clone(), client, Arc::new(Notify::new()), shutdown.clone()));
 
     let deadline = Instant::now() + Duration::from_secs(20);
     while !store.outbox_from(0, 10).expect("outbox").is_empty() {
@@ -120,30 +105,15 @@ async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
 
     let seen = mock.seen.lock().expect("lock").clone();
     let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(
-        rooms,
-        [
-            "!a:localhost",
-            "!a:localhost",
-            "!a:localhost",
-            "!b:localhost"
-        ]
-    );
+    assert_eq!(rooms, ["!a:localhost", "!a:localhost", "!a:localhost", "!b:localhost"]);
     // The same transaction id on every retry: the homeserver deduplicates.
     assert!(seen[..3].iter().all(|s| s.1 == seen[0].1));
     // The virtual user is asserted with `user_id`; the bot is not.
-    assert!(
-        seen[0].2.contains("user_id=%40boardroom_app%3Alocalhost"),
-        "{}",
-        seen[0].2
-    );
+    assert!(seen[0].2.contains("user_id=%40boardroom_app%3Alocalhost"), "{}", seen[0].2);
     assert!(!seen[3].2.contains("user_id"));
     // retry_after_ms was honoured.
     let waited = seen[1].3 - seen[0].3;
-    assert!(
-        waited >= Duration::from_millis(700),
-        "retried after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(700), "retried after {waited:?}");
     // The refused request is kept with the homeserver's error, and was tried once.
     let dead = store.outbox_dead_entries(10).expect("dead");
     assert_eq!(dead.len(), 1);
@@ -167,12 +137,7 @@ async fn an_unreachable_homeserver_is_a_transient_error() {
         room_id: owned_room_id!("!a:localhost"),
         as_user: Some(owned_user_id!("@boardroom_x:localhost")),
     };
-    let err = outbox::execute(&client, &action)
-        .await
-        .expect_err("nothing listens there");
-    assert_eq!(
-        err.retry_kind(),
-        boardroom::homeserver::RetryKind::Transient(None)
-    );
+    let err = outbox::execute(&client, &action).await.expect_err("nothing listens there");
+    assert_eq!(err.retry_kind(), boardroom::homeserver::RetryKind::Transient(None));
     assert!(err.to_string().contains("join_room_by_id"), "{err}");
 }

@@ -12,7 +12,7 @@ use crate::{
     config::Settings,
     domain::live::LiveState,
     error::{Error, Result},
-    homeserver::{Auth, HomeserverClient, outbox, startup},
+    homeserver::{Auth, HomeserverClient, RetryPolicy, outbox, startup},
     process::{self, Context},
     store::Store,
 };
@@ -40,6 +40,8 @@ impl App {
             outbox_notify: Arc::new(Notify::new()),
             inbound_notify: Arc::new(Notify::new()),
             live: Arc::new(LiveState::default()),
+            client: client.clone().with_retry(RetryPolicy::FOREVER),
+            room_version: tokio::sync::OnceCell::new(),
         });
         Ok(Self { ctx, client })
     }

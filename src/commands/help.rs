@@ -7,11 +7,13 @@ pub fn help() -> Reply {
     let mut plain = String::from("Boardroom commands:\n");
     let mut html = String::from("<p>Boardroom commands:</p>\n<ul>\n");
     for c in REGISTRY {
-        plain.push_str(&format!("  {} ({}): {}\n", c.usage, c.context, c.summary));
+        let who = c.permission.describe();
+        plain.push_str(&format!("  {} ({}; {}): {}\n", c.usage, c.context, who, c.summary));
         html.push_str(&format!(
-            "<li><code>{}</code> ({}): {}</li>\n",
+            "<li><code>{}</code> ({}; {}): {}</li>\n",
             escape_html(c.usage),
             escape_html(c.context),
+            escape_html(who),
             escape_html(c.summary)
         ));
     }
@@ -25,7 +27,8 @@ mod tests {
     fn help_lists_every_command() {
         let h = super::help();
         for c in super::REGISTRY {
-            assert!(h.plain.contains(c.usage) && h.html.contains(c.usage), "{}", c.usage);
+            assert!(h.plain.contains(c.usage), "{}", c.usage);
+            assert!(h.html.contains(&super::escape_html(c.usage)), "{}", c.usage);
         }
     }
 }

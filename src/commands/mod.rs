@@ -1,6 +1,7 @@
 //! Chat commands: declared as data in [`REGISTRY`] (name, usage, summary, who may run it),
 //! parsed into [`Command`], with help generated from the registry. One file per family.
 
+pub mod board;
 pub mod help;
 
 /// Who may run a command.
@@ -8,12 +9,30 @@ pub mod help;
 pub enum Permission {
     /// Anyone who can talk to the bot.
     Anyone,
+    /// Users matched by `permissions.board_creators`.
+    BoardCreator,
+    /// Members of the board.
+    BoardMember,
+    /// Power level 50 or more in the board's space.
+    BoardAdmin,
+}
+
+impl Permission {
+    /// In words, for the help text.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Permission::Anyone => "anyone",
+            Permission::BoardCreator => "board creators",
+            Permission::BoardMember => "board members",
+            Permission::BoardAdmin => "board admins (power 50)",
+        }
+    }
 }
 
 /// One command, as data.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandSpec {
-    /// The words that name it, `!` excluded: `["help"]`, later `["board", "create"]`.
+    /// The words that name it, `!` excluded: `["help"]`, `["board", "create"]`.
     pub words: &'static [&'static str],
     /// The right form.
     pub usage: &'static str,
@@ -26,19 +45,33 @@ pub struct CommandSpec {
 }
 
 /// Every command Boardroom understands.
-pub const REGISTRY: &[CommandSpec] = &[CommandSpec {
-    words: &["help"],
-    usage: "!help",
-    summary: "list the commands",
-    context: "anywhere",
-    permission: Permission::Anyone,
-}];
+pub const REGISTRY: &[CommandSpec] = &[
+    CommandSpec {
+        words: &["help"],
+        usage: "!help",
+        summary: "list the commands",
+        context: "anywhere",
+        permission: Permission::Anyone,
+    },
+    board::CREATE,
+    board::INVITE,
+    board::REMOVE,
+    board::ROOM,
+    board::INFO,
+];
+
+/// The spec of the command named by `words`.
+pub fn spec(words: &[&str]) -> Option<&'static CommandSpec> {
+    REGISTRY.iter().find(|c| c.words == words)
+}
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `!help`
     Help,
+    /// A `!board …` command.
+    Board(board::BoardCommand),
 }
 
 /// Why a message that looks like a command is not one.
@@ -74,6 +107,7 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
                 })
             }
         }
+        "board" => board::parse(&rest).map(Command::Board),
         _ => Err(ParseError::Unknown { name }),
     }
 }

@@ -33,6 +33,16 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Remove someone from a room.
+    Kick {
+        /// The room.
+        room_id: OwnedRoomId,
+        /// Who.
+        user_id: OwnedUserId,
+        /// Shown to the room's members.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Send an `m.room.message`.
     SendMessage {
         /// The room.
@@ -53,6 +63,7 @@ impl Action {
         match self {
             Action::JoinRoom { room_id, .. }
             | Action::LeaveRoom { room_id, .. }
+            | Action::Kick { room_id, .. }
             | Action::SendMessage { room_id, .. } => room_id,
         }
     }

@@ -21,14 +21,14 @@ pub enum InviteDecision {
     Decline(String),
 }
 
-/// The bot accepts invites from users allowed to create boards. (Board members will be
-/// allowed too once boards exist.)
-pub fn on_invite(settings: &Settings, inviter: &UserId) -> InviteDecision {
-    if settings.is_board_creator(inviter) {
+/// The bot accepts invites from users allowed to create boards and from members of a
+/// board.
+pub fn on_invite(settings: &Settings, inviter: &UserId, member_of_a_board: bool) -> InviteDecision {
+    if settings.is_board_creator(inviter) || member_of_a_board {
         InviteDecision::Accept
     } else {
         InviteDecision::Decline(format!(
-            "{inviter} may not invite Boardroom: only users listed in permissions.board_creators can"
+            "{inviter} may not invite Boardroom: only board members and users listed in permissions.board_creators can"
         ))
     }
 }
@@ -146,9 +146,16 @@ mod tests {
     #[test]
     fn invites_from_board_creators_only() {
         let s = settings();
-        assert_eq!(on_invite(&s, ruma::user_id!("@alice:example.org")), InviteDecision::Accept);
+        assert_eq!(
+            on_invite(&s, ruma::user_id!("@alice:example.org"), false),
+            InviteDecision::Accept
+        );
+        assert_eq!(
+            on_invite(&s, ruma::user_id!("@bob:elsewhere.org"), true),
+            InviteDecision::Accept
+        );
         assert!(matches!(
-            on_invite(&s, ruma::user_id!("@mallory:elsewhere.org")),
+            on_invite(&s, ruma::user_id!("@mallory:elsewhere.org"), false),
             InviteDecision::Decline(_)
         ));
     }

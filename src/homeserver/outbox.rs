@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use ruma::api::client::{
-    membership::{join_room_by_id, leave_room},
+    membership::{join_room_by_id, kick_user, leave_room},
     message::send_message_event,
 };
 use tokio::sync::Notify;
@@ -96,6 +96,11 @@ pub async fn execute(client: &HomeserverClient, action: &Action) -> Result<(), H
             let mut req = leave_room::v3::Request::new(room_id.clone());
             req.reason.clone_from(reason);
             client.send(req, as_user.as_deref()).await?;
+        }
+        Action::Kick { room_id, user_id, reason } => {
+            let mut req = kick_user::v3::Request::new(room_id.clone(), user_id.clone());
+            req.reason.clone_from(reason);
+            client.send(req, None).await?;
         }
         Action::SendMessage { room_id, as_user, txn_id, content } => {
             let req = send_message_event::v3::Request::new(

@@ -8,7 +8,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::Context;
+use super::{Context, boards, index};
 use crate::{
     commands::{self, Command},
     domain::{
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Handles one entry.
-pub fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
+pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
     match entry.kind {
         EntryKind::Timeline => {
             let raw: Raw<AnyTimelineEvent> = match serde_json::from_slice(&entry.json) {
@@ -31,7 +31,7 @@ pub fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                 }
             };
             match raw.deserialize() {
-                Ok(event) => handle_timeline(ctx, event),
+                Ok(event) => handle_timeline(ctx, event).await,
                 Err(e) => {
                     let event_id = raw.get_field::<String>("event_id").ok().flatten();
                     tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
@@ -51,29 +51,40 @@ pub fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
     }
 }
 
-fn handle_timeline(ctx: &Context, event: AnyTimelineEvent) -> Vec<Action> {
+async fn handle_timeline(ctx: &Context, event: AnyTimelineEvent) -> Vec<Action> {
     let settings = &ctx.settings;
     match event {
-        AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(ev))) => {
-            if ev.state_key != settings.bot_user_id
-                || ev.content.membership != MembershipState::Invite
+        AnyTimelineEvent::State(state) => {
+            let mut actions = Vec::new();
+            if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = &state
+                && ev.state_key == settings.bot_user_id
+                && ev.content.membership == MembershipState::Invite
             {
-                return Vec::new();
+                let member_of_a_board =
+                    ctx.store.boards_of(&ev.sender).map(|b| !b.is_empty()).unwrap_or(false);
+                actions.push(match bot::on_invite(settings, &ev.sender, member_of_a_board) {
+                    InviteDecision::Accept => {
+                        tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "accepting invite");
+                        Action::JoinRoom { room_id: ev.room_id.clone(), as_user: None }
+                    }
+                    InviteDecision::Decline(reason) => {
+                        tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "declining invite");
+                        Action::LeaveRoom { room_id: ev.room_id.clone(), as_user: None, reason: Some(reason) }
+                    }
+                });
             }
-            match bot::on_invite(settings, &ev.sender) {
-                InviteDecision::Accept => {
-                    tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "accepting invite");
-                    vec![Action::JoinRoom { room_id: ev.room_id, as_user: None }]
-                }
-                InviteDecision::Decline(reason) => {
-                    tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "declining invite");
-                    vec![Action::LeaveRoom {
-                        room_id: ev.room_id,
-                        as_user: None,
-                        reason: Some(reason),
-                    }]
+            if let Some(new_room) = index::tombstone_target(&state)
+                && let Err(e) = boards::follow_upgrade(ctx, state.room_id(), &new_room).await
+            {
+                tracing::error!(error = %e, "cannot follow a room upgrade");
+            }
+            match index::apply_state_event(ctx, &state).await {
+                Ok(more) => actions.extend(more),
+                Err(e) => {
+                    tracing::error!(error = %e, event_id = %state.event_id(), "cannot index a state event")
                 }
             }
+            actions
         }
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
@@ -81,11 +92,19 @@ fn handle_timeline(ctx: &Context, event: AnyTimelineEvent) -> Vec<Action> {
             let Some(text) = bot::command_text(settings, &ev.sender, &ev.content) else {
                 return Vec::new();
             };
+            tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
             let reply = match commands::parse(text) {
                 Ok(Command::Help) => commands::help::help(),
+                Ok(Command::Board(c)) => {
+                    let inv = boards::Invocation {
+                        event_id: &ev.event_id,
+                        sender: &ev.sender,
+                        room_id: &ev.room_id,
+                    };
+                    boards::run(ctx, &inv, c).await
+                }
                 Err(err) => commands::error_reply(&err),
             };
-            tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
             let content =
                 bot::reply(&ev.event_id, ev.content.relates_to.as_ref(), reply.plain, reply.html);
             vec![Action::SendMessage {

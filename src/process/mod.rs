@@ -2,16 +2,20 @@
 //! parallel across rooms. Each entry is handled ([`handler`]) into outbound actions, which
 //! are queued in the outbox in the same atomic write that marks the entry processed.
 
+pub mod boards;
 pub mod handler;
+pub mod index;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     config::Settings,
     domain::live::LiveState,
+    homeserver::HomeserverClient,
     store::{Store, inbound::PendingEntry},
 };
 
@@ -28,6 +32,10 @@ pub struct Context {
     pub inbound_notify: Arc<Notify>,
     /// Typing and presence.
     pub live: Arc<LiveState>,
+    /// The appservice's homeserver client (retries transient failures until shutdown).
+    pub client: HomeserverClient,
+    /// The homeserver's default room version, asked once.
+    pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
 }
 
 /// Runs until `shutdown`: routes pending entries to per-room lanes.
@@ -86,8 +94,13 @@ fn spawn_lane(
 
 async fn process_entry(ctx: &Context, entry: PendingEntry, shutdown: &CancellationToken) {
     let span = tracing::info_span!("process", seq = entry.seq, room_id = %entry.room_id);
+    // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
+    // is handled again at the next start.
+    let actions = tokio::select! {
+        a = handler::handle(ctx, &entry).instrument(span.clone()) => a,
+        () = shutdown.cancelled() => return,
+    };
     let _enter = span.enter();
-    let actions = handler::handle(ctx, &entry);
     let mut encoded = Vec::with_capacity(actions.len());
     for a in &actions {
         match serde_json::to_vec(a) {

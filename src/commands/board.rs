@@ -1,0 +1,175 @@
+//! `!board …`: create a board, manage its members and rooms, show it.
+
+use ruma::OwnedUserId;
+
+use super::{CommandSpec, ParseError, Permission};
+
+/// `!board create`
+pub const CREATE: CommandSpec = CommandSpec {
+    words: &["board", "create"],
+    usage: "!board create <slug> [name…]",
+    summary: "create a board: a space with the rooms general and tasks; you become its owner",
+    context: "anywhere",
+    permission: Permission::BoardCreator,
+};
+/// `!board invite`
+pub const INVITE: CommandSpec = CommandSpec {
+    words: &["board", "invite"],
+    usage: "!board invite <@user:server>",
+    summary: "invite someone to the board",
+    context: "a board room",
+    permission: Permission::BoardAdmin,
+};
+/// `!board remove`
+pub const REMOVE: CommandSpec = CommandSpec {
+    words: &["board", "remove"],
+    usage: "!board remove <@user:server>",
+    summary: "remove someone from the board and its private rooms",
+    context: "a board room",
+    permission: Permission::BoardAdmin,
+};
+/// `!board room`
+pub const ROOM: CommandSpec = CommandSpec {
+    words: &["board", "room"],
+    usage: "!board room <name> [private [@user:server…]]",
+    summary: "add a chat room to the board (private: invite-only, with the listed members)",
+    context: "a board room",
+    permission: Permission::BoardMember,
+};
+/// `!board info`
+pub const INFO: CommandSpec = CommandSpec {
+    words: &["board", "info"],
+    usage: "!board info",
+    summary: "the board's rooms, members and roles",
+    context: "a board room",
+    permission: Permission::BoardMember,
+};
+
+/// A parsed `!board` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardCommand {
+    /// `!board create <slug> [name…]`
+    Create {
+        /// The slug (validated later, with the reason in the reply).
+        slug: String,
+        /// The display name; the slug when empty.
+        name: String,
+    },
+    /// `!board invite <@user>`
+    Invite(OwnedUserId),
+    /// `!board remove <@user>`
+    Remove(OwnedUserId),
+    /// `!board room <name> [private [@user…]]`
+    Room {
+        /// Short name.
+        name: String,
+        /// Invite-only.
+        private: bool,
+        /// Members of a private room besides the sender.
+        members: Vec<OwnedUserId>,
+    },
+    /// `!board info`
+    Info,
+}
+
+fn malformed(spec: &CommandSpec, problem: impl Into<String>) -> ParseError {
+    ParseError::Malformed { usage: spec.usage, problem: problem.into() }
+}
+
+fn user(spec: &CommandSpec, word: &str) -> Result<OwnedUserId, ParseError> {
+    // Accept a pasted pill link as well as a bare id.
+    let word = word.trim_start_matches("https://matrix.to/#/");
+    OwnedUserId::try_from(word).map_err(|_| {
+        malformed(spec, format!("`{word}` is not a user id such as @alice:example.org"))
+    })
+}
+
+/// Parses the words after `!board`.
+pub fn parse(words: &[&str]) -> Result<BoardCommand, ParseError> {
+    let Some((sub, rest)) = words.split_first() else {
+        return Err(ParseError::Malformed {
+            usage: "!board create|invite|remove|room|info …",
+            problem: "!board needs a subcommand".into(),
+        });
+    };
+    match sub.to_lowercase().as_str() {
+        "create" => match rest.split_first() {
+            Some((slug, name)) => Ok(BoardCommand::Create {
+                slug: (*slug).to_owned(),
+                name: if name.is_empty() { (*slug).to_owned() } else { name.join(" ") },
+            }),
+            None => Err(malformed(&CREATE, "name the board's slug")),
+        },
+        "invite" => match rest {
+            [u] => Ok(BoardCommand::Invite(user(&INVITE, u)?)),
+            _ => Err(malformed(&INVITE, "name exactly one user")),
+        },
+        "remove" => match rest {
+            [u] => Ok(BoardCommand::Remove(user(&REMOVE, u)?)),
+            _ => Err(malformed(&REMOVE, "name exactly one user")),
+        },
+        "room" => match rest {
+            [name] => {
+                Ok(BoardCommand::Room { name: (*name).to_owned(), private: false, members: vec![] })
+            }
+            [name, flag, users @ ..] if flag.eq_ignore_ascii_case("private") => {
+                Ok(BoardCommand::Room {
+                    name: (*name).to_owned(),
+                    private: true,
+                    members: users.iter().map(|u| user(&ROOM, u)).collect::<Result<_, _>>()?,
+                })
+            }
+            [] => Err(malformed(&ROOM, "name the room")),
+            [_, other, ..] => Err(malformed(&ROOM, format!("expected `private`, found `{other}`"))),
+        },
+        "info" if rest.is_empty() => Ok(BoardCommand::Info),
+        "info" => Err(malformed(&INFO, "!board info takes no arguments")),
+        other => Err(ParseError::Malformed {
+            usage: "!board create|invite|remove|room|info …",
+            problem: format!("unknown subcommand `{other}`"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<BoardCommand, ParseError> {
+        parse(&s.split_whitespace().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn board_commands() {
+        assert_eq!(
+            p("create launch Product Launch"),
+            Ok(BoardCommand::Create { slug: "launch".into(), name: "Product Launch".into() })
+        );
+        assert_eq!(p("create x"), Ok(BoardCommand::Create { slug: "x".into(), name: "x".into() }));
+        assert!(matches!(p("create"), Err(ParseError::Malformed { .. })));
+        assert_eq!(
+            p("invite @bob:example.org"),
+            Ok(BoardCommand::Invite(ruma::owned_user_id!("@bob:example.org")))
+        );
+        assert_eq!(
+            p("invite https://matrix.to/#/@bob:example.org"),
+            Ok(BoardCommand::Invite(ruma::owned_user_id!("@bob:example.org")))
+        );
+        assert!(
+            matches!(p("invite bob"), Err(ParseError::Malformed { usage, .. }) if usage == INVITE.usage)
+        );
+        assert!(matches!(p("remove"), Err(ParseError::Malformed { .. })));
+        assert_eq!(
+            p("room design private @a:x"),
+            Ok(BoardCommand::Room {
+                name: "design".into(),
+                private: true,
+                members: vec![ruma::owned_user_id!("@a:x")]
+            })
+        );
+        assert!(matches!(p("room design secret"), Err(ParseError::Malformed { .. })));
+        assert_eq!(p("info"), Ok(BoardCommand::Info));
+        assert!(matches!(p("frobnicate"), Err(ParseError::Malformed { .. })));
+        assert!(matches!(p(""), Err(ParseError::Malformed { .. })));
+    }
+}

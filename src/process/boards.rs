@@ -1,0 +1,671 @@
+//! Runs `!board …` commands against the homeserver and the index, and follows room
+//! upgrades. Each step that creates something is idempotent (rooms are found again by
+//! their alias), so a command interrupted by a crash is simply run again on restart: its
+//! inbound event is still pending.
+
+use ruma::{
+    EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, RoomVersionId,
+    UserId,
+    api::client::{
+        alias::get_alias,
+        discovery::get_capabilities,
+        membership::{invite_user, join_room_by_id, kick_user},
+        profile::get_profile,
+        room::{Visibility, create_room},
+        state::{get_state_event_for_key, send_state_event},
+    },
+    events::{
+        AnyInitialStateEvent, InitialStateEvent, StateEventType,
+        room::{
+            join_rules::{AllowRule, RoomJoinRulesEventContent},
+            member::MembershipState,
+        },
+        space::{child::SpaceChildEventContent, parent::SpaceParentEventContent},
+    },
+    room::RoomType,
+    serde::Raw,
+};
+
+use super::Context;
+use crate::{
+    commands::{
+        Reply,
+        board::{self as cmd, BoardCommand},
+        escape_html,
+    },
+    domain::board::{
+        ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind,
+        RoomRecord, creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
+        validate_room_name, validate_slug,
+    },
+    homeserver::HsError,
+};
+
+/// Who ran a command, where.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    /// The command's event.
+    pub event_id: &'a EventId,
+    /// Who sent it.
+    pub sender: &'a UserId,
+    /// Where.
+    pub room_id: &'a RoomId,
+}
+
+/// Why a command did not do what it asked.
+#[derive(Debug)]
+enum Failure {
+    /// Refused: what was wrong, and the right form.
+    Refused(String, &'static str),
+    /// The homeserver refused or failed.
+    Homeserver(HsError),
+    /// Our own store failed.
+    Internal(crate::Error),
+}
+
+impl From<HsError> for Failure {
+    fn from(e: HsError) -> Self {
+        Failure::Homeserver(e)
+    }
+}
+
+impl From<crate::Error> for Failure {
+    fn from(e: crate::Error) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+type Outcome = Result<Reply, Failure>;
+
+fn refuse<T>(why: impl Into<String>, usage: &'static str) -> Result<T, Failure> {
+    Err(Failure::Refused(why.into(), usage))
+}
+
+fn text(plain: String) -> Reply {
+    let html = escape_html(&plain).replace('\n', "<br>");
+    Reply { plain, html }
+}
+
+/// Runs a `!board` command and says what happened.
+pub async fn run(ctx: &Context, inv: &Invocation<'_>, command: BoardCommand) -> Reply {
+    let outcome = match command {
+        BoardCommand::Create { slug, name } => create(ctx, inv, &slug, &name).await,
+        BoardCommand::Invite(user) => invite(ctx, inv, &user).await,
+        BoardCommand::Remove(user) => remove(ctx, inv, &user).await,
+        BoardCommand::Room { name, private, members } => {
+            add_room(ctx, inv, &name, private, &members).await
+        }
+        BoardCommand::Info => info(ctx, inv).await,
+    };
+    match outcome {
+        Ok(reply) => reply,
+        Err(Failure::Refused(why, usage)) => text(format!("{why}\nUsage: {usage}")),
+        Err(Failure::Homeserver(e)) => {
+            tracing::warn!(error = %e, "a board command failed at the homeserver");
+            text(format!("The homeserver refused: {}", e))
+        }
+        Err(Failure::Internal(e)) => {
+            tracing::error!(error = %e, "a board command failed");
+            text(
+                "Something went wrong inside Boardroom; the admin can find the details in its log."
+                    .into(),
+            )
+        }
+    }
+}
+
+fn alias(ctx: &Context, localpart: &str) -> Result<OwnedRoomAliasId, Failure> {
+    RoomAliasId::parse(format!("#{localpart}:{}", ctx.settings.server_name))
+        .map_err(|e| Failure::Internal(crate::Error::Internal(format!("alias: {e}"))))
+}
+
+async fn default_room_version(ctx: &Context) -> Result<RoomVersionId, HsError> {
+    ctx.room_version
+        .get_or_try_init(|| async {
+            let caps = ctx.client.send(get_capabilities::v3::Request::new(), None).await?;
+            Ok(caps.capabilities.room_versions.default)
+        })
+        .await
+        .cloned()
+}
+
+/// What to create.
+struct RoomSpec {
+    alias_localpart: String,
+    name: String,
+    topic: String,
+    space: bool,
+    initial_state: Vec<Raw<AnyInitialStateEvent>>,
+    invite: Vec<OwnedUserId>,
+    owner: OwnedUserId,
+    version: RoomVersionId,
+}
+
+/// Creates a room, or finds the one a previous run of the same command created.
+async fn ensure_room(ctx: &Context, spec: RoomSpec) -> Result<(OwnedRoomId, bool), Failure> {
+    let mut req = create_room::v3::Request::new();
+    req.room_alias_name = Some(spec.alias_localpart.clone());
+    req.name = Some(spec.name);
+    req.topic = Some(spec.topic);
+    req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
+    req.visibility = Visibility::Private;
+    req.invite = spec.invite;
+    req.initial_state = spec.initial_state;
+    req.room_version = Some(spec.version.clone());
+    let mut creation = create_room::v3::CreationContent::new();
+    if spec.space {
+        creation.room_type = Some(RoomType::Space);
+    }
+    let bot = &ctx.settings.bot_user_id;
+    if creators_privileged(&spec.version) && spec.owner != *bot {
+        creation.additional_creators = vec![spec.owner.clone()];
+    }
+    req.creation_content = Some(
+        Raw::new(&creation)
+            .map_err(|e| Failure::Internal(crate::Error::Internal(e.to_string())))?,
+    );
+    if let Some(pl) = power_levels(&spec.version, bot, &spec.owner) {
+        req.power_level_content_override = Some(
+            Raw::new(&create_room::RoomPowerLevelsContentOverride::from(pl))
+                .map_err(|e| Failure::Internal(crate::Error::Internal(e.to_string())))?,
+        );
+    }
+    match ctx.client.send(req, None).await {
+        Ok(resp) => Ok((resp.room_id, true)),
+        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+            let alias = alias(ctx, &spec.alias_localpart)?;
+            let found = ctx.client.send(get_alias::v3::Request::new(alias), None).await?;
+            Ok((found.room_id, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn state_content<T: serde::de::DeserializeOwned>(
+    ctx: &Context,
+    room: &RoomId,
+    ty: &str,
+) -> Option<T> {
+    let req = get_state_event_for_key::v3::Request::new(
+        room.to_owned(),
+        StateEventType::from(ty),
+        String::new(),
+    );
+    let resp = ctx.client.send(req, None).await.ok()?;
+    serde_json::from_str(resp.event_or_content.get()).ok()
+}
+
+async fn link_child(
+    ctx: &Context,
+    space: &RoomId,
+    child: &RoomId,
+    linked: bool,
+) -> Result<(), HsError> {
+    let via = if linked { vec![ctx.settings.server_name.clone()] } else { Vec::new() };
+    let mut content = SpaceChildEventContent::new(via);
+    content.suggested = linked;
+    let req = send_state_event::v3::Request::new(space.to_owned(), &child.to_owned(), &content)
+        .map_err(|e| HsError::Protocol { endpoint: "send_state_event", message: e.to_string() })?;
+    ctx.client.send(req, None).await?;
+    Ok(())
+}
+
+fn room_initial_state(
+    space: &RoomId,
+    server: &ruma::ServerName,
+    record: &BoardRoomEventContent,
+) -> Vec<Raw<AnyInitialStateEvent>> {
+    let mut parent = SpaceParentEventContent::new(vec![server.to_owned()]);
+    parent.canonical = true;
+    let join_rules = if record.private {
+        RoomJoinRulesEventContent::new(ruma::room::JoinRule::Invite)
+    } else {
+        RoomJoinRulesEventContent::restricted(vec![AllowRule::room_membership(space.to_owned())])
+    };
+    vec![
+        InitialStateEvent::with_empty_state_key(record.clone()).to_raw_any(),
+        InitialStateEvent::new(space.to_owned(), parent).to_raw_any(),
+        InitialStateEvent::with_empty_state_key(join_rules).to_raw_any(),
+    ]
+}
+
+async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> Outcome {
+    let settings = &ctx.settings;
+    if !settings.is_board_creator(inv.sender) {
+        return refuse(
+            format!(
+                "{} may not create boards: only users listed in permissions.board_creators can.",
+                inv.sender
+            ),
+            cmd::CREATE.usage,
+        );
+    }
+    if let Err(why) = validate_slug(slug) {
+        return refuse(format!("Cannot create the board: {why}."), cmd::CREATE.usage);
+    }
+    let prefix = &settings.raw.appservice.namespace_prefix;
+    let space_alias = alias(ctx, &space_alias_localpart(prefix, slug))?;
+    if let Some(existing) = ctx.store.board(slug)?
+        && existing.created_by_event != inv.event_id
+    {
+        return refuse(
+            format!(
+                "The slug `{slug}` is in use by the board {} ({space_alias}). Choose another slug.",
+                existing.name
+            ),
+            cmd::CREATE.usage,
+        );
+    }
+    let version = default_room_version(ctx).await?;
+    let board_state = BoardEventContent {
+        slug: slug.to_owned(),
+        name: name.to_owned(),
+        created_by: inv.sender.to_owned(),
+        created_by_event: inv.event_id.to_owned(),
+    };
+    let (space, _) = ensure_room(
+        ctx,
+        RoomSpec {
+            alias_localpart: space_alias_localpart(prefix, slug),
+            name: name.to_owned(),
+            topic: format!(
+                "Task board {name} ({slug}), run by Boardroom. Send !help in any of its rooms."
+            ),
+            space: true,
+            initial_state: vec![
+                InitialStateEvent::with_empty_state_key(board_state.clone()).to_raw_any(),
+            ],
+            invite: vec![inv.sender.to_owned()],
+            owner: inv.sender.to_owned(),
+            version: version.clone(),
+        },
+    )
+    .await?;
+    // Found by its alias: ours only if this very command created it.
+    let found: Option<BoardEventContent> = state_content(ctx, &space, "dev.boardroom.board").await;
+    if found.as_ref().map(|b| &b.created_by_event) != Some(&board_state.created_by_event) {
+        return refuse(
+            format!("The slug `{slug}` is in use ({space_alias}). Choose another slug."),
+            cmd::CREATE.usage,
+        );
+    }
+
+    let mut rooms = Vec::new();
+    for (room_name, kind, topic) in [
+        ("general", RoomKind::Chat, format!("Chat for the board {name}.")),
+        ("tasks", RoomKind::Tasks, format!("The tasks of the board {name}: one thread per task.")),
+    ] {
+        let record = BoardRoomEventContent {
+            board: slug.to_owned(),
+            name: room_name.to_owned(),
+            kind,
+            private: false,
+        };
+        let (room_id, _) = ensure_room(
+            ctx,
+            RoomSpec {
+                alias_localpart: room_alias_localpart(prefix, slug, room_name),
+                name: format!("{name} · {room_name}"),
+                topic,
+                space: false,
+                initial_state: room_initial_state(&space, &settings.server_name, &record),
+                invite: vec![inv.sender.to_owned()],
+                owner: inv.sender.to_owned(),
+                version: version.clone(),
+            },
+        )
+        .await?;
+        link_child(ctx, &space, &room_id, true).await?;
+        rooms.push((room_id, record));
+    }
+
+    let bot = &settings.bot_user_id;
+    let mut record = BoardRecord {
+        slug: slug.to_owned(),
+        space_id: space.clone(),
+        name: name.to_owned(),
+        created_by: inv.sender.to_owned(),
+        created_by_event: inv.event_id.to_owned(),
+        creators: Vec::new(),
+        power_users: Default::default(),
+        users_default: 0,
+    };
+    if creators_privileged(&version) {
+        record.creators = vec![bot.clone(), inv.sender.to_owned()];
+    } else {
+        record.power_users =
+            [(bot.clone(), 100), (inv.sender.to_owned(), 100)].into_iter().collect();
+    }
+    // The event stream indexes these too; writing them now makes the board usable at once.
+    if ctx.store.board(slug)?.is_none() {
+        ctx.store.put_board(&record)?;
+    }
+    for (room_id, r) in &rooms {
+        ctx.store.put_room(
+            room_id,
+            &RoomRecord {
+                board: r.board.clone(),
+                name: r.name.clone(),
+                kind: r.kind,
+                private: false,
+            },
+        )?;
+    }
+    let general = alias(ctx, &room_alias_localpart(prefix, slug, "general"))?;
+    let tasks = alias(ctx, &room_alias_localpart(prefix, slug, "tasks"))?;
+    let plain = format!(
+        "Board {name} ({slug}) created: the space {space_alias} with the rooms {general} and {tasks}. \
+         {} is its owner and is invited to all three. Invite others with !board invite @user:server in a board room.",
+        inv.sender
+    );
+    let html = format!(
+        "Board <b>{}</b> (<code>{slug}</code>) created: the space <a href=\"https://matrix.to/#/{space_alias}\">{space_alias}</a> \
+         with the rooms <a href=\"https://matrix.to/#/{general}\">{general}</a> and <a href=\"https://matrix.to/#/{tasks}\">{tasks}</a>. \
+         {} is its owner and is invited to all three. Invite others with <code>!board invite @user:server</code> in a board room.",
+        escape_html(name),
+        escape_html(inv.sender.as_str())
+    );
+    Ok(Reply { plain, html })
+}
+
+/// The board the command's room belongs to (one of its rooms, or its space).
+fn board_here(
+    ctx: &Context,
+    inv: &Invocation<'_>,
+    usage: &'static str,
+) -> Result<BoardRecord, Failure> {
+    if let Some(b) = ctx.store.board_by_space(inv.room_id)? {
+        return Ok(b);
+    }
+    if let Some(r) = ctx.store.room(inv.room_id)?
+        && let Some(b) = ctx.store.board(&r.board)?
+    {
+        return Ok(b);
+    }
+    refuse("This room is not part of a board: run this command in one of the board's rooms.", usage)
+}
+
+fn require_admin(board: &BoardRecord, sender: &UserId, usage: &'static str) -> Result<(), Failure> {
+    if board.power_of(sender).at_least(ADMIN_POWER) {
+        return Ok(());
+    }
+    refuse(
+        format!(
+            "Only board admins (power {ADMIN_POWER} or more in the board's space) can do that; {sender} is a {}.",
+            board.role_of(sender).as_str()
+        ),
+        usage,
+    )
+}
+
+async fn user_exists(ctx: &Context, user: &UserId) -> Result<bool, HsError> {
+    match ctx.client.send(get_profile::v3::Request::new(user.to_owned()), None).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn invite(ctx: &Context, inv: &Invocation<'_>, user: &UserId) -> Outcome {
+    let board = board_here(ctx, inv, cmd::INVITE.usage)?;
+    require_admin(&board, inv.sender, cmd::INVITE.usage)?;
+    if ctx.settings.is_ours(user) {
+        return refuse(format!("{user} is Boardroom's own user."), cmd::INVITE.usage);
+    }
+    match ctx.store.membership(&board.space_id, user)? {
+        Some(MembershipState::Join) => {
+            return refuse(
+                format!("{user} is already a member of the board {}.", board.slug),
+                cmd::INVITE.usage,
+            );
+        }
+        Some(MembershipState::Ban) => {
+            return refuse(
+                format!("{user} is banned from the board {}.", board.slug),
+                cmd::INVITE.usage,
+            );
+        }
+        _ => {}
+    }
+    if !user_exists(ctx, user).await? {
+        return refuse(format!("There is no user {user}."), cmd::INVITE.usage);
+    }
+    let req = invite_user::v3::Request::new(
+        board.space_id.clone(),
+        invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(
+            user.to_owned(),
+        )),
+    );
+    match ctx.client.send(req, None).await {
+        Ok(_) => {}
+        // Already invited (a command run again after a restart): nothing to do.
+        Err(e) if ctx.store.membership(&board.space_id, user)? == Some(MembershipState::Invite) => {
+            tracing::debug!(error = %e, "invite already pending");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(text(format!(
+        "Invited {user} to the board {}. Once they join its space, they can join its rooms.",
+        board.name
+    )))
+}
+
+async fn remove(ctx: &Context, inv: &Invocation<'_>, user: &UserId) -> Outcome {
+    let board = board_here(ctx, inv, cmd::REMOVE.usage)?;
+    require_admin(&board, inv.sender, cmd::REMOVE.usage)?;
+    if ctx.settings.is_ours(user) {
+        return refuse(format!("{user} is Boardroom's own user."), cmd::REMOVE.usage);
+    }
+    if user != inv.sender && board.power_of(user) >= board.power_of(inv.sender) {
+        return refuse(
+            format!(
+                "{user} is a {} of the board: you can only remove members below you.",
+                board.role_of(user).as_str()
+            ),
+            cmd::REMOVE.usage,
+        );
+    }
+    if board.role_of(user) == Role::Owner && board.creators.iter().any(|c| c == user) {
+        return refuse(
+            format!("{user} created the board and cannot be removed."),
+            cmd::REMOVE.usage,
+        );
+    }
+    if !matches!(
+        ctx.store.membership(&board.space_id, user)?,
+        Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock)
+    ) {
+        return refuse(
+            format!("{user} is not a member of the board {}.", board.slug),
+            cmd::REMOVE.usage,
+        );
+    }
+    let mut req = kick_user::v3::Request::new(board.space_id.clone(), user.to_owned());
+    req.reason = Some(format!("removed from the board {} by {}", board.slug, inv.sender));
+    ctx.client.send(req, None).await?;
+    // Its private rooms follow when the space's membership change arrives (process::index).
+    Ok(text(format!("Removed {user} from the board {} and its private rooms.", board.name)))
+}
+
+async fn add_room(
+    ctx: &Context,
+    inv: &Invocation<'_>,
+    name: &str,
+    private: bool,
+    members: &[OwnedUserId],
+) -> Outcome {
+    let board = board_here(ctx, inv, cmd::ROOM.usage)?;
+    if !ctx.store.is_board_member(&board.slug, inv.sender)? {
+        return refuse(
+            format!("Only members of the board {} can add rooms.", board.slug),
+            cmd::ROOM.usage,
+        );
+    }
+    if let Err(why) = validate_room_name(name) {
+        return refuse(format!("Cannot add the room: {why}."), cmd::ROOM.usage);
+    }
+    for m in members {
+        if !ctx.store.is_board_member(&board.slug, m)? {
+            return refuse(
+                format!("{m} is not a member of the board {}.", board.slug),
+                cmd::ROOM.usage,
+            );
+        }
+    }
+    let prefix = &ctx.settings.raw.appservice.namespace_prefix;
+    let room_alias = alias(ctx, &room_alias_localpart(prefix, &board.slug, name))?;
+    if ctx.store.rooms_of(&board.slug)?.iter().any(|(_, r)| r.name == name) {
+        return refuse(
+            format!("The board already has a room named {name} ({room_alias})."),
+            cmd::ROOM.usage,
+        );
+    }
+    let record = BoardRoomEventContent {
+        board: board.slug.clone(),
+        name: name.to_owned(),
+        kind: RoomKind::Chat,
+        private,
+    };
+    let mut invite = vec![inv.sender.to_owned()];
+    invite.extend(members.iter().filter(|m| *m != inv.sender).cloned());
+    if !private && board.created_by != inv.sender {
+        invite.push(board.created_by.clone());
+    }
+    let version = default_room_version(ctx).await?;
+    let (room_id, _) = ensure_room(
+        ctx,
+        RoomSpec {
+            alias_localpart: room_alias_localpart(prefix, &board.slug, name),
+            name: format!("{} · {name}", board.name),
+            topic: format!(
+                "{} room of the board {}.",
+                if private { "A private" } else { "A" },
+                board.name
+            ),
+            space: false,
+            initial_state: room_initial_state(&board.space_id, &ctx.settings.server_name, &record),
+            invite,
+            owner: board.created_by.clone(),
+            version,
+        },
+    )
+    .await?;
+    let found: Option<BoardRoomEventContent> =
+        state_content(ctx, &room_id, "dev.boardroom.room").await;
+    if found.as_ref().map(|r| r.board.as_str()) != Some(board.slug.as_str()) {
+        return refuse(format!("The alias {room_alias} is in use."), cmd::ROOM.usage);
+    }
+    link_child(ctx, &board.space_id, &room_id, true).await?;
+    ctx.store.put_room(
+        &room_id,
+        &RoomRecord {
+            board: board.slug.clone(),
+            name: name.to_owned(),
+            kind: RoomKind::Chat,
+            private,
+        },
+    )?;
+    Ok(text(if private {
+        format!(
+            "Added the private room {room_alias} to the board {}; its members are invited.",
+            board.name
+        )
+    } else {
+        format!(
+            "Added the room {room_alias} to the board {}; board members can join it from the space.",
+            board.name
+        )
+    }))
+}
+
+async fn info(ctx: &Context, inv: &Invocation<'_>) -> Outcome {
+    let board = board_here(ctx, inv, cmd::INFO.usage)?;
+    if !ctx.store.is_board_member(&board.slug, inv.sender)? {
+        return refuse(
+            format!("Only members of the board {} can see it.", board.slug),
+            cmd::INFO.usage,
+        );
+    }
+    let prefix = &ctx.settings.raw.appservice.namespace_prefix;
+    let mut plain = format!("Board {} ({})\nRooms:\n", board.name, board.slug);
+    let mut html = format!(
+        "<p>Board <b>{}</b> (<code>{}</code>)</p><p>Rooms:</p><ul>",
+        escape_html(&board.name),
+        board.slug
+    );
+    for (_, r) in ctx.store.rooms_of(&board.slug)? {
+        let a = alias(ctx, &room_alias_localpart(prefix, &board.slug, &r.name))?;
+        let kind = match (r.kind, r.private) {
+            (RoomKind::Tasks, _) => "tasks",
+            (RoomKind::Chat, true) => "private chat",
+            (RoomKind::Chat, false) => "chat",
+        };
+        plain.push_str(&format!("  {} ({kind}) {a}\n", r.name));
+        html.push_str(&format!(
+            "<li>{} ({kind}) <a href=\"https://matrix.to/#/{a}\">{a}</a></li>",
+            escape_html(&r.name)
+        ));
+    }
+    plain.push_str("Members:\n");
+    html.push_str("</ul><p>Members:</p><ul>");
+    let mut members: Vec<(Role, OwnedUserId, MembershipState)> = ctx
+        .store
+        .members(&board.space_id)?
+        .into_iter()
+        .filter(|(u, m)| {
+            !ctx.settings.is_ours(u) && matches!(m, MembershipState::Join | MembershipState::Invite)
+        })
+        .map(|(u, m)| (board.role_of(&u), u, m))
+        .collect();
+    members.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (role, user, m) in members {
+        let invited = if m == MembershipState::Invite { ", invited" } else { "" };
+        plain.push_str(&format!("  {user} ({}{invited})\n", role.as_str()));
+        html.push_str(&format!(
+            "<li>{} ({}{invited})</li>",
+            escape_html(user.as_str()),
+            role.as_str()
+        ));
+    }
+    html.push_str("</ul>");
+    Ok(Reply { plain: plain.trim_end().to_owned(), html })
+}
+
+/// A board room was upgraded: the bot joins the new room, which takes the old one's place
+/// in the board (its `dev.boardroom.room` and `m.space.parent`, the space's
+/// `m.space.child`, and the index).
+pub async fn follow_upgrade(ctx: &Context, old: &RoomId, new: &RoomId) -> crate::Result<()> {
+    let Some(record) = ctx.store.room(old)? else { return Ok(()) };
+    let Some(board) = ctx.store.board(&record.board)? else { return Ok(()) };
+    tracing::info!(board = %board.slug, old = %old, new = %new, "following a room upgrade");
+    if let Err(e) = ctx.client.send(join_room_by_id::v3::Request::new(new.to_owned()), None).await {
+        tracing::error!(error = %e, room_id = %new, "cannot join the upgraded room");
+    }
+    let content = BoardRoomEventContent {
+        board: record.board.clone(),
+        name: record.name.clone(),
+        kind: record.kind,
+        private: record.private,
+    };
+    let mut parent = SpaceParentEventContent::new(vec![ctx.settings.server_name.clone()]);
+    parent.canonical = true;
+    let sends = [
+        send_state_event::v3::Request::new(new.to_owned(), &ruma::events::EmptyStateKey, &content),
+        send_state_event::v3::Request::new(new.to_owned(), &board.space_id, &parent),
+    ];
+    for req in sends {
+        match req {
+            Ok(r) => {
+                if let Err(e) = ctx.client.send(r, None).await {
+                    tracing::warn!(error = %e, room_id = %new, "cannot write board state into the upgraded room");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build a state request"),
+        }
+    }
+    link_child(ctx, &board.space_id, new, true).await?;
+    link_child(ctx, &board.space_id, old, false).await?;
+    ctx.store.remove_room(old)?;
+    ctx.store.put_room(new, &record)?;
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Keeps the board index current from the state events the homeserver sends, and builds
+//! it from a room's full state (when a board or board room is first seen, and for
+//! `boardroom reindex`). The index is a fold of Matrix room state: every write here is
+//! idempotent, so replaying an event is harmless.
+
+use ruma::{
+    OwnedRoomId, RoomId,
+    api::client::state::get_state_events,
+    events::{
+        AnyStateEvent, StateEvent, StateEventType,
+        room::{create::RoomCreateEventContent, member::MembershipState},
+    },
+    serde::Raw,
+};
+
+use super::Context;
+use crate::{
+    domain::{
+        Action,
+        board::{
+            BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
+        },
+    },
+    error::Result,
+    homeserver::{HomeserverClient, HsError},
+    store::Store,
+};
+
+/// Applies one state event of `room_id` to the index; returns the actions it calls for
+/// (kicks from private rooms when someone leaves a board). Boards and rooms seen for the
+/// first time are indexed from their full state, fetched from the homeserver.
+pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<Vec<Action>> {
+    let room_id = event.room_id();
+    let store = &ctx.store;
+    let ty = event.event_type();
+    // A board or board room not yet indexed: index it from its whole state.
+    if (ty.to_string() == "dev.boardroom.board" && store.board_by_space(room_id)?.is_none())
+        || (ty.to_string() == "dev.boardroom.room" && store.room(room_id)?.is_none())
+    {
+        match fetch_state(&ctx.client, room_id).await {
+            Ok(state) => {
+                apply_room_state(store, room_id, &state)?;
+            }
+            Err(e) => {
+                tracing::error!(room_id = %room_id, error = %e, "cannot read the state of a new board room")
+            }
+        }
+        return Ok(Vec::new());
+    }
+
+    let board = store.board_by_space(room_id)?;
+    let room = store.room(room_id)?;
+    if board.is_none() && room.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut actions = Vec::new();
+    match event {
+        AnyStateEvent::RoomMember(StateEvent::Original(ev)) => {
+            let user = &ev.state_key;
+            let membership = &ev.content.membership;
+            let space_of = board.as_ref().map(|b| b.slug.as_str());
+            store.set_membership(room_id, user, membership, space_of)?;
+            // Leaving (or being removed from) a board takes you out of its private rooms.
+            if let Some(b) = &board
+                && matches!(membership, MembershipState::Leave | MembershipState::Ban)
+                && !ctx.settings.is_ours(user)
+            {
+                for (private_room, rec) in store.rooms_of(&b.slug)? {
+                    let m = store.membership(&private_room, user)?;
+                    if rec.private
+                        && matches!(m, Some(MembershipState::Join | MembershipState::Invite))
+                    {
+                        actions.push(Action::Kick {
+                            room_id: private_room,
+                            user_id: user.clone(),
+                            reason: Some(format!("no longer a member of the board {}", b.slug)),
+                        });
+                    }
+                }
+            }
+        }
+        AnyStateEvent::RoomPowerLevels(StateEvent::Original(ev)) => {
+            if let Some(mut b) = board {
+                b.power_users =
+                    ev.content.users.iter().map(|(u, l)| (u.clone(), i64::from(*l))).collect();
+                b.users_default = i64::from(ev.content.users_default);
+                store.put_board(&b)?;
+            }
+        }
+        AnyStateEvent::SpaceChild(StateEvent::Original(ev)) => {
+            if let Some(b) = &board
+                && ev.content.via.is_empty()
+                && store.room(&ev.state_key)?.is_some_and(|r| r.board == b.slug)
+            {
+                tracing::info!(board = %b.slug, room_id = %ev.state_key, "room unlinked from its board");
+                store.remove_room(&ev.state_key)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(actions)
+}
+
+/// Reads a room's whole current state.
+pub async fn fetch_state(
+    client: &HomeserverClient,
+    room_id: &RoomId,
+) -> Result<Vec<Raw<AnyStateEvent>>, HsError> {
+    Ok(client.send(get_state_events::v3::Request::new(room_id.to_owned()), None).await?.room_state)
+}
+
+/// Indexes a room from its whole state: a board (its space: record, roles, members) or a
+/// board room (record, members). A room that was replaced by an upgrade is skipped.
+/// Returns what the room turned out to be.
+pub fn apply_room_state(
+    store: &Store,
+    room_id: &RoomId,
+    state: &[Raw<AnyStateEvent>],
+) -> Result<Indexed> {
+    let events: Vec<AnyStateEvent> = state.iter().filter_map(|r| r.deserialize().ok()).collect();
+    if events.iter().any(|e| e.event_type() == StateEventType::RoomTombstone) {
+        return Ok(Indexed::Nothing);
+    }
+    let find = |ty: &str| {
+        state.iter().find(|r| r.get_field::<String>("type").ok().flatten().as_deref() == Some(ty))
+    };
+    let content_of =
+        |raw: &Raw<AnyStateEvent>| raw.get_field::<serde_json::Value>("content").ok().flatten();
+
+    if let Some(raw) = find("dev.boardroom.board")
+        && let Some(content) = content_of(raw)
+        && let Ok(board) = serde_json::from_value::<BoardEventContent>(content)
+    {
+        let mut record = BoardRecord {
+            slug: board.slug.clone(),
+            space_id: room_id.to_owned(),
+            name: board.name,
+            created_by: board.created_by,
+            created_by_event: board.created_by_event,
+            creators: Vec::new(),
+            power_users: Default::default(),
+            users_default: 0,
+        };
+        for e in &events {
+            match e {
+                AnyStateEvent::RoomCreate(StateEvent::Original(ev)) => {
+                    record.creators = creators(&ev.content, &ev.sender);
+                }
+                AnyStateEvent::RoomPowerLevels(StateEvent::Original(ev)) => {
+                    record.power_users =
+                        ev.content.users.iter().map(|(u, l)| (u.clone(), i64::from(*l))).collect();
+                    record.users_default = i64::from(ev.content.users_default);
+                }
+                _ => {}
+            }
+        }
+        store.put_board(&record)?;
+        index_members(store, room_id, &events, Some(&board.slug))?;
+        return Ok(Indexed::Board(board.slug));
+    }
+    if let Some(raw) = find("dev.boardroom.room")
+        && let Some(content) = content_of(raw)
+        && let Ok(room) = serde_json::from_value::<BoardRoomEventContent>(content)
+    {
+        let record = RoomRecord {
+            board: room.board,
+            name: room.name,
+            kind: room.kind,
+            private: room.private,
+        };
+        store.put_room(room_id, &record)?;
+        index_members(store, room_id, &events, None)?;
+        return Ok(Indexed::Room(record.board));
+    }
+    Ok(Indexed::Nothing)
+}
+
+/// What [`apply_room_state`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Indexed {
+    /// A board's space.
+    Board(String),
+    /// A room of this board.
+    Room(String),
+    /// Not Boardroom's.
+    Nothing,
+}
+
+fn index_members(
+    store: &Store,
+    room_id: &RoomId,
+    events: &[AnyStateEvent],
+    space_of: Option<&str>,
+) -> Result<()> {
+    for e in events {
+        if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = e {
+            store.set_membership(room_id, &ev.state_key, &ev.content.membership, space_of)?;
+        }
+    }
+    Ok(())
+}
+
+/// The users with unlimited power: the creator and additional creators, from room
+/// version 12 on.
+pub fn creators(content: &RoomCreateEventContent, sender: &ruma::UserId) -> Vec<ruma::OwnedUserId> {
+    if !creators_privileged(&content.room_version) {
+        return Vec::new();
+    }
+    let mut c = vec![sender.to_owned()];
+    c.extend(content.additional_creators.iter().cloned());
+    c
+}
+
+/// The room a tombstone points to, if `event` is one.
+pub fn tombstone_target(event: &AnyStateEvent) -> Option<OwnedRoomId> {
+    match event {
+        AnyStateEvent::RoomTombstone(StateEvent::Original(ev)) => {
+            Some(ev.content.replacement_room.clone())
+        }
+        _ => None,
+    }
+}

@@ -241,6 +241,8 @@ def homeserver_config(args: argparse.Namespace, hs_dir: str, db: str) -> dict:
         "background_updates": {"sleep_enabled": False},
     }
     config.update(RATE_LIMITS)
+    if args.default_room_version:
+        config["default_room_version"] = args.default_room_version
     return config
 
 
@@ -364,6 +366,7 @@ def main() -> None:
     )
     run.add_argument("--shared-secret", required=True, help="registration_shared_secret")
     run.add_argument("--database", help="SQLite path (default: /dev/shm, else DIR)")
+    run.add_argument("--default-room-version", help="room version of new rooms (Synapse's default: 12)")
     run.set_defaults(func=cmd_run)
 
     reg = sub.add_parser("register", help="register a user with the shared secret")

@@ -27,6 +27,7 @@ pub mod error;
 pub mod homeserver;
 pub mod process;
 pub mod registration;
+pub mod reindex;
 pub mod server;
 pub mod store;
 

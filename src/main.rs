@@ -29,6 +29,8 @@ enum Cmd {
     Registration,
     /// Check the config; exits non-zero naming the wrong key.
     CheckConfig,
+    /// Rebuild the board index from the homeserver (stop `serve` first).
+    Reindex,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Serve => run_serve(settings),
+        Cmd::Reindex => run_reindex(settings),
     }
 }
 
@@ -107,6 +110,39 @@ fn run_serve(settings: Settings) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "Boardroom failed");
             eprintln!("boardroom: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_reindex(settings: Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boardroom: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("reading rooms {bar:40} {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let result = runtime.block_on(boardroom::reindex::reindex(&settings, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }));
+    bar.finish_and_clear();
+    match result {
+        Ok(s) => {
+            println!(
+                "reindexed {} boards and {} board rooms from {} rooms the bot is in",
+                s.boards, s.board_rooms, s.rooms
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("boardroom reindex: {e}");
             ExitCode::FAILURE
         }
     }

@@ -26,7 +26,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::Context;
+use super::{Context, index};
 use crate::{
     commands::{
         Reply,
@@ -401,7 +401,8 @@ fn require_admin(board: &BoardRecord, sender: &UserId, usage: &'static str) -> R
 async fn user_exists(ctx: &Context, user: &UserId) -> Result<bool, HsError> {
     match ctx.client.send(get_profile::v3::Request::new(user.to_owned()), None).await {
         Ok(_) => Ok(true),
-        Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(false),
+        // Synapse answers 404 `M_UNKNOWN` ("No row found") for a user it does not know.
+        Err(e) if e.status() == Some(404) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -641,6 +642,13 @@ pub async fn follow_upgrade(ctx: &Context, old: &RoomId, new: &RoomId) -> crate:
     if let Err(e) = ctx.client.send(join_room_by_id::v3::Request::new(new.to_owned()), None).await {
         tracing::error!(error = %e, room_id = %new, "cannot join the upgraded room");
     }
+    // Memberships from before the bot joined never reach it as events: read them.
+    match index::fetch_state(&ctx.client, new).await {
+        Ok(state) => index::index_members_from_state(&ctx.store, new, &state)?,
+        Err(e) => {
+            tracing::warn!(error = %e, room_id = %new, "cannot read the upgraded room's members")
+        }
+    }
     let content = BoardRoomEventContent {
         board: record.board.clone(),
         name: record.name.clone(),
@@ -656,6 +664,9 @@ pub async fn follow_upgrade(ctx: &Context, old: &RoomId, new: &RoomId) -> crate:
     for req in sends {
         match req {
             Ok(r) => {
+                // In room version 12 the upgrader is the new room's creator and the bot may
+                // have no power there; the space link and the index still move, and
+                // `reindex` follows the old room's tombstone.
                 if let Err(e) = ctx.client.send(r, None).await {
                     tracing::warn!(error = %e, room_id = %new, "cannot write board state into the upgraded room");
                 }

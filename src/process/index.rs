@@ -7,7 +7,7 @@ use ruma::{
     OwnedRoomId, RoomId,
     api::client::state::get_state_events,
     events::{
-        AnyStateEvent, StateEvent, StateEventType,
+        AnyStateEvent, StateEvent,
         room::{create::RoomCreateEventContent, member::MembershipState},
     },
     serde::Raw,
@@ -110,17 +110,14 @@ pub async fn fetch_state(
 }
 
 /// Indexes a room from its whole state: a board (its space: record, roles, members) or a
-/// board room (record, members). A room that was replaced by an upgrade is skipped.
-/// Returns what the room turned out to be.
+/// board room (record, members). A board room replaced by an upgrade is not indexed; what
+/// it was is returned so the caller can carry it over to its replacement.
 pub fn apply_room_state(
     store: &Store,
     room_id: &RoomId,
     state: &[Raw<AnyStateEvent>],
 ) -> Result<Indexed> {
     let events: Vec<AnyStateEvent> = state.iter().filter_map(|r| r.deserialize().ok()).collect();
-    if events.iter().any(|e| e.event_type() == StateEventType::RoomTombstone) {
-        return Ok(Indexed::Nothing);
-    }
     let find = |ty: &str| {
         state.iter().find(|r| r.get_field::<String>("type").ok().flatten().as_deref() == Some(ty))
     };
@@ -168,6 +165,9 @@ pub fn apply_room_state(
             kind: room.kind,
             private: room.private,
         };
+        if let Some(new) = events.iter().find_map(tombstone_target) {
+            return Ok(Indexed::Replaced { by: new, record });
+        }
         store.put_room(room_id, &record)?;
         index_members(store, room_id, &events, None)?;
         return Ok(Indexed::Room(record.board));
@@ -182,8 +182,25 @@ pub enum Indexed {
     Board(String),
     /// A room of this board.
     Room(String),
+    /// A board room replaced by an upgrade: its record belongs to `by`.
+    Replaced {
+        /// The replacement room.
+        by: OwnedRoomId,
+        /// The board room it was.
+        record: RoomRecord,
+    },
     /// Not Boardroom's.
     Nothing,
+}
+
+/// Records every membership in a room's state.
+pub fn index_members_from_state(
+    store: &Store,
+    room_id: &RoomId,
+    state: &[Raw<AnyStateEvent>],
+) -> Result<()> {
+    let events: Vec<AnyStateEvent> = state.iter().filter_map(|r| r.deserialize().ok()).collect();
+    index_members(store, room_id, &events, None)
 }
 
 fn index_members(

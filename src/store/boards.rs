@@ -93,6 +93,16 @@ impl Store {
     pub fn remove_room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
         let Some(old) = self.room(room_id)? else { return Ok(None) };
         let mut batch = WriteBatch::default();
+        // Its memberships go too: the index knows board rooms only.
+        let members = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
+        let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
+        for item in self.db.iterator_cf(members, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            batch.delete_cf(members, k);
+        }
         batch.delete_cf(self.cf(maps::ROOMID_BOARDROOM)?, room_id.as_bytes());
         batch.delete_cf(
             self.cf(maps::SLUGROOMID)?,

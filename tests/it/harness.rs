@@ -74,7 +74,7 @@ pub(crate) struct Synapse {
 }
 
 impl Synapse {
-    async fn spawn(&mut self, port: u16, registrations: &[PathBuf]) {
+    async fn spawn(&mut self, port: u16, registrations: &[PathBuf], extra_args: &[&str]) {
         let mut cmd = Command::new(synapse_python());
         cmd.arg(project_root().join("scripts/synapse.py"))
             .args(["run", "--dir"])
@@ -84,6 +84,7 @@ impl Synapse {
         for r in registrations {
             cmd.arg("--registration").arg(r);
         }
+        cmd.args(extra_args);
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
         self.child = Some(cmd.spawn().expect("start synapse"));
         let http = reqwest::Client::new();
@@ -261,6 +262,11 @@ impl Stack {
     /// Writes a config, has `boardroom registration` (the real binary) print the
     /// registration, starts Synapse with it, then starts Boardroom.
     pub(crate) async fn start(extra_config: &str) -> Stack {
+        Self::start_with(extra_config, &[]).await
+    }
+
+    /// [`Stack::start`], with extra arguments for `scripts/synapse.py run`.
+    pub(crate) async fn start_with(extra_config: &str, synapse_args: &[&str]) -> Stack {
         let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let hs_port = free_port();
@@ -276,7 +282,7 @@ impl Stack {
         let synapse_dir =
             tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir");
         let mut synapse = Synapse { child: None, dir: synapse_dir, url: hs_url };
-        synapse.spawn(hs_port, &[reg_path]).await;
+        synapse.spawn(hs_port, &[reg_path], synapse_args).await;
         let settings = config.validate().expect("valid config");
         let boardroom = Boardroom::start(settings, config_path).await;
         Stack { synapse, boardroom, _dir: dir }
@@ -319,6 +325,48 @@ impl User {
         req.is_direct = invitees.len() == 1;
         req.preset = Some(create_room::v3::RoomPreset::TrustedPrivateChat);
         self.client.send(req, None).await.expect("create room").room_id
+    }
+
+    /// Joins `room` (by id or alias); the homeserver's refusal as an error.
+    pub(crate) async fn join(
+        &self,
+        room: &str,
+    ) -> Result<OwnedRoomId, boardroom::homeserver::HsError> {
+        let target: ruma::OwnedRoomOrAliasId = room.try_into().expect("room id or alias");
+        let req = ruma::api::client::membership::join_room_by_id_or_alias::v3::Request::new(target);
+        self.client.send(req, None).await.map(|r| r.room_id)
+    }
+
+    /// The room an alias points to.
+    pub(crate) async fn resolve(&self, alias: &str) -> OwnedRoomId {
+        let alias: ruma::OwnedRoomAliasId = alias.try_into().expect("alias");
+        let req = ruma::api::client::alias::get_alias::v3::Request::new(alias.clone());
+        self.client.send(req, None).await.unwrap_or_else(|e| panic!("resolve {alias}: {e}")).room_id
+    }
+
+    /// The content of a state event, if set.
+    pub(crate) async fn state(
+        &self,
+        room: &RoomId,
+        ty: &str,
+        key: &str,
+    ) -> Option<serde_json::Value> {
+        let req = ruma::api::client::state::get_state_event_for_key::v3::Request::new(
+            room.to_owned(),
+            ty.into(),
+            key.to_owned(),
+        );
+        let resp = self.client.send(req, None).await.ok()?;
+        serde_json::from_str(resp.event_or_content.get()).ok()
+    }
+
+    /// Sends a command and waits for the bot's reply to it; returns the reply's text.
+    pub(crate) async fn command(&self, room: &RoomId, bot: &UserId, text: &str) -> String {
+        let event = self.say(room, text).await;
+        self.wait_for(room, Duration::from_secs(30), &format!("the reply to {text}"), |ev| {
+            replies_to(ev, bot, &event).first().map(|m| m.content.body().to_owned())
+        })
+        .await
     }
 
     /// Sends a message; returns its event id.

@@ -24,12 +24,15 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// One attempt the mock saw: room, transaction id, query string, when.
+type Attempt = (String, String, String, Instant);
+
 #[derive(Clone, Default)]
 struct Mock {
     /// Answers to give, in order; then 200.
     script: Arc<Mutex<Vec<(StatusCode, Value)>>>,
     /// (room, txn id, query string, when) of every attempt.
-    seen: Arc<Mutex<Vec<(String, String, String, Instant)>>>,
+    seen: Arc<Mutex<Vec<Attempt>>>,
 }
 
 async fn send(

@@ -191,3 +191,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs_drift {
+    /// docs/commands.md names every command in the registry.
+    #[test]
+    fn the_commands_page_lists_every_command() {
+        let page = include_str!("../../docs/commands.md");
+        for c in super::REGISTRY {
+            assert!(
+                page.contains(&format!("`{}`", c.usage)),
+                "docs/commands.md misses `{}`",
+                c.usage
+            );
+        }
+    }
+}

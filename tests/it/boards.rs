@@ -95,6 +95,11 @@ async fn a_board_is_a_space_with_general_and_tasks() {
     // The same slug again is refused; a bad slug is refused with the rules.
     let again = alice.command(&dm, &bot, "!board create launch").await;
     assert!(again.contains("is in use"), "{again}");
+    let elsewhere = alice.command(&dm, &bot, "!board info").await;
+    assert!(
+        elsewhere.contains("not part of a board") && elsewhere.contains("Usage: !board info"),
+        "{elsewhere}"
+    );
     let bad = alice.command(&dm, &bot, "!board create Launch_2").await;
     assert!(
         bad.contains("lowercase letters, digits and `-`") && bad.contains("Usage: !board create"),

@@ -344,7 +344,13 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 fn parse_env_value(value: &str) -> toml::Value {
-    // `key = <value>` parses numbers, booleans and arrays; anything else is a string.
+    // Arrays, tables and booleans are read as TOML; everything else (tokens that happen to
+    // look like numbers included) is a string.
+    let structured =
+        value.starts_with('[') || value.starts_with('{') || value == "true" || value == "false";
+    if !structured {
+        return toml::Value::String(value.to_owned());
+    }
     match format!("v = {value}").parse::<toml::Table>() {
         Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.to_owned())),
         Err(_) => toml::Value::String(value.to_owned()),
@@ -450,12 +456,14 @@ mod tests {
             &[
                 ("BOARDROOM__HOMESERVER__URL", "http://hs.internal:8008"),
                 ("BOARDROOM__PERMISSIONS__BOARD_CREATORS", r#"["@*:example.org"]"#),
+                ("BOARDROOM__APPSERVICE__AS_TOKEN", "12345"),
                 ("UNRELATED", "x"),
             ],
         )
         .expect("parses");
         assert_eq!(c.homeserver.url, "http://hs.internal:8008");
         assert_eq!(c.permissions.board_creators, vec!["@*:example.org"]);
+        assert_eq!(c.appservice.as_token.as_ref().map(Secret::expose), Some("12345"));
     }
 
     #[test]

@@ -12,10 +12,11 @@ pub fn registration(settings: &Settings) -> Registration {
     let prefix = regex_escape(&a.namespace_prefix);
     let mut namespaces = Namespaces::new();
     namespaces.users = vec![
-        Namespace::new(true, format!("@{}:{server}", regex_escape(&a.bot_localpart))),
-        Namespace::new(true, format!("@{prefix}.*:{server}")),
+        Namespace::new(true, format!("^@{}:{server}$", regex_escape(&a.bot_localpart))),
+        Namespace::new(true, format!("^@{prefix}.*:{server}$")),
     ];
-    namespaces.aliases = vec![Namespace::new(true, format!("#{prefix}.*:{server}"))];
+    // Anchored at both ends: Synapse only anchors the start, and `…:server.evil` must not match.
+    namespaces.aliases = vec![Namespace::new(true, format!("^#{prefix}.*:{server}$"))];
     let mut reg: Registration = RegistrationInit {
         id: a.id.clone(),
         url: Some(a.url.clone()),
@@ -132,9 +133,9 @@ mod tests {
             "sender_localpart: \"boardroom\"",
             "rate_limited: false",
             "receive_ephemeral: true",
-            "  users:\n  - exclusive: true\n    regex: \"@boardroom:example\\\\.org\"\n",
-            "regex: \"@boardroom_.*:example\\\\.org\"",
-            "  aliases:\n  - exclusive: true\n    regex: \"#boardroom_.*:example\\\\.org\"\n",
+            "  users:\n  - exclusive: true\n    regex: \"^@boardroom:example\\\\.org$\"\n",
+            "regex: \"^@boardroom_.*:example\\\\.org$\"",
+            "  aliases:\n  - exclusive: true\n    regex: \"^#boardroom_.*:example\\\\.org$\"\n",
         ] {
             assert!(yaml.contains(line), "missing {line:?} in\n{yaml}");
         }

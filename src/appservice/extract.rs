@@ -38,9 +38,15 @@ where
         .await
         .map_err(|e| Error::InvalidParam(e.to_string()))?;
         let args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
-        let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| Error::TooLarge)?;
+        let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await.map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Error::TooLarge
+            } else {
+                Error::BadJson(format!("cannot read the body: {e}"))
+            }
+        })?;
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
         let request = R::try_from_http_request(http_req, &arg_refs).map_err(map_error)?;

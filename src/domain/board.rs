@@ -28,6 +28,9 @@ pub struct BoardEventContent {
     pub created_by: OwnedUserId,
     /// The `!board create` event that created it (makes a resumed creation recognisable).
     pub created_by_event: OwnedEventId,
+    /// The board's ordered columns.
+    #[serde(default = "super::task::default_columns")]
+    pub columns: Vec<String>,
 }
 
 /// What a board room is for.
@@ -77,6 +80,9 @@ pub struct BoardRecord {
     /// `users_default` of the space.
     #[serde(default)]
     pub users_default: i64,
+    /// The board's ordered columns.
+    #[serde(default = "super::task::default_columns")]
+    pub columns: Vec<String>,
 }
 
 /// A board room as the index holds it.
@@ -248,6 +254,7 @@ mod tests {
             creators: vec![ruma::owned_user_id!("@o:x")],
             power_users: BTreeMap::new(),
             users_default: 0,
+            columns: crate::domain::task::default_columns(),
         };
         b.power_users.insert(ruma::owned_user_id!("@a:x"), 50);
         assert_eq!(b.role_of(ruma::user_id!("@o:x")), Role::Owner);

@@ -6,5 +6,6 @@ pub mod action;
 pub mod board;
 pub mod bot;
 pub mod live;
+pub mod task;
 
 pub use action::Action;

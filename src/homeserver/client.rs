@@ -102,6 +102,9 @@ impl HsError {
             HsError::Status { status, retry_after, .. } if *status == 429 || *status >= 500 => {
                 RetryKind::Transient(*retry_after)
             }
+            // Our token refused: the homeserver has not (re)loaded the registration yet.
+            // Nothing works until it does, so wait rather than drop requests.
+            HsError::Status { status: 401, .. } => RetryKind::Transient(None),
             HsError::Status { .. } | HsError::Protocol { .. } => RetryKind::Permanent,
         }
     }

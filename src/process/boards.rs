@@ -262,6 +262,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
         name: name.to_owned(),
         created_by: inv.sender.to_owned(),
         created_by_event: inv.event_id.to_owned(),
+        columns: crate::domain::task::default_columns(),
     };
     let (space, _) = ensure_room(
         ctx,
@@ -329,6 +330,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
         creators: Vec::new(),
         power_users: Default::default(),
         users_default: 0,
+        columns: board_state.columns.clone(),
     };
     if creators_privileged(&version) {
         record.creators = vec![bot.clone(), inv.sender.to_owned()];

@@ -137,6 +137,7 @@ pub fn apply_room_state(
             creators: Vec::new(),
             power_users: Default::default(),
             users_default: 0,
+            columns: board.columns,
         };
         for e in &events {
             match e {

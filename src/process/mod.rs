@@ -8,7 +8,10 @@ pub mod index;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -40,6 +43,13 @@ pub struct Context {
 
 /// Runs until `shutdown`: routes pending entries to per-room lanes.
 pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut lane_tasks = JoinSet::new();
+    dispatch(&ctx, &shutdown, &mut lane_tasks).await;
+    // Every lane holds the store: wait for them, so the database is closed when we return.
+    while lane_tasks.join_next().await.is_some() {}
+}
+
+async fn dispatch(ctx: &Arc<Context>, shutdown: &CancellationToken, lane_tasks: &mut JoinSet<()>) {
     let mut next = 0u64;
     let mut lanes: HashMap<String, mpsc::UnboundedSender<PendingEntry>> = HashMap::new();
     loop {
@@ -66,7 +76,7 @@ pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
             next = entry.seq + 1;
             let lane = lanes
                 .entry(entry.room_id.clone())
-                .or_insert_with(|| spawn_lane(ctx.clone(), shutdown.clone()));
+                .or_insert_with(|| spawn_lane(ctx.clone(), shutdown.clone(), lane_tasks));
             if let Err(mpsc::error::SendError(entry)) = lane.send(entry) {
                 // The lane ended (shutdown): the entry stays pending for the next start.
                 tracing::debug!(seq = entry.seq, "lane closed");
@@ -78,9 +88,10 @@ pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
 fn spawn_lane(
     ctx: Arc<Context>,
     shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
 ) -> mpsc::UnboundedSender<PendingEntry> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PendingEntry>();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             let entry = tokio::select! {
                 e = rx.recv() => match e { Some(e) => e, None => return },
@@ -92,38 +103,68 @@ fn spawn_lane(
     tx
 }
 
-async fn process_entry(ctx: &Context, entry: PendingEntry, shutdown: &CancellationToken) {
+async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &CancellationToken) {
     let span = tracing::info_span!("process", seq = entry.seq, room_id = %entry.room_id);
-    // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
-    // is handled again at the next start.
-    let actions = tokio::select! {
-        a = handler::handle(ctx, &entry).instrument(span.clone()) => a,
-        () = shutdown.cancelled() => return,
-    };
-    let _enter = span.enter();
-    let mut encoded = Vec::with_capacity(actions.len());
-    for a in &actions {
-        match serde_json::to_vec(a) {
-            Ok(v) => encoded.push(v),
-            Err(e) => tracing::error!(error = %e, "cannot encode an action; dropped"),
-        }
-    }
-    // The write that marks the entry done also queues its actions: retry until it lands.
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match ctx.store.complete_pending(entry.seq, &encoded) {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record the processed entry; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {},
-                    () = shutdown.cancelled() => return,
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
+    async move {
+        // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
+        // is handled again at the next start.
+        let Some(actions) = handle_caught(ctx, &entry, shutdown).await else { return };
+        let mut encoded = Vec::with_capacity(actions.len());
+        for a in &actions {
+            match serde_json::to_vec(a) {
+                Ok(v) => encoded.push(v),
+                Err(e) => tracing::error!(error = %e, "cannot encode an action; dropped"),
             }
         }
+        // The write that marks the entry done also queues its actions: retry until it lands.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match ctx.store.complete_pending(entry.seq, &encoded) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record the processed entry; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {},
+                        () = shutdown.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        if !encoded.is_empty() {
+            ctx.outbox_notify.notify_one();
+        }
     }
-    if !encoded.is_empty() {
-        ctx.outbox_notify.notify_one();
+    .instrument(span)
+    .await
+}
+
+/// Runs the handler in its own task so that a panic on one bad event is logged and the
+/// event skipped, never blocking its room's lane. `None` at shutdown: the handler was
+/// stopped (and has finished stopping), and the entry stays pending for the next start.
+async fn handle_caught(
+    ctx: &Arc<Context>,
+    entry: &PendingEntry,
+    shutdown: &CancellationToken,
+) -> Option<Vec<crate::domain::Action>> {
+    let ctx = ctx.clone();
+    let owned = entry.clone();
+    let mut task =
+        tokio::spawn(async move { handler::handle(&ctx, &owned).await }.in_current_span());
+    let joined = tokio::select! {
+        r = &mut task => r,
+        () = shutdown.cancelled() => {
+            task.abort();
+            let _ = task.await;
+            return None;
+        }
+    };
+    match joined {
+        Ok(actions) => Some(actions),
+        Err(e) if e.is_panic() => {
+            tracing::error!("the handler panicked on this entry; skipped");
+            Some(Vec::new())
+        }
+        Err(_) => None,
     }
 }

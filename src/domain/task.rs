@@ -1,0 +1,304 @@
+//! Tasks: a thread root in the board's `tasks` room plus a `dev.boardroom.task` state
+//! event (state key: the task number) holding the canonical fields. Every change edits the
+//! root so that it always shows the current state, and adds a reply to the thread saying
+//! who changed what: the task's activity feed.
+
+use ruma::{OwnedEventId, OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::commands::escape_html;
+
+/// The default columns of a board.
+pub const DEFAULT_COLUMNS: [&str; 4] = ["todo", "doing", "review", "done"];
+
+/// The default columns, owned.
+pub fn default_columns() -> Vec<String> {
+    DEFAULT_COLUMNS.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// `dev.boardroom.task` (state key: the task number) in the board's `tasks` room.
+#[derive(
+    Clone, Debug, Deserialize, Serialize, ruma::events::macros::EventContent, PartialEq, Eq,
+)]
+#[ruma_event(type = "dev.boardroom.task", kind = State, state_key_type = String)]
+pub struct TaskEventContent {
+    /// The task's number in its board.
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// Column.
+    pub status: String,
+    /// Assignees.
+    #[serde(default)]
+    pub assignees: Vec<OwnedUserId>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Due date, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
+    /// The thread root.
+    pub root_event_id: OwnedEventId,
+    /// Who created it.
+    pub created_by: OwnedUserId,
+    /// When (milliseconds since the epoch).
+    pub created_at: u64,
+    /// Deleted tasks keep their number.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A task as the index holds it: the canonical fields plus who watches it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The board.
+    pub board: String,
+    /// The canonical fields.
+    pub fields: TaskEventContent,
+    /// Creator, assignees and commenters: who hears of changes and comments.
+    #[serde(default)]
+    pub watchers: Vec<OwnedUserId>,
+}
+
+impl TaskRecord {
+    /// Adds `user` to the watchers once.
+    pub fn watch(&mut self, user: &UserId) {
+        if !self.watchers.iter().any(|w| w == user) {
+            self.watchers.push(user.to_owned());
+        }
+    }
+}
+
+/// A comment in a task's thread.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Comment {
+    /// The reply's event id.
+    pub event_id: OwnedEventId,
+    /// Who wrote it.
+    pub author: OwnedUserId,
+    /// Its text, as last edited.
+    pub body: String,
+    /// When it was sent (milliseconds since the epoch).
+    pub ts: u64,
+}
+
+/// A change to a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Add assignees.
+    Assign(Vec<OwnedUserId>),
+    /// Remove an assignee.
+    Unassign(OwnedUserId),
+    /// Move to a column.
+    Status(String),
+    /// New title.
+    Rename(String),
+    /// Add (`true`) or remove labels.
+    Label(Vec<(bool, String)>),
+    /// Set or clear the due date.
+    Due(Option<String>),
+    /// Delete.
+    Delete,
+}
+
+/// Applies `change`; returns what the feed says (after "<who> ") or why nothing changed.
+pub fn apply(task: &mut TaskEventContent, change: &Change) -> Result<String, String> {
+    match change {
+        Change::Assign(users) => {
+            let new: Vec<&OwnedUserId> =
+                users.iter().filter(|u| !task.assignees.contains(u)).collect();
+            if new.is_empty() {
+                return Err("already assigned".into());
+            }
+            let names = new.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ");
+            task.assignees.extend(new.into_iter().cloned());
+            Ok(format!("assigned {names}"))
+        }
+        Change::Unassign(user) => {
+            let before = task.assignees.len();
+            task.assignees.retain(|u| u != user);
+            if task.assignees.len() == before {
+                return Err(format!("{user} is not assigned"));
+            }
+            Ok(format!("unassigned {user}"))
+        }
+        Change::Status(column) => {
+            if &task.status == column {
+                return Err(format!("the task is already in {column}"));
+            }
+            let from = std::mem::replace(&mut task.status, column.clone());
+            Ok(format!("moved it from {from} to {column}"))
+        }
+        Change::Rename(title) => {
+            if &task.title == title {
+                return Err("the title is the same".into());
+            }
+            task.title = title.clone();
+            Ok(format!("renamed it to “{title}”"))
+        }
+        Change::Label(ops) => {
+            let mut said = Vec::new();
+            for (add, label) in ops {
+                let has = task.labels.contains(label);
+                if *add && !has {
+                    task.labels.push(label.clone());
+                    said.push(format!("+{label}"));
+                } else if !*add && has {
+                    task.labels.retain(|l| l != label);
+                    said.push(format!("-{label}"));
+                }
+            }
+            if said.is_empty() {
+                return Err("the labels are unchanged".into());
+            }
+            Ok(format!("changed the labels: {}", said.join(" ")))
+        }
+        Change::Due(due) => {
+            if &task.due == due {
+                return Err("the due date is the same".into());
+            }
+            task.due.clone_from(due);
+            Ok(match due {
+                Some(d) => format!("set the due date to {d}"),
+                None => "cleared the due date".to_owned(),
+            })
+        }
+        Change::Delete => {
+            if task.deleted {
+                return Err("the task is already deleted".into());
+            }
+            task.deleted = true;
+            Ok("deleted it".to_owned())
+        }
+    }
+}
+
+/// Checks a due date: `YYYY-MM-DD`, a real day.
+pub fn validate_due(s: &str) -> Result<String, String> {
+    let bad = || format!("`{s}` is not a date such as 2026-12-31");
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else { return Err(bad()) };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
+        return Err(bad());
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if d == 0 || d > days {
+        return Err(bad());
+    }
+    Ok(s.to_owned())
+}
+
+/// Checks a label: 1 to 32 characters, no spaces or commas.
+pub fn validate_label(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.chars().count() > 32 || s.chars().any(|c| c.is_whitespace() || c == ',') {
+        return Err(format!("`{s}` is not a label: 1 to 32 characters, no spaces or commas"));
+    }
+    Ok(())
+}
+
+fn pill(user: &UserId) -> String {
+    format!("<a href=\"https://matrix.to/#/{user}\">{}</a>", escape_html(user.as_str()))
+}
+
+/// The root message's text: number, title, status, assignees, labels, due.
+pub fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
+    let mut plain = format!("{slug}#{} {}", t.number, t.title);
+    let mut html = format!("<b>{slug}#{}</b> {}", t.number, escape_html(&t.title));
+    if t.deleted {
+        plain = format!("{plain} (deleted)");
+        html = format!("<del>{html}</del> (deleted)");
+        return (plain, html);
+    }
+    plain.push_str(&format!("\nStatus: {}", t.status));
+    html.push_str(&format!("<br>Status: <b>{}</b>", escape_html(&t.status)));
+    if !t.assignees.is_empty() {
+        plain.push_str(&format!(
+            "\nAssigned: {}",
+            t.assignees.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+        html.push_str(&format!(
+            "<br>Assigned: {}",
+            t.assignees.iter().map(|u| pill(u)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !t.labels.is_empty() {
+        plain.push_str(&format!("\nLabels: {}", t.labels.join(", ")));
+        html.push_str(&format!("<br>Labels: {}", escape_html(&t.labels.join(", "))));
+    }
+    if let Some(due) = &t.due {
+        plain.push_str(&format!("\nDue: {due}"));
+        html.push_str(&format!("<br>Due: {}", escape_html(due)));
+    }
+    (plain, html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> TaskEventContent {
+        TaskEventContent {
+            number: 3,
+            title: "Fix login".into(),
+            status: "todo".into(),
+            assignees: vec![],
+            labels: vec![],
+            due: None,
+            root_event_id: ruma::owned_event_id!("$root"),
+            created_by: ruma::owned_user_id!("@alice:x"),
+            created_at: 1,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn changes_say_what_changed_or_why_not() {
+        let mut t = task();
+        let bob = ruma::owned_user_id!("@bob:x");
+        assert_eq!(apply(&mut t, &Change::Assign(vec![bob.clone()])), Ok("assigned @bob:x".into()));
+        assert!(apply(&mut t, &Change::Assign(vec![bob.clone()])).is_err());
+        assert_eq!(
+            apply(&mut t, &Change::Status("doing".into())),
+            Ok("moved it from todo to doing".into())
+        );
+        assert!(
+            apply(&mut t, &Change::Label(vec![(true, "bug".into()), (false, "ui".into())])).is_ok()
+        );
+        assert_eq!(t.labels, vec!["bug"]);
+        assert!(apply(&mut t, &Change::Label(vec![(false, "ui".into())])).is_err());
+        assert!(apply(&mut t, &Change::Due(Some("2026-12-01".into()))).is_ok());
+        assert!(apply(&mut t, &Change::Unassign(bob)).is_ok());
+        assert!(apply(&mut t, &Change::Delete).is_ok());
+        assert!(t.deleted);
+    }
+
+    #[test]
+    fn dates() {
+        assert!(validate_due("2026-12-31").is_ok());
+        assert!(validate_due("2028-02-29").is_ok());
+        assert!(validate_due("2026-02-29").is_err());
+        assert!(validate_due("2026-13-01").is_err());
+        assert!(validate_due("26-1-1").is_err());
+        assert!(validate_due("tomorrow").is_err());
+    }
+
+    #[test]
+    fn root_shows_the_current_state() {
+        let mut t = task();
+        t.assignees.push(ruma::owned_user_id!("@bob:x"));
+        t.labels.push("bug".into());
+        let (plain, html) = render_root("launch", &t);
+        assert_eq!(plain, "launch#3 Fix login\nStatus: todo\nAssigned: @bob:x\nLabels: bug");
+        assert!(html.contains("https://matrix.to/#/@bob:x"), "{html}");
+    }
+}

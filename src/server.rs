@@ -42,6 +42,7 @@ impl App {
             live: Arc::new(LiveState::default()),
             client: client.clone().with_retry(RetryPolicy::FOREVER),
             room_version: tokio::sync::OnceCell::new(),
+            task_locks: Default::default(),
         });
         Ok(Self { ctx, client })
     }

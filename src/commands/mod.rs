@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod help;
+pub mod task;
 
 /// Who may run a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,16 @@ pub const REGISTRY: &[CommandSpec] = &[
     board::REMOVE,
     board::ROOM,
     board::INFO,
+    task::COLUMNS,
+    task::NEW,
+    task::ASSIGN,
+    task::UNASSIGN,
+    task::STATUS,
+    task::RENAME,
+    task::LABEL,
+    task::DUE,
+    task::DELETE,
+    task::LIST,
 ];
 
 /// The spec of the command named by `words`.
@@ -72,6 +83,10 @@ pub enum Command {
     Help,
     /// A `!board …` command.
     Board(board::BoardCommand),
+    /// `!board columns a,b,…`
+    Columns(Vec<String>),
+    /// A `!task …` command.
+    Task(task::TaskCommand),
 }
 
 /// Why a message that looks like a command is not one.
@@ -107,7 +122,11 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
                 })
             }
         }
+        "board" if rest.first().is_some_and(|w| w.eq_ignore_ascii_case("columns")) => {
+            task::parse_columns(&rest[1..]).map(Command::Columns)
+        }
         "board" => board::parse(&rest).map(Command::Board),
+        "task" => task::parse(&rest).map(Command::Task),
         _ => Err(ParseError::Unknown { name }),
     }
 }
@@ -125,7 +144,9 @@ pub struct Reply {
 pub fn error_reply(err: &ParseError) -> Reply {
     match err {
         ParseError::Unknown { name } => {
-            let known: Vec<&str> = REGISTRY.iter().map(|c| c.usage).collect();
+            let mut known: Vec<String> =
+                REGISTRY.iter().map(|c| format!("!{}", c.words[0])).collect();
+            known.dedup();
             Reply {
                 plain: format!(
                     "Unknown command !{name}. Known commands: {}. Send !help for details.",

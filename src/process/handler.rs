@@ -3,18 +3,20 @@
 use ruma::{
     events::{
         AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, MessageLikeEvent, StateEvent,
-        receipt::ReceiptEvent, room::member::MembershipState,
+        receipt::ReceiptEvent,
+        room::{member::MembershipState, redaction::RoomRedactionEvent},
     },
     serde::Raw,
 };
 
-use super::{Context, boards, index};
+use super::{Context, boards, index, tasks};
 use crate::{
     commands::{self, Command},
     domain::{
         Action,
         action::derived_txn_id,
         bot::{self, InviteDecision},
+        task::TaskEventContent,
     },
     store::inbound::{EntryKind, PendingEntry},
 };
@@ -31,7 +33,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                 }
             };
             match raw.deserialize() {
-                Ok(event) => handle_timeline(ctx, event).await,
+                Ok(event) => handle_timeline(ctx, &raw, event).await,
                 Err(e) => {
                     let event_id = raw.get_field::<String>("event_id").ok().flatten();
                     tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
@@ -51,69 +53,129 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
     }
 }
 
-async fn handle_timeline(ctx: &Context, event: AnyTimelineEvent) -> Vec<Action> {
-    let settings = &ctx.settings;
+async fn handle_timeline(
+    ctx: &Context,
+    raw: &Raw<AnyTimelineEvent>,
+    event: AnyTimelineEvent,
+) -> Vec<Action> {
     match event {
-        AnyTimelineEvent::State(state) => {
-            let mut actions = Vec::new();
-            if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = &state
-                && ev.state_key == settings.bot_user_id
-                && ev.content.membership == MembershipState::Invite
-            {
-                let member_of_a_board =
-                    ctx.store.boards_of(&ev.sender).map(|b| !b.is_empty()).unwrap_or(false);
-                actions.push(match bot::on_invite(settings, &ev.sender, member_of_a_board) {
-                    InviteDecision::Accept => {
-                        tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "accepting invite");
-                        Action::JoinRoom { room_id: ev.room_id.clone(), as_user: None }
-                    }
-                    InviteDecision::Decline(reason) => {
-                        tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "declining invite");
-                        Action::LeaveRoom { room_id: ev.room_id.clone(), as_user: None, reason: Some(reason) }
-                    }
-                });
-            }
-            if let Some(new_room) = index::tombstone_target(&state)
-                && let Err(e) = boards::follow_upgrade(ctx, state.room_id(), &new_room).await
-            {
-                tracing::error!(error = %e, "cannot follow a room upgrade");
-            }
-            match index::apply_state_event(ctx, &state).await {
-                Ok(more) => actions.extend(more),
-                Err(e) => {
-                    tracing::error!(error = %e, event_id = %state.event_id(), "cannot index a state event")
-                }
-            }
-            actions
-        }
+        AnyTimelineEvent::State(state) => handle_state(ctx, raw, state).await,
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
         )) => {
-            let Some(text) = bot::command_text(settings, &ev.sender, &ev.content) else {
+            let Some(text) = bot::command_text(&ctx.settings, &ev.sender, &ev.content) else {
+                let ts = u64::from(ev.origin_server_ts.0);
+                if let Err(e) = tasks::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
+                {
+                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
+                }
                 return Vec::new();
             };
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
-            let reply = match commands::parse(text) {
-                Ok(Command::Help) => commands::help::help(),
-                Ok(Command::Board(c)) => {
-                    let inv = boards::Invocation {
-                        event_id: &ev.event_id,
-                        sender: &ev.sender,
-                        room_id: &ev.room_id,
-                    };
-                    boards::run(ctx, &inv, c).await
-                }
-                Err(err) => commands::error_reply(&err),
+            let inv = boards::Invocation {
+                event_id: &ev.event_id,
+                sender: &ev.sender,
+                room_id: &ev.room_id,
             };
-            let content =
-                bot::reply(&ev.event_id, ev.content.relates_to.as_ref(), reply.plain, reply.html);
-            vec![Action::SendMessage {
-                room_id: ev.room_id,
-                as_user: None,
-                txn_id: derived_txn_id(ev.event_id.as_str(), 0),
-                content: Box::new(content),
-            }]
+            let mut actions = Vec::new();
+            let reply = match commands::parse(text) {
+                Ok(Command::Help) => Some(commands::help::help()),
+                Ok(Command::Board(c)) => Some(boards::run(ctx, &inv, c).await),
+                Ok(Command::Columns(c)) => Some(tasks::set_columns(ctx, &inv, c).await),
+                Ok(Command::Task(c)) => {
+                    let outcome = tasks::run(ctx, &inv, tasks::thread_root(&ev.content), c).await;
+                    actions = outcome.actions;
+                    outcome.reply
+                }
+                Err(err) => Some(commands::error_reply(&err)),
+            };
+            if let Some(reply) = reply {
+                let content = bot::reply(
+                    &ev.event_id,
+                    ev.content.relates_to.as_ref(),
+                    reply.plain,
+                    reply.html,
+                );
+                actions.insert(
+                    0,
+                    Action::SendMessage {
+                        room_id: ev.room_id.clone(),
+                        as_user: None,
+                        txn_id: derived_txn_id(ev.event_id.as_str(), 0),
+                        content: Box::new(content),
+                    },
+                );
+            }
+            actions
+        }
+        AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
+            RoomRedactionEvent::Original(ev),
+        )) => {
+            if let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref())
+                && let Err(e) = tasks::index_redaction(ctx, redacts)
+            {
+                tracing::error!(error = %e, "cannot apply a redaction");
+            }
+            Vec::new()
         }
         _ => Vec::new(),
     }
+}
+
+async fn handle_state(
+    ctx: &Context,
+    raw: &Raw<AnyTimelineEvent>,
+    state: AnyStateEvent,
+) -> Vec<Action> {
+    let settings = &ctx.settings;
+    let mut actions = Vec::new();
+    if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = &state
+        && ev.state_key == settings.bot_user_id
+        && ev.content.membership == MembershipState::Invite
+    {
+        let member_of_a_board =
+            ctx.store.boards_of(&ev.sender).map(|b| !b.is_empty()).unwrap_or(false);
+        actions.push(match bot::on_invite(settings, &ev.sender, member_of_a_board) {
+            InviteDecision::Accept => {
+                tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "accepting invite");
+                Action::JoinRoom { room_id: ev.room_id.clone(), as_user: None }
+            }
+            InviteDecision::Decline(reason) => {
+                tracing::info!(room_id = %ev.room_id, inviter = %ev.sender, "declining invite");
+                Action::LeaveRoom {
+                    room_id: ev.room_id.clone(),
+                    as_user: None,
+                    reason: Some(reason),
+                }
+            }
+        });
+    }
+    if let Some(new_room) = index::tombstone_target(&state)
+        && let Err(e) = boards::follow_upgrade(ctx, state.room_id(), &new_room).await
+    {
+        tracing::error!(error = %e, "cannot follow a room upgrade");
+    }
+    if state.event_type().to_string() == "dev.boardroom.task"
+        && let Ok(Some(fields)) = raw.get_field::<TaskEventContent>("content")
+    {
+        match tasks::guard_task_state(
+            ctx,
+            state.room_id(),
+            state.sender(),
+            state.event_id(),
+            &fields,
+        )
+        .await
+        {
+            Ok(more) => actions.extend(more),
+            Err(e) => tracing::error!(error = %e, "cannot guard a task's state"),
+        }
+    }
+    match index::apply_state_event(ctx, &state).await {
+        Ok(more) => actions.extend(more),
+        Err(e) => {
+            tracing::error!(error = %e, event_id = %state.event_id(), "cannot index a state event")
+        }
+    }
+    actions
 }

@@ -5,6 +5,7 @@
 pub mod boards;
 pub mod handler;
 pub mod index;
+pub mod tasks;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -39,6 +40,8 @@ pub struct Context {
     pub client: HomeserverClient,
     /// The homeserver's default room version, asked once.
     pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
+    /// Per-board locks for task numbers and task records.
+    pub task_locks: tasks::BoardLocks,
 }
 
 /// Runs until `shutdown`: routes pending entries to per-room lanes.

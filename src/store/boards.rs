@@ -222,7 +222,16 @@ impl Store {
 
     /// Empties the board index (before a rebuild).
     pub fn clear_board_index(&self) -> Result<()> {
-        for name in BOARD_MAPS {
+        self.clear_maps(&BOARD_MAPS)
+    }
+
+    /// The whole board index as readable lines, sorted: for comparing two indexes.
+    pub fn dump_board_index(&self) -> Result<Vec<String>> {
+        self.dump_maps(&BOARD_MAPS)
+    }
+
+    pub(crate) fn clear_maps(&self, names: &[&str]) -> Result<()> {
+        for name in names {
             let cf = self.cf(name)?;
             let mut batch = WriteBatch::default();
             for item in self.db.iterator_cf(cf, IteratorMode::Start) {
@@ -234,13 +243,15 @@ impl Store {
         Ok(())
     }
 
-    /// The whole board index as readable lines, sorted: for comparing two indexes.
-    pub fn dump_board_index(&self) -> Result<Vec<String>> {
+    pub(crate) fn dump_maps(&self, names: &[&str]) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for name in BOARD_MAPS {
+        for name in names {
             for item in self.db.iterator_cf(self.cf(name)?, IteratorMode::Start) {
                 let (k, v) = item?;
-                let key: String = String::from_utf8_lossy(&k).replace('\u{FFFD}', " | ");
+                let key: String = k
+                    .iter()
+                    .map(|&b| if b.is_ascii_graphic() || b == b' ' { char::from(b) } else { '.' })
+                    .collect();
                 out.push(format!("{name}: {key} = {}", String::from_utf8_lossy(&v)));
             }
         }

@@ -35,6 +35,17 @@ pub const ROOMUSERID_MEMBERSHIP: &str = "roomuserid_membership";
 /// Boards a user belongs to (joined the space): `user_id, slug` → ().
 pub const USERID_SLUG: &str = "userid_slug";
 
+/// The next task number of each board: `slug` → u64.
+pub const SLUG_TASKNEXT: &str = "slug_tasknext";
+/// Tasks: `slug, number` → task record (canonical fields, watchers).
+pub const SLUGNUM_TASK: &str = "slugnum_task";
+/// Reverse: a task's thread root `event_id` → `slug, number`.
+pub const ROOTEVENT_SLUGNUM: &str = "rootevent_slugnum";
+/// Comments in order: `slug, number, ts, event_id` → comment.
+pub const SLUGNUMTS_COMMENT: &str = "slugnumts_comment";
+/// Reverse: a comment's `event_id` → its key in `slugnumts_comment`.
+pub const EVENTID_COMMENTKEY: &str = "eventid_commentkey";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -49,4 +60,9 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()" },
     MapDesc { name: ROOMUSERID_MEMBERSHIP, doc: "board space or room id, user id → membership" },
     MapDesc { name: USERID_SLUG, doc: "user id, board slug → () for joined members" },
+    MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number" },
+    MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record" },
+    MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
+    MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },
+    MapDesc { name: EVENTID_COMMENTKEY, doc: "comment event id → its comment key" },
 ];

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod inbound;
 pub mod maps;
 pub mod outbox;
+pub mod tasks;
 
 use std::{path::Path, sync::Arc};
 
@@ -15,7 +16,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -32,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     // The board index's column families are created at open; they start empty and
     // `boardroom reindex` fills them from the homeserver.
     Migration { version: 2, name: "board index", run: |_| Ok(()) },
+    Migration { version: 3, name: "task and comment index", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.

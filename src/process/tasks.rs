@@ -1,0 +1,564 @@
+//! Runs `!task …` and `!board columns`, indexes task comments, and guards the canonical
+//! task state. Task numbers are handed out under a per-board lock and recorded in the same
+//! synced write as the task, after its root and state event exist: a command interrupted
+//! by a crash runs again (its inbound event is still pending) with the same number and the
+//! same transaction ids, so numbers stay unique and gap-free.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use ruma::{
+    EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    api::client::{message::send_message_event, state::send_state_event},
+    events::{
+        Mentions,
+        relation::{Replacement, Thread},
+        room::message::{
+            Relation, RoomMessageEventContent, RoomMessageEventContentWithoutRelation,
+        },
+    },
+};
+
+use super::{Context, boards::Invocation};
+use crate::{
+    commands::{Reply, escape_html, task as cmd, task::TaskCommand},
+    domain::{
+        Action,
+        action::derived_txn_id,
+        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
+        task::{Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
+    },
+    homeserver::HsError,
+};
+
+/// One lock per board: task numbers and read-modify-write of task records.
+#[derive(Debug, Default)]
+pub struct BoardLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl BoardLocks {
+    fn get(&self, slug: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(slug.to_owned()).or_default().clone()
+    }
+}
+
+/// What a task command produced: its answer, and messages for the task's thread.
+#[derive(Debug, Default)]
+pub struct TaskOutcome {
+    /// The reply to the command; `None` when a feed entry in the command's thread answers.
+    pub reply: Option<Reply>,
+    /// Further messages (root edit, feed entry).
+    pub actions: Vec<Action>,
+}
+
+fn text(plain: String) -> Reply {
+    Reply { html: escape_html(&plain).replace('\n', "<br>"), plain }
+}
+
+fn refusal(why: String, usage: &str) -> TaskOutcome {
+    TaskOutcome { reply: Some(text(format!("{why}\nUsage: {usage}"))), actions: Vec::new() }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn board_here(ctx: &Context, room: &RoomId) -> crate::Result<Option<BoardRecord>> {
+    if let Some(b) = ctx.store.board_by_space(room)? {
+        return Ok(Some(b));
+    }
+    match ctx.store.room(room)? {
+        Some(r) => ctx.store.board(&r.board),
+        None => Ok(None),
+    }
+}
+
+fn tasks_room(ctx: &Context, slug: &str) -> crate::Result<Option<OwnedRoomId>> {
+    Ok(ctx
+        .store
+        .rooms_of(slug)?
+        .into_iter()
+        .find(|(_, r)| r.kind == RoomKind::Tasks)
+        .map(|(id, _)| id))
+}
+
+/// A link to a task's thread.
+pub fn thread_link(ctx: &Context, room: &RoomId, root: &EventId) -> String {
+    format!("https://matrix.to/#/{room}/{root}?via={}", ctx.settings.server_name)
+}
+
+/// Runs a `!task` command. `thread_root` is the thread the command was written in, if any.
+pub async fn run(
+    ctx: &Context,
+    inv: &Invocation<'_>,
+    thread_root: Option<&EventId>,
+    command: TaskCommand,
+) -> TaskOutcome {
+    let result = match command {
+        TaskCommand::New(title) => new_task(ctx, inv, &title).await,
+        TaskCommand::Change { number, change, usage } => {
+            change_task(ctx, inv, thread_root, number, change, usage).await
+        }
+        TaskCommand::List(column) => list(ctx, inv, column.as_deref()),
+    };
+    match result {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "a task command failed");
+            let msg = match e {
+                crate::Error::Homeserver(h) => format!("The homeserver refused: {h}"),
+                _ => "Something went wrong inside Boardroom; the admin can find the details in its log.".into(),
+            };
+            TaskOutcome { reply: Some(text(msg)), actions: Vec::new() }
+        }
+    }
+}
+
+async fn send_state(
+    ctx: &Context,
+    room: &RoomId,
+    fields: &TaskEventContent,
+) -> Result<(), HsError> {
+    let req =
+        send_state_event::v3::Request::new(room.to_owned(), &fields.number.to_string(), fields)
+            .map_err(|e| HsError::Protocol {
+                endpoint: "send_state_event",
+                message: e.to_string(),
+            })?;
+    ctx.client.send(req, None).await?;
+    Ok(())
+}
+
+async fn new_task(ctx: &Context, inv: &Invocation<'_>, title: &str) -> crate::Result<TaskOutcome> {
+    let Some(board) = board_here(ctx, inv.room_id)? else {
+        return Ok(refusal(
+            "This room is not part of a board: create tasks in one of its rooms.".into(),
+            cmd::NEW.usage,
+        ));
+    };
+    if !ctx.store.is_board_member(&board.slug, inv.sender)? {
+        return Ok(refusal(
+            format!("Only members of the board {} can create tasks.", board.slug),
+            cmd::NEW.usage,
+        ));
+    }
+    let Some(room) = tasks_room(ctx, &board.slug)? else {
+        return Ok(refusal(format!("The board {} has no tasks room.", board.slug), cmd::NEW.usage));
+    };
+    let column = board.columns.first().cloned().unwrap_or_else(|| "todo".into());
+    let lock = ctx.task_locks.get(&board.slug);
+    let _guard = lock.lock().await;
+    let number = ctx.store.next_task_number(&board.slug)?;
+    let mut fields = TaskEventContent {
+        number,
+        title: title.to_owned(),
+        status: column,
+        assignees: Vec::new(),
+        labels: Vec::new(),
+        due: None,
+        root_event_id: OwnedEventId::try_from("$pending")
+            .map_err(|e| crate::Error::Internal(e.to_string()))?,
+        created_by: inv.sender.to_owned(),
+        created_at: now_ms(),
+        deleted: false,
+    };
+    let (plain, html) = render_root(&board.slug, &fields);
+    let mut root = RoomMessageEventContent::notice_html(plain, html);
+    root.mentions = Some(Mentions::new());
+    // Derived from the command: a re-run after a crash sends the same root, which the
+    // homeserver deduplicates.
+    let req = send_message_event::v3::Request::new(
+        room.clone(),
+        derived_txn_id(inv.event_id.as_str(), 100),
+        &root,
+    )
+    .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    fields.root_event_id = ctx.client.send(req, None).await?.event_id;
+    send_state(ctx, &room, &fields).await?;
+    let mut record =
+        TaskRecord { board: board.slug.clone(), fields: fields.clone(), watchers: Vec::new() };
+    record.watch(inv.sender);
+    ctx.store.put_task(&record)?;
+    drop(_guard);
+
+    let link = thread_link(ctx, &room, &fields.root_event_id);
+    let feed = feed_entry(
+        &room,
+        &fields.root_event_id,
+        None,
+        format!("{} created {}#{number}", inv.sender, board.slug),
+        &[],
+        inv.event_id,
+        1,
+    );
+    let reply = Reply {
+        plain: format!("Created {}#{number} “{title}”: {link}", board.slug),
+        html: format!(
+            "Created <a href=\"{link}\">{}#{number}</a> “{}”",
+            board.slug,
+            escape_html(title)
+        ),
+    };
+    Ok(TaskOutcome { reply: Some(reply), actions: vec![feed] })
+}
+
+/// A reply in the task's thread saying who changed what. Quiet (`m.notice`) unless it
+/// names people to notify: then `m.text` with `m.mentions` and pills.
+fn feed_entry(
+    room: &RoomId,
+    root: &EventId,
+    reply_to: Option<&EventId>,
+    plain: String,
+    notify: &[OwnedUserId],
+    cause: &EventId,
+    index: usize,
+) -> Action {
+    let mut content = if notify.is_empty() {
+        RoomMessageEventContent::notice_html(plain.clone(), escape_html(&plain))
+    } else {
+        let mut html = escape_html(&plain);
+        for u in notify {
+            html = html.replace(
+                &escape_html(u.as_str()),
+                &format!("<a href=\"https://matrix.to/#/{u}\">{}</a>", escape_html(u.as_str())),
+            );
+        }
+        RoomMessageEventContent::text_html(plain, html)
+    };
+    content.relates_to = Some(Relation::Thread(match reply_to {
+        Some(r) => Thread::reply(root.to_owned(), r.to_owned()),
+        None => Thread::plain(root.to_owned(), root.to_owned()),
+    }));
+    content.mentions = Some(Mentions::with_user_ids(notify.iter().cloned()));
+    Action::SendMessage {
+        room_id: room.to_owned(),
+        as_user: None,
+        txn_id: derived_txn_id(cause.as_str(), index),
+        content: Box::new(content),
+    }
+}
+
+fn root_edit(
+    room: &RoomId,
+    slug: &str,
+    fields: &TaskEventContent,
+    cause: &EventId,
+    index: usize,
+) -> Action {
+    let (plain, html) = render_root(slug, fields);
+    let mut new = RoomMessageEventContentWithoutRelation::notice_html(plain.clone(), html.clone());
+    new.mentions = Some(Mentions::new());
+    let mut edit = RoomMessageEventContent::notice_html(format!("* {plain}"), format!("* {html}"));
+    edit.relates_to =
+        Some(Relation::Replacement(Replacement::new(fields.root_event_id.clone(), new)));
+    edit.mentions = Some(Mentions::new());
+    Action::SendMessage {
+        room_id: room.to_owned(),
+        as_user: None,
+        txn_id: derived_txn_id(cause.as_str(), index),
+        content: Box::new(edit),
+    }
+}
+
+async fn change_task(
+    ctx: &Context,
+    inv: &Invocation<'_>,
+    thread_root: Option<&EventId>,
+    number: Option<u64>,
+    change: Change,
+    usage: &'static str,
+) -> crate::Result<TaskOutcome> {
+    let task = match (number, thread_root) {
+        (Some(n), _) => match board_here(ctx, inv.room_id)? {
+            Some(b) => ctx.store.task(&b.slug, n)?,
+            None => {
+                return Ok(refusal("This room is not part of a board.".into(), usage));
+            }
+        },
+        (None, Some(root)) => ctx.store.task_by_root(root)?,
+        (None, None) => {
+            return Ok(refusal(
+                "Name the task as #n, or write the command in the task's thread.".into(),
+                usage,
+            ));
+        }
+    };
+    let Some(task) = task else {
+        let which = number.map_or("this thread's task".to_owned(), |n| format!("#{n}"));
+        return Ok(refusal(format!("There is no task {which} on this board."), usage));
+    };
+    let Some(board) = ctx.store.board(&task.board)? else {
+        return Ok(refusal("The task's board is gone.".into(), usage));
+    };
+    if !ctx.store.is_board_member(&board.slug, inv.sender)? {
+        return Ok(refusal(
+            format!("Only members of the board {} can change its tasks.", board.slug),
+            usage,
+        ));
+    }
+    match &change {
+        Change::Delete
+            if task.fields.created_by != inv.sender
+                && !board.power_of(inv.sender).at_least(ADMIN_POWER) =>
+        {
+            return Ok(refusal(
+                "Only the task's creator or a board admin (power 50) can delete it.".into(),
+                usage,
+            ));
+        }
+        Change::Status(c) if !board.columns.contains(c) => {
+            return Ok(refusal(
+                format!("There is no column {c}; the columns are: {}.", board.columns.join(", ")),
+                usage,
+            ));
+        }
+        Change::Assign(users) => {
+            for u in users {
+                if !ctx.store.is_board_member(&board.slug, u)? {
+                    return Ok(refusal(
+                        format!("{u} is not a member of the board {}.", board.slug),
+                        usage,
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    if task.fields.deleted && change != Change::Delete {
+        return Ok(refusal(format!("{}#{} is deleted.", board.slug, task.fields.number), usage));
+    }
+    let Some(room) = tasks_room(ctx, &board.slug)? else {
+        return Ok(refusal(format!("The board {} has no tasks room.", board.slug), usage));
+    };
+
+    let lock = ctx.task_locks.get(&board.slug);
+    let _guard = lock.lock().await;
+    // Read again under the lock: another room may have changed it meanwhile.
+    let Some(mut record) = ctx.store.task(&board.slug, task.fields.number)? else {
+        return Ok(refusal("The task is gone.".into(), usage));
+    };
+    let said = match apply(&mut record.fields, &change) {
+        Ok(s) => s,
+        Err(why) => return Ok(refusal(format!("Nothing changed: {why}."), usage)),
+    };
+    send_state(ctx, &room, &record.fields).await?;
+    let notify: Vec<OwnedUserId> = match &change {
+        Change::Assign(users) => users.clone(),
+        _ => Vec::new(),
+    };
+    for u in &notify {
+        record.watch(u);
+    }
+    ctx.store.put_task(&record)?;
+    drop(_guard);
+
+    let slug = &board.slug;
+    let n = record.fields.number;
+    let root = record.fields.root_event_id.clone();
+    let in_thread = thread_root == Some(root.as_ref()) && inv.room_id == room;
+    let feed_text = format!("{} {said} ({slug}#{n})", inv.sender);
+    let mut actions = vec![root_edit(&room, slug, &record.fields, inv.event_id, 1)];
+    actions.push(feed_entry(
+        &room,
+        &root,
+        in_thread.then_some(inv.event_id),
+        feed_text.clone(),
+        &notify,
+        inv.event_id,
+        2,
+    ));
+    let reply = if in_thread {
+        None
+    } else {
+        let link = thread_link(ctx, &room, &root);
+        Some(Reply {
+            plain: format!("{feed_text}: {link}"),
+            html: format!("{} (<a href=\"{link}\">thread</a>)", escape_html(&feed_text)),
+        })
+    };
+    Ok(TaskOutcome { reply, actions })
+}
+
+fn list(ctx: &Context, inv: &Invocation<'_>, column: Option<&str>) -> crate::Result<TaskOutcome> {
+    let Some(board) = board_here(ctx, inv.room_id)? else {
+        return Ok(refusal("This room is not part of a board.".into(), cmd::LIST.usage));
+    };
+    if !ctx.store.is_board_member(&board.slug, inv.sender)? {
+        return Ok(refusal(
+            format!("Only members of the board {} can list its tasks.", board.slug),
+            cmd::LIST.usage,
+        ));
+    }
+    if let Some(c) = column
+        && !board.columns.iter().any(|b| b == c)
+    {
+        return Ok(refusal(
+            format!("There is no column {c}; the columns are: {}.", board.columns.join(", ")),
+            cmd::LIST.usage,
+        ));
+    }
+    let room = tasks_room(ctx, &board.slug)?;
+    let tasks: Vec<TaskRecord> =
+        ctx.store.tasks_of(&board.slug)?.into_iter().filter(|t| !t.fields.deleted).collect();
+    let mut plain = format!("Tasks of {}:", board.name);
+    let mut html = format!("<p>Tasks of <b>{}</b>:</p>", escape_html(&board.name));
+    for c in board.columns.iter().filter(|c| column.is_none_or(|x| x == c.as_str())) {
+        let in_column: Vec<&TaskRecord> = tasks.iter().filter(|t| &t.fields.status == c).collect();
+        plain.push_str(&format!("\n{c} ({})", in_column.len()));
+        html.push_str(&format!("<p><b>{}</b> ({})</p><ul>", escape_html(c), in_column.len()));
+        for t in in_column {
+            let link = room
+                .as_ref()
+                .map(|r| thread_link(ctx, r, &t.fields.root_event_id))
+                .unwrap_or_default();
+            plain.push_str(&format!("\n  #{} {} {link}", t.fields.number, t.fields.title));
+            html.push_str(&format!(
+                "<li><a href=\"{link}\">#{}</a> {}</li>",
+                t.fields.number,
+                escape_html(&t.fields.title)
+            ));
+        }
+        html.push_str("</ul>");
+    }
+    Ok(TaskOutcome { reply: Some(Reply { plain, html }), actions: Vec::new() })
+}
+
+/// `!board columns a,b,…`
+pub async fn set_columns(ctx: &Context, inv: &Invocation<'_>, columns: Vec<String>) -> Reply {
+    let outcome = async {
+        let Some(mut board) = board_here(ctx, inv.room_id)? else {
+            return Ok(text(format!("This room is not part of a board.\nUsage: {}", cmd::COLUMNS.usage)));
+        };
+        if !board.power_of(inv.sender).at_least(ADMIN_POWER) {
+            return Ok(text(format!(
+                "Only board admins (power {ADMIN_POWER} or more) can change the columns.\nUsage: {}",
+                cmd::COLUMNS.usage
+            )));
+        }
+        let stranded: Vec<String> = ctx
+            .store
+            .tasks_of(&board.slug)?
+            .into_iter()
+            .filter(|t| !t.fields.deleted && !columns.contains(&t.fields.status))
+            .map(|t| format!("#{} ({})", t.fields.number, t.fields.status))
+            .collect();
+        if !stranded.is_empty() {
+            return Ok(text(format!(
+                "Those columns would drop a column that still holds tasks: move {} first.\nUsage: {}",
+                stranded.join(", "),
+                cmd::COLUMNS.usage
+            )));
+        }
+        let content = BoardEventContent {
+            slug: board.slug.clone(),
+            name: board.name.clone(),
+            created_by: board.created_by.clone(),
+            created_by_event: board.created_by_event.clone(),
+            columns: columns.clone(),
+        };
+        let req = send_state_event::v3::Request::new(board.space_id.clone(), &ruma::events::EmptyStateKey, &content)
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        ctx.client.send(req, None).await?;
+        board.columns = columns.clone();
+        ctx.store.put_board(&board)?;
+        Ok::<Reply, crate::Error>(text(format!("The columns of {} are now: {}.", board.name, columns.join(", "))))
+    }
+    .await;
+    outcome.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "!board columns failed");
+        text(format!("That did not work: {e}"))
+    })
+}
+
+/// A message in a tasks room: a reply in a task's thread (not from the bot) is a comment;
+/// an edit of a comment changes its text.
+pub fn index_message(
+    ctx: &Context,
+    sender: &UserId,
+    event_id: &EventId,
+    ts: u64,
+    content: &RoomMessageEventContent,
+) -> crate::Result<()> {
+    if sender == ctx.settings.bot_user_id {
+        return Ok(());
+    }
+    match &content.relates_to {
+        Some(Relation::Thread(thread)) => {
+            let Some(mut task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(()) };
+            let comment = Comment {
+                event_id: event_id.to_owned(),
+                author: sender.to_owned(),
+                body: content.body().to_owned(),
+                ts,
+            };
+            ctx.store.put_comment(&task.board, task.fields.number, &comment)?;
+            if !task.watchers.iter().any(|w| w == sender) {
+                task.watch(sender);
+                ctx.store.put_task(&task)?;
+            }
+        }
+        Some(Relation::Replacement(r)) => {
+            if let Some(mut comment) = ctx.store.comment(&r.event_id)?
+                && comment.author == sender
+            {
+                comment.body = r.new_content.msgtype.body().to_owned();
+                ctx.store.update_comment(&comment)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A redaction: a redacted comment leaves the index.
+pub fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
+    if ctx.store.remove_comment(redacts)? {
+        tracing::debug!(event_id = %redacts, "comment redacted");
+    }
+    Ok(())
+}
+
+/// A `dev.boardroom.task` change not sent by the bot: put back the indexed fields and say
+/// so in the thread. The canonical fields change through commands only.
+pub async fn guard_task_state(
+    ctx: &Context,
+    room: &RoomId,
+    sender: &UserId,
+    event_id: &EventId,
+    fields: &TaskEventContent,
+) -> crate::Result<Vec<Action>> {
+    if sender == ctx.settings.bot_user_id {
+        return Ok(Vec::new());
+    }
+    let Some(rec) = ctx.store.room(room)? else { return Ok(Vec::new()) };
+    if rec.kind != RoomKind::Tasks {
+        return Ok(Vec::new());
+    }
+    let Some(task) = ctx.store.task(&rec.board, fields.number)? else { return Ok(Vec::new()) };
+    if &task.fields == fields {
+        return Ok(Vec::new());
+    }
+    tracing::warn!(board = %rec.board, number = fields.number, sender = %sender, "reverting a direct change of a task's state");
+    send_state(ctx, room, &task.fields).await?;
+    let note = format!(
+        "{sender} changed the state of {}#{} directly; it was put back. Change tasks with !task commands.",
+        rec.board, fields.number
+    );
+    Ok(vec![feed_entry(room, &task.fields.root_event_id, None, note, &[], event_id, 0)])
+}
+
+/// The thread a message is in, if any.
+pub fn thread_root(content: &RoomMessageEventContent) -> Option<&EventId> {
+    match &content.relates_to {
+        Some(Relation::Thread(t)) => Some(&t.event_id),
+        _ => None,
+    }
+}

@@ -1,0 +1,255 @@
+//! Tasks and their comments. Maps: `slug_tasknext`, `slugnum_task`, `rootevent_slugnum`,
+//! `slugnumts_comment`, `eventid_commentkey`. Derived from Matrix (the `dev.boardroom.task`
+//! state events and the task threads); `boardroom reindex` rebuilds it.
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use ruma::EventId;
+
+use super::{
+    Store,
+    codec::{KeyBuf, KeyReader, decode_u64},
+    maps,
+};
+use crate::{
+    domain::task::{Comment, TaskRecord},
+    error::{Error, Result},
+};
+
+fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt task record: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Store(format!("cannot encode a task record: {e}")))
+}
+
+impl Store {
+    /// The number the board's next task gets.
+    pub fn next_task_number(&self, slug: &str) -> Result<u64> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes())?
+            .map(|v| decode_u64(&v))
+            .transpose()?
+            .unwrap_or(1))
+    }
+
+    /// Records a task (new or changed). The board's counter moves past its number, in the
+    /// same write, so numbers are never handed out twice.
+    pub fn put_task(&self, task: &TaskRecord) -> Result<()> {
+        let n = task.fields.number;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(maps::SLUGNUM_TASK)?,
+            KeyBuf::new().str(&task.board).u64(n).build(),
+            encode(task)?,
+        );
+        batch.put_cf(
+            self.cf(maps::ROOTEVENT_SLUGNUM)?,
+            task.fields.root_event_id.as_bytes(),
+            KeyBuf::new().str(&task.board).u64(n).build(),
+        );
+        if self.next_task_number(&task.board)? <= n {
+            batch.put_cf(
+                self.cf(maps::SLUG_TASKNEXT)?,
+                task.board.as_bytes(),
+                (n + 1).to_be_bytes(),
+            );
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Task `n` of board `slug`.
+    pub fn task(&self, slug: &str, n: u64) -> Result<Option<TaskRecord>> {
+        self.db
+            .get_pinned_cf(self.cf(maps::SLUGNUM_TASK)?, KeyBuf::new().str(slug).u64(n).build())?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// The task whose thread root is `root`.
+    pub fn task_by_root(&self, root: &EventId) -> Result<Option<TaskRecord>> {
+        let Some(key) =
+            self.db.get_pinned_cf(self.cf(maps::ROOTEVENT_SLUGNUM)?, root.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let mut r = KeyReader::new(&key);
+        let slug = r.str()?.to_owned();
+        let n = r.u64()?;
+        self.task(&slug, n)
+    }
+
+    /// Every task of a board, by number.
+    pub fn tasks_of(&self, slug: &str) -> Result<Vec<TaskRecord>> {
+        let prefix = KeyBuf::new().str(slug).prefix();
+        let cf = self.cf(maps::SLUGNUM_TASK)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Records a comment (or its edit).
+    pub fn put_comment(&self, slug: &str, n: u64, comment: &Comment) -> Result<()> {
+        let key = match self
+            .db
+            .get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
+        {
+            Some(k) => k.to_vec(),
+            None => KeyBuf::new()
+                .str(slug)
+                .u64(n)
+                .u64(comment.ts)
+                .str(comment.event_id.as_str())
+                .build(),
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
+        batch.put_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes(), &key);
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Replaces a known comment's record (an edit). Returns whether it was known.
+    pub fn update_comment(&self, comment: &Comment) -> Result<bool> {
+        let Some(key) = self
+            .db
+            .get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
+        else {
+            return Ok(false);
+        };
+        self.db.put_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?)?;
+        Ok(true)
+    }
+
+    /// A comment by its event id.
+    pub fn comment(&self, event_id: &EventId) -> Result<Option<Comment>> {
+        let Some(key) =
+            self.db.get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        self.db
+            .get_pinned_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// Removes a comment (redacted). Returns whether there was one.
+    pub fn remove_comment(&self, event_id: &EventId) -> Result<bool> {
+        let Some(key) =
+            self.db.get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
+        else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key);
+        batch.delete_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes());
+        self.db.write(batch)?;
+        Ok(true)
+    }
+
+    /// A task's comments, oldest first.
+    pub fn comments(&self, slug: &str, n: u64) -> Result<Vec<Comment>> {
+        let prefix = KeyBuf::new().str(slug).u64(n).prefix();
+        let cf = self.cf(maps::SLUGNUMTS_COMMENT)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Empties the task index (before a rebuild).
+    pub fn clear_task_index(&self) -> Result<()> {
+        self.clear_maps(&TASK_MAPS)
+    }
+
+    /// The task index as readable lines, for comparing two indexes.
+    pub fn dump_task_index(&self) -> Result<Vec<String>> {
+        self.dump_maps(&TASK_MAPS)
+    }
+}
+
+const TASK_MAPS: [&str; 5] = [
+    maps::SLUG_TASKNEXT,
+    maps::SLUGNUM_TASK,
+    maps::ROOTEVENT_SLUGNUM,
+    maps::SLUGNUMTS_COMMENT,
+    maps::EVENTID_COMMENTKEY,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::task::TaskEventContent;
+
+    fn task(n: u64, root: &str) -> TaskRecord {
+        TaskRecord {
+            board: "launch".into(),
+            fields: TaskEventContent {
+                number: n,
+                title: format!("task {n}"),
+                status: "todo".into(),
+                assignees: vec![],
+                labels: vec![],
+                due: None,
+                root_event_id: root.try_into().expect("event id"),
+                created_by: ruma::owned_user_id!("@a:x"),
+                created_at: 1,
+                deleted: false,
+            },
+            watchers: vec![],
+        }
+    }
+
+    #[test]
+    fn tasks_numbers_and_comments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(store.next_task_number("launch").expect("n"), 1);
+        store.put_task(&task(1, "$r1")).expect("put");
+        store.put_task(&task(2, "$r2")).expect("put");
+        assert_eq!(store.next_task_number("launch").expect("n"), 3);
+        store.put_task(&task(1, "$r1")).expect("update");
+        assert_eq!(
+            store.next_task_number("launch").expect("n"),
+            3,
+            "an update never moves the counter back"
+        );
+        assert_eq!(
+            store.task_by_root(ruma::event_id!("$r2")).expect("get").map(|t| t.fields.number),
+            Some(2)
+        );
+        assert_eq!(store.tasks_of("launch").expect("list").len(), 2);
+
+        let c = |id: &str, ts: u64, body: &str| Comment {
+            event_id: id.try_into().expect("id"),
+            author: ruma::owned_user_id!("@b:x"),
+            body: body.into(),
+            ts,
+        };
+        store.put_comment("launch", 1, &c("$c2", 20, "second")).expect("c");
+        store.put_comment("launch", 1, &c("$c1", 10, "first")).expect("c");
+        store.put_comment("launch", 1, &c("$c2", 20, "second, edited")).expect("edit");
+        let bodies: Vec<String> =
+            store.comments("launch", 1).expect("c").into_iter().map(|c| c.body).collect();
+        assert_eq!(bodies, ["first", "second, edited"]);
+        assert!(store.remove_comment(ruma::event_id!("$c1")).expect("rm"));
+        assert_eq!(store.comments("launch", 1).expect("c").len(), 1);
+        assert!(store.comments("launch", 2).expect("c").is_empty());
+    }
+}

@@ -85,7 +85,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let app = App::new(settings)?;
+    serve_app(App::new(settings)?, listener, shutdown).await
+}
+
+/// [`serve`] with an [`App`] already built (tests keep a clone to look inside).
+pub async fn serve_app(app: App, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
     let mut tasks = JoinSet::new();
     app.spawn_processing(&mut tasks, &shutdown);
     let startup_settings = app.ctx.settings.clone();

@@ -200,6 +200,7 @@ pub(crate) struct Boardroom {
     pub(crate) config_path: PathBuf,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
+    app: Option<boardroom::server::App>,
 }
 
 impl Boardroom {
@@ -208,14 +209,20 @@ impl Boardroom {
         init_tracing();
         let listener = TcpListener::bind(settings.listen).await.expect("bind boardroom");
         let shutdown = CancellationToken::new();
-        let s = settings.clone();
+        let app = boardroom::server::App::new(settings.clone()).expect("open boardroom");
         let token = shutdown.clone();
+        let served = app.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = boardroom::server::serve(s, listener, token).await {
+            if let Err(e) = boardroom::server::serve_app(served, listener, token).await {
                 panic!("boardroom failed: {e}");
             }
         });
-        Boardroom { settings, config_path, shutdown, task: Some(task) }
+        Boardroom { settings, config_path, shutdown, task: Some(task), app: Some(app) }
+    }
+
+    /// The running Boardroom's store (to look at its index).
+    pub(crate) fn store(&self) -> &boardroom::store::Store {
+        &self.app.as_ref().expect("boardroom is running").ctx.store
     }
 
     /// Stops it and waits until it has.
@@ -224,6 +231,8 @@ impl Boardroom {
         if let Some(t) = self.task.take() {
             t.await.expect("boardroom task");
         }
+        // Our clone holds the database open too.
+        self.app = None;
     }
 
     /// The bot's user id.
@@ -364,6 +373,35 @@ impl User {
     pub(crate) async fn command(&self, room: &RoomId, bot: &UserId, text: &str) -> String {
         let event = self.say(room, text).await;
         self.wait_for(room, Duration::from_secs(30), &format!("the reply to {text}"), |ev| {
+            replies_to(ev, bot, &event).first().map(|m| m.content.body().to_owned())
+        })
+        .await
+    }
+
+    /// Sends a text message in the thread of `root`; returns its event id.
+    pub(crate) async fn say_in_thread(
+        &self,
+        room: &RoomId,
+        root: &ruma::EventId,
+        body: &str,
+    ) -> OwnedEventId {
+        let mut content = RoomMessageEventContent::text_plain(body);
+        content.relates_to = Some(ruma::events::room::message::Relation::Thread(
+            ruma::events::relation::Thread::plain(root.to_owned(), root.to_owned()),
+        ));
+        self.send(room, content).await
+    }
+
+    /// Sends a command in the thread of `root` and waits for the bot's answer to it.
+    pub(crate) async fn command_in_thread(
+        &self,
+        room: &RoomId,
+        root: &ruma::EventId,
+        bot: &UserId,
+        text: &str,
+    ) -> String {
+        let event = self.say_in_thread(room, root, text).await;
+        self.wait_for(room, Duration::from_secs(30), &format!("the answer to {text}"), |ev| {
             replies_to(ev, bot, &event).first().map(|m| m.content.body().to_owned())
         })
         .await

@@ -8,3 +8,4 @@ mod bot;
 mod cli;
 mod harness;
 mod outbox;
+mod tasks;

@@ -136,8 +136,8 @@ fn run_reindex(settings: Settings) -> ExitCode {
     match result {
         Ok(s) => {
             println!(
-                "reindexed {} boards and {} board rooms from {} rooms the bot is in",
-                s.boards, s.board_rooms, s.rooms
+                "reindexed {} boards and {} board rooms from {} rooms the bot is in; {} tasks with {} comments",
+                s.boards, s.board_rooms, s.rooms, s.tasks, s.comments
             );
             ExitCode::SUCCESS
         }

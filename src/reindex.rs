@@ -1,10 +1,21 @@
 //! `boardroom reindex`: rebuilds the board index from the homeserver alone — the rooms the
-//! bot has joined and their current state — so that a lost database loses no board.
+//! bot has joined, their current state and the tasks' threads — so that a lost database
+//! loses no board, task or comment.
 
-use ruma::{OwnedRoomId, api::client::membership::joined_rooms, events::AnyStateEvent, serde::Raw};
+use ruma::{
+    OwnedRoomId, RoomId,
+    api::client::{membership::joined_rooms, relations::get_relating_events_with_rel_type},
+    events::{AnyMessageLikeEvent, AnyStateEvent, MessageLikeEvent, relation::RelationType},
+    serde::Raw,
+};
 
 use crate::{
     config::Settings,
+    domain::{
+        board::RoomKind,
+        bot::command_text,
+        task::{Comment, TaskEventContent, TaskRecord},
+    },
     error::Result,
     homeserver::{Auth, HomeserverClient, RetryPolicy},
     process::index::{
@@ -22,6 +33,10 @@ pub struct Summary {
     pub boards: usize,
     /// Board rooms indexed.
     pub board_rooms: usize,
+    /// Tasks indexed.
+    pub tasks: usize,
+    /// Comments indexed.
+    pub comments: usize,
 }
 
 /// Rebuilds the board index. `progress(done, total)` is called as rooms are read.
@@ -45,6 +60,7 @@ pub async fn reindex(
         progress(i + 1, total);
     }
     store.clear_board_index()?;
+    store.clear_task_index()?;
     let mut summary = Summary { rooms: total, ..Summary::default() };
     let mut replaced = Vec::new();
     for (room, state) in &states {
@@ -75,5 +91,86 @@ pub async fn reindex(
             summary.board_rooms += 1;
         }
     }
+    // Tasks: the `dev.boardroom.task` state of each board's tasks room, and the comments
+    // in each task's thread.
+    for board in store.boards()? {
+        for (room, rec) in store.rooms_of(&board.slug)? {
+            if rec.kind != RoomKind::Tasks {
+                continue;
+            }
+            let Some((_, state)) = states.iter().find(|(r, _)| *r == room) else { continue };
+            for raw in state {
+                if raw.get_field::<String>("type").ok().flatten().as_deref()
+                    != Some("dev.boardroom.task")
+                {
+                    continue;
+                }
+                let Ok(Some(fields)) = raw.get_field::<TaskEventContent>("content") else {
+                    continue;
+                };
+                store
+                    .put_task(&TaskRecord { board: board.slug.clone(), fields: fields.clone() })?;
+                summary.tasks += 1;
+                summary.comments +=
+                    reindex_comments(settings, &client, &store, &room, &board.slug, &fields)
+                        .await?;
+            }
+        }
+    }
     Ok(summary)
+}
+
+async fn reindex_comments(
+    settings: &Settings,
+    client: &HomeserverClient,
+    store: &Store,
+    room: &RoomId,
+    slug: &str,
+    task: &TaskEventContent,
+) -> Result<usize> {
+    let mut from: Option<String> = None;
+    let mut count = 0;
+    loop {
+        let mut req = get_relating_events_with_rel_type::v1::Request::new(
+            room.to_owned(),
+            task.root_event_id.clone(),
+            RelationType::Thread,
+        );
+        req.from = from.take();
+        req.limit = Some(100u32.into());
+        let resp = client.send(req, None).await?;
+        for raw in &resp.chunk {
+            let Ok(AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(ev))) =
+                raw.deserialize()
+            else {
+                continue; // redacted, or not a message
+            };
+            if ev.sender == settings.bot_user_id
+                || command_text(settings, &ev.sender, &ev.content).is_some()
+            {
+                continue;
+            }
+            // The latest edit, which the homeserver bundles with the event.
+            let edited =
+                raw.get_field::<serde_json::Value>("unsigned").ok().flatten().and_then(|u| {
+                    u["m.relations"]["m.replace"]["content"]["m.new_content"]["body"]
+                        .as_str()
+                        .map(str::to_owned)
+                });
+            let body = edited.unwrap_or_else(|| ev.content.body().to_owned());
+            let comment = Comment {
+                event_id: ev.event_id.clone(),
+                author: ev.sender.clone(),
+                body,
+                ts: u64::from(ev.origin_server_ts.0),
+            };
+            store.put_comment(slug, task.number, &comment)?;
+            count += 1;
+        }
+        match resp.next_batch {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    Ok(count)
 }

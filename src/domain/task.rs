@@ -48,25 +48,14 @@ pub struct TaskEventContent {
     pub deleted: bool,
 }
 
-/// A task as the index holds it: the canonical fields plus who watches it.
+/// A task as the index holds it. Its watchers (creator, assignees, commenters) are
+/// derived: see `Store::watchers`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct TaskRecord {
     /// The board.
     pub board: String,
     /// The canonical fields.
     pub fields: TaskEventContent,
-    /// Creator, assignees and commenters: who hears of changes and comments.
-    #[serde(default)]
-    pub watchers: Vec<OwnedUserId>,
-}
-
-impl TaskRecord {
-    /// Adds `user` to the watchers once.
-    pub fn watch(&mut self, user: &UserId) {
-        if !self.watchers.iter().any(|w| w == user) {
-            self.watchers.push(user.to_owned());
-        }
-    }
 }
 
 /// A comment in a task's thread.

@@ -183,10 +183,7 @@ async fn new_task(ctx: &Context, inv: &Invocation<'_>, title: &str) -> crate::Re
     .map_err(|e| crate::Error::Internal(e.to_string()))?;
     fields.root_event_id = ctx.client.send(req, None).await?.event_id;
     send_state(ctx, &room, &fields).await?;
-    let mut record =
-        TaskRecord { board: board.slug.clone(), fields: fields.clone(), watchers: Vec::new() };
-    record.watch(inv.sender);
-    ctx.store.put_task(&record)?;
+    ctx.store.put_task(&TaskRecord { board: board.slug.clone(), fields: fields.clone() })?;
     drop(_guard);
 
     let link = thread_link(ctx, &room, &fields.root_event_id);
@@ -354,9 +351,6 @@ async fn change_task(
         Change::Assign(users) => users.clone(),
         _ => Vec::new(),
     };
-    for u in &notify {
-        record.watch(u);
-    }
     ctx.store.put_task(&record)?;
     drop(_guard);
 
@@ -492,7 +486,7 @@ pub fn index_message(
     }
     match &content.relates_to {
         Some(Relation::Thread(thread)) => {
-            let Some(mut task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(()) };
+            let Some(task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(()) };
             let comment = Comment {
                 event_id: event_id.to_owned(),
                 author: sender.to_owned(),
@@ -500,10 +494,6 @@ pub fn index_message(
                 ts,
             };
             ctx.store.put_comment(&task.board, task.fields.number, &comment)?;
-            if !task.watchers.iter().any(|w| w == sender) {
-                task.watch(sender);
-                ctx.store.put_task(&task)?;
-            }
         }
         Some(Relation::Replacement(r)) => {
             if let Some(mut comment) = ctx.store.comment(&r.event_id)?

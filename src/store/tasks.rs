@@ -173,6 +173,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Who watches a task: its creator, its assignees and everyone who commented, in that
+    /// order, each once.
+    pub fn watchers(&self, slug: &str, n: u64) -> Result<Vec<ruma::OwnedUserId>> {
+        let Some(task) = self.task(slug, n)? else { return Ok(Vec::new()) };
+        let mut out = vec![task.fields.created_by.clone()];
+        let more = task
+            .fields
+            .assignees
+            .iter()
+            .cloned()
+            .chain(self.comments(slug, n)?.into_iter().map(|c| c.author));
+        for u in more {
+            if !out.contains(&u) {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
     /// Empties the task index (before a rebuild).
     pub fn clear_task_index(&self) -> Result<()> {
         self.clear_maps(&TASK_MAPS)
@@ -212,7 +231,6 @@ mod tests {
                 created_at: 1,
                 deleted: false,
             },
-            watchers: vec![],
         }
     }
 

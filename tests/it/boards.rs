@@ -173,7 +173,9 @@ async fn members_join_through_the_space_and_removal_reaches_private_rooms() {
 async fn index_dump(stack: &Stack) -> Vec<String> {
     let store =
         boardroom::store::Store::open(&stack.boardroom.settings.raw.database.path).expect("open");
-    store.dump_board_index().expect("dump")
+    let mut dump = store.dump_board_index().expect("dump");
+    dump.extend(store.dump_task_index().expect("dump"));
+    dump
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +191,34 @@ async fn reindex_restores_the_same_index_and_upgrades_keep_rooms_in_the_board() 
     alice.command(&general, &bot, "!board invite @bob:localhost").await;
     bob.join(space.as_str()).await.expect("bob joins");
     alice.command(&general, &bot, "!board room design").await;
+
+    // A task with comments: one edited, one redacted.
+    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("join tasks");
+    alice.command(&general, &bot, "!task new Reindex me").await;
+    let state = alice.state(&tasks, "dev.boardroom.task", "1").await.expect("task state");
+    let root: ruma::OwnedEventId =
+        state["root_event_id"].as_str().expect("root").try_into().expect("id");
+    alice.say_in_thread(&tasks, &root, "first comment").await;
+    let second = alice.say_in_thread(&tasks, &root, "second").await;
+    let mut edit =
+        ruma::events::room::message::RoomMessageEventContent::text_plain("* second, edited");
+    edit.relates_to = Some(ruma::events::room::message::Relation::Replacement(
+        ruma::events::relation::Replacement::new(
+            second,
+            ruma::events::room::message::RoomMessageEventContentWithoutRelation::text_plain(
+                "second, edited",
+            ),
+        ),
+    ));
+    alice.send(&tasks, edit).await;
+    let third = alice.say_in_thread(&tasks, &root, "to be redacted").await;
+    let redact = ruma::api::client::redact::redact_event::v3::Request::new(
+        tasks.clone(),
+        third,
+        ruma::TransactionId::new(),
+    );
+    alice.client.send(redact, None).await.expect("redact");
+    alice.command_in_thread(&tasks, &root, &bot, "!task assign @bob:localhost").await;
 
     // Upgrade general: the new room takes its place in the board.
     let upgraded = alice
@@ -225,6 +255,11 @@ async fn reindex_restores_the_same_index_and_upgrades_keep_rooms_in_the_board() 
     stack.boardroom.stop().await;
     let before = index_dump(&stack).await;
     assert!(before.iter().any(|l| l.contains("slug_board: launch")), "{before:#?}");
+    assert!(before.iter().any(|l| l.contains("second, edited")), "{before:#?}");
+    assert!(
+        !before.iter().any(|l| l.contains("to be redacted") || l.contains("\"body\":\"second\"")),
+        "{before:#?}"
+    );
     std::fs::remove_dir_all(&stack.boardroom.settings.raw.database.path)
         .expect("delete the database");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
@@ -236,6 +271,7 @@ async fn reindex_restores_the_same_index_and_upgrades_keep_rooms_in_the_board() 
     assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("reindexed 1 boards and 3 board rooms"), "{said}");
+    assert!(said.contains("1 tasks with 2 comments"), "{said}");
     let after = index_dump(&stack).await;
     assert_eq!(after, before);
 }

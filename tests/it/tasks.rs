@@ -230,8 +230,14 @@ async fn comments_are_indexed_edited_and_redacted() {
             ("@bob:localhost".to_owned(), "I'll do the guide and the FAQ".to_owned()),
         ]
     );
-    let task = stack.boardroom.store().task("launch", 1).expect("read").expect("task");
-    let watchers: Vec<String> = task.watchers.iter().map(|w| w.to_string()).collect();
+    let watchers: Vec<String> = stack
+        .boardroom
+        .store()
+        .watchers("launch", 1)
+        .expect("read")
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
     assert_eq!(
         watchers,
         ["@alice:localhost", "@bob:localhost"],
@@ -283,6 +289,36 @@ async fn rights_and_refusals() {
     assert!(alice.state(&tasks, "dev.boardroom.task", "3").await.is_none());
     let said = alice.command(&general, &bot, "!task status #9 done").await;
     assert!(said.contains("There is no task #9"), "{said}");
+
+    // A direct edit of the canonical state is put back, and the thread says so.
+    let mut tampered = task_state(&alice, &tasks, 1).await;
+    let root = root_of(&tampered);
+    tampered["title"] = "Hijacked".into();
+    tampered["status"] = "done".into();
+    let req = ruma::api::client::state::send_state_event::v3::Request::new_raw(
+        tasks.clone(),
+        "dev.boardroom.task".into(),
+        "1".into(),
+        ruma::serde::Raw::new(&tampered).expect("raw").cast_unchecked(),
+    );
+    alice.client.send(req, None).await.expect("alice can send state");
+    alice
+        .wait_for(&tasks, Duration::from_secs(15), "the revert notice", |ev| {
+            ev.iter()
+                .filter_map(|e| match e {
+                    ruma::events::AnyTimelineEvent::MessageLike(
+                        ruma::events::AnyMessageLikeEvent::RoomMessage(
+                            ruma::events::MessageLikeEvent::Original(m),
+                        ),
+                    ) if m.sender == bot => Some(m.content.body().to_owned()),
+                    _ => None,
+                })
+                .find(|b| b.contains("changed the state of launch#1 directly; it was put back"))
+        })
+        .await;
+    let state = task_state(&alice, &tasks, 1).await;
+    assert_eq!((state["title"].as_str(), state["status"].as_str()), (Some("One"), Some("review")));
+    assert_eq!(state["root_event_id"].as_str(), Some(root.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,35 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// The HTTP API for bots and task apps.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[api]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bots and task apps that call the API with a client token, acting as virtual users.
+    #[serde(default)]
+    pub clients: Vec<ApiClientConfig>,
+}
+
+/// `[[api.clients]]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiClientConfig {
+    /// The client's name, for logs.
+    pub name: String,
+    /// Its bearer token. Set this or `token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// A file holding `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// The board slugs it may act on; `"*"` for every board.
+    #[serde(default)]
+    pub boards: Vec<String>,
 }
 
 /// `[homeserver]`
@@ -183,6 +212,26 @@ pub struct Settings {
     pub hs_token: Secret,
     /// `@<bot_localpart>:<server_name>`.
     pub bot_user_id: OwnedUserId,
+    /// API clients with their tokens read.
+    pub api_clients: Vec<ApiClient>,
+}
+
+/// An API client, validated.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    /// Its name.
+    pub name: String,
+    /// Its token.
+    pub token: Secret,
+    /// Boards it may act on; `"*"` is every board.
+    pub boards: Vec<String>,
+}
+
+impl ApiClient {
+    /// Whether it may act on `slug`.
+    pub fn may_act_on(&self, slug: &str) -> bool {
+        self.boards.iter().any(|b| b == "*" || b == slug)
+    }
 }
 
 impl Config {
@@ -292,7 +341,27 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| bad("logging.level", format!("not a level or tracing filter: {e}")))?;
 
+        let mut api_clients = Vec::new();
+        for (i, c) in self.api.clients.iter().enumerate() {
+            let key = format!("api.clients[{i}].token");
+            if c.name.trim().is_empty() {
+                return Err(bad(&format!("api.clients[{i}].name"), "must not be empty".into()));
+            }
+            let token = read_token(&c.token, &c.token_file, &key)?;
+            if token == as_token
+                || token == hs_token
+                || api_clients.iter().any(|o: &ApiClient| o.token == token)
+            {
+                return Err(bad(
+                    &key,
+                    "must differ from the appservice tokens and other clients' tokens".into(),
+                ));
+            }
+            api_clients.push(ApiClient { name: c.name.clone(), token, boards: c.boards.clone() });
+        }
+
         Ok(Settings {
+            api_clients,
             raw: self.clone(),
             homeserver_url,
             server_name,
@@ -528,11 +597,22 @@ mod example_drift {
             Config::from_toml_with_env(EXAMPLE, std::iter::empty()).expect("example parses");
         c.appservice.as_token_file = Some("x".into());
         c.appservice.hs_token_file = Some("x".into());
+        for client in &mut c.api.clients {
+            client.token_file = Some("x".into());
+        }
         let value = toml::Value::try_from(&c).expect("serialize");
         let mut keys = BTreeSet::new();
         for (section, table) in value.as_table().expect("table") {
-            for key in table.as_table().expect("section table").keys() {
-                keys.insert(format!("{section}.{key}"));
+            for (key, v) in table.as_table().expect("section table") {
+                match v.as_array().and_then(|a| a.first()).and_then(|f| f.as_table()) {
+                    // An array of tables (`[[api.clients]]`): its keys, under `api.clients`.
+                    Some(first) => {
+                        keys.extend(first.keys().map(|k| format!("{section}.{key}.{k}")))
+                    }
+                    None => {
+                        keys.insert(format!("{section}.{key}"));
+                    }
+                }
             }
         }
         keys
@@ -545,7 +625,7 @@ mod example_drift {
         for line in EXAMPLE.lines() {
             let line = line.trim();
             if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                section = s.to_owned();
+                section = s.trim_matches(|c| c == '[' || c == ']').to_owned();
                 continue;
             }
             let code = line.strip_prefix("# ").unwrap_or(line);

@@ -22,6 +22,9 @@ pub enum Error {
     /// The body is JSON of the wrong shape.
     #[error("request body has the wrong shape: {0}")]
     BadJson(String),
+    /// A required parameter is missing.
+    #[error("missing parameter: {0}")]
+    MissingParam(String),
     /// A parameter is invalid.
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
@@ -69,15 +72,15 @@ impl Error {
             Error::NotJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::NotJson),
             Error::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
             Error::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+            Error::MissingParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::MissingParam),
+            Error::Homeserver(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
             Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized),
-            Error::Config { .. }
-            | Error::Store(_)
-            | Error::Homeserver(_)
-            | Error::Io(_)
-            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+            Error::Config { .. } | Error::Store(_) | Error::Io(_) | Error::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! Data flows one way: homeserver → [`appservice`] → [`process`] → [`domain`] / [`commands`]
 //! → [`store`], and out again through the [`homeserver`] client's durable outbox.
 //!
+//! - [`api`]: the HTTP API for bots and task apps (`/_boardroom/api/v1`).
 //! - [`appservice`]: what the homeserver sends us. `hs_token` auth, transactions (made
 //!   durable before they are acknowledged), user and alias queries, ping.
 //! - [`process`]: drains the durable inbound queue, in order within a room and in parallel
@@ -19,6 +20,7 @@
 //! - [`config`], [`error`], [`server`]: configuration, the one error enum, and the wiring
 //!   that starts everything.
 
+pub mod api;
 pub mod appservice;
 pub mod commands;
 pub mod config;

@@ -50,6 +50,7 @@ impl App {
     /// The HTTP surface: the appservice API, and Matrix-style 404 for anything else.
     pub fn router(&self) -> Router {
         appservice::router(AppState { ctx: self.ctx.clone() })
+            .merge(crate::api::router(self.ctx.clone()))
             .fallback(|| async { Error::Unrecognized })
             .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // The path only: a query string may carry a token.

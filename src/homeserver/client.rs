@@ -179,6 +179,12 @@ impl HomeserverClient {
         self
     }
 
+    /// The same client (sharing its connections) with other credentials.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
     /// The homeserver's base URL.
     pub fn base_url(&self) -> &str {
         &self.base_url

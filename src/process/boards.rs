@@ -50,6 +50,8 @@ pub struct Invocation<'a> {
     pub sender: &'a UserId,
     /// Where.
     pub room_id: &'a RoomId,
+    /// The command's place in arrival order.
+    pub seq: u64,
 }
 
 /// Why a command did not do what it asked.

@@ -9,7 +9,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, boards, index, tasks};
+use super::{Context, boards, index, notify, tasks};
 use crate::{
     commands::{self, Command},
     domain::{
@@ -33,7 +33,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                 }
             };
             match raw.deserialize() {
-                Ok(event) => handle_timeline(ctx, &raw, event).await,
+                Ok(event) => handle_timeline(ctx, &raw, event, entry.seq).await,
                 Err(e) => {
                     let event_id = raw.get_field::<String>("event_id").ok().flatten();
                     tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
@@ -44,7 +44,9 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
         EntryKind::Receipt => {
             match serde_json::from_slice::<ReceiptEvent>(&entry.json) {
                 Ok(receipt) => {
-                    tracing::debug!(room_id = %receipt.room_id, events = receipt.content.0.len(), "receipt");
+                    if let Err(e) = notify::on_receipt(ctx, &receipt) {
+                        tracing::error!(error = %e, "cannot apply a read receipt");
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping a receipt that does not parse"),
             }
@@ -57,6 +59,7 @@ async fn handle_timeline(
     ctx: &Context,
     raw: &Raw<AnyTimelineEvent>,
     event: AnyTimelineEvent,
+    seq: u64,
 ) -> Vec<Action> {
     match event {
         AnyTimelineEvent::State(state) => handle_state(ctx, raw, state).await,
@@ -69,6 +72,17 @@ async fn handle_timeline(
                 {
                     tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
                 }
+                if let Err(e) = notify::on_message(
+                    ctx,
+                    seq,
+                    &ev.room_id,
+                    &ev.event_id,
+                    &ev.sender,
+                    ts,
+                    &ev.content,
+                ) {
+                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot record notifications");
+                }
                 return Vec::new();
             };
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
@@ -76,6 +90,7 @@ async fn handle_timeline(
                 event_id: &ev.event_id,
                 sender: &ev.sender,
                 room_id: &ev.room_id,
+                seq,
             };
             let mut actions = Vec::new();
             let reply = match commands::parse(text) {
@@ -113,6 +128,7 @@ async fn handle_timeline(
         )) => {
             if let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref())
                 && let Err(e) = tasks::index_redaction(ctx, redacts)
+                    .and_then(|()| ctx.store.remove_notifications_of(redacts).map(|_| ()))
             {
                 tracing::error!(error = %e, "cannot apply a redaction");
             }

@@ -59,7 +59,13 @@ pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<V
             let user = &ev.state_key;
             let membership = &ev.content.membership;
             let space_of = board.as_ref().map(|b| b.slug.as_str());
-            store.set_membership(room_id, user, membership, space_of)?;
+            store.set_membership(
+                room_id,
+                user,
+                membership,
+                ev.content.displayname.as_deref(),
+                space_of,
+            )?;
             // Leaving (or being removed from) a board takes you out of its private rooms.
             if let Some(b) = &board
                 && matches!(membership, MembershipState::Leave | MembershipState::Ban)
@@ -212,7 +218,13 @@ fn index_members(
 ) -> Result<()> {
     for e in events {
         if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = e {
-            store.set_membership(room_id, &ev.state_key, &ev.content.membership, space_of)?;
+            store.set_membership(
+                room_id,
+                &ev.state_key,
+                &ev.content.membership,
+                ev.content.displayname.as_deref(),
+                space_of,
+            )?;
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod boards;
 pub mod handler;
 pub mod index;
+pub mod notify;
 pub mod tasks;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};

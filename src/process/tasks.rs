@@ -65,7 +65,8 @@ fn refusal(why: String, usage: &str) -> TaskOutcome {
     TaskOutcome { reply: Some(text(format!("{why}\nUsage: {usage}"))), actions: Vec::new() }
 }
 
-fn now_ms() -> u64 {
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -353,6 +354,23 @@ async fn change_task(
     };
     ctx.store.put_task(&record)?;
     drop(_guard);
+    if !notify.is_empty() {
+        let text = format!(
+            "{} assigned you {}#{}: {}",
+            inv.sender, board.slug, record.fields.number, record.fields.title
+        );
+        super::notify::on_assignment(
+            ctx,
+            inv.seq,
+            inv.event_id,
+            inv.sender,
+            &board.slug,
+            &room,
+            &record.fields.root_event_id,
+            &notify,
+            &text,
+        )?;
+    }
 
     let slug = &board.slug;
     let n = record.fields.number;

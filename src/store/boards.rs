@@ -148,6 +148,7 @@ impl Store {
         room_id: &RoomId,
         user: &UserId,
         membership: &MembershipState,
+        display_name: Option<&str>,
         space_of: Option<&str>,
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
@@ -155,7 +156,14 @@ impl Store {
         let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
         match membership {
             MembershipState::Leave => batch.delete_cf(cf, &key),
-            other => batch.put_cf(cf, &key, other.as_str().as_bytes()),
+            other => {
+                // `membership`, then the display name after a separator when there is one.
+                let mut v = KeyBuf::new().str(other.as_str());
+                if let Some(name) = display_name.filter(|n| !n.is_empty()) {
+                    v = v.str(name);
+                }
+                batch.put_cf(cf, &key, v.build());
+            }
         }
         if let Some(slug) = space_of {
             let k = KeyBuf::new().str(user.as_str()).str(slug).build();
@@ -172,10 +180,33 @@ impl Store {
     /// `user`'s membership in a board space or room (`None`: none, or left).
     pub fn membership(&self, room_id: &RoomId, user: &UserId) -> Result<Option<MembershipState>> {
         let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
-        Ok(self
-            .db
+        self.db
             .get_pinned_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, key)?
-            .map(|v| MembershipState::from(String::from_utf8_lossy(&v).as_ref())))
+            .map(|v| decode_membership(&v).map(|(m, _)| m))
+            .transpose()
+    }
+
+    /// Everyone with a membership in `room_id`, with their display names.
+    pub fn members_with_names(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Vec<(OwnedUserId, MembershipState, Option<String>)>> {
+        let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
+        let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let mut r = KeyReader::new(&k);
+            r.str()?;
+            let user: OwnedUserId =
+                r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
+            let (m, name) = decode_membership(&v)?;
+            out.push((user, m, name));
+        }
+        Ok(out)
     }
 
     /// Everyone with a membership in `room_id` (joined, invited, banned, knocking).
@@ -192,7 +223,7 @@ impl Store {
             r.str()?;
             let user: OwnedUserId =
                 r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
-            out.push((user, MembershipState::from(String::from_utf8_lossy(&v).as_ref())));
+            out.push((user, decode_membership(&v)?.0));
         }
         Ok(out)
     }
@@ -259,6 +290,13 @@ impl Store {
     }
 }
 
+fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
+    let mut r = KeyReader::new(v);
+    let m = MembershipState::from(r.str()?);
+    let name = if r.is_done() { None } else { Some(r.str()?.to_owned()) };
+    Ok((m, name))
+}
+
 const BOARD_MAPS: [&str; 6] = [
     maps::SLUG_BOARD,
     maps::SPACEID_SLUG,
@@ -301,16 +339,26 @@ mod tests {
         assert_eq!(store.rooms_of("launch").expect("rooms"), vec![(rid.to_owned(), room)]);
         let alice = ruma::user_id!("@alice:x");
         store
-            .set_membership(&board.space_id, alice, &MembershipState::Invite, Some("launch"))
+            .set_membership(&board.space_id, alice, &MembershipState::Invite, None, Some("launch"))
             .expect("m");
         assert!(!store.is_board_member("launch", alice).expect("m"));
         store
-            .set_membership(&board.space_id, alice, &MembershipState::Join, Some("launch"))
+            .set_membership(
+                &board.space_id,
+                alice,
+                &MembershipState::Join,
+                Some("Alice"),
+                Some("launch"),
+            )
             .expect("m");
         assert!(store.is_board_member("launch", alice).expect("m"));
         assert_eq!(store.boards_of(alice).expect("b"), vec!["launch"]);
+        assert_eq!(
+            store.members_with_names(&board.space_id).expect("m"),
+            vec![(alice.to_owned(), MembershipState::Join, Some("Alice".to_owned()))]
+        );
         store
-            .set_membership(&board.space_id, alice, &MembershipState::Leave, Some("launch"))
+            .set_membership(&board.space_id, alice, &MembershipState::Leave, None, Some("launch"))
             .expect("m");
         assert!(store.boards_of(alice).expect("b").is_empty());
         assert_eq!(store.membership(&board.space_id, alice).expect("m"), None);

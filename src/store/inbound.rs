@@ -65,6 +65,17 @@ pub struct IngestOutcome {
     pub replayed: bool,
 }
 
+const NEXT_SEQ_KEY: &[u8] = b"inbound_next_seq";
+
+/// The inbound seq of an accepted timeline event: its place in arrival order.
+pub fn seq_of_event(store: &Store, event_id: &str) -> Result<Option<u64>> {
+    store
+        .db
+        .get_pinned_cf(store.cf(maps::EVENTID_SEQ)?, event_id.as_bytes())?
+        .map(|v| codec::decode_u64(&v))
+        .transpose()
+}
+
 /// Serializes ingest so that sequence numbers are written in order.
 #[derive(Debug)]
 pub(crate) struct InboundState {
@@ -73,7 +84,14 @@ pub(crate) struct InboundState {
 
 impl InboundState {
     pub(crate) fn load(db: &DB) -> Result<Self> {
-        Ok(Self { next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?) })
+        // The counter is also written with every ingest: seqs keep growing even when the
+        // queue is empty at start-up, so they order events across restarts.
+        let stored = db
+            .get_cf(super::cf(db, maps::GLOBAL)?, NEXT_SEQ_KEY)?
+            .map(|v| codec::decode_u64(&v))
+            .transpose()?
+            .unwrap_or(1);
+        Ok(Self { next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?.max(stored)) })
     }
 }
 
@@ -149,6 +167,7 @@ impl Store {
             outcome.accepted += 1;
         }
         batch.put_cf(txn_cf, txn_id.as_bytes(), digest);
+        batch.put_cf(self.cf(maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
@@ -231,6 +250,14 @@ mod tests {
         assert_eq!((pending[0].seq, pending[0].room_id.as_str()), (2, "!r"));
         store.ingest("2", [0; 32], &[entry("$c", b"3")]).expect("ingest");
         assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(3));
+        store.complete_pending(2, &[]).expect("complete");
+        store.complete_pending(3, &[]).expect("complete");
+        drop(store);
+        // An empty queue at start-up does not restart the numbering.
+        let store = Store::open(dir.path()).expect("reopen");
+        store.ingest("3", [0; 32], &[entry("$d", b"4")]).expect("ingest");
+        assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(4));
+        assert_eq!(seq_of_event(&store, "$d").expect("seq"), Some(4));
         assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 1);
     }
 }

@@ -46,6 +46,15 @@ pub const SLUGNUMTS_COMMENT: &str = "slugnumts_comment";
 /// Reverse: a comment's `event_id` → its key in `slugnumts_comment`.
 pub const EVENTID_COMMENTKEY: &str = "eventid_commentkey";
 
+/// Inboxes: `user_id, id` → notification.
+pub const USERIDID_NOTIFICATION: &str = "useridid_notification";
+/// Unread counts: `user_id` → u64, kept with every inbox write (O(1) to read).
+pub const USERID_UNREAD: &str = "userid_unread";
+/// Unread entries by room, for read receipts: `user_id, room_id, seq, id` → ().
+pub const USERROOMSEQID_UNREAD: &str = "userroomseqid_unread";
+/// Who an event notified: `event_id, user_id` → id.
+pub const EVENTIDUSER_NOTIFICATION: &str = "eventiduser_notification";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -65,4 +74,8 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
     MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },
     MapDesc { name: EVENTID_COMMENTKEY, doc: "comment event id → its comment key" },
+    MapDesc { name: USERIDID_NOTIFICATION, doc: "user id, notification id → notification" },
+    MapDesc { name: USERID_UNREAD, doc: "user id → unread count" },
+    MapDesc { name: USERROOMSEQID_UNREAD, doc: "user id, room id, seq, notification id → ()" },
+    MapDesc { name: EVENTIDUSER_NOTIFICATION, doc: "event id, user id → notification id" },
 ];

@@ -5,6 +5,7 @@
 pub mod boards;
 pub mod codec;
 pub mod inbound;
+pub mod inbox;
 pub mod maps;
 pub mod outbox;
 pub mod tasks;
@@ -16,7 +17,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -34,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     // `boardroom reindex` fills them from the homeserver.
     Migration { version: 2, name: "board index", run: |_| Ok(()) },
     Migration { version: 3, name: "task and comment index", run: |_| Ok(()) },
+    Migration { version: 4, name: "notification inbox", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.
@@ -42,6 +44,7 @@ pub struct Store {
     db: Arc<DB>,
     inbound: Arc<inbound::InboundState>,
     outbox: Arc<outbox::OutboxState>,
+    inbox: Arc<inbox::InboxState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -69,6 +72,7 @@ impl Store {
         let store = Store {
             inbound: Arc::new(inbound::InboundState::load(&db)?),
             outbox: Arc::new(outbox::OutboxState::load(&db)?),
+            inbox: Arc::new(inbox::InboxState::load(&db)?),
             db,
         };
         store.migrate()?;

@@ -1,0 +1,146 @@
+//! `POST /boards/{slug}/tasks/{number}/comments`: a task app adds a comment to a task, as
+//! its virtual user, with mentions resolved so that the mentioned are notified.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::HeaderMap,
+};
+use ruma::{
+    OwnedEventId, OwnedTransactionId, RoomId, TransactionId, UserId,
+    api::client::{
+        membership::{invite_user, join_room_by_id},
+        message::send_message_event,
+    },
+    events::{
+        Mentions,
+        relation::Thread,
+        room::{
+            member::MembershipState,
+            message::{Relation, RoomMessageEventContent},
+        },
+    },
+};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiState, auth::Caller, json_body};
+use crate::{
+    domain::{board::RoomKind, mention},
+    error::Error,
+    process::notify,
+};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    /// The comment's text; `@name` mentions of board members notify them.
+    pub body: String,
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    /// The comment's event id.
+    pub event_id: OwnedEventId,
+}
+
+/// Adds a comment.
+pub async fn add(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((slug, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Created>, Error> {
+    let Some(client) = &caller.client else {
+        return Err(Error::Forbidden(
+            "comments through the API need a client token; Matrix users comment from their client"
+                .into(),
+        ));
+    };
+    if !client.may_act_on(&slug) {
+        return Err(Error::Forbidden(format!(
+            "the client {} may not act on the board {slug}",
+            client.name
+        )));
+    }
+    let NewComment { body: text } = json_body(&body)?;
+    if text.trim().is_empty() {
+        return Err(Error::InvalidParam("body must not be empty".into()));
+    }
+    let n: u64 = number
+        .parse()
+        .map_err(|_| Error::InvalidParam(format!("`{number}` is not a task number")))?;
+    let ctx = &state.ctx;
+    let board =
+        ctx.store.board(&slug)?.ok_or_else(|| Error::NotFound(format!("no board {slug}")))?;
+    let task = ctx
+        .store
+        .task(&slug, n)?
+        .filter(|t| !t.fields.deleted)
+        .ok_or_else(|| Error::NotFound(format!("no task {slug}#{n}")))?;
+    let room = ctx
+        .store
+        .rooms_of(&slug)?
+        .into_iter()
+        .find(|(_, r)| r.kind == RoomKind::Tasks)
+        .map(|(id, _)| id)
+        .ok_or_else(|| Error::NotFound(format!("the board {slug} has no tasks room")))?;
+
+    ensure_joined(&state, &board.space_id, &room, &caller.user_id).await?;
+
+    let candidates: Vec<mention::Candidate> = notify::candidates(ctx, &room)?
+        .into_iter()
+        .filter(|c| c.user_id != caller.user_id)
+        .collect();
+    let mentioned = mention::resolve(&[], None, &text, &candidates);
+    let html = mention::with_pills(&text, &mentioned, &candidates);
+    let mut content = RoomMessageEventContent::text_html(text, html);
+    content.mentions = Some(Mentions::with_user_ids(mentioned));
+    let root = task.fields.root_event_id.clone();
+    content.relates_to = Some(Relation::Thread(Thread::plain(root.clone(), root)));
+
+    // A client retrying with the same Idempotency-Key gets the same event.
+    let txn_id: OwnedTransactionId = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .map(|k| format!("api.{}.{k}", client.name).into())
+        .unwrap_or_else(TransactionId::new);
+    let req = send_message_event::v3::Request::new(room.clone(), txn_id, &content)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let sent = ctx.client.send(req, Some(&caller.user_id)).await?;
+    tracing::info!(board = %slug, task = n, user_id = %caller.user_id, event_id = %sent.event_id, "comment added through the API");
+    Ok(Json(Created { event_id: sent.event_id }))
+}
+
+/// The virtual user joins the board (its space, invited by the bot) and its tasks room.
+async fn ensure_joined(
+    state: &ApiState,
+    space: &RoomId,
+    room: &RoomId,
+    user: &UserId,
+) -> Result<(), Error> {
+    let ctx = &state.ctx;
+    if ctx.store.membership(space, user)? != Some(MembershipState::Join) {
+        if ctx.store.membership(space, user)? != Some(MembershipState::Invite) {
+            let req = invite_user::v3::Request::new(
+                space.to_owned(),
+                invite_user::v3::InvitationRecipient::UserId(invite_user::v3::InviteUserId::new(
+                    user.to_owned(),
+                )),
+            );
+            if let Err(e) = ctx.client.send(req, None).await {
+                // Already invited or joined: the join below tells.
+                tracing::debug!(error = %e, "inviting a virtual user");
+            }
+        }
+        ctx.client.send(join_room_by_id::v3::Request::new(space.to_owned()), Some(user)).await?;
+    }
+    if ctx.store.membership(room, user)? != Some(MembershipState::Join) {
+        ctx.client.send(join_room_by_id::v3::Request::new(room.to_owned()), Some(user)).await?;
+    }
+    Ok(())
+}

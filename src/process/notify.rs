@@ -1,0 +1,212 @@
+//! Mentions, comments on watched tasks and assignments become inbox entries; redactions
+//! take them away; read receipts mark them read.
+
+use std::collections::BTreeSet;
+
+use ruma::{
+    EventId, OwnedEventId, OwnedUserId, RoomId, UserId,
+    events::{
+        receipt::{ReceiptEvent, ReceiptThread, ReceiptType},
+        room::{
+            member::MembershipState,
+            message::{MessageType, Relation, RoomMessageEventContent},
+        },
+    },
+};
+
+use super::Context;
+use crate::{
+    domain::{
+        board::RoomKind,
+        inbox::{Kind, Notification, ReceiptScope, excerpt},
+        mention::{self, Candidate},
+    },
+    store::inbound::seq_of_event,
+};
+
+/// The people who can see `room`: its joined members, with their display names.
+pub fn candidates(ctx: &Context, room: &RoomId) -> crate::Result<Vec<Candidate>> {
+    Ok(ctx
+        .store
+        .members_with_names(room)?
+        .into_iter()
+        .filter(|(_, m, _)| *m == MembershipState::Join)
+        .map(|(user_id, _, display_name)| Candidate { user_id, display_name })
+        .collect())
+}
+
+fn formatted(msgtype: &MessageType) -> Option<&str> {
+    match msgtype {
+        MessageType::Text(t) => t.formatted.as_ref().map(|f| f.body.as_str()),
+        MessageType::Notice(t) => t.formatted.as_ref().map(|f| f.body.as_str()),
+        MessageType::Emote(t) => t.formatted.as_ref().map(|f| f.body.as_str()),
+        _ => None,
+    }
+}
+
+/// Who `msgtype` (with `explicit` `m.mentions`) mentions, among those who can see the room.
+pub fn mentioned(
+    explicit: &[OwnedUserId],
+    msgtype: &MessageType,
+    candidates: &[Candidate],
+) -> BTreeSet<OwnedUserId> {
+    mention::resolve(explicit, formatted(msgtype), msgtype.body(), candidates)
+}
+
+/// A message (not a command) in a board room: inbox entries for whom it mentions, and for
+/// the watchers of the task whose thread it is in. An edit notifies only the newly
+/// mentioned.
+pub fn on_message(
+    ctx: &Context,
+    seq: u64,
+    room: &RoomId,
+    event_id: &EventId,
+    sender: &UserId,
+    ts: u64,
+    content: &RoomMessageEventContent,
+) -> crate::Result<()> {
+    if sender == ctx.settings.bot_user_id {
+        return Ok(());
+    }
+    let Some(room_rec) = ctx.store.room(room)? else { return Ok(()) };
+    let candidates = candidates(ctx, room)?;
+    let mut entries = Vec::new();
+    let entry = |user: OwnedUserId,
+                 kind: Kind,
+                 event: OwnedEventId,
+                 thread: Option<OwnedEventId>,
+                 body: &str| Notification {
+        id: 0,
+        user_id: user,
+        kind,
+        board: room_rec.board.clone(),
+        room_id: room.to_owned(),
+        thread_root: thread,
+        event_id: event,
+        sender: sender.to_owned(),
+        excerpt: excerpt(body),
+        ts,
+        read: false,
+        seq,
+    };
+
+    if let Some(Relation::Replacement(r)) = &content.relates_to {
+        let explicit: Vec<OwnedUserId> = r
+            .new_content
+            .mentions
+            .as_ref()
+            .map(|m| m.user_ids.iter().cloned().collect())
+            .unwrap_or_default();
+        let now = mentioned(&explicit, &r.new_content.msgtype, &candidates);
+        let before = ctx.store.notified_by(&r.event_id)?;
+        // The edited event's thread is not in the edit; receipts fall back to its time.
+        let thread: Option<OwnedEventId> = None;
+        for u in now.into_iter().filter(|u| u != sender && !before.contains(u)) {
+            entries.push(entry(
+                u,
+                Kind::Mention,
+                r.event_id.clone(),
+                thread.clone(),
+                r.new_content.msgtype.body(),
+            ));
+        }
+        ctx.store.add_notifications(entries)?;
+        return Ok(());
+    }
+
+    let thread = match &content.relates_to {
+        Some(Relation::Thread(t)) => Some(t.event_id.clone()),
+        _ => None,
+    };
+    let explicit: Vec<OwnedUserId> =
+        content.mentions.as_ref().map(|m| m.user_ids.iter().cloned().collect()).unwrap_or_default();
+    let mentioned = mentioned(&explicit, &content.msgtype, &candidates);
+    for u in mentioned.iter().filter(|u| *u != sender) {
+        entries.push(entry(
+            u.clone(),
+            Kind::Mention,
+            event_id.to_owned(),
+            thread.clone(),
+            content.body(),
+        ));
+    }
+    if room_rec.kind == RoomKind::Tasks
+        && let Some(root) = &thread
+        && let Some(task) = ctx.store.task_by_root(root)?
+    {
+        let can_see = |u: &UserId| candidates.iter().any(|c| c.user_id == u);
+        for w in ctx.store.watchers(&task.board, task.fields.number)? {
+            if w != sender && !mentioned.contains(&w) && can_see(&w) {
+                entries.push(entry(
+                    w,
+                    Kind::Comment,
+                    event_id.to_owned(),
+                    thread.clone(),
+                    content.body(),
+                ));
+            }
+        }
+    }
+    ctx.store.add_notifications(entries)?;
+    Ok(())
+}
+
+/// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
+pub fn on_assignment(
+    ctx: &Context,
+    seq: u64,
+    command: &EventId,
+    sender: &UserId,
+    board: &str,
+    room: &RoomId,
+    root: &EventId,
+    assignees: &[OwnedUserId],
+    text: &str,
+) -> crate::Result<()> {
+    let ts = crate::process::tasks::now_ms();
+    let entries = assignees
+        .iter()
+        .filter(|u| *u != sender)
+        .map(|u| Notification {
+            id: 0,
+            user_id: u.clone(),
+            kind: Kind::Assignment,
+            board: board.to_owned(),
+            room_id: room.to_owned(),
+            thread_root: Some(root.to_owned()),
+            event_id: command.to_owned(),
+            sender: sender.to_owned(),
+            excerpt: excerpt(text),
+            ts,
+            read: false,
+            seq,
+        })
+        .collect();
+    ctx.store.add_notifications(entries)?;
+    Ok(())
+}
+
+/// Read receipts (public or private) mark entries read in that room or thread.
+pub fn on_receipt(ctx: &Context, receipt: &ReceiptEvent) -> crate::Result<()> {
+    for (event_id, receipts) in &receipt.content.0 {
+        let seq = seq_of_event(&ctx.store, event_id.as_str())?;
+        for (ty, users) in receipts {
+            if !matches!(ty, ReceiptType::Read | ReceiptType::ReadPrivate) {
+                continue;
+            }
+            for (user, r) in users {
+                let scope = match &r.thread {
+                    ReceiptThread::Main => ReceiptScope::Main,
+                    ReceiptThread::Thread(t) => ReceiptScope::Thread(t.clone()),
+                    _ => ReceiptScope::Room,
+                };
+                let ts = r.ts.map_or(u64::MAX, |t| u64::from(t.0));
+                let marked = ctx.store.mark_read_up_to(user, &receipt.room_id, &scope, seq, ts)?;
+                if marked > 0 {
+                    tracing::debug!(user = %user, marked, "read receipt marked notifications read");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! Notification inboxes. Maps: `useridid_notification`, `userid_unread`,
+//! `userroomseqid_unread`, `eventiduser_notification`. Every write keeps the unread count
+//! in the same batch, so reading it is one lookup.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use ruma::{EventId, OwnedUserId, RoomId, UserId};
+
+use super::{
+    Store,
+    codec::{KeyBuf, KeyReader, decode_u64},
+    maps,
+};
+use crate::{
+    domain::inbox::{Notification, ReceiptScope},
+    error::{Error, Result},
+};
+
+const NEXT_ID_KEY: &[u8] = b"notification_next_id";
+
+/// Serializes inbox writes: ids and unread counts.
+#[derive(Debug)]
+pub(crate) struct InboxState {
+    next_id: Mutex<u64>,
+}
+
+impl InboxState {
+    pub(crate) fn load(db: &DB) -> Result<Self> {
+        let next = db
+            .get_cf(super::cf(db, maps::GLOBAL)?, NEXT_ID_KEY)?
+            .map(|v| decode_u64(&v))
+            .transpose()?
+            .unwrap_or(1);
+        Ok(Self { next_id: Mutex::new(next) })
+    }
+}
+
+fn decode(v: &[u8]) -> Result<Notification> {
+    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt notification: {e}")))
+}
+
+fn encode(n: &Notification) -> Result<Vec<u8>> {
+    serde_json::to_vec(n).map_err(|e| Error::Store(format!("cannot encode a notification: {e}")))
+}
+
+fn entry_key(user: &UserId, id: u64) -> Vec<u8> {
+    KeyBuf::new().str(user.as_str()).u64(id).build()
+}
+
+fn unread_key(n: &Notification) -> Vec<u8> {
+    KeyBuf::new().str(n.user_id.as_str()).str(n.room_id.as_str()).u64(n.seq).u64(n.id).build()
+}
+
+impl Store {
+    fn lock_inbox(&self) -> Result<std::sync::MutexGuard<'_, u64>> {
+        self.inbox.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))
+    }
+
+    fn unread_of(&self, user: &UserId) -> Result<u64> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes())?
+            .map(|v| decode_u64(&v))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    /// Adds entries (their `id` is assigned here). An event notifies a user once: entries
+    /// for an (event, user) pair already notified are skipped, so replays add nothing.
+    /// Returns the entries added.
+    pub fn add_notifications(&self, entries: Vec<Notification>) -> Result<Vec<Notification>> {
+        let mut next = self.lock_inbox()?;
+        let by_event = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
+        let mut batch = WriteBatch::default();
+        let mut unread: HashMap<OwnedUserId, u64> = HashMap::new();
+        let mut added = Vec::new();
+        let mut id = *next;
+        for mut n in entries {
+            let ek = KeyBuf::new().str(n.event_id.as_str()).str(n.user_id.as_str()).build();
+            if self.db.get_pinned_cf(by_event, &ek)?.is_some()
+                || added
+                    .iter()
+                    .any(|a: &Notification| a.event_id == n.event_id && a.user_id == n.user_id)
+            {
+                continue;
+            }
+            n.id = id;
+            n.read = false;
+            id += 1;
+            batch.put_cf(
+                self.cf(maps::USERIDID_NOTIFICATION)?,
+                entry_key(&n.user_id, n.id),
+                encode(&n)?,
+            );
+            batch.put_cf(by_event, ek, n.id.to_be_bytes());
+            batch.put_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n), []);
+            *unread.entry(n.user_id.clone()).or_default() += 1;
+            added.push(n);
+        }
+        for (user, more) in unread {
+            let count = self.unread_of(&user)? + more;
+            batch.put_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
+        }
+        batch.put_cf(self.cf(maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
+        self.db.write(batch)?;
+        *next = id;
+        Ok(added)
+    }
+
+    /// Everyone an event has notified.
+    pub fn notified_by(&self, event_id: &EventId) -> Result<Vec<OwnedUserId>> {
+        let prefix = KeyBuf::new().str(event_id.as_str()).prefix();
+        let mut out = Vec::new();
+        let cf = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let mut r = KeyReader::new(&k);
+            r.str()?;
+            out.push(r.str()?.try_into().map_err(|_| Error::Store("bad user id".into()))?);
+        }
+        Ok(out)
+    }
+
+    /// A user's inbox, newest first: up to `limit` entries with ids below `before`.
+    pub fn notifications(
+        &self,
+        user: &UserId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        let cf = self.cf(maps::USERIDID_NOTIFICATION)?;
+        let prefix = KeyBuf::new().str(user.as_str()).prefix();
+        let start = entry_key(user, before.unwrap_or(u64::MAX).saturating_sub(1));
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// A user's unread count.
+    pub fn unread_count(&self, user: &UserId) -> Result<u64> {
+        self.unread_of(user)
+    }
+
+    /// Marks one entry read. `Ok(None)`: no such entry in this user's inbox.
+    pub fn mark_read(&self, user: &UserId, id: u64) -> Result<Option<bool>> {
+        let _lock = self.lock_inbox()?;
+        let Some(v) =
+            self.db.get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
+        else {
+            return Ok(None);
+        };
+        let n = decode(&v)?;
+        if n.read {
+            return Ok(Some(false));
+        }
+        let mut batch = WriteBatch::default();
+        self.read_in(&mut batch, n)?;
+        let count = self.unread_of(user)?.saturating_sub(1);
+        batch.put_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
+        self.db.write(batch)?;
+        Ok(Some(true))
+    }
+
+    fn read_in(&self, batch: &mut WriteBatch, mut n: Notification) -> Result<()> {
+        batch.delete_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
+        n.read = true;
+        batch.put_cf(
+            self.cf(maps::USERIDID_NOTIFICATION)?,
+            entry_key(&n.user_id, n.id),
+            encode(&n)?,
+        );
+        Ok(())
+    }
+
+    /// Marks read the user's unread entries that `select` picks among those of `room`
+    /// (every room when `None`). Returns how many.
+    fn mark_read_where(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        mut select: impl FnMut(&Notification) -> bool,
+    ) -> Result<u64> {
+        let _lock = self.lock_inbox()?;
+        let mut prefix = KeyBuf::new().str(user.as_str());
+        if let Some(r) = room {
+            prefix = prefix.str(r.as_str());
+        }
+        let prefix = prefix.prefix();
+        let cf = self.cf(maps::USERROOMSEQID_UNREAD)?;
+        let mut batch = WriteBatch::default();
+        let mut marked = 0u64;
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let mut r = KeyReader::new(&k);
+            r.str()?;
+            r.str()?;
+            r.u64()?;
+            let id = r.u64()?;
+            let Some(v) = self
+                .db
+                .get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
+            else {
+                batch.delete_cf(cf, &k);
+                continue;
+            };
+            let n = decode(&v)?;
+            if select(&n) {
+                self.read_in(&mut batch, n)?;
+                marked += 1;
+            }
+        }
+        if marked > 0 {
+            let count = self.unread_of(user)?.saturating_sub(marked);
+            batch.put_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
+            self.db.write(batch)?;
+        }
+        Ok(marked)
+    }
+
+    /// Marks every entry of the user read.
+    pub fn mark_all_read(&self, user: &UserId) -> Result<u64> {
+        self.mark_read_where(user, None, |_| true)
+    }
+
+    /// A read receipt: the user has read `room` (or one thread of it) up to the event at
+    /// `seq` (when Boardroom saw that event) or, failing that, up to `ts`.
+    pub fn mark_read_up_to(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        scope: &ReceiptScope,
+        seq: Option<u64>,
+        ts: u64,
+    ) -> Result<u64> {
+        self.mark_read_where(user, Some(room), |n| {
+            scope.covers(n.thread_root.as_ref()) && seq.map_or(n.ts <= ts, |s| n.seq <= s)
+        })
+    }
+
+    /// An event was redacted: the entries it caused go.
+    pub fn remove_notifications_of(&self, event_id: &EventId) -> Result<u64> {
+        let users = self.notified_by(event_id)?;
+        let _lock = self.lock_inbox()?;
+        let by_event = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
+        let mut batch = WriteBatch::default();
+        let mut removed = 0;
+        for user in users {
+            let ek = KeyBuf::new().str(event_id.as_str()).str(user.as_str()).build();
+            let Some(id) =
+                self.db.get_pinned_cf(by_event, &ek)?.map(|v| decode_u64(&v)).transpose()?
+            else {
+                continue;
+            };
+            batch.delete_cf(by_event, &ek);
+            let key = entry_key(&user, id);
+            if let Some(v) = self.db.get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, &key)? {
+                let n = decode(&v)?;
+                if !n.read {
+                    batch.delete_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
+                    let count = self.unread_of(&user)?.saturating_sub(1);
+                    batch.put_cf(
+                        self.cf(maps::USERID_UNREAD)?,
+                        user.as_bytes(),
+                        count.to_be_bytes(),
+                    );
+                }
+                batch.delete_cf(self.cf(maps::USERIDID_NOTIFICATION)?, &key);
+                removed += 1;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::inbox::Kind;
+
+    fn n(user: &str, event: &str, room: &str, seq: u64, thread: Option<&str>) -> Notification {
+        Notification {
+            id: 0,
+            user_id: user.try_into().expect("user"),
+            kind: Kind::Mention,
+            board: "b".into(),
+            room_id: room.try_into().expect("room"),
+            thread_root: thread.map(|t| t.try_into().expect("event")),
+            event_id: event.try_into().expect("event"),
+            sender: ruma::owned_user_id!("@s:x"),
+            excerpt: "hi".into(),
+            ts: seq * 10,
+            read: false,
+            seq,
+        }
+    }
+
+    #[test]
+    fn inbox_counts_pages_receipts_and_redactions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let alice = ruma::user_id!("@alice:x");
+        let added = store
+            .add_notifications(vec![
+                n("@alice:x", "$1", "!r:x", 1, None),
+                n("@alice:x", "$2", "!r:x", 2, Some("$t")),
+                n("@alice:x", "$3", "!r:x", 3, None),
+                n("@alice:x", "$4", "!q:x", 4, None),
+                n("@bob:x", "$1", "!r:x", 1, None),
+            ])
+            .expect("add");
+        assert_eq!(added.len(), 5);
+        // A replay adds nothing.
+        assert!(
+            store
+                .add_notifications(vec![n("@alice:x", "$1", "!r:x", 1, None)])
+                .expect("add")
+                .is_empty()
+        );
+        assert_eq!(store.unread_count(alice).expect("count"), 4);
+
+        let page = store.notifications(alice, None, 2).expect("page");
+        assert_eq!(page.iter().map(|n| n.event_id.as_str()).collect::<Vec<_>>(), ["$4", "$3"]);
+        let next = store.notifications(alice, Some(page[1].id), 10).expect("page");
+        assert_eq!(next.iter().map(|n| n.event_id.as_str()).collect::<Vec<_>>(), ["$2", "$1"]);
+
+        // A main-timeline receipt at $3 reads $1 and $3, not the thread's $2 nor room !q.
+        let marked = store
+            .mark_read_up_to(alice, ruma::room_id!("!r:x"), &ReceiptScope::Main, Some(3), 0)
+            .expect("receipt");
+        assert_eq!(marked, 2);
+        assert_eq!(store.unread_count(alice).expect("count"), 2);
+        assert_eq!(store.mark_read(alice, page[0].id).expect("read"), Some(true));
+        assert_eq!(store.mark_read(alice, page[0].id).expect("read"), Some(false));
+        assert_eq!(
+            store.mark_read(ruma::user_id!("@bob:x"), page[0].id).expect("read"),
+            None,
+            "not bob's"
+        );
+        assert_eq!(store.unread_count(alice).expect("count"), 1);
+
+        assert_eq!(store.remove_notifications_of(ruma::event_id!("$2")).expect("rm"), 1);
+        assert_eq!(store.unread_count(alice).expect("count"), 0);
+        assert_eq!(store.notifications(alice, None, 10).expect("list").len(), 3);
+        assert_eq!(store.mark_all_read(ruma::user_id!("@bob:x")).expect("all"), 1);
+        assert_eq!(store.unread_count(ruma::user_id!("@bob:x")).expect("count"), 0);
+    }
+}

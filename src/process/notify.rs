@@ -154,9 +154,7 @@ pub fn on_message(
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
 pub fn on_assignment(
     ctx: &Context,
-    seq: u64,
-    command: &EventId,
-    sender: &UserId,
+    inv: &super::boards::Invocation<'_>,
     board: &str,
     room: &RoomId,
     root: &EventId,
@@ -166,7 +164,7 @@ pub fn on_assignment(
     let ts = crate::process::tasks::now_ms();
     let entries = assignees
         .iter()
-        .filter(|u| *u != sender)
+        .filter(|u| *u != inv.sender)
         .map(|u| Notification {
             id: 0,
             user_id: u.clone(),
@@ -174,12 +172,12 @@ pub fn on_assignment(
             board: board.to_owned(),
             room_id: room.to_owned(),
             thread_root: Some(root.to_owned()),
-            event_id: command.to_owned(),
-            sender: sender.to_owned(),
+            event_id: inv.event_id.to_owned(),
+            sender: inv.sender.to_owned(),
             excerpt: excerpt(text),
             ts,
             read: false,
-            seq,
+            seq: inv.seq,
         })
         .collect();
     ctx.store.add_notifications(entries)?;

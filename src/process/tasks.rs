@@ -361,9 +361,7 @@ async fn change_task(
         );
         super::notify::on_assignment(
             ctx,
-            inv.seq,
-            inv.event_id,
-            inv.sender,
+            inv,
             &board.slug,
             &room,
             &record.fields.root_event_id,

@@ -140,7 +140,7 @@ impl Synapse {
             HomeserverClient::new(&self.url, Auth::User(boardroom::config::Secret::new(token)))
                 .expect("client")
                 .with_retry(RetryPolicy::SHORT);
-        User { user_id, client }
+        User { user_id, client, token: token.to_owned() }
     }
 }
 
@@ -324,6 +324,8 @@ pub(crate) struct User {
     pub(crate) user_id: OwnedUserId,
     /// Their client.
     pub(crate) client: HomeserverClient,
+    /// Their access token (for Boardroom's API).
+    pub(crate) token: String,
 }
 
 impl User {

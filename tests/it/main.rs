@@ -7,5 +7,6 @@ mod boards;
 mod bot;
 mod cli;
 mod harness;
+mod notifications;
 mod outbox;
 mod tasks;

@@ -267,16 +267,42 @@ async fn a_task_app_comments_as_a_virtual_user_and_mentions_notify() {
     .await;
     assert_eq!(comments[0].author.as_str(), "@boardroom_ci:localhost");
 
-    // The virtual user has an inbox of its own through the client token.
+    // An edit that adds a mention notifies only the newly mentioned, once.
+    let bob = &s.bob;
+    let note = alice.send(&s.tasks, thread_reply(&s.root, "a note", None, &[])).await;
+    for text in ["a note for @bob", "a note for @bob!"] {
+        let mut edit = RoomMessageEventContent::text_plain(format!("* {text}"));
+        edit.relates_to = Some(Relation::Replacement(ruma::events::relation::Replacement::new(
+            note.clone(),
+            ruma::events::room::message::RoomMessageEventContentWithoutRelation::text_plain(text),
+        )));
+        alice.send(&s.tasks, edit).await;
+    }
+    let bot = s.stack.boardroom.bot().to_owned();
+    alice.command_in_thread(&s.tasks, &s.root, &bot, "!task status doing").await;
+    let bobs = inbox(&s, bob).await;
+    let about_note: Vec<&Value> = bobs.iter().filter(|n| n["event_id"] == note.as_str()).collect();
+    assert_eq!(about_note.len(), 1, "{bobs:?}");
+    assert_eq!(about_note[0]["kind"], "mention");
+
+    // The virtual user has an inbox of its own through the client token: it commented, so
+    // it watches the task, and Alice's note is a comment for it.
     let (status, body) = api(
         "GET",
-        &format!("{}/notifications/unread_count", s.api),
+        &format!("{}/notifications", s.api),
         Some("tracker-client-token"),
         Some("ci"),
         None,
     )
     .await;
-    assert_eq!((status, body["unread"].as_u64()), (200, Some(0)));
+    assert_eq!(status, 200, "{body}");
+    let kinds: Vec<(&str, &str)> = body["notifications"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| Some((n["kind"].as_str()?, n["event_id"].as_str()?)))
+        .collect();
+    assert_eq!(kinds, [("comment", note.as_str())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,48 +2,48 @@
 
 use ruma::OwnedUserId;
 
-use super::{CommandSpec, ParseError, Permission};
+use super::{ParseError, malformed, user};
 
-/// `!board create`
-pub const CREATE: CommandSpec = CommandSpec {
-    words: &["board", "create"],
-    usage: "!board create <slug> [name…]",
-    summary: "create a board: a space with the rooms general and tasks; you become its owner",
-    context: "anywhere",
-    permission: Permission::BoardCreator,
-};
-/// `!board invite`
-pub const INVITE: CommandSpec = CommandSpec {
-    words: &["board", "invite"],
-    usage: "!board invite <@user:server>",
-    summary: "invite someone to the board",
-    context: "a board room",
-    permission: Permission::BoardAdmin,
-};
-/// `!board remove`
-pub const REMOVE: CommandSpec = CommandSpec {
-    words: &["board", "remove"],
-    usage: "!board remove <@user:server>",
-    summary: "remove someone from the board and its private rooms",
-    context: "a board room",
-    permission: Permission::BoardAdmin,
-};
-/// `!board room`
-pub const ROOM: CommandSpec = CommandSpec {
-    words: &["board", "room"],
-    usage: "!board room <name> [private [@user:server…]]",
-    summary: "add a chat room to the board (private: invite-only, with the listed members)",
-    context: "a board room",
-    permission: Permission::BoardMember,
-};
-/// `!board info`
-pub const INFO: CommandSpec = CommandSpec {
-    words: &["board", "info"],
-    usage: "!board info",
-    summary: "the board's rooms, members and roles",
-    context: "a board room",
-    permission: Permission::BoardMember,
-};
+spec!(
+    CREATE,
+    ["board", "create"],
+    "!board create <slug> [name…]",
+    "create a board: a space with the rooms general and tasks; you become its owner",
+    "anywhere",
+    BoardCreator
+);
+spec!(
+    INVITE,
+    ["board", "invite"],
+    "!board invite <@user:server>",
+    "invite someone to the board",
+    "a board room",
+    BoardAdmin
+);
+spec!(
+    REMOVE,
+    ["board", "remove"],
+    "!board remove <@user:server>",
+    "remove someone from the board and its private rooms",
+    "a board room",
+    BoardAdmin
+);
+spec!(
+    ROOM,
+    ["board", "room"],
+    "!board room <name> [private [@user:server…]]",
+    "add a chat room to the board (private: invite-only, with the listed members)",
+    "a board room",
+    BoardMember
+);
+spec!(
+    INFO,
+    ["board", "info"],
+    "!board info",
+    "the board's rooms, members and roles",
+    "a board room",
+    BoardMember
+);
 
 /// A parsed `!board` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,18 +70,6 @@ pub enum BoardCommand {
     },
     /// `!board info`
     Info,
-}
-
-fn malformed(spec: &CommandSpec, problem: impl Into<String>) -> ParseError {
-    ParseError::Malformed { usage: spec.usage, problem: problem.into() }
-}
-
-fn user(spec: &CommandSpec, word: &str) -> Result<OwnedUserId, ParseError> {
-    // Accept a pasted pill link as well as a bare id.
-    let word = word.trim_start_matches("https://matrix.to/#/");
-    OwnedUserId::try_from(word).map_err(|_| {
-        malformed(spec, format!("`{word}` is not a user id such as @alice:example.org"))
-    })
 }
 
 /// Parses the words after `!board`.

@@ -1,6 +1,20 @@
 //! Chat commands: declared as data in [`REGISTRY`] (name, usage, summary, who may run it),
 //! parsed into [`Command`], with help generated from the registry. One file per family.
 
+/// Declares a [`CommandSpec`] constant.
+macro_rules! spec {
+    ($name:ident, [$($w:literal),+], $usage:literal, $summary:literal, $context:literal, $perm:ident) => {
+        #[doc = concat!("`", $usage, "`")]
+        pub const $name: $crate::commands::CommandSpec = $crate::commands::CommandSpec {
+            words: &[$($w),+],
+            usage: $usage,
+            summary: $summary,
+            context: $context,
+            permission: $crate::commands::Permission::$perm,
+        };
+    };
+}
+
 pub mod board;
 pub mod help;
 pub mod task;
@@ -71,11 +85,6 @@ pub const REGISTRY: &[CommandSpec] = &[
     task::LIST,
 ];
 
-/// The spec of the command named by `words`.
-pub fn spec(words: &[&str]) -> Option<&'static CommandSpec> {
-    REGISTRY.iter().find(|c| c.words == words)
-}
-
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -129,6 +138,18 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
         "task" => task::parse(&rest).map(Command::Task),
         _ => Err(ParseError::Unknown { name }),
     }
+}
+
+fn malformed(spec: &CommandSpec, problem: impl Into<String>) -> ParseError {
+    ParseError::Malformed { usage: spec.usage, problem: problem.into() }
+}
+
+/// A user id argument; a pasted pill link works too.
+fn user(spec: &CommandSpec, word: &str) -> Result<ruma::OwnedUserId, ParseError> {
+    let word = word.trim_start_matches("https://matrix.to/#/");
+    ruma::OwnedUserId::try_from(word).map_err(|_| {
+        malformed(spec, format!("`{word}` is not a user id such as @alice:example.org"))
+    })
 }
 
 /// A reply, as plain text and HTML.

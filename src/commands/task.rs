@@ -1,22 +1,7 @@
 //! `!task …` and `!board columns`: tasks in the board's `tasks` room.
 
-use ruma::OwnedUserId;
-
-use super::{CommandSpec, ParseError, Permission};
+use super::{ParseError, malformed, user};
 use crate::domain::task::{Change, validate_due, validate_label};
-
-macro_rules! spec {
-    ($name:ident, [$($w:literal),+], $usage:literal, $summary:literal, $context:literal, $perm:ident) => {
-        #[doc = concat!("`", $usage, "`")]
-        pub const $name: CommandSpec = CommandSpec {
-            words: &[$($w),+],
-            usage: $usage,
-            summary: $summary,
-            context: $context,
-            permission: Permission::$perm,
-        };
-    };
-}
 
 spec!(
     NEW,
@@ -115,17 +100,6 @@ pub enum TaskCommand {
     },
     /// `!task list [column]`
     List(Option<String>),
-}
-
-fn malformed(spec: &CommandSpec, problem: impl Into<String>) -> ParseError {
-    ParseError::Malformed { usage: spec.usage, problem: problem.into() }
-}
-
-fn user(spec: &CommandSpec, word: &str) -> Result<OwnedUserId, ParseError> {
-    let word = word.trim_start_matches("https://matrix.to/#/");
-    OwnedUserId::try_from(word).map_err(|_| {
-        malformed(spec, format!("`{word}` is not a user id such as @alice:example.org"))
-    })
 }
 
 /// Parses the words after `!task`.

@@ -3,26 +3,18 @@
 //! `roomuserid_membership`, `userid_slug`. Everything here is derived from Matrix room
 //! state and can be rebuilt by `boardroom reindex`; every write is idempotent.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::{IteratorMode, WriteBatch};
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::MembershipState};
 
 use super::{
     Store,
     codec::{KeyBuf, KeyReader},
-    maps,
+    decode, encode, maps,
 };
 use crate::{
     domain::board::{BoardRecord, RoomRecord},
     error::{Error, Result},
 };
-
-fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T> {
-    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt index record: {e}")))
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| Error::Store(format!("cannot encode index record: {e}")))
-}
 
 impl Store {
     /// Records (or updates) a board.
@@ -96,11 +88,8 @@ impl Store {
         // Its memberships go too: the index knows board rooms only.
         let members = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
-        for item in self.db.iterator_cf(members, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(members, &prefix) {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             batch.delete_cf(members, k);
         }
         batch.delete_cf(self.cf(maps::ROOMID_BOARDROOM)?, room_id.as_bytes());
@@ -125,11 +114,8 @@ impl Store {
         let prefix = KeyBuf::new().str(slug).prefix();
         let mut out = Vec::new();
         let cf = self.cf(maps::SLUGROOMID)?;
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(cf, &prefix) {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let mut r = KeyReader::new(&k);
             r.str()?;
             let room_id: OwnedRoomId =
@@ -194,11 +180,8 @@ impl Store {
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
         let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(cf, &prefix) {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let mut r = KeyReader::new(&k);
             r.str()?;
             let user: OwnedUserId =
@@ -214,11 +197,8 @@ impl Store {
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
         let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(cf, &prefix) {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let mut r = KeyReader::new(&k);
             r.str()?;
             let user: OwnedUserId =
@@ -239,11 +219,8 @@ impl Store {
         let prefix = KeyBuf::new().str(user.as_str()).prefix();
         let cf = self.cf(maps::USERID_SLUG)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(cf, &prefix) {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let mut r = KeyReader::new(&k);
             r.str()?;
             out.push(r.str()?.to_owned());

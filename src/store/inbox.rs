@@ -10,7 +10,7 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use super::{
     Store,
     codec::{KeyBuf, KeyReader, decode_u64},
-    maps,
+    decode, encode, maps,
 };
 use crate::{
     domain::inbox::{Notification, ReceiptScope},
@@ -34,14 +34,6 @@ impl InboxState {
             .unwrap_or(1);
         Ok(Self { next_id: Mutex::new(next) })
     }
-}
-
-fn decode(v: &[u8]) -> Result<Notification> {
-    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt notification: {e}")))
-}
-
-fn encode(n: &Notification) -> Result<Vec<u8>> {
-    serde_json::to_vec(n).map_err(|e| Error::Store(format!("cannot encode a notification: {e}")))
 }
 
 fn entry_key(user: &UserId, id: u64) -> Vec<u8> {
@@ -113,11 +105,8 @@ impl Store {
         let prefix = KeyBuf::new().str(event_id.as_str()).prefix();
         let mut out = Vec::new();
         let cf = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(cf, &prefix) {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let mut r = KeyReader::new(&k);
             r.str()?;
             out.push(r.str()?.try_into().map_err(|_| Error::Store("bad user id".into()))?);
@@ -159,7 +148,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let n = decode(&v)?;
+        let n: Notification = decode(&v)?;
         if n.read {
             return Ok(Some(false));
         }
@@ -199,11 +188,8 @@ impl Store {
         let cf = self.cf(maps::USERROOMSEQID_UNREAD)?;
         let mut batch = WriteBatch::default();
         let mut marked = 0u64;
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.scan(cf, &prefix) {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let mut r = KeyReader::new(&k);
             r.str()?;
             r.str()?;
@@ -216,7 +202,7 @@ impl Store {
                 batch.delete_cf(cf, &k);
                 continue;
             };
-            let n = decode(&v)?;
+            let n: Notification = decode(&v)?;
             if select(&n) {
                 self.read_in(&mut batch, n)?;
                 marked += 1;
@@ -267,7 +253,7 @@ impl Store {
             batch.delete_cf(by_event, &ek);
             let key = entry_key(&user, id);
             if let Some(v) = self.db.get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, &key)? {
-                let n = decode(&v)?;
+                let n: Notification = decode(&v)?;
                 if !n.read {
                     batch.delete_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
                     let count = self.unread_of(&user)?.saturating_sub(1);

@@ -116,6 +116,33 @@ impl Store {
     }
 }
 
+/// A key and its value, as RocksDB returns them.
+pub(crate) type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// Decodes a JSON record.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt record: {e}")))
+}
+
+/// Encodes a JSON record.
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Store(format!("cannot encode a record: {e}")))
+}
+
+impl Store {
+    /// The entries of `cf` whose keys start with `prefix`, in key order.
+    pub(crate) fn scan<'a>(
+        &'a self,
+        cf: &'a ColumnFamily,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+        self.db
+            .iterator_cf(cf, rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward))
+            .map(|item| item.map_err(Error::from))
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+}
+
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
     db.cf_handle(name).ok_or_else(|| Error::Store(format!("column family {name} is missing")))
 }

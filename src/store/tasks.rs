@@ -2,26 +2,18 @@
 //! `slugnumts_comment`, `eventid_commentkey`. Derived from Matrix (the `dev.boardroom.task`
 //! state events and the task threads); `boardroom reindex` rebuilds it.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use ruma::EventId;
 
 use super::{
     Store,
     codec::{KeyBuf, KeyReader, decode_u64},
-    maps,
+    decode, encode, maps,
 };
 use crate::{
     domain::task::{Comment, TaskRecord},
-    error::{Error, Result},
+    error::Result,
 };
-
-fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T> {
-    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt task record: {e}")))
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| Error::Store(format!("cannot encode a task record: {e}")))
-}
 
 impl Store {
     /// The number the board's next task gets.
@@ -88,11 +80,8 @@ impl Store {
         let prefix = KeyBuf::new().str(slug).prefix();
         let cf = self.cf(maps::SLUGNUM_TASK)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        for item in self.scan(cf, &prefix) {
+            let (_, v) = item?;
             out.push(decode(&v)?);
         }
         Ok(out)
@@ -163,11 +152,8 @@ impl Store {
         let prefix = KeyBuf::new().str(slug).u64(n).prefix();
         let cf = self.cf(maps::SLUGNUMTS_COMMENT)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        for item in self.scan(cf, &prefix) {
+            let (_, v) = item?;
             out.push(decode(&v)?);
         }
         Ok(out)

@@ -111,12 +111,18 @@ if [ ! -f "$DEMO/secrets.env" ]; then
 AS_TOKEN=$(token)
 HS_TOKEN=$(token)
 SHARED_SECRET=$(token)
+API_TOKEN=$(token)
 EOF
     )
     mv "$DEMO/secrets.env.new" "$DEMO/secrets.env"
 fi
 # shellcheck source=/dev/null
 . "$DEMO/secrets.env"
+# Demo state from before the API existed has no client token yet.
+if [ -z "${API_TOKEN:-}" ]; then
+    API_TOKEN="$(python3 -c 'import secrets;print(secrets.token_urlsafe(32))')"
+    echo "API_TOKEN=$API_TOKEN" >>"$DEMO/secrets.env"
+fi
 
 # Rewritten on every run (same tokens) so that changed ports take effect.
 cat >"$DEMO/boardroom.toml" <<EOF
@@ -143,6 +149,11 @@ board_creators = ["@*:$SERVER_NAME"]
 [logging]
 level = "$LOG_LEVEL"
 format = "pretty"
+
+[[api.clients]]
+name = "demo"
+token = "$API_TOKEN"
+boards = ["*"]
 EOF
 chmod 600 "$DEMO/boardroom.toml"
 
@@ -207,6 +218,10 @@ cat <<EOF
 
   The bot is   @boardroom:$SERVER_NAME
                Start a direct chat with it and send  !help
+               then  !board create demo Demo board  and, in its rooms,  !task new Try it
+
+  HTTP API:    $AS_URL/_boardroom/api/v1/openapi.json (docs/API.md)
+               client token $API_TOKEN, acting as X-Boardroom-User: <name>
 
   Logs:        Boardroom  $DEMO/boardroom.log
                Synapse    $DEMO/synapse/homeserver.log

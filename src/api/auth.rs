@@ -32,6 +32,15 @@ pub struct AuthCache {
     registered: Mutex<HashSet<OwnedUserId>>,
 }
 
+impl AuthCache {
+    /// Records a virtual user as registered with the homeserver already.
+    pub fn mark_registered(&self, user: OwnedUserId) {
+        if let Ok(mut r) = self.registered.lock() {
+            r.insert(user);
+        }
+    }
+}
+
 /// The caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {

@@ -51,7 +51,12 @@ pub struct ApiState {
 
 /// The API routes.
 pub fn router(ctx: Arc<Context>) -> Router {
-    let state = ApiState { ctx, auth: Arc::new(auth::AuthCache::default()) };
+    router_with(ctx, Arc::new(auth::AuthCache::default()))
+}
+
+/// The API routes with a given cache of identified callers (benchmarks seed it).
+pub fn router_with(ctx: Arc<Context>, cache: Arc<auth::AuthCache>) -> Router {
+    let state = ApiState { ctx, auth: cache };
     let not_allowed = || async { Error::MethodNotAllowed };
     Router::new()
         .route(ROUTES[0].1, get(openapi::handle).fallback(not_allowed))

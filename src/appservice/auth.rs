@@ -31,7 +31,7 @@ pub fn bearer_token(req: &Request) -> Option<String> {
     req.uri().query().and_then(|q| {
         q.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
-            (k == "access_token").then(|| v.to_owned())
+            (k == "access_token").then(|| crate::domain::mention::percent_decode(v))
         })
     })
 }
@@ -64,6 +64,15 @@ fn refuse(status: StatusCode, kind: ErrorKind, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        let req = axum::extract::Request::builder()
+            .uri("/x?a=1&access_token=ab%2Bc%3D")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        assert_eq!(bearer_token(&req).as_deref(), Some("ab+c="));
+    }
 
     #[test]
     fn secret_comparison() {

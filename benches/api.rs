@@ -1,0 +1,113 @@
+//! The HTTP API's own time: requests through the router (client-token auth, RocksDB reads)
+//! with no network, against an inbox of 10,000 entries.
+//!
+//! Run: `cargo bench --bench api`. Figures go in docs/PERFORMANCE.md.
+
+use std::sync::Arc;
+
+use axum::{Router, body::Body};
+use boardroom::{
+    Config,
+    api::{self, auth::AuthCache},
+    domain::inbox::{Kind, Notification},
+    server::App,
+};
+use divan::Bencher;
+use http::Request;
+use tower::ServiceExt;
+
+fn main() {
+    divan::main();
+}
+
+const ENTRIES: u64 = 10_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    router: Router,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
+    let config = Config::from_toml_with_env(
+        &format!(
+            r#"
+            [homeserver]
+            url = "http://127.0.0.1:9"
+            server_name = "localhost"
+            [appservice]
+            url = "http://127.0.0.1:9"
+            as_token = "as"
+            hs_token = "hs"
+            [database]
+            path = "{}"
+            [[api.clients]]
+            name = "bench"
+            token = "client"
+            boards = ["*"]
+            "#,
+            dir.path().join("db").display()
+        ),
+        std::iter::empty(),
+    )
+    .expect("config");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let app = runtime.block_on(async { App::new(config.validate().expect("valid")) }).expect("app");
+    let user: ruma::OwnedUserId = "@boardroom_reader:localhost".try_into().expect("user");
+    let entries: Vec<Notification> = (0..ENTRIES)
+        .map(|i| Notification {
+            id: 0,
+            user_id: user.clone(),
+            kind: if i % 3 == 0 { Kind::Mention } else { Kind::Comment },
+            board: "launch".into(),
+            room_id: "!tasks:localhost".try_into().expect("room"),
+            thread_root: Some("$root".try_into().expect("event")),
+            event_id: format!("$event{i}").try_into().expect("event"),
+            sender: "@bob:localhost".try_into().expect("user"),
+            excerpt: "a comment of ordinary length, about as long as people write them".into(),
+            ts: 1_700_000_000_000 + i,
+            read: false,
+            seq: i + 1,
+        })
+        .collect();
+    for chunk in entries.chunks(1000) {
+        app.ctx.store.add_notifications(chunk.to_vec()).expect("seed");
+    }
+    let cache = Arc::new(AuthCache::default());
+    cache.mark_registered(user);
+    let router = api::router_with(app.ctx.clone(), cache);
+    Fixture { _dir: dir, runtime, router }
+}
+
+fn get(f: &Fixture, path: &str) {
+    let req = Request::get(path)
+        .header("authorization", "Bearer client")
+        .header("x-boardroom-user", "reader")
+        .body(Body::empty())
+        .expect("request");
+    let resp = f.runtime.block_on(f.router.clone().oneshot(req)).expect("infallible");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let body =
+        f.runtime.block_on(axum::body::to_bytes(resp.into_body(), usize::MAX)).expect("body");
+    divan::black_box(body);
+}
+
+#[divan::bench(sample_count = 200)]
+fn unread_count(bencher: Bencher) {
+    let f = fixture();
+    bencher.bench_local(|| get(&f, "/_boardroom/api/v1/notifications/unread_count"));
+}
+
+#[divan::bench(sample_count = 200)]
+fn list_newest_20_of_10000(bencher: Bencher) {
+    let f = fixture();
+    bencher.bench_local(|| get(&f, "/_boardroom/api/v1/notifications?limit=20"));
+}
+
+#[divan::bench(sample_count = 200)]
+fn list_page_deep_in_10000(bencher: Bencher) {
+    let f = fixture();
+    bencher.bench_local(|| get(&f, "/_boardroom/api/v1/notifications?limit=20&from=5000"));
+}

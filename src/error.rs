@@ -10,8 +10,8 @@ pub enum Error {
     /// No access token was given.
     #[error("missing access token")]
     MissingToken,
-    /// An access token was given but it is not the homeserver's (`hs_token`).
-    #[error("the access token is not valid for this application service")]
+    /// The caller is known but may not do this; the message says why.
+    #[error("{0}")]
     Forbidden(String),
     /// An API token that is not known at all.
     #[error("unknown access token")]

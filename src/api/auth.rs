@@ -101,7 +101,7 @@ async fn whoami(state: &ApiState, token: &str) -> Result<OwnedUserId, Error> {
     {
         return Ok(user.clone());
     }
-    let client = state.ctx.client.clone().with_auth(Auth::User(Secret::new(token)));
+    let client = state.hs().with_auth(Auth::User(Secret::new(token)));
     let resp = match client
         .send_with(whoami::v3::Request::new(), None, crate::homeserver::RetryPolicy::SHORT)
         .await
@@ -133,7 +133,7 @@ async fn virtual_user(state: &ApiState, name: &str) -> Result<OwnedUserId, Error
         .map_err(|e| Error::InvalidParam(e.to_string()))?;
     let known = state.auth.registered.lock().map(|r| r.contains(&user_id)).unwrap_or(false);
     if !known {
-        register_user(&state.ctx.client, &localpart).await?;
+        register_user(&state.hs(), &localpart).await?;
         if let Ok(mut r) = state.auth.registered.lock() {
             r.insert(user_id.clone());
         }

@@ -3,7 +3,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{Path, State},
     http::HeaderMap,
 };
@@ -24,7 +23,7 @@ use ruma::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, auth::Caller, json_body};
+use super::{ApiBody, ApiState, auth::Caller, json_body};
 use crate::{
     domain::{board::RoomKind, mention},
     error::Error,
@@ -52,7 +51,7 @@ pub async fn add(
     caller: Caller,
     Path((slug, number)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Json<Created>, Error> {
     let Some(client) = &caller.client else {
         return Err(Error::Forbidden(
@@ -107,11 +106,11 @@ pub async fn add(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty() && k.len() <= 128)
-        .map(|k| format!("api.{}.{k}", client.name).into())
+        .map(|k| format!("api.{}.{slug}.{n}.{k}", client.name).into())
         .unwrap_or_else(TransactionId::new);
     let req = send_message_event::v3::Request::new(room.clone(), txn_id, &content)
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let sent = ctx.client.send(req, Some(&caller.user_id)).await?;
+    let sent = state.hs().send(req, Some(&caller.user_id)).await?;
     tracing::info!(board = %slug, task = n, user_id = %caller.user_id, event_id = %sent.event_id, "comment added through the API");
     Ok(Json(Created { event_id: sent.event_id }))
 }
@@ -132,15 +131,15 @@ async fn ensure_joined(
                     user.to_owned(),
                 )),
             );
-            if let Err(e) = ctx.client.send(req, None).await {
+            if let Err(e) = state.hs().send(req, None).await {
                 // Already invited or joined: the join below tells.
                 tracing::debug!(error = %e, "inviting a virtual user");
             }
         }
-        ctx.client.send(join_room_by_id::v3::Request::new(space.to_owned()), Some(user)).await?;
+        state.hs().send(join_room_by_id::v3::Request::new(space.to_owned()), Some(user)).await?;
     }
     if ctx.store.membership(room, user)? != Some(MembershipState::Join) {
-        ctx.client.send(join_room_by_id::v3::Request::new(room.to_owned()), Some(user)).await?;
+        state.hs().send(join_room_by_id::v3::Request::new(room.to_owned()), Some(user)).await?;
     }
     Ok(())
 }

@@ -2,12 +2,12 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
 };
 use ruma::{OwnedUserId, events::room::member::MembershipState};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, auth::Caller};
+use super::{ApiQuery, ApiState, auth::Caller};
 use crate::error::Error;
 
 /// `?q=`
@@ -42,7 +42,7 @@ pub async fn autocomplete(
     State(state): State<ApiState>,
     caller: Caller,
     Path(slug): Path<String>,
-    Query(Q { q }): Query<Q>,
+    ApiQuery(Q { q }): ApiQuery<Q>,
 ) -> Result<Json<Members>, Error> {
     let store = &state.ctx.store;
     let board = store.board(&slug)?;

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use axum::{
     Router,
     body::Bytes,
+    extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request},
+    http::{StatusCode, request::Parts},
     routing::{get, post},
 };
 use serde::de::DeserializeOwned;
@@ -49,6 +51,14 @@ pub struct ApiState {
     pub auth: Arc<auth::AuthCache>,
 }
 
+impl ApiState {
+    /// The homeserver client for request paths: a few quick retries, then the caller gets
+    /// 502 rather than a request that hangs while the homeserver is away.
+    pub fn hs(&self) -> crate::homeserver::HomeserverClient {
+        self.ctx.client.clone().with_retry(crate::homeserver::RetryPolicy::SHORT)
+    }
+}
+
 /// The API routes.
 pub fn router(ctx: Arc<Context>) -> Router {
     router_with(ctx, Arc::new(auth::AuthCache::default()))
@@ -66,7 +76,41 @@ pub fn router_with(ctx: Arc<Context>, cache: Arc<auth::AuthCache>) -> Router {
         .route(ROUTES[4].1, post(notifications::read_one).fallback(not_allowed))
         .route(ROUTES[5].1, get(members::autocomplete).fallback(not_allowed))
         .route(ROUTES[6].1, post(comments::add).fallback(not_allowed))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The query string, parsed into `T`; a bad one is `M_INVALID_PARAM` in Matrix JSON, not
+/// the framework's plain text.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| Error::InvalidParam(e.body_text()))
+    }
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`]; past that `M_TOO_LARGE` in Matrix JSON.
+#[derive(Debug)]
+pub struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(ApiBody).map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge
+            } else {
+                Error::BadJson(e.body_text())
+            }
+        })
+    }
 }
 
 /// Parses a JSON body: `M_NOT_JSON` when it is not JSON, `M_BAD_JSON` when the shape is
@@ -82,4 +126,120 @@ pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
             Error::BadJson(e.to_string())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::Request;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{Config, server::App};
+
+    /// An API whose homeserver is unreachable (port 9 on loopback refuses), with one
+    /// client token and its virtual user already registered.
+    fn app(dir: &std::path::Path) -> (App, Router) {
+        let config = Config::from_toml_with_env(
+            &format!(
+                r#"
+                [homeserver]
+                url = "http://127.0.0.1:9"
+                server_name = "localhost"
+                [appservice]
+                url = "http://127.0.0.1:9"
+                as_token = "as"
+                hs_token = "hs"
+                [database]
+                path = "{}"
+                [[api.clients]]
+                name = "tracker"
+                token = "client"
+                boards = ["launch"]
+                "#,
+                dir.join("db").display()
+            ),
+            std::iter::empty(),
+        )
+        .expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let cache = Arc::new(auth::AuthCache::default());
+        cache.mark_registered("@boardroom_reader:localhost".try_into().expect("user"));
+        let router = router_with(app.ctx.clone(), cache);
+        (app, router)
+    }
+
+    async fn call(router: &Router, req: Request<Body>) -> (u16, Value) {
+        let resp = router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("not JSON ({status}): {}", String::from_utf8_lossy(&body)));
+        (status, json)
+    }
+
+    fn as_client(method: &str, path: &str, body: Body) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer client")
+            .header("x-boardroom-user", "reader")
+            .body(body)
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn bad_query_and_huge_bodies_get_matrix_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_app, router) = app(dir.path());
+        let (status, body) = call(
+            &router,
+            as_client("GET", "/_boardroom/api/v1/notifications?limit=abc", Body::empty()),
+        )
+        .await;
+        assert_eq!((status, body["errcode"].as_str()), (400, Some("M_INVALID_PARAM")), "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("limit")), "{body}");
+
+        let huge = vec![b'a'; 3 * 1024 * 1024];
+        let (status, body) = call(
+            &router,
+            as_client(
+                "POST",
+                "/_boardroom/api/v1/boards/launch/tasks/1/comments",
+                Body::from(huge),
+            ),
+        )
+        .await;
+        assert_eq!((status, body["errcode"].as_str()), (413, Some("M_TOO_LARGE")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_says_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_app, router) = app(dir.path());
+        let (status, body) = call(
+            &router,
+            as_client("GET", "/_boardroom/api/v1/boards/elsewhere/members?q=a", Body::empty()),
+        )
+        .await;
+        assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+        assert_eq!(body["error"], "you are not a member of the board elsewhere");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_homeserver_is_a_502_not_a_hang() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_app, router) = app(dir.path());
+        let req = Request::get("/_boardroom/api/v1/notifications/unread_count")
+            .header("authorization", "Bearer some-matrix-token")
+            .body(Body::empty())
+            .expect("request");
+        // Bounded: a hang (retrying forever) fails the test instead of stalling the suite.
+        let (status, body) =
+            tokio::time::timeout(std::time::Duration::from_secs(60), call(&router, req))
+                .await
+                .expect("the request ends");
+        assert_eq!((status, body["errcode"].as_str()), (502, Some("M_UNKNOWN")), "{body}");
+    }
 }

@@ -3,11 +3,11 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, auth::Caller};
+use super::{ApiQuery, ApiState, auth::Caller};
 use crate::{domain::inbox::Notification, error::Error};
 
 /// `?from=&limit=`
@@ -33,7 +33,7 @@ pub struct NotificationsPage {
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<NotificationsPage>, Error> {
     let limit = page.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {

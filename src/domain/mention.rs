@@ -55,12 +55,13 @@ pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
+    let hex = |b: u8| (b as char).to_digit(16);
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(h) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let (Some(&hi), Some(&lo)) = (bytes.get(i + 1), bytes.get(i + 2))
+            && let (Some(hi), Some(lo)) = (hex(hi), hex(lo))
         {
-            out.push(h);
+            out.push((hi * 16 + lo) as u8);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -110,12 +111,12 @@ pub fn plain_mentions(body: &str, candidates: &[Candidate]) -> BTreeSet<OwnedUse
     out
 }
 
-/// `body` as HTML with every mention of `users` (as `@localpart`, `@display name` or the
-/// full id) turned into a pill.
+/// `body` as HTML with the first mention of each of `users` (as the full id, `@display
+/// name` or `@localpart`, case-insensitive, as whole words) turned into a pill.
 pub fn with_pills(body: &str, users: &BTreeSet<OwnedUserId>, candidates: &[Candidate]) -> String {
-    let mut html = escape_html(body);
+    let html = escape_html(body);
+    let mut claimed: Vec<(usize, usize, &OwnedUserId)> = Vec::new();
     for u in users {
-        let pill = format!("<a href=\"https://matrix.to/#/{u}\">{}</a>", escape_html(u.as_str()));
         let display =
             candidates.iter().find(|c| &c.user_id == u).and_then(|c| c.display_name.clone());
         let mut forms = vec![u.to_string(), format!("@{}", u.localpart())];
@@ -123,15 +124,60 @@ pub fn with_pills(body: &str, users: &BTreeSet<OwnedUserId>, candidates: &[Candi
             forms.push(format!("@{d}"));
         }
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        for f in forms {
-            let escaped = escape_html(&f);
-            if let Some(pos) = html.to_lowercase().find(&escaped.to_lowercase()) {
-                html.replace_range(pos..pos + escaped.len(), &pill);
-                break;
-            }
+        if let Some((start, end)) =
+            forms.iter().find_map(|f| find_mention(&html, &escape_html(f), &claimed))
+        {
+            claimed.push((start, end, u));
         }
     }
-    html
+    claimed.sort();
+    let mut out = String::with_capacity(html.len() + claimed.len() * 64);
+    let mut at = 0;
+    for (start, end, u) in claimed {
+        out.push_str(&html[at..start]);
+        out.push_str(&format!(
+            "<a href=\"https://matrix.to/#/{u}\">{}</a>",
+            escape_html(u.as_str())
+        ));
+        at = end;
+    }
+    out.push_str(&html[at..]);
+    out
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The first byte range of `hay` that equals `needle` (which starts with `@`) ignoring
+/// case, stands as a whole word and overlaps nothing `claimed`. Ranges are always on
+/// character boundaries of `hay`, whatever lowercasing does to lengths.
+fn find_mention(
+    hay: &str,
+    needle: &str,
+    claimed: &[(usize, usize, &OwnedUserId)],
+) -> Option<(usize, usize)> {
+    let target = needle.to_lowercase();
+    for (start, _) in hay.match_indices('@') {
+        let mut lowered = String::with_capacity(target.len());
+        let mut end = start;
+        for (j, ch) in hay[start..].char_indices() {
+            if lowered.len() >= target.len() {
+                break;
+            }
+            lowered.extend(ch.to_lowercase());
+            end = start + j + ch.len_utf8();
+        }
+        if lowered != target
+            || hay[..start].chars().next_back().is_some_and(is_word)
+            || hay[end..].chars().next().is_some_and(is_word)
+            || claimed.iter().any(|&(s, e, _)| start < e && s < end)
+        {
+            continue;
+        }
+        return Some((start, end));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -185,5 +231,41 @@ mod tests {
         let users: BTreeSet<OwnedUserId> = [ruma::owned_user_id!("@alice:x")].into();
         let html = with_pills("thanks @Alice <3", &users, &p);
         assert_eq!(html, "thanks <a href=\"https://matrix.to/#/@alice:x\">@alice:x</a> &lt;3");
+    }
+
+    #[test]
+    fn pills_take_whole_words_and_never_overlap() {
+        let p = vec![
+            Candidate { user_id: ruma::owned_user_id!("@bob:x"), display_name: None },
+            Candidate { user_id: ruma::owned_user_id!("@bobby:x"), display_name: None },
+        ];
+        let users: BTreeSet<OwnedUserId> =
+            [ruma::owned_user_id!("@bob:x"), ruma::owned_user_id!("@bobby:x")].into();
+        let html = with_pills("@bobby then @bob", &users, &p);
+        assert_eq!(
+            html,
+            "<a href=\"https://matrix.to/#/@bobby:x\">@bobby:x</a> then \
+             <a href=\"https://matrix.to/#/@bob:x\">@bob:x</a>"
+        );
+    }
+
+    #[test]
+    fn non_ascii_text_never_panics_and_pills_land_right() {
+        // 'İ' lowercases to two characters of another byte length.
+        let p = vec![Candidate {
+            user_id: ruma::owned_user_id!("@zoe:x"),
+            display_name: Some("Zoë İnce".into()),
+        }];
+        let users: BTreeSet<OwnedUserId> = [ruma::owned_user_id!("@zoe:x")].into();
+        let body = "İİİ ünïcödé @ZOË İNCE, ok";
+        assert_eq!(plain_mentions(body, &p).len(), 1);
+        let html = with_pills(body, &users, &p);
+        assert_eq!(html, "İİİ ünïcödé <a href=\"https://matrix.to/#/@zoe:x\">@zoe:x</a>, ok");
+        for s in ["%", "%é", "%zé", "a%2", "%4", "100%é%", "%e9%", "%C3%A9"] {
+            let _ = percent_decode(s);
+        }
+        assert_eq!(percent_decode("%40bob%3Ax"), "@bob:x");
+        assert_eq!(percent_decode("%C3%A9%"), "é%");
+        let _ = pills("https://matrix.to/#/%é%");
     }
 }

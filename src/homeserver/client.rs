@@ -224,7 +224,12 @@ impl HomeserverClient {
             match self.send_once(request.clone(), as_user).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
-                    let RetryKind::Transient(asked) = e.retry_kind() else {
+                    let kind = match (&self.auth, e.status()) {
+                        // A user's own token refused: retrying will not make it valid.
+                        (Auth::User(_), Some(401)) => RetryKind::Permanent,
+                        _ => e.retry_kind(),
+                    };
+                    let RetryKind::Transient(asked) = kind else {
                         return Err(e);
                     };
                     attempt += 1;

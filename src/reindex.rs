@@ -108,8 +108,11 @@ pub async fn reindex(
                 let Ok(Some(fields)) = raw.get_field::<TaskEventContent>("content") else {
                     continue;
                 };
-                store
-                    .put_task(&TaskRecord { board: board.slug.clone(), fields: fields.clone() })?;
+                store.put_task(&TaskRecord {
+                    board: board.slug.clone(),
+                    fields: fields.clone(),
+                    last_command: None,
+                })?;
                 summary.tasks += 1;
                 summary.comments +=
                     reindex_comments(settings, &client, &store, &room, &board.slug, &fields)

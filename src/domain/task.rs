@@ -56,6 +56,22 @@ pub struct TaskRecord {
     pub board: String,
     /// The canonical fields.
     pub fields: TaskEventContent,
+    /// The last command that changed the task: the same command run again after a crash
+    /// answers as it did the first time instead of changing the task twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<AppliedCommand>,
+}
+
+/// A command applied to a task, as its answer needs it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AppliedCommand {
+    /// The command's event.
+    pub event_id: OwnedEventId,
+    /// What the feed says it did ("moved it from todo to doing").
+    pub said: String,
+    /// Who it notified (the newly assigned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<OwnedUserId>,
 }
 
 /// A comment in a task's thread.

@@ -171,15 +171,16 @@ async fn handle_state(
     {
         tracing::error!(error = %e, "cannot follow a room upgrade");
     }
-    if state.event_type().to_string() == "dev.boardroom.task"
-        && let Ok(Some(fields)) = raw.get_field::<TaskEventContent>("content")
-    {
+    if state.event_type().to_string() == "dev.boardroom.task" {
+        // Content that does not parse is a change too: it gets put back.
+        let fields = raw.get_field::<TaskEventContent>("content").ok().flatten();
         match tasks::guard_task_state(
             ctx,
             state.room_id(),
             state.sender(),
             state.event_id(),
-            &fields,
+            state.state_key(),
+            fields.as_ref(),
         )
         .await
         {

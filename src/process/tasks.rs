@@ -29,7 +29,7 @@ use crate::{
         Action,
         action::derived_txn_id,
         board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
-        task::{Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
+        task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
     },
     homeserver::HsError,
 };
@@ -154,38 +154,16 @@ async fn new_task(ctx: &Context, inv: &Invocation<'_>, title: &str) -> crate::Re
     let Some(room) = tasks_room(ctx, &board.slug)? else {
         return Ok(refusal(format!("The board {} has no tasks room.", board.slug), cmd::NEW.usage));
     };
-    let column = board.columns.first().cloned().unwrap_or_else(|| "todo".into());
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;
-    let number = ctx.store.next_task_number(&board.slug)?;
-    let mut fields = TaskEventContent {
-        number,
-        title: title.to_owned(),
-        status: column,
-        assignees: Vec::new(),
-        labels: Vec::new(),
-        due: None,
-        root_event_id: OwnedEventId::try_from("$pending")
-            .map_err(|e| crate::Error::Internal(e.to_string()))?,
-        created_by: inv.sender.to_owned(),
-        created_at: now_ms(),
-        deleted: false,
+    // The same command run again after a crash: its task exists; answer as the first time.
+    let fields = match ctx.store.task_created_by(inv.event_id)? {
+        Some(done) => done.fields,
+        None => create_task(ctx, inv, &board, &room, title).await?,
     };
-    let (plain, html) = render_root(&board.slug, &fields);
-    let mut root = RoomMessageEventContent::notice_html(plain, html);
-    root.mentions = Some(Mentions::new());
-    // Derived from the command: a re-run after a crash sends the same root, which the
-    // homeserver deduplicates.
-    let req = send_message_event::v3::Request::new(
-        room.clone(),
-        derived_txn_id(inv.event_id.as_str(), 100),
-        &root,
-    )
-    .map_err(|e| crate::Error::Internal(e.to_string()))?;
-    fields.root_event_id = ctx.client.send(req, None).await?.event_id;
-    send_state(ctx, &room, &fields).await?;
-    ctx.store.put_task(&TaskRecord { board: board.slug.clone(), fields: fields.clone() })?;
     drop(_guard);
+    let number = fields.number;
+    let title = &fields.title;
 
     let link = thread_link(ctx, &room, &fields.root_event_id);
     let feed = feed_entry(
@@ -206,6 +184,50 @@ async fn new_task(ctx: &Context, inv: &Invocation<'_>, title: &str) -> crate::Re
         ),
     };
     Ok(TaskOutcome { reply: Some(reply), actions: vec![feed] })
+}
+
+/// Makes the board's next task: its root in the tasks room, its state event, its record.
+/// Runs under the board's lock.
+async fn create_task(
+    ctx: &Context,
+    inv: &Invocation<'_>,
+    board: &BoardRecord,
+    room: &RoomId,
+    title: &str,
+) -> crate::Result<TaskEventContent> {
+    let column = board.columns.first().cloned().unwrap_or_else(|| "todo".into());
+    let number = ctx.store.next_task_number(&board.slug)?;
+    let mut fields = TaskEventContent {
+        number,
+        title: title.to_owned(),
+        status: column,
+        assignees: Vec::new(),
+        labels: Vec::new(),
+        due: None,
+        root_event_id: OwnedEventId::try_from("$pending")
+            .map_err(|e| crate::Error::Internal(e.to_string()))?,
+        created_by: inv.sender.to_owned(),
+        created_at: now_ms(),
+        deleted: false,
+    };
+    let (plain, html) = render_root(&board.slug, &fields);
+    let mut root = RoomMessageEventContent::notice_html(plain, html);
+    root.mentions = Some(Mentions::new());
+    // Derived from the command: a re-run after a crash sends the same root, which the
+    // homeserver deduplicates.
+    let req = send_message_event::v3::Request::new(
+        room.to_owned(),
+        derived_txn_id(inv.event_id.as_str(), 100),
+        &root,
+    )
+    .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    fields.root_event_id = ctx.client.send(req, None).await?.event_id;
+    send_state(ctx, room, &fields).await?;
+    ctx.store.put_created_task(
+        &TaskRecord { board: board.slug.clone(), fields: fields.clone(), last_command: None },
+        inv.event_id,
+    )?;
+    Ok(fields)
 }
 
 /// A reply in the task's thread saying who changed what. Quiet (`m.notice`) unless it
@@ -343,16 +365,34 @@ async fn change_task(
     let Some(mut record) = ctx.store.task(&board.slug, task.fields.number)? else {
         return Ok(refusal("The task is gone.".into(), usage));
     };
-    let said = match apply(&mut record.fields, &change) {
-        Ok(s) => s,
-        Err(why) => return Ok(refusal(format!("Nothing changed: {why}."), usage)),
+    let (said, notify) = match record.last_command.as_ref().filter(|c| c.event_id == inv.event_id) {
+        // The same command run again after a crash: answer as the first time.
+        Some(done) => (done.said.clone(), done.notify.clone()),
+        None => {
+            let before = record.fields.assignees.clone();
+            let said = match apply(&mut record.fields, &change) {
+                Ok(s) => s,
+                Err(why) => return Ok(refusal(format!("Nothing changed: {why}."), usage)),
+            };
+            // Only the newly assigned hear of it.
+            let notify: Vec<OwnedUserId> = match &change {
+                Change::Assign(users) => users
+                    .iter()
+                    .filter(|u| !before.contains(u) && *u != inv.sender)
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            send_state(ctx, &room, &record.fields).await?;
+            record.last_command = Some(AppliedCommand {
+                event_id: inv.event_id.to_owned(),
+                said: said.clone(),
+                notify: notify.clone(),
+            });
+            ctx.store.put_task(&record)?;
+            (said, notify)
+        }
     };
-    send_state(ctx, &room, &record.fields).await?;
-    let notify: Vec<OwnedUserId> = match &change {
-        Change::Assign(users) => users.clone(),
-        _ => Vec::new(),
-    };
-    ctx.store.put_task(&record)?;
     drop(_guard);
     if !notify.is_empty() {
         let text = format!(
@@ -532,14 +572,16 @@ pub fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
     Ok(())
 }
 
-/// A `dev.boardroom.task` change not sent by the bot: put back the indexed fields and say
-/// so in the thread. The canonical fields change through commands only.
+/// A `dev.boardroom.task` change not sent by the bot (`fields` is `None` when its content
+/// is not a task): put back the indexed fields of task `state_key` and say so in the
+/// thread. The canonical fields change through commands only.
 pub async fn guard_task_state(
     ctx: &Context,
     room: &RoomId,
     sender: &UserId,
     event_id: &EventId,
-    fields: &TaskEventContent,
+    state_key: &str,
+    fields: Option<&TaskEventContent>,
 ) -> crate::Result<Vec<Action>> {
     if sender == ctx.settings.bot_user_id {
         return Ok(Vec::new());
@@ -548,15 +590,21 @@ pub async fn guard_task_state(
     if rec.kind != RoomKind::Tasks {
         return Ok(Vec::new());
     }
-    let Some(task) = ctx.store.task(&rec.board, fields.number)? else { return Ok(Vec::new()) };
-    if &task.fields == fields {
+    // The state key names the task, whatever the content claims.
+    let Ok(number) = state_key.parse::<u64>() else { return Ok(Vec::new()) };
+    // Under the board's lock, so that a command changing the task meanwhile is not undone.
+    let lock = ctx.task_locks.get(&rec.board);
+    let _guard = lock.lock().await;
+    let Some(task) = ctx.store.task(&rec.board, number)? else { return Ok(Vec::new()) };
+    if fields == Some(&task.fields) {
         return Ok(Vec::new());
     }
-    tracing::warn!(board = %rec.board, number = fields.number, sender = %sender, "reverting a direct change of a task's state");
+    tracing::warn!(board = %rec.board, number, sender = %sender, "reverting a direct change of a task's state");
     send_state(ctx, room, &task.fields).await?;
+    drop(_guard);
     let note = format!(
-        "{sender} changed the state of {}#{} directly; it was put back. Change tasks with !task commands.",
-        rec.board, fields.number
+        "{sender} changed the state of {}#{number} directly; it was put back. Change tasks with !task commands.",
+        rec.board
     );
     Ok(vec![feed_entry(room, &task.fields.root_event_id, None, note, &[], event_id, 0)])
 }

@@ -37,10 +37,13 @@ pub const USERID_SLUG: &str = "userid_slug";
 
 /// The next task number of each board: `slug` → u64.
 pub const SLUG_TASKNEXT: &str = "slug_tasknext";
-/// Tasks: `slug, number` → task record (canonical fields, watchers).
+/// Tasks: `slug, number` → task record (canonical fields and the last command applied).
 pub const SLUGNUM_TASK: &str = "slugnum_task";
 /// Reverse: a task's thread root `event_id` → `slug, number`.
 pub const ROOTEVENT_SLUGNUM: &str = "rootevent_slugnum";
+/// Tasks by the `!task new` command that created them: command `event_id` → `slug,
+/// number`. A command run again after a crash finds its task instead of making another.
+pub const CMDEVENT_SLUGNUM: &str = "cmdevent_slugnum";
 /// Comments in order: `slug, number, ts, event_id` → comment.
 pub const SLUGNUMTS_COMMENT: &str = "slugnumts_comment";
 /// Reverse: a comment's `event_id` → its key in `slugnumts_comment`.
@@ -74,6 +77,7 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
     MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },
     MapDesc { name: EVENTID_COMMENTKEY, doc: "comment event id → its comment key" },
+    MapDesc { name: CMDEVENT_SLUGNUM, doc: "`!task new` event id → board slug, task number" },
     MapDesc { name: USERIDID_NOTIFICATION, doc: "user id, notification id → notification" },
     MapDesc { name: USERID_UNREAD, doc: "user id → unread count" },
     MapDesc { name: USERROOMSEQID_UNREAD, doc: "user id, room id, seq, notification id → ()" },

@@ -17,7 +17,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -36,6 +36,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "board index", run: |_| Ok(()) },
     Migration { version: 3, name: "task and comment index", run: |_| Ok(()) },
     Migration { version: 4, name: "notification inbox", run: |_| Ok(()) },
+    // Tasks created before it have no creating command recorded; none is needed for them.
+    Migration { version: 5, name: "task creation commands", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.

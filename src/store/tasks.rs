@@ -29,8 +29,37 @@ impl Store {
     /// Records a task (new or changed). The board's counter moves past its number, in the
     /// same write, so numbers are never handed out twice.
     pub fn put_task(&self, task: &TaskRecord) -> Result<()> {
+        self.write_task(task, None)
+    }
+
+    /// Records a task created by the `!task new` command `command`, with the command.
+    pub fn put_created_task(&self, task: &TaskRecord, command: &EventId) -> Result<()> {
+        self.write_task(task, Some(command))
+    }
+
+    /// The task the `!task new` command `command` created, if it got that far.
+    pub fn task_created_by(&self, command: &EventId) -> Result<Option<TaskRecord>> {
+        let Some(key) =
+            self.db.get_pinned_cf(self.cf(maps::CMDEVENT_SLUGNUM)?, command.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let mut r = KeyReader::new(&key);
+        let slug = r.str()?.to_owned();
+        let n = r.u64()?;
+        self.task(&slug, n)
+    }
+
+    fn write_task(&self, task: &TaskRecord, command: Option<&EventId>) -> Result<()> {
         let n = task.fields.number;
         let mut batch = WriteBatch::default();
+        if let Some(command) = command {
+            batch.put_cf(
+                self.cf(maps::CMDEVENT_SLUGNUM)?,
+                command.as_bytes(),
+                KeyBuf::new().str(&task.board).u64(n).build(),
+            );
+        }
         batch.put_cf(
             self.cf(maps::SLUGNUM_TASK)?,
             KeyBuf::new().str(&task.board).u64(n).build(),
@@ -217,6 +246,7 @@ mod tests {
                 created_at: 1,
                 deleted: false,
             },
+            last_command: None,
         }
     }
 
@@ -228,6 +258,10 @@ mod tests {
         store.put_task(&task(1, "$r1")).expect("put");
         store.put_task(&task(2, "$r2")).expect("put");
         assert_eq!(store.next_task_number("launch").expect("n"), 3);
+        let cmd: ruma::OwnedEventId = "$cmd".try_into().expect("event id");
+        assert_eq!(store.task_created_by(&cmd).expect("read"), None);
+        store.put_created_task(&task(3, "$r3"), &cmd).expect("put");
+        assert_eq!(store.task_created_by(&cmd).expect("read"), Some(task(3, "$r3")));
         store.put_task(&task(1, "$r1")).expect("update");
         assert_eq!(
             store.next_task_number("launch").expect("n"),

@@ -225,6 +225,11 @@ impl Boardroom {
         &self.app.as_ref().expect("boardroom is running").ctx.store
     }
 
+    /// The running Boardroom's processing context (to run a handler directly).
+    pub(crate) fn ctx(&self) -> &boardroom::process::Context {
+        &self.app.as_ref().expect("boardroom is running").ctx
+    }
+
     /// Stops it and waits until it has.
     pub(crate) async fn stop(&mut self) {
         self.shutdown.cancel();

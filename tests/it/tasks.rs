@@ -13,6 +13,12 @@ use ruma::{
 };
 use serde_json::Value;
 
+use boardroom::{
+    domain::{Action, inbox::Kind},
+    process::handler,
+    store::inbound::{EntryKind, PendingEntry},
+};
+
 use crate::harness::{Stack, User};
 
 const CONFIG: &str = "[permissions]\nboard_creators = [\"@alice:localhost\"]";
@@ -319,6 +325,20 @@ async fn rights_and_refusals() {
     let state = task_state(&alice, &tasks, 1).await;
     assert_eq!((state["title"].as_str(), state["status"].as_str()), (Some("One"), Some("review")));
     assert_eq!(state["root_event_id"].as_str(), Some(root.as_str()));
+
+    // Content that is no task at all is put back too.
+    let req = ruma::api::client::state::send_state_event::v3::Request::new_raw(
+        tasks.clone(),
+        "dev.boardroom.task".into(),
+        "1".into(),
+        ruma::serde::Raw::new(&serde_json::json!({"junk": true})).expect("raw").cast_unchecked(),
+    );
+    alice.client.send(req, None).await.expect("alice can send state");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while task_state(&alice, &tasks, 1).await["title"] != "One" {
+        assert!(std::time::Instant::now() < deadline, "junk task state was not put back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,4 +389,105 @@ async fn task_numbers_stay_unique_and_gap_free_under_concurrency() {
         let state = task_state(&alice, &tasks, n).await;
         assert_eq!(state["number"], n);
     }
+}
+
+/// The command event `body` that `user` sent in `room`, as a handler would get it again.
+async fn command_entry(user: &User, room: &OwnedRoomId, body: &str) -> PendingEntry {
+    let raw = user
+        .timeline(room)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| {
+            e.get_field::<Value>("content")
+                .ok()
+                .flatten()
+                .is_some_and(|c| c["body"].as_str() == Some(body))
+        })
+        .unwrap_or_else(|| panic!("no event `{body}`"));
+    PendingEntry {
+        seq: 1_000_000,
+        kind: EntryKind::Timeline,
+        room_id: room.to_string(),
+        json: raw.json().get().as_bytes().to_vec(),
+    }
+}
+
+fn bodies(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendMessage { content, .. } => Some(content.body().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assignments(stack: &Stack, user: &str) -> usize {
+    let user: ruma::OwnedUserId = user.try_into().expect("user id");
+    let inbox = stack.boardroom.store().notifications(&user, None, 100).expect("inbox");
+    inbox.iter().filter(|n| n.kind == Kind::Assignment).count()
+}
+
+/// A crash after a command's effects were recorded but before it was marked done runs the
+/// command again on restart: it must answer as the first time and change nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_run_again_after_a_crash_changes_nothing_twice() {
+    let Board { stack, alice, bob: _bob, general, tasks } = board().await;
+    let bot = stack.boardroom.bot().to_owned();
+    let ctx = stack.boardroom.ctx();
+
+    let reply = alice.command(&general, &bot, "!task new Ship it").await;
+    assert!(reply.contains("Created launch#1"), "{reply}");
+    let again =
+        handler::handle(ctx, &command_entry(&alice, &general, "!task new Ship it").await).await;
+    let said = bodies(&again);
+    assert!(said.iter().any(|b| b.contains("Created launch#1 “Ship it”")), "{said:?}");
+    let store = stack.boardroom.store();
+    assert_eq!(store.next_task_number("launch").expect("next"), 2, "no second task");
+    assert_eq!(store.task("launch", 2).expect("read"), None);
+    assert_eq!(alice.state(&tasks, "dev.boardroom.task", "2").await, None);
+
+    let root = root_of(&task_state(&alice, &tasks, 1).await);
+    let said = alice.command_in_thread(&tasks, &root, &bot, "!task assign @bob:localhost").await;
+    assert!(said.contains("assigned @bob:localhost"), "{said}");
+    assert_eq!(assignments(&stack, "@bob:localhost"), 1);
+    let again =
+        handler::handle(ctx, &command_entry(&alice, &tasks, "!task assign @bob:localhost").await)
+            .await;
+    let said = bodies(&again);
+    assert!(
+        said.iter().any(|b| b.contains("@alice:localhost assigned @bob:localhost")),
+        "{said:?}"
+    );
+    assert!(!said.iter().any(|b| b.contains("Nothing changed")), "{said:?}");
+    assert_eq!(assignments(&stack, "@bob:localhost"), 1, "one assignment entry, not two");
+
+    // Naming Bob again with Alice: only the newly assigned would be told, and Alice
+    // assigned herself, so the feed entry notifies nobody.
+    let cmd = "!task assign @bob:localhost @alice:localhost";
+    let said = alice.command_in_thread(&tasks, &root, &bot, cmd).await;
+    assert!(said.contains("assigned @alice:localhost") && !said.contains("@bob"), "{said}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let feed = loop {
+        let found = alice.timeline(&tasks).await.into_iter().find_map(|ev| {
+            let sender = ev.get_field::<String>("sender").ok().flatten()?;
+            let content = ev.get_field::<Value>("content").ok().flatten()?;
+            (sender == bot.as_str()
+                && content["body"].as_str()?.contains("@alice:localhost assigned @alice"))
+            .then_some(content)
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no feed entry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(feed["msgtype"], "m.notice", "{feed}");
+    assert_eq!(feed["m.mentions"], serde_json::json!({}), "{feed}");
+    assert_eq!(assignments(&stack, "@bob:localhost"), 1);
+    assert_eq!(
+        task_state(&alice, &tasks, 1).await["assignees"],
+        serde_json::json!(["@bob:localhost", "@alice:localhost"])
+    );
 }

@@ -15,6 +15,7 @@ use crate::{
     domain::{
         Action,
         action::derived_txn_id,
+        board::BoardEventContent,
         bot::{self, InviteDecision},
         task::TaskEventContent,
     },
@@ -170,6 +171,18 @@ async fn handle_state(
         && let Err(e) = boards::follow_upgrade(ctx, state.room_id(), &new_room).await
     {
         tracing::error!(error = %e, "cannot follow a room upgrade");
+    }
+    if state.event_type().to_string() == "dev.boardroom.board"
+        && state.state_key().is_empty()
+        && let Err(e) = tasks::follow_board_event(
+            ctx,
+            state.room_id(),
+            state.sender(),
+            raw.get_field::<BoardEventContent>("content").ok().flatten(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "cannot follow a change of a board's state");
     }
     if state.event_type().to_string() == "dev.boardroom.task" {
         // Content that does not parse is a change too: it gets put back.

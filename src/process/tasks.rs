@@ -365,6 +365,15 @@ async fn change_task(
     let Some(mut record) = ctx.store.task(&board.slug, task.fields.number)? else {
         return Ok(refusal("The task is gone.".into(), usage));
     };
+    if let Change::Status(c) = &change
+        && let Some(now) = ctx.store.board(&board.slug)?
+        && !now.columns.contains(c)
+    {
+        return Ok(refusal(
+            format!("There is no column {c}; the columns are: {}.", now.columns.join(", ")),
+            usage,
+        ));
+    }
     let (said, notify) = match record.last_command.as_ref().filter(|c| c.event_id == inv.event_id) {
         // The same command run again after a crash: answer as the first time.
         Some(done) => (done.said.clone(), done.notify.clone()),
@@ -481,11 +490,87 @@ fn list(ctx: &Context, inv: &Invocation<'_>, column: Option<&str>) -> crate::Res
     Ok(TaskOutcome { reply: Some(Reply { plain, html }), actions: Vec::new() })
 }
 
+/// Tasks of `slug` whose column is not in `columns`, as `#n (column)`.
+fn stranded(ctx: &Context, slug: &str, columns: &[String]) -> crate::Result<Vec<String>> {
+    Ok(ctx
+        .store
+        .tasks_of(slug)?
+        .into_iter()
+        .filter(|t| !t.fields.deleted && !columns.contains(&t.fields.status))
+        .map(|t| format!("#{} ({})", t.fields.number, t.fields.status))
+        .collect())
+}
+
+async fn send_board_state(ctx: &Context, board: &BoardRecord) -> crate::Result<()> {
+    let content = BoardEventContent {
+        slug: board.slug.clone(),
+        name: board.name.clone(),
+        created_by: board.created_by.clone(),
+        created_by_event: board.created_by_event.clone(),
+        columns: board.columns.clone(),
+    };
+    let req = send_state_event::v3::Request::new(
+        board.space_id.clone(),
+        &ruma::events::EmptyStateKey,
+        &content,
+    )
+    .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    ctx.client.send(req, None).await?;
+    Ok(())
+}
+
+/// A `dev.boardroom.board` event in an indexed board's space, sent by someone other than
+/// the bot (an admin's client): its name and columns are followed when they are valid and
+/// strand no task; anything else (another slug, creator, bad or stranding columns, content
+/// that does not parse) is put back from the index.
+pub async fn follow_board_event(
+    ctx: &Context,
+    space: &RoomId,
+    sender: &UserId,
+    content: Option<BoardEventContent>,
+) -> crate::Result<()> {
+    if sender == ctx.settings.bot_user_id {
+        return Ok(());
+    }
+    let Some(board) = ctx.store.board_by_space(space)? else { return Ok(()) };
+    let lock = ctx.task_locks.get(&board.slug);
+    let _guard = lock.lock().await;
+    let Some(mut board) = ctx.store.board(&board.slug)? else { return Ok(()) };
+    let acceptable = content.filter(|c| {
+        c.slug == board.slug
+            && c.created_by == board.created_by
+            && c.created_by_event == board.created_by_event
+            && !c.name.trim().is_empty()
+            && cmd::parse_columns(&[c.columns.join(",").as_str()]).ok().as_ref() == Some(&c.columns)
+    });
+    match acceptable {
+        Some(c) if stranded(ctx, &board.slug, &c.columns)?.is_empty() => {
+            if board.name != c.name || board.columns != c.columns {
+                tracing::info!(board = %board.slug, sender = %sender, columns = ?c.columns, "following a change of the board's state");
+                board.name = c.name;
+                board.columns = c.columns;
+                ctx.store.put_board(&board)?;
+            }
+        }
+        _ => {
+            tracing::warn!(board = %board.slug, sender = %sender, "putting back a change of the board's state");
+            send_board_state(ctx, &board).await?;
+        }
+    }
+    Ok(())
+}
+
 /// `!board columns a,b,…`
 pub async fn set_columns(ctx: &Context, inv: &Invocation<'_>, columns: Vec<String>) -> Reply {
     let outcome = async {
-        let Some(mut board) = board_here(ctx, inv.room_id)? else {
+        let Some(board) = board_here(ctx, inv.room_id)? else {
             return Ok(text(format!("This room is not part of a board.\nUsage: {}", cmd::COLUMNS.usage)));
+        };
+        // Under the board's lock: no task moves to a column being dropped meanwhile.
+        let lock = ctx.task_locks.get(&board.slug);
+        let _guard = lock.lock().await;
+        let Some(mut board) = ctx.store.board(&board.slug)? else {
+            return Ok(text("The board is gone.".into()));
         };
         if !board.power_of(inv.sender).at_least(ADMIN_POWER) {
             return Ok(text(format!(
@@ -493,13 +578,7 @@ pub async fn set_columns(ctx: &Context, inv: &Invocation<'_>, columns: Vec<Strin
                 cmd::COLUMNS.usage
             )));
         }
-        let stranded: Vec<String> = ctx
-            .store
-            .tasks_of(&board.slug)?
-            .into_iter()
-            .filter(|t| !t.fields.deleted && !columns.contains(&t.fields.status))
-            .map(|t| format!("#{} ({})", t.fields.number, t.fields.status))
-            .collect();
+        let stranded = stranded(ctx, &board.slug, &columns)?;
         if !stranded.is_empty() {
             return Ok(text(format!(
                 "Those columns would drop a column that still holds tasks: move {} first.\nUsage: {}",
@@ -507,17 +586,8 @@ pub async fn set_columns(ctx: &Context, inv: &Invocation<'_>, columns: Vec<Strin
                 cmd::COLUMNS.usage
             )));
         }
-        let content = BoardEventContent {
-            slug: board.slug.clone(),
-            name: board.name.clone(),
-            created_by: board.created_by.clone(),
-            created_by_event: board.created_by_event.clone(),
-            columns: columns.clone(),
-        };
-        let req = send_state_event::v3::Request::new(board.space_id.clone(), &ruma::events::EmptyStateKey, &content)
-            .map_err(|e| crate::Error::Internal(e.to_string()))?;
-        ctx.client.send(req, None).await?;
         board.columns = columns.clone();
+        send_board_state(ctx, &board).await?;
         ctx.store.put_board(&board)?;
         Ok::<Reply, crate::Error>(text(format!("The columns of {} are now: {}.", board.name, columns.join(", "))))
     }

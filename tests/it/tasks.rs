@@ -339,6 +339,53 @@ async fn rights_and_refusals() {
         assert!(std::time::Instant::now() < deadline, "junk task state was not put back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The board's own state set by an admin's client: valid columns are followed, columns
+    // that would strand a task are put back.
+    let board_state = |columns: &[&str]| {
+        let mut content = serde_json::json!({
+            "slug": "launch", "name": "Launch", "created_by": "@alice:localhost",
+            "columns": columns,
+        });
+        content["created_by_event"] = stack
+            .boardroom
+            .store()
+            .board("launch")
+            .expect("read")
+            .expect("board")
+            .created_by_event
+            .to_string()
+            .into();
+        ruma::api::client::state::send_state_event::v3::Request::new_raw(
+            space.clone(),
+            "dev.boardroom.board".into(),
+            String::new(),
+            ruma::serde::Raw::new(&content).expect("raw").cast_unchecked(),
+        )
+    };
+    let wider = ["backlog", "todo", "doing", "review", "done", "later"];
+    alice.client.send(board_state(&wider), None).await.expect("alice sets the board's state");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while stack.boardroom.store().board("launch").expect("read").expect("board").columns != wider {
+        assert!(std::time::Instant::now() < deadline, "the new columns were not followed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let said = alice.command(&general, &bot, "!task status #1 later").await;
+    assert!(said.contains("moved it from review to later"), "{said}");
+    alice.client.send(board_state(&["todo", "done"]), None).await.expect("set");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = alice.state(&space, "dev.boardroom.board", "").await.expect("board state");
+        if now["columns"] == serde_json::json!(wider) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stranding columns were not put back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stack.boardroom.store().board("launch").expect("read").expect("board").columns,
+        wider
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -633,6 +633,18 @@ async fn info(ctx: &Context, inv: &Invocation<'_>) -> Outcome {
         ));
     }
     html.push_str("</ul>");
+    // Tasks per status, in the board's column order.
+    let tasks = ctx.store.tasks_of(&board.slug)?;
+    let counts: Vec<String> = board
+        .columns
+        .iter()
+        .map(|c| {
+            let n = tasks.iter().filter(|t| !t.fields.deleted && &t.fields.status == c).count();
+            format!("{c} {n}")
+        })
+        .collect();
+    plain.push_str(&format!("Tasks: {}\n", counts.join(", ")));
+    html.push_str(&format!("<p>Tasks: {}</p>", escape_html(&counts.join(", "))));
     Ok(Reply { plain: plain.trim_end().to_owned(), html })
 }
 

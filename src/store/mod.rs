@@ -1,5 +1,6 @@
 //! RocksDB: the column-family catalog ([`maps`]), the key codec ([`codec`]), the schema
-//! version with its migrations, and one repository per aggregate ([`inbound`], [`outbox`]).
+//! version with its migrations, and one repository per aggregate ([`inbound`], [`outbox`],
+//! [`boards`], [`tasks`], [`inbox`]).
 //! Nothing outside this module touches a raw column family.
 
 pub mod boards;

@@ -184,6 +184,8 @@ async fn a_task_is_a_thread_with_state_and_a_feed() {
 
     let list = bob.command(&general, &bot, "!task list").await;
     assert!(list.contains("doing (1)") && list.contains("#1 Fix login for good"), "{list}");
+    let info = bob.command(&general, &bot, "!board info").await;
+    assert!(info.contains("Tasks: todo 0, doing 1, review 0, done 0"), "{info}");
 
     // Bob may not delete Alice's task; Alice may.
     let said = bob.command_in_thread(&tasks, &root, &bot, "!task delete").await;

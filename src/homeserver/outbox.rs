@@ -1,6 +1,11 @@
 //! The outbox worker: sends queued actions in order and removes each only once the
-//! homeserver accepted it. Transient failures are retried with backoff, forever; permanent
-//! ones are moved aside (`seq_outboxdead`) with the homeserver's error, and logged.
+//! homeserver accepted it. Transient failures are retried with backoff: 429s, connection
+//! failures and a refused `as_token` (the homeserver has not loaded the registration) for
+//! as long as they last, because they hold for every request alike; a server error (5xx)
+//! that one request keeps getting, up to [`OutboxPolicy::server_error_attempts`] times, so
+//! that it cannot hold back the requests behind it forever. Permanent failures, and a
+//! request given up on, are moved aside (`seq_outboxdead`) with the homeserver's error,
+//! and logged.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,15 +19,42 @@ use tokio_util::sync::CancellationToken;
 use super::{HomeserverClient, HsError, RetryKind, RetryPolicy};
 use crate::{domain::Action, store::Store};
 
-/// Runs until `shutdown`.
+/// How the worker retries.
+#[derive(Clone, Copy, Debug)]
+pub struct OutboxPolicy {
+    /// Delays between attempts.
+    pub backoff: RetryPolicy,
+    /// Attempts a request gets while the homeserver answers it with 5xx, before it is
+    /// moved aside.
+    pub server_error_attempts: u32,
+}
+
+impl OutboxPolicy {
+    /// Backoff from 250 ms doubling to 30 s; a request that gets 5xx 12 times in a row
+    /// (about 4 minutes) is moved aside.
+    pub const DEFAULT: Self = Self { backoff: RetryPolicy::FOREVER, server_error_attempts: 12 };
+}
+
+/// Runs until `shutdown`, with [`OutboxPolicy::DEFAULT`].
 pub async fn run(
     store: Store,
     client: HomeserverClient,
     notify: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    run_with(store, client, notify, shutdown, OutboxPolicy::DEFAULT).await;
+}
+
+/// Runs until `shutdown`.
+pub async fn run_with(
+    store: Store,
+    client: HomeserverClient,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+    policy: OutboxPolicy,
+) {
     let client = client.with_retry(RetryPolicy::NONE);
-    let backoff = RetryPolicy::FOREVER;
+    let backoff = policy.backoff;
     loop {
         let batch = match store.outbox_from(0, 64) {
             Ok(b) => b,
@@ -50,6 +82,7 @@ pub async fn run(
                 }
             };
             let mut attempt = 0u32;
+            let mut server_errors = 0u32;
             loop {
                 match execute(&client, &action).await {
                     Ok(()) => {
@@ -66,7 +99,26 @@ pub async fn run(
                             }
                             break;
                         }
+                        RetryKind::Transient(_)
+                            if e.status().is_some_and(|s| s >= 500)
+                                && server_errors + 1 >= policy.server_error_attempts =>
+                        {
+                            let why = format!(
+                                "gave up after {} server errors in a row: {e}",
+                                server_errors + 1
+                            );
+                            tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
+                            if let Err(se) = store.outbox_dead(seq, &value, &why) {
+                                tracing::error!(seq, error = %se, "cannot move a failing outbox entry aside");
+                            }
+                            break;
+                        }
                         RetryKind::Transient(asked) => {
+                            if e.status().is_some_and(|s| s >= 500) {
+                                server_errors += 1;
+                            } else {
+                                server_errors = 0;
+                            }
                             let delay = backoff.delay(attempt, asked);
                             attempt = attempt.saturating_add(1);
                             tracing::warn!(seq, attempt, delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");

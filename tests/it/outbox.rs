@@ -144,3 +144,55 @@ async fn an_unreachable_homeserver_is_a_transient_error() {
     assert_eq!(err.retry_kind(), boardroom::homeserver::RetryKind::Transient(None));
     assert!(err.to_string().contains("join_room_by_id"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_keeps_getting_server_errors_stops_holding_back_the_rest() {
+    let mock = Mock::default();
+    let boom =
+        || (StatusCode::INTERNAL_SERVER_ERROR, json!({ "errcode": "M_UNKNOWN", "error": "boom" }));
+    *mock.script.lock().expect("lock") = vec![boom(), boom(), boom()];
+    let url = start_mock(mock.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    store
+        .enqueue_outbound(&[
+            message("!a:localhost", None, "$c1"),
+            message("!b:localhost", None, "$c2"),
+        ])
+        .expect("enqueue");
+    let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
+    let shutdown = CancellationToken::new();
+    let policy = outbox::OutboxPolicy {
+        backoff: boardroom::homeserver::RetryPolicy {
+            max_attempts: None,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        },
+        server_error_attempts: 3,
+    };
+    let worker = tokio::spawn(outbox::run_with(
+        store.clone(),
+        client,
+        Arc::new(Notify::new()),
+        shutdown.clone(),
+        policy,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.outbox_from(0, 10).expect("outbox").is_empty() {
+        assert!(Instant::now() < deadline, "the outbox did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.expect("worker");
+
+    let seen = mock.seen.lock().expect("lock").clone();
+    let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(rooms, ["!a:localhost", "!a:localhost", "!a:localhost", "!b:localhost"]);
+    let dead = store.outbox_dead_entries(10).expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1.contains("gave up after 3 server errors") && dead[0].1.contains("!a:localhost"),
+        "{}",
+        dead[0].1
+    );
+}

@@ -81,7 +81,9 @@ async fn handle_timeline(
                     &ev.sender,
                     ts,
                     &ev.content,
-                ) {
+                )
+                .await
+                {
                     tracing::error!(error = %e, event_id = %ev.event_id, "cannot record notifications");
                 }
                 return Vec::new();

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use ruma::{
     EventId, OwnedEventId, OwnedUserId, RoomId, UserId,
+    api::client::room::get_room_event,
     events::{
+        AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent,
         receipt::{ReceiptEvent, ReceiptThread, ReceiptType},
         room::{
             member::MembershipState,
@@ -56,7 +58,7 @@ pub fn mentioned(
 /// A message (not a command) in a board room: inbox entries for whom it mentions, and for
 /// the watchers of the task whose thread it is in. An edit notifies only the newly
 /// mentioned.
-pub fn on_message(
+pub async fn on_message(
     ctx: &Context,
     seq: u64,
     room: &RoomId,
@@ -99,9 +101,15 @@ pub fn on_message(
             .unwrap_or_default();
         let now = mentioned(&explicit, &r.new_content.msgtype, &candidates);
         let before = ctx.store.notified_by(&r.event_id)?;
-        // The edited event's thread is not in the edit; receipts fall back to its time.
-        let thread: Option<OwnedEventId> = None;
-        for u in now.into_iter().filter(|u| u != sender && !before.contains(u)) {
+        let added: Vec<OwnedUserId> =
+            now.into_iter().filter(|u| u != sender && !before.contains(u)).collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        // The edit does not say which thread the edited event is in: ask the homeserver,
+        // so that a read receipt in that thread covers the entry.
+        let thread = thread_of(ctx, room, &r.event_id).await;
+        for u in added {
             entries.push(entry(
                 u,
                 Kind::Mention,
@@ -182,6 +190,28 @@ pub fn on_assignment(
         .collect();
     ctx.store.add_notifications(entries)?;
     Ok(())
+}
+
+/// The thread `event_id` is in, read from the homeserver; `None` when it is in none or
+/// cannot be read (then a receipt for the main timeline or an unthreaded one covers it).
+async fn thread_of(ctx: &Context, room: &RoomId, event_id: &EventId) -> Option<OwnedEventId> {
+    let req = get_room_event::v3::Request::new(room.to_owned(), event_id.to_owned());
+    let client = ctx.client.clone().with_retry(crate::homeserver::RetryPolicy::SHORT);
+    match client.send(req, None).await {
+        Ok(resp) => match resp.event.deserialize().ok()? {
+            AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
+                MessageLikeEvent::Original(ev),
+            )) => match ev.content.relates_to {
+                Some(Relation::Thread(t)) => Some(t.event_id),
+                _ => None,
+            },
+            _ => None,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, event_id = %event_id, "cannot read an edited event's thread");
+            None
+        }
+    }
 }
 
 /// Read receipts (public or private) mark entries read in that room or thread.

@@ -284,6 +284,8 @@ async fn a_task_app_comments_as_a_virtual_user_and_mentions_notify() {
     let about_note: Vec<&Value> = bobs.iter().filter(|n| n["event_id"] == note.as_str()).collect();
     assert_eq!(about_note.len(), 1, "{bobs:?}");
     assert_eq!(about_note[0]["kind"], "mention");
+    // The entry is in the thread of the edited comment, so a receipt there covers it.
+    assert_eq!(about_note[0]["thread_root"], s.root.as_str(), "{bobs:?}");
 
     // The virtual user has an inbox of its own through the client token: it commented, so
     // it watches the task, and Alice's note is a comment for it.

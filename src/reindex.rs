@@ -5,7 +5,9 @@
 use ruma::{
     OwnedRoomId, RoomId,
     api::client::{membership::joined_rooms, relations::get_relating_events_with_rel_type},
-    events::{AnyMessageLikeEvent, AnyStateEvent, MessageLikeEvent, relation::RelationType},
+    events::{
+        AnyMessageLikeEvent, AnyStateEvent, MessageLikeEvent, StateEvent, relation::RelationType,
+    },
     serde::Raw,
 };
 
@@ -92,35 +94,78 @@ pub async fn reindex(
         }
     }
     // Tasks: the `dev.boardroom.task` state of each board's tasks room, and the comments
-    // in each task's thread.
+    // in each task's thread. A tasks room that replaced others (upgrades) is read first,
+    // then its predecessors: a task takes its fields from the newest room that has its
+    // state, and its comments from its thread in every room.
     for board in store.boards()? {
         for (room, rec) in store.rooms_of(&board.slug)? {
             if rec.kind != RoomKind::Tasks {
                 continue;
             }
-            let Some((_, state)) = states.iter().find(|(r, _)| *r == room) else { continue };
-            for raw in state {
-                if raw.get_field::<String>("type").ok().flatten().as_deref()
-                    != Some("dev.boardroom.task")
-                {
-                    continue;
+            for room in predecessors(&states, &room) {
+                let Some((_, state)) = states.iter().find(|(r, _)| *r == room) else { continue };
+                for raw in state {
+                    if raw.get_field::<String>("type").ok().flatten().as_deref()
+                        != Some("dev.boardroom.task")
+                    {
+                        continue;
+                    }
+                    // The state key names the task.
+                    let Some(n) = raw
+                        .get_field::<String>("state_key")
+                        .ok()
+                        .flatten()
+                        .and_then(|k| k.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let Ok(Some(mut fields)) = raw.get_field::<TaskEventContent>("content") else {
+                        continue;
+                    };
+                    fields.number = n;
+                    if store.task(&board.slug, n)?.is_none() {
+                        store.put_task(&TaskRecord {
+                            board: board.slug.clone(),
+                            fields: fields.clone(),
+                            last_command: None,
+                        })?;
+                        summary.tasks += 1;
+                    } else {
+                        // An older root of a task that moved on: it still finds the task.
+                        store.map_root(&fields.root_event_id, &board.slug, n)?;
+                    }
+                    summary.comments +=
+                        reindex_comments(settings, &client, &store, &room, &board.slug, &fields)
+                            .await?;
                 }
-                let Ok(Some(fields)) = raw.get_field::<TaskEventContent>("content") else {
-                    continue;
-                };
-                store.put_task(&TaskRecord {
-                    board: board.slug.clone(),
-                    fields: fields.clone(),
-                    last_command: None,
-                })?;
-                summary.tasks += 1;
-                summary.comments +=
-                    reindex_comments(settings, &client, &store, &room, &board.slug, &fields)
-                        .await?;
             }
         }
     }
     Ok(summary)
+}
+
+/// `room`, then the rooms it replaced (each room's `m.room.create` predecessor), as far as
+/// the bot is in them.
+fn predecessors(
+    states: &[(OwnedRoomId, Vec<Raw<AnyStateEvent>>)],
+    room: &RoomId,
+) -> Vec<OwnedRoomId> {
+    let mut chain = vec![room.to_owned()];
+    while chain.len() < 64 {
+        let Some(last) = chain.last() else { break };
+        let Some((_, state)) = states.iter().find(|(r, _)| r == last) else { break };
+        let predecessor = state.iter().filter_map(|r| r.deserialize().ok()).find_map(|e| match e {
+            AnyStateEvent::RoomCreate(StateEvent::Original(ev)) => {
+                ev.content.predecessor.map(|p| p.room_id)
+            }
+            _ => None,
+        });
+        match predecessor {
+            Some(p) if !chain.contains(&p) => chain.push(p),
+            _ => break,
+        }
+    }
+    chain
 }
 
 async fn reindex_comments(
@@ -141,7 +186,13 @@ async fn reindex_comments(
         );
         req.from = from.take();
         req.limit = Some(100u32.into());
-        let resp = client.send(req, None).await?;
+        let resp = match client.send(req, None).await {
+            Ok(r) => r,
+            // The root is not in this room: a deleted task keeps its old root when it moves
+            // to an upgraded room, and its thread stays behind.
+            Err(e) if e.status() == Some(404) => return Ok(count),
+            Err(e) => return Err(e.into()),
+        };
         for raw in &resp.chunk {
             let Ok(AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(ev))) =
                 raw.deserialize()

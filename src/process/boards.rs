@@ -15,10 +15,13 @@ use ruma::{
         state::{get_state_event_for_key, send_state_event},
     },
     events::{
-        AnyInitialStateEvent, InitialStateEvent, StateEventType,
+        AnyInitialStateEvent, InitialStateEvent, Mentions, StateEventType,
         room::{
+            create::RoomCreateEventContent,
             join_rules::{AllowRule, RoomJoinRulesEventContent},
             member::MembershipState,
+            message::RoomMessageEventContent,
+            power_levels::RoomPowerLevelsEventContent,
         },
         space::{child::SpaceChildEventContent, parent::SpaceParentEventContent},
     },
@@ -38,6 +41,7 @@ use crate::{
         RoomRecord, creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
         validate_room_name, validate_slug,
     },
+    domain::{Action, action::derived_txn_id},
     homeserver::HsError,
 };
 
@@ -649,11 +653,16 @@ async fn info(ctx: &Context, inv: &Invocation<'_>) -> Outcome {
 }
 
 /// A board room was upgraded: the bot joins the new room, which takes the old one's place
-/// in the board (its `dev.boardroom.room` and `m.space.parent`, the space's
-/// `m.space.child`, and the index).
-pub async fn follow_upgrade(ctx: &Context, old: &RoomId, new: &RoomId) -> crate::Result<()> {
-    let Some(record) = ctx.store.room(old)? else { return Ok(()) };
-    let Some(board) = ctx.store.board(&record.board)? else { return Ok(()) };
+/// in the board (the space's `m.space.child` and the index), and Boardroom's own state
+/// moves there ([`settle_room`]). `cause` is the tombstone event.
+pub async fn follow_upgrade(
+    ctx: &Context,
+    old: &RoomId,
+    new: &RoomId,
+    cause: &EventId,
+) -> crate::Result<Vec<Action>> {
+    let Some(record) = ctx.store.room(old)? else { return Ok(Vec::new()) };
+    let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };
     tracing::info!(board = %board.slug, old = %old, new = %new, "following a room upgrade");
     if let Err(e) = ctx.client.send(join_room_by_id::v3::Request::new(new.to_owned()), None).await {
         tracing::error!(error = %e, room_id = %new, "cannot join the upgraded room");
@@ -665,34 +674,94 @@ pub async fn follow_upgrade(ctx: &Context, old: &RoomId, new: &RoomId) -> crate:
             tracing::warn!(error = %e, room_id = %new, "cannot read the upgraded room's members")
         }
     }
+    link_child(ctx, &board.space_id, new, true).await?;
+    link_child(ctx, &board.space_id, old, false).await?;
+    ctx.store.remove_room(old)?;
+    ctx.store.put_room(new, &record)?;
+    match settle_room(ctx, &board, new, &record, old).await? {
+        Some(actions) => Ok(actions),
+        None => {
+            // Room version 12: the upgrader is the new room's only creator and the bot has
+            // no power there. Say what an admin must do; the move completes when they do.
+            tracing::warn!(board = %board.slug, room_id = %new, "no power to write board state into the upgraded room; asked an admin");
+            let bot = &ctx.settings.bot_user_id;
+            let plain = format!(
+                "This room replaced a room of the board {slug}. Boardroom needs power 100 here to \
+                 keep it part of the board{tasks}: an admin can give it with /op {bot} 100 (in \
+                 Element), or by setting {bot} to 100 in the room's power levels.",
+                slug = board.slug,
+                tasks =
+                    if record.kind == RoomKind::Tasks { " and to move its tasks here" } else { "" },
+            );
+            let mut content = RoomMessageEventContent::notice_plain(plain);
+            content.mentions = Some(Mentions::new());
+            Ok(vec![Action::SendMessage {
+                room_id: new.to_owned(),
+                as_user: None,
+                txn_id: derived_txn_id(cause.as_str(), 0),
+                content: Box::new(content),
+            }])
+        }
+    }
+}
+
+/// Writes Boardroom's own state into board room `room` (a replacement of `old`): its
+/// `dev.boardroom.room` and canonical `m.space.parent`, and for a `tasks` room, the board's
+/// tasks. `None` when the bot lacks the power to write state there.
+pub async fn settle_room(
+    ctx: &Context,
+    board: &BoardRecord,
+    room: &RoomId,
+    record: &RoomRecord,
+    old: &RoomId,
+) -> crate::Result<Option<Vec<Action>>> {
     let content = BoardRoomEventContent {
         board: record.board.clone(),
         name: record.name.clone(),
         kind: record.kind,
         private: record.private,
     };
+    let req =
+        send_state_event::v3::Request::new(room.to_owned(), &ruma::events::EmptyStateKey, &content)
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    match ctx.client.send(req, None).await {
+        Ok(_) => {}
+        Err(e) if e.status() == Some(403) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
     let mut parent = SpaceParentEventContent::new(vec![ctx.settings.server_name.clone()]);
     parent.canonical = true;
-    let sends = [
-        send_state_event::v3::Request::new(new.to_owned(), &ruma::events::EmptyStateKey, &content),
-        send_state_event::v3::Request::new(new.to_owned(), &board.space_id, &parent),
-    ];
-    for req in sends {
-        match req {
-            Ok(r) => {
-                // In room version 12 the upgrader is the new room's creator and the bot may
-                // have no power there; the space link and the index still move, and
-                // `reindex` follows the old room's tombstone.
-                if let Err(e) = ctx.client.send(r, None).await {
-                    tracing::warn!(error = %e, room_id = %new, "cannot write board state into the upgraded room");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot build a state request"),
-        }
+    let req = send_state_event::v3::Request::new(room.to_owned(), &board.space_id, &parent)
+        .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    ctx.client.send(req, None).await?;
+    if record.kind == RoomKind::Tasks {
+        return Ok(Some(super::tasks::move_tasks(ctx, board, old, room).await?));
     }
-    link_child(ctx, &board.space_id, new, true).await?;
-    link_child(ctx, &board.space_id, old, false).await?;
-    ctx.store.remove_room(old)?;
-    ctx.store.put_room(new, &record)?;
-    Ok(())
+    Ok(Some(Vec::new()))
+}
+
+/// New power levels in a board room: when they give the bot the power to write state and
+/// the room lacks its board state (an upgraded room the bot could not settle before), the
+/// move completes now.
+pub async fn on_power_levels(
+    ctx: &Context,
+    room: &RoomId,
+    content: &RoomPowerLevelsEventContent,
+) -> crate::Result<Vec<Action>> {
+    let Some(record) = ctx.store.room(room)? else { return Ok(Vec::new()) };
+    let bot = &ctx.settings.bot_user_id;
+    let level = content.users.get(bot).copied().unwrap_or(content.users_default);
+    if level < content.state_default {
+        return Ok(Vec::new());
+    }
+    if state_content::<BoardRoomEventContent>(ctx, room, "dev.boardroom.room").await.is_some() {
+        return Ok(Vec::new());
+    }
+    let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };
+    let create = state_content::<RoomCreateEventContent>(ctx, room, "m.room.create").await;
+    let Some(old) = create.and_then(|c| c.predecessor).map(|p| p.room_id) else {
+        return Ok(Vec::new());
+    };
+    tracing::info!(board = %board.slug, room_id = %room, "the bot got power in an upgraded board room; settling it");
+    Ok(settle_room(ctx, &board, room, &record, &old).await?.unwrap_or_default())
 }

@@ -169,10 +169,17 @@ async fn handle_state(
             }
         });
     }
-    if let Some(new_room) = index::tombstone_target(&state)
-        && let Err(e) = boards::follow_upgrade(ctx, state.room_id(), &new_room).await
-    {
-        tracing::error!(error = %e, "cannot follow a room upgrade");
+    if let Some(new_room) = index::tombstone_target(&state) {
+        match boards::follow_upgrade(ctx, state.room_id(), &new_room, state.event_id()).await {
+            Ok(more) => actions.extend(more),
+            Err(e) => tracing::error!(error = %e, "cannot follow a room upgrade"),
+        }
+    }
+    if let AnyStateEvent::RoomPowerLevels(StateEvent::Original(ev)) = &state {
+        match boards::on_power_levels(ctx, &ev.room_id, &ev.content).await {
+            Ok(more) => actions.extend(more),
+            Err(e) => tracing::error!(error = %e, "cannot settle an upgraded board room"),
+        }
     }
     if state.event_type().to_string() == "dev.boardroom.board"
         && state.state_key().is_empty()

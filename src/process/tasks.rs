@@ -230,6 +230,75 @@ async fn create_task(
     Ok(fields)
 }
 
+/// A board's `tasks` room `old` was replaced by `new`: every task whose state is not in
+/// `new` yet gets it there. A task that is not deleted also gets a new root in `new` (its
+/// thread continues there), a feed entry in the new thread linking the old one, and one
+/// in the old thread linking the new. Its comments stay indexed under its number, and its
+/// old root still finds it. Safe to run again: tasks already in `new` are skipped.
+pub async fn move_tasks(
+    ctx: &Context,
+    board: &BoardRecord,
+    old: &RoomId,
+    new: &RoomId,
+) -> crate::Result<Vec<Action>> {
+    let lock = ctx.task_locks.get(&board.slug);
+    let _guard = lock.lock().await;
+    let present: std::collections::HashSet<String> = super::index::fetch_state(&ctx.client, new)
+        .await?
+        .iter()
+        .filter(|r| {
+            r.get_field::<String>("type").ok().flatten().as_deref() == Some("dev.boardroom.task")
+        })
+        .filter_map(|r| r.get_field::<String>("state_key").ok().flatten())
+        .collect();
+    let mut actions = Vec::new();
+    let mut moved = 0usize;
+    for mut record in ctx.store.tasks_of(&board.slug)? {
+        let n = record.fields.number;
+        if present.contains(&n.to_string()) {
+            continue;
+        }
+        if !record.fields.deleted {
+            let old_root = record.fields.root_event_id.clone();
+            let (plain, html) = render_root(&board.slug, &record.fields);
+            let mut root = RoomMessageEventContent::notice_html(plain, html);
+            root.mentions = Some(Mentions::new());
+            let req = send_message_event::v3::Request::new(
+                new.to_owned(),
+                derived_txn_id(&format!("move/{new}/{n}"), 0),
+                &root,
+            )
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+            let new_root = ctx.client.send(req, None).await?.event_id;
+            record.fields.root_event_id = new_root.clone();
+            let slug = &board.slug;
+            actions.push(feed_entry(
+                new,
+                &new_root,
+                None,
+                format!("{slug}#{n} continues here from {}", thread_link(ctx, old, &old_root)),
+                &[],
+                &new_root,
+                1,
+            ));
+            actions.push(feed_entry(
+                old,
+                &old_root,
+                None,
+                format!("{slug}#{n} moved to {}", thread_link(ctx, new, &new_root)),
+                &[],
+                &new_root,
+                2,
+            ));
+        }
+        send_state(ctx, new, &record.fields).await?;
+        ctx.store.put_task(&record)?;
+        moved += 1;
+    }
+    tracing::info!(board = %board.slug, old = %old, new = %new, moved, "tasks moved to the upgraded tasks room");
+    Ok(actions)
+}
+
 /// A reply in the task's thread saying who changed what. Quiet (`m.notice`) unless it
 /// names people to notify: then `m.text` with `m.mentions` and pills.
 fn feed_entry(

@@ -83,6 +83,17 @@ impl Store {
         Ok(())
     }
 
+    /// Records `root` as a thread root of task `n` of board `slug` (a root from before the
+    /// task moved to an upgraded room).
+    pub fn map_root(&self, root: &EventId, slug: &str, n: u64) -> Result<()> {
+        self.db.put_cf(
+            self.cf(maps::ROOTEVENT_SLUGNUM)?,
+            root.as_bytes(),
+            KeyBuf::new().str(slug).u64(n).build(),
+        )?;
+        Ok(())
+    }
+
     /// Task `n` of board `slug`.
     pub fn task(&self, slug: &str, n: u64) -> Result<Option<TaskRecord>> {
         self.db

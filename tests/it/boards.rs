@@ -301,3 +301,141 @@ async fn boards_work_in_room_version_11() {
         "{info}"
     );
 }
+
+/// Polls `f` until it gives something, or panics after 20 s naming `what`.
+async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The bodies of the bot's messages in `room`.
+async fn bot_says(user: &User, room: &RoomId, bot: &ruma::UserId) -> Vec<String> {
+    user.timeline(room)
+        .await
+        .iter()
+        .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() == Some(bot.as_str()))
+        .filter_map(|e| e.get_field::<Value>("content").ok().flatten())
+        .filter_map(|c| c["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_tasks_room_gets_its_tasks_once_the_bot_has_power_there() {
+    let mut stack = Stack::start(CONFIG).await;
+    let bot = stack.boardroom.bot().to_owned();
+    let alice = stack.synapse.register("alice").await;
+    create_board(&stack, &alice).await;
+    let space = alice.resolve("#boardroom_launch:localhost").await;
+    alice.join(space.as_str()).await.expect("join");
+    let general = alice.join("#boardroom_launch-general:localhost").await.expect("join");
+    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("join tasks");
+    alice.command(&general, &bot, "!task new Carry me over").await;
+    alice.command(&general, &bot, "!task new Gone").await;
+    alice.command(&general, &bot, "!task delete #2").await;
+    let old_root: ruma::OwnedEventId =
+        alice.state(&tasks, "dev.boardroom.task", "1").await.expect("task state")["root_event_id"]
+            .as_str()
+            .expect("root")
+            .try_into()
+            .expect("id");
+    alice.say_in_thread(&tasks, &old_root, "a comment from before").await;
+    eventually("the comment indexed", async || {
+        (!stack.boardroom.store().comments("launch", 1).expect("comments").is_empty()).then_some(())
+    })
+    .await;
+
+    // Alice upgrades the tasks room (room version 12: she is the new room's only creator,
+    // and the bot has no power there). The bot says what it needs.
+    let new = alice
+        .client
+        .send(upgrade_room::v3::Request::new(tasks.clone(), RoomVersionId::V12), None)
+        .await
+        .expect("upgrade")
+        .replacement_room;
+    eventually("the bot's request for power", async || {
+        bot_says(&alice, &new, &bot)
+            .await
+            .iter()
+            .any(|b| b.contains("needs power 100"))
+            .then_some(())
+    })
+    .await;
+    assert!(alice.state(&new, "dev.boardroom.task", "1").await.is_none());
+
+    // She gives it power: the room gets its board state and the tasks.
+    let mut pl = alice.state(&new, "m.room.power_levels", "").await.expect("power levels");
+    pl["users"][bot.as_str()] = 100.into();
+    let req = ruma::api::client::state::send_state_event::v3::Request::new_raw(
+        new.clone(),
+        "m.room.power_levels".into(),
+        String::new(),
+        ruma::serde::Raw::new(&pl).expect("raw").cast_unchecked(),
+    );
+    alice.client.send(req, None).await.expect("alice sets power levels");
+    let moved = eventually("task 1 in the new room", async || {
+        alice.state(&new, "dev.boardroom.task", "1").await
+    })
+    .await;
+    let new_root: ruma::OwnedEventId =
+        moved["root_event_id"].as_str().expect("root").try_into().expect("id");
+    assert_ne!(new_root, old_root, "the thread continues in the new room");
+    assert_eq!(moved["title"], "Carry me over");
+    let deleted = eventually("task 2 in the new room", async || {
+        alice.state(&new, "dev.boardroom.task", "2").await
+    })
+    .await;
+    assert_eq!(deleted["deleted"], true);
+    let room_state = alice.state(&new, "dev.boardroom.room", "").await.expect("board room state");
+    assert_eq!(
+        (room_state["board"].as_str(), room_state["kind"].as_str()),
+        (Some("launch"), Some("tasks"))
+    );
+    assert!(alice.state(&new, "m.space.parent", space.as_str()).await.is_some());
+    eventually("the old thread's pointer", async || {
+        bot_says(&alice, &tasks, &bot)
+            .await
+            .iter()
+            .any(|b| b.contains("launch#1 moved to"))
+            .then_some(())
+    })
+    .await;
+
+    // Work goes on in the new thread; the old comment is still the task's.
+    let said = alice.command_in_thread(&new, &new_root, &bot, "!task status doing").await;
+    assert!(said.contains("moved it from todo to doing"), "{said}");
+    assert_eq!(
+        alice.state(&new, "dev.boardroom.task", "1").await.expect("state")["status"],
+        "doing"
+    );
+    let comments = stack.boardroom.store().comments("launch", 1).expect("comments");
+    assert!(comments.iter().any(|c| c.body == "a comment from before"), "{comments:?}");
+    let said = alice.command(&general, &bot, "!task new After the move").await;
+    assert!(said.contains("launch#3"), "{said}");
+    eventually("task 3's root in the new room", async || {
+        alice.state(&new, "dev.boardroom.task", "3").await
+    })
+    .await;
+
+    // A rebuild from the homeserver alone finds the same: tasks from the new room, the
+    // comments of both threads.
+    stack.boardroom.stop().await;
+    let before = index_dump(&stack).await;
+    std::fs::remove_dir_all(&stack.boardroom.settings.raw.database.path)
+        .expect("delete the database");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .arg("reindex")
+        .arg("--config")
+        .arg(&stack.boardroom.config_path)
+        .output()
+        .expect("run reindex");
+    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    let after = index_dump(&stack).await;
+    assert_eq!(after, before);
+    stack.restart_boardroom().await;
+}

@@ -8,7 +8,14 @@ pub mod index;
 pub mod notify;
 pub mod tasks;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     sync::{Notify, mpsc},
@@ -55,7 +62,7 @@ pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
 
 async fn dispatch(ctx: &Arc<Context>, shutdown: &CancellationToken, lane_tasks: &mut JoinSet<()>) {
     let mut next = 0u64;
-    let mut lanes: HashMap<String, mpsc::UnboundedSender<PendingEntry>> = HashMap::new();
+    let mut lanes = Lanes::default();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -71,6 +78,8 @@ async fn dispatch(ctx: &Arc<Context>, shutdown: &CancellationToken, lane_tasks: 
             }
         };
         if batch.is_empty() {
+            // Idle: rooms with nothing in flight give their lanes back.
+            lanes.prune(lane_tasks);
             tokio::select! {
                 () = ctx.inbound_notify.notified() => continue,
                 () = shutdown.cancelled() => return,
@@ -78,23 +87,69 @@ async fn dispatch(ctx: &Arc<Context>, shutdown: &CancellationToken, lane_tasks: 
         }
         for entry in batch {
             next = entry.seq + 1;
-            let lane = lanes
-                .entry(entry.room_id.clone())
-                .or_insert_with(|| spawn_lane(ctx.clone(), shutdown.clone(), lane_tasks));
-            if let Err(mpsc::error::SendError(entry)) = lane.send(entry) {
-                // The lane ended (shutdown): the entry stays pending for the next start.
-                tracing::debug!(seq = entry.seq, "lane closed");
-            }
+            lanes.send(ctx, shutdown, lane_tasks, entry);
+        }
+        if lanes.len() > Lanes::PRUNE_ABOVE {
+            lanes.prune(lane_tasks);
         }
     }
 }
 
-fn spawn_lane(
-    ctx: Arc<Context>,
-    shutdown: CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> mpsc::UnboundedSender<PendingEntry> {
+/// One lane per room with entries in flight. A lane whose entries are all processed can
+/// be dropped: its task ends, and the room's next entry starts a new lane. Only the
+/// dispatcher sends, so once a lane's in-flight count is zero nothing of that room is
+/// left in it, and the old lane and a new one never run at once.
+#[derive(Default)]
+pub(crate) struct Lanes {
+    lanes: HashMap<String, Lane>,
+}
+
+struct Lane {
+    tx: mpsc::UnboundedSender<PendingEntry>,
+    /// Entries sent and not yet processed.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Lanes {
+    /// Lanes kept before idle ones are dropped even while the queue is busy.
+    const PRUNE_ABOVE: usize = 4096;
+
+    /// Hands `entry` to its room's lane, starting one if needed.
+    pub(crate) fn send(
+        &mut self,
+        ctx: &Arc<Context>,
+        shutdown: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+        entry: PendingEntry,
+    ) {
+        let lane = self
+            .lanes
+            .entry(entry.room_id.clone())
+            .or_insert_with(|| spawn_lane(ctx.clone(), shutdown.clone(), tasks));
+        lane.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(entry)) = lane.tx.send(entry) {
+            // The lane ended (shutdown): the entry stays pending for the next start.
+            lane.in_flight.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(seq = entry.seq, "lane closed");
+        }
+    }
+
+    /// Drops the lanes with nothing in flight, and reaps the tasks of lanes that ended.
+    pub(crate) fn prune(&mut self, tasks: &mut JoinSet<()>) {
+        self.lanes.retain(|_, lane| lane.in_flight.load(Ordering::Acquire) > 0);
+        while tasks.try_join_next().is_some() {}
+    }
+
+    /// Lanes open.
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.len()
+    }
+}
+
+fn spawn_lane(ctx: Arc<Context>, shutdown: CancellationToken, tasks: &mut JoinSet<()>) -> Lane {
     let (tx, mut rx) = mpsc::unbounded_channel::<PendingEntry>();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counter = in_flight.clone();
     tasks.spawn(async move {
         loop {
             let entry = tokio::select! {
@@ -102,9 +157,10 @@ fn spawn_lane(
                 () = shutdown.cancelled() => return,
             };
             process_entry(&ctx, entry, &shutdown).await;
+            counter.fetch_sub(1, Ordering::AcqRel);
         }
     });
-    tx
+    Lane { tx, in_flight }
 }
 
 async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &CancellationToken) {
@@ -170,5 +226,66 @@ async fn handle_caught(
             Some(Vec::new())
         }
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, server::App, store::inbound::EntryKind};
+
+    #[tokio::test]
+    async fn idle_lanes_are_dropped_and_started_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::from_toml_with_env(
+            &format!(
+                r#"
+                [homeserver]
+                url = "http://127.0.0.1:9"
+                server_name = "localhost"
+                [appservice]
+                url = "http://127.0.0.1:9"
+                as_token = "as"
+                hs_token = "hs"
+                [database]
+                path = "{}"
+                "#,
+                dir.path().join("db").display()
+            ),
+            std::iter::empty(),
+        )
+        .expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut lanes = Lanes::default();
+        // Receipts that do not parse: handled at once, touching nothing outside.
+        let entry = |seq: u64, room: &str| PendingEntry {
+            seq,
+            kind: EntryKind::Receipt,
+            room_id: room.to_owned(),
+            json: b"{}".to_vec(),
+        };
+        for (seq, room) in [(1, "!a:x"), (2, "!b:x"), (3, "!a:x")] {
+            lanes.send(&app.ctx, &shutdown, &mut tasks, entry(seq, room));
+        }
+        assert_eq!(lanes.len(), 2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lanes.len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "lanes were not dropped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            lanes.prune(&mut tasks);
+        }
+        // Their tasks end once their senders are gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !tasks.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "lane tasks did not end");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            while tasks.try_join_next().is_some() {}
+        }
+        lanes.send(&app.ctx, &shutdown, &mut tasks, entry(4, "!a:x"));
+        assert_eq!((lanes.len(), tasks.len()), (1, 1));
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
     }
 }

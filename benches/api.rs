@@ -30,26 +30,14 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
-    let config = Config::from_toml_with_env(
-        &format!(
-            r#"
-            [homeserver]
-            url = "http://127.0.0.1:9"
-            server_name = "localhost"
-            [appservice]
-            url = "http://127.0.0.1:9"
-            as_token = "as"
-            hs_token = "hs"
-            [database]
-            path = "{}"
-            [[api.clients]]
-            name = "bench"
-            token = "client"
-            boards = ["*"]
-            "#,
-            dir.path().join("db").display()
-        ),
-        std::iter::empty(),
+    let config = Config::offline(
+        &dir.path().join("db"),
+        r#"
+        [[api.clients]]
+        name = "bench"
+        token = "client"
+        boards = ["*"]
+        "#,
     )
     .expect("config");
     let runtime =

@@ -90,24 +90,7 @@ fn put_100_event_transaction(bencher: Bencher, place: &str) {
     let base = base_dir(place);
     std::fs::create_dir_all(&base).expect("bench dir");
     let dir = tempfile::tempdir_in(&base).expect("tempdir");
-    let config = Config::from_toml_with_env(
-        &format!(
-            r#"
-            [homeserver]
-            url = "http://127.0.0.1:9"
-            server_name = "localhost"
-            [appservice]
-            url = "http://127.0.0.1:9"
-            as_token = "as"
-            hs_token = "hs"
-            [database]
-            path = "{}"
-            "#,
-            dir.path().join("db").display()
-        ),
-        std::iter::empty(),
-    )
-    .expect("config");
+    let config = Config::offline(&dir.path().join("db"), "").expect("config");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -291,6 +291,20 @@ impl Config {
         })
     }
 
+    /// A config for a Boardroom that reaches no homeserver (its URLs point at a closed
+    /// loopback port), with the database at `db` and `extra` TOML sections appended:
+    /// what unit tests and benchmarks run the real router and store with.
+    #[doc(hidden)]
+    pub fn offline(db: &Path, extra: &str) -> Result<Self> {
+        let text = format!(
+            "[homeserver]\nurl = \"http://127.0.0.1:9\"\nserver_name = \"localhost\"\n\
+             [appservice]\nurl = \"http://127.0.0.1:9\"\nas_token = \"as\"\nhs_token = \"hs\"\n\
+             [database]\npath = {}\n{extra}",
+            toml::Value::String(db.display().to_string())
+        );
+        Self::from_toml_with_env(&text, std::iter::empty())
+    }
+
     /// Checks every key and reads the token files.
     pub fn validate(&self) -> Result<Settings> {
         let bad = |key: &str, problem: String| Error::Config { key: key.to_owned(), problem };

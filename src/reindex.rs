@@ -14,7 +14,7 @@ use ruma::{
 use crate::{
     config::Settings,
     domain::{
-        board::RoomKind,
+        board::{RoomKind, RoomRecord},
         bot::command_text,
         task::{Comment, TaskEventContent, TaskRecord},
     },
@@ -88,7 +88,8 @@ pub async fn reindex(
         }
         let Some((_, state)) = states.iter().find(|(r, _)| *r == by) else { continue };
         if store.room(&by)?.is_none() {
-            store.put_room(&by, &record)?;
+            // Without its own board state, the room still waits for the bot's power.
+            store.put_room(&by, &RoomRecord { awaiting_power: true, ..record })?;
             index_members_from_state(&store, &by, state)?;
             summary.board_rooms += 1;
         }

@@ -141,26 +141,14 @@ mod tests {
     /// An API whose homeserver is unreachable (port 9 on loopback refuses), with one
     /// client token and its virtual user already registered.
     fn app(dir: &std::path::Path) -> (App, Router) {
-        let config = Config::from_toml_with_env(
-            &format!(
-                r#"
-                [homeserver]
-                url = "http://127.0.0.1:9"
-                server_name = "localhost"
-                [appservice]
-                url = "http://127.0.0.1:9"
-                as_token = "as"
-                hs_token = "hs"
-                [database]
-                path = "{}"
-                [[api.clients]]
-                name = "tracker"
-                token = "client"
-                boards = ["launch"]
-                "#,
-                dir.join("db").display()
-            ),
-            std::iter::empty(),
+        let config = Config::offline(
+            &dir.join("db"),
+            r#"
+            [[api.clients]]
+            name = "tracker"
+            token = "client"
+            boards = ["launch"]
+            "#,
         )
         .expect("config");
         let app = App::new(config.validate().expect("valid")).expect("app");

@@ -96,6 +96,11 @@ pub struct RoomRecord {
     pub kind: RoomKind,
     /// Invite-only.
     pub private: bool,
+    /// An upgraded room Boardroom could not write its board state into yet (room version
+    /// 12 gives the bot no power there until an admin does): for a `tasks` room, tasks
+    /// cannot be created or changed until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_power: bool,
 }
 
 /// A member's role on a board.

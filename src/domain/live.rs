@@ -1,11 +1,7 @@
 //! Who is typing where and who is online, as the homeserver reports through ephemeral
 //! events. Kept in memory: it is current state, not history.
 
-use std::{
-    collections::HashMap,
-    sync::RwLock,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, sync::RwLock};
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, presence::PresenceState};
 
@@ -44,9 +40,7 @@ impl LiveState {
 
     /// Records `user_id`'s presence.
     pub fn set_presence(&self, user_id: OwnedUserId, state: PresenceState) {
-        let seen_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let seen_ms = super::now_ms();
         if let Ok(mut p) = self.presence.write() {
             p.insert(user_id, Presence { state, seen_ms });
         }

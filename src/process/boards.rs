@@ -356,6 +356,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
                 name: r.name.clone(),
                 kind: r.kind,
                 private: false,
+                awaiting_power: false,
             },
         )?;
     }
@@ -572,6 +573,7 @@ async fn add_room(
             name: name.to_owned(),
             kind: RoomKind::Chat,
             private,
+            awaiting_power: false,
         },
     )?;
     Ok(text(if private {
@@ -683,6 +685,7 @@ pub async fn follow_upgrade(
         None => {
             // Room version 12: the upgrader is the new room's only creator and the bot has
             // no power there. Say what an admin must do; the move completes when they do.
+            ctx.store.put_room(new, &RoomRecord { awaiting_power: true, ..record.clone() })?;
             tracing::warn!(board = %board.slug, room_id = %new, "no power to write board state into the upgraded room; asked an admin");
             let bot = &ctx.settings.bot_user_id;
             let plain = format!(
@@ -734,10 +737,15 @@ pub async fn settle_room(
     let req = send_state_event::v3::Request::new(room.to_owned(), &board.space_id, &parent)
         .map_err(|e| crate::Error::Internal(e.to_string()))?;
     ctx.client.send(req, None).await?;
-    if record.kind == RoomKind::Tasks {
-        return Ok(Some(super::tasks::move_tasks(ctx, board, old, room).await?));
+    let actions = if record.kind == RoomKind::Tasks {
+        super::tasks::move_tasks(ctx, board, old, room).await?
+    } else {
+        Vec::new()
+    };
+    if record.awaiting_power {
+        ctx.store.put_room(room, &RoomRecord { awaiting_power: false, ..record.clone() })?;
     }
-    Ok(Some(Vec::new()))
+    Ok(Some(actions))
 }
 
 /// New power levels in a board room: when they give the bot the power to write state and

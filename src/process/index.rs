@@ -171,6 +171,7 @@ pub fn apply_room_state(
             name: room.name,
             kind: room.kind,
             private: room.private,
+            awaiting_power: false,
         };
         if let Some(new) = events.iter().find_map(tombstone_target) {
             return Ok(Indexed::Replaced { by: new, record });

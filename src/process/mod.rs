@@ -18,7 +18,7 @@ use std::{
 };
 
 use tokio::{
-    sync::{Notify, mpsc},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
@@ -60,23 +60,29 @@ pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
     while lane_tasks.join_next().await.is_some() {}
 }
 
+/// Entries read from the queue and not yet processed, at most: a long backlog (after a
+/// restart, or one busy room) is read as lanes make room, not into memory at once.
+const MAX_IN_FLIGHT: usize = 4096;
+
 async fn dispatch(ctx: &Arc<Context>, shutdown: &CancellationToken, lane_tasks: &mut JoinSet<()>) {
     let mut next = 0u64;
     let mut lanes = Lanes::default();
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        let batch = match ctx.store.pending_from(next, 1024) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the inbound queue; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => return,
+        let batch =
+            match ctx.store.pending_from(next, 1024.min(in_flight.available_permits().max(1))) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the inbound queue; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
                 }
-            }
-        };
+            };
         if batch.is_empty() {
             // Idle: rooms with nothing in flight give their lanes back.
             lanes.prune(lane_tasks);
@@ -86,8 +92,15 @@ async fn dispatch(ctx: &Arc<Context>, shutdown: &CancellationToken, lane_tasks: 
             }
         }
         for entry in batch {
+            let permit = tokio::select! {
+                p = in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                () = shutdown.cancelled() => return,
+            };
             next = entry.seq + 1;
-            lanes.send(ctx, shutdown, lane_tasks, entry);
+            lanes.send(ctx, shutdown, lane_tasks, entry, permit);
         }
         if lanes.len() > Lanes::PRUNE_ABOVE {
             lanes.prune(lane_tasks);
@@ -105,7 +118,9 @@ pub(crate) struct Lanes {
 }
 
 struct Lane {
-    tx: mpsc::UnboundedSender<PendingEntry>,
+    /// Each entry travels with its place among the entries in flight, given back once
+    /// it is processed.
+    tx: mpsc::UnboundedSender<(PendingEntry, OwnedSemaphorePermit)>,
     /// Entries sent and not yet processed.
     in_flight: Arc<AtomicUsize>,
 }
@@ -121,13 +136,14 @@ impl Lanes {
         shutdown: &CancellationToken,
         tasks: &mut JoinSet<()>,
         entry: PendingEntry,
+        permit: OwnedSemaphorePermit,
     ) {
         let lane = self
             .lanes
             .entry(entry.room_id.clone())
             .or_insert_with(|| spawn_lane(ctx.clone(), shutdown.clone(), tasks));
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::error::SendError(entry)) = lane.tx.send(entry) {
+        if let Err(mpsc::error::SendError((entry, _))) = lane.tx.send((entry, permit)) {
             // The lane ended (shutdown): the entry stays pending for the next start.
             lane.in_flight.fetch_sub(1, Ordering::AcqRel);
             tracing::debug!(seq = entry.seq, "lane closed");
@@ -147,17 +163,18 @@ impl Lanes {
 }
 
 fn spawn_lane(ctx: Arc<Context>, shutdown: CancellationToken, tasks: &mut JoinSet<()>) -> Lane {
-    let (tx, mut rx) = mpsc::unbounded_channel::<PendingEntry>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(PendingEntry, OwnedSemaphorePermit)>();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let counter = in_flight.clone();
     tasks.spawn(async move {
         loop {
-            let entry = tokio::select! {
+            let (entry, permit) = tokio::select! {
                 e = rx.recv() => match e { Some(e) => e, None => return },
                 () = shutdown.cancelled() => return,
             };
             process_entry(&ctx, entry, &shutdown).await;
             counter.fetch_sub(1, Ordering::AcqRel);
+            drop(permit);
         }
     });
     Lane { tx, in_flight }
@@ -235,26 +252,9 @@ mod tests {
     use crate::{Config, server::App, store::inbound::EntryKind};
 
     #[tokio::test]
-    async fn idle_lanes_are_dropped_and_started_again() {
+    async fn idle_lanes_are_dropped_and_started_again_and_places_are_given_back() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::from_toml_with_env(
-            &format!(
-                r#"
-                [homeserver]
-                url = "http://127.0.0.1:9"
-                server_name = "localhost"
-                [appservice]
-                url = "http://127.0.0.1:9"
-                as_token = "as"
-                hs_token = "hs"
-                [database]
-                path = "{}"
-                "#,
-                dir.path().join("db").display()
-            ),
-            std::iter::empty(),
-        )
-        .expect("config");
+        let config = Config::offline(&dir.path().join("db"), "").expect("config");
         let app = App::new(config.validate().expect("valid")).expect("app");
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -266,8 +266,11 @@ mod tests {
             room_id: room.to_owned(),
             json: b"{}".to_vec(),
         };
+        // Each entry holds a place among those in flight until it is processed.
+        let places = Arc::new(Semaphore::new(3));
+        let place = || places.clone().try_acquire_owned().expect("a free place");
         for (seq, room) in [(1, "!a:x"), (2, "!b:x"), (3, "!a:x")] {
-            lanes.send(&app.ctx, &shutdown, &mut tasks, entry(seq, room));
+            lanes.send(&app.ctx, &shutdown, &mut tasks, entry(seq, room), place());
         }
         assert_eq!(lanes.len(), 2);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -276,6 +279,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
             lanes.prune(&mut tasks);
         }
+        assert_eq!(places.available_permits(), 3, "processed entries give their places back");
         // Their tasks end once their senders are gone.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !tasks.is_empty() {
@@ -283,7 +287,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
             while tasks.try_join_next().is_some() {}
         }
-        lanes.send(&app.ctx, &shutdown, &mut tasks, entry(4, "!a:x"));
+        lanes.send(&app.ctx, &shutdown, &mut tasks, entry(4, "!a:x"), place());
         assert_eq!((lanes.len(), tasks.len()), (1, 1));
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}

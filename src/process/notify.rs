@@ -169,7 +169,7 @@ pub fn on_assignment(
     assignees: &[OwnedUserId],
     text: &str,
 ) -> crate::Result<()> {
-    let ts = crate::process::tasks::now_ms();
+    let ts = crate::domain::now_ms();
     let entries = assignees
         .iter()
         .filter(|u| *u != inv.sender)

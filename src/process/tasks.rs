@@ -7,7 +7,6 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use ruma::{
@@ -28,7 +27,8 @@ use crate::{
     domain::{
         Action,
         action::derived_txn_id,
-        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
+        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind, RoomRecord},
+        now_ms,
         task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
     },
     homeserver::HsError,
@@ -65,13 +65,6 @@ fn refusal(why: String, usage: &str) -> TaskOutcome {
     TaskOutcome { reply: Some(text(format!("{why}\nUsage: {usage}"))), actions: Vec::new() }
 }
 
-/// Now, in milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn board_here(ctx: &Context, room: &RoomId) -> crate::Result<Option<BoardRecord>> {
     if let Some(b) = ctx.store.board_by_space(room)? {
         return Ok(Some(b));
@@ -83,12 +76,35 @@ fn board_here(ctx: &Context, room: &RoomId) -> crate::Result<Option<BoardRecord>
 }
 
 fn tasks_room(ctx: &Context, slug: &str) -> crate::Result<Option<OwnedRoomId>> {
-    Ok(ctx
-        .store
-        .rooms_of(slug)?
-        .into_iter()
-        .find(|(_, r)| r.kind == RoomKind::Tasks)
-        .map(|(id, _)| id))
+    Ok(tasks_room_record(ctx, slug)?.map(|(id, _)| id))
+}
+
+fn tasks_room_record(
+    ctx: &Context,
+    slug: &str,
+) -> crate::Result<Option<(OwnedRoomId, RoomRecord)>> {
+    Ok(ctx.store.rooms_of(slug)?.into_iter().find(|(_, r)| r.kind == RoomKind::Tasks))
+}
+
+/// The board's tasks room, where tasks can be written now; otherwise the refusal to give.
+fn writable_tasks_room(
+    ctx: &Context,
+    slug: &str,
+    usage: &str,
+) -> crate::Result<Result<OwnedRoomId, TaskOutcome>> {
+    match tasks_room_record(ctx, slug)? {
+        None => Ok(Err(refusal(format!("The board {slug} has no tasks room."), usage))),
+        Some((_, record)) if record.awaiting_power => Ok(Err(refusal(
+            format!(
+                "The tasks room of {slug} was upgraded, and Boardroom needs power 100 in the \
+                 new room before tasks can be created or changed: an admin can give it with \
+                 /op {} 100 there (in Element), or in the room's power levels.",
+                ctx.settings.bot_user_id
+            ),
+            usage,
+        ))),
+        Some((room, _)) => Ok(Ok(room)),
+    }
 }
 
 /// A link to a task's thread.
@@ -151,8 +167,9 @@ async fn new_task(ctx: &Context, inv: &Invocation<'_>, title: &str) -> crate::Re
             cmd::NEW.usage,
         ));
     }
-    let Some(room) = tasks_room(ctx, &board.slug)? else {
-        return Ok(refusal(format!("The board {} has no tasks room.", board.slug), cmd::NEW.usage));
+    let room = match writable_tasks_room(ctx, &board.slug, cmd::NEW.usage)? {
+        Ok(room) => room,
+        Err(refused) => return Ok(refused),
     };
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;
@@ -424,8 +441,9 @@ async fn change_task(
     if task.fields.deleted && change != Change::Delete {
         return Ok(refusal(format!("{}#{} is deleted.", board.slug, task.fields.number), usage));
     }
-    let Some(room) = tasks_room(ctx, &board.slug)? else {
-        return Ok(refusal(format!("The board {} has no tasks room.", board.slug), usage));
+    let room = match writable_tasks_room(ctx, &board.slug, usage)? {
+        Ok(room) => room,
+        Err(refused) => return Ok(refused),
     };
 
     let lock = ctx.task_locks.get(&board.slug);

@@ -310,6 +310,7 @@ mod tests {
             name: "general".into(),
             kind: RoomKind::Chat,
             private: false,
+            awaiting_power: false,
         };
         let rid = ruma::room_id!("!general:x");
         store.put_room(rid, &room).expect("room");

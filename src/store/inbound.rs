@@ -1,12 +1,19 @@
 //! Inbound events: deduplicated and made durable before the transaction is acknowledged,
 //! then processed and removed. Maps: `txnid_digest`, `eventid_seq`, `seq_pending`.
+//!
+//! Transaction ids and event ids are remembered for [`SEEN_RETENTION`]: each value ends
+//! with the time it was written, and a compaction filter drops what is older, so these two
+//! maps stop growing once a deployment is older than the retention.
 
-use std::{collections::HashSet, sync::Mutex};
+use std::{collections::HashSet, sync::Mutex, time::Duration};
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Store, codec, maps};
-use crate::error::{Error, Result};
+use crate::{
+    domain::now_ms,
+    error::{Error, Result},
+};
 
 /// What an inbound entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +74,63 @@ pub struct IngestOutcome {
 
 const NEXT_SEQ_KEY: &[u8] = b"inbound_next_seq";
 
-/// The inbound seq of an accepted timeline event: its place in arrival order.
+/// How long a transaction id and the ids of the events it carried are remembered. The
+/// homeserver redelivers a transaction until it is acknowledged, so a duplicate comes
+/// within minutes of the original; a read receipt for an event older than this is placed
+/// by its time instead of its arrival order.
+pub const SEEN_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Where the write time sits in the values of `eventid_seq` (after the seq) and
+/// `txnid_digest` (after the digest).
+const SEQ_LEN: usize = 8;
+const DIGEST_LEN: usize = 32;
+
+/// `value` followed by the time it was written.
+fn stamped(value: &[u8], now_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(value.len() + 8);
+    v.extend_from_slice(value);
+    v.extend_from_slice(&now_ms.to_be_bytes());
+    v
+}
+
+/// Whether a value with its write time at `at` is older than [`SEEN_RETENTION`] at `now_ms`.
+/// A value without a time (written before times were kept) is kept.
+fn expired(value: &[u8], at: usize, now_ms: u64) -> bool {
+    value
+        .get(at..at + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .is_some_and(|written| {
+            u128::from(now_ms.saturating_sub(written)) > SEEN_RETENTION.as_millis()
+        })
+}
+
+/// The column family options of `txnid_digest` and `eventid_seq`: a compaction filter
+/// that drops entries older than [`SEEN_RETENTION`].
+pub(crate) fn seen_options(name: &str) -> Option<rocksdb::Options> {
+    let at = match name {
+        maps::EVENTID_SEQ => SEQ_LEN,
+        maps::TXNID_DIGEST => DIGEST_LEN,
+        _ => return None,
+    };
+    let mut opts = rocksdb::Options::default();
+    opts.set_compaction_filter("boardroom_seen_retention", move |_level, _key, value: &[u8]| {
+        if expired(value, at, now_ms()) {
+            rocksdb::compaction_filter::Decision::Remove
+        } else {
+            rocksdb::compaction_filter::Decision::Keep
+        }
+    });
+    Some(opts)
+}
+
+/// The inbound seq of an accepted timeline event: its place in arrival order, while it
+/// is remembered ([`SEEN_RETENTION`]).
 pub fn seq_of_event(store: &Store, event_id: &str) -> Result<Option<u64>> {
     store
         .db
         .get_pinned_cf(store.cf(maps::EVENTID_SEQ)?, event_id.as_bytes())?
-        .map(|v| codec::decode_u64(&v))
+        .map(|v| codec::decode_u64(v.get(..SEQ_LEN).unwrap_or(&v)))
         .transpose()
 }
 
@@ -86,11 +144,19 @@ impl InboundState {
     pub(crate) fn load(db: &DB) -> Result<Self> {
         // The counter is also written with every ingest: seqs keep growing even when the
         // queue is empty at start-up, so they order events across restarts.
-        let stored = db
-            .get_cf(super::cf(db, maps::GLOBAL)?, NEXT_SEQ_KEY)?
-            .map(|v| codec::decode_u64(&v))
-            .transpose()?
-            .unwrap_or(1);
+        let stored = match db.get_cf(super::cf(db, maps::GLOBAL)?, NEXT_SEQ_KEY)? {
+            Some(v) => codec::decode_u64(&v)?,
+            // A new database, or one from before the counter was kept: start past every
+            // seq handed out, as remembered in `eventid_seq`.
+            None => {
+                let mut max = 0;
+                for item in db.iterator_cf(super::cf(db, maps::EVENTID_SEQ)?, IteratorMode::Start) {
+                    let (_, v) = item?;
+                    max = max.max(codec::decode_u64(v.get(..SEQ_LEN).unwrap_or(&v))?);
+                }
+                max + 1
+            }
+        };
         Ok(Self { next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?.max(stored)) })
     }
 }
@@ -136,7 +202,11 @@ impl Store {
             .lock()
             .map_err(|_| Error::Internal("inbound lock poisoned".into()))?;
         let txn_cf = self.cf(maps::TXNID_DIGEST)?;
-        if self.db.get_pinned_cf(txn_cf, txn_id.as_bytes())?.is_some_and(|d| *d == digest) {
+        if self
+            .db
+            .get_pinned_cf(txn_cf, txn_id.as_bytes())?
+            .is_some_and(|d| d.get(..DIGEST_LEN) == Some(&digest[..]))
+        {
             return Ok(IngestOutcome { replayed: true, ..Default::default() });
         }
 
@@ -154,19 +224,20 @@ impl Store {
         let mut batch = WriteBatch::default();
         let mut outcome = IngestOutcome::default();
         let mut seq = *next;
+        let now = now_ms();
         for e in entries {
             if let Some(id) = e.event_id {
                 if !already.insert(id) {
                     outcome.duplicates += 1;
                     continue;
                 }
-                batch.put_cf(seen_cf, id.as_bytes(), seq.to_be_bytes());
+                batch.put_cf(seen_cf, id.as_bytes(), stamped(&seq.to_be_bytes(), now));
             }
             batch.put_cf(pending_cf, seq.to_be_bytes(), encode_value(e.kind, e.room_id, e.json));
             seq += 1;
             outcome.accepted += 1;
         }
-        batch.put_cf(txn_cf, txn_id.as_bytes(), digest);
+        batch.put_cf(txn_cf, txn_id.as_bytes(), stamped(&digest, now));
         batch.put_cf(self.cf(maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -259,5 +330,51 @@ mod tests {
         assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(4));
         assert_eq!(seq_of_event(&store, "$d").expect("seq"), Some(4));
         assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 1);
+    }
+
+    #[test]
+    fn remembered_ids_expire_at_compaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.ingest("new", [1; 32], &[entry("$new", b"{}")]).expect("ingest");
+        // Written as ingest writes them, but older than the retention; and one from
+        // before write times were kept.
+        let long_ago = now_ms() - u64::try_from(SEEN_RETENTION.as_millis()).expect("ms") - 1000;
+        let seen = store.cf(maps::EVENTID_SEQ).expect("cf");
+        let txns = store.cf(maps::TXNID_DIGEST).expect("cf");
+        store.db.put_cf(seen, "$old", stamped(&7u64.to_be_bytes(), long_ago)).expect("put");
+        store.db.put_cf(txns, "old", stamped(&[2; 32], long_ago)).expect("put");
+        store.db.put_cf(seen, "$legacy", 8u64.to_be_bytes()).expect("put");
+        assert_eq!(seq_of_event(&store, "$old").expect("seq"), Some(7));
+        assert_eq!(seq_of_event(&store, "$legacy").expect("seq"), Some(8));
+
+        for cf in [seen, txns] {
+            store.db.flush_cf(cf).expect("flush");
+            store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        assert!(!store.is_event_seen("$old").expect("read"), "an expired event id is dropped");
+        assert!(store.db.get_cf(txns, "old").expect("read").is_none());
+        assert!(store.is_event_seen("$new").expect("read"));
+        assert!(store.is_event_seen("$legacy").expect("read"));
+        assert_eq!(seq_of_event(&store, "$new").expect("seq"), Some(1));
+        // The fresh transaction is still recognised as a replay.
+        assert!(store.ingest("new", [1; 32], &[entry("$new", b"{}")]).expect("ingest").replayed);
+    }
+
+    #[test]
+    fn a_database_without_the_counter_starts_past_every_remembered_seq() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")]).expect("ingest");
+            store.complete_pending(1, &[]).expect("complete");
+            store.complete_pending(2, &[]).expect("complete");
+            // As a database from before the counter was kept.
+            let global = store.cf(maps::GLOBAL).expect("cf");
+            store.db.delete_cf(global, NEXT_SEQ_KEY).expect("delete");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        store.ingest("2", [0; 32], &[entry("$c", b"3")]).expect("ingest");
+        assert_eq!(seq_of_event(&store, "$c").expect("seq"), Some(3));
     }
 }

@@ -11,9 +11,11 @@ pub struct MapDesc {
 
 /// Schema version, counters: `name` → value.
 pub const GLOBAL: &str = "global";
-/// Appservice transactions already stored: `txn_id` → SHA-256 of the body.
+/// Appservice transactions already stored: `txn_id` → SHA-256 of the body, write time
+/// (kept for `inbound::SEEN_RETENTION`).
 pub const TXNID_DIGEST: &str = "txnid_digest";
-/// Timeline events already accepted (deduplication): `event_id` → inbound seq.
+/// Timeline events already accepted (deduplication): `event_id` → inbound seq, write time
+/// (kept for `inbound::SEEN_RETENTION`).
 pub const EVENTID_SEQ: &str = "eventid_seq";
 /// Accepted, not yet processed: `seq` → kind, room id and the raw event.
 pub const SEQ_PENDING: &str = "seq_pending";
@@ -61,8 +63,8 @@ pub const EVENTIDUSER_NOTIFICATION: &str = "eventiduser_notification";
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
-    MapDesc { name: TXNID_DIGEST, doc: "appservice txn id → SHA-256 of its body" },
-    MapDesc { name: EVENTID_SEQ, doc: "event id → inbound seq (deduplication)" },
+    MapDesc { name: TXNID_DIGEST, doc: "appservice txn id → SHA-256 of its body, write time" },
+    MapDesc { name: EVENTID_SEQ, doc: "event id → inbound seq, write time (deduplication)" },
     MapDesc { name: SEQ_PENDING, doc: "inbound seq → event awaiting processing" },
     MapDesc { name: SEQ_OUTBOX, doc: "outbound seq → request not yet accepted" },
     MapDesc { name: SEQ_OUTBOXDEAD, doc: "outbound seq → request refused for good" },

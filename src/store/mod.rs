@@ -18,7 +18,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -39,6 +39,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "notification inbox", run: |_| Ok(()) },
     // Tasks created before it have no creating command recorded; none is needed for them.
     Migration { version: 5, name: "task creation commands", run: |_| Ok(()) },
+    // Values of `eventid_seq` and `txnid_digest` now end with their write time, which an
+    // older Boardroom cannot read. Values from before have no time and are kept.
+    Migration { version: 6, name: "remembered ids expire", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.
@@ -66,8 +69,9 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
         opts.increase_parallelism(2);
-        let cfs =
-            maps::MAPS.iter().map(|m| ColumnFamilyDescriptor::new(m.name, Options::default()));
+        let cfs = maps::MAPS.iter().map(|m| {
+            ColumnFamilyDescriptor::new(m.name, inbound::seen_options(m.name).unwrap_or_default())
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
             Error::Store(format!("cannot open the database at {}: {}", path.display(), e))
         })?;

@@ -39,9 +39,12 @@ impl Store {
 
     /// The task the `!task new` command `command` created, if it got that far.
     pub fn task_created_by(&self, command: &EventId) -> Result<Option<TaskRecord>> {
-        let Some(key) =
-            self.db.get_pinned_cf(self.cf(maps::CMDEVENT_SLUGNUM)?, command.as_bytes())?
-        else {
+        self.task_by_event(maps::CMDEVENT_SLUGNUM, command)
+    }
+
+    /// The task that `event` points at in `cf`, a map from event id to (slug, number).
+    fn task_by_event(&self, cf: &str, event: &EventId) -> Result<Option<TaskRecord>> {
+        let Some(key) = self.db.get_pinned_cf(self.cf(cf)?, event.as_bytes())? else {
             return Ok(None);
         };
         let mut r = KeyReader::new(&key);
@@ -104,15 +107,7 @@ impl Store {
 
     /// The task whose thread root is `root`.
     pub fn task_by_root(&self, root: &EventId) -> Result<Option<TaskRecord>> {
-        let Some(key) =
-            self.db.get_pinned_cf(self.cf(maps::ROOTEVENT_SLUGNUM)?, root.as_bytes())?
-        else {
-            return Ok(None);
-        };
-        let mut r = KeyReader::new(&key);
-        let slug = r.str()?.to_owned();
-        let n = r.u64()?;
-        self.task(&slug, n)
+        self.task_by_event(maps::ROOTEVENT_SLUGNUM, root)
     }
 
     /// Every task of a board, by number.

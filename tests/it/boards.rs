@@ -170,6 +170,20 @@ async fn members_join_through_the_space_and_removal_reaches_private_rooms() {
     carol.wait_for_membership(&dm, &bot, MembershipState::Leave).await;
 }
 
+/// Deletes the stopped Boardroom's database and runs `boardroom reindex`, which must succeed.
+fn reindex_from_nothing(stack: &Stack) -> std::process::Output {
+    std::fs::remove_dir_all(&stack.boardroom.settings.raw.database.path)
+        .expect("delete the database");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .arg("reindex")
+        .arg("--config")
+        .arg(&stack.boardroom.config_path)
+        .output()
+        .expect("run reindex");
+    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 async fn index_dump(stack: &Stack) -> Vec<String> {
     let store =
         boardroom::store::Store::open(&stack.boardroom.settings.raw.database.path).expect("open");
@@ -260,15 +274,7 @@ async fn reindex_restores_the_same_index_and_upgrades_keep_rooms_in_the_board() 
         !before.iter().any(|l| l.contains("to be redacted") || l.contains("\"body\":\"second\"")),
         "{before:#?}"
     );
-    std::fs::remove_dir_all(&stack.boardroom.settings.raw.database.path)
-        .expect("delete the database");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
-        .arg("reindex")
-        .arg("--config")
-        .arg(&stack.boardroom.config_path)
-        .output()
-        .expect("run reindex");
-    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = reindex_from_nothing(&stack);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("reindexed 1 boards and 3 board rooms"), "{said}");
     assert!(said.contains("1 tasks with 2 comments"), "{said}");
@@ -367,6 +373,15 @@ async fn an_upgraded_tasks_room_gets_its_tasks_once_the_bot_has_power_there() {
     })
     .await;
     assert!(alice.state(&new, "dev.boardroom.task", "1").await.is_none());
+    // Until then, tasks wait: a new one is refused with the reason, and posts nothing.
+    let said = alice.command(&general, &bot, "!task new Too early").await;
+    assert!(said.contains("needs power 100") && said.contains("/op"), "{said}");
+    let said = alice.command(&general, &bot, "!task status #1 doing").await;
+    assert!(said.contains("needs power 100"), "{said}");
+    assert!(
+        !bot_says(&alice, &new, &bot).await.iter().any(|b| b.contains("Too early")),
+        "no root was posted"
+    );
 
     // She gives it power: the room gets its board state and the tasks.
     let mut pl = alice.state(&new, "m.room.power_levels", "").await.expect("power levels");
@@ -426,15 +441,7 @@ async fn an_upgraded_tasks_room_gets_its_tasks_once_the_bot_has_power_there() {
     // comments of both threads.
     stack.boardroom.stop().await;
     let before = index_dump(&stack).await;
-    std::fs::remove_dir_all(&stack.boardroom.settings.raw.database.path)
-        .expect("delete the database");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
-        .arg("reindex")
-        .arg("--config")
-        .arg(&stack.boardroom.config_path)
-        .output()
-        .expect("run reindex");
-    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    reindex_from_nothing(&stack);
     let after = index_dump(&stack).await;
     assert_eq!(after, before);
     stack.restart_boardroom().await;

@@ -51,6 +51,23 @@ async fn send(
     }
 }
 
+/// Waits for the outbox to empty, stops its worker, and returns what the mock was sent.
+async fn drain(
+    store: &Store,
+    mock: &Mock,
+    shutdown: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+) -> Vec<Attempt> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.outbox_from(0, 10).expect("outbox").is_empty() {
+        assert!(Instant::now() < deadline, "the outbox did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.expect("worker");
+    mock.seen.lock().expect("lock").clone()
+}
+
 async fn start_mock(mock: Mock) -> String {
     let app = Router::new()
         .route("/_matrix/client/v3/rooms/{room}/send/{ty}/{txn}", put(send))
@@ -98,15 +115,7 @@ async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
     let worker =
         tokio::spawn(outbox::run(store.clone(), client, Arc::new(Notify::new()), shutdown.clone()));
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !store.outbox_from(0, 10).expect("outbox").is_empty() {
-        assert!(Instant::now() < deadline, "the outbox did not drain");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    worker.await.expect("worker");
-
-    let seen = mock.seen.lock().expect("lock").clone();
+    let seen = drain(&store, &mock, shutdown, worker).await;
     let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(rooms, ["!a:localhost", "!a:localhost", "!a:localhost", "!b:localhost"]);
     // The same transaction id on every retry: the homeserver deduplicates.
@@ -177,15 +186,7 @@ async fn a_request_that_keeps_getting_server_errors_stops_holding_back_the_rest(
         shutdown.clone(),
         policy,
     ));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !store.outbox_from(0, 10).expect("outbox").is_empty() {
-        assert!(Instant::now() < deadline, "the outbox did not drain");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    worker.await.expect("worker");
-
-    let seen = mock.seen.lock().expect("lock").clone();
+    let seen = drain(&store, &mock, shutdown, worker).await;
     let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(rooms, ["!a:localhost", "!a:localhost", "!a:localhost", "!b:localhost"]);
     let dead = store.outbox_dead_entries(10).expect("dead");

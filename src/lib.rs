@@ -15,6 +15,8 @@
 //! - [`commands`]: the chat command registry, parser and help text.
 //! - [`homeserver`]: what we send the homeserver. A typed client over ruma's request types,
 //!   identity assertion, retry with backoff, the outbox worker, start-up tasks.
+//! - [`lanes`]: drains a durable queue in per-room lanes (in order within a room, in
+//!   parallel across rooms); the inbound queue and the outbox both run on it.
 //! - [`store`]: RocksDB. The column-family catalog, the key codec, schema versions, and one
 //!   repository per aggregate.
 //! - [`config`], [`error`], [`server`]: configuration, the one error enum, and the wiring
@@ -27,6 +29,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod homeserver;
+pub mod lanes;
 pub mod process;
 pub mod registration;
 pub mod reindex;

@@ -1,11 +1,12 @@
-//! The outbox worker: sends queued actions in order and removes each only once the
-//! homeserver accepted it. Transient failures are retried with backoff: 429s, connection
-//! failures and a refused `as_token` (the homeserver has not loaded the registration) for
-//! as long as they last, because they hold for every request alike; a server error (5xx)
-//! that one request keeps getting, up to [`OutboxPolicy::server_error_attempts`] times, so
-//! that it cannot hold back the requests behind it forever. Permanent failures, and a
-//! request given up on, are moved aside (`seq_outboxdead`) with the homeserver's error,
-//! and logged.
+//! The outbox worker: sends queued actions, in order within a room and for several rooms
+//! at once ([`crate::lanes`]), and removes each only once the homeserver accepted it.
+//! Transient failures are retried with backoff: 429s, connection failures and a refused
+//! `as_token` (the homeserver has not loaded the registration) for as long as they last,
+//! because they hold for every request alike; a server error (5xx) that one request keeps
+//! getting, up to [`OutboxPolicy::server_error_attempts`] times, so that it cannot hold
+//! back its room's requests forever. Permanent failures, and a request given up on, are
+//! moved aside (`seq_outboxdead`) with the homeserver's error, and logged. A request being
+//! retried holds back only the requests of its own room.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,11 +14,11 @@ use ruma::api::client::{
     membership::{join_room_by_id, kick_user, leave_room},
     message::send_message_event,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{HomeserverClient, HsError, RetryKind, RetryPolicy};
-use crate::{domain::Action, store::Store};
+use crate::{domain::Action, lanes, store::Store};
 
 /// How the worker retries.
 #[derive(Clone, Copy, Debug)]
@@ -27,13 +28,19 @@ pub struct OutboxPolicy {
     /// Attempts a request gets while the homeserver answers it with 5xx, before it is
     /// moved aside.
     pub server_error_attempts: u32,
+    /// Requests sent at once (each for a different room).
+    pub parallel: usize,
 }
 
 impl OutboxPolicy {
     /// Backoff from 250 ms doubling to 30 s; a request that gets 5xx 12 times in a row
-    /// (about 4 minutes) is moved aside.
-    pub const DEFAULT: Self = Self { backoff: RetryPolicy::FOREVER, server_error_attempts: 12 };
+    /// (about 4 minutes) is moved aside; up to 8 requests at once.
+    pub const DEFAULT: Self =
+        Self { backoff: RetryPolicy::FOREVER, server_error_attempts: 12, parallel: 8 };
 }
+
+/// Outbox entries read and not yet sent, at most.
+const MAX_QUEUED: usize = 4096;
 
 /// Runs until `shutdown`, with [`OutboxPolicy::DEFAULT`].
 pub async fn run(
@@ -45,6 +52,13 @@ pub async fn run(
     run_with(store, client, notify, shutdown, OutboxPolicy::DEFAULT).await;
 }
 
+/// An outbox entry on its way: its seq, its stored bytes and what they decode to.
+struct Queued {
+    seq: u64,
+    value: Vec<u8>,
+    action: Result<Action, String>,
+}
+
 /// Runs until `shutdown`.
 pub async fn run_with(
     store: Store,
@@ -53,85 +67,104 @@ pub async fn run_with(
     shutdown: CancellationToken,
     policy: OutboxPolicy,
 ) {
-    let client = client.with_retry(RetryPolicy::NONE);
-    let backoff = policy.backoff;
-    loop {
-        let batch = match store.outbox_from(0, 64) {
-            Ok(b) => b,
+    let reader = store.clone();
+    let read = |from: u64, limit: usize| {
+        Ok(reader
+            .outbox_from(from, limit)?
+            .into_iter()
+            .map(|(seq, value)| {
+                let action = serde_json::from_slice::<Action>(&value).map_err(|e| e.to_string());
+                // An entry that does not decode has a lane of its own: it is only moved aside.
+                let room =
+                    action.as_ref().map_or_else(|_| String::new(), |a| a.room_id().to_string());
+                (seq, room, Queued { seq, value, action })
+            })
+            .collect())
+    };
+    let worker = Arc::new(Worker {
+        store,
+        client: client.with_retry(RetryPolicy::NONE),
+        sending: Semaphore::new(policy.parallel.max(1)),
+        policy,
+        shutdown: shutdown.clone(),
+    });
+    let handler: lanes::Handler<Queued> = Arc::new(move |q| {
+        let worker = worker.clone();
+        Box::pin(async move { worker.deliver(q).await })
+    });
+    lanes::drain("outbox", read, &notify, &shutdown, MAX_QUEUED, handler).await;
+}
+
+struct Worker {
+    store: Store,
+    client: HomeserverClient,
+    /// Places for requests on the wire.
+    sending: Semaphore,
+    policy: OutboxPolicy,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    /// Sends one entry until the homeserver accepts it, refuses it for good, or keeps
+    /// failing it; or until shutdown, when it stays in the outbox.
+    async fn deliver(&self, q: Queued) {
+        let Queued { seq, value, action } = q;
+        let action = match action {
+            Ok(a) => a,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox; retrying");
-                if sleep_or_shutdown(Duration::from_secs(1), &shutdown).await {
-                    return;
+                tracing::error!(seq, error = %e, "outbox entry does not decode; moved aside");
+                if let Err(se) = self.store.outbox_dead(seq, &value, &format!("undecodable: {e}")) {
+                    tracing::error!(seq, error = %se, "cannot move an undecodable outbox entry aside");
                 }
-                continue;
+                return;
             }
         };
-        if batch.is_empty() {
-            tokio::select! {
-                () = notify.notified() => continue,
-                () = shutdown.cancelled() => return,
-            }
-        }
-        for (seq, value) in batch {
-            let action: Action = match serde_json::from_slice(&value) {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "outbox entry does not decode; moved aside");
-                    let _ = store.outbox_dead(seq, &value, &format!("undecodable: {e}"));
+        let mut attempt = 0u32;
+        let mut server_errors = 0u32;
+        loop {
+            let sent = {
+                let _place = tokio::select! {
+                    p = self.sending.acquire() => match p { Ok(p) => p, Err(_) => return },
+                    () = self.shutdown.cancelled() => return,
+                };
+                execute(&self.client, &action).await
+            };
+            let e = match sent {
+                Ok(()) => {
+                    if let Err(e) = self.store.outbox_done(seq) {
+                        tracing::error!(seq, error = %e, "cannot remove a sent outbox entry");
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            let server_error = e.status().is_some_and(|s| s >= 500);
+            let why = match e.retry_kind() {
+                RetryKind::Permanent => {
+                    tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver refused an outbound request for good");
+                    e.to_string()
+                }
+                RetryKind::Transient(_)
+                    if server_error && server_errors + 1 >= self.policy.server_error_attempts =>
+                {
+                    tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
+                    format!("gave up after {} server errors in a row: {e}", server_errors + 1)
+                }
+                RetryKind::Transient(asked) => {
+                    server_errors = if server_error { server_errors + 1 } else { 0 };
+                    let delay = self.policy.backoff.delay(attempt, asked);
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(seq, room_id = %action.room_id(), attempt, delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
+                    if sleep_or_shutdown(delay, &self.shutdown).await {
+                        return;
+                    }
                     continue;
                 }
             };
-            let mut attempt = 0u32;
-            let mut server_errors = 0u32;
-            loop {
-                match execute(&client, &action).await {
-                    Ok(()) => {
-                        if let Err(e) = store.outbox_done(seq) {
-                            tracing::error!(seq, error = %e, "cannot remove a sent outbox entry");
-                        }
-                        break;
-                    }
-                    Err(e) => match e.retry_kind() {
-                        RetryKind::Permanent => {
-                            tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver refused an outbound request for good");
-                            if let Err(se) = store.outbox_dead(seq, &value, &e.to_string()) {
-                                tracing::error!(seq, error = %se, "cannot move a refused outbox entry aside");
-                            }
-                            break;
-                        }
-                        RetryKind::Transient(_)
-                            if e.status().is_some_and(|s| s >= 500)
-                                && server_errors + 1 >= policy.server_error_attempts =>
-                        {
-                            let why = format!(
-                                "gave up after {} server errors in a row: {e}",
-                                server_errors + 1
-                            );
-                            tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
-                            if let Err(se) = store.outbox_dead(seq, &value, &why) {
-                                tracing::error!(seq, error = %se, "cannot move a failing outbox entry aside");
-                            }
-                            break;
-                        }
-                        RetryKind::Transient(asked) => {
-                            if e.status().is_some_and(|s| s >= 500) {
-                                server_errors += 1;
-                            } else {
-                                server_errors = 0;
-                            }
-                            let delay = backoff.delay(attempt, asked);
-                            attempt = attempt.saturating_add(1);
-                            tracing::warn!(seq, attempt, delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
-                            if sleep_or_shutdown(delay, &shutdown).await {
-                                return;
-                            }
-                        }
-                    },
-                }
+            if let Err(se) = self.store.outbox_dead(seq, &value, &why) {
+                tracing::error!(seq, error = %se, "cannot move an outbox entry aside");
             }
-            if shutdown.is_cancelled() {
-                return;
-            }
+            return;
         }
     }
 }

@@ -3,6 +3,7 @@
 //! worker and a real RocksDB.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -27,10 +28,13 @@ use tokio_util::sync::CancellationToken;
 /// One attempt the mock saw: room, transaction id, query string, when.
 type Attempt = (String, String, String, Instant);
 
+/// A status and a JSON body.
+type Answer = (StatusCode, Value);
+
 #[derive(Clone, Default)]
 struct Mock {
-    /// Answers to give, in order; then 200.
-    script: Arc<Mutex<Vec<(StatusCode, Value)>>>,
+    /// Answers to give for each room, in order; then 200.
+    script: Arc<Mutex<HashMap<String, Vec<Answer>>>>,
     /// (room, txn id, query string, when) of every attempt.
     seen: Arc<Mutex<Vec<Attempt>>>,
 }
@@ -40,10 +44,15 @@ async fn send(
     Path((room, _ty, txn)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> (StatusCode, Json<Value>) {
-    mock.seen.lock().expect("lock").push((room, txn, query.unwrap_or_default(), Instant::now()));
+    mock.seen.lock().expect("lock").push((
+        room.clone(),
+        txn,
+        query.unwrap_or_default(),
+        Instant::now(),
+    ));
     let next = {
         let mut s = mock.script.lock().expect("lock");
-        (!s.is_empty()).then(|| s.remove(0))
+        s.get_mut(&room).and_then(|answers| (!answers.is_empty()).then(|| answers.remove(0)))
     };
     match next {
         Some((status, body)) => (status, Json(body)),
@@ -88,26 +97,43 @@ fn message(room: &str, as_user: Option<&str>, cause: &str) -> Vec<u8> {
     serde_json::to_vec(&action).expect("encode")
 }
 
+/// The attempts made for `room`.
+fn attempts_in<'a>(seen: &'a [Attempt], room: &str) -> Vec<&'a Attempt> {
+    seen.iter().filter(|s| s.0 == room).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
+async fn transient_failures_are_retried_in_their_room_and_permanent_ones_set_aside() {
     let mock = Mock::default();
-    *mock.script.lock().expect("lock") = vec![
+    *mock.script.lock().expect("lock") = HashMap::from([
         (
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({ "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 700 }),
+            "!a:localhost".to_owned(),
+            vec![
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({ "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 1500 }),
+                ),
+                (StatusCode::BAD_GATEWAY, json!({ "errcode": "M_UNKNOWN", "error": "upstream" })),
+                // Then the first message of !a is accepted, and the second.
+            ],
         ),
-        (StatusCode::BAD_GATEWAY, json!({ "errcode": "M_UNKNOWN", "error": "upstream" })),
-        // The first message is then accepted; the second is refused for good.
-        (StatusCode::OK, json!({ "event_id": "$first" })),
-        (StatusCode::FORBIDDEN, json!({ "errcode": "M_FORBIDDEN", "error": "not in room" })),
-    ];
+        (
+            "!b:localhost".to_owned(),
+            vec![(
+                StatusCode::FORBIDDEN,
+                json!({ "errcode": "M_FORBIDDEN", "error": "not in room" }),
+            )],
+        ),
+    ]);
     let url = start_mock(mock.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
     store
         .enqueue_outbound(&[
             message("!a:localhost", Some("@boardroom_app:localhost"), "$c1"),
-            message("!b:localhost", None, "$c2"),
+            message("!a:localhost", None, "$c2"),
+            message("!b:localhost", None, "$c3"),
+            message("!c:localhost", None, "$c4"),
         ])
         .expect("enqueue");
     let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
@@ -116,16 +142,23 @@ async fn transient_failures_are_retried_and_permanent_ones_set_aside() {
         tokio::spawn(outbox::run(store.clone(), client, Arc::new(Notify::new()), shutdown.clone()));
 
     let seen = drain(&store, &mock, shutdown, worker).await;
-    let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(rooms, ["!a:localhost", "!a:localhost", "!a:localhost", "!b:localhost"]);
-    // The same transaction id on every retry: the homeserver deduplicates.
-    assert!(seen[..3].iter().all(|s| s.1 == seen[0].1));
+    let a = attempts_in(&seen, "!a:localhost");
+    // In order within the room: the first message three times (the same transaction id on
+    // every retry, so the homeserver deduplicates), then the second.
+    let txns: Vec<&str> = a.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(txns.len(), 4, "{seen:?}");
+    assert!(txns[..3].iter().all(|t| *t == txns[0]) && txns[3] != txns[0], "{txns:?}");
     // The virtual user is asserted with `user_id`; the bot is not.
-    assert!(seen[0].2.contains("user_id=%40boardroom_app%3Alocalhost"), "{}", seen[0].2);
-    assert!(!seen[3].2.contains("user_id"));
+    assert!(a[0].2.contains("user_id=%40boardroom_app%3Alocalhost"), "{}", a[0].2);
+    assert!(!a[3].2.contains("user_id"));
     // retry_after_ms was honoured.
-    let waited = seen[1].3 - seen[0].3;
-    assert!(waited >= Duration::from_millis(700), "retried after {waited:?}");
+    let waited = a[1].3 - a[0].3;
+    assert!(waited >= Duration::from_millis(1500), "retried after {waited:?}");
+    // The other rooms did not wait for !a's retries.
+    let b = attempts_in(&seen, "!b:localhost");
+    let c = attempts_in(&seen, "!c:localhost");
+    assert_eq!((b.len(), c.len()), (1, 1), "{seen:?}");
+    assert!(b[0].3 < a[1].3 && c[0].3 < a[1].3, "{seen:?}");
     // The refused request is kept with the homeserver's error, and was tried once.
     let dead = store.outbox_dead_entries(10).expect("dead");
     assert_eq!(dead.len(), 1);
@@ -155,18 +188,19 @@ async fn an_unreachable_homeserver_is_a_transient_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_that_keeps_getting_server_errors_stops_holding_back_the_rest() {
+async fn a_request_that_keeps_getting_server_errors_is_set_aside_and_its_room_goes_on() {
     let mock = Mock::default();
     let boom =
         || (StatusCode::INTERNAL_SERVER_ERROR, json!({ "errcode": "M_UNKNOWN", "error": "boom" }));
-    *mock.script.lock().expect("lock") = vec![boom(), boom(), boom()];
+    *mock.script.lock().expect("lock") =
+        HashMap::from([("!a:localhost".to_owned(), vec![boom(), boom(), boom()])]);
     let url = start_mock(mock.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
     store
         .enqueue_outbound(&[
             message("!a:localhost", None, "$c1"),
-            message("!b:localhost", None, "$c2"),
+            message("!a:localhost", None, "$c2"),
         ])
         .expect("enqueue");
     let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
@@ -178,6 +212,7 @@ async fn a_request_that_keeps_getting_server_errors_stops_holding_back_the_rest(
             max_delay: Duration::from_millis(50),
         },
         server_error_attempts: 3,
+        ..outbox::OutboxPolicy::DEFAULT
     };
     let worker = tokio::spawn(outbox::run_with(
         store.clone(),
@@ -187,12 +222,14 @@ async fn a_request_that_keeps_getting_server_errors_stops_holding_back_the_rest(
         policy,
     ));
     let seen = drain(&store, &mock, shutdown, worker).await;
-    let rooms: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(rooms, ["!a:localhost", "!a:localhost", "!a:localhost", "!b:localhost"]);
+    let txns: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(txns.len(), 4, "{seen:?}");
+    assert!(txns[..3].iter().all(|t| *t == txns[0]) && txns[3] != txns[0], "{txns:?}");
     let dead = store.outbox_dead_entries(10).expect("dead");
     assert_eq!(dead.len(), 1);
     assert!(
-        dead[0].1.contains("gave up after 3 server errors") && dead[0].1.contains("!a:localhost"),
+        dead[0].1.contains("gave up after 3 server errors")
+            && dead[0].1.contains(derived_txn_id("$c1", 0).as_str()),
         "{}",
         dead[0].1
     );

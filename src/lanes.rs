@@ -1,0 +1,236 @@
+//! Draining a durable queue in per-key lanes: items with the same key (a room) are handled
+//! one after another in queue order; items with different keys run in parallel. Both the
+//! inbound queue (`process`) and the outbox (`homeserver::outbox`) run on it.
+//!
+//! The queue stays the record: an item leaves it only when its handler removes it, so a
+//! stop at any point leaves the unhandled items there for the next start, which reads the
+//! queue from its beginning.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+
+/// An item read from a queue: its seq (queue order), the key of its lane, the item.
+pub type Item<T> = (u64, String, T);
+
+/// What a handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Handles one item; the lane waits for it before the next item of that key.
+pub type Handler<T> = Arc<dyn Fn(T) -> HandlerFuture + Send + Sync>;
+
+/// Items read at most at once.
+const BATCH: usize = 1024;
+
+/// Lanes kept before idle ones are dropped even while the queue is busy.
+const PRUNE_ABOVE: usize = 4096;
+
+/// Reads `queue` from its start, and keeps reading as `notify` says it grew, handing each
+/// item to its key's lane, until `shutdown`; then waits for every lane to end. At most
+/// `max_in_flight` items are read and not yet handled, so a long backlog is read as lanes
+/// make room rather than into memory at once.
+pub async fn drain<T: Send + 'static>(
+    queue: &'static str,
+    mut read: impl FnMut(u64, usize) -> crate::Result<Vec<Item<T>>>,
+    notify: &Notify,
+    shutdown: &CancellationToken,
+    max_in_flight: usize,
+    handler: Handler<T>,
+) {
+    let mut tasks = JoinSet::new();
+    let mut lanes = Lanes::new(handler);
+    let places = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let mut next = 0u64;
+    'read: loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let batch = match read(next, BATCH.min(places.available_permits().max(1))) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(queue, error = %e, "cannot read the queue; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
+        if batch.is_empty() {
+            // Idle: keys with nothing in flight give their lanes back.
+            lanes.prune(&mut tasks);
+            tokio::select! {
+                () = notify.notified() => continue,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        for (seq, key, item) in batch {
+            let place = tokio::select! {
+                p = places.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break 'read,
+                },
+                () = shutdown.cancelled() => break 'read,
+            };
+            next = seq + 1;
+            lanes.send(&key, shutdown, &mut tasks, item, place);
+        }
+        if lanes.len() > PRUNE_ABOVE {
+            lanes.prune(&mut tasks);
+        }
+    }
+    // Every lane may hold the store: wait for them, so it is closed when the caller is done.
+    drop(lanes);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One lane per key with items in flight. A lane whose items are all handled can be
+/// dropped: its task ends, and the key's next item starts a new lane. Only the reader
+/// sends, so once a lane's in-flight count is zero nothing of its key is left in it, and
+/// an old and a new lane of one key never run at once.
+pub(crate) struct Lanes<T> {
+    lanes: HashMap<String, Lane<T>>,
+    handler: Handler<T>,
+}
+
+struct Lane<T> {
+    /// Each item travels with its place among the items in flight, given back once it is
+    /// handled.
+    tx: mpsc::UnboundedSender<(T, OwnedSemaphorePermit)>,
+    /// Items sent and not yet handled.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl<T: Send + 'static> Lanes<T> {
+    pub(crate) fn new(handler: Handler<T>) -> Self {
+        Self { lanes: HashMap::new(), handler }
+    }
+
+    /// Hands `item` to the lane of `key`, starting one if needed.
+    pub(crate) fn send(
+        &mut self,
+        key: &str,
+        shutdown: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+        item: T,
+        place: OwnedSemaphorePermit,
+    ) {
+        if !self.lanes.contains_key(key) {
+            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks);
+            self.lanes.insert(key.to_owned(), lane);
+        }
+        let Some(lane) = self.lanes.get(key) else { return };
+        lane.in_flight.fetch_add(1, Ordering::AcqRel);
+        if lane.tx.send((item, place)).is_err() {
+            // The lane ended (shutdown): the item stays in the queue for the next start.
+            lane.in_flight.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(key, "lane closed");
+        }
+    }
+
+    /// Drops the lanes with nothing in flight, and reaps the tasks of lanes that ended.
+    pub(crate) fn prune(&mut self, tasks: &mut JoinSet<()>) {
+        self.lanes.retain(|_, lane| lane.in_flight.load(Ordering::Acquire) > 0);
+        while tasks.try_join_next().is_some() {}
+    }
+
+    /// Lanes open.
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.len()
+    }
+}
+
+fn spawn_lane<T: Send + 'static>(
+    handler: Handler<T>,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Lane<T> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(T, OwnedSemaphorePermit)>();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counter = in_flight.clone();
+    tasks.spawn(async move {
+        loop {
+            let (item, place) = tokio::select! {
+                e = rx.recv() => match e { Some(e) => e, None => return },
+                () = shutdown.cancelled() => return,
+            };
+            handler(item).await;
+            counter.fetch_sub(1, Ordering::AcqRel);
+            drop(place);
+        }
+    });
+    Lane { tx, in_flight }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn one_key_in_order_keys_in_parallel_idle_lanes_dropped_places_given_back() {
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        // Key "a" waits for a gate the handler of key "b" opens: with lanes one after
+        // another this would never finish.
+        let gate = Arc::new(Notify::new());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler<(String, u64)> = {
+            let (gate, seen) = (gate.clone(), seen.clone());
+            Arc::new(move |(key, n): (String, u64)| {
+                let (gate, seen) = (gate.clone(), seen.clone());
+                Box::pin(async move {
+                    if key == "a" && n == 1 {
+                        gate.notified().await;
+                    }
+                    if key == "b" {
+                        gate.notify_one();
+                    }
+                    seen.lock().expect("lock").push((key, n));
+                })
+            })
+        };
+        let mut lanes = Lanes::new(handler);
+        let places = Arc::new(Semaphore::new(3));
+        let place = || places.clone().try_acquire_owned().expect("a free place");
+        for (key, n) in [("a", 1), ("a", 2), ("b", 1)] {
+            lanes.send(key, &shutdown, &mut tasks, (key.to_owned(), n), place());
+        }
+        assert_eq!(lanes.len(), 2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lanes.len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "lanes were not dropped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            lanes.prune(&mut tasks);
+        }
+        let seen = seen.lock().expect("lock").clone();
+        let a: Vec<u64> = seen.iter().filter(|(k, _)| k == "a").map(|(_, n)| *n).collect();
+        assert_eq!(a, [1, 2], "one key's items in order");
+        assert_eq!(seen.first(), Some(&("b".to_owned(), 1)), "b ran while a waited");
+        assert_eq!(places.available_permits(), 3, "handled items give their places back");
+        // Their tasks end once their senders are gone; a key's next item starts a new lane.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !tasks.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "lane tasks did not end");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            while tasks.try_join_next().is_some() {}
+        }
+        lanes.send("a", &shutdown, &mut tasks, ("a".to_owned(), 3), place());
+        assert_eq!((lanes.len(), tasks.len()), (1, 1));
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+}

@@ -43,15 +43,16 @@ fn send_256_messages(bencher: Bencher, rooms: usize) {
     let store = Store::open(dir.path()).expect("store");
     let shutdown = CancellationToken::new();
     let notify = Arc::new(Notify::new());
-    let worker = runtime.block_on(async {
+    let url = runtime.block_on(async {
         let app = Router::new().route("/_matrix/client/v3/rooms/{room}/send/{ty}/{txn}", put(send));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        let client =
-            HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
-        tokio::spawn(outbox::run(store.clone(), client, notify.clone(), shutdown.clone()))
+        url
     });
+    let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
+    let worker =
+        runtime.spawn(outbox::run(store.clone(), client, notify.clone(), shutdown.clone()));
     let mut round = 0usize;
 
     bencher

@@ -40,7 +40,7 @@ impl App {
             outbox_notify: Arc::new(Notify::new()),
             inbound_notify: Arc::new(Notify::new()),
             live: Arc::new(LiveState::default()),
-            client: client.clone().with_retry(RetryPolicy::FOREVER),
+            client: client.clone().with_retry(RetryPolicy::BACKGROUND),
             room_version: tokio::sync::OnceCell::new(),
             task_locks: Default::default(),
         });

@@ -38,24 +38,44 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The longest delay.
     pub max_delay: Duration,
+    /// Server errors (5xx) in a row after which the failure is returned, whatever
+    /// `max_attempts` says: a 5xx can be this one request's fault, unlike a connection
+    /// failure or a 429. `None` retries them like any transient failure.
+    pub max_server_errors: Option<u32>,
 }
 
 impl RetryPolicy {
     /// No retry at all.
-    pub const NONE: Self =
-        Self { max_attempts: Some(1), base_delay: Duration::ZERO, max_delay: Duration::ZERO };
+    pub const NONE: Self = Self {
+        max_attempts: Some(1),
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        max_server_errors: None,
+    };
     /// For request paths: a few quick retries.
     pub const SHORT: Self = Self {
         max_attempts: Some(4),
         base_delay: Duration::from_millis(200),
         max_delay: Duration::from_secs(2),
+        max_server_errors: None,
     };
-    /// For background work that must eventually succeed.
+    /// For work that must eventually succeed (start-up): every transient failure is
+    /// retried for as long as it lasts.
     pub const FOREVER: Self = Self {
         max_attempts: None,
         base_delay: Duration::from_millis(250),
         max_delay: Duration::from_secs(30),
+        max_server_errors: None,
     };
+    /// For processing and the outbox: like [`FOREVER`](Self::FOREVER), but 12 server
+    /// errors in a row (about 2.5 minutes of backoff) end it, so that one request the
+    /// homeserver keeps failing cannot hold back its room for good.
+    pub const BACKGROUND: Self = Self { max_server_errors: Some(12), ..Self::FOREVER };
+
+    /// Whether `server_errors` 5xx answers in a row are enough to give up.
+    pub fn gives_up_after(&self, server_errors: u32) -> bool {
+        self.max_server_errors.is_some_and(|max| server_errors >= max)
+    }
 
     /// The delay before attempt `attempt + 1`, unless the server asked for longer.
     pub fn delay(&self, attempt: u32, server_asked: Option<Duration>) -> Duration {
@@ -123,6 +143,11 @@ impl HsError {
             HsError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether the homeserver answered with a server error (5xx).
+    pub fn is_server_error(&self) -> bool {
+        self.status().is_some_and(|s| s >= 500)
     }
 }
 
@@ -220,6 +245,7 @@ impl HomeserverClient {
         R::PathBuilder: PathInput,
     {
         let mut attempt = 0u32;
+        let mut server_errors = 0u32;
         loop {
             match self.send_once(request.clone(), as_user).await {
                 Ok(r) => return Ok(r),
@@ -233,7 +259,10 @@ impl HomeserverClient {
                         return Err(e);
                     };
                     attempt += 1;
-                    if retry.max_attempts.is_some_and(|max| attempt >= max) {
+                    server_errors = if e.is_server_error() { server_errors + 1 } else { 0 };
+                    if retry.max_attempts.is_some_and(|max| attempt >= max)
+                        || retry.gives_up_after(server_errors)
+                    {
                         return Err(e);
                     }
                     let delay = retry.delay(attempt - 1, asked);

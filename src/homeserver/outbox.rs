@@ -3,7 +3,7 @@
 //! Transient failures are retried with backoff: 429s, connection failures and a refused
 //! `as_token` (the homeserver has not loaded the registration) for as long as they last,
 //! because they hold for every request alike; a server error (5xx) that one request keeps
-//! getting, up to [`OutboxPolicy::server_error_attempts`] times, so that it cannot hold
+//! getting, up to [`RetryPolicy::max_server_errors`] times in a row, so that it cannot hold
 //! back its room's requests forever. Permanent failures, and a request given up on, are
 //! moved aside (`seq_outboxdead`) with the homeserver's error, and logged. A request being
 //! retried holds back only the requests of its own room.
@@ -23,20 +23,17 @@ use crate::{domain::Action, lanes, store::Store};
 /// How the worker retries.
 #[derive(Clone, Copy, Debug)]
 pub struct OutboxPolicy {
-    /// Delays between attempts.
+    /// Delays between attempts, and how many server errors in a row move a request aside.
     pub backoff: RetryPolicy,
-    /// Attempts a request gets while the homeserver answers it with 5xx, before it is
-    /// moved aside.
-    pub server_error_attempts: u32,
     /// Requests sent at once (each for a different room).
     pub parallel: usize,
 }
 
 impl OutboxPolicy {
-    /// Backoff from 250 ms doubling to 30 s; a request that gets 5xx 12 times in a row
-    /// (about 4 minutes) is moved aside; up to 8 requests at once.
-    pub const DEFAULT: Self =
-        Self { backoff: RetryPolicy::FOREVER, server_error_attempts: 12, parallel: 8 };
+    /// [`RetryPolicy::BACKGROUND`]: backoff from 250 ms doubling to 30 s, and a request
+    /// that gets 5xx 12 times in a row (about 2.5 minutes) is moved aside; up to 8
+    /// requests at once.
+    pub const DEFAULT: Self = Self { backoff: RetryPolicy::BACKGROUND, parallel: 8 };
 }
 
 /// Outbox entries read and not yet sent, at most.
@@ -138,14 +135,14 @@ impl Worker {
                 }
                 Err(e) => e,
             };
-            let server_error = e.status().is_some_and(|s| s >= 500);
+            let server_error = e.is_server_error();
             let why = match e.retry_kind() {
                 RetryKind::Permanent => {
                     tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver refused an outbound request for good");
                     e.to_string()
                 }
                 RetryKind::Transient(_)
-                    if server_error && server_errors + 1 >= self.policy.server_error_attempts =>
+                    if server_error && self.policy.backoff.gives_up_after(server_errors + 1) =>
                 {
                     tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
                     format!("gave up after {} server errors in a row: {e}", server_errors + 1)

@@ -210,8 +210,8 @@ async fn a_request_that_keeps_getting_server_errors_is_set_aside_and_its_room_go
             max_attempts: None,
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
+            max_server_errors: Some(3),
         },
-        server_error_attempts: 3,
         ..outbox::OutboxPolicy::DEFAULT
     };
     let worker = tokio::spawn(outbox::run_with(
@@ -233,4 +233,39 @@ async fn a_request_that_keeps_getting_server_errors_is_set_aside_and_its_room_go
         "{}",
         dead[0].1
     );
+}
+
+#[tokio::test]
+async fn retries_give_up_after_server_errors_in_a_row_but_not_on_rate_limits() {
+    let mock = Mock::default();
+    let boom =
+        || (StatusCode::INTERNAL_SERVER_ERROR, json!({ "errcode": "M_UNKNOWN", "error": "boom" }));
+    let slow = || {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "retry_after_ms": 10 }),
+        )
+    };
+    // Two 5xx, a 429 that breaks the run, then three 5xx in a row: given up on the last.
+    *mock.script.lock().expect("lock") = HashMap::from([(
+        "!a:localhost".to_owned(),
+        vec![slow(), boom(), boom(), slow(), boom(), boom(), boom(), boom()],
+    )]);
+    let url = start_mock(mock.clone()).await;
+    let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
+    let policy = boardroom::homeserver::RetryPolicy {
+        max_attempts: None,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_server_errors: Some(3),
+    };
+    let req = ruma::api::client::message::send_message_event::v3::Request::new(
+        owned_room_id!("!a:localhost"),
+        derived_txn_id("$c1", 0),
+        &RoomMessageEventContent::notice_plain("hello"),
+    )
+    .expect("request");
+    let err = client.send_with(req, None, policy).await.expect_err("given up");
+    assert_eq!(err.status(), Some(500), "{err}");
+    assert_eq!(mock.seen.lock().expect("lock").len(), 7, "one 5xx was left unasked");
 }

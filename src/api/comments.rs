@@ -24,11 +24,7 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 
 use super::{ApiBody, ApiState, auth::Caller, json_body};
-use crate::{
-    domain::{board::RoomKind, mention},
-    error::Error,
-    process::notify,
-};
+use crate::{domain::mention, error::Error, process::notify};
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -80,12 +76,9 @@ pub async fn add(
         .task(&slug, n)?
         .filter(|t| !t.fields.deleted)
         .ok_or_else(|| Error::NotFound(format!("no task {slug}#{n}")))?;
-    let room = ctx
+    let (room, _) = ctx
         .store
-        .rooms_of(&slug)?
-        .into_iter()
-        .find(|(_, r)| r.kind == RoomKind::Tasks)
-        .map(|(id, _)| id)
+        .tasks_room_of(&slug)?
         .ok_or_else(|| Error::NotFound(format!("the board {slug} has no tasks room")))?;
 
     ensure_joined(&state, &board.space_id, &room, &caller.user_id).await?;

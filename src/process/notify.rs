@@ -106,9 +106,18 @@ pub async fn on_message(
         if added.is_empty() {
             return Ok(());
         }
-        // The edit does not say which thread the edited event is in: ask the homeserver,
-        // so that a read receipt in that thread covers the entry.
-        let thread = thread_of(ctx, room, &r.event_id).await;
+        // The edit does not say which thread the edited event is in. A comment's thread is
+        // its task's, when the task's root is in this room (it is not for a comment from
+        // before the tasks room was upgraded); otherwise ask the homeserver, so that a read
+        // receipt in that thread covers the entry.
+        let thread = match ctx.store.task_of_comment(&r.event_id)? {
+            Some(task)
+                if ctx.store.tasks_room_of(&room_rec.board)?.is_some_and(|(id, _)| id == room) =>
+            {
+                Some(task.fields.root_event_id)
+            }
+            _ => thread_of(ctx, room, &r.event_id).await,
+        };
         for u in added {
             entries.push(entry(
                 u,

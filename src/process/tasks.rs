@@ -27,7 +27,7 @@ use crate::{
     domain::{
         Action,
         action::derived_txn_id,
-        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind, RoomRecord},
+        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
         now_ms,
         task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
     },
@@ -76,14 +76,7 @@ fn board_here(ctx: &Context, room: &RoomId) -> crate::Result<Option<BoardRecord>
 }
 
 fn tasks_room(ctx: &Context, slug: &str) -> crate::Result<Option<OwnedRoomId>> {
-    Ok(tasks_room_record(ctx, slug)?.map(|(id, _)| id))
-}
-
-fn tasks_room_record(
-    ctx: &Context,
-    slug: &str,
-) -> crate::Result<Option<(OwnedRoomId, RoomRecord)>> {
-    Ok(ctx.store.rooms_of(slug)?.into_iter().find(|(_, r)| r.kind == RoomKind::Tasks))
+    Ok(ctx.store.tasks_room_of(slug)?.map(|(id, _)| id))
 }
 
 /// The board's tasks room, where tasks can be written now; otherwise the refusal to give.
@@ -92,7 +85,7 @@ fn writable_tasks_room(
     slug: &str,
     usage: &str,
 ) -> crate::Result<Result<OwnedRoomId, TaskOutcome>> {
-    match tasks_room_record(ctx, slug)? {
+    match ctx.store.tasks_room_of(slug)? {
         None => Ok(Err(refusal(format!("The board {slug} has no tasks room."), usage))),
         Some((_, record)) if record.awaiting_power => Ok(Err(refusal(
             format!(

@@ -12,7 +12,7 @@ use super::{
     decode, encode, maps,
 };
 use crate::{
-    domain::board::{BoardRecord, RoomRecord},
+    domain::board::{BoardRecord, RoomKind, RoomRecord},
     error::{Error, Result},
 };
 
@@ -125,6 +125,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A board's `tasks` room.
+    pub fn tasks_room_of(&self, slug: &str) -> Result<Option<(OwnedRoomId, RoomRecord)>> {
+        Ok(self.rooms_of(slug)?.into_iter().find(|(_, r)| r.kind == RoomKind::Tasks))
     }
 
     /// Records `user`'s membership in a board space or room. For a board's space, also

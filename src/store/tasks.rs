@@ -168,6 +168,19 @@ impl Store {
             .transpose()
     }
 
+    /// The task a comment belongs to.
+    pub fn task_of_comment(&self, event_id: &EventId) -> Result<Option<TaskRecord>> {
+        let Some(key) =
+            self.db.get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let mut r = KeyReader::new(&key);
+        let slug = r.str()?.to_owned();
+        let n = r.u64()?;
+        self.task(&slug, n)
+    }
+
     /// Removes a comment (redacted). Returns whether there was one.
     pub fn remove_comment(&self, event_id: &EventId) -> Result<bool> {
         let Some(key) =

@@ -287,6 +287,23 @@ async fn a_task_app_comments_as_a_virtual_user_and_mentions_notify() {
     // The entry is in the thread of the edited comment, so a receipt there covers it.
     assert_eq!(about_note[0]["thread_root"], s.root.as_str(), "{bobs:?}");
 
+    // A threaded message that is no task's comment: its thread is read from the homeserver.
+    let chat_root = alice.send(&s.tasks, RoomMessageEventContent::text_plain("not a task")).await;
+    let aside = alice.send(&s.tasks, thread_reply(&chat_root, "an aside", None, &[])).await;
+    let mut edit = RoomMessageEventContent::text_plain("* an aside for @bob");
+    edit.relates_to = Some(Relation::Replacement(ruma::events::relation::Replacement::new(
+        aside.clone(),
+        ruma::events::room::message::RoomMessageEventContentWithoutRelation::text_plain(
+            "an aside for @bob",
+        ),
+    )));
+    alice.send(&s.tasks, edit).await;
+    let entry = eventually("the aside's mention", async || {
+        inbox(&s, bob).await.into_iter().find(|n| n["event_id"] == aside.as_str())
+    })
+    .await;
+    assert_eq!(entry["thread_root"], chat_root.as_str(), "{entry}");
+
     // The virtual user has an inbox of its own through the client token: it commented, so
     // it watches the task, and Alice's note is a comment for it.
     let (status, body) = api(

@@ -50,6 +50,9 @@ pub const CMDEVENT_SLUGNUM: &str = "cmdevent_slugnum";
 pub const SLUGNUMTS_COMMENT: &str = "slugnumts_comment";
 /// Reverse: a comment's `event_id` → its key in `slugnumts_comment`.
 pub const EVENTID_COMMENTKEY: &str = "eventid_commentkey";
+/// Who commented on a task: `slug, number, author, event_id` → (). A task's commenters
+/// are listed with one seek each, however many comments it has.
+pub const SLUGNUMUSEREVENT_COMMENT: &str = "slugnumuserevent_comment";
 
 /// Inboxes: `user_id, id` → notification.
 pub const USERIDID_NOTIFICATION: &str = "useridid_notification";
@@ -79,6 +82,10 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
     MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },
     MapDesc { name: EVENTID_COMMENTKEY, doc: "comment event id → its comment key" },
+    MapDesc {
+        name: SLUGNUMUSEREVENT_COMMENT,
+        doc: "board slug, task number, author, comment event id → ()",
+    },
     MapDesc { name: CMDEVENT_SLUGNUM, doc: "`!task new` event id → board slug, task number" },
     MapDesc { name: USERIDID_NOTIFICATION, doc: "user id, notification id → notification" },
     MapDesc { name: USERID_UNREAD, doc: "user id → unread count" },

@@ -7,12 +7,12 @@ use ruma::EventId;
 
 use super::{
     Store,
-    codec::{KeyBuf, KeyReader, decode_u64},
+    codec::{self, KeyBuf, KeyReader, decode_u64},
     decode, encode, maps,
 };
 use crate::{
     domain::task::{Comment, TaskRecord},
-    error::Result,
+    error::{Error, Result},
 };
 
 impl Store {
@@ -124,19 +124,26 @@ impl Store {
 
     /// Records a comment (or its edit).
     pub fn put_comment(&self, slug: &str, n: u64, comment: &Comment) -> Result<()> {
+        let mut batch = WriteBatch::default();
         let key = match self
             .db
             .get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
         {
             Some(k) => k.to_vec(),
-            None => KeyBuf::new()
-                .str(slug)
-                .u64(n)
-                .u64(comment.ts)
-                .str(comment.event_id.as_str())
-                .build(),
+            None => {
+                batch.put_cf(
+                    self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?,
+                    commenter_key(slug, n, comment),
+                    [],
+                );
+                KeyBuf::new()
+                    .str(slug)
+                    .u64(n)
+                    .u64(comment.ts)
+                    .str(comment.event_id.as_str())
+                    .build()
+            }
         };
-        let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
         batch.put_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes(), &key);
         self.db.write(batch)?;
@@ -189,6 +196,16 @@ impl Store {
             return Ok(false);
         };
         let mut batch = WriteBatch::default();
+        if let Some(v) = self.db.get_pinned_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key)? {
+            let mut r = KeyReader::new(&key);
+            let slug = r.str()?.to_owned();
+            let n = r.u64()?;
+            let comment: Comment = decode(&v)?;
+            batch.delete_cf(
+                self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?,
+                commenter_key(&slug, n, &comment),
+            );
+        }
         batch.delete_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key);
         batch.delete_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes());
         self.db.write(batch)?;
@@ -207,17 +224,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Everyone who has a comment on a task, each once: one seek per commenter, however
+    /// many comments there are.
+    pub fn commenters(&self, slug: &str, n: u64) -> Result<Vec<ruma::OwnedUserId>> {
+        let prefix = KeyBuf::new().str(slug).u64(n).prefix();
+        let mut it = self.db.raw_iterator_cf(self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?);
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        while let Some(key) = it.key().filter(|k| k.starts_with(&prefix)) {
+            let mut r = KeyReader::new(key);
+            r.str()?;
+            r.u64()?;
+            let author = r.str()?;
+            out.push(author.try_into().map_err(|_| Error::Store("bad user id in index".into()))?);
+            // Past every key of this author: ids never hold the separator byte, so
+            // `author, SEP, SEP` sorts after all of theirs and before anyone else's.
+            let mut next = KeyBuf::new().str(slug).u64(n).str(author).prefix();
+            next.push(codec::SEP);
+            it.seek(&next);
+        }
+        it.status()?;
+        Ok(out)
+    }
+
     /// Who watches a task: its creator, its assignees and everyone who commented, in that
     /// order, each once.
     pub fn watchers(&self, slug: &str, n: u64) -> Result<Vec<ruma::OwnedUserId>> {
         let Some(task) = self.task(slug, n)? else { return Ok(Vec::new()) };
         let mut out = vec![task.fields.created_by.clone()];
-        let more = task
-            .fields
-            .assignees
-            .iter()
-            .cloned()
-            .chain(self.comments(slug, n)?.into_iter().map(|c| c.author));
+        let more =
+            task.fields.assignees.iter().cloned().chain(self.commenters(slug, n)?.into_iter());
         for u in more {
             if !out.contains(&u) {
                 out.push(u);
@@ -253,13 +289,46 @@ impl Store {
     }
 }
 
-const TASK_MAPS: [&str; 5] = [
+const TASK_MAPS: [&str; 6] = [
     maps::SLUG_TASKNEXT,
     maps::SLUGNUM_TASK,
     maps::ROOTEVENT_SLUGNUM,
     maps::SLUGNUMTS_COMMENT,
     maps::EVENTID_COMMENTKEY,
+    maps::SLUGNUMUSEREVENT_COMMENT,
 ];
+
+/// A comment's key in `slugnumuserevent_comment`.
+fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
+    KeyBuf::new()
+        .str(slug)
+        .u64(n)
+        .str(comment.author.as_str())
+        .str(comment.event_id.as_str())
+        .build()
+}
+
+impl Store {
+    /// Fills `slugnumuserevent_comment` from the comments already indexed (migration 7).
+    pub(crate) fn index_commenters(&self) -> Result<()> {
+        let comments = self.cf(maps::SLUGNUMTS_COMMENT)?;
+        let commenters = self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(comments, rocksdb::IteratorMode::Start) {
+            let (key, value) = item?;
+            let mut r = KeyReader::new(&key);
+            let slug = r.str()?;
+            let n = r.u64()?;
+            let comment: Comment = decode(&value)?;
+            batch.put_cf(commenters, commenter_key(slug, n, &comment), []);
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -325,5 +394,58 @@ mod tests {
         assert!(store.remove_comment(ruma::event_id!("$c1")).expect("rm"));
         assert_eq!(store.comments("launch", 1).expect("c").len(), 1);
         assert!(store.comments("launch", 2).expect("c").is_empty());
+    }
+
+    #[test]
+    fn commenters_each_once_and_gone_with_their_last_comment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.put_task(&task(1, "$r1")).expect("put");
+        let c = |id: &str, author: &str| Comment {
+            event_id: id.try_into().expect("id"),
+            author: author.try_into().expect("user"),
+            body: "hi".into(),
+            ts: 1,
+        };
+        // One author's id is a prefix of another's: the seek past one must not skip the other.
+        for (id, author) in
+            [("$1", "@a:x"), ("$2", "@a:xy"), ("$3", "@a:x"), ("$4", "@b:x"), ("$5", "@a:xy")]
+        {
+            store.put_comment("launch", 1, &c(id, author)).expect("put");
+        }
+        store.put_comment("launch", 1, &c("$1", "@a:x")).expect("an edit");
+        store.put_comment("launch", 2, &c("$6", "@c:x")).expect("another task");
+        let mut who = store.commenters("launch", 1).expect("commenters");
+        who.sort();
+        assert_eq!(who, ["@a:x", "@a:xy", "@b:x"]);
+        store.remove_comment(ruma::event_id!("$4")).expect("rm");
+        store.remove_comment(ruma::event_id!("$1")).expect("rm");
+        let mut who = store.commenters("launch", 1).expect("commenters");
+        who.sort();
+        assert_eq!(who, ["@a:x", "@a:xy"], "@a:x still has $3; @b:x has none left");
+        // The creator (@a:x, also a commenter) once, then the other commenter.
+        assert_eq!(store.watchers("launch", 1).expect("watchers"), ["@a:x", "@a:xy"]);
+    }
+
+    #[test]
+    fn migration_7_indexes_the_commenters_of_existing_comments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.put_task(&task(1, "$r1")).expect("put");
+            let comment = Comment {
+                event_id: "$c".try_into().expect("id"),
+                author: "@old:x".try_into().expect("user"),
+                body: "from before".into(),
+                ts: 1,
+            };
+            store.put_comment("launch", 1, &comment).expect("put");
+            // As a schema-6 database: comments without the commenter index.
+            store.clear_maps(&[maps::SLUGNUMUSEREVENT_COMMENT]).expect("clear");
+            store.set_schema_version_for_test(6).expect("version");
+            assert!(store.commenters("launch", 1).expect("commenters").is_empty());
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.commenters("launch", 1).expect("commenters"), ["@old:x"]);
     }
 }

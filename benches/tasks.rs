@@ -1,0 +1,51 @@
+//! The task index as comments pile up: who watches a task (asked for every new comment in
+//! its thread, to fill the watchers' inboxes), for a task with 100, 10,000 or 100,000
+//! comments by 20 authors. RocksDB on `/dev/shm`.
+//!
+//! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
+
+use boardroom::{
+    domain::task::{Comment, TaskEventContent, TaskRecord},
+    store::Store,
+};
+use divan::Bencher;
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench(args = [100, 10_000, 100_000], sample_count = 100)]
+fn watchers_of_a_task(bencher: Bencher, comments: u64) {
+    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let task = TaskRecord {
+        board: "launch".into(),
+        fields: TaskEventContent {
+            number: 1,
+            title: "Busy".into(),
+            status: "todo".into(),
+            assignees: vec!["@assignee:localhost".try_into().expect("user")],
+            labels: Vec::new(),
+            due: None,
+            root_event_id: "$root".try_into().expect("event id"),
+            created_by: "@creator:localhost".try_into().expect("user"),
+            created_at: 0,
+            deleted: false,
+        },
+        last_command: None,
+    };
+    store.put_task(&task).expect("task");
+    for i in 0..comments {
+        let comment = Comment {
+            event_id: format!("$comment{i}").try_into().expect("event id"),
+            author: format!("@user{}:localhost", i % 20).try_into().expect("user"),
+            body: "a comment of about the usual length, with a few words in it".into(),
+            ts: i,
+        };
+        store.put_comment("launch", 1, &comment).expect("comment");
+    }
+    bencher.bench_local(|| {
+        let w = store.watchers("launch", 1).expect("watchers");
+        assert_eq!(w.len(), 22);
+    });
+}

@@ -252,8 +252,7 @@ impl Store {
     pub fn watchers(&self, slug: &str, n: u64) -> Result<Vec<ruma::OwnedUserId>> {
         let Some(task) = self.task(slug, n)? else { return Ok(Vec::new()) };
         let mut out = vec![task.fields.created_by.clone()];
-        let more =
-            task.fields.assignees.iter().cloned().chain(self.commenters(slug, n)?.into_iter());
+        let more = task.fields.assignees.iter().cloned().chain(self.commenters(slug, n)?);
         for u in more {
             if !out.contains(&u) {
                 out.push(u);

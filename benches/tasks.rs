@@ -1,6 +1,10 @@
-//! The task index as comments pile up: who watches a task (asked for every new comment in
-//! its thread, to fill the watchers' inboxes), for a task with 100, 10,000 or 100,000
-//! comments by 20 authors. RocksDB on `/dev/shm`.
+//! The board and task index as it grows, on what every message in a board room asks:
+//! - who watches a task (asked for every new comment in its thread, to fill the watchers'
+//!   inboxes), for a task with 100, 10,000 or 100,000 comments by 20 authors;
+//! - a room's members with their display names (read to resolve a message's mentions,
+//!   only when it can mention anyone), for rooms of 100 and 10,000 members.
+//!
+//! RocksDB on `/dev/shm`.
 //!
 //! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
 
@@ -9,6 +13,7 @@ use boardroom::{
     store::Store,
 };
 use divan::Bencher;
+use ruma::events::room::member::MembershipState;
 
 fn main() {
     divan::main();
@@ -47,5 +52,23 @@ fn watchers_of_a_task(bencher: Bencher, comments: u64) {
     bencher.bench_local(|| {
         let w = store.watchers("launch", 1).expect("watchers");
         assert_eq!(w.len(), 22);
+    });
+}
+
+#[divan::bench(args = [100, 10_000], sample_count = 100)]
+fn members_of_a_room(bencher: Bencher, members: usize) {
+    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let room = ruma::room_id!("!general:localhost");
+    for i in 0..members {
+        let user: ruma::OwnedUserId = format!("@user{i}:localhost").try_into().expect("user");
+        let name = format!("User {i}");
+        store
+            .set_membership(room, &user, &MembershipState::Join, Some(&name), None)
+            .expect("member");
+    }
+    bencher.bench_local(|| {
+        let m = store.members_with_names(room).expect("members");
+        assert_eq!(m.len(), members);
     });
 }

@@ -34,6 +34,14 @@ pub fn resolve(
     out
 }
 
+/// Whether a message can mention anyone at all: without `m.mentions` user ids, a pill
+/// or an `@` it cannot, and nobody's membership needs reading.
+pub fn may_mention(explicit: &[OwnedUserId], formatted: Option<&str>, body: &str) -> bool {
+    !explicit.is_empty()
+        || body.contains('@')
+        || formatted.is_some_and(|html| html.contains("https://matrix.to/#/"))
+}
+
 /// User ids linked as pills in HTML.
 pub fn pills(html: &str) -> Vec<OwnedUserId> {
     const PREFIX: &str = "https://matrix.to/#/";
@@ -196,6 +204,24 @@ mod tests {
             },
             Candidate { user_id: ruma::owned_user_id!("@bob:x"), display_name: None },
         ]
+    }
+
+    #[test]
+    fn only_explicit_ids_pills_or_an_at_sign_can_mention() {
+        let alice = ruma::owned_user_id!("@alice:x");
+        assert!(!may_mention(&[], None, "just chatting"));
+        assert!(!may_mention(&[], Some("<b>just</b> chatting"), "just chatting"));
+        assert!(may_mention(&[alice], None, "just chatting"));
+        assert!(may_mention(&[], None, "ping @alice"));
+        assert!(may_mention(
+            &[],
+            Some(r#"<a href="https://matrix.to/#/%40alice%3Ax">Alice</a>"#),
+            "Alice"
+        ));
+        // Whatever may_mention rules out, resolve finds nobody in either.
+        let everyone =
+            [Candidate { user_id: ruma::owned_user_id!("@alice:x"), display_name: None }];
+        assert!(resolve(&[], Some("<b>Alice</b>"), "Alice, hi", &everyone).is_empty());
     }
 
     #[test]

@@ -46,13 +46,19 @@ fn formatted(msgtype: &MessageType) -> Option<&str> {
     }
 }
 
-/// Who `msgtype` (with `explicit` `m.mentions`) mentions, among those who can see the room.
+/// Who `msgtype` (with `explicit` `m.mentions`) mentions, among those who can see `room`.
+/// The room's members are read only when the message can mention anyone at all.
 pub fn mentioned(
+    ctx: &Context,
+    room: &RoomId,
     explicit: &[OwnedUserId],
     msgtype: &MessageType,
-    candidates: &[Candidate],
-) -> BTreeSet<OwnedUserId> {
-    mention::resolve(explicit, formatted(msgtype), msgtype.body(), candidates)
+) -> crate::Result<BTreeSet<OwnedUserId>> {
+    let (html, body) = (formatted(msgtype), msgtype.body());
+    if !mention::may_mention(explicit, html, body) {
+        return Ok(BTreeSet::new());
+    }
+    Ok(mention::resolve(explicit, html, body, &candidates(ctx, room)?))
 }
 
 /// A message (not a command) in a board room: inbox entries for whom it mentions, and for
@@ -71,7 +77,6 @@ pub async fn on_message(
         return Ok(());
     }
     let Some(room_rec) = ctx.store.room(room)? else { return Ok(()) };
-    let candidates = candidates(ctx, room)?;
     let mut entries = Vec::new();
     let entry = |user: OwnedUserId,
                  kind: Kind,
@@ -99,7 +104,7 @@ pub async fn on_message(
             .as_ref()
             .map(|m| m.user_ids.iter().cloned().collect())
             .unwrap_or_default();
-        let now = mentioned(&explicit, &r.new_content.msgtype, &candidates);
+        let now = mentioned(ctx, room, &explicit, &r.new_content.msgtype)?;
         let before = ctx.store.notified_by(&r.event_id)?;
         let added: Vec<OwnedUserId> =
             now.into_iter().filter(|u| u != sender && !before.contains(u)).collect();
@@ -137,7 +142,7 @@ pub async fn on_message(
     };
     let explicit: Vec<OwnedUserId> =
         content.mentions.as_ref().map(|m| m.user_ids.iter().cloned().collect()).unwrap_or_default();
-    let mentioned = mentioned(&explicit, &content.msgtype, &candidates);
+    let mentioned = mentioned(ctx, room, &explicit, &content.msgtype)?;
     for u in mentioned.iter().filter(|u| *u != sender) {
         entries.push(entry(
             u.clone(),
@@ -151,9 +156,11 @@ pub async fn on_message(
         && let Some(root) = &thread
         && let Some(task) = ctx.store.task_by_root(root)?
     {
-        let can_see = |u: &UserId| candidates.iter().any(|c| c.user_id == u);
         for w in ctx.store.watchers(&task.board, task.fields.number)? {
-            if w != sender && !mentioned.contains(&w) && can_see(&w) {
+            if w != sender
+                && !mentioned.contains(&w)
+                && ctx.store.membership(room, &w)? == Some(MembershipState::Join)
+            {
                 entries.push(entry(
                     w,
                     Kind::Comment,

@@ -1,8 +1,8 @@
 //! The board and task index as it grows, on what every message in a board room asks:
 //! - who watches a task (asked for every new comment in its thread, to fill the watchers'
 //!   inboxes), for a task with 100, 10,000 or 100,000 comments by 20 authors;
-//! - a room's members with their display names (read to resolve a message's mentions,
-//!   only when it can mention anyone), for rooms of 100 and 10,000 members.
+//! - who `@alice smith` names in a room (mention resolution), and who goes by a name
+//!   starting with `user12` (autocomplete), in rooms of 100 and 10,000 members.
 //!
 //! RocksDB on `/dev/shm`.
 //!
@@ -55,20 +55,36 @@ fn watchers_of_a_task(bencher: Bencher, comments: u64) {
     });
 }
 
-#[divan::bench(args = [100, 10_000], sample_count = 100)]
-fn members_of_a_room(bencher: Bencher, members: usize) {
+fn room_of(members: usize) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
     let room = ruma::room_id!("!general:localhost");
     for i in 0..members {
         let user: ruma::OwnedUserId = format!("@user{i}:localhost").try_into().expect("user");
-        let name = format!("User {i}");
+        let name = if i == 7 { "Alice Smith".to_owned() } else { format!("User {i}") };
         store
             .set_membership(room, &user, &MembershipState::Join, Some(&name), None)
             .expect("member");
     }
+    (dir, store)
+}
+
+#[divan::bench(args = [100, 10_000], sample_count = 100)]
+fn mention_by_name(bencher: Bencher, members: usize) {
+    let (_dir, store) = room_of(members);
+    let room = ruma::room_id!("!general:localhost");
     bencher.bench_local(|| {
-        let m = store.members_with_names(room).expect("members");
-        assert_eq!(m.len(), members);
+        let found = store.name_at(room, "alice smith, can you look at this?").expect("name");
+        assert_eq!(found.map(|(len, _)| len), Some(11));
+    });
+}
+
+#[divan::bench(args = [100, 10_000], sample_count = 100)]
+fn autocomplete_by_prefix(bencher: Bencher, members: usize) {
+    let (_dir, store) = room_of(members);
+    let room = ruma::room_id!("!general:localhost");
+    bencher.bench_local(|| {
+        let found = store.members_named(room, "user12", 20).expect("named");
+        assert!(!found.is_empty());
     });
 }

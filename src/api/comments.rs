@@ -83,12 +83,16 @@ pub async fn add(
 
     ensure_joined(&state, &board.space_id, &room, &caller.user_id).await?;
 
-    let candidates: Vec<mention::Candidate> = notify::candidates(ctx, &room)?
-        .into_iter()
-        .filter(|c| c.user_id != caller.user_id)
-        .collect();
-    let mentioned = mention::resolve(&[], None, &text, &candidates);
-    let html = mention::with_pills(&text, &mentioned, &candidates);
+    let mut mentioned =
+        mention::resolve(&[], None, &text, &notify::RoomAudience::new(&ctx.store, &room))?;
+    mentioned.remove(&caller.user_id);
+    // Pills name people by their display names too: read those of the mentioned only.
+    let mut named = Vec::with_capacity(mentioned.len());
+    for u in &mentioned {
+        let display_name = ctx.store.member(&room, u)?.and_then(|(_, name)| name);
+        named.push(mention::Candidate { user_id: u.clone(), display_name });
+    }
+    let html = mention::with_pills(&text, &mentioned, &named);
     let mut content = RoomMessageEventContent::text_html(text, html);
     content.mentions = Some(Mentions::with_user_ids(mentioned));
     let root = task.fields.root_event_id.clone();

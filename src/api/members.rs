@@ -33,9 +33,12 @@ pub struct Member {
 /// The matches.
 #[derive(Debug, Serialize)]
 pub struct Members {
-    /// At most 20, by user id.
+    /// At most 20, by the name that matched (localpart or display name).
     pub members: Vec<Member>,
 }
+
+/// Matches answered at most.
+const LIMIT: usize = 20;
 
 /// `GET /boards/{slug}/members?q=`
 pub async fn autocomplete(
@@ -51,20 +54,18 @@ pub async fn autocomplete(
         return Err(Error::Forbidden(format!("you are not a member of the board {slug}")));
     };
     let q = q.trim_start_matches('@').to_lowercase();
-    let mut members: Vec<Member> = store
-        .members_with_names(&board.space_id)?
-        .into_iter()
-        .filter(|(u, m, _)| *m == MembershipState::Join && *u != state.ctx.settings.bot_user_id)
-        .filter(|(u, _, name)| {
-            u.localpart().to_lowercase().starts_with(&q)
-                || name.as_ref().is_some_and(|n| n.to_lowercase().starts_with(&q))
-        })
-        .map(|(user_id, _, display_name)| Member {
-            role: board.role_of(&user_id).as_str(),
-            user_id,
-            display_name,
-        })
-        .collect();
-    members.truncate(20);
+    // From the name index: the cost follows the matches, not the board's size.
+    let mut members = Vec::with_capacity(LIMIT);
+    for user_id in store.members_named(&board.space_id, &q, LIMIT + 1)? {
+        if user_id == state.ctx.settings.bot_user_id || members.len() == LIMIT {
+            continue;
+        }
+        let Some((MembershipState::Join, display_name)) =
+            store.member(&board.space_id, &user_id)?
+        else {
+            continue;
+        };
+        members.push(Member { role: board.role_of(&user_id).as_str(), user_id, display_name });
+    }
     Ok(Json(Members { members }))
 }

@@ -18,20 +18,61 @@ pub struct Candidate {
     pub display_name: Option<String>,
 }
 
-/// The candidates `body`, `formatted` and `explicit` mention.
-pub fn resolve(
+/// Who can be mentioned in a room: who can see it, and who goes by which name.
+pub trait Audience {
+    /// Whether `user` has joined the room.
+    fn can_see(&self, user: &UserId) -> crate::Result<bool>;
+    /// The longest name (lowercase localpart or display name) of someone in the room that
+    /// `text` (lowercase, what follows an `@`) starts with, ending at a word boundary
+    /// (not followed by a letter, digit or `_`): its length in bytes and who it is.
+    fn name_at(&self, text: &str) -> crate::Result<Option<(usize, OwnedUserId)>>;
+}
+
+/// A room's members as a list: everyone in it can see the room.
+impl Audience for [Candidate] {
+    fn can_see(&self, user: &UserId) -> crate::Result<bool> {
+        Ok(self.iter().any(|c| c.user_id == user))
+    }
+
+    fn name_at(&self, text: &str) -> crate::Result<Option<(usize, OwnedUserId)>> {
+        let mut best: Option<(usize, &OwnedUserId)> = None;
+        for c in self {
+            let names = [
+                Some(c.user_id.localpart().to_lowercase()),
+                c.display_name.as_ref().map(|d| d.to_lowercase()),
+            ];
+            for name in names.into_iter().flatten() {
+                if name.is_empty()
+                    || !text.starts_with(&name)
+                    || text[name.len()..].chars().next().is_some_and(is_word)
+                {
+                    continue;
+                }
+                if best.is_none_or(|(len, _)| name.len() > len) {
+                    best = Some((name.len(), &c.user_id));
+                }
+            }
+        }
+        Ok(best.map(|(len, u)| (len, u.clone())))
+    }
+}
+
+/// Who `body`, `formatted` and `explicit` mention, among those who can see the room.
+pub fn resolve<A: Audience + ?Sized>(
     explicit: &[OwnedUserId],
     formatted: Option<&str>,
     body: &str,
-    candidates: &[Candidate],
-) -> BTreeSet<OwnedUserId> {
-    let can_see = |u: &UserId| candidates.iter().any(|c| c.user_id == u);
-    let mut out: BTreeSet<OwnedUserId> = explicit.iter().filter(|u| can_see(u)).cloned().collect();
-    if let Some(html) = formatted {
-        out.extend(pills(html).into_iter().filter(|u| can_see(u)));
+    audience: &A,
+) -> crate::Result<BTreeSet<OwnedUserId>> {
+    let mut out = BTreeSet::new();
+    let named = formatted.map(pills).unwrap_or_default();
+    for u in explicit.iter().chain(&named) {
+        if !out.contains(u) && audience.can_see(u)? {
+            out.insert(u.clone());
+        }
     }
-    out.extend(plain_mentions(body, candidates));
-    out
+    out.extend(plain_mentions(body, audience)?);
+    Ok(out)
 }
 
 /// Whether a message can mention anyone at all: without `m.mentions` user ids, a pill
@@ -79,44 +120,25 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Plain `@name` mentions of candidates in `body`.
-pub fn plain_mentions(body: &str, candidates: &[Candidate]) -> BTreeSet<OwnedUserId> {
+/// Plain `@name` mentions in `body` of people who can see the room.
+pub fn plain_mentions<A: Audience + ?Sized>(
+    body: &str,
+    audience: &A,
+) -> crate::Result<BTreeSet<OwnedUserId>> {
     let mut out = BTreeSet::new();
     let lower = body.to_lowercase();
     for (i, _) in lower.match_indices('@') {
         // Only at a word start.
-        if lower[..i].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        if lower[..i].chars().next_back().is_some_and(is_word) {
             continue;
         }
-        let after = &lower[i + 1..];
-        let mut best: Option<(usize, &OwnedUserId)> = None;
-        for c in candidates {
-            let names = [
-                Some(c.user_id.localpart().to_lowercase()),
-                c.display_name.as_ref().map(|d| d.to_lowercase()),
-            ];
-            for name in names.into_iter().flatten() {
-                if name.is_empty() || !after.starts_with(&name) {
-                    continue;
-                }
-                // The name must end at a word boundary.
-                if after[name.len()..]
-                    .chars()
-                    .next()
-                    .is_some_and(|ch| ch.is_alphanumeric() || ch == '_')
-                {
-                    continue;
-                }
-                if best.is_none_or(|(len, _)| name.len() > len) {
-                    best = Some((name.len(), &c.user_id));
-                }
-            }
-        }
-        if let Some((_, u)) = best {
-            out.insert(u.clone());
+        if let Some((_, u)) = audience.name_at(&lower[i + 1..])?
+            && audience.can_see(&u)?
+        {
+            out.insert(u);
         }
     }
-    out
+    Ok(out)
 }
 
 /// `body` as HTML with the first mention of each of `users` (as the full id, `@display
@@ -221,14 +243,21 @@ mod tests {
         // Whatever may_mention rules out, resolve finds nobody in either.
         let everyone =
             [Candidate { user_id: ruma::owned_user_id!("@alice:x"), display_name: None }];
-        assert!(resolve(&[], Some("<b>Alice</b>"), "Alice, hi", &everyone).is_empty());
+        assert!(
+            resolve(&[], Some("<b>Alice</b>"), "Alice, hi", &everyone[..]).expect("ok").is_empty()
+        );
     }
 
     #[test]
     fn plain_text_longest_match_case_insensitive() {
         let p = people();
-        let ids =
-            |s: &str| plain_mentions(s, &p).into_iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let ids = |s: &str| {
+            plain_mentions(s, &p[..])
+                .expect("ok")
+                .into_iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids("hey @ALICE, look"), ["@alice:x"]);
         assert_eq!(ids("hey @alice smith, look"), ["@al:x"], "the longer display name wins");
         assert_eq!(ids("@bob and @carol"), ["@bob:x"], "unknown names are ignored");
@@ -245,8 +274,9 @@ mod tests {
             &[ruma::owned_user_id!("@eve:x"), ruma::owned_user_id!("@alice:x")],
             Some(html),
             "",
-            &p,
-        );
+            &p[..],
+        )
+        .expect("ok");
         let got: Vec<String> = got.into_iter().map(|u| u.to_string()).collect();
         assert_eq!(got, ["@alice:x", "@bob:x"]);
     }
@@ -284,7 +314,7 @@ mod tests {
         }];
         let users: BTreeSet<OwnedUserId> = [ruma::owned_user_id!("@zoe:x")].into();
         let body = "İİİ ünïcödé @ZOË İNCE, ok";
-        assert_eq!(plain_mentions(body, &p).len(), 1);
+        assert_eq!(plain_mentions(body, &p[..]).expect("ok").len(), 1);
         let html = with_pills(body, &users, &p);
         assert_eq!(html, "İİİ ünïcödé <a href=\"https://matrix.to/#/@zoe:x\">@zoe:x</a>, ok");
         for s in ["%", "%é", "%zé", "a%2", "%4", "100%é%", "%e9%", "%C3%A9"] {

@@ -21,20 +21,33 @@ use crate::{
     domain::{
         board::RoomKind,
         inbox::{Kind, Notification, ReceiptScope, excerpt},
-        mention::{self, Candidate},
+        mention::{self, Audience},
     },
-    store::inbound::seq_of_event,
+    store::{Store, inbound::seq_of_event},
 };
 
-/// The people who can see `room`: its joined members, with their display names.
-pub fn candidates(ctx: &Context, room: &RoomId) -> crate::Result<Vec<Candidate>> {
-    Ok(ctx
-        .store
-        .members_with_names(room)?
-        .into_iter()
-        .filter(|(_, m, _)| *m == MembershipState::Join)
-        .map(|(user_id, _, display_name)| Candidate { user_id, display_name })
-        .collect())
+/// The people who can see a room, as the board index holds them: looked up one at a time
+/// (a membership, a name), never all read.
+pub struct RoomAudience<'a> {
+    store: &'a Store,
+    room: &'a RoomId,
+}
+
+impl<'a> RoomAudience<'a> {
+    /// The joined members of `room`.
+    pub fn new(store: &'a Store, room: &'a RoomId) -> Self {
+        Self { store, room }
+    }
+}
+
+impl Audience for RoomAudience<'_> {
+    fn can_see(&self, user: &UserId) -> crate::Result<bool> {
+        Ok(self.store.membership(self.room, user)? == Some(MembershipState::Join))
+    }
+
+    fn name_at(&self, text: &str) -> crate::Result<Option<(usize, OwnedUserId)>> {
+        self.store.name_at(self.room, text)
+    }
 }
 
 fn formatted(msgtype: &MessageType) -> Option<&str> {
@@ -47,7 +60,7 @@ fn formatted(msgtype: &MessageType) -> Option<&str> {
 }
 
 /// Who `msgtype` (with `explicit` `m.mentions`) mentions, among those who can see `room`.
-/// The room's members are read only when the message can mention anyone at all.
+/// The index is asked only when the message can mention anyone at all.
 pub fn mentioned(
     ctx: &Context,
     room: &RoomId,
@@ -58,7 +71,7 @@ pub fn mentioned(
     if !mention::may_mention(explicit, html, body) {
         return Ok(BTreeSet::new());
     }
-    Ok(mention::resolve(explicit, html, body, &candidates(ctx, room)?))
+    mention::resolve(explicit, html, body, &RoomAudience::new(&ctx.store, room))
 }
 
 /// A message (not a command) in a board room: inbox entries for whom it mentions, and for

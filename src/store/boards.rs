@@ -1,6 +1,7 @@
 //! The board index: boards by slug and by space, rooms → board, memberships, member →
-//! boards. Maps: `slug_board`, `spaceid_slug`, `roomid_boardroom`, `slugroomid`,
-//! `roomuserid_membership`, `userid_slug`. Everything here is derived from Matrix room
+//! boards, the names members go by. Maps: `slug_board`, `spaceid_slug`,
+//! `roomid_boardroom`, `slugroomid`, `roomuserid_membership`, `userid_slug`,
+//! `roomnameuser_member`. Everything here is derived from Matrix room
 //! state and can be rebuilt by `boardroom reindex`; every write is idempotent.
 
 use rocksdb::{IteratorMode, WriteBatch};
@@ -8,7 +9,7 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::Membe
 
 use super::{
     Store,
-    codec::{KeyBuf, KeyReader},
+    codec::{self, KeyBuf, KeyReader},
     decode, encode, maps,
 };
 use crate::{
@@ -85,12 +86,15 @@ impl Store {
     pub fn remove_room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
         let Some(old) = self.room(room_id)? else { return Ok(None) };
         let mut batch = WriteBatch::default();
-        // Its memberships go too: the index knows board rooms only.
-        let members = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
+        // Its memberships and the names its members go by go too: the index knows board
+        // rooms only.
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
-        for item in self.scan(members, &prefix) {
-            let (k, _) = item?;
-            batch.delete_cf(members, k);
+        for map in [maps::ROOMUSERID_MEMBERSHIP, maps::ROOMNAMEUSER_MEMBER] {
+            let cf = self.cf(map)?;
+            for item in self.scan(cf, &prefix) {
+                let (k, _) = item?;
+                batch.delete_cf(cf, k);
+            }
         }
         batch.delete_cf(self.cf(maps::ROOMID_BOARDROOM)?, room_id.as_bytes());
         batch.delete_cf(
@@ -145,6 +149,21 @@ impl Store {
         let mut batch = WriteBatch::default();
         let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
         let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
+        // The names this member went by, out; the names they go by now if joined, in.
+        let names = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
+        if let Some(v) = self.db.get_pinned_cf(cf, &key)? {
+            let (before, old_name) = decode_membership(&v)?;
+            if before == MembershipState::Join {
+                for name in member_names(user, old_name.as_deref()) {
+                    batch.delete_cf(names, name_key(room_id, &name, user));
+                }
+            }
+        }
+        if *membership == MembershipState::Join {
+            for name in member_names(user, display_name) {
+                batch.put_cf(names, name_key(room_id, &name, user), []);
+            }
+        }
         match membership {
             MembershipState::Leave => batch.delete_cf(cf, &key),
             other => {
@@ -175,26 +194,6 @@ impl Store {
             .get_pinned_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, key)?
             .map(|v| decode_membership(&v).map(|(m, _)| m))
             .transpose()
-    }
-
-    /// Everyone with a membership in `room_id`, with their display names.
-    pub fn members_with_names(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Vec<(OwnedUserId, MembershipState, Option<String>)>> {
-        let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
-        let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
-        let mut out = Vec::new();
-        for item in self.scan(cf, &prefix) {
-            let (k, v) = item?;
-            let mut r = KeyReader::new(&k);
-            r.str()?;
-            let user: OwnedUserId =
-                r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
-            let (m, name) = decode_membership(&v)?;
-            out.push((user, m, name));
-        }
-        Ok(out)
     }
 
     /// Everyone with a membership in `room_id` (joined, invited, banned, knocking).
@@ -272,6 +271,132 @@ impl Store {
     }
 }
 
+/// The lowercase names a member goes by: localpart, and display name when there is one.
+fn member_names(user: &UserId, display_name: Option<&str>) -> Vec<String> {
+    let mut out = vec![user.localpart().to_lowercase()];
+    if let Some(d) = display_name.map(str::to_lowercase).filter(|d| !d.is_empty() && *d != out[0]) {
+        out.push(d);
+    }
+    out
+}
+
+fn name_key(room: &RoomId, name: &str, user: &UserId) -> Vec<u8> {
+    KeyBuf::new().str(room.as_str()).str(name).str(user.as_str()).build()
+}
+
+/// How far past `@` a name is looked for, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+impl Store {
+    /// The longest name of a joined member of `room` that `text` (lowercase, what follows
+    /// an `@`) starts with, ending at a word boundary (not followed by a letter, digit or
+    /// `_`): its length in bytes and the member. Ties go to the smallest user id. One or
+    /// two seeks per word of `text`, however many members the room has.
+    pub fn name_at(&self, room: &RoomId, text: &str) -> Result<Option<(usize, OwnedUserId)>> {
+        let cf = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
+        let mut it = self.db.raw_iterator_cf(cf);
+        let room_prefix = KeyBuf::new().str(room.as_str()).prefix();
+        let mut best = None;
+        let boundaries = text
+            .char_indices()
+            .filter(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map(|(i, _)| i)
+            .chain(std::iter::once(text.len()))
+            .filter(|&p| p > 0 && p <= MAX_NAME_BYTES);
+        for p in boundaries {
+            let name = &text[..p];
+            // Does any name start with this? If not, no longer one can match either.
+            let mut start = room_prefix.clone();
+            start.extend_from_slice(name.as_bytes());
+            it.seek(&start);
+            if !it.key().is_some_and(|k| k.starts_with(&start)) {
+                break;
+            }
+            // Is it a whole name? `name, SEP` starts its keys.
+            start.push(codec::SEP);
+            it.seek(&start);
+            if let Some(k) = it.key().filter(|k| k.starts_with(&start)) {
+                let user = std::str::from_utf8(&k[start.len()..])
+                    .map_err(|_| Error::Store("bad user id in the name index".into()))?;
+                let user: OwnedUserId = user
+                    .try_into()
+                    .map_err(|_| Error::Store("bad user id in the name index".into()))?;
+                best = Some((p, user));
+            }
+        }
+        it.status()?;
+        Ok(best)
+    }
+
+    /// Joined members of `room` with a name (localpart or display name) starting with
+    /// `prefix` (lowercase), each once, by name: at most `limit`.
+    pub fn members_named(
+        &self,
+        room: &RoomId,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<OwnedUserId>> {
+        let mut start = KeyBuf::new().str(room.as_str()).prefix();
+        start.extend_from_slice(prefix.as_bytes());
+        let mut out: Vec<OwnedUserId> = Vec::new();
+        for item in self.scan(self.cf(maps::ROOMNAMEUSER_MEMBER)?, &start) {
+            let (k, _) = item?;
+            let mut r = KeyReader::new(&k);
+            r.str()?;
+            r.str()?;
+            let user: OwnedUserId =
+                r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
+            if !out.contains(&user) {
+                out.push(user);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `user`'s membership in `room` and the display name it carries.
+    pub fn member(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<(MembershipState, Option<String>)>> {
+        let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
+        self.db
+            .get_pinned_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, key)?
+            .map(|v| decode_membership(&v))
+            .transpose()
+    }
+
+    /// Fills `roomnameuser_member` from the memberships already indexed (migration 8).
+    pub(crate) fn index_member_names(&self) -> Result<()> {
+        let names = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let (m, display_name) = decode_membership(&v)?;
+            if m != MembershipState::Join {
+                continue;
+            }
+            let mut r = KeyReader::new(&k);
+            let room: OwnedRoomId =
+                r.str()?.try_into().map_err(|_| Error::Store("bad room id in index".into()))?;
+            let user: OwnedUserId =
+                r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
+            for name in member_names(&user, display_name.as_deref()) {
+                batch.put_cf(names, name_key(&room, &name, &user), []);
+            }
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+}
+
 fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
     let mut r = KeyReader::new(v);
     let m = MembershipState::from(r.str()?);
@@ -279,13 +404,14 @@ fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
     Ok((m, name))
 }
 
-const BOARD_MAPS: [&str; 6] = [
+const BOARD_MAPS: [&str; 7] = [
     maps::SLUG_BOARD,
     maps::SPACEID_SLUG,
     maps::ROOMID_BOARDROOM,
     maps::SLUGROOMID,
     maps::ROOMUSERID_MEMBERSHIP,
     maps::USERID_SLUG,
+    maps::ROOMNAMEUSER_MEMBER,
 ];
 
 #[cfg(test)]
@@ -337,8 +463,8 @@ mod tests {
         assert!(store.is_board_member("launch", alice).expect("m"));
         assert_eq!(store.boards_of(alice).expect("b"), vec!["launch"]);
         assert_eq!(
-            store.members_with_names(&board.space_id).expect("m"),
-            vec![(alice.to_owned(), MembershipState::Join, Some("Alice".to_owned()))]
+            store.member(&board.space_id, alice).expect("m"),
+            Some((MembershipState::Join, Some("Alice".to_owned())))
         );
         store
             .set_membership(&board.space_id, alice, &MembershipState::Leave, None, Some("launch"))
@@ -351,5 +477,91 @@ mod tests {
         assert_eq!(dump.len(), 2, "{dump:?}");
         store.clear_board_index().expect("clear");
         assert!(store.dump_board_index().expect("dump").is_empty());
+    }
+
+    #[test]
+    fn names_follow_joins_renames_and_leaves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let room = ruma::room_id!("!r:x");
+        let join = |user: &str, name: Option<&str>| {
+            let user: OwnedUserId = user.try_into().expect("user");
+            store.set_membership(room, &user, &MembershipState::Join, name, None).expect("join");
+        };
+        join("@al:x", Some("Alice Smith"));
+        join("@alice:x", Some("Alice"));
+        join("@bob:x", None);
+        store
+            .set_membership(
+                room,
+                ruma::user_id!("@carol:x"),
+                &MembershipState::Invite,
+                Some("Carol"),
+                None,
+            )
+            .expect("invite");
+        let at = |text: &str| {
+            store.name_at(room, text).expect("name").map(|(len, u)| (len, u.to_string()))
+        };
+        // The longest whole name wins; a name must end at a word boundary.
+        assert_eq!(at("alice smith, hi"), Some((11, "@al:x".into())));
+        assert_eq!(at("alice, hi"), Some((5, "@alice:x".into())));
+        assert_eq!(at("al is here"), Some((2, "@al:x".into())));
+        assert_eq!(at("alicia"), None);
+        assert_eq!(at("bob"), Some((3, "@bob:x".into())));
+        assert_eq!(at("carol"), None, "only joined members have names");
+        let named = |q: &str| -> Vec<String> {
+            store.members_named(room, q, 20).expect("named").iter().map(|u| u.to_string()).collect()
+        };
+        assert_eq!(named("al"), ["@al:x", "@alice:x"]);
+        assert_eq!(named(""), ["@al:x", "@alice:x", "@bob:x"]);
+        assert_eq!(store.members_named(room, "", 1).expect("named").len(), 1);
+
+        // A new display name replaces the old; leaving takes every name away.
+        join("@bob:x", Some("Robert"));
+        assert_eq!(at("robert"), Some((6, "@bob:x".into())));
+        assert_eq!(at("bob"), Some((3, "@bob:x".into())), "the localpart stays");
+        join("@al:x", None);
+        assert_eq!(at("alice smith"), Some((5, "@alice:x".into())));
+        store
+            .set_membership(room, ruma::user_id!("@alice:x"), &MembershipState::Leave, None, None)
+            .expect("leave");
+        assert_eq!(at("alice"), None);
+        assert_eq!(named("al"), ["@al:x"]);
+
+        // A room that leaves the index takes its names along.
+        let record = RoomRecord {
+            board: "launch".into(),
+            name: "general".into(),
+            kind: RoomKind::Chat,
+            private: false,
+            awaiting_power: false,
+        };
+        store.put_room(room, &record).expect("room");
+        store.remove_room(room).expect("remove");
+        assert!(named("").is_empty());
+    }
+
+    #[test]
+    fn migration_8_indexes_the_names_of_joined_members() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let room = ruma::room_id!("!r:x");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .set_membership(
+                    room,
+                    ruma::user_id!("@dana:x"),
+                    &MembershipState::Join,
+                    Some("Dana Scully"),
+                    None,
+                )
+                .expect("join");
+            store.clear_maps(&[maps::ROOMNAMEUSER_MEMBER]).expect("clear");
+            store.set_schema_version_for_test(7).expect("version");
+            assert_eq!(store.name_at(room, "dana scully").expect("name"), None);
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.name_at(room, "dana scully").expect("name").map(|(len, _)| len), Some(11));
     }
 }

@@ -36,6 +36,10 @@ pub const SLUGROOMID: &str = "slugroomid";
 pub const ROOMUSERID_MEMBERSHIP: &str = "roomuserid_membership";
 /// Boards a user belongs to (joined the space): `user_id, slug` → ().
 pub const USERID_SLUG: &str = "userid_slug";
+/// The names joined members go by in board spaces and rooms, lowercase (localpart and
+/// display name): `room_id, name, user_id` → (). Mentions and autocomplete look names up
+/// here instead of reading every member.
+pub const ROOMNAMEUSER_MEMBER: &str = "roomnameuser_member";
 
 /// The next task number of each board: `slug` → u64.
 pub const SLUG_TASKNEXT: &str = "slug_tasknext";
@@ -77,6 +81,10 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()" },
     MapDesc { name: ROOMUSERID_MEMBERSHIP, doc: "board space or room id, user id → membership" },
     MapDesc { name: USERID_SLUG, doc: "user id, board slug → () for joined members" },
+    MapDesc {
+        name: ROOMNAMEUSER_MEMBER,
+        doc: "room id, lowercase localpart or display name, user id → () for joined members",
+    },
     MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number" },
     MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record" },
     MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },

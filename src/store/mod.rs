@@ -18,7 +18,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -43,6 +43,7 @@ const MIGRATIONS: &[Migration] = &[
     // older Boardroom cannot read. Values from before have no time and are kept.
     Migration { version: 6, name: "remembered ids expire", run: |_| Ok(()) },
     Migration { version: 7, name: "task commenters", run: Store::index_commenters },
+    Migration { version: 8, name: "member names", run: Store::index_member_names },
 ];
 
 /// The database: shared, cheap to clone.

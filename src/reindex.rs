@@ -69,14 +69,14 @@ pub async fn reindex(
         match apply_room_state(&store, room, state)? {
             Indexed::Board(_) => summary.boards += 1,
             Indexed::Room(_) => summary.board_rooms += 1,
-            Indexed::Replaced { by, record } => replaced.push((by, record)),
+            Indexed::Replaced { by, record } => replaced.push((room.clone(), by, record)),
             Indexed::Nothing => {}
         }
     }
     // An upgraded board room whose replacement carries no board state of its own (the bot
     // may lack power there): the old room's tombstone says where the board room went.
     // Follow chains of upgrades to the live room.
-    for (mut by, record) in replaced {
+    for (from, mut by, record) in replaced {
         let mut hops = 0;
         while let Some((_, state)) = states.iter().find(|(r, _)| *r == by)
             && let Some(next) =
@@ -88,8 +88,9 @@ pub async fn reindex(
         }
         let Some((_, state)) = states.iter().find(|(r, _)| *r == by) else { continue };
         if store.room(&by)?.is_none() {
-            // Without its own board state, the room still waits for the bot's power.
-            store.put_room(&by, &RoomRecord { awaiting_power: true, ..record })?;
+            // Without its own board state, the room still waits for the bot's power, and
+            // its tasks are still in the last room that has board state.
+            store.put_room(&by, &RoomRecord { pending_move_from: Some(from), ..record })?;
             index_members_from_state(&store, &by, state)?;
             summary.board_rooms += 1;
         }

@@ -76,10 +76,16 @@ pub async fn add(
         .task(&slug, n)?
         .filter(|t| !t.fields.deleted)
         .ok_or_else(|| Error::NotFound(format!("no task {slug}#{n}")))?;
-    let (room, _) = ctx
+    let (room, record) = ctx
         .store
         .tasks_room_of(&slug)?
         .ok_or_else(|| Error::NotFound(format!("the board {slug} has no tasks room")))?;
+    if record.pending_move_from.is_some() {
+        return Err(Error::Forbidden(format!(
+            "the tasks room of {slug} was upgraded and its tasks wait for a room admin to give \
+             Boardroom power there; comments can be added once they have moved"
+        )));
+    }
 
     ensure_joined(&state, &board.space_id, &room, &caller.user_id).await?;
 

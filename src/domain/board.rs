@@ -96,11 +96,12 @@ pub struct RoomRecord {
     pub kind: RoomKind,
     /// Invite-only.
     pub private: bool,
-    /// An upgraded room Boardroom could not write its board state into yet (room version
-    /// 12 gives the bot no power there until an admin does): for a `tasks` room, tasks
-    /// cannot be created or changed until then.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub awaiting_power: bool,
+    /// Set on an upgraded room Boardroom could not write its board state into yet (room
+    /// version 12 gives the bot no power there until an admin does): the room it replaced,
+    /// where a `tasks` room's tasks and their threads still are. Tasks cannot be created or
+    /// changed until the move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_move_from: Option<OwnedRoomId>,
 }
 
 /// A member's role on a board.

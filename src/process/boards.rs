@@ -356,7 +356,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
                 name: r.name.clone(),
                 kind: r.kind,
                 private: false,
-                awaiting_power: false,
+                pending_move_from: None,
             },
         )?;
     }
@@ -573,7 +573,7 @@ async fn add_room(
             name: name.to_owned(),
             kind: RoomKind::Chat,
             private,
-            awaiting_power: false,
+            pending_move_from: None,
         },
     )?;
     Ok(text(if private {
@@ -680,12 +680,16 @@ pub async fn follow_upgrade(
     link_child(ctx, &board.space_id, old, false).await?;
     ctx.store.remove_room(old)?;
     ctx.store.put_room(new, &record)?;
-    match settle_room(ctx, &board, new, &record, old).await? {
+    // Where the tasks are: the old room, or the room before it when the old one never got
+    // them (upgraded again while waiting for power).
+    let from = record.pending_move_from.clone().unwrap_or_else(|| old.to_owned());
+    match settle_room(ctx, &board, new, &record, &from).await? {
         Some(actions) => Ok(actions),
         None => {
             // Room version 12: the upgrader is the new room's only creator and the bot has
             // no power there. Say what an admin must do; the move completes when they do.
-            ctx.store.put_room(new, &RoomRecord { awaiting_power: true, ..record.clone() })?;
+            let waiting = RoomRecord { pending_move_from: Some(from), ..record.clone() };
+            ctx.store.put_room(new, &waiting)?;
             tracing::warn!(board = %board.slug, room_id = %new, "no power to write board state into the upgraded room; asked an admin");
             let bot = &ctx.settings.bot_user_id;
             let plain = format!(
@@ -742,8 +746,8 @@ pub async fn settle_room(
     } else {
         Vec::new()
     };
-    if record.awaiting_power {
-        ctx.store.put_room(room, &RoomRecord { awaiting_power: false, ..record.clone() })?;
+    if record.pending_move_from.is_some() {
+        ctx.store.put_room(room, &RoomRecord { pending_move_from: None, ..record.clone() })?;
     }
     Ok(Some(actions))
 }
@@ -766,9 +770,15 @@ pub async fn on_power_levels(
         return Ok(Vec::new());
     }
     let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };
-    let create = state_content::<RoomCreateEventContent>(ctx, room, "m.room.create").await;
-    let Some(old) = create.and_then(|c| c.predecessor).map(|p| p.room_id) else {
-        return Ok(Vec::new());
+    let old = match &record.pending_move_from {
+        Some(from) => from.clone(),
+        None => {
+            let create = state_content::<RoomCreateEventContent>(ctx, room, "m.room.create").await;
+            let Some(old) = create.and_then(|c| c.predecessor).map(|p| p.room_id) else {
+                return Ok(Vec::new());
+            };
+            old
+        }
     };
     tracing::info!(board = %board.slug, room_id = %room, "the bot got power in an upgraded board room; settling it");
     Ok(settle_room(ctx, &board, room, &record, &old).await?.unwrap_or_default())

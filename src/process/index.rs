@@ -171,7 +171,7 @@ pub fn apply_room_state(
             name: room.name,
             kind: room.kind,
             private: room.private,
-            awaiting_power: false,
+            pending_move_from: None,
         };
         if let Some(new) = events.iter().find_map(tombstone_target) {
             return Ok(Indexed::Replaced { by: new, record });

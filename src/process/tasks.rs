@@ -75,10 +75,6 @@ fn board_here(ctx: &Context, room: &RoomId) -> crate::Result<Option<BoardRecord>
     }
 }
 
-fn tasks_room(ctx: &Context, slug: &str) -> crate::Result<Option<OwnedRoomId>> {
-    Ok(ctx.store.tasks_room_of(slug)?.map(|(id, _)| id))
-}
-
 /// The board's tasks room, where tasks can be written now; otherwise the refusal to give.
 fn writable_tasks_room(
     ctx: &Context,
@@ -87,7 +83,7 @@ fn writable_tasks_room(
 ) -> crate::Result<Result<OwnedRoomId, TaskOutcome>> {
     match ctx.store.tasks_room_of(slug)? {
         None => Ok(Err(refusal(format!("The board {slug} has no tasks room."), usage))),
-        Some((_, record)) if record.awaiting_power => Ok(Err(refusal(
+        Some((_, record)) if record.pending_move_from.is_some() => Ok(Err(refusal(
             format!(
                 "The tasks room of {slug} was upgraded, and Boardroom needs power 100 in the \
                  new room before tasks can be created or changed: an admin can give it with \
@@ -544,7 +540,9 @@ fn list(ctx: &Context, inv: &Invocation<'_>, column: Option<&str>) -> crate::Res
             cmd::LIST.usage,
         ));
     }
-    let room = tasks_room(ctx, &board.slug)?;
+    // Links lead to the threads where they are: the old room while a move waits for power.
+    let room =
+        ctx.store.tasks_room_of(&board.slug)?.map(|(id, r)| r.pending_move_from.unwrap_or(id));
     let tasks: Vec<TaskRecord> =
         ctx.store.tasks_of(&board.slug)?.into_iter().filter(|t| !t.fields.deleted).collect();
     let mut plain = format!("Tasks of {}:", board.name);

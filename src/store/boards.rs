@@ -441,7 +441,7 @@ mod tests {
             name: "general".into(),
             kind: RoomKind::Chat,
             private: false,
-            awaiting_power: false,
+            pending_move_from: None,
         };
         let rid = ruma::room_id!("!general:x");
         store.put_room(rid, &room).expect("room");
@@ -535,7 +535,7 @@ mod tests {
             name: "general".into(),
             kind: RoomKind::Chat,
             private: false,
-            awaiting_power: false,
+            pending_move_from: None,
         };
         store.put_room(room, &record).expect("room");
         store.remove_room(room).expect("remove");

@@ -382,6 +382,9 @@ async fn an_upgraded_tasks_room_gets_its_tasks_once_the_bot_has_power_there() {
         !bot_says(&alice, &new, &bot).await.iter().any(|b| b.contains("Too early")),
         "no root was posted"
     );
+    // The list links to the threads where they still are: in the old room.
+    let list = alice.command(&general, &bot, "!task list").await;
+    assert!(list.contains(&format!("https://matrix.to/#/{tasks}/{old_root}")), "{list}");
 
     // She gives it power: the room gets its board state and the tasks.
     let mut pl = alice.state(&new, "m.room.power_levels", "").await.expect("power levels");

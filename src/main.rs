@@ -31,6 +31,14 @@ enum Cmd {
     CheckConfig,
     /// Rebuild the board index from the homeserver (stop `serve` first).
     Reindex,
+    /// List the outbound requests set aside (refused for good, or failing with server
+    /// errors too long), with the homeserver's error; `--requeue` puts them back in the
+    /// outbox for the next `serve` (stop `serve` first).
+    DeadLetters {
+        /// Put them back in the outbox instead of listing them.
+        #[arg(long)]
+        requeue: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +72,42 @@ fn main() -> ExitCode {
         },
         Cmd::Serve => run_serve(settings),
         Cmd::Reindex => run_reindex(settings),
+        Cmd::DeadLetters { requeue } => run_dead_letters(&settings, requeue),
+    }
+}
+
+fn run_dead_letters(settings: &Settings, requeue: bool) -> ExitCode {
+    let store = match boardroom::store::Store::open(&settings.raw.database.path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("boardroom dead-letters: {e} (is `boardroom serve` running? stop it first)");
+            return ExitCode::FAILURE;
+        }
+    };
+    if requeue {
+        return match store.requeue_dead() {
+            Ok(n) => {
+                println!("requeued {n} requests; the next `boardroom serve` sends them");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("boardroom dead-letters: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match store.outbox_dead_entries(usize::MAX) {
+        Ok(entries) => {
+            for (seq, record) in &entries {
+                println!("#{seq} {record}");
+            }
+            println!("{} requests set aside", entries.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("boardroom dead-letters: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -86,6 +86,27 @@ impl Store {
         Ok(())
     }
 
+    /// Puts every request set aside back in the outbox, under new sequence numbers after
+    /// everything queued, in one atomic write. Returns how many.
+    pub fn requeue_dead(&self) -> Result<usize> {
+        let dead = self.cf(maps::SEQ_OUTBOXDEAD)?;
+        let mut batch = WriteBatch::default();
+        let mut requests = Vec::new();
+        for item in self.db.iterator_cf(dead, IteratorMode::Start) {
+            let (k, v) = item?;
+            let record: serde_json::Value = super::decode(&v)?;
+            let request = record
+                .get("request")
+                .and_then(|r| r.as_str())
+                .ok_or_else(|| Error::Store("a dead outbox entry without its request".into()))?;
+            requests.push(request.as_bytes().to_vec());
+            batch.delete_cf(dead, k);
+        }
+        let n = requests.len();
+        self.write_with_outbox(batch, &requests)?;
+        Ok(n)
+    }
+
     /// Requests refused for good, oldest first.
     pub fn outbox_dead_entries(&self, limit: usize) -> Result<Vec<(u64, String)>> {
         let cf = self.cf(maps::SEQ_OUTBOXDEAD)?;
@@ -119,5 +140,12 @@ mod tests {
         assert!(dead[0].1.contains("M_FORBIDDEN"));
         store.enqueue_outbound(&[b"c".to_vec()]).expect("enqueue");
         assert_eq!(store.outbox_from(0, 10).expect("list"), vec![(3, b"c".to_vec())]);
+        // Put back, they go after what is queued, and the dead list is empty.
+        assert_eq!(store.requeue_dead().expect("requeue"), 1);
+        assert_eq!(
+            store.outbox_from(0, 10).expect("list"),
+            vec![(3, b"c".to_vec()), (4, b"b".to_vec())]
+        );
+        assert!(store.outbox_dead_entries(10).expect("dead").is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! The real binary: `check-config` and `registration`.
+//! The real binary: `check-config`, `registration` and `dead-letters`.
 
 use std::process::Command;
 
@@ -74,4 +74,44 @@ fn registration_prints_what_synapse_needs() {
     ] {
         assert!(yaml.contains(needle), "{needle} missing from\n{yaml}");
     }
+}
+
+#[test]
+fn dead_letters_are_listed_and_requeued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let path = dir.path().join("boardroom.toml");
+    std::fs::write(
+        &path,
+        GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8 path")),
+    )
+    .expect("write");
+    {
+        let store = boardroom::store::Store::open(&db).expect("store");
+        store.enqueue_outbound(&[b"{\"join_room\":{}}".to_vec()]).expect("enqueue");
+        store.outbox_dead(1, b"{\"join_room\":{}}", "M_FORBIDDEN: not invited").expect("dead");
+    }
+    let out = boardroom(&["dead-letters"], &path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("#1 ") && listed.contains("M_FORBIDDEN: not invited"), "{listed}");
+    assert!(listed.contains("1 requests set aside"), "{listed}");
+
+    let out = boardroom(&["dead-letters", "--requeue"], &path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("requeued 1 requests"));
+    let store = boardroom::store::Store::open(&db).expect("store");
+    assert!(store.outbox_dead_entries(10).expect("dead").is_empty());
+    assert_eq!(
+        store.outbox_from(0, 10).expect("outbox"),
+        vec![(2, b"{\"join_room\":{}}".to_vec())],
+        "back in the outbox under a new number"
+    );
+    drop(store);
+
+    // While another process holds the database, it says what to do.
+    let _held = boardroom::store::Store::open(&db).expect("store");
+    let out = boardroom(&["dead-letters"], &path);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
 }

@@ -564,4 +564,48 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.name_at(room, "dana scully").expect("name").map(|(len, _)| len), Some(11));
     }
+
+    #[test]
+    fn the_name_index_finds_what_the_list_finds() {
+        use crate::domain::mention::{Audience, Candidate};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let room = ruma::room_id!("!r:x");
+        let people = [
+            ("@al:x", Some("Alice Smith")),
+            ("@alice:x", Some("Alice")),
+            ("@bob:x", None),
+            ("@bobby:x", Some("Bob by the sea")),
+            ("@zoë:x", Some("Zoë Ünal")),
+            ("@dash:x", Some("d-a_sh!")),
+        ];
+        let mut list = Vec::new();
+        for (user, name) in people {
+            let user: OwnedUserId = user.try_into().expect("user");
+            store.set_membership(room, &user, &MembershipState::Join, name, None).expect("join");
+            list.push(Candidate { user_id: user, display_name: name.map(str::to_owned) });
+        }
+        for text in [
+            "alice smith, hi",
+            "alice smithers",
+            "al",
+            "al.",
+            "bob by the sea!",
+            "bob by",
+            "bobby",
+            "zoë ünal rocks",
+            "zoë",
+            "d-a_sh! there",
+            "d-a_sh!x",
+            "nobody",
+            "",
+            " alice",
+        ] {
+            assert_eq!(
+                store.name_at(room, text).expect("index"),
+                list[..].name_at(text).expect("list"),
+                "{text:?}"
+            );
+        }
+    }
 }

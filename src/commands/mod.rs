@@ -161,6 +161,53 @@ pub struct Reply {
     pub html: String,
 }
 
+/// Bytes of `body` and `formatted_body` together that a listing stops adding items at:
+/// a Matrix event may have 65,536 bytes in all, and JSON escaping and the rest of the
+/// event need room too.
+pub const LISTING_BUDGET: usize = 32_000;
+
+/// A reply that lists items: headings always go in; items go in while the reply stays
+/// within [`LISTING_BUDGET`], and the rest are counted, so that a long list still fits
+/// in one event.
+#[derive(Debug, Default)]
+pub struct Listing {
+    plain: String,
+    html: String,
+    left_out: usize,
+}
+
+impl Listing {
+    /// Starts with `plain` and `html`.
+    pub fn new(plain: String, html: String) -> Self {
+        Self { plain, html, left_out: 0 }
+    }
+
+    /// Adds text that always goes in (headings, closing tags).
+    pub fn always(&mut self, plain: &str, html: &str) {
+        self.plain.push_str(plain);
+        self.html.push_str(html);
+    }
+
+    /// Adds an item if it fits; otherwise counts it as left out.
+    pub fn item(&mut self, plain: &str, html: &str) {
+        if self.plain.len() + self.html.len() + plain.len() + html.len() <= LISTING_BUDGET {
+            self.always(plain, html);
+        } else {
+            self.left_out += 1;
+        }
+    }
+
+    /// Items counted but not shown so far.
+    pub fn left_out(&self) -> usize {
+        self.left_out
+    }
+
+    /// The reply.
+    pub fn into_reply(self) -> Reply {
+        Reply { plain: self.plain.trim_end().to_owned(), html: self.html }
+    }
+}
+
 /// The reply to a message that is not a valid command: what was wrong and the right form.
 pub fn error_reply(err: &ParseError) -> Reply {
     match err {
@@ -210,6 +257,20 @@ pub fn escape_html(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_keeps_headings_and_stops_items_at_the_budget() {
+        let mut l = Listing::new("Items:".into(), "<p>Items:</p>".into());
+        let item = "x".repeat(1000);
+        for _ in 0..100 {
+            l.item(&item, &item);
+        }
+        l.always("\nend", "<p>end</p>");
+        assert_eq!(l.left_out(), 100 - (LISTING_BUDGET - 19) / 2000);
+        let reply = l.into_reply();
+        assert!(reply.plain.len() + reply.html.len() <= LISTING_BUDGET + 20);
+        assert!(reply.plain.ends_with("end") && reply.html.ends_with("<p>end</p>"));
+    }
 
     #[test]
     fn parse_known_unknown_and_malformed() {

@@ -32,7 +32,7 @@ use ruma::{
 use super::{Context, index};
 use crate::{
     commands::{
-        Reply,
+        Listing, Reply,
         board::{self as cmd, BoardCommand},
         escape_html,
     },
@@ -619,6 +619,7 @@ async fn info(ctx: &Context, inv: &Invocation<'_>) -> Outcome {
     }
     plain.push_str("Members:\n");
     html.push_str("</ul><p>Members:</p><ul>");
+    let mut listing = Listing::new(plain, html);
     let mut members: Vec<(Role, OwnedUserId, MembershipState)> = ctx
         .store
         .members(&board.space_id)?
@@ -631,14 +632,16 @@ async fn info(ctx: &Context, inv: &Invocation<'_>) -> Outcome {
     members.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (role, user, m) in members {
         let invited = if m == MembershipState::Invite { ", invited" } else { "" };
-        plain.push_str(&format!("  {user} ({}{invited})\n", role.as_str()));
-        html.push_str(&format!(
-            "<li>{} ({}{invited})</li>",
-            escape_html(user.as_str()),
-            role.as_str()
-        ));
+        listing.item(
+            &format!("  {user} ({}{invited})\n", role.as_str()),
+            &format!("<li>{} ({}{invited})</li>", escape_html(user.as_str()), role.as_str()),
+        );
     }
-    html.push_str("</ul>");
+    if listing.left_out() > 0 {
+        let more = format!("  and {} more\n", listing.left_out());
+        listing.always(&more, &format!("<li>and {} more</li>", listing.left_out()));
+    }
+    listing.always("", "</ul>");
     // Tasks per status, in the board's column order.
     let tasks = ctx.store.tasks_of(&board.slug)?;
     let counts: Vec<String> = board
@@ -649,9 +652,11 @@ async fn info(ctx: &Context, inv: &Invocation<'_>) -> Outcome {
             format!("{c} {n}")
         })
         .collect();
-    plain.push_str(&format!("Tasks: {}\n", counts.join(", ")));
-    html.push_str(&format!("<p>Tasks: {}</p>", escape_html(&counts.join(", "))));
-    Ok(Reply { plain: plain.trim_end().to_owned(), html })
+    listing.always(
+        &format!("Tasks: {}\n", counts.join(", ")),
+        &format!("<p>Tasks: {}</p>", escape_html(&counts.join(", "))),
+    );
+    Ok(listing.into_reply())
 }
 
 /// A board room was upgraded: the bot joins the new room, which takes the old one's place

@@ -23,7 +23,7 @@ use ruma::{
 
 use super::{Context, boards::Invocation};
 use crate::{
-    commands::{Reply, escape_html, task as cmd, task::TaskCommand},
+    commands::{Listing, Reply, escape_html, task as cmd, task::TaskCommand},
     domain::{
         Action,
         action::derived_txn_id,
@@ -545,27 +545,41 @@ fn list(ctx: &Context, inv: &Invocation<'_>, column: Option<&str>) -> crate::Res
         ctx.store.tasks_room_of(&board.slug)?.map(|(id, r)| r.pending_move_from.unwrap_or(id));
     let tasks: Vec<TaskRecord> =
         ctx.store.tasks_of(&board.slug)?.into_iter().filter(|t| !t.fields.deleted).collect();
-    let mut plain = format!("Tasks of {}:", board.name);
-    let mut html = format!("<p>Tasks of <b>{}</b>:</p>", escape_html(&board.name));
+    let mut listing = Listing::new(
+        format!("Tasks of {}:", board.name),
+        format!("<p>Tasks of <b>{}</b>:</p>", escape_html(&board.name)),
+    );
     for c in board.columns.iter().filter(|c| column.is_none_or(|x| x == c.as_str())) {
         let in_column: Vec<&TaskRecord> = tasks.iter().filter(|t| &t.fields.status == c).collect();
-        plain.push_str(&format!("\n{c} ({})", in_column.len()));
-        html.push_str(&format!("<p><b>{}</b> ({})</p><ul>", escape_html(c), in_column.len()));
+        listing.always(
+            &format!("\n{c} ({})", in_column.len()),
+            &format!("<p><b>{}</b> ({})</p><ul>", escape_html(c), in_column.len()),
+        );
         for t in in_column {
             let link = room
                 .as_ref()
                 .map(|r| thread_link(ctx, r, &t.fields.root_event_id))
                 .unwrap_or_default();
-            plain.push_str(&format!("\n  #{} {} {link}", t.fields.number, t.fields.title));
-            html.push_str(&format!(
-                "<li><a href=\"{link}\">#{}</a> {}</li>",
-                t.fields.number,
-                escape_html(&t.fields.title)
-            ));
+            listing.item(
+                &format!("\n  #{} {} {link}", t.fields.number, t.fields.title),
+                &format!(
+                    "<li><a href=\"{link}\">#{}</a> {}</li>",
+                    t.fields.number,
+                    escape_html(&t.fields.title)
+                ),
+            );
         }
-        html.push_str("</ul>");
+        listing.always("", "</ul>");
     }
-    Ok(TaskOutcome { reply: Some(Reply { plain, html }), actions: Vec::new() })
+    let n = listing.left_out();
+    if n > 0 {
+        let more = match column {
+            None => format!("{n} more tasks are not shown; !task list <column> lists one column."),
+            Some(c) => format!("{n} more tasks in {c} are not shown: one message holds no more."),
+        };
+        listing.always(&format!("\n{more}"), &format!("<p>{}</p>", escape_html(&more)));
+    }
+    Ok(TaskOutcome { reply: Some(listing.into_reply()), actions: Vec::new() })
 }
 
 /// Tasks of `slug` whose column is not in `columns`, as `#n (column)`.
@@ -762,5 +776,119 @@ pub fn thread_root(content: &RoomMessageEventContent) -> Option<&EventId> {
     match &content.relates_to {
         Some(Relation::Thread(t)) => Some(&t.event_id),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{events::room::member::MembershipState, owned_event_id, room_id, user_id};
+
+    use super::*;
+    use crate::{
+        Config,
+        commands::LISTING_BUDGET,
+        domain::{board::RoomRecord, task::default_columns},
+        server::App,
+    };
+
+    /// A board whose every task sits in `todo`, with long titles.
+    fn board_with_tasks(dir: &std::path::Path, tasks: u64) -> App {
+        let config = Config::offline(&dir.join("db"), "").expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let store = &app.ctx.store;
+        let space = room_id!("!space:localhost");
+        store
+            .put_board(&BoardRecord {
+                slug: "launch".into(),
+                space_id: space.to_owned(),
+                name: "Launch".into(),
+                created_by: user_id!("@alice:localhost").to_owned(),
+                created_by_event: owned_event_id!("$create"),
+                creators: vec![],
+                power_users: Default::default(),
+                users_default: 0,
+                columns: default_columns(),
+            })
+            .expect("board");
+        let record = RoomRecord {
+            board: "launch".into(),
+            name: "tasks".into(),
+            kind: RoomKind::Tasks,
+            private: false,
+            pending_move_from: None,
+        };
+        store.put_room(room_id!("!tasks:localhost"), &record).expect("room");
+        store
+            .set_membership(
+                space,
+                user_id!("@alice:localhost"),
+                &MembershipState::Join,
+                None,
+                Some("launch"),
+            )
+            .expect("member");
+        for n in 1..=tasks {
+            store
+                .put_task(&TaskRecord {
+                    board: "launch".into(),
+                    fields: TaskEventContent {
+                        number: n,
+                        title: format!("Task number {n} with a title of a usual, longish length"),
+                        status: "todo".into(),
+                        assignees: vec![],
+                        labels: vec![],
+                        due: None,
+                        root_event_id: format!("$root{n}_abcdefghijklmnopqrstuvwxyz0123456789")
+                            .try_into()
+                            .expect("event id"),
+                        created_by: user_id!("@alice:localhost").to_owned(),
+                        created_at: 0,
+                        deleted: false,
+                    },
+                    last_command: None,
+                })
+                .expect("task");
+        }
+        app
+    }
+
+    async fn list(app: &App, column: Option<&str>) -> Reply {
+        let inv = Invocation {
+            event_id: ruma::event_id!("$cmd"),
+            sender: user_id!("@alice:localhost"),
+            room_id: room_id!("!space:localhost"),
+            seq: 1,
+        };
+        let outcome = run(&app.ctx, &inv, None, TaskCommand::List(column.map(str::to_owned))).await;
+        outcome.reply.expect("a reply")
+    }
+
+    #[tokio::test]
+    async fn a_long_task_list_still_fits_in_one_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = board_with_tasks(dir.path(), 1000);
+        for column in [None, Some("todo")] {
+            let reply = list(&app, column).await;
+            let event = serde_json::to_vec(&RoomMessageEventContent::text_html(
+                reply.plain.clone(),
+                reply.html.clone(),
+            ))
+            .expect("json");
+            assert!(event.len() < 60_000, "{} bytes", event.len());
+            assert!(reply.plain.len() + reply.html.len() <= LISTING_BUDGET + 500);
+            assert!(reply.plain.contains("#1 Task number 1 "), "{}", reply.plain);
+            assert!(reply.plain.contains("todo (1000)"), "the count is whole: {}", reply.plain);
+            assert!(reply.plain.contains("more tasks"), "{}", reply.plain);
+            assert!(!reply.plain.contains("#1000 "), "{}", reply.plain);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_task_list_is_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = board_with_tasks(dir.path(), 3);
+        let reply = list(&app, None).await;
+        assert!(reply.plain.contains("#3 Task number 3"), "{}", reply.plain);
+        assert!(!reply.plain.contains("more tasks"), "{}", reply.plain);
     }
 }

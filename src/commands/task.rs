@@ -1,6 +1,6 @@
 //! `!task …` and `!board columns`: tasks in the board's `tasks` room.
 
-use super::{ParseError, malformed, user};
+use super::{CommandSpec, ParseError, malformed, user};
 use crate::domain::task::{Change, validate_due, validate_label};
 
 spec!(
@@ -102,6 +102,22 @@ pub enum TaskCommand {
     List(Option<String>),
 }
 
+/// The longest title a task may have, in characters: the root message, the state event
+/// and every list that shows it stay small.
+pub const MAX_TITLE_CHARS: usize = 256;
+
+fn title(spec: &CommandSpec, words: &[&str]) -> Result<String, ParseError> {
+    let t = words.join(" ");
+    let n = t.chars().count();
+    if n > MAX_TITLE_CHARS {
+        return Err(malformed(
+            spec,
+            format!("a title has at most {MAX_TITLE_CHARS} characters; this one has {n}"),
+        ));
+    }
+    Ok(t)
+}
+
 /// Parses the words after `!task`.
 pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
     let Some((sub, rest)) = words.split_first() else {
@@ -115,7 +131,7 @@ pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
         return if rest.is_empty() {
             Err(malformed(&NEW, "give the task a title"))
         } else {
-            Ok(TaskCommand::New(rest.join(" ")))
+            Ok(TaskCommand::New(title(&NEW, rest)?))
         };
     }
     if sub == "list" {
@@ -162,7 +178,7 @@ pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
             [c] => Change::Status(c.to_lowercase()),
             _ => return Err(malformed(spec, "name exactly one column")),
         },
-        "rename" if !args.is_empty() => Change::Rename(args.join(" ")),
+        "rename" if !args.is_empty() => Change::Rename(title(spec, args)?),
         "rename" => return Err(malformed(spec, "give the new title")),
         "label" if !args.is_empty() => {
             let mut ops = Vec::new();
@@ -224,6 +240,12 @@ mod tests {
     fn task_commands() {
         assert_eq!(p("new Fix the login page"), Ok(TaskCommand::New("Fix the login page".into())));
         assert!(p("new").is_err());
+        // Titles are bounded in characters, not bytes.
+        let long = "é".repeat(MAX_TITLE_CHARS);
+        assert_eq!(p(&format!("new {long}")), Ok(TaskCommand::New(long.clone())));
+        let err = p(&format!("new {long}x")).expect_err("too long");
+        assert!(format!("{err:?}").contains("at most 256 characters"), "{err:?}");
+        assert!(p(&format!("rename #1 {long}x")).is_err());
         assert_eq!(
             p("status #3 Doing"),
             Ok(TaskCommand::Change {

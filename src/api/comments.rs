@@ -41,6 +41,9 @@ pub struct Created {
     pub event_id: OwnedEventId,
 }
 
+/// The longest comment text, in bytes (UTF-8).
+pub const MAX_COMMENT_BYTES: usize = 16_000;
+
 /// Adds a comment.
 pub async fn add(
     State(state): State<ApiState>,
@@ -64,6 +67,14 @@ pub async fn add(
     let NewComment { body: text } = json_body(&body)?;
     if text.trim().is_empty() {
         return Err(Error::InvalidParam("body must not be empty".into()));
+    }
+    // The message carries the text twice (body and formatted_body, with pills) and must
+    // stay under the 65,536 bytes a Matrix event may have.
+    if text.len() > MAX_COMMENT_BYTES {
+        return Err(Error::InvalidParam(format!(
+            "body has {} bytes; a comment has at most {MAX_COMMENT_BYTES}",
+            text.len()
+        )));
     }
     let n: u64 = number
         .parse()

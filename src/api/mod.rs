@@ -200,6 +200,20 @@ mod tests {
         )
         .await;
         assert_eq!((status, body["errcode"].as_str()), (413, Some("M_TOO_LARGE")), "{body}");
+
+        // Within the body limit, but too long a comment for one Matrix event.
+        let text = "é".repeat(comments::MAX_COMMENT_BYTES / 2 + 1);
+        let (status, body) = call(
+            &router,
+            as_client(
+                "POST",
+                "/_boardroom/api/v1/boards/launch/tasks/1/comments",
+                Body::from(serde_json::json!({ "body": text }).to_string()),
+            ),
+        )
+        .await;
+        assert_eq!((status, body["errcode"].as_str()), (400, Some("M_INVALID_PARAM")), "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("at most 16000")), "{body}");
     }
 
     #[tokio::test]

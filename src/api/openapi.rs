@@ -72,7 +72,7 @@ pub fn document() -> Value {
                     { "name": "Idempotency-Key", "in": "header", "schema": { "type": "string", "maxLength": 128 } } ],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object", "required": ["body"], "additionalProperties": false,
-                    "properties": { "body": { "type": "string", "minLength": 1 } } } } } },
+                    "properties": { "body": { "type": "string", "minLength": 1, "description": "The comment's text: not blank, at most 16,000 bytes of UTF-8" } } } } } },
                 "responses": with_errors(json!({ "200": { "description": "Sent", "content": { "application/json": { "schema": {
                     "type": "object", "required": ["event_id"], "properties": { "event_id": { "type": "string" } } } } } },
                     "404": { "description": "M_NOT_FOUND: no such board or task" } })) } }

@@ -169,11 +169,9 @@ pub async fn on_message(
         && let Some(root) = &thread
         && let Some(task) = ctx.store.task_by_root(root)?
     {
+        let audience = RoomAudience::new(&ctx.store, room);
         for w in ctx.store.watchers(&task.board, task.fields.number)? {
-            if w != sender
-                && !mentioned.contains(&w)
-                && ctx.store.membership(room, &w)? == Some(MembershipState::Join)
-            {
+            if w != sender && !mentioned.contains(&w) && audience.can_see(&w)? {
                 entries.push(entry(
                     w,
                     Kind::Comment,

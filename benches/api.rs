@@ -1,5 +1,5 @@
 //! The HTTP API's own time: requests through the router (client-token auth, RocksDB reads)
-//! with no network, against an inbox of 10,000 entries.
+//! with no network, against an inbox of 10,000 entries and a board of 10,000 members.
 //!
 //! Run: `cargo bench --bench api`. Figures go in docs/PERFORMANCE.md.
 
@@ -9,11 +9,15 @@ use axum::{Router, body::Body};
 use boardroom::{
     Config,
     api::{self, auth::AuthCache},
-    domain::inbox::{Kind, Notification},
+    domain::{
+        board::BoardRecord,
+        inbox::{Kind, Notification},
+    },
     server::App,
 };
 use divan::Bencher;
 use http::Request;
+use ruma::events::room::member::MembershipState;
 use tower::ServiceExt;
 
 fn main() {
@@ -21,6 +25,7 @@ fn main() {
 }
 
 const ENTRIES: u64 = 10_000;
+const MEMBERS: u64 = 10_000;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -63,6 +68,35 @@ fn fixture() -> Fixture {
     for chunk in entries.chunks(1000) {
         app.ctx.store.add_notifications(chunk.to_vec()).expect("seed");
     }
+    // A board whose space has 10,000 members, for autocomplete.
+    let space: ruma::OwnedRoomId = "!space:localhost".try_into().expect("room");
+    app.ctx
+        .store
+        .put_board(&BoardRecord {
+            slug: "launch".into(),
+            space_id: space.clone(),
+            name: "Launch".into(),
+            created_by: "@alice:localhost".try_into().expect("user"),
+            created_by_event: "$create".try_into().expect("event"),
+            creators: vec![],
+            power_users: Default::default(),
+            users_default: 0,
+            columns: vec!["todo".into(), "done".into()],
+        })
+        .expect("board");
+    for i in 0..MEMBERS {
+        let member: ruma::OwnedUserId = format!("@user{i}:localhost").try_into().expect("user");
+        app.ctx
+            .store
+            .set_membership(
+                &space,
+                &member,
+                &MembershipState::Join,
+                Some(&format!("User {i}")),
+                Some("launch"),
+            )
+            .expect("member");
+    }
     let cache = Arc::new(AuthCache::default());
     cache.mark_registered(user);
     let router = api::router_with(app.ctx.clone(), cache);
@@ -98,4 +132,10 @@ fn list_newest_20_of_10000(bencher: Bencher) {
 fn list_page_deep_in_10000(bencher: Bencher) {
     let f = fixture();
     bencher.bench_local(|| get(&f, "/_boardroom/api/v1/notifications?limit=20&from=5000"));
+}
+
+#[divan::bench(sample_count = 200)]
+fn autocomplete_in_10000_members(bencher: Bencher) {
+    let f = fixture();
+    bencher.bench_local(|| get(&f, "/_boardroom/api/v1/boards/launch/members?q=user12"));
 }

@@ -214,6 +214,28 @@ async fn mentions_push_and_fill_the_inbox_and_receipts_read_it() {
         e.iter().all(|n| n["event_id"] != mention.as_str()).then_some(())
     })
     .await;
+
+    // Bob takes a display name (the homeserver tells his rooms): a plain `@Bobby Tables`
+    // in a comment, with an empty m.mentions, now names him, once.
+    let req = ruma::api::client::profile::set_profile_field::v3::Request::new(
+        bob.user_id.clone(),
+        ruma::api::client::profile::ProfileFieldValue::DisplayName("Bobby Tables".into()),
+    );
+    bob.client.send(req, None).await.expect("display name");
+    eventually("Bob's new name in the tasks room", async || {
+        s.stack.boardroom.store().name_at(&s.tasks, "bobby tables").expect("index")
+    })
+    .await;
+    let named = alice
+        .send(&s.tasks, thread_reply(&s.root, "thanks @Bobby Tables, and @nobody", None, &[]))
+        .await;
+    eventually("the mention by Bob's new display name", async || {
+        let bobs = inbox(&s, bob).await;
+        bobs.iter().any(|n| n["event_id"] == named.as_str() && n["kind"] == "mention").then_some(())
+    })
+    .await;
+    let bobs = inbox(&s, bob).await;
+    assert_eq!(bobs.iter().filter(|n| n["event_id"] == named.as_str()).count(), 1, "{bobs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

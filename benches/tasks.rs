@@ -2,7 +2,9 @@
 //! - who watches a task (asked for every new comment in its thread, to fill the watchers'
 //!   inboxes), for a task with 100, 10,000 or 100,000 comments by 20 authors;
 //! - who `@alice smith` names in a room (mention resolution), and who goes by a name
-//!   starting with `user12` (autocomplete), in rooms of 100 and 10,000 members.
+//!   starting with `user12` (autocomplete), in rooms of 100 and 10,000 members;
+//! - a board's task counts per column (`!board info`), kept or read from every task, for
+//!   boards of 1,000 and 100,000 tasks.
 //!
 //! RocksDB on `/dev/shm`.
 //!
@@ -86,5 +88,53 @@ fn autocomplete_by_prefix(bencher: Bencher, members: usize) {
     bencher.bench_local(|| {
         let found = store.members_named(room, "user12", 20).expect("named");
         assert!(!found.is_empty());
+    });
+}
+
+fn board_of(tasks: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let columns = ["todo", "doing", "review", "done"];
+    for n in 1..=tasks {
+        store
+            .put_task(&TaskRecord {
+                board: "launch".into(),
+                fields: TaskEventContent {
+                    number: n,
+                    title: format!("Task {n}, a title of the usual length"),
+                    status: columns[(n % 4) as usize].into(),
+                    assignees: vec!["@assignee:localhost".try_into().expect("user")],
+                    labels: Vec::new(),
+                    due: None,
+                    root_event_id: format!("$root{n}").try_into().expect("event id"),
+                    created_by: "@creator:localhost".try_into().expect("user"),
+                    created_at: 0,
+                    deleted: false,
+                },
+                last_command: None,
+            })
+            .expect("task");
+    }
+    (dir, store)
+}
+
+/// What `!board info` reads for its counts per column: the kept counts, against reading
+/// every task (what it did before the counts were kept).
+#[divan::bench(args = [1_000, 100_000], sample_count = 20)]
+fn counts_per_column(bencher: Bencher, tasks: u64) {
+    let (_dir, store) = board_of(tasks);
+    bencher.bench_local(|| {
+        let counts = store.column_counts("launch").expect("counts");
+        assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), tasks);
+    });
+}
+
+#[divan::bench(args = [1_000, 100_000], sample_count = 20)]
+fn counts_by_reading_every_task(bencher: Bencher, tasks: u64) {
+    let (_dir, store) = board_of(tasks);
+    bencher.bench_local(|| {
+        let all = store.tasks_of("launch").expect("tasks");
+        let todo = all.iter().filter(|t| !t.fields.deleted && t.fields.status == "todo").count();
+        assert_eq!(todo as u64, tasks / 4);
     });
 }

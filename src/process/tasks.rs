@@ -23,7 +23,7 @@ use ruma::{
 
 use super::{Context, boards::Invocation};
 use crate::{
-    commands::{Listing, Reply, escape_html, task as cmd, task::TaskCommand},
+    commands::{LISTING_BUDGET, Listing, Reply, escape_html, task as cmd, task::TaskCommand},
     domain::{
         Action,
         action::derived_txn_id,
@@ -543,35 +543,50 @@ fn list(ctx: &Context, inv: &Invocation<'_>, column: Option<&str>) -> crate::Res
     // Links lead to the threads where they are: the old room while a move waits for power.
     let room =
         ctx.store.tasks_room_of(&board.slug)?.map(|(id, r)| r.pending_move_from.unwrap_or(id));
-    let tasks: Vec<TaskRecord> =
-        ctx.store.tasks_of(&board.slug)?.into_iter().filter(|t| !t.fields.deleted).collect();
+    let shown: Vec<&String> =
+        board.columns.iter().filter(|c| column.is_none_or(|x| x == c.as_str())).collect();
+    let mut counts = Vec::with_capacity(shown.len());
+    for c in &shown {
+        counts.push(ctx.store.column_count(&board.slug, c)?);
+    }
+    // One pass over the tasks by number, each line into its column, stopping once the lines
+    // alone would fill the reply: a board of any size costs one message's worth of reads.
+    let mut lines: Vec<Vec<(String, String)>> = vec![Vec::new(); shown.len()];
+    let mut bytes = 0;
+    ctx.store.tasks_while(&board.slug, |t| {
+        let Some(i) = shown.iter().position(|c| **c == t.fields.status) else { return true };
+        if t.fields.deleted {
+            return true;
+        }
+        let link =
+            room.as_ref().map(|r| thread_link(ctx, r, &t.fields.root_event_id)).unwrap_or_default();
+        let plain = format!("\n  #{} {} {link}", t.fields.number, t.fields.title);
+        let html = format!(
+            "<li><a href=\"{link}\">#{}</a> {}</li>",
+            t.fields.number,
+            escape_html(&t.fields.title)
+        );
+        bytes += plain.len() + html.len();
+        lines[i].push((plain, html));
+        bytes <= LISTING_BUDGET
+    })?;
     let mut listing = Listing::new(
         format!("Tasks of {}:", board.name),
         format!("<p>Tasks of <b>{}</b>:</p>", escape_html(&board.name)),
     );
-    for c in board.columns.iter().filter(|c| column.is_none_or(|x| x == c.as_str())) {
-        let in_column: Vec<&TaskRecord> = tasks.iter().filter(|t| &t.fields.status == c).collect();
+    let mut unread = 0;
+    for ((c, count), column_lines) in shown.iter().zip(&counts).zip(&lines) {
         listing.always(
-            &format!("\n{c} ({})", in_column.len()),
-            &format!("<p><b>{}</b> ({})</p><ul>", escape_html(c), in_column.len()),
+            &format!("\n{c} ({count})"),
+            &format!("<p><b>{}</b> ({count})</p><ul>", escape_html(c)),
         );
-        for t in in_column {
-            let link = room
-                .as_ref()
-                .map(|r| thread_link(ctx, r, &t.fields.root_event_id))
-                .unwrap_or_default();
-            listing.item(
-                &format!("\n  #{} {} {link}", t.fields.number, t.fields.title),
-                &format!(
-                    "<li><a href=\"{link}\">#{}</a> {}</li>",
-                    t.fields.number,
-                    escape_html(&t.fields.title)
-                ),
-            );
+        for (plain, html) in column_lines {
+            listing.item(plain, html);
         }
+        unread += count.saturating_sub(column_lines.len() as u64);
         listing.always("", "</ul>");
     }
-    let n = listing.left_out();
+    let n = listing.left_out() as u64 + unread;
     if n > 0 {
         let more = match column {
             None => format!("{n} more tasks are not shown; !task list <column> lists one column."),
@@ -584,6 +599,10 @@ fn list(ctx: &Context, inv: &Invocation<'_>, column: Option<&str>) -> crate::Res
 
 /// Tasks of `slug` whose column is not in `columns`, as `#n (column)`.
 fn stranded(ctx: &Context, slug: &str, columns: &[String]) -> crate::Result<Vec<String>> {
+    // The counts say whether any task would be stranded; only then are the tasks read.
+    if ctx.store.column_counts(slug)?.iter().all(|(c, n)| *n == 0 || columns.contains(c)) {
+        return Ok(Vec::new());
+    }
     Ok(ctx
         .store
         .tasks_of(slug)?

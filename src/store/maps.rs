@@ -43,6 +43,9 @@ pub const ROOMNAMEUSER_MEMBER: &str = "roomnameuser_member";
 
 /// The next task number of each board: `slug` → u64.
 pub const SLUG_TASKNEXT: &str = "slug_tasknext";
+/// Tasks that are not deleted, per column: `slug, status` → u64, kept with every task
+/// write, so counts never read the tasks.
+pub const SLUGSTATUS_COUNT: &str = "slugstatus_count";
 /// Tasks: `slug, number` → task record (canonical fields and the last command applied).
 pub const SLUGNUM_TASK: &str = "slugnum_task";
 /// Reverse: a task's thread root `event_id` → `slug, number`.
@@ -86,6 +89,7 @@ pub const MAPS: &[MapDesc] = &[
         doc: "room id, lowercase localpart or display name, user id → () for joined members",
     },
     MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number" },
+    MapDesc { name: SLUGSTATUS_COUNT, doc: "board slug, status → tasks not deleted there" },
     MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record" },
     MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
     MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },

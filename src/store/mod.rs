@@ -18,7 +18,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 8;
+pub const SCHEMA_VERSION: u64 = 9;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "remembered ids expire", run: |_| Ok(()) },
     Migration { version: 7, name: "task commenters", run: Store::index_commenters },
     Migration { version: 8, name: "member names", run: Store::index_member_names },
+    Migration { version: 9, name: "column counts", run: Store::count_columns },
 ];
 
 /// The database: shared, cheap to clone.

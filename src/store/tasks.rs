@@ -56,6 +56,27 @@ impl Store {
     fn write_task(&self, task: &TaskRecord, command: Option<&EventId>) -> Result<()> {
         let n = task.fields.number;
         let mut batch = WriteBatch::default();
+        // The column counts move with the task: out of where it was, into where it is.
+        // Writers of one board's tasks hold its lock (or run alone, as reindex does).
+        let before = self.task(&task.board, n)?;
+        let counted = |t: &TaskRecord| (!t.fields.deleted).then(|| t.fields.status.clone());
+        let (was, is) = (before.as_ref().and_then(counted), counted(task));
+        if was != is {
+            let counts = self.cf(maps::SLUGSTATUS_COUNT)?;
+            if let Some(status) = &was {
+                let left = self.column_count(&task.board, status)?.saturating_sub(1);
+                let key = count_key(&task.board, status);
+                if left == 0 {
+                    batch.delete_cf(counts, key);
+                } else {
+                    batch.put_cf(counts, key, left.to_be_bytes());
+                }
+            }
+            if let Some(status) = &is {
+                let now = self.column_count(&task.board, status)? + 1;
+                batch.put_cf(counts, count_key(&task.board, status), now.to_be_bytes());
+            }
+        }
         if let Some(command) = command {
             batch.put_cf(
                 self.cf(maps::CMDEVENT_SLUGNUM)?,
@@ -86,6 +107,26 @@ impl Store {
         Ok(())
     }
 
+    /// How many tasks of board `slug` that are not deleted have status `status`.
+    pub fn column_count(&self, slug: &str, status: &str) -> Result<u64> {
+        self.db
+            .get_pinned_cf(self.cf(maps::SLUGSTATUS_COUNT)?, count_key(slug, status))?
+            .map_or(Ok(0), |v| decode_u64(&v))
+    }
+
+    /// Every status of board `slug` that holds tasks not deleted, with how many.
+    pub fn column_counts(&self, slug: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = KeyBuf::new().str(slug).prefix();
+        let mut out = Vec::new();
+        for item in self.scan(self.cf(maps::SLUGSTATUS_COUNT)?, &prefix) {
+            let (k, v) = item?;
+            let mut r = KeyReader::new(&k);
+            r.str()?;
+            out.push((r.str()?.to_owned(), decode_u64(&v)?));
+        }
+        Ok(out)
+    }
+
     /// Records `root` as a thread root of task `n` of board `slug` (a root from before the
     /// task moved to an upgraded room).
     pub fn map_root(&self, root: &EventId, slug: &str, n: u64) -> Result<()> {
@@ -112,14 +153,26 @@ impl Store {
 
     /// Every task of a board, by number.
     pub fn tasks_of(&self, slug: &str) -> Result<Vec<TaskRecord>> {
+        let mut out = Vec::new();
+        self.tasks_while(slug, |t| {
+            out.push(t);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Hands a board's tasks to `f` by number, reading each only when `f` asks for more
+    /// (it returns `false` to stop).
+    pub fn tasks_while(&self, slug: &str, mut f: impl FnMut(TaskRecord) -> bool) -> Result<()> {
         let prefix = KeyBuf::new().str(slug).prefix();
         let cf = self.cf(maps::SLUGNUM_TASK)?;
-        let mut out = Vec::new();
         for item in self.scan(cf, &prefix) {
             let (_, v) = item?;
-            out.push(decode(&v)?);
+            if !f(decode(&v)?) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Records a comment (or its edit).
@@ -288,14 +341,19 @@ impl Store {
     }
 }
 
-const TASK_MAPS: [&str; 6] = [
+const TASK_MAPS: [&str; 7] = [
     maps::SLUG_TASKNEXT,
+    maps::SLUGSTATUS_COUNT,
     maps::SLUGNUM_TASK,
     maps::ROOTEVENT_SLUGNUM,
     maps::SLUGNUMTS_COMMENT,
     maps::EVENTID_COMMENTKEY,
     maps::SLUGNUMUSEREVENT_COMMENT,
 ];
+
+fn count_key(slug: &str, status: &str) -> Vec<u8> {
+    KeyBuf::new().str(slug).str(status).build()
+}
 
 /// A comment's key in `slugnumuserevent_comment`.
 fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
@@ -308,6 +366,27 @@ fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
 }
 
 impl Store {
+    /// Fills `slugstatus_count` from the tasks already indexed (migration 9).
+    pub(crate) fn count_columns(&self) -> Result<()> {
+        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for item in self.db.iterator_cf(self.cf(maps::SLUGNUM_TASK)?, rocksdb::IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            let task: TaskRecord = decode(&v)?;
+            if !task.fields.deleted {
+                *counts.entry((task.board, task.fields.status)).or_default() += 1;
+            }
+        }
+        self.clear_maps(&[maps::SLUGSTATUS_COUNT])?;
+        let cf = self.cf(maps::SLUGSTATUS_COUNT)?;
+        let mut batch = WriteBatch::default();
+        for ((slug, status), n) in counts {
+            batch.put_cf(cf, count_key(&slug, &status), n.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
     /// Fills `slugnumuserevent_comment` from the comments already indexed (migration 7).
     pub(crate) fn index_commenters(&self) -> Result<()> {
         let comments = self.cf(maps::SLUGNUMTS_COMMENT)?;
@@ -446,5 +525,43 @@ mod tests {
         }
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.commenters("launch", 1).expect("commenters"), ["@old:x"]);
+    }
+
+    #[test]
+    fn column_counts_follow_every_task_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let counts = || store.column_counts("launch").expect("counts");
+        for n in 1..=3 {
+            store.put_task(&task(n, &format!("$r{n}"))).expect("put");
+        }
+        assert_eq!(counts(), [("todo".to_owned(), 3)]);
+        let mut moved = task(2, "$r2");
+        moved.fields.status = "doing".into();
+        store.put_task(&moved).expect("move");
+        store.put_task(&moved).expect("the same write again changes nothing");
+        assert_eq!(counts(), [("doing".to_owned(), 1), ("todo".to_owned(), 2)]);
+        moved.fields.deleted = true;
+        store.put_task(&moved).expect("delete");
+        assert_eq!(counts(), [("todo".to_owned(), 2)], "an emptied column leaves no count");
+        assert_eq!(store.column_count("launch", "doing").expect("count"), 0);
+        assert_eq!(store.column_count("launch", "todo").expect("count"), 2);
+        assert!(store.column_counts("other").expect("counts").is_empty());
+    }
+
+    #[test]
+    fn migration_9_counts_the_tasks_already_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.put_task(&task(1, "$r1")).expect("put");
+            let mut gone = task(2, "$r2");
+            gone.fields.deleted = true;
+            store.put_task(&gone).expect("put");
+            store.clear_maps(&[maps::SLUGSTATUS_COUNT]).expect("clear");
+            store.set_schema_version_for_test(8).expect("version");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.column_counts("launch").expect("counts"), [("todo".to_owned(), 1)]);
     }
 }

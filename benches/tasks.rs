@@ -11,7 +11,7 @@
 //! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
 
 use boardroom::{
-    domain::task::{Comment, TaskEventContent, TaskRecord},
+    domain::task::{Comment, TaskRecord},
     store::Store,
 };
 use divan::Bencher;
@@ -25,22 +25,8 @@ fn main() {
 fn watchers_of_a_task(bencher: Bencher, comments: u64) {
     let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir");
     let store = Store::open(dir.path()).expect("store");
-    let task = TaskRecord {
-        board: "launch".into(),
-        fields: TaskEventContent {
-            number: 1,
-            title: "Busy".into(),
-            status: "todo".into(),
-            assignees: vec!["@assignee:localhost".try_into().expect("user")],
-            labels: Vec::new(),
-            due: None,
-            root_event_id: "$root".try_into().expect("event id"),
-            created_by: "@creator:localhost".try_into().expect("user"),
-            created_at: 0,
-            deleted: false,
-        },
-        last_command: None,
-    };
+    let mut task = TaskRecord::example("launch", 1, "$root".try_into().expect("event id"));
+    task.fields.assignees = vec!["@assignee:localhost".try_into().expect("user")];
     store.put_task(&task).expect("task");
     for i in 0..comments {
         let comment = Comment {
@@ -96,24 +82,10 @@ fn board_of(tasks: u64) -> (tempfile::TempDir, Store) {
     let store = Store::open(dir.path()).expect("store");
     let columns = ["todo", "doing", "review", "done"];
     for n in 1..=tasks {
-        store
-            .put_task(&TaskRecord {
-                board: "launch".into(),
-                fields: TaskEventContent {
-                    number: n,
-                    title: format!("Task {n}, a title of the usual length"),
-                    status: columns[(n % 4) as usize].into(),
-                    assignees: vec!["@assignee:localhost".try_into().expect("user")],
-                    labels: Vec::new(),
-                    due: None,
-                    root_event_id: format!("$root{n}").try_into().expect("event id"),
-                    created_by: "@creator:localhost".try_into().expect("user"),
-                    created_at: 0,
-                    deleted: false,
-                },
-                last_command: None,
-            })
-            .expect("task");
+        let mut task =
+            TaskRecord::example("launch", n, format!("$root{n}").try_into().expect("event id"));
+        task.fields.status = columns[(n % 4) as usize].into();
+        store.put_task(&task).expect("task");
     }
     (dir, store)
 }

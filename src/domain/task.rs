@@ -62,6 +62,30 @@ pub struct TaskRecord {
     pub last_command: Option<AppliedCommand>,
 }
 
+impl TaskRecord {
+    /// A task for tests and benchmarks: `todo`, created by `@creator:localhost` at time 0,
+    /// a title of a usual length, nothing else set.
+    #[doc(hidden)]
+    pub fn example(board: &str, number: u64, root: OwnedEventId) -> Self {
+        Self {
+            board: board.to_owned(),
+            fields: TaskEventContent {
+                number,
+                title: format!("Task number {number} with a title of a usual, longish length"),
+                status: "todo".into(),
+                assignees: Vec::new(),
+                labels: Vec::new(),
+                due: None,
+                root_event_id: root,
+                created_by: ruma::owned_user_id!("@creator:localhost"),
+                created_at: 0,
+                deleted: false,
+            },
+            last_command: None,
+        }
+    }
+}
+
 /// A command applied to a task, as its answer needs it.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct AppliedCommand {

@@ -847,26 +847,9 @@ mod tests {
             )
             .expect("member");
         for n in 1..=tasks {
-            store
-                .put_task(&TaskRecord {
-                    board: "launch".into(),
-                    fields: TaskEventContent {
-                        number: n,
-                        title: format!("Task number {n} with a title of a usual, longish length"),
-                        status: "todo".into(),
-                        assignees: vec![],
-                        labels: vec![],
-                        due: None,
-                        root_event_id: format!("$root{n}_abcdefghijklmnopqrstuvwxyz0123456789")
-                            .try_into()
-                            .expect("event id"),
-                        created_by: user_id!("@alice:localhost").to_owned(),
-                        created_at: 0,
-                        deleted: false,
-                    },
-                    last_command: None,
-                })
-                .expect("task");
+            let root = format!("$root{n}_abcdefghijklmnopqrstuvwxyz0123456789");
+            let task = TaskRecord::example("launch", n, root.try_into().expect("event id"));
+            store.put_task(&task).expect("task");
         }
         app
     }

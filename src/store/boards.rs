@@ -151,12 +151,9 @@ impl Store {
         let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
         // The names this member went by, out; the names they go by now if joined, in.
         let names = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
-        if let Some(v) = self.db.get_pinned_cf(cf, &key)? {
-            let (before, old_name) = decode_membership(&v)?;
-            if before == MembershipState::Join {
-                for name in member_names(user, old_name.as_deref()) {
-                    batch.delete_cf(names, name_key(room_id, &name, user));
-                }
+        if let Some((MembershipState::Join, old_name)) = self.member(room_id, user)? {
+            for name in member_names(user, old_name.as_deref()) {
+                batch.delete_cf(names, name_key(room_id, &name, user));
             }
         }
         if *membership == MembershipState::Join {
@@ -189,11 +186,7 @@ impl Store {
 
     /// `user`'s membership in a board space or room (`None`: none, or left).
     pub fn membership(&self, room_id: &RoomId, user: &UserId) -> Result<Option<MembershipState>> {
-        let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
-        self.db
-            .get_pinned_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, key)?
-            .map(|v| decode_membership(&v).map(|(m, _)| m))
-            .transpose()
+        Ok(self.member(room_id, user)?.map(|(m, _)| m))
     }
 
     /// Everyone with a membership in `room_id` (joined, invited, banned, knocking).

@@ -411,25 +411,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::task::TaskEventContent;
 
     fn task(n: u64, root: &str) -> TaskRecord {
-        TaskRecord {
-            board: "launch".into(),
-            fields: TaskEventContent {
-                number: n,
-                title: format!("task {n}"),
-                status: "todo".into(),
-                assignees: vec![],
-                labels: vec![],
-                due: None,
-                root_event_id: root.try_into().expect("event id"),
-                created_by: ruma::owned_user_id!("@a:x"),
-                created_at: 1,
-                deleted: false,
-            },
-            last_command: None,
-        }
+        let mut t = TaskRecord::example("launch", n, root.try_into().expect("event id"));
+        t.fields.created_by = ruma::owned_user_id!("@a:x");
+        t
     }
 
     #[test]

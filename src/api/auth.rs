@@ -2,7 +2,7 @@
 //! (client token) acting as a virtual user.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -17,27 +17,103 @@ use crate::{
     config::{ApiClient, Secret},
     error::Error,
     homeserver::{Auth, startup::register_user},
+    store::virtual_users::Claim,
 };
 
 /// How long a Matrix token's `whoami` answer is trusted.
 pub const WHOAMI_TTL: Duration = Duration::from_secs(60);
 
+/// How long after its last successful `whoami` a Matrix token still reads (GET) while the
+/// homeserver cannot be reached or answers 5xx. Never when it answers 401.
+pub const WHOAMI_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// How long a token the homeserver refused (401) is refused from memory, without asking.
+pub const REFUSAL_TTL: Duration = Duration::from_secs(10);
+
+/// Most tokens remembered, identified or refused (each map); past it the oldest goes.
+pub const MAX_CACHED_TOKENS: usize = 10_000;
+
+/// How long a token past its TTL waits for `whoami` before its grace applies.
+const STALE_WHOAMI_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The header that names the virtual user an API client acts as.
 pub const USER_HEADER: &str = "x-boardroom-user";
 
-/// Identified Matrix tokens and registered virtual users.
-#[derive(Debug, Default)]
+/// Identified Matrix tokens and refused ones, keyed by the token's SHA-256.
+#[derive(Debug)]
 pub struct AuthCache {
     tokens: Mutex<HashMap<[u8; 32], (OwnedUserId, Instant)>>,
-    registered: Mutex<HashSet<OwnedUserId>>,
+    refused: Mutex<HashMap<[u8; 32], Instant>>,
+    ttl: Duration,
+    grace: Duration,
+    refusal_ttl: Duration,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self::with_times(WHOAMI_TTL, WHOAMI_GRACE, REFUSAL_TTL)
+    }
 }
 
 impl AuthCache {
-    /// Records a virtual user as registered with the homeserver already.
-    pub fn mark_registered(&self, user: OwnedUserId) {
-        if let Ok(mut r) = self.registered.lock() {
-            r.insert(user);
+    /// A cache with other times than [`WHOAMI_TTL`], [`WHOAMI_GRACE`] and
+    /// [`REFUSAL_TTL`] (tests shorten them).
+    pub fn with_times(ttl: Duration, grace: Duration, refusal_ttl: Duration) -> Self {
+        Self {
+            tokens: Mutex::default(),
+            refused: Mutex::default(),
+            ttl,
+            grace,
+            refusal_ttl,
         }
+    }
+
+    fn remember(&self, key: [u8; 32], user: OwnedUserId) {
+        if let Ok(mut cache) = self.tokens.lock() {
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.retain(|_, (_, at)| at.elapsed() < self.grace);
+            }
+            evict_oldest(&mut cache, |(_, at)| *at);
+            cache.insert(key, (user, Instant::now()));
+        }
+        if let Ok(mut refused) = self.refused.lock() {
+            refused.remove(&key);
+        }
+    }
+
+    fn refuse(&self, key: [u8; 32]) {
+        if let Ok(mut cache) = self.tokens.lock() {
+            cache.remove(&key);
+        }
+        if let Ok(mut refused) = self.refused.lock() {
+            if refused.len() >= MAX_CACHED_TOKENS {
+                refused.retain(|_, at| at.elapsed() < self.refusal_ttl);
+            }
+            evict_oldest(&mut refused, |at| *at);
+            refused.insert(key, Instant::now());
+        }
+    }
+
+    fn refused_recently(&self, key: &[u8; 32]) -> bool {
+        self.refused
+            .lock()
+            .map(|r| r.get(key).is_some_and(|at| at.elapsed() < self.refusal_ttl))
+            .unwrap_or(false)
+    }
+
+    fn known(&self, key: &[u8; 32]) -> Option<(OwnedUserId, Duration)> {
+        let cache = self.tokens.lock().ok()?;
+        cache.get(key).map(|(user, at)| (user.clone(), at.elapsed()))
+    }
+}
+
+/// Makes room for one more entry in a map at its bound.
+fn evict_oldest<V>(map: &mut HashMap<[u8; 32], V>, at: impl Fn(&V) -> Instant) {
+    if map.len() < MAX_CACHED_TOKENS {
+        return;
+    }
+    if let Some(oldest) = map.iter().min_by_key(|(_, v)| at(v)).map(|(k, _)| *k) {
+        map.remove(&oldest);
     }
 }
 
@@ -59,6 +135,13 @@ impl Caller {
             None => state.ctx.store.is_board_member(slug, &self.user_id),
         }
     }
+
+    /// Whether an inbox entry of board `slug` is the caller's to see: always for a Matrix
+    /// user (it is their own inbox); for a client, only within its `boards` scope, even
+    /// when its virtual user holds entries from elsewhere (the scope changed since).
+    pub fn sees_entries_of(&self, slug: &str) -> bool {
+        self.client.as_ref().is_none_or(|c| c.may_act_on(slug))
+    }
 }
 
 fn bearer(parts: &Parts) -> Option<String> {
@@ -76,6 +159,17 @@ impl FromRequestParts<ApiState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(Error::MissingToken)?;
         let settings = &state.ctx.settings;
+        // The appservice's own tokens act as the bot (as_token) or as the homeserver
+        // (hs_token) elsewhere; here they are refused, before anything is asked.
+        if secret_eq(settings.as_token.expose(), &token)
+            || secret_eq(settings.hs_token.expose(), &token)
+        {
+            return Err(Error::Forbidden(
+                "the appservice's tokens are not API tokens: call the API with a client token \
+                 or a Matrix access token"
+                    .into(),
+            ));
+        }
         if let Some(client) =
             settings.api_clients.iter().find(|c| secret_eq(c.token.expose(), &token))
         {
@@ -85,40 +179,85 @@ impl FromRequestParts<ApiState> for Caller {
                         "X-Boardroom-User names the virtual user a client acts as".into(),
                     )
                 })?;
-            let user_id = virtual_user(state, name).await?;
+            let user_id = virtual_user(state, client, name).await?;
             return Ok(Caller { user_id, client: Some(client.clone()) });
         }
-        let user_id = whoami(state, &token).await?;
+        let read = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
+        let user_id = whoami(state, &token, read).await?;
+        if settings.is_ours(&user_id) {
+            // The bot, or a virtual user with a token of its own: acting as it with a Matrix
+            // token would skip the client that owns it.
+            return Err(Error::Forbidden(format!(
+                "{user_id} is Boardroom's own user and cannot call the API with a Matrix token"
+            )));
+        }
         Ok(Caller { user_id, client: None })
     }
 }
 
-async fn whoami(state: &ApiState, token: &str) -> Result<OwnedUserId, Error> {
+/// Who `token` belongs to: from memory for the cache's TTL, else from the homeserver. A
+/// read (`read`) by a token identified within the cache's grace is served from memory
+/// while the homeserver cannot be reached or fails (5xx); a 401 always refuses.
+async fn whoami(state: &ApiState, token: &str, read: bool) -> Result<OwnedUserId, Error> {
+    let cache = &state.auth;
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    if let Ok(cache) = state.auth.tokens.lock()
-        && let Some((user, at)) = cache.get(&key)
-        && at.elapsed() < WHOAMI_TTL
+    if cache.refused_recently(&key) {
+        return Err(Error::UnknownToken);
+    }
+    let known = cache.known(&key);
+    if let Some((user, age)) = &known
+        && *age < cache.ttl
     {
         return Ok(user.clone());
     }
+    let fallback = known.filter(|(_, age)| read && *age < cache.grace).map(|(user, _)| user);
     let client = state.hs().with_auth(Auth::User(Secret::new(token)));
-    let resp = match client
-        .send_with(whoami::v3::Request::new(), None, crate::homeserver::RetryPolicy::SHORT)
+    let request = whoami::v3::Request::new();
+    let answer = if fallback.is_some() {
+        // One quick try: the answer is at hand if the homeserver is away.
+        tokio::time::timeout(
+            STALE_WHOAMI_TIMEOUT,
+            client.send_with(request, None, crate::homeserver::RetryPolicy::NONE),
+        )
         .await
-    {
-        Ok(r) => r,
-        Err(e) if e.status() == Some(401) => return Err(Error::UnknownToken),
-        Err(e) => return Err(e.into()),
+        .ok()
+    } else {
+        Some(client.send_with(request, None, crate::homeserver::RetryPolicy::SHORT).await)
     };
-    if let Ok(mut cache) = state.auth.tokens.lock() {
-        cache.retain(|_, (_, at)| at.elapsed() < WHOAMI_TTL);
-        cache.insert(key, (resp.user_id.clone(), Instant::now()));
+    match answer {
+        Some(Ok(resp)) => {
+            cache.remember(key, resp.user_id.clone());
+            Ok(resp.user_id)
+        }
+        Some(Err(e)) if e.status() == Some(401) => {
+            cache.refuse(key);
+            Err(Error::UnknownToken)
+        }
+        Some(Err(e)) => match fallback {
+            Some(user) if e.status().is_none_or(|s| s >= 500) => {
+                tracing::warn!(error = %e, user_id = %user, "homeserver unavailable: a token identified before reads within its grace");
+                Ok(user)
+            }
+            _ => Err(e.into()),
+        },
+        None => match fallback {
+            Some(user) => {
+                tracing::warn!(user_id = %user, "whoami timed out: a token identified before reads within its grace");
+                Ok(user)
+            }
+            None => Err(Error::Internal("whoami timed out".into())),
+        },
     }
-    Ok(resp.user_id)
 }
 
-/// `@<prefix><name>:<server>`, registered with the homeserver the first time it is used.
-async fn virtual_user(state: &ApiState, name: &str) -> Result<OwnedUserId, Error> {
+/// `@<prefix><name>:<server>`, owned by the first client that names it, and registered with
+/// the homeserver the first time it is used. Another client naming it is refused (403), as
+/// is a new name past the client's `max_virtual_users`, before the homeserver is asked.
+async fn virtual_user(
+    state: &ApiState,
+    client: &ApiClient,
+    name: &str,
+) -> Result<OwnedUserId, Error> {
     let settings = &state.ctx.settings;
     if name.is_empty()
         || name.len() > 64
@@ -131,12 +270,37 @@ async fn virtual_user(state: &ApiState, name: &str) -> Result<OwnedUserId, Error
     let localpart = format!("{}{name}", settings.raw.appservice.namespace_prefix);
     let user_id = UserId::parse(format!("@{localpart}:{}", settings.server_name))
         .map_err(|e| Error::InvalidParam(e.to_string()))?;
-    let known = state.auth.registered.lock().map(|r| r.contains(&user_id)).unwrap_or(false);
-    if !known {
+    let store = &state.ctx.store;
+    let owned = match store.virtual_user(&user_id)? {
+        Some(v) if v.client == client.name => v,
+        Some(_) => return Err(another_clients(name)),
+        None => match store.claim_virtual_user(&user_id, &client.name, client.max_virtual_users)? {
+            Claim::Owned(v) => {
+                tracing::info!(client = %client.name, %user_id, "virtual user claimed");
+                v
+            }
+            Claim::OwnedByAnother => return Err(another_clients(name)),
+            Claim::CapReached { max } => {
+                tracing::warn!(client = %client.name, max, "virtual user refused: the client's cap is reached");
+                return Err(Error::Forbidden(format!(
+                    "the client {} has {max} virtual users, its max_virtual_users; `{name}` \
+                     would be one more",
+                    client.name
+                )));
+            }
+        },
+    };
+    if !owned.registered {
+        // M_USER_IN_USE counts as done: it was registered before it was recorded.
         register_user(&state.hs(), &localpart).await?;
-        if let Ok(mut r) = state.auth.registered.lock() {
-            r.insert(user_id.clone());
-        }
+        store.set_virtual_user_registered(&user_id, &client.name)?;
     }
     Ok(user_id)
+}
+
+fn another_clients(name: &str) -> Error {
+    Error::Forbidden(format!(
+        "the virtual user `{name}` belongs to another API client: a virtual user acts for the \
+         client that used it first"
+    ))
 }

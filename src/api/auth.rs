@@ -59,13 +59,7 @@ impl AuthCache {
     /// A cache with other times than [`WHOAMI_TTL`], [`WHOAMI_GRACE`] and
     /// [`REFUSAL_TTL`] (tests shorten them).
     pub fn with_times(ttl: Duration, grace: Duration, refusal_ttl: Duration) -> Self {
-        Self {
-            tokens: Mutex::default(),
-            refused: Mutex::default(),
-            ttl,
-            grace,
-            refusal_ttl,
-        }
+        Self { tokens: Mutex::default(), refused: Mutex::default(), ttl, grace, refusal_ttl }
     }
 
     fn remember(&self, key: [u8; 32], user: OwnedUserId) {
@@ -303,4 +297,153 @@ fn another_clients(name: &str) -> Error {
         "the virtual user `{name}` belongs to another API client: a virtual user acts for the \
          client that used it first"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use axum::{Router, body::Body, routing::get, routing::post};
+    use http::{HeaderMap, Request, StatusCode};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use crate::{Config, server::App};
+
+    /// A stand-in homeserver that counts `whoami` and `register` requests: the token
+    /// `alice-token` is Alice's, `as-token` the bot's; any other is refused (401).
+    #[derive(Clone, Default)]
+    struct Counts {
+        whoami: Arc<AtomicUsize>,
+        register: Arc<AtomicUsize>,
+    }
+
+    async fn stand_in() -> (String, Counts) {
+        let counts = Counts::default();
+        let (w, r) = (counts.whoami.clone(), counts.register.clone());
+        let hs = Router::new()
+            .route(
+                "/_matrix/client/v3/account/whoami",
+                get(move |headers: HeaderMap| {
+                    let w = w.clone();
+                    async move {
+                        w.fetch_add(1, Ordering::SeqCst);
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        let user = match auth {
+                            "Bearer alice-token" => "@alice:localhost",
+                            "Bearer as-token" => "@boardroom:localhost",
+                            _ => {
+                                return (
+                                    StatusCode::UNAUTHORIZED,
+                                    axum::Json(
+                                        json!({"errcode": "M_UNKNOWN_TOKEN", "error": "no"}),
+                                    ),
+                                );
+                            }
+                        };
+                        (StatusCode::OK, axum::Json(json!({ "user_id": user })))
+                    }
+                }),
+            )
+            .route(
+                "/_matrix/client/v3/register",
+                post(move |body: axum::Json<Value>| {
+                    let r = r.clone();
+                    async move {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let name = body["username"].as_str().unwrap_or_default().to_owned();
+                        axum::Json(json!({ "user_id": format!("@{name}:localhost") }))
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, hs).await });
+        (url, counts)
+    }
+
+    fn app(dir: &std::path::Path, hs_url: &str) -> (App, Router) {
+        let text = format!(
+            "[homeserver]\nurl = \"{hs_url}\"\nserver_name = \"localhost\"\n\
+             [appservice]\nurl = \"http://127.0.0.1:9\"\nas_token = \"as-token\"\n\
+             hs_token = \"hs-token\"\n[database]\npath = {}\n\
+             [[api.clients]]\nname = \"tracker\"\ntoken = \"client\"\nboards = [\"*\"]\n\
+             max_virtual_users = 2\n",
+            toml::Value::String(dir.join("db").display().to_string())
+        );
+        let config = Config::from_toml_with_env(&text, std::iter::empty()).expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let router = super::super::router(app.ctx.clone());
+        (app, router)
+    }
+
+    async fn call(router: &Router, token: &str, user: Option<&str>) -> (u16, Value) {
+        let mut req = Request::get("/_boardroom/api/v1/notifications/unread_count")
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(u) = user {
+            req = req.header("x-boardroom-user", u);
+        }
+        let resp = router.clone().oneshot(req.body(Body::empty()).expect("req")).await.expect("ok");
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_costs_one_whoami_then_is_refused_from_memory() {
+        let (url, counts) = stand_in().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_app, router) = app(dir.path(), &url);
+        for _ in 0..3 {
+            let (status, body) = call(&router, "bad-token", None).await;
+            assert_eq!((status, body["errcode"].as_str()), (401, Some("M_UNKNOWN_TOKEN")));
+        }
+        assert_eq!(counts.whoami.load(Ordering::SeqCst), 1, "one round trip for three refusals");
+        // A good token is asked once, then served from memory within its TTL.
+        for _ in 0..2 {
+            let (status, body) = call(&router, "alice-token", None).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        assert_eq!(counts.whoami.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_as_token_is_refused_on_the_api_and_does_not_act_as_the_bot() {
+        let (url, counts) = stand_in().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_app, router) = app(dir.path(), &url);
+        for token in ["as-token", "hs-token"] {
+            let (status, body) = call(&router, token, None).await;
+            assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+            let (status, _) = call(&router, token, Some("ci")).await;
+            assert_eq!(status, 403);
+        }
+        assert_eq!(counts.whoami.load(Ordering::SeqCst), 0, "refused before asking");
+        assert_eq!(counts.register.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn past_its_cap_a_client_is_refused_and_registers_nothing() {
+        let (url, counts) = stand_in().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (app, router) = app(dir.path(), &url);
+        for name in ["one", "two", "one", "two"] {
+            let (status, body) = call(&router, "client", Some(name)).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        assert_eq!(counts.register.load(Ordering::SeqCst), 2, "each registered once");
+        let (status, body) = call(&router, "client", Some("three")).await;
+        assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("max_virtual_users")), "{body}");
+        assert_eq!(counts.register.load(Ordering::SeqCst), 2, "no registration past the cap");
+        let three = ruma::user_id!("@boardroom_three:localhost");
+        assert_eq!(app.ctx.store.virtual_user(three).expect("read"), None);
+        assert_eq!(app.ctx.store.virtual_users_of("tracker", 100).expect("count"), 2);
+    }
 }

@@ -447,4 +447,59 @@ mod tests {
         assert_eq!(store.mark_all_read(ruma::user_id!("@bob:x")).expect("all"), 1);
         assert_eq!(store.unread_count(ruma::user_id!("@bob:x")).expect("count"), 0);
     }
+
+    #[test]
+    fn a_scope_hides_other_boards_entries_from_pages_counts_and_marks() {
+        use crate::domain::board::{RoomKind, RoomRecord};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        for (room, board) in [("!a1:x", "a"), ("!a2:x", "a"), ("!b:x", "b")] {
+            let record = RoomRecord {
+                board: board.into(),
+                name: "tasks".into(),
+                kind: RoomKind::Tasks,
+                private: false,
+                pending_move_from: None,
+            };
+            store.put_room(room.try_into().expect("room"), &record).expect("room");
+        }
+        // Oldest first; `!z:x` is no indexed room, its entry says board a.
+        let rooms = [("!a1:x", "a"), ("!a1:x", "a"), ("!b:x", "b"), ("!a1:x", "a")];
+        let more = [("!b:x", "b"), ("!a2:x", "a"), ("!z:x", "a")];
+        let entries: Vec<Notification> = rooms
+            .iter()
+            .chain(more.iter())
+            .enumerate()
+            .map(|(i, (room, board))| {
+                let mut e = n("@alice:x", &format!("${i}"), room, i as u64 + 1, None);
+                e.board = (*board).into();
+                e
+            })
+            .collect();
+        store.add_notifications(entries).expect("add");
+        let alice = ruma::user_id!("@alice:x");
+        assert_eq!(store.unread_count_in(alice, |b| b == "a").expect("count"), 5);
+        assert_eq!(store.unread_count_in(alice, |b| b == "b").expect("count"), 2);
+        assert_eq!(store.unread_count_in(alice, |_| false).expect("count"), 0);
+
+        let (page, stopped) =
+            store.notifications_where(alice, None, 10, 1000, |n| n.board == "a").expect("page");
+        assert_eq!(page.len(), 5);
+        assert!(page.iter().all(|n| n.board == "a") && stopped.is_none());
+        // A budget of two reads: the page comes short, with where to go on.
+        let (page, stopped) =
+            store.notifications_where(alice, None, 10, 2, |n| n.board == "b").expect("page");
+        assert!(page.is_empty());
+        let (page, stopped) =
+            store.notifications_where(alice, stopped, 10, 2, |n| n.board == "b").expect("page");
+        assert_eq!(page.iter().map(|n| n.event_id.as_str()).collect::<Vec<_>>(), ["$4"]);
+        assert!(stopped.is_some());
+
+        assert_eq!(store.mark_all_read_in(alice, |b| b == "b").expect("marked"), 2);
+        assert_eq!(store.unread_count_in(alice, |b| b == "a").expect("count"), 5);
+        assert_eq!(store.unread_count_in(alice, |b| b == "b").expect("count"), 0);
+        assert_eq!(store.unread_count(alice).expect("count"), 5);
+        let b_entry = store.notification(alice, page[0].id).expect("read").expect("entry");
+        assert!(b_entry.read);
+    }
 }

@@ -610,6 +610,17 @@ mod tests {
     }
 
     #[test]
+    fn api_client_names_must_differ_and_the_virtual_user_cap_defaults_to_1000() {
+        let one = "[[api.clients]]\nname = \"tracker\"\ntoken = \"t1\"\n";
+        let s = load(&format!("{MINIMAL}\n{one}"), &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.api_clients[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
+        let twice =
+            format!("{MINIMAL}\n{one}[[api.clients]]\nname = \"tracker\"\ntoken = \"t2\"\n");
+        let err = load(&twice, &[]).expect("parses").validate().expect_err("same name");
+        assert!(err.to_string().contains("api.clients[1].name"), "{err}");
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("@*:example.org", "@alice:example.org"));
         assert!(!glob_match("@*:example.org", "@alice:evil.org"));

@@ -97,9 +97,10 @@ fn fixture() -> Fixture {
             )
             .expect("member");
     }
-    let cache = Arc::new(AuthCache::default());
-    cache.mark_registered(user);
-    let router = api::router_with(app.ctx.clone(), cache);
+    // The client owns its virtual user, registered already: no homeserver needed.
+    app.ctx.store.claim_virtual_user(&user, "bench", 10).expect("claim");
+    app.ctx.store.set_virtual_user_registered(&user, "bench").expect("registered");
+    let router = api::router_with(app.ctx.clone(), Arc::new(AuthCache::default()));
     Fixture { _dir: dir, runtime, router }
 }
 

@@ -63,6 +63,18 @@ pub struct ApiClientConfig {
     /// The board slugs it may act on; `"*"` for every board.
     #[serde(default)]
     pub boards: Vec<String>,
+    /// The most virtual users it may own. A virtual user belongs to the client that used
+    /// it first; a request naming a new one past this number is refused (403) before
+    /// anything reaches the homeserver.
+    #[serde(default = "default_max_virtual_users")]
+    pub max_virtual_users: u64,
+}
+
+/// Default of `api.clients[].max_virtual_users`.
+pub const DEFAULT_MAX_VIRTUAL_USERS: u64 = 1000;
+
+fn default_max_virtual_users() -> u64 {
+    DEFAULT_MAX_VIRTUAL_USERS
 }
 
 /// `[homeserver]`
@@ -225,6 +237,8 @@ pub struct ApiClient {
     pub token: Secret,
     /// Boards it may act on; `"*"` is every board.
     pub boards: Vec<String>,
+    /// The most virtual users it may own.
+    pub max_virtual_users: u64,
 }
 
 impl ApiClient {
@@ -361,6 +375,13 @@ impl Config {
             if c.name.trim().is_empty() {
                 return Err(bad(&format!("api.clients[{i}].name"), "must not be empty".into()));
             }
+            // Virtual users belong to a client by its name.
+            if api_clients.iter().any(|o: &ApiClient| o.name == c.name) {
+                return Err(bad(
+                    &format!("api.clients[{i}].name"),
+                    format!("`{}` names another client too; names must differ", c.name),
+                ));
+            }
             let token = read_token(&c.token, &c.token_file, &key)?;
             if token == as_token
                 || token == hs_token
@@ -371,7 +392,12 @@ impl Config {
                     "must differ from the appservice tokens and other clients' tokens".into(),
                 ));
             }
-            api_clients.push(ApiClient { name: c.name.clone(), token, boards: c.boards.clone() });
+            api_clients.push(ApiClient {
+                name: c.name.clone(),
+                token,
+                boards: c.boards.clone(),
+                max_virtual_users: c.max_virtual_users,
+            });
         }
 
         Ok(Settings {
@@ -581,6 +607,17 @@ mod tests {
         let s = c.validate().expect("valid");
         let printed = format!("{c:?} {s:?}");
         assert!(!printed.contains("as-secret") && !printed.contains("hs-secret"), "{printed}");
+    }
+
+    #[test]
+    fn api_client_names_must_differ_and_the_virtual_user_cap_defaults_to_1000() {
+        let one = "[[api.clients]]\nname = \"tracker\"\ntoken = \"t1\"\n";
+        let s = load(&format!("{MINIMAL}\n{one}"), &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.api_clients[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
+        let twice =
+            format!("{MINIMAL}\n{one}[[api.clients]]\nname = \"tracker\"\ntoken = \"t2\"\n");
+        let err = load(&twice, &[]).expect("parses").validate().expect_err("same name");
+        assert!(err.to_string().contains("api.clients[1].name"), "{err}");
     }
 
     #[test]

@@ -139,7 +139,7 @@ mod tests {
     use crate::{Config, server::App};
 
     /// An API whose homeserver is unreachable (port 9 on loopback refuses), with one
-    /// client token and its virtual user already registered.
+    /// client token and its virtual user already claimed and registered.
     fn app(dir: &std::path::Path) -> (App, Router) {
         let config = Config::offline(
             &dir.join("db"),
@@ -152,9 +152,10 @@ mod tests {
         )
         .expect("config");
         let app = App::new(config.validate().expect("valid")).expect("app");
-        let cache = Arc::new(auth::AuthCache::default());
-        cache.mark_registered("@boardroom_reader:localhost".try_into().expect("user"));
-        let router = router_with(app.ctx.clone(), cache);
+        let reader: ruma::OwnedUserId = "@boardroom_reader:localhost".try_into().expect("user");
+        app.ctx.store.claim_virtual_user(&reader, "tracker", 10).expect("claim");
+        app.ctx.store.set_virtual_user_registered(&reader, "tracker").expect("registered");
+        let router = router_with(app.ctx.clone(), Arc::new(auth::AuthCache::default()));
         (app, router)
     }
 

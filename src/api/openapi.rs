@@ -8,7 +8,7 @@ fn error_responses() -> Value {
     json!({
         "400": { "description": "M_NOT_JSON, M_BAD_JSON, M_INVALID_PARAM or M_MISSING_PARAM", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
         "401": { "description": "M_MISSING_TOKEN or M_UNKNOWN_TOKEN", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-        "403": { "description": "M_FORBIDDEN: not a member of the board, or out of the client's scope", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+        "403": { "description": "M_FORBIDDEN: not a member of the board, out of the client's scope, a virtual user of another client, past the client's max_virtual_users, or the appservice's own tokens", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
     })
 }
 
@@ -22,7 +22,7 @@ fn with_errors(mut ok: Value) -> Value {
 /// The document.
 pub fn document() -> Value {
     let user_header = json!({ "name": "X-Boardroom-User", "in": "header", "required": false,
-        "description": "With a client token: the virtual user to act as (`@<prefix><name>`).",
+        "description": "With a client token: the virtual user to act as (`@<prefix><name>`); it belongs to the client that named it first.",
         "schema": { "type": "string", "pattern": "^[a-z0-9._=-]{1,64}$" } });
     json!({
         "openapi": "3.1.0",
@@ -53,7 +53,7 @@ pub fn document() -> Value {
                 "summary": "Mark one entry read",
                 "parameters": [ user_header, { "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } } ],
                 "responses": with_errors(json!({ "200": { "description": "Marked (0 if it was read already)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Marked" } } } },
-                    "404": { "description": "M_NOT_FOUND: not in the caller's inbox" } })) } },
+                    "404": { "description": "M_NOT_FOUND: not in the caller's inbox, or (for a client) of a board outside its scope" } })) } },
             "/_boardroom/api/v1/boards/{slug}/members": { "get": {
                 "summary": "Mention autocomplete: members whose localpart or display name starts with q",
                 "parameters": [ user_header,

@@ -140,6 +140,109 @@ impl Store {
         self.unread_of(user)
     }
 
+    /// A user's inbox, newest first, without the entries `keep` refuses: up to `limit`
+    /// entries with ids below `before`, reading at most `budget` entries. Also returns the
+    /// id of the last entry read when the budget ran out first (where the next page
+    /// starts), so that a page costs at most `budget` reads however many are refused.
+    pub fn notifications_where(
+        &self,
+        user: &UserId,
+        before: Option<u64>,
+        limit: usize,
+        budget: usize,
+        mut keep: impl FnMut(&Notification) -> bool,
+    ) -> Result<(Vec<Notification>, Option<u64>)> {
+        let cf = self.cf(maps::USERIDID_NOTIFICATION)?;
+        let prefix = KeyBuf::new().str(user.as_str()).prefix();
+        let start = entry_key(user, before.unwrap_or(u64::MAX).saturating_sub(1));
+        let mut out = Vec::new();
+        let mut read = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let n: Notification = decode(&v)?;
+            read += 1;
+            let id = n.id;
+            if keep(&n) {
+                out.push(n);
+            }
+            if read >= budget && out.len() < limit {
+                return Ok((out, Some(id)));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// One entry of a user's inbox.
+    pub fn notification(&self, user: &UserId, id: u64) -> Result<Option<Notification>> {
+        self.db
+            .get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    /// A user's unread entries of the boards `in_scope` accepts. The unread count, less
+    /// the entries of other boards: rooms whose board is in scope are skipped whole, so
+    /// the cost follows the rooms with unread entries and the entries out of scope.
+    pub fn unread_count_in(&self, user: &UserId, in_scope: impl Fn(&str) -> bool) -> Result<u64> {
+        let total = self.unread_of(user)?;
+        let cf = self.cf(maps::USERROOMSEQID_UNREAD)?;
+        let entries = self.cf(maps::USERIDID_NOTIFICATION)?;
+        let prefix = KeyBuf::new().str(user.as_str()).prefix();
+        let mut it = self.db.raw_iterator_cf(cf);
+        it.seek(&prefix);
+        let mut outside = 0u64;
+        // The room being read and whether its board is in scope.
+        let mut current: Option<(Vec<u8>, bool)> = None;
+        while let Some(k) = it.key() {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let mut r = KeyReader::new(k);
+            r.str()?;
+            let room = r.str()?;
+            r.u64()?;
+            let id = r.u64()?;
+            let room_prefix = KeyBuf::new().str(user.as_str()).str(room).prefix();
+            let room_in_scope = match &current {
+                Some((p, in_scope)) if *p == room_prefix => *in_scope,
+                _ => {
+                    let board = match RoomId::parse(room) {
+                        Ok(room_id) => self.room(&room_id)?.map(|r| r.board),
+                        Err(_) => None,
+                    };
+                    let yes = board.is_some_and(|b| in_scope(&b));
+                    current = Some((room_prefix.clone(), yes));
+                    yes
+                }
+            };
+            if room_in_scope {
+                // Past every key of this room: its parts after the room are eight-byte
+                // integers with a separator, at most 17 bytes.
+                let mut past = room_prefix;
+                past.extend_from_slice(&[u8::MAX; 18]);
+                it.seek(&past);
+                continue;
+            }
+            if let Some(v) = self.db.get_pinned_cf(entries, entry_key(user, id))? {
+                let n: Notification = decode(&v)?;
+                if !in_scope(&n.board) {
+                    outside += 1;
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(total.saturating_sub(outside))
+    }
+
+    /// Marks read every entry of the user whose board `in_scope` accepts.
+    pub fn mark_all_read_in(&self, user: &UserId, in_scope: impl Fn(&str) -> bool) -> Result<u64> {
+        self.mark_read_where(user, None, |n| in_scope(&n.board))
+    }
+
     /// Marks one entry read. `Ok(None)`: no such entry in this user's inbox.
     pub fn mark_read(&self, user: &UserId, id: u64) -> Result<Option<bool>> {
         let _lock = self.lock_inbox()?;
@@ -343,5 +446,60 @@ mod tests {
         assert_eq!(store.notifications(alice, None, 10).expect("list").len(), 3);
         assert_eq!(store.mark_all_read(ruma::user_id!("@bob:x")).expect("all"), 1);
         assert_eq!(store.unread_count(ruma::user_id!("@bob:x")).expect("count"), 0);
+    }
+
+    #[test]
+    fn a_scope_hides_other_boards_entries_from_pages_counts_and_marks() {
+        use crate::domain::board::{RoomKind, RoomRecord};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        for (room, board) in [("!a1:x", "a"), ("!a2:x", "a"), ("!b:x", "b")] {
+            let record = RoomRecord {
+                board: board.into(),
+                name: "tasks".into(),
+                kind: RoomKind::Tasks,
+                private: false,
+                pending_move_from: None,
+            };
+            store.put_room(room.try_into().expect("room"), &record).expect("room");
+        }
+        // Oldest first; `!z:x` is no indexed room, its entry says board a.
+        let rooms = [("!a1:x", "a"), ("!a1:x", "a"), ("!b:x", "b"), ("!a1:x", "a")];
+        let more = [("!b:x", "b"), ("!a2:x", "a"), ("!z:x", "a")];
+        let entries: Vec<Notification> = rooms
+            .iter()
+            .chain(more.iter())
+            .enumerate()
+            .map(|(i, (room, board))| {
+                let mut e = n("@alice:x", &format!("${i}"), room, i as u64 + 1, None);
+                e.board = (*board).into();
+                e
+            })
+            .collect();
+        store.add_notifications(entries).expect("add");
+        let alice = ruma::user_id!("@alice:x");
+        assert_eq!(store.unread_count_in(alice, |b| b == "a").expect("count"), 5);
+        assert_eq!(store.unread_count_in(alice, |b| b == "b").expect("count"), 2);
+        assert_eq!(store.unread_count_in(alice, |_| false).expect("count"), 0);
+
+        let (page, stopped) =
+            store.notifications_where(alice, None, 10, 1000, |n| n.board == "a").expect("page");
+        assert_eq!(page.len(), 5);
+        assert!(page.iter().all(|n| n.board == "a") && stopped.is_none());
+        // A budget of two reads: the page comes short, with where to go on.
+        let (page, stopped) =
+            store.notifications_where(alice, None, 10, 2, |n| n.board == "b").expect("page");
+        assert!(page.is_empty());
+        let (page, stopped) =
+            store.notifications_where(alice, stopped, 10, 2, |n| n.board == "b").expect("page");
+        assert_eq!(page.iter().map(|n| n.event_id.as_str()).collect::<Vec<_>>(), ["$4"]);
+        assert!(stopped.is_some());
+
+        assert_eq!(store.mark_all_read_in(alice, |b| b == "b").expect("marked"), 2);
+        assert_eq!(store.unread_count_in(alice, |b| b == "a").expect("count"), 5);
+        assert_eq!(store.unread_count_in(alice, |b| b == "b").expect("count"), 0);
+        assert_eq!(store.unread_count(alice).expect("count"), 5);
+        let b_entry = store.notification(alice, page[0].id).expect("read").expect("entry");
+        assert!(b_entry.read);
     }
 }

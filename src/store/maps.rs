@@ -70,6 +70,12 @@ pub const USERROOMSEQID_UNREAD: &str = "userroomseqid_unread";
 /// Who an event notified: `event_id, user_id` → id.
 pub const EVENTIDUSER_NOTIFICATION: &str = "eventiduser_notification";
 
+/// Virtual users and the API client that owns them (the first to use them):
+/// `user_id` → owner record (client name, registered with the homeserver).
+pub const USERID_VIRTUALUSER: &str = "userid_virtualuser";
+/// Reverse of `userid_virtualuser`: `client, user_id` → (). Counts a client's virtual users.
+pub const CLIENTUSERID_VIRTUALUSER: &str = "clientuserid_virtualuser";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -103,4 +109,9 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: USERID_UNREAD, doc: "user id → unread count" },
     MapDesc { name: USERROOMSEQID_UNREAD, doc: "user id, room id, seq, notification id → ()" },
     MapDesc { name: EVENTIDUSER_NOTIFICATION, doc: "event id, user id → notification id" },
+    MapDesc {
+        name: USERID_VIRTUALUSER,
+        doc: "virtual user id → owning API client, registered with the homeserver",
+    },
+    MapDesc { name: CLIENTUSERID_VIRTUALUSER, doc: "API client name, virtual user id → ()" },
 ];

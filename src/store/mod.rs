@@ -1,6 +1,6 @@
 //! RocksDB: the column-family catalog ([`maps`]), the key codec ([`codec`]), the schema
 //! version with its migrations, and one repository per aggregate ([`inbound`], [`outbox`],
-//! [`boards`], [`tasks`], [`inbox`]).
+//! [`boards`], [`tasks`], [`inbox`], [`virtual_users`]).
 //! Nothing outside this module touches a raw column family.
 
 pub mod boards;
@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod maps;
 pub mod outbox;
 pub mod tasks;
+pub mod virtual_users;
 
 use std::{path::Path, sync::Arc};
 
@@ -18,7 +19,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 9;
+pub const SCHEMA_VERSION: u64 = 10;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -45,6 +46,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "task commenters", run: Store::index_commenters },
     Migration { version: 8, name: "member names", run: Store::index_member_names },
     Migration { version: 9, name: "column counts", run: Store::count_columns },
+    // Virtual users registered before it have no owner recorded: the first API client to
+    // use one afterwards claims it (`virtual_users`). Nothing to rewrite.
+    Migration { version: 10, name: "virtual-user owners", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.

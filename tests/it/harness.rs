@@ -144,6 +144,25 @@ impl Synapse {
     }
 }
 
+impl Synapse {
+    /// Stops the homeserver (SIGTERM by pid, SIGKILL if it lingers) and keeps its directory:
+    /// Boardroom finds nobody at the URL afterwards, as in an outage.
+    pub(crate) fn stop_for_outage(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Synapse {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -228,6 +247,11 @@ impl Boardroom {
     /// The running Boardroom's processing context (to run a handler directly).
     pub(crate) fn ctx(&self) -> &boardroom::process::Context {
         &self.app.as_ref().expect("boardroom is running").ctx
+    }
+
+    /// The running Boardroom (to build its API router with other settings).
+    pub(crate) fn app(&self) -> &boardroom::server::App {
+        self.app.as_ref().expect("boardroom is running")
     }
 
     /// Stops it and waits until it has.

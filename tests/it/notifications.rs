@@ -413,9 +413,11 @@ async fn outsiders_and_bad_tokens_are_refused_and_change_nothing() {
     let (status, body) = api("GET", &url, Some("tracker-client-token"), None, None).await;
     assert_eq!((status, body["errcode"].as_str()), (400, Some("M_MISSING_PARAM")));
     let comments = format!("{}/boards/launch/tasks/1/comments", s.api);
+    // A client out of the board's scope, as a virtual user of its own (a virtual user belongs
+    // to the first client that names it, and `ci` is the tracker's below).
+    let outsider = Some(json!({"body": "hi"}));
     let (status, body) =
-        api("POST", &comments, Some("other-client-token"), Some("ci"), Some(json!({"body": "hi"})))
-            .await;
+        api("POST", &comments, Some("other-client-token"), Some("outsider"), outsider).await;
     assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")));
     let (status, body) =
         api("POST", &comments, Some(&carol.token), None, Some(json!({"body": "hi"}))).await;

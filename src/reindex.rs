@@ -21,7 +21,8 @@ use crate::{
     error::Result,
     homeserver::{Auth, HomeserverClient, RetryPolicy},
     process::index::{
-        Indexed, apply_room_state, fetch_state, index_members_from_state, tombstone_target,
+        Indexed, apply_room_state, fetch_state, index_members_from_state, replaces, sent_by,
+        tombstone_target,
     },
     store::Store,
 };
@@ -66,7 +67,7 @@ pub async fn reindex(
     let mut summary = Summary { rooms: total, ..Summary::default() };
     let mut replaced = Vec::new();
     for (room, state) in &states {
-        match apply_room_state(&store, room, state)? {
+        match apply_room_state(&store, &settings.bot_user_id, room, state)? {
             Indexed::Board(_) => summary.boards += 1,
             Indexed::Room(_) => summary.board_rooms += 1,
             Indexed::Replaced { by, record } => replaced.push((room.clone(), by, record)),
@@ -75,16 +76,28 @@ pub async fn reindex(
     }
     // An upgraded board room whose replacement carries no board state of its own (the bot
     // may lack power there): the old room's tombstone says where the board room went.
-    // Follow chains of upgrades to the live room.
-    for (from, mut by, record) in replaced {
+    // Follow chains of upgrades to the live room: each hop only when the room the
+    // tombstone names says it replaced the one before (its `m.room.create` predecessor).
+    for (from, by, record) in replaced {
+        let Some((_, first)) = states.iter().find(|(r, _)| *r == by) else { continue };
+        if !replaces(first, &from) {
+            tracing::warn!(room_id = %from, replacement = %by, "not following a tombstone to a room that does not replace it");
+            continue;
+        }
+        let mut by = by;
         let mut hops = 0;
         while let Some((_, state)) = states.iter().find(|(r, _)| *r == by)
             && let Some(next) =
                 state.iter().filter_map(|r| r.deserialize().ok()).find_map(|e| tombstone_target(&e))
+            && let Some((_, next_state)) = states.iter().find(|(r, _)| *r == next)
+            && replaces(next_state, &by)
             && hops < 64
         {
             by = next;
             hops += 1;
+        }
+        if store.board_by_space(&by)?.is_some() {
+            continue;
         }
         let Some((_, state)) = states.iter().find(|(r, _)| *r == by) else { continue };
         if store.room(&by)?.is_none() {
@@ -107,17 +120,19 @@ pub async fn reindex(
             for room in predecessors(&states, &room) {
                 let Some((_, state)) = states.iter().find(|(r, _)| *r == room) else { continue };
                 for raw in state {
+                    // Only the task state the bot wrote counts.
                     if raw.get_field::<String>("type").ok().flatten().as_deref()
                         != Some("dev.boardroom.task")
+                        || !sent_by(raw, &settings.bot_user_id)
                     {
                         continue;
                     }
-                    // The state key names the task.
+                    // The state key names the task, in canonical form.
                     let Some(n) = raw
                         .get_field::<String>("state_key")
                         .ok()
                         .flatten()
-                        .and_then(|k| k.parse::<u64>().ok())
+                        .and_then(|k| k.parse::<u64>().ok().filter(|n| n.to_string() == k))
                     else {
                         continue;
                     };
@@ -146,26 +161,33 @@ pub async fn reindex(
     Ok(summary)
 }
 
-/// `room`, then the rooms it replaced (each room's `m.room.create` predecessor), as far as
+/// `room`, then the rooms it replaced (each room's `m.room.create` predecessor, when that
+/// room's tombstone names the room after it: an upgrade both sides agree on), as far as
 /// the bot is in them.
-fn predecessors(
+pub fn predecessors(
     states: &[(OwnedRoomId, Vec<Raw<AnyStateEvent>>)],
     room: &RoomId,
 ) -> Vec<OwnedRoomId> {
     let mut chain = vec![room.to_owned()];
     while chain.len() < 64 {
-        let Some(last) = chain.last() else { break };
-        let Some((_, state)) = states.iter().find(|(r, _)| r == last) else { break };
+        let Some(last) = chain.last().cloned() else { break };
+        let Some((_, state)) = states.iter().find(|(r, _)| *r == last) else { break };
         let predecessor = state.iter().filter_map(|r| r.deserialize().ok()).find_map(|e| match e {
             AnyStateEvent::RoomCreate(StateEvent::Original(ev)) => {
                 ev.content.predecessor.map(|p| p.room_id)
             }
             _ => None,
         });
-        match predecessor {
-            Some(p) if !chain.contains(&p) => chain.push(p),
-            _ => break,
+        let Some(p) = predecessor.filter(|p| !chain.contains(p)) else { break };
+        let Some((_, before)) = states.iter().find(|(r, _)| *r == p) else { break };
+        let tombstone = before
+            .iter()
+            .filter_map(|r| r.deserialize().ok())
+            .find_map(|e| tombstone_target(&e));
+        if tombstone.as_deref() != Some(&*last) {
+            break;
         }
+        chain.push(p);
     }
     chain
 }

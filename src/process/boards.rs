@@ -701,9 +701,7 @@ pub async fn follow_upgrade(
     let state = index::fetch_state(&ctx.client, new).await?;
     if !index::replaces(&state, old) {
         tracing::warn!(board = %board.slug, old = %old, new = %new, "not following a tombstone: the room it names does not replace this one");
-        if let Err(e) =
-            ctx.client.send(leave_room::v3::Request::new(new.to_owned()), None).await
-        {
+        if let Err(e) = ctx.client.send(leave_room::v3::Request::new(new.to_owned()), None).await {
             tracing::warn!(error = %e, room_id = %new, "cannot leave a room that is no upgrade");
         }
         return Ok(Vec::new());
@@ -830,8 +828,7 @@ pub async fn on_power_levels(
     if level < content.state_default {
         return Ok(Vec::new());
     }
-    if own_state_content::<BoardRoomEventContent>(ctx, room, "dev.boardroom.room").await.is_some()
-    {
+    if own_state_content::<BoardRoomEventContent>(ctx, room, "dev.boardroom.room").await.is_some() {
         return Ok(Vec::new());
     }
     let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };

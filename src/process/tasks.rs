@@ -818,7 +818,10 @@ async fn empty_state(ctx: &Context, room: &RoomId, state_key: &str) -> Result<()
         "dev.boardroom.task".into(),
         state_key.to_owned(),
         ruma::serde::Raw::new(&serde_json::Map::new())
-            .map_err(|e| HsError::Protocol { endpoint: "send_state_event", message: e.to_string() })?
+            .map_err(|e| HsError::Protocol {
+                endpoint: "send_state_event",
+                message: e.to_string(),
+            })?
             .cast_unchecked(),
     );
     ctx.client.send(req, None).await?;

@@ -4,7 +4,10 @@
 
 use ruma::{
     OwnedRoomId, RoomId, UserId,
-    api::client::{membership::joined_rooms, relations::get_relating_events_with_rel_type},
+    api::client::{
+        membership::joined_rooms, relations::get_relating_events_with_rel_type,
+        room::get_room_event,
+    },
     events::{
         AnyMessageLikeEvent, AnyStateEvent, MessageLikeEvent, StateEvent, relation::RelationType,
     },
@@ -59,6 +62,7 @@ pub async fn reindex(
     let mut states: Vec<(OwnedRoomId, Vec<Raw<AnyStateEvent>>)> = Vec::with_capacity(total);
     for (i, room) in rooms.into_iter().enumerate() {
         let state = fetch_state(&client, &room).await?;
+        let state = own_state(&client, &settings.bot_user_id, &room, state).await?;
         states.push((room, state));
         progress(i + 1, total);
     }
@@ -70,6 +74,65 @@ pub async fn reindex(
         summary.comments += reindex_comments(settings, &client, &store, room, slug, fields).await?;
     }
     Ok(summary)
+}
+
+/// How far back a state key's history is walked to find what the bot wrote there.
+const MAX_STATE_HOPS: usize = 32;
+
+/// `state` with Boardroom's own state (`dev.boardroom.*`) as the bot last wrote it: where
+/// someone else wrote over it (while Boardroom was not running to put it back), the
+/// events it replaced (`unsigned.replaces_state`) are read back to the bot's; where the
+/// bot wrote nothing under that key, it is left out. Everything else is kept as it is.
+async fn own_state(
+    client: &HomeserverClient,
+    bot: &UserId,
+    room: &RoomId,
+    state: Vec<Raw<AnyStateEvent>>,
+) -> Result<Vec<Raw<AnyStateEvent>>> {
+    let mut out = Vec::with_capacity(state.len());
+    for raw in state {
+        let ty = raw.get_field::<String>("type").ok().flatten().unwrap_or_default();
+        if !ty.starts_with("dev.boardroom.") || sent_by(&raw, bot) {
+            out.push(raw);
+            continue;
+        }
+        let key = raw.get_field::<String>("state_key").ok().flatten().unwrap_or_default();
+        let mut current = raw;
+        let mut found = None;
+        for _ in 0..MAX_STATE_HOPS {
+            let Some(previous) = current
+                .get_field::<serde_json::Value>("unsigned")
+                .ok()
+                .flatten()
+                .and_then(|u| u["replaces_state"].as_str().map(str::to_owned))
+                .and_then(|id| ruma::OwnedEventId::try_from(id).ok())
+            else {
+                break;
+            };
+            let req = get_room_event::v3::Request::new(room.to_owned(), previous.clone());
+            match client.send(req, None).await {
+                Ok(resp) => current = resp.event.cast_unchecked(),
+                Err(e) => {
+                    tracing::warn!(room_id = %room, event_id = %previous, error = %e, "cannot read an earlier state event");
+                    break;
+                }
+            }
+            if sent_by(&current, bot) {
+                found = Some(current);
+                break;
+            }
+        }
+        match found {
+            Some(ours) => {
+                tracing::warn!(room_id = %room, r#type = %ty, state_key = %key, "Boardroom state written over by someone else: indexing what the bot wrote before");
+                out.push(ours);
+            }
+            None => {
+                tracing::warn!(room_id = %room, r#type = %ty, state_key = %key, "ignoring Boardroom state the bot did not write")
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A task's thread to read comments from: the room, the board, the task's fields.

@@ -277,3 +277,69 @@ async fn ghost_task_state_is_emptied_and_every_task_state_is_the_bots() {
         "{said}"
     );
 }
+
+/// The whole index of the stopped Boardroom, board and tasks.
+fn index_dump(stack: &Stack) -> Vec<String> {
+    let store =
+        boardroom::store::Store::open(&stack.boardroom.settings.raw.database.path).expect("open");
+    let mut dump = store.dump_board_index().expect("dump");
+    dump.extend(store.dump_task_index().expect("dump"));
+    dump
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_from_full_state_ignores_boardroom_state_the_bot_did_not_write() {
+    let mut b = board().await;
+    let bot = b.stack.boardroom.bot().to_owned();
+    new_task_lands_in_the_real_tasks_room(&b, "One").await;
+    let task = b.alice.state(&b.tasks, "dev.boardroom.task", "1").await.expect("task 1");
+    // Mallory's room claims the board, is its tasks room and holds its task #1.
+    let room = attackers_room(&b).await;
+    let board = json!({
+        "slug": "launch", "name": "Pwned", "created_by": b.mallory.user_id,
+        "created_by_event": "$mine", "columns": ["todo", "done"],
+    });
+    send_state(&b.mallory, &room, "dev.boardroom.board", "", board).await;
+    send_state(
+        &b.mallory,
+        &room,
+        "dev.boardroom.room",
+        "",
+        json!({"board": "launch", "name": "tasks", "kind": "tasks"}),
+    )
+    .await;
+    let mut hijacked = task.clone();
+    hijacked["title"] = "Hijacked".into();
+    send_state(&b.mallory, &room, "dev.boardroom.task", "1", hijacked.clone()).await;
+    let said = b.mallory.command(&room, &bot, "!task list").await;
+    assert!(said.contains("not part of a board"), "{said}");
+
+    // With Boardroom stopped (nothing puts them back), Alice leaves task state of her own in
+    // the real tasks room: task 1 changed, a task 2 nobody created, task 1 under `01`.
+    b.stack.boardroom.stop().await;
+    let before = index_dump(&b.stack);
+    send_state(&b.alice, &b.tasks, "dev.boardroom.task", "1", hijacked.clone()).await;
+    let mut ghost = task.clone();
+    ghost["number"] = 2.into();
+    ghost["title"] = "Ghost".into();
+    send_state(&b.alice, &b.tasks, "dev.boardroom.task", "2", ghost).await;
+    send_state(&b.alice, &b.tasks, "dev.boardroom.task", "01", hijacked).await;
+
+    std::fs::remove_dir_all(&b.stack.boardroom.settings.raw.database.path)
+        .expect("delete the database");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .arg("reindex")
+        .arg("--config")
+        .arg(&b.stack.boardroom.config_path)
+        .output()
+        .expect("run reindex");
+    assert!(out.status.success(), "reindex failed: {}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("reindexed 1 boards and 2 board rooms"), "{said}");
+    assert!(said.contains("1 tasks"), "{said}");
+    let after = index_dump(&b.stack);
+    assert_eq!(after, before, "the rebuilt index differs from the one Boardroom kept");
+    assert!(
+        !after.iter().any(|l| l.contains("Hijacked") || l.contains("Ghost") || l.contains("Pwned"))
+    );
+}

@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn reindex_from_full_state_ignores_boardroom_state_the_bot_did_not_write() {
+    fn rebuild_from_full_state_ignores_boardroom_state_the_bot_did_not_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let bot = user_id!("@boardroom:localhost");

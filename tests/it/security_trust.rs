@@ -343,3 +343,63 @@ async fn reindex_from_full_state_ignores_boardroom_state_the_bot_did_not_write()
         !after.iter().any(|l| l.contains("Hijacked") || l.contains("Ghost") || l.contains("Pwned"))
     );
 }
+
+/// Waits until the current `ty`/`key` state in `room` was sent by the bot with content
+/// `check` accepts.
+async fn wait_for_bots_state(
+    b: &Board,
+    room: &RoomId,
+    ty: &str,
+    key: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) {
+    let bot = b.stack.boardroom.bot();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ev = state_event(&b.alice, room, ty, key).await;
+        if ev.as_ref().is_some_and(|e| e["sender"] == bot.as_str() && check(&e["content"])) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {ev:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_state_an_admin_writes_in_the_boards_own_rooms_is_rewritten_by_the_bot() {
+    let b = board().await;
+    let bot = b.stack.boardroom.bot().to_owned();
+    // Alice (power 100) makes general claim to be the tasks room: put back.
+    send_state(
+        &b.alice,
+        &b.general,
+        "dev.boardroom.room",
+        "",
+        json!({"board": "launch", "name": "general", "kind": "tasks"}),
+    )
+    .await;
+    wait_for_bots_state(
+        &b,
+        &b.general,
+        "dev.boardroom.room",
+        "",
+        "general's record put back",
+        |c| c["kind"] == "chat" && c["name"] == "general" && c["board"] == "launch",
+    )
+    .await;
+    let info = b.alice.command(&b.general, &bot, "!board info").await;
+    assert_eq!(info.matches("(tasks)").count(), 1, "{info}");
+
+    // She renames the board in the space's state: followed, and written again by the bot.
+    let mut board =
+        b.alice.state(&b.space, "dev.boardroom.board", "").await.expect("the board state");
+    board["name"] = "Launch Renamed".into();
+    send_state(&b.alice, &b.space, "dev.boardroom.board", "", board).await;
+    wait_for_bots_state(&b, &b.space, "dev.boardroom.board", "", "the renamed board", |c| {
+        c["name"] == "Launch Renamed" && c["slug"] == "launch"
+    })
+    .await;
+    let info = b.alice.command(&b.general, &bot, "!board info").await;
+    assert!(info.contains("Board Launch Renamed (launch)"), "{info}");
+}

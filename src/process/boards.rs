@@ -9,7 +9,7 @@ use ruma::{
     api::client::{
         alias::get_alias,
         discovery::get_capabilities,
-        membership::{invite_user, join_room_by_id, kick_user},
+        membership::{invite_user, join_room_by_id, kick_user, leave_room},
         profile::get_profile,
         room::{Visibility, create_room},
         state::{get_state_event_for_key, send_state_event},
@@ -201,6 +201,26 @@ async fn state_content<T: serde::de::DeserializeOwned>(
     serde_json::from_str(resp.event_or_content.get()).ok()
 }
 
+/// The content of Boardroom's own state event `ty` in `room`: `None` when there is none,
+/// or when someone other than the bot wrote the current one (it does not count).
+async fn own_state_content<T: serde::de::DeserializeOwned>(
+    ctx: &Context,
+    room: &RoomId,
+    ty: &str,
+) -> Option<T> {
+    let mut req = get_state_event_for_key::v3::Request::new(
+        room.to_owned(),
+        StateEventType::from(ty),
+        String::new(),
+    );
+    req.format = get_state_event_for_key::v3::StateEventFormat::Event;
+    let event = ctx.client.send(req, None).await.ok()?.into_event();
+    if !index::sent_by(&event, &ctx.settings.bot_user_id) {
+        return None;
+    }
+    event.get_field::<T>("content").ok().flatten()
+}
+
 async fn link_child(
     ctx: &Context,
     space: &RoomId,
@@ -289,7 +309,8 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
     )
     .await?;
     // Found by its alias: ours only if this very command created it.
-    let found: Option<BoardEventContent> = state_content(ctx, &space, "dev.boardroom.board").await;
+    let found: Option<BoardEventContent> =
+        own_state_content(ctx, &space, "dev.boardroom.board").await;
     if found.as_ref().map(|b| &b.created_by_event) != Some(&board_state.created_by_event) {
         return refuse(
             format!("The slug `{slug}` is in use ({space_alias}). Choose another slug."),
@@ -561,7 +582,7 @@ async fn add_room(
     )
     .await?;
     let found: Option<BoardRoomEventContent> =
-        state_content(ctx, &room_id, "dev.boardroom.room").await;
+        own_state_content(ctx, &room_id, "dev.boardroom.room").await;
     if found.as_ref().map(|r| r.board.as_str()) != Some(board.slug.as_str()) {
         return refuse(format!("The alias {room_alias} is in use."), cmd::ROOM.usage);
     }
@@ -665,17 +686,27 @@ pub async fn follow_upgrade(
 ) -> crate::Result<Vec<Action>> {
     let Some(record) = ctx.store.room(old)? else { return Ok(Vec::new()) };
     let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };
+    // A room already in the index (another board room, a board's space) is never adopted.
+    if new == old || ctx.store.room(new)?.is_some() || ctx.store.board_by_space(new)?.is_some() {
+        tracing::warn!(board = %board.slug, old = %old, new = %new, "not following a tombstone that points to an indexed room");
+        return Ok(Vec::new());
+    }
     tracing::info!(board = %board.slug, old = %old, new = %new, "following a room upgrade");
     if let Err(e) = ctx.client.send(join_room_by_id::v3::Request::new(new.to_owned()), None).await {
         tracing::error!(error = %e, room_id = %new, "cannot join the upgraded room");
     }
-    // Memberships from before the bot joined never reach it as events: read them.
-    match index::fetch_state(&ctx.client, new).await {
-        Ok(state) => index::index_members_from_state(&ctx.store, new, &state)?,
-        Err(e) => {
-            tracing::warn!(error = %e, room_id = %new, "cannot read the upgraded room's members")
+    // The replacement must say it replaced this room (its `m.room.create` predecessor):
+    // a tombstone alone does not make a room part of a board. Its memberships from before
+    // the bot joined never reach it as events: they are read from the same state.
+    let state = index::fetch_state(&ctx.client, new).await?;
+    if !index::replaces(&state, old) {
+        tracing::warn!(board = %board.slug, old = %old, new = %new, "not following a tombstone: the room it names does not replace this one");
+        if let Err(e) = ctx.client.send(leave_room::v3::Request::new(new.to_owned()), None).await {
+            tracing::warn!(error = %e, room_id = %new, "cannot leave a room that is no upgrade");
         }
+        return Ok(Vec::new());
     }
+    index::index_members_from_state(&ctx.store, new, &state)?;
     link_child(ctx, &board.space_id, new, true).await?;
     link_child(ctx, &board.space_id, old, false).await?;
     ctx.store.remove_room(old)?;
@@ -752,6 +783,37 @@ pub async fn settle_room(
     Ok(Some(actions))
 }
 
+/// A `dev.boardroom.room` event that the bot did not send: it never counts (the index
+/// ignores it). In an indexed board room (empty state key), the bot's record is written
+/// back, so that the room's current board state is always Boardroom's own.
+pub async fn guard_room_state(
+    ctx: &Context,
+    room: &RoomId,
+    sender: &UserId,
+    state_key: &str,
+) -> crate::Result<()> {
+    if sender == ctx.settings.bot_user_id || !state_key.is_empty() {
+        return Ok(());
+    }
+    let Some(record) = ctx.store.room(room)? else { return Ok(()) };
+    if record.pending_move_from.is_some() {
+        // The bot has no power here yet; settling the room writes its state.
+        return Ok(());
+    }
+    tracing::warn!(board = %record.board, room_id = %room, sender = %sender, "putting back a board room's state");
+    let content = BoardRoomEventContent {
+        board: record.board.clone(),
+        name: record.name.clone(),
+        kind: record.kind,
+        private: record.private,
+    };
+    let req =
+        send_state_event::v3::Request::new(room.to_owned(), &ruma::events::EmptyStateKey, &content)
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    ctx.client.send(req, None).await?;
+    Ok(())
+}
+
 /// New power levels in a board room: when they give the bot the power to write state and
 /// the room lacks its board state (an upgraded room the bot could not settle before), the
 /// move completes now.
@@ -766,7 +828,7 @@ pub async fn on_power_levels(
     if level < content.state_default {
         return Ok(Vec::new());
     }
-    if state_content::<BoardRoomEventContent>(ctx, room, "dev.boardroom.room").await.is_some() {
+    if own_state_content::<BoardRoomEventContent>(ctx, room, "dev.boardroom.room").await.is_some() {
         return Ok(Vec::new());
     }
     let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };

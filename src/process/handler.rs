@@ -193,6 +193,12 @@ async fn handle_state(
     {
         tracing::error!(error = %e, "cannot follow a change of a board's state");
     }
+    if state.event_type().to_string() == "dev.boardroom.room"
+        && let Err(e) =
+            boards::guard_room_state(ctx, state.room_id(), state.sender(), state.state_key()).await
+    {
+        tracing::error!(error = %e, "cannot put back a board room's state");
+    }
     if state.event_type().to_string() == "dev.boardroom.task" {
         // Content that does not parse is a change too: it gets put back.
         let fields = raw.get_field::<TaskEventContent>("content").ok().flatten();

@@ -4,7 +4,7 @@
 //! idempotent, so replaying an event is harmless.
 
 use ruma::{
-    OwnedRoomId, RoomId,
+    OwnedRoomId, RoomId, UserId,
     api::client::state::get_state_events,
     events::{
         AnyStateEvent, StateEvent,
@@ -32,14 +32,22 @@ use crate::{
 pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<Vec<Action>> {
     let room_id = event.room_id();
     let store = &ctx.store;
-    let ty = event.event_type();
+    let ty = event.event_type().to_string();
+    let bot = &ctx.settings.bot_user_id;
+    if ty.starts_with("dev.boardroom.") && event.sender() != bot {
+        // Boardroom's own state counts only when the bot wrote it (see the trust model in
+        // docs/SECURITY.md): anyone else's is never indexed. Changes in a board's own
+        // rooms are put back by the handler.
+        tracing::debug!(room_id = %room_id, sender = %event.sender(), r#type = %ty, "ignoring Boardroom state not written by the bot");
+        return Ok(Vec::new());
+    }
     // A board or board room not yet indexed: index it from its whole state.
-    if (ty.to_string() == "dev.boardroom.board" && store.board_by_space(room_id)?.is_none())
-        || (ty.to_string() == "dev.boardroom.room" && store.room(room_id)?.is_none())
+    if (ty == "dev.boardroom.board" && store.board_by_space(room_id)?.is_none())
+        || (ty == "dev.boardroom.room" && store.room(room_id)?.is_none())
     {
         match fetch_state(&ctx.client, room_id).await {
             Ok(state) => {
-                apply_room_state(store, room_id, &state)?;
+                apply_room_state(store, bot, room_id, &state)?;
             }
             Err(e) => {
                 tracing::error!(room_id = %room_id, error = %e, "cannot read the state of a new board room")
@@ -116,16 +124,25 @@ pub async fn fetch_state(
 }
 
 /// Indexes a room from its whole state: a board (its space: record, roles, members) or a
-/// board room (record, members). A board room replaced by an upgrade is not indexed; what
-/// it was is returned so the caller can carry it over to its replacement.
+/// board room (record, members). Only Boardroom's own state counts: a
+/// `dev.boardroom.board` or `dev.boardroom.room` (empty state key) that `bot` sent; a
+/// board whose slug is bound to another space (or a space bound to another slug) is
+/// left alone. A board room replaced by an upgrade is not indexed; what it was is
+/// returned so the caller can carry it over to its replacement, once it has checked that
+/// the replacement names this room as its predecessor ([`replaces`]).
 pub fn apply_room_state(
     store: &Store,
+    bot: &UserId,
     room_id: &RoomId,
     state: &[Raw<AnyStateEvent>],
 ) -> Result<Indexed> {
     let events: Vec<AnyStateEvent> = state.iter().filter_map(|r| r.deserialize().ok()).collect();
     let find = |ty: &str| {
-        state.iter().find(|r| r.get_field::<String>("type").ok().flatten().as_deref() == Some(ty))
+        state.iter().find(|r| {
+            r.get_field::<String>("type").ok().flatten().as_deref() == Some(ty)
+                && r.get_field::<String>("state_key").ok().flatten().as_deref() == Some("")
+                && sent_by(r, bot)
+        })
     };
     let content_of =
         |raw: &Raw<AnyStateEvent>| raw.get_field::<serde_json::Value>("content").ok().flatten();
@@ -134,6 +151,12 @@ pub fn apply_room_state(
         && let Some(content) = content_of(raw)
         && let Ok(board) = serde_json::from_value::<BoardEventContent>(content)
     {
+        let elsewhere = store.board(&board.slug)?.filter(|b| b.space_id != room_id);
+        let other = store.board_by_space(room_id)?.filter(|b| b.slug != board.slug);
+        if elsewhere.is_some() || other.is_some() {
+            tracing::warn!(room_id = %room_id, board = %board.slug, "not indexing a board whose slug or space is bound elsewhere");
+            return Ok(Indexed::Nothing);
+        }
         let mut record = BoardRecord {
             slug: board.slug.clone(),
             space_id: room_id.to_owned(),
@@ -181,6 +204,23 @@ pub fn apply_room_state(
         return Ok(Indexed::Room(record.board));
     }
     Ok(Indexed::Nothing)
+}
+
+/// Whether `raw` was sent by `user`.
+pub fn sent_by(raw: &Raw<AnyStateEvent>, user: &UserId) -> bool {
+    raw.get_field::<String>("sender").ok().flatten().as_deref() == Some(user.as_str())
+}
+
+/// Whether the room whose state this is replaced `old`: its `m.room.create` names `old` as
+/// its predecessor. An upgrade is followed only then — a tombstone alone (whoever sent it)
+/// cannot point a board room at some other room.
+pub fn replaces(state: &[Raw<AnyStateEvent>], old: &RoomId) -> bool {
+    state.iter().filter_map(|r| r.deserialize().ok()).any(|e| match e {
+        AnyStateEvent::RoomCreate(StateEvent::Original(ev)) => {
+            ev.content.predecessor.is_some_and(|p| p.room_id == old)
+        }
+        _ => false,
+    })
 }
 
 /// What [`apply_room_state`] found.

@@ -7,6 +7,8 @@ pub mod handler;
 pub mod index;
 pub mod notify;
 pub mod tasks;
+#[cfg(test)]
+mod trust_tests;
 
 use std::{sync::Arc, time::Duration};
 

@@ -632,8 +632,10 @@ async fn send_board_state(ctx: &Context, board: &BoardRecord) -> crate::Result<(
 
 /// A `dev.boardroom.board` event in an indexed board's space, sent by someone other than
 /// the bot (an admin's client): its name and columns are followed when they are valid and
-/// strand no task; anything else (another slug, creator, bad or stranding columns, content
-/// that does not parse) is put back from the index.
+/// strand no task, and the bot writes them again as its own (only the bot's board state
+/// counts, for `boardroom reindex` too); anything else (another slug, creator, bad or
+/// stranding columns, content that does not parse) is put back from the index. Such an
+/// event anywhere but an indexed board's space changes nothing.
 pub async fn follow_board_event(
     ctx: &Context,
     space: &RoomId,
@@ -662,6 +664,7 @@ pub async fn follow_board_event(
                 board.columns = c.columns;
                 ctx.store.put_board(&board)?;
             }
+            send_board_state(ctx, &board).await?;
         }
         _ => {
             tracing::warn!(board = %board.slug, sender = %sender, "putting back a change of the board's state");
@@ -753,9 +756,12 @@ pub fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
     Ok(())
 }
 
-/// A `dev.boardroom.task` change not sent by the bot (`fields` is `None` when its content
-/// is not a task): put back the indexed fields of task `state_key` and say so in the
-/// thread. The canonical fields change through commands only.
+/// A `dev.boardroom.task` change not sent by the bot in a board's tasks room (`fields` is
+/// `None` when its content is not a task): every task state Boardroom did not write is put
+/// back. Under the key of a task (canonical form), the indexed fields are written again and
+/// the thread says so (silently when the content was the same); under any other key (no
+/// such task, `01`, not a number), the state is emptied (`{}`). The canonical fields change
+/// through commands only.
 pub async fn guard_task_state(
     ctx: &Context,
     room: &RoomId,
@@ -771,13 +777,28 @@ pub async fn guard_task_state(
     if rec.kind != RoomKind::Tasks {
         return Ok(Vec::new());
     }
-    // The state key names the task, whatever the content claims.
-    let Ok(number) = state_key.parse::<u64>() else { return Ok(Vec::new()) };
+    // The state key names the task, whatever the content claims; only its canonical form
+    // (`1`, never `01`) is one Boardroom writes.
+    let number = state_key.parse::<u64>().ok().filter(|n| n.to_string() == state_key);
     // Under the board's lock, so that a command changing the task meanwhile is not undone.
     let lock = ctx.task_locks.get(&rec.board);
     let _guard = lock.lock().await;
-    let Some(task) = ctx.store.task(&rec.board, number)? else { return Ok(Vec::new()) };
+    let task = match number {
+        Some(n) => ctx.store.task(&rec.board, n)?,
+        None => None,
+    };
+    let Some(task) = task else {
+        // A ghost: a key naming no task (or not in canonical form), where Boardroom wrote
+        // nothing. Emptied, so that no client takes it for a task.
+        tracing::warn!(board = %rec.board, state_key, sender = %sender, "emptying task state that names no task");
+        empty_state(ctx, room, state_key).await?;
+        return Ok(Vec::new());
+    };
+    let number = task.fields.number;
     if fields == Some(&task.fields) {
+        // The same fields, but not written by Boardroom: written again as its own, so
+        // that the room's current task state is always the bot's (reindex reads only that).
+        send_state(ctx, room, &task.fields).await?;
         return Ok(Vec::new());
     }
     tracing::warn!(board = %rec.board, number, sender = %sender, "reverting a direct change of a task's state");
@@ -788,6 +809,23 @@ pub async fn guard_task_state(
         rec.board
     );
     Ok(vec![feed_entry(room, &task.fields.root_event_id, None, note, &[], event_id, 0)])
+}
+
+/// Sets `dev.boardroom.task` under `state_key` in `room` to empty content.
+async fn empty_state(ctx: &Context, room: &RoomId, state_key: &str) -> Result<(), HsError> {
+    let req = send_state_event::v3::Request::new_raw(
+        room.to_owned(),
+        "dev.boardroom.task".into(),
+        state_key.to_owned(),
+        ruma::serde::Raw::new(&serde_json::Map::new())
+            .map_err(|e| HsError::Protocol {
+                endpoint: "send_state_event",
+                message: e.to_string(),
+            })?
+            .cast_unchecked(),
+    );
+    ctx.client.send(req, None).await?;
+    Ok(())
 }
 
 /// The thread a message is in, if any.

@@ -18,8 +18,30 @@ use crate::{
 };
 
 impl Store {
-    /// Records (or updates) a board.
+    /// Records (or updates) a board. A slug bound to a space stays bound to it, and a
+    /// space bound to a slug stays bound to it: a record that would rebind either is
+    /// refused (`Error::Forbidden`), whoever asks. Boardroom follows no upgrade of a
+    /// board's space, so no legitimate write ever moves a board to another space.
     pub fn put_board(&self, board: &BoardRecord) -> Result<()> {
+        if let Some(existing) = self.board(&board.slug)?
+            && existing.space_id != board.space_id
+        {
+            return Err(Error::Forbidden(format!(
+                "the board {} belongs to the space {}, not {}",
+                board.slug, existing.space_id, board.space_id
+            )));
+        }
+        if let Some(bound) =
+            self.db.get_pinned_cf(self.cf(maps::SPACEID_SLUG)?, board.space_id.as_bytes())?
+            && *bound != *board.slug.as_bytes()
+        {
+            return Err(Error::Forbidden(format!(
+                "the space {} holds the board {}, not {}",
+                board.space_id,
+                String::from_utf8_lossy(&bound),
+                board.slug
+            )));
+        }
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(maps::SLUG_BOARD)?, board.slug.as_bytes(), encode(board)?);
         batch.put_cf(
@@ -411,6 +433,43 @@ const BOARD_MAPS: [&str; 7] = [
 mod tests {
     use super::*;
     use crate::domain::board::RoomKind;
+
+    fn board(slug: &str, space: &str) -> BoardRecord {
+        BoardRecord {
+            slug: slug.into(),
+            space_id: space.try_into().expect("room id"),
+            name: "Launch".into(),
+            created_by: ruma::owned_user_id!("@o:x"),
+            created_by_event: ruma::owned_event_id!("$e"),
+            creators: vec![],
+            power_users: Default::default(),
+            users_default: 0,
+            columns: crate::domain::task::default_columns(),
+        }
+    }
+
+    #[test]
+    fn a_slug_bound_to_a_space_is_never_rebound_by_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let real = board("launch", "!space:x");
+        store.put_board(&real).expect("put");
+        // The same board again, changed: fine.
+        let mut renamed = real.clone();
+        renamed.name = "Launch 2".into();
+        store.put_board(&renamed).expect("an update of the same binding");
+        // Another space claiming the slug: refused, nothing changes.
+        let mut forged = board("launch", "!attacker:x");
+        forged.created_by = ruma::owned_user_id!("@mallory:x");
+        forged.power_users = [(ruma::owned_user_id!("@mallory:x"), 100)].into_iter().collect();
+        assert!(matches!(store.put_board(&forged), Err(Error::Forbidden(_))));
+        assert_eq!(store.board("launch").expect("get"), Some(renamed.clone()));
+        assert_eq!(store.board_by_space(ruma::room_id!("!attacker:x")).expect("get"), None);
+        // The board's space claiming another slug: refused too.
+        assert!(matches!(store.put_board(&board("other", "!space:x")), Err(Error::Forbidden(_))));
+        assert_eq!(store.board("other").expect("get"), None);
+        assert_eq!(store.board_by_space(&real.space_id).expect("get"), Some(renamed));
+    }
 
     #[test]
     fn boards_rooms_and_members() {

@@ -10,4 +10,5 @@ mod harness;
 mod notifications;
 mod outbox;
 mod security_api;
+mod security_trust;
 mod tasks;

@@ -1,0 +1,351 @@
+//! The room-state trust model (docs/SECURITY.md), at the handler and index level: a
+//! forged event of every state type the index follows changes nothing. Each event goes
+//! through [`handler::handle`] as the homeserver would deliver it; none of these paths
+//! needs the homeserver (the ones that do — putting back state in a board's own rooms,
+//! checking an upgrade's replacement — are tested end to end in
+//! tests/it/security_trust.rs).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ruma::{
+    OwnedUserId, RoomId, UserId, events::room::member::MembershipState, owned_event_id, room_id,
+    user_id,
+};
+use serde_json::{Value, json};
+
+use super::handler;
+use crate::{
+    Config,
+    domain::{
+        board::{BoardRecord, RoomKind, RoomRecord},
+        task::{TaskRecord, default_columns},
+    },
+    server::App,
+    store::inbound::{EntryKind, PendingEntry},
+};
+
+const SPACE: &str = "!space:localhost";
+const GENERAL: &str = "!general:localhost";
+const TASKS: &str = "!tasks:localhost";
+const ATTACKER: &str = "!attacker:localhost";
+
+fn alice() -> &'static UserId {
+    user_id!("@alice:localhost")
+}
+
+fn mallory() -> &'static UserId {
+    user_id!("@mallory:localhost")
+}
+
+/// The board `launch` (Alice owns it) with its general and tasks rooms and task #1; Mallory
+/// is a member (so the bot accepts her invites) and has a room of her own, which the bot
+/// has joined.
+fn board(dir: &std::path::Path) -> App {
+    let config = Config::offline(&dir.join("db"), "").expect("config");
+    let app = App::new(config.validate().expect("valid")).expect("app");
+    let store = &app.ctx.store;
+    let bot = app.ctx.settings.bot_user_id.clone();
+    let space = RoomId::parse(SPACE).expect("room id");
+    store
+        .put_board(&BoardRecord {
+            slug: "launch".into(),
+            space_id: space.clone(),
+            name: "Launch".into(),
+            created_by: alice().to_owned(),
+            created_by_event: owned_event_id!("$create"),
+            creators: vec![],
+            power_users: [(bot.clone(), 100), (alice().to_owned(), 100)].into_iter().collect(),
+            users_default: 0,
+            columns: default_columns(),
+        })
+        .expect("board");
+    for (room, name, kind) in
+        [(GENERAL, "general", RoomKind::Chat), (TASKS, "tasks", RoomKind::Tasks)]
+    {
+        let record = RoomRecord {
+            board: "launch".into(),
+            name: name.into(),
+            kind,
+            private: false,
+            pending_move_from: None,
+        };
+        store.put_room(&RoomId::parse(room).expect("room id"), &record).expect("room");
+    }
+    for user in [alice(), mallory()] {
+        store
+            .set_membership(&space, user, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+    }
+    store.put_task(&TaskRecord::example("launch", 1, owned_event_id!("$root1"))).expect("task");
+    app
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A state event as the homeserver delivers it.
+fn event(room: &str, sender: &UserId, ty: &str, key: &str, content: Value) -> Value {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    json!({
+        "type": ty,
+        "room_id": room,
+        "sender": sender,
+        "state_key": key,
+        "content": content,
+        "event_id": format!("$forged{n}"),
+        "origin_server_ts": 1_700_000_000_000u64 + n,
+    })
+}
+
+/// Handles `event` like the processing lane would; returns the actions it asked for.
+async fn deliver(app: &App, event: Value) -> Vec<crate::domain::Action> {
+    let entry = PendingEntry {
+        seq: SEQ.fetch_add(1, Ordering::Relaxed),
+        kind: EntryKind::Timeline,
+        room_id: event["room_id"].as_str().expect("room").to_owned(),
+        json: serde_json::to_vec(&event).expect("json"),
+    };
+    handler::handle(&app.ctx, &entry).await
+}
+
+/// The whole index, board and tasks, to compare before and after.
+fn index(app: &App) -> Vec<String> {
+    let mut all = app.ctx.store.dump_board_index().expect("dump");
+    all.extend(app.ctx.store.dump_task_index().expect("dump"));
+    all
+}
+
+/// Delivers every event and asserts the index is what it was, and nothing was sent.
+async fn changes_nothing(app: &App, events: Vec<Value>) {
+    let before = index(app);
+    for e in events {
+        let what = e.to_string();
+        let actions = deliver(app, e).await;
+        assert!(actions.is_empty(), "{what} asked for {actions:?}");
+        assert_eq!(index(app), before, "{what} changed the index");
+    }
+}
+
+fn board_content(slug: &str, owner: &UserId) -> Value {
+    json!({
+        "slug": slug,
+        "name": "Hijacked",
+        "created_by": owner,
+        "created_by_event": "$mine",
+        "columns": ["todo", "done"],
+    })
+}
+
+#[tokio::test]
+async fn forged_board_state_in_another_room_takes_over_no_board() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    changes_nothing(
+        &app,
+        vec![
+            event(
+                ATTACKER,
+                mallory(),
+                "dev.boardroom.board",
+                "",
+                board_content("launch", mallory()),
+            ),
+            // Copying the real creator and event changes nothing either.
+            event(ATTACKER, mallory(), "dev.boardroom.board", "", {
+                let mut c = board_content("launch", alice());
+                c["created_by_event"] = "$create".into();
+                c
+            }),
+            // Another slug: no new board.
+            event(ATTACKER, mallory(), "dev.boardroom.board", "", board_content("mine", mallory())),
+            // In a board room that is not the space: nothing.
+            event(GENERAL, alice(), "dev.boardroom.board", "", board_content("launch", mallory())),
+        ],
+    )
+    .await;
+    let store = &app.ctx.store;
+    let b = store.board("launch").expect("get").expect("the board");
+    assert_eq!(b.space_id, SPACE);
+    assert_eq!(b.role_of(mallory()).as_str(), "member");
+    assert!(store.board_by_space(&RoomId::parse(ATTACKER).expect("id")).expect("get").is_none());
+    assert!(store.board("mine").expect("get").is_none());
+}
+
+#[tokio::test]
+async fn forged_board_room_state_adds_no_room_to_a_board() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let tasks_room = json!({"board": "launch", "name": "tasks", "kind": "tasks"});
+    changes_nothing(
+        &app,
+        vec![
+            event(ATTACKER, mallory(), "dev.boardroom.room", "", tasks_room.clone()),
+            event("!attacker2:localhost", mallory(), "dev.boardroom.room", "", tasks_room.clone()),
+            // Under another state key: nothing either.
+            event(ATTACKER, mallory(), "dev.boardroom.room", "x", tasks_room),
+        ],
+    )
+    .await;
+    let rooms = app.ctx.store.rooms_of("launch").expect("rooms");
+    assert_eq!(rooms.len(), 2, "{rooms:?}");
+    let (tasks, _) = app.ctx.store.tasks_room_of("launch").expect("get").expect("tasks room");
+    assert_eq!(tasks, TASKS);
+}
+
+#[tokio::test]
+async fn forged_task_state_outside_the_tasks_room_is_never_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let mut task = serde_json::to_value(
+        TaskRecord::example("launch", 1, owned_event_id!("$attackerroot")).fields,
+    )
+    .expect("json");
+    task["title"] = "Hijacked".into();
+    changes_nothing(
+        &app,
+        vec![
+            event(ATTACKER, mallory(), "dev.boardroom.task", "1", task.clone()),
+            event(ATTACKER, mallory(), "dev.boardroom.task", "2", task.clone()),
+            // In a chat room of the board: not a tasks room, nothing.
+            event(GENERAL, alice(), "dev.boardroom.task", "1", task),
+        ],
+    )
+    .await;
+    let t = app.ctx.store.task("launch", 1).expect("get").expect("task 1");
+    assert_eq!(t.fields.root_event_id, "$root1");
+    assert!(app.ctx.store.task("launch", 2).expect("get").is_none());
+}
+
+#[tokio::test]
+async fn forged_power_levels_outside_the_space_change_no_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let mallory_owns =
+        json!({"users": {mallory(): 100}, "users_default": 100, "state_default": 50});
+    changes_nothing(
+        &app,
+        vec![
+            event(ATTACKER, mallory(), "m.room.power_levels", "", mallory_owns),
+            // A board room's power levels are not the board's roles.
+            event(
+                GENERAL,
+                alice(),
+                "m.room.power_levels",
+                "",
+                json!({"users": {mallory(): 100}, "users_default": 0, "state_default": 50}),
+            ),
+        ],
+    )
+    .await;
+    let b = app.ctx.store.board("launch").expect("get").expect("board");
+    assert_eq!(b.role_of(mallory()).as_str(), "member");
+    assert_eq!(b.role_of(alice()).as_str(), "owner");
+
+    // Control: the space's own power levels (which the homeserver lets only its admins
+    // change) are the board's roles.
+    let space_pl = json!({"users": {alice(): 100, mallory(): 50}, "users_default": 0});
+    deliver(&app, event(SPACE, alice(), "m.room.power_levels", "", space_pl)).await;
+    let b = app.ctx.store.board("launch").expect("get").expect("board");
+    assert_eq!(b.role_of(mallory()).as_str(), "admin");
+}
+
+#[tokio::test]
+async fn forged_space_child_outside_the_space_unlinks_no_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    changes_nothing(
+        &app,
+        vec![
+            event(ATTACKER, mallory(), "m.space.child", TASKS, json!({"via": []})),
+            event(ATTACKER, mallory(), "m.space.child", ATTACKER, json!({"via": ["localhost"]})),
+            event(GENERAL, alice(), "m.space.child", TASKS, json!({"via": []})),
+        ],
+    )
+    .await;
+    assert_eq!(app.ctx.store.rooms_of("launch").expect("rooms").len(), 2);
+
+    // Control: unlinking in the space itself (its admins' right) takes the room out.
+    deliver(&app, event(SPACE, alice(), "m.space.child", GENERAL, json!({"via": []}))).await;
+    assert!(app.ctx.store.room(room_id!("!general:localhost")).expect("get").is_none());
+}
+
+#[tokio::test]
+async fn forged_space_parent_adds_no_room_to_a_board() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    changes_nothing(
+        &app,
+        vec![
+            event(
+                ATTACKER,
+                mallory(),
+                "m.space.parent",
+                SPACE,
+                json!({"via": ["localhost"], "canonical": true}),
+            ),
+            // A space child naming her room, sent in her own room: nothing either.
+            event(ATTACKER, mallory(), "m.space.child", ATTACKER, json!({"via": ["localhost"]})),
+        ],
+    )
+    .await;
+    assert!(app.ctx.store.room(room_id!("!attacker:localhost")).expect("get").is_none());
+}
+
+#[tokio::test]
+async fn forged_membership_outside_the_board_makes_no_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let eve: OwnedUserId = user_id!("@eve:localhost").to_owned();
+    changes_nothing(
+        &app,
+        vec![
+            event(ATTACKER, &eve, "m.room.member", eve.as_str(), json!({"membership": "join"})),
+            event(
+                ATTACKER,
+                mallory(),
+                "m.room.member",
+                alice().as_str(),
+                json!({"membership": "leave"}),
+            ),
+        ],
+    )
+    .await;
+    assert!(!app.ctx.store.is_board_member("launch", &eve).expect("get"));
+    assert!(app.ctx.store.is_board_member("launch", alice()).expect("get"));
+}
+
+#[tokio::test]
+async fn a_tombstone_outside_a_board_or_to_an_indexed_room_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let to = |room: &str| json!({"body": "moved", "replacement_room": room});
+    changes_nothing(
+        &app,
+        vec![
+            // In a room that is not in a board.
+            event(ATTACKER, mallory(), "m.room.tombstone", "", to("!elsewhere:localhost")),
+            // In a board room, to a room already in the index: its tasks room, its space.
+            event(GENERAL, alice(), "m.room.tombstone", "", to(TASKS)),
+            event(GENERAL, alice(), "m.room.tombstone", "", to(SPACE)),
+            event(GENERAL, alice(), "m.room.tombstone", "", to(GENERAL)),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn forged_create_naming_a_board_room_as_predecessor_adopts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    changes_nothing(
+        &app,
+        vec![event(
+            ATTACKER,
+            mallory(),
+            "m.room.create",
+            "",
+            json!({"room_version": "11", "creator": mallory(), "predecessor": {"room_id": TASKS, "event_id": "$x"}}),
+        )],
+    )
+    .await;
+    assert!(app.ctx.store.room(room_id!("!attacker:localhost")).expect("get").is_none());
+}

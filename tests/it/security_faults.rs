@@ -313,7 +313,7 @@ async fn no_wrong_task_number_on_a_root_after_a_crash_race() {
 /// (the connection breaks), and starts again having forgotten the transaction id; with
 /// `restart_boardroom`, Boardroom restarts meanwhile too. The reply must show once.
 async fn reply_once_across_a_homeserver_restart(restart_boardroom: bool) {
-    let mut stack = Stack::start("").await;
+    let mut stack = Stack::start(CONFIG).await;
     let bot = stack.boardroom.bot().to_owned();
     let proxy = Proxy::start(&stack.synapse.url).await;
     stack.restart_boardroom_via(&proxy.url).await;

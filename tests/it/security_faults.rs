@@ -363,3 +363,49 @@ async fn no_reply_posted_twice_across_a_homeserver_restart() {
 async fn no_reply_posted_twice_across_a_homeserver_and_boardroom_restart() {
     reply_once_across_a_homeserver_restart(true).await;
 }
+
+/// `!task new` posts its task's root directly (not through the outbox): the root lands,
+/// Synapse stops before its answer gets back, and starts again having forgotten the
+/// transaction id. The task must still have one root, which its state names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_task_root_posted_twice_across_a_homeserver_restart() {
+    let mut stack = Stack::start(CONFIG).await;
+    let bot = stack.boardroom.bot().to_owned();
+    let proxy = Proxy::start(&stack.synapse.url).await;
+    stack.restart_boardroom_via(&proxy.url).await;
+    let (alice, general, tasks) = board(&stack).await;
+
+    let (landed, release) =
+        proxy.arm("PUT", "/send/m.room.message/", "launch#1 Only one root", Fault::LoseAnswer);
+    let command = alice.say(&general, "!task new Only one root").await;
+    tokio::time::timeout(Duration::from_secs(30), landed)
+        .await
+        .expect("the root was never sent")
+        .expect("the stand-in fired");
+    stack.stop_synapse().await;
+    release.cancel();
+    stack.start_synapse_again().await;
+
+    let reply = alice
+        .wait_for(&general, Duration::from_secs(60), "the reply to !task new", |ev| {
+            replies_to(ev, &bot, &command).first().map(|m| m.content.body().to_owned())
+        })
+        .await;
+    assert!(reply.starts_with("Created launch#1 "), "{reply}");
+    let roots: Vec<String> = alice
+        .timeline(&tasks)
+        .await
+        .iter()
+        .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() == Some(bot.as_str()))
+        .filter(|e| {
+            e.get_field::<Value>("content").ok().flatten().is_some_and(|c| {
+                c.get("m.relates_to").is_none()
+                    && c["body"].as_str().is_some_and(|b| b.starts_with("launch#1 "))
+            })
+        })
+        .filter_map(|e| e.get_field::<String>("event_id").ok().flatten())
+        .collect();
+    assert_eq!(roots.len(), 1, "the root shows {} times", roots.len());
+    let state = alice.state(&tasks, "dev.boardroom.task", "1").await.expect("task state");
+    assert_eq!(state["root_event_id"], roots[0].as_str());
+}

@@ -19,8 +19,8 @@ use ruma::{
         AppserviceUserIdentity, IncomingResponseExt, OutgoingRequest, OutgoingRequestAppserviceExt,
         OutgoingRequestExt, SupportedVersions,
         auth_scheme::{AuthScheme, SendAccessToken},
-        error::{ErrorKind, FromHttpResponseError, RetryAfter},
         client::message::{get_message_events, send_message_event},
+        error::{ErrorKind, FromHttpResponseError, RetryAfter},
         path_builder::{PathBuilder, SinglePath, VersionHistory},
     },
     events::room::message::RoomMessageEventContent,
@@ -358,8 +358,9 @@ impl HomeserverClient {
                     }
                 }
             }
-            let req = send_message_event::v3::Request::new(room.to_owned(), txn_id.to_owned(), content)
-                .map_err(|e| HsError::Protocol {
+            let req =
+                send_message_event::v3::Request::new(room.to_owned(), txn_id.to_owned(), content)
+                    .map_err(|e| HsError::Protocol {
                     endpoint: "send_message_event",
                     message: e.to_string(),
                 })?;
@@ -579,7 +580,10 @@ mod tests {
         assert_eq!(broken.retry_kind(), RetryKind::Transient(None));
         assert!(broken.outcome_unknown(), "the request went out");
         assert!(status(504, "M_UNKNOWN").outcome_unknown());
-        assert!(!status(500, "M_UNKNOWN").outcome_unknown() && !status(403, "M_FORBIDDEN").outcome_unknown());
+        assert!(
+            !status(500, "M_UNKNOWN").outcome_unknown()
+                && !status(403, "M_FORBIDDEN").outcome_unknown()
+        );
     }
 
     #[test]

@@ -199,7 +199,9 @@ async fn entry(user: &User, room: &OwnedRoomId, event: &OwnedEventId) -> Pending
         .timeline(room)
         .await
         .into_iter()
-        .find(|e| e.get_field::<String>("event_id").ok().flatten().as_deref() == Some(event.as_str()))
+        .find(|e| {
+            e.get_field::<String>("event_id").ok().flatten().as_deref() == Some(event.as_str())
+        })
         .unwrap_or_else(|| panic!("no event {event}"));
     PendingEntry {
         seq: 1_000_000,
@@ -270,10 +272,8 @@ async fn no_wrong_task_number_on_a_root_after_a_crash_race() {
         let state =
             alice.state(&tasks, "dev.boardroom.task", &n.to_string()).await.expect("task state");
         assert_eq!(state["number"], n, "{state}");
-        let root: OwnedEventId = state["root_event_id"]
-            .as_str()
-            .and_then(|r| r.try_into().ok())
-            .expect("root_event_id");
+        let root: OwnedEventId =
+            state["root_event_id"].as_str().and_then(|r| r.try_into().ok()).expect("root_event_id");
         let event = alice
             .client
             .send(get_room_event::v3::Request::new(tasks.clone(), root), None)
@@ -300,9 +300,7 @@ async fn no_wrong_task_number_on_a_root_after_a_crash_race() {
         .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() == Some(bot.as_str()))
         .filter_map(|e| e.get_field::<Value>("content").ok().flatten())
         .filter(|c| c.get("m.relates_to").is_none())
-        .filter_map(|c| {
-            c["body"].as_str().and_then(|b| b.split(' ').next()).map(str::to_owned)
-        })
+        .filter_map(|c| c["body"].as_str().and_then(|b| b.split(' ').next()).map(str::to_owned))
         .filter(|b| b.starts_with("launch#"))
         .collect();
     roots.sort();

@@ -356,9 +356,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Empties the task index (before a rebuild).
+    /// Empties the task index (before a rebuild). Boards with numbers reserved by unfinished
+    /// `!task new` commands keep their counters past them.
     pub fn clear_task_index(&self) -> Result<()> {
-        self.clear_maps(&TASK_MAPS)
+        self.clear_maps(&TASK_MAPS)?;
+        // Numbers reserved by unfinished `!task new` commands stay taken: they run again
+        // with them, so the counters start past them.
+        let mut next: std::collections::BTreeMap<String, u64> = Default::default();
+        let reserved = self.cf(maps::CMDEVENT_RESERVEDNUM)?;
+        for item in self.db.iterator_cf(reserved, rocksdb::IteratorMode::Start) {
+            let (_, v) = item?;
+            let mut r = KeyReader::new(&v);
+            let slug = r.str()?.to_owned();
+            let n = r.u64()?;
+            let past = next.entry(slug).or_default();
+            *past = (*past).max(n + 1);
+        }
+        let mut batch = WriteBatch::default();
+        for (slug, n) in next {
+            batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
     }
 
     /// The task index as readable lines, for comparing two indexes.
@@ -528,6 +547,11 @@ mod tests {
         store.put_created_task(&task(2, "$r2"), c).expect("put");
         store.release_task_number("launch", c, 2).expect("release");
         assert_eq!(store.next_task_number("launch").expect("n"), 3, "2 exists: not handed back");
+        // An index cleared for `reindex` keeps reserved numbers taken.
+        let d = ruma::event_id!("$d");
+        assert_eq!(store.reserve_task_number("launch", d).expect("reserve"), (3, false));
+        store.clear_task_index().expect("clear");
+        assert_eq!(store.next_task_number("launch").expect("n"), 4, "3 is still reserved");
     }
 
     #[test]

@@ -407,3 +407,114 @@ async fn no_task_root_posted_twice_across_a_homeserver_restart() {
     let state = alice.state(&tasks, "dev.boardroom.task", "1").await.expect("task state");
     assert_eq!(state["root_event_id"], roots[0].as_str());
 }
+
+/// A stand-in homeserver for the look-back's bounds: `/messages` pages of `events`
+/// (newest first, `per_page` each, `end` naming the next page), and sends counted.
+#[derive(Clone, Default)]
+struct History {
+    events: Arc<Vec<Value>>,
+    pages_read: Arc<Mutex<usize>>,
+    sends: Arc<Mutex<usize>>,
+}
+
+async fn history_messages(
+    axum::extract::State(h): axum::extract::State<History>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    *h.pages_read.lock().expect("lock") += 1;
+    let from: usize = q.get("from").and_then(|f| f.parse().ok()).unwrap_or(0);
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    let chunk: Vec<Value> = h.events.iter().skip(from).take(limit).cloned().collect();
+    let end = (from + limit < h.events.len()).then(|| (from + limit).to_string());
+    axum::Json(serde_json::json!({ "start": from.to_string(), "end": end, "chunk": chunk }))
+}
+
+async fn history_send(axum::extract::State(h): axum::extract::State<History>) -> axum::Json<Value> {
+    *h.sends.lock().expect("lock") += 1;
+    axum::Json(serde_json::json!({ "event_id": "$resent" }))
+}
+
+/// `n` messages by the bot, newest first, `ts` ms old and older by 1 ms each; the one at
+/// `ours` (if any) carries `txn` as its transaction id.
+fn history(n: usize, ts: u64, ours: Option<usize>, txn: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let txn_id = if Some(i) == ours { txn.to_owned() } else { format!("other{i}") };
+            serde_json::json!({
+                "type": "m.room.message", "event_id": format!("$e{i}"), "room_id": "!a:localhost",
+                "sender": "@boardroom:localhost", "origin_server_ts": ts - i as u64,
+                "content": { "msgtype": "m.notice", "body": "hi" },
+                "unsigned": { "transaction_id": txn_id },
+            })
+        })
+        .collect()
+}
+
+/// Runs one outbox message marked as sent at `sent_at` against `events`; returns the pages
+/// read and the sends made.
+async fn look_back(events: Vec<Value>, sent_at: u64) -> (usize, usize) {
+    use axum::routing::{get, put};
+    let h = History { events: Arc::new(events), ..History::default() };
+    let app = axum::Router::new()
+        .route("/_matrix/client/v3/rooms/{room}/messages", get(history_messages))
+        .route("/_matrix/client/v3/rooms/{room}/send/{ty}/{txn}", put(history_send))
+        .with_state(h.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("mock") });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = boardroom::store::Store::open(dir.path()).expect("store");
+    let action = boardroom::domain::Action::SendMessage {
+        room_id: ruma::owned_room_id!("!a:localhost"),
+        as_user: None,
+        txn_id: boardroom::domain::action::derived_txn_id("$cmd", 0),
+        content: Box::new(ruma::events::room::message::RoomMessageEventContent::notice_plain("hi")),
+    };
+    store.enqueue_outbound(&[serde_json::to_vec(&action).expect("encode")]).expect("enqueue");
+    store.outbox_mark_sent(1, sent_at).expect("mark");
+    let client = boardroom::homeserver::HomeserverClient::new(
+        &url,
+        boardroom::homeserver::Auth::Appservice(boardroom::config::Secret::new("as")),
+    )
+    .expect("client");
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(outbox::run(
+        store.clone(),
+        client,
+        Arc::new(tokio::sync::Notify::new()),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.outbox_from(0, 10).expect("outbox").is_empty() {
+        assert!(Instant::now() < deadline, "the outbox did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.expect("worker");
+    assert_eq!(store.outbox_sent_at(1).expect("mark"), None, "the mark goes with the entry");
+    let pages = *h.pages_read.lock().expect("lock");
+    let sends = *h.sends.lock().expect("lock");
+    (pages, sends)
+}
+
+/// The look for a message that may have landed reads far enough to find it among newer
+/// messages, and no further than its bounds: the first attempt's time less the slack, and
+/// `FIND_SENT_PAGES` pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_look_for_a_landed_message_is_bounded() {
+    use boardroom::homeserver::client::{FIND_SENT_PAGE, FIND_SENT_PAGES};
+    let txn = boardroom::domain::action::derived_txn_id("$cmd", 0).to_string();
+    let now = boardroom::domain::now_ms();
+    let page = FIND_SENT_PAGE as usize;
+    // Found on the second page, behind a page of newer messages: not sent again.
+    assert_eq!(look_back(history(150, now, Some(120), &txn), now - 1000).await, (2, 0));
+    // Not there, and every message is older than the first attempt less the slack: one page
+    // read, then sent.
+    let old = now - 10 * 60 * 1000;
+    assert_eq!(look_back(history(3 * page, old, None, &txn), now).await, (1, 1));
+    // Not among the newest pages: the look gives up and sends it (a duplicate risked
+    // rather than a message lost).
+    let many = history((FIND_SENT_PAGES + 2) * page, now, Some(FIND_SENT_PAGES * page), &txn);
+    assert_eq!(look_back(many, now - 1000).await, (FIND_SENT_PAGES, 1));
+}

@@ -182,9 +182,7 @@ impl Worker {
             return;
         }
     }
-}
 
-impl Worker {
     /// One attempt at entry `seq`. A message whose earlier attempt may have landed
     /// (`unknown`) is looked for in its room first, and not sent again if it is there. A
     /// message is marked as sent (durably, with the time) before its first attempt.

@@ -4,18 +4,26 @@
 //! `user_id` identity assertion. As a plain user (tests, the demo), they carry that user's
 //! access token. Errors are classified: 429 (honouring `retry_after_ms`), 5xx and
 //! connection failures are transient and retried with backoff; the rest are permanent.
+//!
+//! A message whose send failed with its outcome unknown (the connection broke after the
+//! request went out, or a gateway answered for the homeserver) may have landed: a homeserver
+//! that restarted meanwhile has forgotten its transaction id and would post it again. So it
+//! is looked for in the room ([`HomeserverClient::find_sent_message`]: the sender sees its
+//! own transaction id in `unsigned.transaction_id`) before it is sent again.
 
 use std::{borrow::Cow, collections::BTreeMap, sync::Arc, time::Duration};
 
 use ruma::{
-    UserId,
+    OwnedEventId, RoomId, TransactionId, UserId,
     api::{
         AppserviceUserIdentity, IncomingResponseExt, OutgoingRequest, OutgoingRequestAppserviceExt,
         OutgoingRequestExt, SupportedVersions,
         auth_scheme::{AuthScheme, SendAccessToken},
+        client::message::{get_message_events, send_message_event},
         error::{ErrorKind, FromHttpResponseError, RetryAfter},
         path_builder::{PathBuilder, SinglePath, VersionHistory},
     },
+    events::room::message::RoomMessageEventContent,
 };
 
 use crate::config::Secret;
@@ -99,7 +107,13 @@ pub enum RetryKind {
 pub enum HsError {
     /// The homeserver could not be reached or the connection broke.
     #[error("{endpoint}: cannot reach the homeserver: {message}")]
-    Connection { endpoint: &'static str, message: String },
+    Connection {
+        endpoint: &'static str,
+        message: String,
+        /// The connection broke after the request went out: the homeserver may have
+        /// carried it out, so its outcome is unknown. `false` when no connection was made.
+        sent: bool,
+    },
     /// The homeserver answered with an error.
     #[error("{endpoint}: homeserver answered {status} {errcode}: {message}")]
     Status {
@@ -149,7 +163,27 @@ impl HsError {
     pub fn is_server_error(&self) -> bool {
         self.status().is_some_and(|s| s >= 500)
     }
+
+    /// Whether the request may have been carried out although it failed: the connection
+    /// broke after it went out, or a gateway in front of the homeserver answered 502 or 504
+    /// (it lost the homeserver while waiting for its answer).
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            HsError::Connection { sent, .. } => *sent,
+            HsError::Status { status, .. } => matches!(status, 502 | 504),
+            HsError::Protocol { .. } => false,
+        }
+    }
 }
+
+/// Pages of a room's messages (of [`FIND_SENT_PAGE`] each) read, newest first, when looking
+/// for a message whose send had an unknown outcome.
+pub const FIND_SENT_PAGES: usize = 5;
+/// Messages per page read when looking for a sent message.
+pub const FIND_SENT_PAGE: u32 = 100;
+/// How much older than the first attempt a message may look and still be looked at: the
+/// homeserver's clock and ours may differ by this much.
+const FIND_SENT_CLOCK_SLACK_MS: u64 = 5 * 60 * 1000;
 
 /// The input a path builder needs: the versions we speak.
 pub trait PathInput: PathBuilder {
@@ -165,6 +199,13 @@ impl PathInput for VersionHistory {
 
 impl PathInput for SinglePath {
     fn input(_: &SupportedVersions) -> Self::Input<'_> {}
+}
+
+/// Attempts made so far, and server errors in a row.
+#[derive(Default)]
+struct Tries {
+    attempt: u32,
+    server_errors: u32,
 }
 
 /// The client. Cheap to clone.
@@ -244,33 +285,131 @@ impl HomeserverClient {
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
         R::PathBuilder: PathInput,
     {
-        let mut attempt = 0u32;
-        let mut server_errors = 0u32;
+        let mut tries = Tries::default();
         loop {
             match self.send_once(request.clone(), as_user).await {
                 Ok(r) => return Ok(r),
-                Err(e) => {
-                    let kind = match (&self.auth, e.status()) {
-                        // A user's own token refused: retrying will not make it valid.
-                        (Auth::User(_), Some(401)) => RetryKind::Permanent,
-                        _ => e.retry_kind(),
-                    };
-                    let RetryKind::Transient(asked) = kind else {
-                        return Err(e);
-                    };
-                    attempt += 1;
-                    server_errors = if e.is_server_error() { server_errors + 1 } else { 0 };
-                    if retry.max_attempts.is_some_and(|max| attempt >= max)
-                        || retry.gives_up_after(server_errors)
-                    {
-                        return Err(e);
+                Err(e) => self.wait_to_retry(e, retry, &mut tries).await?,
+            }
+        }
+    }
+
+    /// After failure `e`: waits before the next attempt, or returns `e` when it is
+    /// permanent or `retry` gives up.
+    async fn wait_to_retry(
+        &self,
+        e: HsError,
+        retry: RetryPolicy,
+        tries: &mut Tries,
+    ) -> Result<(), HsError> {
+        let kind = match (&self.auth, e.status()) {
+            // A user's own token refused: retrying will not make it valid.
+            (Auth::User(_), Some(401)) => RetryKind::Permanent,
+            _ => e.retry_kind(),
+        };
+        let RetryKind::Transient(asked) = kind else {
+            return Err(e);
+        };
+        tries.attempt += 1;
+        tries.server_errors = if e.is_server_error() { tries.server_errors + 1 } else { 0 };
+        if retry.max_attempts.is_some_and(|max| tries.attempt >= max)
+            || retry.gives_up_after(tries.server_errors)
+        {
+            return Err(e);
+        }
+        let delay = retry.delay(tries.attempt - 1, asked);
+        tracing::warn!(error = %e, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "retrying");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Sends a message under a deterministic transaction id, retrying transient failures
+    /// under this client's policy, and never posting it twice: after a failure whose
+    /// outcome is unknown ([`HsError::outcome_unknown`]), the message is looked for in the
+    /// room ([`find_sent_message`](Self::find_sent_message)) before it is sent again.
+    /// `maybe_sent` says an earlier run may have sent it already (work run again after a
+    /// crash): then it is looked for before the first attempt too.
+    pub async fn send_message(
+        &self,
+        room: &RoomId,
+        txn_id: &TransactionId,
+        content: &RoomMessageEventContent,
+        as_user: Option<&UserId>,
+        maybe_sent: bool,
+    ) -> Result<OwnedEventId, HsError> {
+        // An earlier run sent it at an unknown time; this run sends it from now on.
+        let since = (!maybe_sent).then(crate::domain::now_ms);
+        let mut unknown = maybe_sent;
+        let mut tries = Tries::default();
+        loop {
+            if unknown {
+                match self.find_sent_message(room, txn_id, as_user, since).await {
+                    Ok(Some(event_id)) => {
+                        tracing::info!(room_id = %room, txn_id = %txn_id, event_id = %event_id, "the message had landed; not sent again");
+                        return Ok(event_id);
                     }
-                    let delay = retry.delay(attempt - 1, asked);
-                    tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "retrying");
-                    tokio::time::sleep(delay).await;
+                    Ok(None) => {}
+                    Err(e) if e.retry_kind() == RetryKind::Permanent => {
+                        tracing::warn!(room_id = %room, error = %e, "cannot look for a message that may have landed; sending it");
+                    }
+                    Err(e) => {
+                        self.wait_to_retry(e, self.retry, &mut tries).await?;
+                        continue;
+                    }
+                }
+            }
+            let req =
+                send_message_event::v3::Request::new(room.to_owned(), txn_id.to_owned(), content)
+                    .map_err(|e| HsError::Protocol {
+                    endpoint: "send_message_event",
+                    message: e.to_string(),
+                })?;
+            match self.send_once(req, as_user).await {
+                Ok(r) => return Ok(r.event_id),
+                Err(e) => {
+                    unknown = e.outcome_unknown();
+                    self.wait_to_retry(e, self.retry, &mut tries).await?;
                 }
             }
         }
+    }
+
+    /// The message sent (by `as_user`, or the appservice's bot) into `room` under
+    /// `txn_id`, if it is among the room's latest messages: up to [`FIND_SENT_PAGES`] pages
+    /// read newest first, stopping at messages older than `since_ms` (ms since the epoch,
+    /// less a slack for clocks). The homeserver shows a sender its own transaction ids
+    /// (`unsigned.transaction_id`), also after a restart. One attempt per page, no retry.
+    pub async fn find_sent_message(
+        &self,
+        room: &RoomId,
+        txn_id: &TransactionId,
+        as_user: Option<&UserId>,
+        since_ms: Option<u64>,
+    ) -> Result<Option<OwnedEventId>, HsError> {
+        let oldest = since_ms.map(|s| s.saturating_sub(FIND_SENT_CLOCK_SLACK_MS));
+        let mut from = None;
+        for _ in 0..FIND_SENT_PAGES {
+            let mut req = get_message_events::v3::Request::backward(room.to_owned());
+            req.from = from.take();
+            req.limit = FIND_SENT_PAGE.into();
+            req.filter.types = Some(vec!["m.room.message".to_owned()]);
+            let page = self.send_with(req, as_user, RetryPolicy::NONE).await?;
+            for raw in &page.chunk {
+                let Ok(event) = raw.deserialize() else { continue };
+                if event.transaction_id() == Some(txn_id) {
+                    return Ok(Some(event.event_id().to_owned()));
+                }
+                let ts = u64::from(event.origin_server_ts().get());
+                if oldest.is_some_and(|o| ts < o) {
+                    return Ok(None);
+                }
+            }
+            match page.end {
+                Some(end) if !page.chunk.is_empty() => from = Some(end),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn send_once<R>(
@@ -309,17 +448,18 @@ impl HomeserverClient {
         let reqwest_request = reqwest::Request::try_from(http_request).map_err(|e| {
             HsError::Protocol { endpoint, message: format!("cannot build the request: {e}") }
         })?;
-        let response = self
-            .http
-            .execute(reqwest_request)
-            .await
-            .map_err(|e| HsError::Connection { endpoint, message: error_chain(&e) })?;
+        let response = self.http.execute(reqwest_request).await.map_err(|e| {
+            // Only a connection that was never made leaves the request surely not sent.
+            HsError::Connection { endpoint, message: error_chain(&e), sent: !e.is_connect() }
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| HsError::Connection { endpoint, message: error_chain(&e) })?;
+        // The homeserver answered: it carried the request out, or refused it.
+        let body = response.bytes().await.map_err(|e| HsError::Connection {
+            endpoint,
+            message: error_chain(&e),
+            sent: true,
+        })?;
         let mut builder = http::Response::builder().status(status);
         if let Some(h) = builder.headers_mut() {
             *h = headers;
@@ -433,8 +573,17 @@ mod tests {
             RetryKind::Transient(Some(Duration::from_secs(1)))
         );
         assert_eq!(status(403, "M_FORBIDDEN").retry_kind(), RetryKind::Permanent);
-        let conn = HsError::Connection { endpoint: "x", message: "refused".into() };
+        let conn = HsError::Connection { endpoint: "x", message: "refused".into(), sent: false };
         assert_eq!(conn.retry_kind(), RetryKind::Transient(None));
+        assert!(!conn.outcome_unknown(), "nothing was sent");
+        let broken = HsError::Connection { endpoint: "x", message: "reset".into(), sent: true };
+        assert_eq!(broken.retry_kind(), RetryKind::Transient(None));
+        assert!(broken.outcome_unknown(), "the request went out");
+        assert!(status(504, "M_UNKNOWN").outcome_unknown());
+        assert!(
+            !status(500, "M_UNKNOWN").outcome_unknown()
+                && !status(403, "M_FORBIDDEN").outcome_unknown()
+        );
     }
 
     #[test]

@@ -7,6 +7,14 @@
 //! back its room's requests forever. Permanent failures, and a request given up on, are
 //! moved aside (`seq_outboxdead`) with the homeserver's error, and logged. A request being
 //! retried holds back only the requests of its own room.
+//!
+//! A message is marked as sent (`seq_outboxsent`, with the time) before its first attempt.
+//! When an attempt's outcome is unknown (the connection broke after the request went out,
+//! or a gateway answered 502/504), or the entry was marked by an earlier run (a crash
+//! during the attempt), the message may have landed: before it is sent again it is looked
+//! for in the room's latest messages by its transaction id, which the homeserver shows its
+//! sender (`unsigned.transaction_id`), and not sent if it is there. A homeserver that
+//! restarts forgets transaction ids, so resending alone would post it twice.
 
 use std::{sync::Arc, time::Duration};
 
@@ -118,13 +126,23 @@ impl Worker {
         };
         let mut attempt = 0u32;
         let mut server_errors = 0u32;
+        // A message sent before (by this run before its connection broke, or by an earlier
+        // run) may have landed without an answer: look for it before sending it again.
+        let mut first_sent = match &action {
+            Action::SendMessage { .. } => self.store.outbox_sent_at(seq).unwrap_or_else(|e| {
+                tracing::error!(seq, error = %e, "cannot read whether an outbox message was sent; looking for it");
+                Some(0)
+            }),
+            _ => None,
+        };
+        let mut unknown = first_sent.is_some();
         loop {
             let sent = {
                 let _place = tokio::select! {
                     p = self.sending.acquire() => match p { Ok(p) => p, Err(_) => return },
                     () = self.shutdown.cancelled() => return,
                 };
-                execute(&self.client, &action).await
+                self.send_once(seq, &action, &mut unknown, &mut first_sent).await
             };
             let e = match sent {
                 Ok(()) => {
@@ -163,6 +181,52 @@ impl Worker {
             }
             return;
         }
+    }
+
+    /// One attempt at entry `seq`. A message whose earlier attempt may have landed
+    /// (`unknown`) is looked for in its room first, and not sent again if it is there. A
+    /// message is marked as sent (durably, with the time) before its first attempt.
+    async fn send_once(
+        &self,
+        seq: u64,
+        action: &Action,
+        unknown: &mut bool,
+        first_sent: &mut Option<u64>,
+    ) -> Result<(), HsError> {
+        let Action::SendMessage { room_id, as_user, txn_id, .. } = action else {
+            return execute(&self.client, action).await;
+        };
+        if *unknown {
+            // 0: the time is not known.
+            let since = first_sent.filter(|t| *t > 0);
+            match self.client.find_sent_message(room_id, txn_id, as_user.as_deref(), since).await {
+                Ok(Some(event_id)) => {
+                    tracing::info!(seq, room_id = %room_id, event_id = %event_id, "the message had landed; not sent again");
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) if e.retry_kind() == RetryKind::Permanent => {
+                    tracing::warn!(seq, room_id = %room_id, error = %e, "cannot look for a message that may have landed; sending it");
+                }
+                Err(e) => return Err(e),
+            }
+            *unknown = false;
+        }
+        if first_sent.is_none() {
+            let now = crate::domain::now_ms();
+            if let Err(e) = self.store.outbox_mark_sent(seq, now) {
+                tracing::error!(seq, error = %e, "cannot mark an outbox message as sent");
+            }
+            *first_sent = Some(now);
+        }
+        let result = execute(&self.client, action).await;
+        if let Err(e) = &result
+            && e.outcome_unknown()
+        {
+            tracing::warn!(seq, room_id = %room_id, error = %e, "the message may have landed; it will be looked for before it is sent again");
+            *unknown = true;
+        }
+        result
     }
 }
 

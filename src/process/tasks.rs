@@ -1,8 +1,11 @@
 //! Runs `!task …` and `!board columns`, indexes task comments, and guards the canonical
-//! task state. Task numbers are handed out under a per-board lock and recorded in the same
-//! synced write as the task, after its root and state event exist: a command interrupted
-//! by a crash runs again (its inbound event is still pending) with the same number and the
-//! same transaction ids, so numbers stay unique and gap-free.
+//! task state. Task numbers are handed out under a per-board lock: `!task new` reserves its
+//! number (a synced write of command → number that also moves the board's counter) before
+//! it sends the task's root, and the reservation ends in the synced write that records the
+//! task. A command interrupted by a crash runs again (its inbound event is still pending)
+//! with its reserved number, whatever other commands ran meanwhile, and the same
+//! transaction ids (the root's carries the number); one that fails for good hands its
+//! number back. So numbers stay unique and gap-free, and a root says its task's number.
 
 use std::{
     collections::HashMap,
@@ -11,7 +14,7 @@ use std::{
 
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
-    api::client::{message::send_message_event, state::send_state_event},
+    api::client::state::send_state_event,
     events::{
         Mentions,
         relation::{Replacement, Thread},
@@ -201,8 +204,31 @@ async fn create_task(
     room: &RoomId,
     title: &str,
 ) -> crate::Result<TaskEventContent> {
+    let (number, reserved_before) = ctx.store.reserve_task_number(&board.slug, inv.event_id)?;
+    match make_task(ctx, inv, board, room, title, number, reserved_before).await {
+        Ok(fields) => Ok(fields),
+        Err(e) => {
+            // Failed for good (a crash leaves the reservation for the command's next run).
+            if let Err(se) = ctx.store.release_task_number(&board.slug, inv.event_id, number) {
+                tracing::error!(board = %board.slug, number, error = %se, "cannot hand back a reserved task number");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`create_task`] with its number reserved; `reserved_before` says the command ran before
+/// (and may have sent the root already).
+async fn make_task(
+    ctx: &Context,
+    inv: &Invocation<'_>,
+    board: &BoardRecord,
+    room: &RoomId,
+    title: &str,
+    number: u64,
+    reserved_before: bool,
+) -> crate::Result<TaskEventContent> {
     let column = board.columns.first().cloned().unwrap_or_else(|| "todo".into());
-    let number = ctx.store.next_task_number(&board.slug)?;
     let mut fields = TaskEventContent {
         number,
         title: title.to_owned(),
@@ -219,15 +245,12 @@ async fn create_task(
     let (plain, html) = render_root(&board.slug, &fields);
     let mut root = RoomMessageEventContent::notice_html(plain, html);
     root.mentions = Some(Mentions::new());
-    // Derived from the command: a re-run after a crash sends the same root, which the
-    // homeserver deduplicates.
-    let req = send_message_event::v3::Request::new(
-        room.to_owned(),
-        derived_txn_id(inv.event_id.as_str(), 100),
-        &root,
-    )
-    .map_err(|e| crate::Error::Internal(e.to_string()))?;
-    fields.root_event_id = ctx.client.send(req, None).await?.event_id;
+    // Derived from the command and the number: a run again after a crash sends the same
+    // root, which the homeserver deduplicates, or finds it in the room if the homeserver
+    // restarted meanwhile and forgot the transaction id.
+    let txn_id = derived_txn_id(&format!("{}/task/{number}", inv.event_id), 100);
+    fields.root_event_id =
+        ctx.client.send_message(room, &txn_id, &root, None, reserved_before).await?;
     send_state(ctx, room, &fields).await?;
     ctx.store.put_created_task(
         &TaskRecord { board: board.slug.clone(), fields: fields.clone(), last_command: None },
@@ -269,13 +292,8 @@ pub async fn move_tasks(
             let (plain, html) = render_root(&board.slug, &record.fields);
             let mut root = RoomMessageEventContent::notice_html(plain, html);
             root.mentions = Some(Mentions::new());
-            let req = send_message_event::v3::Request::new(
-                new.to_owned(),
-                derived_txn_id(&format!("move/{new}/{n}"), 0),
-                &root,
-            )
-            .map_err(|e| crate::Error::Internal(e.to_string()))?;
-            let new_root = ctx.client.send(req, None).await?.event_id;
+            let txn_id = derived_txn_id(&format!("move/{new}/{n}"), 0);
+            let new_root = ctx.client.send_message(new, &txn_id, &root, None, false).await?;
             record.fields.root_event_id = new_root.clone();
             let slug = &board.slug;
             actions.push(feed_entry(

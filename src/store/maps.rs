@@ -23,6 +23,9 @@ pub const SEQ_PENDING: &str = "seq_pending";
 pub const SEQ_OUTBOX: &str = "seq_outbox";
 /// Outbound requests the homeserver refused for good: `seq` → request and error.
 pub const SEQ_OUTBOXDEAD: &str = "seq_outboxdead";
+/// Outbox messages sent at least once: `seq` → when first sent (ms). Such a message may
+/// have landed although no answer came back: it is looked for before it is sent again.
+pub const SEQ_OUTBOXSENT: &str = "seq_outboxsent";
 
 /// Boards: `slug` → board record (space, name, creators, power levels).
 pub const SLUG_BOARD: &str = "slug_board";
@@ -53,6 +56,10 @@ pub const ROOTEVENT_SLUGNUM: &str = "rootevent_slugnum";
 /// Tasks by the `!task new` command that created them: command `event_id` → `slug,
 /// number`. A command run again after a crash finds its task instead of making another.
 pub const CMDEVENT_SLUGNUM: &str = "cmdevent_slugnum";
+/// Task numbers taken by `!task new` commands not finished yet: command `event_id` →
+/// `slug, number`. Written (with the board's counter moved past the number) before the
+/// task's root is sent, so a command run again after a crash keeps its number.
+pub const CMDEVENT_RESERVEDNUM: &str = "cmdevent_reservednum";
 /// Comments in order: `slug, number, ts, event_id` → comment.
 pub const SLUGNUMTS_COMMENT: &str = "slugnumts_comment";
 /// Reverse: a comment's `event_id` → its key in `slugnumts_comment`.
@@ -84,6 +91,7 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: SEQ_PENDING, doc: "inbound seq → event awaiting processing" },
     MapDesc { name: SEQ_OUTBOX, doc: "outbound seq → request not yet accepted" },
     MapDesc { name: SEQ_OUTBOXDEAD, doc: "outbound seq → request refused for good" },
+    MapDesc { name: SEQ_OUTBOXSENT, doc: "outbound seq → when the message was first sent (ms)" },
     MapDesc { name: SLUG_BOARD, doc: "board slug → board record" },
     MapDesc { name: SPACEID_SLUG, doc: "space room id → board slug" },
     MapDesc { name: ROOMID_BOARDROOM, doc: "room id → board room record" },
@@ -105,6 +113,10 @@ pub const MAPS: &[MapDesc] = &[
         doc: "board slug, task number, author, comment event id → ()",
     },
     MapDesc { name: CMDEVENT_SLUGNUM, doc: "`!task new` event id → board slug, task number" },
+    MapDesc {
+        name: CMDEVENT_RESERVEDNUM,
+        doc: "unfinished `!task new` event id → board slug, reserved task number",
+    },
     MapDesc { name: USERIDID_NOTIFICATION, doc: "user id, notification id → notification" },
     MapDesc { name: USERID_UNREAD, doc: "user id → unread count" },
     MapDesc { name: USERROOMSEQID_UNREAD, doc: "user id, room id, seq, notification id → ()" },

@@ -19,7 +19,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 10;
+pub const SCHEMA_VERSION: u64 = 11;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
     // Virtual users registered before it have no owner recorded: the first API client to
     // use one afterwards claims it (`virtual_users`). Nothing to rewrite.
     Migration { version: 10, name: "virtual-user owners", run: |_| Ok(()) },
+    // Two new column families, created empty at open: task numbers reserved by unfinished
+    // `!task new` commands, and when outbox messages were first sent. A `!task new` left
+    // unfinished by an older Boardroom reserves its number when it runs again.
+    Migration { version: 11, name: "reserved task numbers and sent marks", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.

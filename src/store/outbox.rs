@@ -1,6 +1,8 @@
 //! Outbound requests not yet accepted by the homeserver. Maps: `seq_outbox`,
-//! `seq_outboxdead`. A request leaves the outbox only when the homeserver accepted it or
-//! refused it for good (then it is kept in `seq_outboxdead` for the admin).
+//! `seq_outboxdead`, `seq_outboxsent`. A request leaves the outbox only when the homeserver
+//! accepted it or refused it for good (then it is kept in `seq_outboxdead` for the admin).
+//! A message is marked in `seq_outboxsent` before it is first sent: after a crash or a
+//! broken connection it may have landed, and is looked for before it is sent again.
 
 use std::sync::Mutex;
 
@@ -69,8 +71,27 @@ impl Store {
 
     /// The homeserver accepted entry `seq`.
     pub fn outbox_done(&self, seq: u64) -> Result<()> {
-        self.db.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes())?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes());
+        batch.delete_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
+        self.db.write(batch)?;
         Ok(())
+    }
+
+    /// Marks entry `seq` as sent for the first time at `at_ms` (ms since the epoch), before
+    /// it is: from then on it may have landed, whatever becomes of this process or the
+    /// connection.
+    pub fn outbox_mark_sent(&self, seq: u64, at_ms: u64) -> Result<()> {
+        self.db.put_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes(), at_ms.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// When entry `seq` was first sent (ms since the epoch), if it was.
+    pub fn outbox_sent_at(&self, seq: u64) -> Result<Option<u64>> {
+        self.db
+            .get_pinned_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes())?
+            .map(|v| codec::decode_u64(&v))
+            .transpose()
     }
 
     /// The homeserver refused entry `seq` for good: keep it, with the error, for the admin.
@@ -82,6 +103,7 @@ impl Store {
         });
         batch.put_cf(self.cf(maps::SEQ_OUTBOXDEAD)?, seq.to_be_bytes(), record.to_string());
         batch.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes());
+        batch.delete_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
         self.db.write(batch)?;
         Ok(())
     }
@@ -132,8 +154,14 @@ mod tests {
             store.outbox_from(0, 10).expect("list"),
             vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
         );
+        // Marked as sent, then accepted or refused: the marks go with the entries.
+        store.outbox_mark_sent(1, 7).expect("mark");
+        store.outbox_mark_sent(2, 8).expect("mark");
+        assert_eq!(store.outbox_sent_at(1).expect("read"), Some(7));
         store.outbox_done(1).expect("done");
         store.outbox_dead(2, b"b", "M_FORBIDDEN").expect("dead");
+        assert_eq!(store.outbox_sent_at(1).expect("read"), None);
+        assert_eq!(store.outbox_sent_at(2).expect("read"), None);
         assert!(store.outbox_from(0, 10).expect("list").is_empty());
         let dead = store.outbox_dead_entries(10).expect("dead");
         assert_eq!(dead.len(), 1);

@@ -1,6 +1,8 @@
 //! Tasks and their comments. Maps: `slug_tasknext`, `slugnum_task`, `rootevent_slugnum`,
 //! `slugnumts_comment`, `eventid_commentkey`. Derived from Matrix (the `dev.boardroom.task`
-//! state events and the task threads); `boardroom reindex` rebuilds it.
+//! state events and the task threads); `boardroom reindex` rebuilds it. Also
+//! `cmdevent_slugnum` and `cmdevent_reservednum`: which `!task new` command made or is
+//! making which task, so that a command run again after a crash keeps its number.
 
 use rocksdb::WriteBatch;
 use ruma::EventId;
@@ -26,13 +28,52 @@ impl Store {
             .unwrap_or(1))
     }
 
+    /// The number of the task the `!task new` command `command` makes on board `slug`:
+    /// the number it reserved when it ran before (it was interrupted), or the board's next
+    /// number, reserved now in one synced write that also moves the board's counter past
+    /// it. The second value says whether the number was reserved before. Runs under the
+    /// board's lock.
+    pub fn reserve_task_number(&self, slug: &str, command: &EventId) -> Result<(u64, bool)> {
+        let cf = self.cf(maps::CMDEVENT_RESERVEDNUM)?;
+        if let Some(v) = self.db.get_pinned_cf(cf, command.as_bytes())? {
+            let mut r = KeyReader::new(&v);
+            if r.str()? == slug {
+                return Ok((r.u64()?, true));
+            }
+        }
+        let n = self.next_task_number(slug)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, command.as_bytes(), KeyBuf::new().str(slug).u64(n).build());
+        batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), (n + 1).to_be_bytes());
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok((n, false))
+    }
+
+    /// The `!task new` command `command` failed for good after reserving number `n` of
+    /// board `slug`: the number is handed back if no later one was handed out (under the
+    /// board's lock none was), so that numbers stay gap-free.
+    pub fn release_task_number(&self, slug: &str, command: &EventId, n: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(maps::CMDEVENT_RESERVEDNUM)?, command.as_bytes());
+        if self.next_task_number(slug)? == n + 1 && self.task(slug, n)?.is_none() {
+            batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
     /// Records a task (new or changed). The board's counter moves past its number, in the
     /// same write, so numbers are never handed out twice.
     pub fn put_task(&self, task: &TaskRecord) -> Result<()> {
         self.write_task(task, None)
     }
 
-    /// Records a task created by the `!task new` command `command`, with the command.
+    /// Records a task created by the `!task new` command `command`, with the command; its
+    /// reservation ([`reserve_task_number`](Self::reserve_task_number)) ends.
     pub fn put_created_task(&self, task: &TaskRecord, command: &EventId) -> Result<()> {
         self.write_task(task, Some(command))
     }
@@ -83,6 +124,7 @@ impl Store {
                 command.as_bytes(),
                 KeyBuf::new().str(&task.board).u64(n).build(),
             );
+            batch.delete_cf(self.cf(maps::CMDEVENT_RESERVEDNUM)?, command.as_bytes());
         }
         batch.put_cf(
             self.cf(maps::SLUGNUM_TASK)?,
@@ -314,9 +356,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Empties the task index (before a rebuild).
+    /// Empties the task index (before a rebuild). Boards with numbers reserved by unfinished
+    /// `!task new` commands keep their counters past them.
     pub fn clear_task_index(&self) -> Result<()> {
-        self.clear_maps(&TASK_MAPS)
+        self.clear_maps(&TASK_MAPS)?;
+        // Numbers reserved by unfinished `!task new` commands stay taken: they run again
+        // with them, so the counters start past them.
+        let mut next: std::collections::BTreeMap<String, u64> = Default::default();
+        let reserved = self.cf(maps::CMDEVENT_RESERVEDNUM)?;
+        for item in self.db.iterator_cf(reserved, rocksdb::IteratorMode::Start) {
+            let (_, v) = item?;
+            let mut r = KeyReader::new(&v);
+            let slug = r.str()?.to_owned();
+            let n = r.u64()?;
+            let past = next.entry(slug).or_default();
+            *past = (*past).max(n + 1);
+        }
+        let mut batch = WriteBatch::default();
+        for (slug, n) in next {
+            batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
+        }
+        self.db.write(batch)?;
+        Ok(())
     }
 
     /// The task index as readable lines, for comparing two indexes.
@@ -458,6 +519,39 @@ mod tests {
         assert!(store.remove_comment(ruma::event_id!("$c1")).expect("rm"));
         assert_eq!(store.comments("launch", 1).expect("c").len(), 1);
         assert!(store.comments("launch", 2).expect("c").is_empty());
+    }
+
+    #[test]
+    fn a_reserved_number_is_kept_by_its_command_and_skipped_by_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (a, b) = (ruma::event_id!("$a"), ruma::event_id!("$b"));
+        assert_eq!(store.reserve_task_number("launch", a).expect("reserve"), (1, false));
+        // Another command gets the next number; the first, run again, its own.
+        assert_eq!(store.reserve_task_number("launch", b).expect("reserve"), (2, false));
+        assert_eq!(store.reserve_task_number("launch", a).expect("again"), (1, true));
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.reserve_task_number("launch", a).expect("after a crash"), (1, true));
+        assert_eq!(store.next_task_number("launch").expect("n"), 3);
+        // Recording the task ends the reservation; the command then finds its task.
+        store.put_created_task(&task(1, "$r1"), a).expect("put");
+        assert_eq!(store.reserve_task_number("launch", a).expect("n"), (3, false), "ended");
+        // A command that fails for good hands its number back while it is the last one.
+        store.release_task_number("launch", a, 3).expect("release");
+        assert_eq!(store.next_task_number("launch").expect("n"), 3);
+        store.release_task_number("launch", b, 2).expect("release");
+        assert_eq!(store.next_task_number("launch").expect("n"), 2, "handed back, newest first");
+        let c = ruma::event_id!("$c");
+        assert_eq!(store.reserve_task_number("launch", c).expect("reserve"), (2, false));
+        store.put_created_task(&task(2, "$r2"), c).expect("put");
+        store.release_task_number("launch", c, 2).expect("release");
+        assert_eq!(store.next_task_number("launch").expect("n"), 3, "2 exists: not handed back");
+        // An index cleared for `reindex` keeps reserved numbers taken.
+        let d = ruma::event_id!("$d");
+        assert_eq!(store.reserve_task_number("launch", d).expect("reserve"), (3, false));
+        store.clear_task_index().expect("clear");
+        assert_eq!(store.next_task_number("launch").expect("n"), 4, "3 is still reserved");
     }
 
     #[test]

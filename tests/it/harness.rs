@@ -335,6 +335,53 @@ impl Stack {
     }
 }
 
+impl Synapse {
+    /// Stops Synapse (SIGTERM by pid) and waits until it has exited; its directory and
+    /// database stay, for [`Stack::start_synapse_again`].
+    pub(crate) async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Stack {
+    /// Stops Synapse; Boardroom keeps running.
+    pub(crate) async fn stop_synapse(&mut self) {
+        self.synapse.stop().await;
+    }
+
+    /// Starts the stopped Synapse again: same port, directory, database and registration.
+    pub(crate) async fn start_synapse_again(&mut self) {
+        let port: u16 = self
+            .synapse
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the port of Synapse's url");
+        let registration = self._dir.path().join("registration.yaml");
+        self.synapse.spawn(port, &[registration], &[]).await;
+    }
+
+    /// Stops Boardroom and starts it again on the same database, sending its requests to
+    /// `hs_url` (a stand-in in front of Synapse) instead; Synapse still pushes to it.
+    pub(crate) async fn restart_boardroom_via(&mut self, hs_url: &str) {
+        self.boardroom.stop().await;
+        let mut settings = self.boardroom.settings.clone();
+        settings.homeserver_url = hs_url.to_owned();
+        self.boardroom = Boardroom::start(settings, self.boardroom.config_path.clone()).await;
+    }
+}
+
 /// Runs `boardroom registration --config <path>` and returns what it printed.
 pub(crate) fn registration_from_binary(config_path: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))

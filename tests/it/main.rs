@@ -10,5 +10,6 @@ mod harness;
 mod notifications;
 mod outbox;
 mod security_api;
+mod security_faults;
 mod security_trust;
 mod tasks;

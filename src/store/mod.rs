@@ -76,6 +76,8 @@ struct Inner {
     write_failures: AtomicU64,
     /// A recovery thread is running.
     recovering: AtomicBool,
+    /// Woken when recovery made the database write again.
+    recovered: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Store {
@@ -130,6 +132,7 @@ impl Store {
                 db: RwLock::new(Some(Arc::new(db))),
                 write_failures: AtomicU64::new(0),
                 recovering: AtomicBool::new(false),
+                recovered: tokio::sync::Notify::new(),
             }),
         };
         store.migrate()?;
@@ -164,6 +167,12 @@ impl Store {
     /// incomplete, and the entry is handled again once the store writes again.
     pub fn write_failures(&self) -> u64 {
         self.inner.write_failures.load(Ordering::Acquire)
+    }
+
+    /// Returns once recovery (started after a failed write) has made the database write
+    /// again; only recoveries that end while this is awaited count.
+    pub async fn recovered(&self) {
+        self.inner.recovered.notified().await;
     }
 
     /// Whether the database takes writes: open, and no recovery under way.
@@ -240,6 +249,7 @@ fn recovery_loop(weak: &Weak<Inner>) {
         match try_recover(&inner) {
             Ok(true) => {
                 inner.recovering.store(false, Ordering::Release);
+                inner.recovered.notify_waiters();
                 return;
             }
             Ok(false) => {

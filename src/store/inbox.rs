@@ -37,10 +37,15 @@ impl InboxState {
 }
 
 impl InboxState {
-    /// Reads the counter again from `db`, after the database was reopened.
+    /// Reads the counter again from `db`, after the database was reopened: a write whose
+    /// outcome was an error may have landed. It never moves back: numbers handed out and
+    /// since removed (a sent outbox entry) are not on disk, and the workers have read past
+    /// them.
     pub(crate) fn reload(&self, db: &DB) -> Result<()> {
         let fresh = Self::load(db)?.next_id.into_inner().unwrap_or_else(|p| p.into_inner());
-        *self.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))? = fresh;
+        let mut current =
+            self.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))?;
+        *current = (*current).max(fresh);
         Ok(())
     }
 }

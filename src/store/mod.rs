@@ -59,7 +59,7 @@ const MIGRATIONS: &[Migration] = &[
 /// The RocksDB handle sits behind a lock so that it can be replaced: when a write fails
 /// because the disk is full (or another I/O error), RocksDB keeps refusing every write
 /// until the database is reopened, so the store reopens it in place once there is room
-/// again ([`Store::recover`]), and the same process carries on without a restart.
+/// again (see `recover` below), and the same process carries on without a restart.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,

@@ -38,8 +38,8 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` when this machine does not let the test mount (not root).
-    fn mount(size: &str) -> Option<Self> {
+    /// `None`, after saying so, when this machine does not let `test` mount (not root).
+    fn mount(test: &str, size: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -48,8 +48,7 @@ impl Tmpfs {
             .expect("run mount");
         if !out.status.success() {
             eprintln!(
-                "SKIPPED disk_full_answers_503_then_recovers_without_a_restart: cannot mount a \
-                 tmpfs here (mount needs root): {}",
+                "SKIPPED {test}: cannot mount a tmpfs here (mount needs root): {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
             return None;
@@ -160,7 +159,10 @@ async fn disk_full_answers_503_then_recovers_without_a_restart() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn,boardroom=info"))
         .with_test_writer()
         .try_init();
-    let Some(tmpfs) = Tmpfs::mount("32m") else { return };
+    let Some(tmpfs) = Tmpfs::mount("disk_full_answers_503_then_recovers_without_a_restart", "32m")
+    else {
+        return;
+    };
     let db_path = tmpfs.path().join("db");
     let config = test_config(
         "http://127.0.0.1:9",
@@ -345,7 +347,11 @@ async fn reopen(path: &Path) -> Store {
 /// retry at once); the command is answered exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_synapse_keeps_the_transaction_and_redelivers_it() {
-    let Some(tmpfs) = Tmpfs::mount("64m") else { return };
+    let Some(tmpfs) =
+        Tmpfs::mount("disk_full_synapse_keeps_the_transaction_and_redelivers_it", "64m")
+    else {
+        return;
+    };
     let stack = Stack::start_with_db(
         "[permissions]\nboard_creators = [\"@alice:localhost\"]",
         &[],

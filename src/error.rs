@@ -46,6 +46,11 @@ pub enum Error {
     /// RocksDB failed.
     #[error("store: {0}")]
     Store(String),
+    /// The database cannot write for now (its disk is full, or another I/O error): nothing
+    /// was written, and the store recovers by itself once it can write again. Answered
+    /// 503 with `Retry-After`, so that the homeserver keeps a transaction for later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A request to the homeserver failed.
     #[error("homeserver: {0}")]
     Homeserver(#[from] crate::homeserver::HsError),
@@ -74,6 +79,7 @@ impl Error {
             Error::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
             Error::MissingParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::MissingParam),
             Error::Homeserver(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown),
             Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
@@ -88,7 +94,9 @@ impl Error {
     pub fn to_matrix(&self) -> ruma::api::error::Error {
         let (status, kind) = self.status_and_kind();
         // Internal details stay in the logs; the caller gets a generic message.
-        let message = if status.is_server_error() {
+        let message = if matches!(self, Error::Unavailable(_)) {
+            UNAVAILABLE_MESSAGE.to_owned()
+        } else if status.is_server_error() {
             "internal error; see the server log".to_owned()
         } else {
             self.to_string()
@@ -102,9 +110,22 @@ impl Error {
     }
 }
 
+/// What a caller is told while the database cannot write.
+const UNAVAILABLE_MESSAGE: &str = "temporarily unavailable: the database cannot write; retry later";
+
+/// The `Retry-After` of a 503 while the database cannot write, in seconds: about how
+/// often the store looks for room to recover ([`crate::store`]).
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
 impl From<rocksdb::Error> for Error {
+    /// An I/O error (`No space left on device` among them) is [`Error::Unavailable`]: it
+    /// passes once the disk has room. Anything else (corruption, a bad argument) is a
+    /// store error.
     fn from(e: rocksdb::Error) -> Self {
-        Error::Store(e.into_string())
+        match e.kind() {
+            rocksdb::ErrorKind::IOError => Error::Unavailable(e.into_string()),
+            _ => Error::Store(e.into_string()),
+        }
     }
 }
 
@@ -113,7 +134,12 @@ impl IntoResponse for Error {
         if self.status_and_kind().0.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        matrix_error_response(&self.to_matrix())
+        let mut resp = matrix_error_response(&self.to_matrix());
+        if matches!(self, Error::Unavailable(_)) {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.into());
+        }
+        resp
     }
 }
 

@@ -99,6 +99,12 @@ pub async fn serve_app(app: App, listener: TcpListener, shutdown: CancellationTo
     tasks.spawn(
         async move { startup::run(&startup_settings, startup_client, startup_shutdown).await },
     );
+    let (settings, store, client) =
+        (app.ctx.settings.clone(), app.ctx.store.clone(), app.client.clone());
+    let recovery_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        startup::ping_after_recovery(&settings, store, client, recovery_shutdown).await;
+    });
 
     tracing::info!(
         listen = %listener.local_addr()?,

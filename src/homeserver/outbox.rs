@@ -118,9 +118,11 @@ impl Worker {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(seq, error = %e, "outbox entry does not decode; moved aside");
-                if let Err(se) = self.store.outbox_dead(seq, &value, &format!("undecodable: {e}")) {
-                    tracing::error!(seq, error = %se, "cannot move an undecodable outbox entry aside");
-                }
+                let why = format!("undecodable: {e}");
+                self.record(seq, "move an undecodable outbox entry aside", || {
+                    self.store.outbox_dead(seq, &value, &why)
+                })
+                .await;
                 return;
             }
         };
@@ -146,9 +148,8 @@ impl Worker {
             };
             let e = match sent {
                 Ok(()) => {
-                    if let Err(e) = self.store.outbox_done(seq) {
-                        tracing::error!(seq, error = %e, "cannot remove a sent outbox entry");
-                    }
+                    self.record(seq, "remove a sent outbox entry", || self.store.outbox_done(seq))
+                        .await;
                     return;
                 }
                 Err(e) => e,
@@ -176,9 +177,10 @@ impl Worker {
                     continue;
                 }
             };
-            if let Err(se) = self.store.outbox_dead(seq, &value, &why) {
-                tracing::error!(seq, error = %se, "cannot move an outbox entry aside");
-            }
+            self.record(seq, "move an outbox entry aside", || {
+                self.store.outbox_dead(seq, &value, &why)
+            })
+            .await;
             return;
         }
     }
@@ -227,6 +229,32 @@ impl Worker {
             *unknown = true;
         }
         result
+    }
+}
+
+impl Worker {
+    /// Makes a store write that records an entry's fate. While the database cannot write
+    /// (its disk is full) it is retried until it lands, so that the lane does not move past
+    /// an entry the outbox still holds; any other store error is logged, and the entry is
+    /// read again at the next start.
+    async fn record(&self, seq: u64, what: &str, write: impl Fn() -> crate::Result<()>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match write() {
+                Ok(()) => return,
+                Err(e @ crate::Error::Unavailable(_)) => {
+                    tracing::warn!(seq, error = %e, "cannot {what} yet; retrying");
+                }
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "cannot {what}");
+                    return;
+                }
+            }
+            if sleep_or_shutdown(delay, &self.shutdown).await {
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
     }
 }
 

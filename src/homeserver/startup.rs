@@ -10,7 +10,7 @@ use ruma::api::client::{
 use tokio_util::sync::CancellationToken;
 
 use super::{HomeserverClient, HsError, RetryPolicy};
-use crate::config::Settings;
+use crate::{config::Settings, store::Store};
 
 /// The bot's display name.
 pub const BOT_DISPLAY_NAME: &str = "Boardroom";
@@ -55,5 +55,31 @@ pub async fn run(settings: &Settings, client: HomeserverClient, shutdown: Cancel
             tracing::error!(error = %e, "start-up could not {what}");
         },
         () = shutdown.cancelled() => {},
+    }
+}
+
+/// Each time the store recovers from a full disk, asks the homeserver to ping us: Synapse
+/// then sends the transactions it kept (answered 503 meanwhile) at once, instead of after
+/// its backoff, which grows to about 8.5 minutes. Runs until `shutdown`.
+pub async fn ping_after_recovery(
+    settings: &Settings,
+    store: Store,
+    client: HomeserverClient,
+    shutdown: CancellationToken,
+) {
+    let client = client.with_retry(RetryPolicy::SHORT);
+    loop {
+        tokio::select! {
+            () = store.recovered() => {},
+            () = shutdown.cancelled() => return,
+        }
+        let ping = request_ping::v1::Request::new(settings.raw.appservice.id.clone());
+        match client.send(ping, None).await {
+            Ok(_) => tracing::info!("the database recovered; the homeserver was asked to resend"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the database recovered; cannot ask the homeserver to resend (it will retry by itself)"
+            ),
+        }
     }
 }

@@ -76,7 +76,28 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
     async move {
         // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
         // is handled again at the next start.
-        let Some(actions) = handle_caught(ctx, &entry, shutdown).await else { return };
+        let mut delay = Duration::from_millis(100);
+        let actions = loop {
+            let failures = ctx.store.write_failures();
+            let Some(actions) = handle_caught(ctx, &entry, shutdown).await else { return };
+            if ctx.store.write_failures() == failures {
+                break actions;
+            }
+            // The database could not write while the entry was handled (its disk is full):
+            // some of its writes may be missing. It stays pending, and is handled again, as
+            // after a crash, once the store writes again.
+            tracing::warn!("the database could not write while handling this entry; will retry");
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {},
+                    () = shutdown.cancelled() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+                if ctx.store.is_writable() {
+                    break;
+                }
+            }
+        };
         let mut encoded = Vec::with_capacity(actions.len());
         for a in &actions {
             match serde_json::to_vec(a) {

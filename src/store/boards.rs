@@ -10,7 +10,7 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::Membe
 use super::{
     Store,
     codec::{self, KeyBuf, KeyReader},
-    decode, encode, maps,
+    decode, encode, maps, scan,
 };
 use crate::{
     domain::board::{BoardRecord, RoomKind, RoomRecord},
@@ -23,6 +23,7 @@ impl Store {
     /// refused (`Error::Forbidden`), whoever asks. Boardroom follows no upgrade of a
     /// board's space, so no legitimate write ever moves a board to another space.
     pub fn put_board(&self, board: &BoardRecord) -> Result<()> {
+        let db = self.db()?;
         if let Some(existing) = self.board(&board.slug)?
             && existing.space_id != board.space_id
         {
@@ -32,7 +33,7 @@ impl Store {
             )));
         }
         if let Some(bound) =
-            self.db.get_pinned_cf(self.cf(maps::SPACEID_SLUG)?, board.space_id.as_bytes())?
+            db.get_pinned_cf(super::cf(&db, maps::SPACEID_SLUG)?, board.space_id.as_bytes())?
             && *bound != *board.slug.as_bytes()
         {
             return Err(Error::Forbidden(format!(
@@ -43,28 +44,29 @@ impl Store {
             )));
         }
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(maps::SLUG_BOARD)?, board.slug.as_bytes(), encode(board)?);
+        batch.put_cf(super::cf(&db, maps::SLUG_BOARD)?, board.slug.as_bytes(), encode(board)?);
         batch.put_cf(
-            self.cf(maps::SPACEID_SLUG)?,
+            super::cf(&db, maps::SPACEID_SLUG)?,
             board.space_id.as_bytes(),
             board.slug.as_bytes(),
         );
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
     /// The board with this slug.
     pub fn board(&self, slug: &str) -> Result<Option<BoardRecord>> {
-        self.db
-            .get_pinned_cf(self.cf(maps::SLUG_BOARD)?, slug.as_bytes())?
+        let db = self.db()?;
+        db.get_pinned_cf(super::cf(&db, maps::SLUG_BOARD)?, slug.as_bytes())?
             .map(|v| decode(&v))
             .transpose()
     }
 
     /// The board whose space this is.
     pub fn board_by_space(&self, space_id: &RoomId) -> Result<Option<BoardRecord>> {
+        let db = self.db()?;
         let Some(slug) =
-            self.db.get_pinned_cf(self.cf(maps::SPACEID_SLUG)?, space_id.as_bytes())?
+            db.get_pinned_cf(super::cf(&db, maps::SPACEID_SLUG)?, space_id.as_bytes())?
         else {
             return Ok(None);
         };
@@ -75,8 +77,9 @@ impl Store {
 
     /// Every board, by slug.
     pub fn boards(&self) -> Result<Vec<BoardRecord>> {
+        let db = self.db()?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(maps::SLUG_BOARD)?, IteratorMode::Start) {
+        for item in db.iterator_cf(super::cf(&db, maps::SLUG_BOARD)?, IteratorMode::Start) {
             let (_, v) = item?;
             out.push(decode(&v)?);
         }
@@ -85,62 +88,65 @@ impl Store {
 
     /// Records (or updates) a board room.
     pub fn put_room(&self, room_id: &RoomId, room: &RoomRecord) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
         if let Some(old) = self.room(room_id)?
             && old.board != room.board
         {
             batch.delete_cf(
-                self.cf(maps::SLUGROOMID)?,
+                super::cf(&db, maps::SLUGROOMID)?,
                 KeyBuf::new().str(&old.board).str(room_id.as_str()).build(),
             );
         }
-        batch.put_cf(self.cf(maps::ROOMID_BOARDROOM)?, room_id.as_bytes(), encode(room)?);
+        batch.put_cf(super::cf(&db, maps::ROOMID_BOARDROOM)?, room_id.as_bytes(), encode(room)?);
         batch.put_cf(
-            self.cf(maps::SLUGROOMID)?,
+            super::cf(&db, maps::SLUGROOMID)?,
             KeyBuf::new().str(&room.board).str(room_id.as_str()).build(),
             [],
         );
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
     /// Removes a room from its board (unlinked from the space, or replaced by an upgrade).
     pub fn remove_room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        let db = self.db()?;
         let Some(old) = self.room(room_id)? else { return Ok(None) };
         let mut batch = WriteBatch::default();
         // Its memberships and the names its members go by go too: the index knows board
         // rooms only.
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
         for map in [maps::ROOMUSERID_MEMBERSHIP, maps::ROOMNAMEUSER_MEMBER] {
-            let cf = self.cf(map)?;
-            for item in self.scan(cf, &prefix) {
+            let cf = super::cf(&db, map)?;
+            for item in scan(&db, cf, &prefix) {
                 let (k, _) = item?;
                 batch.delete_cf(cf, k);
             }
         }
-        batch.delete_cf(self.cf(maps::ROOMID_BOARDROOM)?, room_id.as_bytes());
+        batch.delete_cf(super::cf(&db, maps::ROOMID_BOARDROOM)?, room_id.as_bytes());
         batch.delete_cf(
-            self.cf(maps::SLUGROOMID)?,
+            super::cf(&db, maps::SLUGROOMID)?,
             KeyBuf::new().str(&old.board).str(room_id.as_str()).build(),
         );
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(Some(old))
     }
 
     /// The board room record of `room_id`.
     pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
-        self.db
-            .get_pinned_cf(self.cf(maps::ROOMID_BOARDROOM)?, room_id.as_bytes())?
+        let db = self.db()?;
+        db.get_pinned_cf(super::cf(&db, maps::ROOMID_BOARDROOM)?, room_id.as_bytes())?
             .map(|v| decode(&v))
             .transpose()
     }
 
     /// A board's rooms.
     pub fn rooms_of(&self, slug: &str) -> Result<Vec<(OwnedRoomId, RoomRecord)>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).prefix();
         let mut out = Vec::new();
-        let cf = self.cf(maps::SLUGROOMID)?;
-        for item in self.scan(cf, &prefix) {
+        let cf = super::cf(&db, maps::SLUGROOMID)?;
+        for item in scan(&db, cf, &prefix) {
             let (k, _) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
@@ -168,11 +174,12 @@ impl Store {
         display_name: Option<&str>,
         space_of: Option<&str>,
     ) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
         let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
-        let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
+        let cf = super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?;
         // The names this member went by, out; the names they go by now if joined, in.
-        let names = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
+        let names = super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?;
         if let Some((MembershipState::Join, old_name)) = self.member(room_id, user)? {
             for name in member_names(user, old_name.as_deref()) {
                 batch.delete_cf(names, name_key(room_id, &name, user));
@@ -197,12 +204,12 @@ impl Store {
         if let Some(slug) = space_of {
             let k = KeyBuf::new().str(user.as_str()).str(slug).build();
             if *membership == MembershipState::Join {
-                batch.put_cf(self.cf(maps::USERID_SLUG)?, k, []);
+                batch.put_cf(super::cf(&db, maps::USERID_SLUG)?, k, []);
             } else {
-                batch.delete_cf(self.cf(maps::USERID_SLUG)?, k);
+                batch.delete_cf(super::cf(&db, maps::USERID_SLUG)?, k);
             }
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
@@ -213,10 +220,11 @@ impl Store {
 
     /// Everyone with a membership in `room_id` (joined, invited, banned, knocking).
     pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
-        let cf = self.cf(maps::ROOMUSERID_MEMBERSHIP)?;
+        let cf = super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?;
         let mut out = Vec::new();
-        for item in self.scan(cf, &prefix) {
+        for item in scan(&db, cf, &prefix) {
             let (k, v) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
@@ -229,16 +237,18 @@ impl Store {
 
     /// Whether `user` has joined the board `slug`.
     pub fn is_board_member(&self, slug: &str, user: &UserId) -> Result<bool> {
+        let db = self.db()?;
         let k = KeyBuf::new().str(user.as_str()).str(slug).build();
-        Ok(self.db.get_pinned_cf(self.cf(maps::USERID_SLUG)?, k)?.is_some())
+        Ok(db.get_pinned_cf(super::cf(&db, maps::USERID_SLUG)?, k)?.is_some())
     }
 
     /// The boards `user` has joined.
     pub fn boards_of(&self, user: &UserId) -> Result<Vec<String>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(user.as_str()).prefix();
-        let cf = self.cf(maps::USERID_SLUG)?;
+        let cf = super::cf(&db, maps::USERID_SLUG)?;
         let mut out = Vec::new();
-        for item in self.scan(cf, &prefix) {
+        for item in scan(&db, cf, &prefix) {
             let (k, _) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
@@ -258,22 +268,24 @@ impl Store {
     }
 
     pub(crate) fn clear_maps(&self, names: &[&str]) -> Result<()> {
+        let db = self.db()?;
         for name in names {
-            let cf = self.cf(name)?;
+            let cf = super::cf(&db, name)?;
             let mut batch = WriteBatch::default();
-            for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            for item in db.iterator_cf(cf, IteratorMode::Start) {
                 let (k, _) = item?;
                 batch.delete_cf(cf, k);
             }
-            self.db.write(batch)?;
+            self.checked(db.write(batch))?;
         }
         Ok(())
     }
 
     pub(crate) fn dump_maps(&self, names: &[&str]) -> Result<Vec<String>> {
+        let db = self.db()?;
         let mut out = Vec::new();
         for name in names {
-            for item in self.db.iterator_cf(self.cf(name)?, IteratorMode::Start) {
+            for item in db.iterator_cf(super::cf(&db, name)?, IteratorMode::Start) {
                 let (k, v) = item?;
                 let key: String = k
                     .iter()
@@ -308,8 +320,9 @@ impl Store {
     /// `_`): its length in bytes and the member. Ties go to the smallest user id. One or
     /// two seeks per word of `text`, however many members the room has.
     pub fn name_at(&self, room: &RoomId, text: &str) -> Result<Option<(usize, OwnedUserId)>> {
-        let cf = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
-        let mut it = self.db.raw_iterator_cf(cf);
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?;
+        let mut it = db.raw_iterator_cf(cf);
         let room_prefix = KeyBuf::new().str(room.as_str()).prefix();
         let mut best = None;
         let boundaries = text
@@ -351,10 +364,11 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<OwnedUserId>> {
+        let db = self.db()?;
         let mut start = KeyBuf::new().str(room.as_str()).prefix();
         start.extend_from_slice(prefix.as_bytes());
         let mut out: Vec<OwnedUserId> = Vec::new();
-        for item in self.scan(self.cf(maps::ROOMNAMEUSER_MEMBER)?, &start) {
+        for item in scan(&db, super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?, &start) {
             let (k, _) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
@@ -377,18 +391,20 @@ impl Store {
         room_id: &RoomId,
         user: &UserId,
     ) -> Result<Option<(MembershipState, Option<String>)>> {
+        let db = self.db()?;
         let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
-        self.db
-            .get_pinned_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, key)?
+        db.get_pinned_cf(super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?, key)?
             .map(|v| decode_membership(&v))
             .transpose()
     }
 
     /// Fills `roomnameuser_member` from the memberships already indexed (migration 8).
     pub(crate) fn index_member_names(&self) -> Result<()> {
-        let names = self.cf(maps::ROOMNAMEUSER_MEMBER)?;
+        let db = self.db()?;
+        let names = super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?;
         let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(self.cf(maps::ROOMUSERID_MEMBERSHIP)?, IteratorMode::Start)
+        for item in
+            db.iterator_cf(super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?, IteratorMode::Start)
         {
             let (k, v) = item?;
             let (m, display_name) = decode_membership(&v)?;
@@ -404,10 +420,10 @@ impl Store {
                 batch.put_cf(names, name_key(&room, &name, &user), []);
             }
             if batch.len() >= 10_000 {
-                self.db.write(std::mem::take(&mut batch))?;
+                self.checked(db.write(std::mem::take(&mut batch)))?;
             }
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 }

@@ -127,9 +127,8 @@ pub(crate) fn seen_options(name: &str) -> Option<rocksdb::Options> {
 /// The inbound seq of an accepted timeline event: its place in arrival order, while it
 /// is remembered ([`SEEN_RETENTION`]).
 pub fn seq_of_event(store: &Store, event_id: &str) -> Result<Option<u64>> {
-    store
-        .db
-        .get_pinned_cf(store.cf(maps::EVENTID_SEQ)?, event_id.as_bytes())?
+    let db = store.db()?;
+    db.get_pinned_cf(super::cf(&db, maps::EVENTID_SEQ)?, event_id.as_bytes())?
         .map(|v| codec::decode_u64(v.get(..SEQ_LEN).unwrap_or(&v)))
         .transpose()
 }
@@ -158,6 +157,20 @@ impl InboundState {
             }
         };
         Ok(Self { next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?.max(stored)) })
+    }
+}
+
+impl InboundState {
+    /// Reads the counter again from `db`, after the database was reopened: a write whose
+    /// outcome was an error may have landed. It never moves back: numbers handed out and
+    /// since removed (a sent outbox entry) are not on disk, and the workers have read past
+    /// them.
+    pub(crate) fn reload(&self, db: &DB) -> Result<()> {
+        let fresh = Self::load(db)?.next_seq.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut current =
+            self.next_seq.lock().map_err(|_| Error::Internal("inbound lock poisoned".into()))?;
+        *current = (*current).max(fresh);
+        Ok(())
     }
 }
 
@@ -196,23 +209,24 @@ impl Store {
         digest: [u8; 32],
         entries: &[NewEntry<'_>],
     ) -> Result<IngestOutcome> {
+        let db = self.db()?;
         let mut next = self
+            .inner
             .inbound
             .next_seq
             .lock()
             .map_err(|_| Error::Internal("inbound lock poisoned".into()))?;
-        let txn_cf = self.cf(maps::TXNID_DIGEST)?;
-        if self
-            .db
+        let txn_cf = super::cf(&db, maps::TXNID_DIGEST)?;
+        if db
             .get_pinned_cf(txn_cf, txn_id.as_bytes())?
             .is_some_and(|d| d.get(..DIGEST_LEN) == Some(&digest[..]))
         {
             return Ok(IngestOutcome { replayed: true, ..Default::default() });
         }
 
-        let seen_cf = self.cf(maps::EVENTID_SEQ)?;
+        let seen_cf = super::cf(&db, maps::EVENTID_SEQ)?;
         let ids: Vec<&str> = entries.iter().filter_map(|e| e.event_id).collect();
-        let found = self.db.multi_get_cf(ids.iter().map(|id| (seen_cf, id.as_bytes())));
+        let found = db.multi_get_cf(ids.iter().map(|id| (seen_cf, id.as_bytes())));
         let mut already: HashSet<&str> = HashSet::with_capacity(ids.len());
         for (id, got) in ids.iter().zip(found) {
             if got?.is_some() {
@@ -220,7 +234,7 @@ impl Store {
             }
         }
 
-        let pending_cf = self.cf(maps::SEQ_PENDING)?;
+        let pending_cf = super::cf(&db, maps::SEQ_PENDING)?;
         let mut batch = WriteBatch::default();
         let mut outcome = IngestOutcome::default();
         let mut seq = *next;
@@ -238,20 +252,21 @@ impl Store {
             outcome.accepted += 1;
         }
         batch.put_cf(txn_cf, txn_id.as_bytes(), stamped(&digest, now));
-        batch.put_cf(self.cf(maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
+        batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        self.checked(db.write_opt(batch, &wo))?;
         *next = seq;
         Ok(outcome)
     }
 
     /// Up to `limit` pending entries with `seq >= from`, in order.
     pub fn pending_from(&self, from: u64, limit: usize) -> Result<Vec<PendingEntry>> {
-        let cf = self.cf(maps::SEQ_PENDING)?;
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_PENDING)?;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
             out.push(decode_value(codec::decode_u64(&k)?, &v)?);
             if out.len() >= limit {
@@ -265,14 +280,16 @@ impl Store {
     /// requests it produced. A crash before this write replays the entry; after it, the
     /// requests are in the outbox.
     pub fn complete_pending(&self, seq: u64, outbound: &[Vec<u8>]) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(maps::SEQ_PENDING)?, seq.to_be_bytes());
+        batch.delete_cf(super::cf(&db, maps::SEQ_PENDING)?, seq.to_be_bytes());
         self.write_with_outbox(batch, outbound)
     }
 
     /// Whether a timeline event has been accepted before.
     pub fn is_event_seen(&self, event_id: &str) -> Result<bool> {
-        Ok(self.db.get_pinned_cf(self.cf(maps::EVENTID_SEQ)?, event_id.as_bytes())?.is_some())
+        let db = self.db()?;
+        Ok(db.get_pinned_cf(super::cf(&db, maps::EVENTID_SEQ)?, event_id.as_bytes())?.is_some())
     }
 }
 
@@ -340,20 +357,21 @@ mod tests {
         // Written as ingest writes them, but older than the retention; and one from
         // before write times were kept.
         let long_ago = now_ms() - u64::try_from(SEEN_RETENTION.as_millis()).expect("ms") - 1000;
-        let seen = store.cf(maps::EVENTID_SEQ).expect("cf");
-        let txns = store.cf(maps::TXNID_DIGEST).expect("cf");
-        store.db.put_cf(seen, "$old", stamped(&7u64.to_be_bytes(), long_ago)).expect("put");
-        store.db.put_cf(txns, "old", stamped(&[2; 32], long_ago)).expect("put");
-        store.db.put_cf(seen, "$legacy", 8u64.to_be_bytes()).expect("put");
+        let db = store.db().expect("db");
+        let seen = crate::store::cf(&db, maps::EVENTID_SEQ).expect("cf");
+        let txns = crate::store::cf(&db, maps::TXNID_DIGEST).expect("cf");
+        db.put_cf(seen, "$old", stamped(&7u64.to_be_bytes(), long_ago)).expect("put");
+        db.put_cf(txns, "old", stamped(&[2; 32], long_ago)).expect("put");
+        db.put_cf(seen, "$legacy", 8u64.to_be_bytes()).expect("put");
         assert_eq!(seq_of_event(&store, "$old").expect("seq"), Some(7));
         assert_eq!(seq_of_event(&store, "$legacy").expect("seq"), Some(8));
 
         for cf in [seen, txns] {
-            store.db.flush_cf(cf).expect("flush");
-            store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            db.flush_cf(cf).expect("flush");
+            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         assert!(!store.is_event_seen("$old").expect("read"), "an expired event id is dropped");
-        assert!(store.db.get_cf(txns, "old").expect("read").is_none());
+        assert!(db.get_cf(txns, "old").expect("read").is_none());
         assert!(store.is_event_seen("$new").expect("read"));
         assert!(store.is_event_seen("$legacy").expect("read"));
         assert_eq!(seq_of_event(&store, "$new").expect("seq"), Some(1));
@@ -370,8 +388,9 @@ mod tests {
             store.complete_pending(1, &[]).expect("complete");
             store.complete_pending(2, &[]).expect("complete");
             // As a database from before the counter was kept.
-            let global = store.cf(maps::GLOBAL).expect("cf");
-            store.db.delete_cf(global, NEXT_SEQ_KEY).expect("delete");
+            let db = store.db().expect("db");
+            let global = crate::store::cf(&db, maps::GLOBAL).expect("cf");
+            db.delete_cf(global, NEXT_SEQ_KEY).expect("delete");
         }
         let store = Store::open(dir.path()).expect("reopen");
         store.ingest("2", [0; 32], &[entry("$c", b"3")]).expect("ingest");

@@ -10,7 +10,7 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use super::{
     Store,
     codec::{KeyBuf, KeyReader, decode_u64},
-    decode, encode, maps,
+    decode, encode, maps, scan,
 };
 use crate::{
     domain::inbox::{Notification, ReceiptScope},
@@ -36,6 +36,20 @@ impl InboxState {
     }
 }
 
+impl InboxState {
+    /// Reads the counter again from `db`, after the database was reopened: a write whose
+    /// outcome was an error may have landed. It never moves back: numbers handed out and
+    /// since removed (a sent outbox entry) are not on disk, and the workers have read past
+    /// them.
+    pub(crate) fn reload(&self, db: &DB) -> Result<()> {
+        let fresh = Self::load(db)?.next_id.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut current =
+            self.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))?;
+        *current = (*current).max(fresh);
+        Ok(())
+    }
+}
+
 fn entry_key(user: &UserId, id: u64) -> Vec<u8> {
     KeyBuf::new().str(user.as_str()).u64(id).build()
 }
@@ -46,13 +60,13 @@ fn unread_key(n: &Notification) -> Vec<u8> {
 
 impl Store {
     fn lock_inbox(&self) -> Result<std::sync::MutexGuard<'_, u64>> {
-        self.inbox.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))
+        self.inner.inbox.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))
     }
 
     fn unread_of(&self, user: &UserId) -> Result<u64> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes())?
+        let db = self.db()?;
+        Ok(db
+            .get_pinned_cf(super::cf(&db, maps::USERID_UNREAD)?, user.as_bytes())?
             .map(|v| decode_u64(&v))
             .transpose()?
             .unwrap_or(0))
@@ -62,15 +76,16 @@ impl Store {
     /// for an (event, user) pair already notified are skipped, so replays add nothing.
     /// Returns the entries added.
     pub fn add_notifications(&self, entries: Vec<Notification>) -> Result<Vec<Notification>> {
+        let db = self.db()?;
         let mut next = self.lock_inbox()?;
-        let by_event = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
+        let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
         let mut batch = WriteBatch::default();
         let mut unread: HashMap<OwnedUserId, u64> = HashMap::new();
         let mut added = Vec::new();
         let mut id = *next;
         for mut n in entries {
             let ek = KeyBuf::new().str(n.event_id.as_str()).str(n.user_id.as_str()).build();
-            if self.db.get_pinned_cf(by_event, &ek)?.is_some()
+            if db.get_pinned_cf(by_event, &ek)?.is_some()
                 || added
                     .iter()
                     .any(|a: &Notification| a.event_id == n.event_id && a.user_id == n.user_id)
@@ -81,31 +96,36 @@ impl Store {
             n.read = false;
             id += 1;
             batch.put_cf(
-                self.cf(maps::USERIDID_NOTIFICATION)?,
+                super::cf(&db, maps::USERIDID_NOTIFICATION)?,
                 entry_key(&n.user_id, n.id),
                 encode(&n)?,
             );
             batch.put_cf(by_event, ek, n.id.to_be_bytes());
-            batch.put_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n), []);
+            batch.put_cf(super::cf(&db, maps::USERROOMSEQID_UNREAD)?, unread_key(&n), []);
             *unread.entry(n.user_id.clone()).or_default() += 1;
             added.push(n);
         }
         for (user, more) in unread {
             let count = self.unread_of(&user)? + more;
-            batch.put_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
+            batch.put_cf(
+                super::cf(&db, maps::USERID_UNREAD)?,
+                user.as_bytes(),
+                count.to_be_bytes(),
+            );
         }
-        batch.put_cf(self.cf(maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
-        self.db.write(batch)?;
+        batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
+        self.checked(db.write(batch))?;
         *next = id;
         Ok(added)
     }
 
     /// Everyone an event has notified.
     pub fn notified_by(&self, event_id: &EventId) -> Result<Vec<OwnedUserId>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(event_id.as_str()).prefix();
         let mut out = Vec::new();
-        let cf = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
-        for item in self.scan(cf, &prefix) {
+        let cf = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
+        for item in scan(&db, cf, &prefix) {
             let (k, _) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
@@ -121,11 +141,12 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Notification>> {
-        let cf = self.cf(maps::USERIDID_NOTIFICATION)?;
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::USERIDID_NOTIFICATION)?;
         let prefix = KeyBuf::new().str(user.as_str()).prefix();
         let start = entry_key(user, before.unwrap_or(u64::MAX).saturating_sub(1));
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -152,12 +173,13 @@ impl Store {
         budget: usize,
         mut keep: impl FnMut(&Notification) -> bool,
     ) -> Result<(Vec<Notification>, Option<u64>)> {
-        let cf = self.cf(maps::USERIDID_NOTIFICATION)?;
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::USERIDID_NOTIFICATION)?;
         let prefix = KeyBuf::new().str(user.as_str()).prefix();
         let start = entry_key(user, before.unwrap_or(u64::MAX).saturating_sub(1));
         let mut out = Vec::new();
         let mut read = 0;
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Reverse)) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -177,8 +199,8 @@ impl Store {
 
     /// One entry of a user's inbox.
     pub fn notification(&self, user: &UserId, id: u64) -> Result<Option<Notification>> {
-        self.db
-            .get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
+        let db = self.db()?;
+        db.get_pinned_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
             .map(|v| decode(&v))
             .transpose()
     }
@@ -187,11 +209,12 @@ impl Store {
     /// the entries of other boards: rooms whose board is in scope are skipped whole, so
     /// the cost follows the rooms with unread entries and the entries out of scope.
     pub fn unread_count_in(&self, user: &UserId, in_scope: impl Fn(&str) -> bool) -> Result<u64> {
+        let db = self.db()?;
         let total = self.unread_of(user)?;
-        let cf = self.cf(maps::USERROOMSEQID_UNREAD)?;
-        let entries = self.cf(maps::USERIDID_NOTIFICATION)?;
+        let cf = super::cf(&db, maps::USERROOMSEQID_UNREAD)?;
+        let entries = super::cf(&db, maps::USERIDID_NOTIFICATION)?;
         let prefix = KeyBuf::new().str(user.as_str()).prefix();
-        let mut it = self.db.raw_iterator_cf(cf);
+        let mut it = db.raw_iterator_cf(cf);
         it.seek(&prefix);
         let mut outside = 0u64;
         // The room being read and whether its board is in scope.
@@ -226,7 +249,7 @@ impl Store {
                 it.seek(&past);
                 continue;
             }
-            if let Some(v) = self.db.get_pinned_cf(entries, entry_key(user, id))? {
+            if let Some(v) = db.get_pinned_cf(entries, entry_key(user, id))? {
                 let n: Notification = decode(&v)?;
                 if !in_scope(&n.board) {
                     outside += 1;
@@ -245,9 +268,10 @@ impl Store {
 
     /// Marks one entry read. `Ok(None)`: no such entry in this user's inbox.
     pub fn mark_read(&self, user: &UserId, id: u64) -> Result<Option<bool>> {
+        let db = self.db()?;
         let _lock = self.lock_inbox()?;
         let Some(v) =
-            self.db.get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
+            db.get_pinned_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
         else {
             return Ok(None);
         };
@@ -258,16 +282,17 @@ impl Store {
         let mut batch = WriteBatch::default();
         self.read_in(&mut batch, n)?;
         let count = self.unread_of(user)?.saturating_sub(1);
-        batch.put_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
-        self.db.write(batch)?;
+        batch.put_cf(super::cf(&db, maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
+        self.checked(db.write(batch))?;
         Ok(Some(true))
     }
 
     fn read_in(&self, batch: &mut WriteBatch, mut n: Notification) -> Result<()> {
-        batch.delete_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
+        let db = self.db()?;
+        batch.delete_cf(super::cf(&db, maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
         n.read = true;
         batch.put_cf(
-            self.cf(maps::USERIDID_NOTIFICATION)?,
+            super::cf(&db, maps::USERIDID_NOTIFICATION)?,
             entry_key(&n.user_id, n.id),
             encode(&n)?,
         );
@@ -282,25 +307,25 @@ impl Store {
         room: Option<&RoomId>,
         mut select: impl FnMut(&Notification) -> bool,
     ) -> Result<u64> {
+        let db = self.db()?;
         let _lock = self.lock_inbox()?;
         let mut prefix = KeyBuf::new().str(user.as_str());
         if let Some(r) = room {
             prefix = prefix.str(r.as_str());
         }
         let prefix = prefix.prefix();
-        let cf = self.cf(maps::USERROOMSEQID_UNREAD)?;
+        let cf = super::cf(&db, maps::USERROOMSEQID_UNREAD)?;
         let mut batch = WriteBatch::default();
         let mut marked = 0u64;
-        for item in self.scan(cf, &prefix) {
+        for item in scan(&db, cf, &prefix) {
             let (k, _) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
             r.str()?;
             r.u64()?;
             let id = r.u64()?;
-            let Some(v) = self
-                .db
-                .get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
+            let Some(v) = db
+                .get_pinned_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, entry_key(user, id))?
             else {
                 batch.delete_cf(cf, &k);
                 continue;
@@ -313,8 +338,12 @@ impl Store {
         }
         if marked > 0 {
             let count = self.unread_of(user)?.saturating_sub(marked);
-            batch.put_cf(self.cf(maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
-            self.db.write(batch)?;
+            batch.put_cf(
+                super::cf(&db, maps::USERID_UNREAD)?,
+                user.as_bytes(),
+                count.to_be_bytes(),
+            );
+            self.checked(db.write(batch))?;
         }
         Ok(marked)
     }
@@ -341,36 +370,36 @@ impl Store {
 
     /// An event was redacted: the entries it caused go.
     pub fn remove_notifications_of(&self, event_id: &EventId) -> Result<u64> {
+        let db = self.db()?;
         let users = self.notified_by(event_id)?;
         let _lock = self.lock_inbox()?;
-        let by_event = self.cf(maps::EVENTIDUSER_NOTIFICATION)?;
+        let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
         let mut batch = WriteBatch::default();
         let mut removed = 0;
         for user in users {
             let ek = KeyBuf::new().str(event_id.as_str()).str(user.as_str()).build();
-            let Some(id) =
-                self.db.get_pinned_cf(by_event, &ek)?.map(|v| decode_u64(&v)).transpose()?
+            let Some(id) = db.get_pinned_cf(by_event, &ek)?.map(|v| decode_u64(&v)).transpose()?
             else {
                 continue;
             };
             batch.delete_cf(by_event, &ek);
             let key = entry_key(&user, id);
-            if let Some(v) = self.db.get_pinned_cf(self.cf(maps::USERIDID_NOTIFICATION)?, &key)? {
+            if let Some(v) = db.get_pinned_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, &key)? {
                 let n: Notification = decode(&v)?;
                 if !n.read {
-                    batch.delete_cf(self.cf(maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
+                    batch.delete_cf(super::cf(&db, maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
                     let count = self.unread_of(&user)?.saturating_sub(1);
                     batch.put_cf(
-                        self.cf(maps::USERID_UNREAD)?,
+                        super::cf(&db, maps::USERID_UNREAD)?,
                         user.as_bytes(),
                         count.to_be_bytes(),
                     );
                 }
-                batch.delete_cf(self.cf(maps::USERIDID_NOTIFICATION)?, &key);
+                batch.delete_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, &key);
                 removed += 1;
             }
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(removed)
     }
 }

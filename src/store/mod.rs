@@ -12,7 +12,14 @@ pub mod outbox;
 pub mod tasks;
 pub mod virtual_users;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, RwLock, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
@@ -56,18 +63,66 @@ const MIGRATIONS: &[Migration] = &[
 ];
 
 /// The database: shared, cheap to clone.
+///
+/// The RocksDB handle sits behind a lock so that it can be replaced: when a write fails
+/// because the disk is full (or another I/O error), RocksDB keeps refusing every write
+/// until the database is reopened, so the store reopens it in place once there is room
+/// again (see `recover` below), and the same process carries on without a restart.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<DB>,
-    inbound: Arc<inbound::InboundState>,
-    outbox: Arc<outbox::OutboxState>,
-    inbox: Arc<inbox::InboxState>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// The open database; `None` while it is being reopened.
+    db: RwLock<Option<Arc<DB>>>,
+    inbound: inbound::InboundState,
+    outbox: outbox::OutboxState,
+    inbox: inbox::InboxState,
+    /// Writes refused because the database could not write (see [`Store::write_failures`]).
+    write_failures: AtomicU64,
+    /// A recovery thread is running.
+    recovering: AtomicBool,
+    /// Woken when recovery made the database write again.
+    recovered: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.db.path()).finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
     }
+}
+
+/// How often recovery looks at the disk while it waits for room.
+const RECOVERY_POLL: Duration = Duration::from_secs(1);
+
+/// Free space recovery waits for before it reopens, besides twice the write-ahead log
+/// (which reopening flushes into tables): room for the files a reopen writes (the options
+/// file, a new manifest and log) and some writes after it.
+pub const RECOVERY_MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long recovery waits for the store's current readers and writers to finish with
+/// the old handle before it tries again later.
+const RECOVERY_DRAIN: Duration = Duration::from_secs(30);
+
+/// Opens (or creates) the RocksDB database at `path` with every column family.
+fn open_db(path: &Path) -> Result<DB> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_keep_log_file_num(4);
+    opts.increase_parallelism(2);
+    // RocksDB's own text log (`LOG`) is written to the database's disk. Debian's
+    // librocksdb is built with assertions on, and a second line written to that log after
+    // one write to it failed (a full disk) aborts the process; errors that matter come
+    // back to Boardroom, which logs them, so only fatal ones go there.
+    opts.set_log_level(rocksdb::LogLevel::Fatal);
+    let cfs = maps::MAPS.iter().map(|m| {
+        ColumnFamilyDescriptor::new(m.name, inbound::seen_options(m.name).unwrap_or_default())
+    });
+    DB::open_cf_descriptors(&opts, path, cfs)
+        .map_err(|e| Error::Store(format!("cannot open the database at {}: {}", path.display(), e)))
 }
 
 impl Store {
@@ -75,34 +130,91 @@ impl Store {
     /// catalog, and brings the schema up to date. Refuses a database written by a newer
     /// Boardroom.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_keep_log_file_num(4);
-        opts.increase_parallelism(2);
-        let cfs = maps::MAPS.iter().map(|m| {
-            ColumnFamilyDescriptor::new(m.name, inbound::seen_options(m.name).unwrap_or_default())
-        });
-        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
-            Error::Store(format!("cannot open the database at {}: {}", path.display(), e))
-        })?;
-        let db = Arc::new(db);
+        let db = open_db(path)?;
         let store = Store {
-            inbound: Arc::new(inbound::InboundState::load(&db)?),
-            outbox: Arc::new(outbox::OutboxState::load(&db)?),
-            inbox: Arc::new(inbox::InboxState::load(&db)?),
-            db,
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                inbound: inbound::InboundState::load(&db)?,
+                outbox: outbox::OutboxState::load(&db)?,
+                inbox: inbox::InboxState::load(&db)?,
+                db: RwLock::new(Some(Arc::new(db))),
+                write_failures: AtomicU64::new(0),
+                recovering: AtomicBool::new(false),
+                recovered: tokio::sync::Notify::new(),
+            }),
         };
         store.migrate()?;
         Ok(store)
     }
 
+    /// The open database. [`Error::Unavailable`] while it is being reopened.
+    pub(crate) fn db(&self) -> Result<Arc<DB>> {
+        self.inner
+            .db
+            .read()
+            .map_err(|_| Error::Internal("store lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the database is being reopened".into()))
+    }
+
+    /// The outcome of a write. A write RocksDB could not make (the disk is full, or
+    /// another I/O error) is [`Error::Unavailable`]: it is counted, and recovery starts.
+    pub(crate) fn checked<T>(&self, r: std::result::Result<T, rocksdb::Error>) -> Result<T> {
+        r.map_err(|e| {
+            let err = Error::from(e);
+            if matches!(err, Error::Unavailable(_)) {
+                self.inner.write_failures.fetch_add(1, Ordering::AcqRel);
+                self.recover(&err);
+            }
+            err
+        })
+    }
+
+    /// Writes refused so far because the database could not write. Workers compare it
+    /// before and after handling an entry: when it moved, the entry's writes may be
+    /// incomplete, and the entry is handled again once the store writes again.
+    pub fn write_failures(&self) -> u64 {
+        self.inner.write_failures.load(Ordering::Acquire)
+    }
+
+    /// Returns once recovery (started after a failed write) has made the database write
+    /// again; only recoveries that end while this is awaited count.
+    pub async fn recovered(&self) {
+        self.inner.recovered.notified().await;
+    }
+
+    /// Whether the database takes writes: open, and no recovery under way.
+    pub fn is_writable(&self) -> bool {
+        !self.inner.recovering.load(Ordering::Acquire)
+            && self.inner.db.read().is_ok_and(|db| db.is_some())
+    }
+
+    /// Starts recovery in a thread of its own, unless it is already running. Recovery
+    /// first tries a write: if RocksDB recovered by itself, nothing more is done.
+    /// Otherwise it waits until the disk has room ([`RECOVERY_MIN_FREE_BYTES`] plus twice
+    /// the write-ahead log), takes the handle away (callers get [`Error::Unavailable`]),
+    /// waits for the calls still using it, closes it, reopens the database in place
+    /// (RocksDB replays its write-ahead log: every write that was acknowledged is there)
+    /// and reloads the counters kept in memory from what is on disk.
+    fn recover(&self, cause: &Error) {
+        if self.inner.recovering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::error!(error = %cause, "the database cannot write; recovering");
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("boardroom-store-recovery".into())
+            .spawn(move || recovery_loop(&weak));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the database's recovery");
+            self.inner.recovering.store(false, Ordering::Release);
+        }
+    }
+
     /// The schema version written in the database.
     pub fn schema_version(&self) -> Result<Option<u64>> {
-        self.db
-            .get_cf(self.cf(maps::GLOBAL)?, SCHEMA_KEY)?
-            .map(|v| codec::decode_u64(&v))
-            .transpose()
+        let db = self.db()?;
+        db.get_cf(cf(&db, maps::GLOBAL)?, SCHEMA_KEY)?.map(|v| codec::decode_u64(&v)).transpose()
     }
 
     fn migrate(&self) -> Result<()> {
@@ -118,20 +230,124 @@ impl Store {
             (m.run)(self)?;
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
-            self.db.put_cf_opt(self.cf(maps::GLOBAL)?, SCHEMA_KEY, m.version.to_be_bytes(), &wo)?;
+            let db = self.db()?;
+            self.checked(db.put_cf_opt(
+                cf(&db, maps::GLOBAL)?,
+                SCHEMA_KEY,
+                m.version.to_be_bytes(),
+                &wo,
+            ))?;
         }
         Ok(())
     }
 
-    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
-        cf(&self.db, name)
-    }
-
     #[cfg(test)]
     pub(crate) fn set_schema_version_for_test(&self, v: u64) -> Result<()> {
-        self.db.put_cf(self.cf(maps::GLOBAL)?, SCHEMA_KEY, v.to_be_bytes())?;
+        let db = self.db()?;
+        db.put_cf(cf(&db, maps::GLOBAL)?, SCHEMA_KEY, v.to_be_bytes())?;
         Ok(())
     }
+}
+
+/// Runs recovery until the database writes again, or the store is dropped.
+fn recovery_loop(weak: &Weak<Inner>) {
+    let mut logged_wait = false;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        match try_recover(&inner) {
+            Ok(true) => {
+                inner.recovering.store(false, Ordering::Release);
+                inner.recovered.notify_waiters();
+                return;
+            }
+            Ok(false) => {
+                if !logged_wait {
+                    tracing::warn!(
+                        path = %inner.path.display(),
+                        "the database's disk has too little free space; waiting for room"
+                    );
+                    logged_wait = true;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot recover the database yet; retrying"),
+        }
+        drop(inner);
+        std::thread::sleep(RECOVERY_POLL);
+    }
+}
+
+/// One attempt. `Ok(false)`: not enough room yet.
+fn try_recover(inner: &Inner) -> Result<bool> {
+    let current =
+        inner.db.read().map_err(|_| Error::Internal("store lock poisoned".into()))?.clone();
+    if let Some(db) = &current {
+        // RocksDB may have recovered by itself (it does for some background errors).
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        if db.put_cf_opt(cf(db, maps::GLOBAL)?, PROBE_KEY, [], &wo).is_ok() {
+            tracing::info!("the database writes again");
+            return Ok(true);
+        }
+    }
+    drop(current);
+    let (free, needed) = free_and_needed(&inner.path)?;
+    if free < needed {
+        return Ok(false);
+    }
+    tracing::info!(free, needed, "reopening the database");
+    let old = inner.db.write().map_err(|_| Error::Internal("store lock poisoned".into()))?.take();
+    if let Some(mut old) = old {
+        // Wait for the calls that still hold the old handle: RocksDB locks the database
+        // for one handle at a time.
+        let deadline = Instant::now() + RECOVERY_DRAIN;
+        loop {
+            match Arc::try_unwrap(old) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(still) if Instant::now() < deadline => {
+                    old = still;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(still) => {
+                    *inner
+                        .db
+                        .write()
+                        .map_err(|_| Error::Internal("store lock poisoned".into()))? = Some(still);
+                    return Err(Error::Internal(
+                        "the database handle is still in use; will try again".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let db = open_db(&inner.path)?;
+    inner.inbound.reload(&db)?;
+    inner.outbox.reload(&db)?;
+    inner.inbox.reload(&db)?;
+    *inner.db.write().map_err(|_| Error::Internal("store lock poisoned".into()))? =
+        Some(Arc::new(db));
+    tracing::info!(path = %inner.path.display(), "the database was reopened and writes again");
+    Ok(true)
+}
+
+/// A key recovery writes to see whether the database takes writes.
+const PROBE_KEY: &[u8] = b"write_probe";
+
+/// The free space on the database's disk, and what recovery waits for.
+fn free_and_needed(path: &Path) -> Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(path)
+        .map_err(|e| Error::Io(std::io::Error::from_raw_os_error(e.raw_os_error())))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let mut wal = 0u64;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".log") {
+            wal = wal.saturating_add(entry.metadata()?.len());
+        }
+    }
+    Ok((free, RECOVERY_MIN_FREE_BYTES.saturating_add(wal.saturating_mul(2))))
 }
 
 /// A key and its value, as RocksDB returns them.
@@ -147,21 +363,19 @@ pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::Store(format!("cannot encode a record: {e}")))
 }
 
-impl Store {
-    /// The entries of `cf` whose keys start with `prefix`, in key order.
-    pub(crate) fn scan<'a>(
-        &'a self,
-        cf: &'a ColumnFamily,
-        prefix: &'a [u8],
-    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
-        self.db
-            .iterator_cf(cf, rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward))
-            .map(|item| item.map_err(Error::from))
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
-    }
+/// The entries of `cf` whose keys start with `prefix`, in key order.
+pub(crate) fn scan<'a>(
+    db: &'a DB,
+    cf: &'a ColumnFamily,
+    prefix: &'a [u8],
+) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+    db.iterator_cf(cf, rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward))
+        .map(|item| item.map_err(Error::from))
+        .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
 }
 
-fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
+/// A column family of `db`.
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
     db.cf_handle(name).ok_or_else(|| Error::Store(format!("column family {name} is missing")))
 }
 
@@ -200,12 +414,32 @@ mod tests {
         assert!(err.to_string().contains("newer than this Boardroom"), "{err}");
     }
 
+    /// The outbox worker reads on from the last seq it saw; after a reopen (a full disk) an
+    /// outbox whose entries were all sent is empty on disk, and a counter read from it alone
+    /// would hand out seqs the worker has read past.
+    #[test]
+    fn reloaded_counters_never_move_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.enqueue_outbound(&[b"a".to_vec(), b"b".to_vec()]).expect("enqueue");
+        store.outbox_done(1).expect("done");
+        store.outbox_done(2).expect("done");
+        let db = store.db().expect("db");
+        store.inner.inbound.reload(&db).expect("reload");
+        store.inner.outbox.reload(&db).expect("reload");
+        store.inner.inbox.reload(&db).expect("reload");
+        drop(db);
+        store.enqueue_outbound(&[b"c".to_vec()]).expect("enqueue");
+        assert_eq!(store.outbox_from(0, 10).expect("list"), vec![(3, b"c".to_vec())]);
+    }
+
     #[test]
     fn every_map_exists() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
+        let db = store.db().expect("db");
         for m in maps::MAPS {
-            store.cf(m.name).expect("column family");
+            cf(&db, m.name).expect("column family");
         }
     }
 }

@@ -26,6 +26,20 @@ impl OutboxState {
     }
 }
 
+impl OutboxState {
+    /// Reads the counter again from `db`, after the database was reopened: a write whose
+    /// outcome was an error may have landed. It never moves back: numbers handed out and
+    /// since removed (a sent outbox entry) are not on disk, and the workers have read past
+    /// them.
+    pub(crate) fn reload(&self, db: &DB) -> Result<()> {
+        let fresh = Self::load(db)?.next_seq.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut current =
+            self.next_seq.lock().map_err(|_| Error::Internal("outbox lock poisoned".into()))?;
+        *current = (*current).max(fresh);
+        Ok(())
+    }
+}
+
 impl Store {
     /// Writes `batch` plus the given outbox entries atomically.
     pub(crate) fn write_with_outbox(
@@ -33,8 +47,10 @@ impl Store {
         mut batch: WriteBatch,
         outbound: &[Vec<u8>],
     ) -> Result<()> {
-        let cf = self.cf(maps::SEQ_OUTBOX)?;
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_OUTBOX)?;
         let mut next = self
+            .inner
             .outbox
             .next_seq
             .lock()
@@ -44,7 +60,7 @@ impl Store {
             batch.put_cf(cf, seq.to_be_bytes(), value);
             seq += 1;
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         *next = seq;
         Ok(())
     }
@@ -56,10 +72,11 @@ impl Store {
 
     /// Up to `limit` outbox entries with `seq >= from`, in order.
     pub fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        let cf = self.cf(maps::SEQ_OUTBOX)?;
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_OUTBOX)?;
         let start = from.to_be_bytes();
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
             out.push((codec::decode_u64(&k)?, v.to_vec()));
             if out.len() >= limit {
@@ -71,10 +88,11 @@ impl Store {
 
     /// The homeserver accepted entry `seq`.
     pub fn outbox_done(&self, seq: u64) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes());
-        batch.delete_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
-        self.db.write(batch)?;
+        batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOX)?, seq.to_be_bytes());
+        batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
@@ -82,39 +100,46 @@ impl Store {
     /// it is: from then on it may have landed, whatever becomes of this process or the
     /// connection.
     pub fn outbox_mark_sent(&self, seq: u64, at_ms: u64) -> Result<()> {
-        self.db.put_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes(), at_ms.to_be_bytes())?;
+        let db = self.db()?;
+        self.checked(db.put_cf(
+            super::cf(&db, maps::SEQ_OUTBOXSENT)?,
+            seq.to_be_bytes(),
+            at_ms.to_be_bytes(),
+        ))?;
         Ok(())
     }
 
     /// When entry `seq` was first sent (ms since the epoch), if it was.
     pub fn outbox_sent_at(&self, seq: u64) -> Result<Option<u64>> {
-        self.db
-            .get_pinned_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes())?
+        let db = self.db()?;
+        db.get_pinned_cf(super::cf(&db, maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes())?
             .map(|v| codec::decode_u64(&v))
             .transpose()
     }
 
     /// The homeserver refused entry `seq` for good: keep it, with the error, for the admin.
     pub fn outbox_dead(&self, seq: u64, value: &[u8], error: &str) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
         let record = serde_json::json!({
             "request": String::from_utf8_lossy(value),
             "error": error,
         });
-        batch.put_cf(self.cf(maps::SEQ_OUTBOXDEAD)?, seq.to_be_bytes(), record.to_string());
-        batch.delete_cf(self.cf(maps::SEQ_OUTBOX)?, seq.to_be_bytes());
-        batch.delete_cf(self.cf(maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
-        self.db.write(batch)?;
+        batch.put_cf(super::cf(&db, maps::SEQ_OUTBOXDEAD)?, seq.to_be_bytes(), record.to_string());
+        batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOX)?, seq.to_be_bytes());
+        batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
     /// Puts every request set aside back in the outbox, under new sequence numbers after
     /// everything queued, in one atomic write. Returns how many.
     pub fn requeue_dead(&self) -> Result<usize> {
-        let dead = self.cf(maps::SEQ_OUTBOXDEAD)?;
+        let db = self.db()?;
+        let dead = super::cf(&db, maps::SEQ_OUTBOXDEAD)?;
         let mut batch = WriteBatch::default();
         let mut requests = Vec::new();
-        for item in self.db.iterator_cf(dead, IteratorMode::Start) {
+        for item in db.iterator_cf(dead, IteratorMode::Start) {
             let (k, v) = item?;
             let record: serde_json::Value = super::decode(&v)?;
             let request = record
@@ -131,9 +156,10 @@ impl Store {
 
     /// Requests refused for good, oldest first.
     pub fn outbox_dead_entries(&self, limit: usize) -> Result<Vec<(u64, String)>> {
-        let cf = self.cf(maps::SEQ_OUTBOXDEAD)?;
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_OUTBOXDEAD)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::Start).take(limit) {
+        for item in db.iterator_cf(cf, IteratorMode::Start).take(limit) {
             let (k, v) = item?;
             out.push((codec::decode_u64(&k)?, String::from_utf8_lossy(&v).into_owned()));
         }

@@ -10,7 +10,7 @@ use ruma::EventId;
 use super::{
     Store,
     codec::{self, KeyBuf, KeyReader, decode_u64},
-    decode, encode, maps,
+    decode, encode, maps, scan,
 };
 use crate::{
     domain::task::{Comment, TaskRecord},
@@ -20,9 +20,9 @@ use crate::{
 impl Store {
     /// The number the board's next task gets.
     pub fn next_task_number(&self, slug: &str) -> Result<u64> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes())?
+        let db = self.db()?;
+        Ok(db
+            .get_pinned_cf(super::cf(&db, maps::SLUG_TASKNEXT)?, slug.as_bytes())?
             .map(|v| decode_u64(&v))
             .transpose()?
             .unwrap_or(1))
@@ -34,8 +34,9 @@ impl Store {
     /// it. The second value says whether the number was reserved before. Runs under the
     /// board's lock.
     pub fn reserve_task_number(&self, slug: &str, command: &EventId) -> Result<(u64, bool)> {
-        let cf = self.cf(maps::CMDEVENT_RESERVEDNUM)?;
-        if let Some(v) = self.db.get_pinned_cf(cf, command.as_bytes())? {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::CMDEVENT_RESERVEDNUM)?;
+        if let Some(v) = db.get_pinned_cf(cf, command.as_bytes())? {
             let mut r = KeyReader::new(&v);
             if r.str()? == slug {
                 return Ok((r.u64()?, true));
@@ -44,10 +45,10 @@ impl Store {
         let n = self.next_task_number(slug)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, command.as_bytes(), KeyBuf::new().str(slug).u64(n).build());
-        batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), (n + 1).to_be_bytes());
+        batch.put_cf(super::cf(&db, maps::SLUG_TASKNEXT)?, slug.as_bytes(), (n + 1).to_be_bytes());
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        self.checked(db.write_opt(batch, &wo))?;
         Ok((n, false))
     }
 
@@ -55,14 +56,15 @@ impl Store {
     /// board `slug`: the number is handed back if no later one was handed out (under the
     /// board's lock none was), so that numbers stay gap-free.
     pub fn release_task_number(&self, slug: &str, command: &EventId, n: u64) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(maps::CMDEVENT_RESERVEDNUM)?, command.as_bytes());
+        batch.delete_cf(super::cf(&db, maps::CMDEVENT_RESERVEDNUM)?, command.as_bytes());
         if self.next_task_number(slug)? == n + 1 && self.task(slug, n)?.is_none() {
-            batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
+            batch.put_cf(super::cf(&db, maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
         }
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        self.checked(db.write_opt(batch, &wo))?;
         Ok(())
     }
 
@@ -85,7 +87,8 @@ impl Store {
 
     /// The task that `event` points at in `cf`, a map from event id to (slug, number).
     fn task_by_event(&self, cf: &str, event: &EventId) -> Result<Option<TaskRecord>> {
-        let Some(key) = self.db.get_pinned_cf(self.cf(cf)?, event.as_bytes())? else {
+        let db = self.db()?;
+        let Some(key) = db.get_pinned_cf(super::cf(&db, cf)?, event.as_bytes())? else {
             return Ok(None);
         };
         let mut r = KeyReader::new(&key);
@@ -95,6 +98,7 @@ impl Store {
     }
 
     fn write_task(&self, task: &TaskRecord, command: Option<&EventId>) -> Result<()> {
+        let db = self.db()?;
         let n = task.fields.number;
         let mut batch = WriteBatch::default();
         // The column counts move with the task: out of where it was, into where it is.
@@ -103,7 +107,7 @@ impl Store {
         let counted = |t: &TaskRecord| (!t.fields.deleted).then(|| t.fields.status.clone());
         let (was, is) = (before.as_ref().and_then(counted), counted(task));
         if was != is {
-            let counts = self.cf(maps::SLUGSTATUS_COUNT)?;
+            let counts = super::cf(&db, maps::SLUGSTATUS_COUNT)?;
             if let Some(status) = &was {
                 let left = self.column_count(&task.board, status)?.saturating_sub(1);
                 let key = count_key(&task.board, status);
@@ -120,47 +124,48 @@ impl Store {
         }
         if let Some(command) = command {
             batch.put_cf(
-                self.cf(maps::CMDEVENT_SLUGNUM)?,
+                super::cf(&db, maps::CMDEVENT_SLUGNUM)?,
                 command.as_bytes(),
                 KeyBuf::new().str(&task.board).u64(n).build(),
             );
-            batch.delete_cf(self.cf(maps::CMDEVENT_RESERVEDNUM)?, command.as_bytes());
+            batch.delete_cf(super::cf(&db, maps::CMDEVENT_RESERVEDNUM)?, command.as_bytes());
         }
         batch.put_cf(
-            self.cf(maps::SLUGNUM_TASK)?,
+            super::cf(&db, maps::SLUGNUM_TASK)?,
             KeyBuf::new().str(&task.board).u64(n).build(),
             encode(task)?,
         );
         batch.put_cf(
-            self.cf(maps::ROOTEVENT_SLUGNUM)?,
+            super::cf(&db, maps::ROOTEVENT_SLUGNUM)?,
             task.fields.root_event_id.as_bytes(),
             KeyBuf::new().str(&task.board).u64(n).build(),
         );
         if self.next_task_number(&task.board)? <= n {
             batch.put_cf(
-                self.cf(maps::SLUG_TASKNEXT)?,
+                super::cf(&db, maps::SLUG_TASKNEXT)?,
                 task.board.as_bytes(),
                 (n + 1).to_be_bytes(),
             );
         }
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        self.checked(db.write_opt(batch, &wo))?;
         Ok(())
     }
 
     /// How many tasks of board `slug` that are not deleted have status `status`.
     pub fn column_count(&self, slug: &str, status: &str) -> Result<u64> {
-        self.db
-            .get_pinned_cf(self.cf(maps::SLUGSTATUS_COUNT)?, count_key(slug, status))?
+        let db = self.db()?;
+        db.get_pinned_cf(super::cf(&db, maps::SLUGSTATUS_COUNT)?, count_key(slug, status))?
             .map_or(Ok(0), |v| decode_u64(&v))
     }
 
     /// Every status of board `slug` that holds tasks not deleted, with how many.
     pub fn column_counts(&self, slug: &str) -> Result<Vec<(String, u64)>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).prefix();
         let mut out = Vec::new();
-        for item in self.scan(self.cf(maps::SLUGSTATUS_COUNT)?, &prefix) {
+        for item in scan(&db, super::cf(&db, maps::SLUGSTATUS_COUNT)?, &prefix) {
             let (k, v) = item?;
             let mut r = KeyReader::new(&k);
             r.str()?;
@@ -172,20 +177,24 @@ impl Store {
     /// Records `root` as a thread root of task `n` of board `slug` (a root from before the
     /// task moved to an upgraded room).
     pub fn map_root(&self, root: &EventId, slug: &str, n: u64) -> Result<()> {
-        self.db.put_cf(
-            self.cf(maps::ROOTEVENT_SLUGNUM)?,
+        let db = self.db()?;
+        self.checked(db.put_cf(
+            super::cf(&db, maps::ROOTEVENT_SLUGNUM)?,
             root.as_bytes(),
             KeyBuf::new().str(slug).u64(n).build(),
-        )?;
+        ))?;
         Ok(())
     }
 
     /// Task `n` of board `slug`.
     pub fn task(&self, slug: &str, n: u64) -> Result<Option<TaskRecord>> {
-        self.db
-            .get_pinned_cf(self.cf(maps::SLUGNUM_TASK)?, KeyBuf::new().str(slug).u64(n).build())?
-            .map(|v| decode(&v))
-            .transpose()
+        let db = self.db()?;
+        db.get_pinned_cf(
+            super::cf(&db, maps::SLUGNUM_TASK)?,
+            KeyBuf::new().str(slug).u64(n).build(),
+        )?
+        .map(|v| decode(&v))
+        .transpose()
     }
 
     /// The task whose thread root is `root`.
@@ -206,9 +215,10 @@ impl Store {
     /// Hands a board's tasks to `f` by number, reading each only when `f` asks for more
     /// (it returns `false` to stop).
     pub fn tasks_while(&self, slug: &str, mut f: impl FnMut(TaskRecord) -> bool) -> Result<()> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).prefix();
-        let cf = self.cf(maps::SLUGNUM_TASK)?;
-        for item in self.scan(cf, &prefix) {
+        let cf = super::cf(&db, maps::SLUGNUM_TASK)?;
+        for item in scan(&db, cf, &prefix) {
             let (_, v) = item?;
             if !f(decode(&v)?) {
                 break;
@@ -219,15 +229,15 @@ impl Store {
 
     /// Records a comment (or its edit).
     pub fn put_comment(&self, slug: &str, n: u64, comment: &Comment) -> Result<()> {
+        let db = self.db()?;
         let mut batch = WriteBatch::default();
-        let key = match self
-            .db
-            .get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
+        let key = match db
+            .get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
         {
             Some(k) => k.to_vec(),
             None => {
                 batch.put_cf(
-                    self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?,
+                    super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
                     commenter_key(slug, n, comment),
                     [],
                 );
@@ -239,41 +249,44 @@ impl Store {
                     .build()
             }
         };
-        batch.put_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
-        batch.put_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes(), &key);
-        self.db.write(batch)?;
+        batch.put_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
+        batch.put_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes(), &key);
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
     /// Replaces a known comment's record (an edit). Returns whether it was known.
     pub fn update_comment(&self, comment: &Comment) -> Result<bool> {
-        let Some(key) = self
-            .db
-            .get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
+        let db = self.db()?;
+        let Some(key) = db.get_pinned_cf(
+            super::cf(&db, maps::EVENTID_COMMENTKEY)?,
+            comment.event_id.as_bytes(),
+        )?
         else {
             return Ok(false);
         };
-        self.db.put_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?)?;
+        self.checked(db.put_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?))?;
         Ok(true)
     }
 
     /// A comment by its event id.
     pub fn comment(&self, event_id: &EventId) -> Result<Option<Comment>> {
+        let db = self.db()?;
         let Some(key) =
-            self.db.get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
+            db.get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
         else {
             return Ok(None);
         };
-        self.db
-            .get_pinned_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key)?
+        db.get_pinned_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key)?
             .map(|v| decode(&v))
             .transpose()
     }
 
     /// The task a comment belongs to.
     pub fn task_of_comment(&self, event_id: &EventId) -> Result<Option<TaskRecord>> {
+        let db = self.db()?;
         let Some(key) =
-            self.db.get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
+            db.get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
         else {
             return Ok(None);
         };
@@ -285,34 +298,36 @@ impl Store {
 
     /// Removes a comment (redacted). Returns whether there was one.
     pub fn remove_comment(&self, event_id: &EventId) -> Result<bool> {
+        let db = self.db()?;
         let Some(key) =
-            self.db.get_pinned_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
+            db.get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, event_id.as_bytes())?
         else {
             return Ok(false);
         };
         let mut batch = WriteBatch::default();
-        if let Some(v) = self.db.get_pinned_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key)? {
+        if let Some(v) = db.get_pinned_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key)? {
             let mut r = KeyReader::new(&key);
             let slug = r.str()?.to_owned();
             let n = r.u64()?;
             let comment: Comment = decode(&v)?;
             batch.delete_cf(
-                self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?,
+                super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
                 commenter_key(&slug, n, &comment),
             );
         }
-        batch.delete_cf(self.cf(maps::SLUGNUMTS_COMMENT)?, &key);
-        batch.delete_cf(self.cf(maps::EVENTID_COMMENTKEY)?, event_id.as_bytes());
-        self.db.write(batch)?;
+        batch.delete_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key);
+        batch.delete_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, event_id.as_bytes());
+        self.checked(db.write(batch))?;
         Ok(true)
     }
 
     /// A task's comments, oldest first.
     pub fn comments(&self, slug: &str, n: u64) -> Result<Vec<Comment>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).u64(n).prefix();
-        let cf = self.cf(maps::SLUGNUMTS_COMMENT)?;
+        let cf = super::cf(&db, maps::SLUGNUMTS_COMMENT)?;
         let mut out = Vec::new();
-        for item in self.scan(cf, &prefix) {
+        for item in scan(&db, cf, &prefix) {
             let (_, v) = item?;
             out.push(decode(&v)?);
         }
@@ -322,8 +337,9 @@ impl Store {
     /// Everyone who has a comment on a task, each once: one seek per commenter, however
     /// many comments there are.
     pub fn commenters(&self, slug: &str, n: u64) -> Result<Vec<ruma::OwnedUserId>> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).u64(n).prefix();
-        let mut it = self.db.raw_iterator_cf(self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?);
+        let mut it = db.raw_iterator_cf(super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?);
         it.seek(&prefix);
         let mut out = Vec::new();
         while let Some(key) = it.key().filter(|k| k.starts_with(&prefix)) {
@@ -359,12 +375,13 @@ impl Store {
     /// Empties the task index (before a rebuild). Boards with numbers reserved by unfinished
     /// `!task new` commands keep their counters past them.
     pub fn clear_task_index(&self) -> Result<()> {
+        let db = self.db()?;
         self.clear_maps(&TASK_MAPS)?;
         // Numbers reserved by unfinished `!task new` commands stay taken: they run again
         // with them, so the counters start past them.
         let mut next: std::collections::BTreeMap<String, u64> = Default::default();
-        let reserved = self.cf(maps::CMDEVENT_RESERVEDNUM)?;
-        for item in self.db.iterator_cf(reserved, rocksdb::IteratorMode::Start) {
+        let reserved = super::cf(&db, maps::CMDEVENT_RESERVEDNUM)?;
+        for item in db.iterator_cf(reserved, rocksdb::IteratorMode::Start) {
             let (_, v) = item?;
             let mut r = KeyReader::new(&v);
             let slug = r.str()?.to_owned();
@@ -374,9 +391,9 @@ impl Store {
         }
         let mut batch = WriteBatch::default();
         for (slug, n) in next {
-            batch.put_cf(self.cf(maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
+            batch.put_cf(super::cf(&db, maps::SLUG_TASKNEXT)?, slug.as_bytes(), n.to_be_bytes());
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
@@ -429,8 +446,10 @@ fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
 impl Store {
     /// Fills `slugstatus_count` from the tasks already indexed (migration 9).
     pub(crate) fn count_columns(&self) -> Result<()> {
+        let db = self.db()?;
         let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
-        for item in self.db.iterator_cf(self.cf(maps::SLUGNUM_TASK)?, rocksdb::IteratorMode::Start)
+        for item in
+            db.iterator_cf(super::cf(&db, maps::SLUGNUM_TASK)?, rocksdb::IteratorMode::Start)
         {
             let (_, v) = item?;
             let task: TaskRecord = decode(&v)?;
@@ -439,21 +458,22 @@ impl Store {
             }
         }
         self.clear_maps(&[maps::SLUGSTATUS_COUNT])?;
-        let cf = self.cf(maps::SLUGSTATUS_COUNT)?;
+        let cf = super::cf(&db, maps::SLUGSTATUS_COUNT)?;
         let mut batch = WriteBatch::default();
         for ((slug, status), n) in counts {
             batch.put_cf(cf, count_key(&slug, &status), n.to_be_bytes());
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
     /// Fills `slugnumuserevent_comment` from the comments already indexed (migration 7).
     pub(crate) fn index_commenters(&self) -> Result<()> {
-        let comments = self.cf(maps::SLUGNUMTS_COMMENT)?;
-        let commenters = self.cf(maps::SLUGNUMUSEREVENT_COMMENT)?;
+        let db = self.db()?;
+        let comments = super::cf(&db, maps::SLUGNUMTS_COMMENT)?;
+        let commenters = super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?;
         let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(comments, rocksdb::IteratorMode::Start) {
+        for item in db.iterator_cf(comments, rocksdb::IteratorMode::Start) {
             let (key, value) = item?;
             let mut r = KeyReader::new(&key);
             let slug = r.str()?;
@@ -461,10 +481,10 @@ impl Store {
             let comment: Comment = decode(&value)?;
             batch.put_cf(commenters, commenter_key(slug, n, &comment), []);
             if batch.len() >= 10_000 {
-                self.db.write(std::mem::take(&mut batch))?;
+                self.checked(db.write(std::mem::take(&mut batch)))?;
             }
         }
-        self.db.write(batch)?;
+        self.checked(db.write(batch))?;
         Ok(())
     }
 }

@@ -52,18 +52,19 @@ fn synced() -> WriteOptions {
 impl Store {
     /// The owner record of a virtual user, if a client has claimed it.
     pub fn virtual_user(&self, user: &UserId) -> Result<Option<VirtualUser>> {
-        self.db
-            .get_pinned_cf(self.cf(maps::USERID_VIRTUALUSER)?, user.as_bytes())?
+        let db = self.db()?;
+        db.get_pinned_cf(super::cf(&db, maps::USERID_VIRTUALUSER)?, user.as_bytes())?
             .map(|v| decode(&v))
             .transpose()
     }
 
     /// How many virtual users `client` owns, counting at most `up_to`.
     pub fn virtual_users_of(&self, client: &str, up_to: u64) -> Result<u64> {
+        let db = self.db()?;
         let prefix = KeyBuf::new().str(client).prefix();
-        let cf = self.cf(maps::CLIENTUSERID_VIRTUALUSER)?;
+        let cf = super::cf(&db, maps::CLIENTUSERID_VIRTUALUSER)?;
         let mut n = 0;
-        for item in self.scan(cf, &prefix) {
+        for item in super::scan(&db, cf, &prefix) {
             item?;
             n += 1;
             if n >= up_to {
@@ -76,6 +77,7 @@ impl Store {
     /// Gives `user` to `client` unless another client owns it or `client` owns `max`
     /// virtual users already. A user the client owns already is answered as it is.
     pub fn claim_virtual_user(&self, user: &UserId, client: &str, max: u64) -> Result<Claim> {
+        let db = self.db()?;
         let _claims = CLAIMS.lock().map_err(|_| Error::Internal("claim lock poisoned".into()))?;
         match self.virtual_user(user)? {
             Some(v) if v.client == client => return Ok(Claim::Owned(v)),
@@ -87,28 +89,29 @@ impl Store {
         }
         let record = VirtualUser { client: client.to_owned(), registered: false };
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(maps::USERID_VIRTUALUSER)?, user.as_bytes(), encode(&record)?);
+        batch.put_cf(super::cf(&db, maps::USERID_VIRTUALUSER)?, user.as_bytes(), encode(&record)?);
         batch.put_cf(
-            self.cf(maps::CLIENTUSERID_VIRTUALUSER)?,
+            super::cf(&db, maps::CLIENTUSERID_VIRTUALUSER)?,
             KeyBuf::new().str(client).str(user.as_str()).build(),
             [],
         );
-        self.db.write_opt(batch, &synced())?;
+        self.checked(db.write_opt(batch, &synced()))?;
         Ok(Claim::Owned(record))
     }
 
     /// Records that `user`, owned by `client`, is registered with the homeserver.
     pub fn set_virtual_user_registered(&self, user: &UserId, client: &str) -> Result<()> {
+        let db = self.db()?;
         let _claims = CLAIMS.lock().map_err(|_| Error::Internal("claim lock poisoned".into()))?;
         match self.virtual_user(user)? {
             Some(v) if v.client == client => {
                 let record = VirtualUser { registered: true, ..v };
-                self.db.put_cf_opt(
-                    self.cf(maps::USERID_VIRTUALUSER)?,
+                self.checked(db.put_cf_opt(
+                    super::cf(&db, maps::USERID_VIRTUALUSER)?,
                     user.as_bytes(),
                     encode(&record)?,
                     &synced(),
-                )?;
+                ))?;
                 Ok(())
             }
             _ => Err(Error::Internal(format!("{user} is not a virtual user of {client}"))),

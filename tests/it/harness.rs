@@ -305,11 +305,22 @@ impl Stack {
 
     /// [`Stack::start`], with extra arguments for `scripts/synapse.py run`.
     pub(crate) async fn start_with(extra_config: &str, synapse_args: &[&str]) -> Stack {
+        Self::start_with_db(extra_config, synapse_args, None).await
+    }
+
+    /// [`Stack::start_with`], with Boardroom's database at `db` when given (else in the
+    /// stack's temporary directory).
+    pub(crate) async fn start_with_db(
+        extra_config: &str,
+        synapse_args: &[&str],
+        db: Option<&Path>,
+    ) -> Stack {
         let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let hs_port = free_port();
         let hs_url = format!("http://127.0.0.1:{hs_port}");
-        let config = test_config(&hs_url, listen, &dir.path().join("db"), extra_config);
+        let db = db.map_or_else(|| dir.path().join("db"), Path::to_path_buf);
+        let config = test_config(&hs_url, listen, &db, extra_config);
         let config_path = dir.path().join("boardroom.toml");
         std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
             .expect("write config");

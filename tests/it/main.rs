@@ -10,6 +10,7 @@ mod harness;
 mod notifications;
 mod outbox;
 mod security_api;
+mod security_diskfull;
 mod security_faults;
 mod security_trust;
 mod tasks;

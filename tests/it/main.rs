@@ -9,4 +9,5 @@ mod cli;
 mod harness;
 mod notifications;
 mod outbox;
+mod security_limits;
 mod tasks;

@@ -305,3 +305,28 @@ async fn shutdown_lets_a_request_in_progress_finish() {
     assert_eq!(status, 200, "{body}");
     served.stop().await;
 }
+
+/// `boardroom serve` binds `api.listen` as well; a port it cannot have is named by key.
+#[tokio::test]
+async fn listeners_bind_api_listen_and_name_it_when_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let free = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let free_addr = free.local_addr().expect("addr");
+    drop(free);
+    let settings = |api: SocketAddr| {
+        Config::offline(&dir.path().join("db"), &format!("[api]\nlisten = \"{api}\"\n",))
+            .expect("config")
+            .validate()
+            .expect("valid")
+    };
+    let mut s = settings(taken.local_addr().expect("addr"));
+    s.listen = "127.0.0.1:0".parse().expect("addr");
+    let err = Listeners::bind(&s).await.expect_err("the API port is taken");
+    assert!(err.to_string().contains("api.listen"), "{err}");
+
+    let mut s = settings(free_addr);
+    s.listen = "127.0.0.1:0".parse().expect("addr");
+    let listeners = Listeners::bind(&s).await.expect("both bound");
+    assert_eq!(listeners.api.as_ref().map(|l| l.local_addr().expect("addr")), Some(free_addr));
+}

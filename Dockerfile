@@ -69,7 +69,9 @@ VOLUME ["/data"]
 # `boardroom registration` and `check-config` find the config here without --config.
 ENV BOARDROOM_CONFIG=/config/boardroom.toml
 # The appservice API. Set `[appservice] listen = "0.0.0.0:9009"`: the default,
-# 127.0.0.1:9009, is not reachable from outside the container.
+# 127.0.0.1:9009, is not reachable from outside the container. With
+# `[api] listen = "0.0.0.0:9010"` the HTTP API has a port of its own (publish that one
+# to task apps, and keep 9009 for the homeserver).
 EXPOSE 9009
 
 ENTRYPOINT ["boardroom"]

@@ -3,6 +3,8 @@
 //!   inboxes), for a task with 100, 10,000 or 100,000 comments by 20 authors;
 //! - who `@alice smith` names in a room (mention resolution), and who goes by a name
 //!   starting with `user12` (autocomplete), in rooms of 100 and 10,000 members;
+//! - what a message of 60,000 `@`s costs when a member is named 250 `@`s (the bound on
+//!   mention resolution);
 //! - a board's task counts per column (`!board info`), kept or read from every task, for
 //!   boards of 1,000 and 100,000 tasks.
 //!
@@ -11,7 +13,11 @@
 //! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
 
 use boardroom::{
-    domain::task::{Comment, TaskRecord},
+    domain::{
+        mention,
+        task::{Comment, TaskRecord},
+    },
+    process::notify::RoomAudience,
     store::Store,
 };
 use divan::Bencher;
@@ -64,6 +70,30 @@ fn mention_by_name(bencher: Bencher, members: usize) {
     bencher.bench_local(|| {
         let found = store.name_at(room, "alice smith, can you look at this?").expect("name");
         assert_eq!(found.map(|(len, _)| len), Some(11));
+    });
+}
+
+/// Issue 10's worst case: a member named 250 `@`s, and a message of 60,000 `@`s (took
+/// 23 s of CPU before mention resolution was bounded).
+#[divan::bench(args = [100, 10_000], sample_count = 30)]
+fn mentions_in_a_flood_of_at_signs(bencher: Bencher, members: usize) {
+    let (_dir, store) = room_of(members);
+    let room = ruma::room_id!("!general:localhost");
+    let name = "@".repeat(250);
+    store
+        .set_membership(
+            room,
+            ruma::user_id!("@mallory:localhost"),
+            &MembershipState::Join,
+            Some(&name),
+            None,
+        )
+        .expect("member");
+    let body = "@".repeat(60_000);
+    bencher.bench_local(|| {
+        let audience = RoomAudience::new(&store, room);
+        let found = mention::plain_mentions(&body, &audience).expect("resolve");
+        assert!(found.is_empty());
     });
 }
 

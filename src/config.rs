@@ -37,12 +37,83 @@ pub struct Config {
     /// The HTTP API for bots and task apps.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Limits on the HTTP connections Boardroom serves.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: timeouts and the connection cap, applied to every listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a client has to send a request's head (request line and headers), from its
+    /// first byte; a slower one is disconnected.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "de_u64")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body, from the end of its head; a
+    /// slower one is answered 400 and disconnected.
+    #[serde(default = "default_body_read_timeout", deserialize_with = "de_u64")]
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may wait for its next request (after it is accepted, or after
+    /// the previous response) before it is closed.
+    #[serde(default = "default_idle_timeout", deserialize_with = "de_u64")]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once on each listener. Further connections wait in the
+    /// kernel's accept queue (not accepted, no file descriptor) until one closes.
+    #[serde(default = "default_max_connections", deserialize_with = "de_u64")]
+    pub max_connections: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_read_timeout_secs: default_body_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_body_read_timeout() -> u64 {
+    60
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_max_connections() -> u64 {
+    512
+}
+
+/// A whole number, from TOML or from an environment override (which arrives as a string).
+fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+    match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(t) => t.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!("`{t}` is not a whole number of at least 0"))
+        }),
+    }
 }
 
 /// `[api]`
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
+    /// Serve the HTTP API on this address and port, apart from the appservice API (which
+    /// stays on `appservice.listen`), each listener with its own connection cap, so that
+    /// API traffic cannot starve the homeserver's transactions. Unset: both on
+    /// `appservice.listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
     /// Bots and task apps that call the API with a client token, acting as virtual users.
     #[serde(default)]
     pub clients: Vec<ApiClientConfig>,
@@ -218,6 +289,8 @@ pub struct Settings {
     pub server_name: OwnedServerName,
     /// `appservice.listen`.
     pub listen: SocketAddr,
+    /// `api.listen`, when the HTTP API has a listener of its own.
+    pub api_listen: Option<SocketAddr>,
     /// The token we send.
     pub as_token: Secret,
     /// The token the homeserver sends.
@@ -369,6 +442,33 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| bad("logging.level", format!("not a level or tracing filter: {e}")))?;
 
+        let api_listen = match &self.api.listen {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|e| {
+                    bad("api.listen", format!("not an address:port such as 127.0.0.1:9010: {e}"))
+                })?;
+                if addr == listen {
+                    return Err(bad(
+                        "api.listen",
+                        "must differ from appservice.listen (leave it unset to share it)".into(),
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        let h = &self.http;
+        for (key, value, max) in [
+            ("http.header_read_timeout_secs", h.header_read_timeout_secs, 86_400),
+            ("http.body_read_timeout_secs", h.body_read_timeout_secs, 86_400),
+            ("http.idle_timeout_secs", h.idle_timeout_secs, 86_400),
+            ("http.max_connections", h.max_connections, 1 << 20),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(bad(key, format!("must be between 1 and {max}")));
+            }
+        }
+
         let mut api_clients = Vec::new();
         for (i, c) in self.api.clients.iter().enumerate() {
             let key = format!("api.clients[{i}].token");
@@ -406,6 +506,7 @@ impl Config {
             homeserver_url,
             server_name,
             listen,
+            api_listen,
             as_token,
             hs_token,
             bot_user_id,
@@ -621,6 +722,52 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_have_defaults_take_env_strings_and_refuse_zero() {
+        let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.raw.http.header_read_timeout_secs, 10);
+        assert_eq!(s.raw.http.body_read_timeout_secs, 60);
+        assert_eq!(s.raw.http.idle_timeout_secs, 60);
+        assert_eq!(s.raw.http.max_connections, 512);
+        assert_eq!(s.api_listen, None);
+
+        // Environment overrides arrive as strings.
+        let c = load(MINIMAL, &[("BOARDROOM__HTTP__MAX_CONNECTIONS", "7")]).expect("parses");
+        assert_eq!(c.http.max_connections, 7);
+        let err =
+            load(MINIMAL, &[("BOARDROOM__HTTP__IDLE_TIMEOUT_SECS", "soon")]).expect_err("bad");
+        assert!(err.to_string().contains("http.idle_timeout_secs"), "{err}");
+
+        for key in [
+            "header_read_timeout_secs",
+            "body_read_timeout_secs",
+            "idle_timeout_secs",
+            "max_connections",
+        ] {
+            let err = load(&format!("{MINIMAL}\n[http]\n{key} = 0\n"), &[])
+                .expect("parses")
+                .validate()
+                .expect_err("zero is refused");
+            assert!(err.to_string().contains(&format!("http.{key}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn api_listen_is_parsed_and_must_differ_from_the_appservice_listener() {
+        let s = load(&format!("{MINIMAL}\n[api]\nlisten = \"127.0.0.1:9010\"\n"), &[])
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.api_listen, Some("127.0.0.1:9010".parse().expect("addr")));
+        for bad in ["127.0.0.1:9009", "nowhere"] {
+            let err = load(&format!("{MINIMAL}\n[api]\nlisten = \"{bad}\"\n"), &[])
+                .expect("parses")
+                .validate()
+                .expect_err("refused");
+            assert!(err.to_string().contains("api.listen"), "{err}");
+        }
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("@*:example.org", "@alice:example.org"));
         assert!(!glob_match("@*:example.org", "@alice:evil.org"));
@@ -648,6 +795,7 @@ mod example_drift {
             Config::from_toml_with_env(EXAMPLE, std::iter::empty()).expect("example parses");
         c.appservice.as_token_file = Some("x".into());
         c.appservice.hs_token_file = Some("x".into());
+        c.api.listen = Some("127.0.0.1:9010".into());
         for client in &mut c.api.clients {
             client.token_file = Some("x".into());
         }

@@ -30,6 +30,7 @@ pub mod domain;
 pub mod error;
 pub mod homeserver;
 pub mod lanes;
+pub mod listener;
 pub mod process;
 pub mod registration;
 pub mod reindex;

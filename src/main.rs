@@ -134,12 +134,7 @@ fn run_serve(settings: Settings) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
-            boardroom::Error::Config {
-                key: "appservice.listen".into(),
-                problem: format!("cannot listen on {}: {e}", settings.listen),
-            }
-        })?;
+        let listeners = server::Listeners::bind(&settings).await?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
@@ -147,7 +142,7 @@ fn run_serve(settings: Settings) -> ExitCode {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        server::serve(settings, listener, shutdown).await
+        server::serve_app_on(server::App::new(settings)?, listeners, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

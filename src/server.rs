@@ -13,6 +13,7 @@ use crate::{
     domain::live::LiveState,
     error::{Error, Result},
     homeserver::{Auth, HomeserverClient, RetryPolicy, outbox, startup},
+    listener::{self, Limits},
     process::{self, Context},
     store::Store,
 };
@@ -47,15 +48,25 @@ impl App {
         Ok(Self { ctx, client })
     }
 
-    /// The HTTP surface: the appservice API, and Matrix-style 404 for anything else.
+    /// The HTTP surface: the appservice API and the HTTP API, and Matrix-style 404 for
+    /// anything else.
     pub fn router(&self) -> Router {
+        finish(self.appservice_router_bare().merge(crate::api::router(self.ctx.clone())))
+    }
+
+    /// The appservice API alone (what the homeserver calls), when the HTTP API has a
+    /// listener of its own.
+    pub fn appservice_router(&self) -> Router {
+        finish(self.appservice_router_bare())
+    }
+
+    /// The HTTP API alone, for its own listener (`api.listen`).
+    pub fn api_router(&self) -> Router {
+        finish(crate::api::router(self.ctx.clone()))
+    }
+
+    fn appservice_router_bare(&self) -> Router {
         appservice::router(AppState { ctx: self.ctx.clone() })
-            .merge(crate::api::router(self.ctx.clone()))
-            .fallback(|| async { Error::Unrecognized })
-            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // The path only: a query string may carry a token.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            }))
     }
 
     /// Starts the inbound dispatcher and the outbox worker.
@@ -80,6 +91,43 @@ impl App {
     }
 }
 
+/// Matrix-style 404 for unknown paths, and a span per request.
+fn finish(router: Router) -> Router {
+    router.fallback(|| async { Error::Unrecognized }).layer(
+        TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: a query string may carry a token.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }),
+    )
+}
+
+/// Where Boardroom listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `appservice.listen`: the appservice API, and the HTTP API when `api` is `None`.
+    pub appservice: TcpListener,
+    /// `api.listen`: the HTTP API alone.
+    pub api: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `appservice.listen`, and `api.listen` when it is set.
+    pub async fn bind(settings: &Settings) -> Result<Self> {
+        let bind = |addr: std::net::SocketAddr, key: &'static str| async move {
+            TcpListener::bind(addr).await.map_err(|e| Error::Config {
+                key: key.into(),
+                problem: format!("cannot listen on {addr}: {e}"),
+            })
+        };
+        let appservice = bind(settings.listen, "appservice.listen").await?;
+        let api = match settings.api_listen {
+            Some(addr) => Some(bind(addr, "api.listen").await?),
+            None => None,
+        };
+        Ok(Self { appservice, api })
+    }
+}
+
 /// Serves on `listener` until `shutdown` is cancelled, then stops every task.
 pub async fn serve(
     settings: Settings,
@@ -89,8 +137,19 @@ pub async fn serve(
     serve_app(App::new(settings)?, listener, shutdown).await
 }
 
-/// [`serve`] with an [`App`] already built (tests keep a clone to look inside).
+/// [`serve`] with an [`App`] already built (tests keep a clone to look inside): both APIs
+/// on `listener`.
 pub async fn serve_app(app: App, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    serve_app_on(app, Listeners { appservice: listener, api: None }, shutdown).await
+}
+
+/// [`serve_app`] on [`Listeners`]: with an API listener, the HTTP API is served there and
+/// not on the appservice listener, each with its own connection cap.
+pub async fn serve_app_on(
+    app: App,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let mut tasks = JoinSet::new();
     app.spawn_processing(&mut tasks, &shutdown);
     let startup_settings = app.ctx.settings.clone();
@@ -106,15 +165,43 @@ pub async fn serve_app(app: App, listener: TcpListener, shutdown: CancellationTo
         startup::ping_after_recovery(&settings, store, client, recovery_shutdown).await;
     });
 
+    let limits = Limits::from_config(&app.ctx.settings.raw.http);
+    let api_listen = match &listeners.api {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %listeners.appservice.local_addr()?,
+        api_listen = api_listen.map(|a| a.to_string()),
+        max_connections = limits.max_connections,
         homeserver = app.client.base_url(),
         bot = %app.ctx.settings.bot_user_id,
         "Boardroom serving"
     );
-    let served = axum::serve(listener, app.router())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    match listeners.api {
+        None => {
+            listener::serve(
+                "appservice",
+                listeners.appservice,
+                app.router(),
+                limits,
+                shutdown.clone(),
+            )
+            .await
+        }
+        Some(api) => {
+            tokio::join!(
+                listener::serve(
+                    "appservice",
+                    listeners.appservice,
+                    app.appservice_router(),
+                    limits,
+                    shutdown.clone()
+                ),
+                listener::serve("api", api, app.api_router(), limits, shutdown.clone()),
+            );
+        }
+    }
     shutdown.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}
@@ -124,5 +211,5 @@ pub async fn serve_app(app: App, listener: TcpListener, shutdown: CancellationTo
         tracing::warn!("some tasks did not stop within 10 s");
     }
     tracing::info!("Boardroom stopped");
-    served.map_err(Error::Io)
+    Ok(())
 }

@@ -2,12 +2,44 @@
 //! links) in `formatted_body`, and plain `@name` text where `name` is a member's localpart
 //! or display name (case-insensitive; the longest match wins; unknown names are ignored).
 //! Only users who can see the room are candidates: nobody else is ever notified.
+//!
+//! What one message costs is bounded whatever members call themselves: at most
+//! [`MAX_MENTION_CANDIDATES`] `@`s of a message are looked up, and past each only the
+//! first [`MAX_NAME_ENDS`] places a name could end, within [`MAX_NAME_BYTES`] ([`name_ends`]):
+//! with the board index, at most two seeks each.
 
 use std::collections::BTreeSet;
 
 use ruma::{OwnedUserId, UserId};
 
 use crate::commands::escape_html;
+
+/// At most this many `@`s at a word start are looked up as names in one message; the
+/// ones after them mention nobody (pills and `m.mentions` still do).
+pub const MAX_MENTION_CANDIDATES: usize = 64;
+
+/// How far past an `@` a name is looked for, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// How many places a name may end past an `@` are tried: a name must end at one of the
+/// first this many word boundaries (the end of the text counts as one), so a name of more
+/// than this many words (or of this many non-word characters, such as `@@@…`) cannot be
+/// mentioned as plain text.
+pub const MAX_NAME_ENDS: usize = 16;
+
+/// Where a name following an `@` may end in `text` (lowercase, what follows the `@`):
+/// the byte offsets of its word boundaries (before a character that is not a letter, digit
+/// or `_`, and the end of the text), ascending, at most [`MAX_NAME_ENDS`] of them, none
+/// past [`MAX_NAME_BYTES`]. Reads at most [`MAX_NAME_BYTES`] of `text`.
+pub fn name_ends(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.char_indices()
+        .filter(|(_, c)| !is_word(*c))
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .take_while(|&p| p <= MAX_NAME_BYTES)
+        .filter(|&p| p > 0)
+        .take(MAX_NAME_ENDS)
+}
 
 /// Someone who can see the room.
 #[derive(Debug, Clone)]
@@ -23,8 +55,8 @@ pub trait Audience {
     /// Whether `user` has joined the room.
     fn can_see(&self, user: &UserId) -> crate::Result<bool>;
     /// The longest name (lowercase localpart or display name) of someone in the room that
-    /// `text` (lowercase, what follows an `@`) starts with, ending at a word boundary
-    /// (not followed by a letter, digit or `_`): its length in bytes and who it is.
+    /// `text` (lowercase, what follows an `@`) starts with, ending at one of
+    /// [`name_ends`]`(text)`: its length in bytes and who it is.
     fn name_at(&self, text: &str) -> crate::Result<Option<(usize, OwnedUserId)>>;
 }
 
@@ -35,6 +67,7 @@ impl Audience for [Candidate] {
     }
 
     fn name_at(&self, text: &str) -> crate::Result<Option<(usize, OwnedUserId)>> {
+        let ends: Vec<usize> = name_ends(text).collect();
         let mut best: Option<(usize, &OwnedUserId)> = None;
         for c in self {
             let names = [
@@ -42,10 +75,7 @@ impl Audience for [Candidate] {
                 c.display_name.as_ref().map(|d| d.to_lowercase()),
             ];
             for name in names.into_iter().flatten() {
-                if name.is_empty()
-                    || !text.starts_with(&name)
-                    || text[name.len()..].chars().next().is_some_and(is_word)
-                {
+                if !ends.contains(&name.len()) || !text.starts_with(&name) {
                     continue;
                 }
                 if best.is_none_or(|(len, _)| name.len() > len) {
@@ -120,18 +150,15 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Plain `@name` mentions in `body` of people who can see the room.
+/// Plain `@name` mentions in `body` of people who can see the room: the names after the
+/// first [`MAX_MENTION_CANDIDATES`] `@`s at a word start.
 pub fn plain_mentions<A: Audience + ?Sized>(
     body: &str,
     audience: &A,
 ) -> crate::Result<BTreeSet<OwnedUserId>> {
     let mut out = BTreeSet::new();
     let lower = body.to_lowercase();
-    for (i, _) in lower.match_indices('@') {
-        // Only at a word start.
-        if lower[..i].chars().next_back().is_some_and(is_word) {
-            continue;
-        }
+    for i in at_word_starts(&lower).take(MAX_MENTION_CANDIDATES) {
         if let Some((_, u)) = audience.name_at(&lower[i + 1..])?
             && audience.can_see(&u)?
         {
@@ -179,24 +206,38 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// Byte offsets of the `@`s of `text` that start a word (no letter, digit or `_` before).
+fn at_word_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.match_indices('@')
+        .map(|(i, _)| i)
+        .filter(|&i| !text[..i].chars().next_back().is_some_and(is_word))
+}
+
 /// The first byte range of `hay` that equals `needle` (which starts with `@`) ignoring
-/// case, stands as a whole word and overlaps nothing `claimed`. Ranges are always on
-/// character boundaries of `hay`, whatever lowercasing does to lengths.
+/// case, stands as a whole word and overlaps nothing `claimed`, at one of the first
+/// [`MAX_MENTION_CANDIDATES`] `@`s at a word start (where [`plain_mentions`] looks).
+/// Ranges are always on character boundaries of `hay`, whatever lowercasing does to
+/// lengths.
 fn find_mention(
     hay: &str,
     needle: &str,
     claimed: &[(usize, usize, &OwnedUserId)],
 ) -> Option<(usize, usize)> {
     let target = needle.to_lowercase();
-    for (start, _) in hay.match_indices('@') {
+    for start in at_word_starts(hay).take(MAX_MENTION_CANDIDATES) {
         let mut lowered = String::with_capacity(target.len());
         let mut end = start;
         for (j, ch) in hay[start..].char_indices() {
             if lowered.len() >= target.len() {
                 break;
             }
+            let before = lowered.len();
             lowered.extend(ch.to_lowercase());
             end = start + j + ch.len_utf8();
+            // A mismatch ends the comparison: what it costs is bounded by the match.
+            if target.as_bytes().get(before..lowered.len()) != Some(&lowered.as_bytes()[before..]) {
+                break;
+            }
         }
         if lowered != target
             || hay[..start].chars().next_back().is_some_and(is_word)
@@ -279,6 +320,35 @@ mod tests {
         .expect("ok");
         let got: Vec<String> = got.into_iter().map(|u| u.to_string()).collect();
         assert_eq!(got, ["@alice:x", "@bob:x"]);
+    }
+
+    #[test]
+    fn name_ends_are_few_and_near() {
+        assert_eq!(name_ends("alice smith, hi").collect::<Vec<_>>(), [5, 11, 12, 15]);
+        assert_eq!(name_ends(&"@".repeat(60_000)).count(), MAX_NAME_ENDS);
+        assert_eq!(name_ends(&"a".repeat(60_000)).count(), 0, "no end within MAX_NAME_BYTES");
+        assert_eq!(name_ends(&"a".repeat(MAX_NAME_BYTES)).collect::<Vec<_>>(), [MAX_NAME_BYTES]);
+    }
+
+    #[test]
+    fn a_flood_of_at_signs_resolves_only_the_first_candidates() {
+        let p = people();
+        let flood = "@".repeat(60_000);
+        let ids = |s: &str| {
+            plain_mentions(s, &p[..])
+                .expect("ok")
+                .into_iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&format!("@bob {flood} @alice")), ["@bob:x"], "past the candidates: nobody");
+        let users: BTreeSet<OwnedUserId> = [ruma::owned_user_id!("@bob:x")].into();
+        let html = with_pills(&format!("hi @bob {flood}"), &users, &p);
+        assert!(
+            html.starts_with("hi <a href=\"https://matrix.to/#/@bob:x\">@bob:x</a> @@@"),
+            "{}",
+            &html[..80]
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
-    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    domain::{
+        board::{BoardRecord, RoomKind, RoomRecord},
+        mention,
+    },
     error::{Error, Result},
 };
 
@@ -311,37 +314,40 @@ fn name_key(room: &RoomId, name: &str, user: &UserId) -> Vec<u8> {
     KeyBuf::new().str(room.as_str()).str(name).str(user.as_str()).build()
 }
 
-/// How far past `@` a name is looked for, in bytes.
-const MAX_NAME_BYTES: usize = 256;
-
 impl Store {
     /// The longest name of a joined member of `room` that `text` (lowercase, what follows
-    /// an `@`) starts with, ending at a word boundary (not followed by a letter, digit or
-    /// `_`): its length in bytes and the member. Ties go to the smallest user id. One or
-    /// two seeks per word of `text`, however many members the room has.
+    /// an `@`) starts with, ending at one of [`mention::name_ends`]`(text)`: its length in
+    /// bytes and the member. Ties go to the smallest user id. At most two seeks for each
+    /// of those ends, however many members the room has and whatever they are called.
     pub fn name_at(&self, room: &RoomId, text: &str) -> Result<Option<(usize, OwnedUserId)>> {
+        self.name_at_counting(room, text, &mut 0)
+    }
+
+    /// [`Store::name_at`], adding the seeks it makes to `seeks`.
+    pub fn name_at_counting(
+        &self,
+        room: &RoomId,
+        text: &str,
+        seeks: &mut usize,
+    ) -> Result<Option<(usize, OwnedUserId)>> {
         let db = self.db()?;
         let cf = super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?;
         let mut it = db.raw_iterator_cf(cf);
         let room_prefix = KeyBuf::new().str(room.as_str()).prefix();
         let mut best = None;
-        let boundaries = text
-            .char_indices()
-            .filter(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-            .map(|(i, _)| i)
-            .chain(std::iter::once(text.len()))
-            .filter(|&p| p > 0 && p <= MAX_NAME_BYTES);
-        for p in boundaries {
+        for p in mention::name_ends(text) {
             let name = &text[..p];
             // Does any name start with this? If not, no longer one can match either.
             let mut start = room_prefix.clone();
             start.extend_from_slice(name.as_bytes());
+            *seeks += 1;
             it.seek(&start);
             if !it.key().is_some_and(|k| k.starts_with(&start)) {
                 break;
             }
             // Is it a whole name? `name, SEP` starts its keys.
             start.push(codec::SEP);
+            *seeks += 1;
             it.seek(&start);
             if let Some(k) = it.key().filter(|k| k.starts_with(&start)) {
                 let user = std::str::from_utf8(&k[start.len()..])
@@ -633,6 +639,81 @@ mod tests {
         assert_eq!(store.name_at(room, "dana scully").expect("name").map(|(len, _)| len), Some(11));
     }
 
+    /// Issue 10: a member whose display name was 250 `@`s made a message of 60,000 `@`s
+    /// cost 23 s of CPU (a seek at every byte boundary for every `@`). Now a message costs
+    /// at most `MAX_MENTION_CANDIDATES` lookups of at most `2 * MAX_NAME_ENDS` seeks,
+    /// whatever the names and the message, and normal mentions in it still resolve.
+    #[test]
+    fn mention_resolution_cost_is_bounded_against_a_display_name_of_at_signs() {
+        use std::cell::Cell;
+
+        use crate::domain::mention::{
+            Audience, MAX_MENTION_CANDIDATES, MAX_NAME_ENDS, plain_mentions,
+        };
+
+        struct Counting<'a> {
+            store: &'a Store,
+            room: &'a RoomId,
+            lookups: Cell<usize>,
+            seeks: Cell<usize>,
+        }
+        impl Audience for Counting<'_> {
+            fn can_see(&self, user: &UserId) -> Result<bool> {
+                Ok(self.store.membership(self.room, user)? == Some(MembershipState::Join))
+            }
+            fn name_at(&self, text: &str) -> Result<Option<(usize, OwnedUserId)>> {
+                let mut seeks = 0;
+                let found = self.store.name_at_counting(self.room, text, &mut seeks)?;
+                assert!(seeks <= 2 * MAX_NAME_ENDS, "{seeks} seeks for one name");
+                self.lookups.set(self.lookups.get() + 1);
+                self.seeks.set(self.seeks.get() + seeks);
+                Ok(found)
+            }
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let room = ruma::room_id!("!r:x");
+        let at_name = "@".repeat(250);
+        for (user, name) in [("@mallory:x", Some(at_name.as_str())), ("@alice:x", Some("Alice"))] {
+            let user: OwnedUserId = user.try_into().expect("user");
+            store.set_membership(room, &user, &MembershipState::Join, name, None).expect("join");
+        }
+        let audience = Counting { store: &store, room, lookups: Cell::new(0), seeks: Cell::new(0) };
+        let bound = MAX_MENTION_CANDIDATES * 2 * MAX_NAME_ENDS;
+
+        let attack = "@".repeat(60_000);
+        let found = plain_mentions(&attack, &audience).expect("resolve");
+        assert!(found.is_empty(), "a name of 250 `@`s is no plain-text name: {found:?}");
+        assert_eq!(audience.lookups.get(), MAX_MENTION_CANDIDATES);
+        assert!(audience.seeks.get() <= bound, "{} seeks", audience.seeks.get());
+
+        // A real mention in front of the flood is still found, within the same bound.
+        audience.lookups.set(0);
+        audience.seeks.set(0);
+        let found = plain_mentions(&format!("@Alice, see {attack}"), &audience).expect("resolve");
+        let found: Vec<String> = found.iter().map(|u| u.to_string()).collect();
+        assert_eq!(found, ["@alice:x"]);
+        assert!(audience.seeks.get() <= bound, "{} seeks", audience.seeks.get());
+
+        // Names of many words stop at MAX_NAME_ENDS boundaries, in the index and the list.
+        let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let (short, long) = (words(MAX_NAME_ENDS), words(MAX_NAME_ENDS + 1));
+        for (user, name) in [("@short:x", &short), ("@long:x", &long)] {
+            let user: OwnedUserId = user.try_into().expect("user");
+            store
+                .set_membership(room, &user, &MembershipState::Join, Some(name), None)
+                .expect("join");
+        }
+        let at = |text: &str| store.name_at(room, text).expect("name").map(|(_, u)| u.to_string());
+        assert_eq!(at(&format!("{short}!")), Some("@short:x".into()));
+        assert_eq!(
+            at(&format!("{long}!")),
+            Some("@short:x".into()),
+            "the longer name is out of reach"
+        );
+    }
+
     #[test]
     fn the_name_index_finds_what_the_list_finds() {
         use crate::domain::mention::{Audience, Candidate};
@@ -646,6 +727,8 @@ mod tests {
             ("@bobby:x", Some("Bob by the sea")),
             ("@zoë:x", Some("Zoë Ünal")),
             ("@dash:x", Some("d-a_sh!")),
+            ("@many:x", Some("a b c d e f g h i j k l m n o p q r")),
+            ("@ats:x", Some("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@")),
         ];
         let mut list = Vec::new();
         for (user, name) in people {
@@ -668,6 +751,10 @@ mod tests {
             "nobody",
             "",
             " alice",
+            "a b c d e f g h i j k l m n o p q r",
+            "a b c d e f g h i j k l m n o p",
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@ hi",
+            "@@@@@@@@@@@@@@@",
         ] {
             assert_eq!(
                 store.name_at(room, text).expect("index"),

@@ -12,5 +12,6 @@ mod outbox;
 mod security_api;
 mod security_diskfull;
 mod security_faults;
+mod security_limits;
 mod security_trust;
 mod tasks;

@@ -209,6 +209,21 @@ pub fn creators_privileged(version: &RoomVersionId) -> bool {
     version.rules().is_some_and(|r| r.authorization.explicitly_privilege_room_creators)
 }
 
+/// State only an owner may change in a board's rooms (power 100), and state an admin may
+/// (50): the homeserver's defaults (Synapse's `events` map), kept because a
+/// `power_level_content_override` replaces that map whole. `m.room.tombstone` keeps the
+/// room version's own default where it has one (150 from version 12).
+pub const PROTECTED_STATE: [(&str, i32); 8] = [
+    ("m.room.power_levels", 100),
+    ("m.room.history_visibility", 100),
+    ("m.room.server_acl", 100),
+    ("m.room.encryption", 100),
+    ("m.room.tombstone", 100),
+    ("m.room.name", 50),
+    ("m.room.avatar", 50),
+    ("m.room.canonical_alias", 50),
+];
+
 /// Power levels for a board's rooms. The bot creates every room. In room version 12 the
 /// owner is an additional creator, so neither appears in `users`; before that both get 100.
 /// Managing the board (invites, kicks, room links) needs [`ADMIN_POWER`].
@@ -222,6 +237,12 @@ pub fn power_levels(
     if !rules.authorization.explicitly_privilege_room_creators {
         pl.users.insert(bot.to_owned(), int!(100));
         pl.users.insert(owner.to_owned(), int!(100));
+    }
+    // The homeserver's own defaults for these, written out: an override's `events` replaces
+    // the homeserver's map whole, and without them any admin (50) could change the power
+    // levels, turn on encryption or open the history.
+    for (ty, level) in PROTECTED_STATE {
+        pl.events.entry(ty.into()).or_insert(level.into());
     }
     pl.invite = int!(50);
     pl.kick = int!(50);
@@ -279,6 +300,15 @@ mod tests {
         let v11 = power_levels(&RoomVersionId::V11, bot, owner).expect("v11");
         assert_eq!(v11.users.get(owner), Some(&int!(100)));
         assert!(creators_privileged(&RoomVersionId::V12));
+        for pl in [&v12, &v11] {
+            let level = |ty: &str| pl.events.get(&ty.into()).copied();
+            assert_eq!(level("m.room.power_levels"), Some(int!(100)));
+            assert_eq!(level("m.room.encryption"), Some(int!(100)));
+            assert_eq!(level("m.room.history_visibility"), Some(int!(100)));
+            assert_eq!(level("m.room.name"), Some(int!(50)));
+        }
+        assert_eq!(v12.events.get(&"m.room.tombstone".into()), Some(&int!(150)));
+        assert_eq!(v11.events.get(&"m.room.tombstone".into()), Some(&int!(100)));
         assert!(!creators_privileged(&RoomVersionId::V11));
     }
 }

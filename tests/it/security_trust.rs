@@ -403,3 +403,42 @@ async fn board_state_an_admin_writes_in_the_boards_own_rooms_is_rewritten_by_the
     let info = b.alice.command(&b.general, &bot, "!board info").await;
     assert!(info.contains("Board Launch Renamed (launch)"), "{info}");
 }
+
+/// An admin of a board room (power 50) may rename it, but not change its power levels,
+/// turn on encryption or open its history: those stay with the owner, as the homeserver's
+/// own defaults have it. A `power_level_content_override` replaces the homeserver's
+/// `events` map whole, so Boardroom writes these levels out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_change_power_levels_encryption_or_history_in_board_rooms() {
+    let b = board().await;
+    let Some(mut pl) = state_event(&b.alice, &b.general, "m.room.power_levels", "").await else {
+        panic!("general has power levels");
+    };
+    let content = &mut pl["content"];
+    content["users"]["@mallory:localhost"] = json!(50);
+    send_state(&b.alice, &b.general, "m.room.power_levels", "", content.clone()).await;
+
+    for (ty, content) in [
+        ("m.room.power_levels", {
+            let mut c = content.clone();
+            c["users"]["@mallory:localhost"] = json!(50);
+            c["state_default"] = json!(0);
+            c
+        }),
+        ("m.room.encryption", json!({"algorithm": "m.megolm.v1.aes-sha2"})),
+        ("m.room.history_visibility", json!({"history_visibility": "world_readable"})),
+    ] {
+        let req = send_state_event::v3::Request::new_raw(
+            b.general.clone(),
+            ty.into(),
+            String::new(),
+            ruma::serde::Raw::new(&content).expect("raw").cast_unchecked(),
+        );
+        let refused = b.mallory.client.send(req, None).await;
+        assert!(refused.is_err(), "an admin changed {ty} in a board room");
+    }
+    let encryption = state_event(&b.alice, &b.general, "m.room.encryption", "").await;
+    assert!(encryption.is_none(), "general got encrypted: {encryption:?}");
+    // What an admin may do, they still can.
+    send_state(&b.mallory, &b.general, "m.room.name", "", json!({"name": "chat"})).await;
+}

@@ -8,10 +8,7 @@ use axum::{
 };
 use ruma::{
     OwnedEventId, OwnedTransactionId, RoomId, TransactionId, UserId,
-    api::client::{
-        membership::{invite_user, join_room_by_id},
-        message::send_message_event,
-    },
+    api::client::membership::{invite_user, join_room_by_id},
     events::{
         Mentions,
         relation::Thread,
@@ -122,11 +119,12 @@ pub async fn add(
         .filter(|k| !k.is_empty() && k.len() <= 128)
         .map(|k| format!("api.{}.{slug}.{n}.{k}", client.name).into())
         .unwrap_or_else(TransactionId::new);
-    let req = send_message_event::v3::Request::new(room.clone(), txn_id, &content)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let sent = state.hs().send(req, Some(&caller.user_id)).await?;
-    tracing::info!(board = %slug, task = n, user_id = %caller.user_id, event_id = %sent.event_id, "comment added through the API");
-    Ok(Json(Created { event_id: sent.event_id }))
+    // A retry after a connection that broke mid-send looks for the comment first: the
+    // homeserver may have stored it and then forgotten the transaction id (a restart).
+    let event_id =
+        state.hs().send_message(&room, &txn_id, &content, Some(&caller.user_id), false).await?;
+    tracing::info!(board = %slug, task = n, user_id = %caller.user_id, event_id = %event_id, "comment added through the API");
+    Ok(Json(Created { event_id }))
 }
 
 /// The virtual user joins the board (its space, invited by the bot) and its tasks room.

@@ -187,6 +187,20 @@ async fn ensure_room(ctx: &Context, spec: RoomSpec) -> Result<(OwnedRoomId, bool
     }
 }
 
+/// Indexes the members of a room Boardroom has just created and recorded, from its whole
+/// state: its first membership events may have been handled in the room's own lane before
+/// the record existed (rooms are handled in parallel), and were then not indexed. Only
+/// memberships the index does not hold are written.
+async fn index_created_members(
+    ctx: &Context,
+    room: &RoomId,
+    space_of: Option<&str>,
+) -> Result<(), Failure> {
+    let state = index::fetch_state(&ctx.client, room).await?;
+    index::index_missing_members(&ctx.store, room, &state, space_of)?;
+    Ok(())
+}
+
 async fn state_content<T: serde::de::DeserializeOwned>(
     ctx: &Context,
     room: &RoomId,
@@ -380,6 +394,10 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
                 pending_move_from: None,
             },
         )?;
+    }
+    index_created_members(ctx, &space, Some(slug)).await?;
+    for (room_id, _) in &rooms {
+        index_created_members(ctx, room_id, None).await?;
     }
     let general = alias(ctx, &room_alias_localpart(prefix, slug, "general"))?;
     let tasks = alias(ctx, &room_alias_localpart(prefix, slug, "tasks"))?;
@@ -597,6 +615,7 @@ async fn add_room(
             pending_move_from: None,
         },
     )?;
+    index_created_members(ctx, &room_id, None).await?;
     Ok(text(if private {
         format!(
             "Added the private room {room_alias} to the board {}; its members are invited.",

@@ -251,6 +251,33 @@ pub fn index_members_from_state(
     index_members(store, room_id, &events, None)
 }
 
+/// Records the memberships in `state` that the index does not hold yet for `room_id`,
+/// leaving the ones it holds alone (the room's lane may have recorded newer ones). For a
+/// room Boardroom has just created and recorded: its first events (the bot's join, the
+/// invites) may have been handled in the room's lane before the record existed, and were
+/// then not indexed.
+pub fn index_missing_members(
+    store: &Store,
+    room_id: &RoomId,
+    state: &[Raw<AnyStateEvent>],
+    space_of: Option<&str>,
+) -> Result<()> {
+    for raw in state {
+        if let Ok(AnyStateEvent::RoomMember(StateEvent::Original(ev))) = raw.deserialize()
+            && store.membership(room_id, &ev.state_key)?.is_none()
+        {
+            store.set_membership(
+                room_id,
+                &ev.state_key,
+                &ev.content.membership,
+                ev.content.displayname.as_deref(),
+                space_of,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn index_members(
     store: &Store,
     room_id: &RoomId,

@@ -64,6 +64,33 @@ pub(crate) fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The port a test's Synapse was to listen on was taken by another process.
+#[derive(Debug)]
+pub(crate) struct PortTaken;
+
+/// The inode of the socket listening on 127.0.0.1:`port`, from `/proc/net/tcp`.
+fn listener_inode(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address, st (0A: LISTEN), inode
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+            .then(|| fields.get(9).map(|i| (*i).to_owned()))
+            .flatten()
+    })
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Some(inode) = listener_inode(port) else { return false };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == wanted))
+    })
+}
+
 /// A running Synapse; stopped (by its pid) when dropped.
 pub(crate) struct Synapse {
     child: Option<Child>,
@@ -74,7 +101,15 @@ pub(crate) struct Synapse {
 }
 
 impl Synapse {
-    async fn spawn(&mut self, port: u16, registrations: &[PathBuf], extra_args: &[&str]) {
+    /// Starts Synapse on `port` and waits until it answers. `Err(PortTaken)` when the port
+    /// turned out to be another process's (a free port can be taken by a test running
+    /// beside this one before Synapse binds it): what answers there is not this Synapse.
+    async fn spawn(
+        &mut self,
+        port: u16,
+        registrations: &[PathBuf],
+        extra_args: &[&str],
+    ) -> Result<(), PortTaken> {
         let mut cmd = Command::new(synapse_python());
         cmd.arg(project_root().join("scripts/synapse.py"))
             .args(["run", "--dir"])
@@ -92,8 +127,18 @@ impl Synapse {
         loop {
             if let Ok(r) = http.get(format!("{}/_matrix/client/versions", self.url)).send().await
                 && r.status().is_success()
+                && let Some(child) = self.child.as_mut()
             {
-                return;
+                if listens_on(child.id(), port) {
+                    return Ok(());
+                }
+                if listener_inode(port).is_some() {
+                    // Someone else's server answers on this port: ours cannot bind it.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    self.child = None;
+                    return Err(PortTaken);
+                }
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -316,23 +361,36 @@ impl Stack {
         db: Option<&Path>,
     ) -> Stack {
         let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let hs_port = free_port();
-        let hs_url = format!("http://127.0.0.1:{hs_port}");
+        // Boardroom's port stays bound here until Boardroom binds it, so no test running
+        // beside this one takes it meanwhile.
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let listen: SocketAddr = reserved.local_addr().expect("addr");
         let db = db.map_or_else(|| dir.path().join("db"), Path::to_path_buf);
-        let config = test_config(&hs_url, listen, &db, extra_config);
         let config_path = dir.path().join("boardroom.toml");
-        std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
-            .expect("write config");
-        let registration = registration_from_binary(&config_path);
         let reg_path = dir.path().join("registration.yaml");
-        std::fs::write(&reg_path, registration).expect("write registration");
-
-        let synapse_dir =
-            tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir");
-        let mut synapse = Synapse { child: None, dir: synapse_dir, url: hs_url };
-        synapse.spawn(hs_port, &[reg_path], synapse_args).await;
+        let mut attempts = 0;
+        let (synapse, config) = loop {
+            attempts += 1;
+            let hs_port = free_port();
+            let hs_url = format!("http://127.0.0.1:{hs_port}");
+            let config = test_config(&hs_url, listen, &db, extra_config);
+            std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
+                .expect("write config");
+            let registration = registration_from_binary(&config_path);
+            std::fs::write(&reg_path, registration).expect("write registration");
+            let synapse_dir =
+                tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir");
+            let mut synapse = Synapse { child: None, dir: synapse_dir, url: hs_url };
+            match synapse.spawn(hs_port, std::slice::from_ref(&reg_path), synapse_args).await {
+                Ok(()) => break (synapse, config),
+                Err(PortTaken) if attempts < 5 => {
+                    eprintln!("harness: port {hs_port} was taken by another process; another");
+                }
+                Err(PortTaken) => panic!("no free port for Synapse in 5 attempts"),
+            }
+        };
         let settings = config.validate().expect("valid config");
+        drop(reserved);
         let boardroom = Boardroom::start(settings, config_path).await;
         Stack { synapse, boardroom, _dir: dir }
     }
@@ -380,7 +438,10 @@ impl Stack {
             .and_then(|p| p.parse().ok())
             .expect("the port of Synapse's url");
         let registration = self._dir.path().join("registration.yaml");
-        self.synapse.spawn(port, &[registration], &[]).await;
+        self.synapse
+            .spawn(port, &[registration], &[])
+            .await
+            .unwrap_or_else(|_| panic!("port {port} of the stopped Synapse was taken meanwhile"));
     }
 
     /// Stops Boardroom and starts it again on the same database, sending its requests to

@@ -4,9 +4,10 @@
 //! `as_token` (the homeserver has not loaded the registration) for as long as they last,
 //! because they hold for every request alike; a server error (5xx) that one request keeps
 //! getting, up to [`RetryPolicy::max_server_errors`] times in a row, so that it cannot hold
-//! back its room's requests forever. The delays and the giving up are a [`Backoff`]'s. Permanent failures, and a request given up on, are
-//! moved aside (`seq_outboxdead`) with the homeserver's error, and logged. A request being
-//! retried holds back only the requests of its own room.
+//! back its room's requests forever; a [`Backoff`] keeps the count and the delays.
+//! Permanent failures, and a request given up on, are moved aside (`seq_outboxdead`) with
+//! the homeserver's error, and logged. A request being retried holds back only the
+//! requests of its own room.
 //!
 //! A message is marked as sent (`seq_outboxsent`, with the time) before its first attempt.
 //! When an attempt's outcome is unknown (the connection broke after the request went out,
@@ -161,20 +162,22 @@ impl Worker {
                     tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver refused an outbound request for good");
                     e.to_string()
                 }
-                RetryKind::Transient(asked) => match backoff.next_delay(asked, e.is_server_error())
-                {
-                    Err(gave_up) => {
-                        tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
-                        format!("{gave_up}: {e}")
-                    }
-                    Ok(delay) => {
-                        tracing::warn!(seq, room_id = %action.room_id(), attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
-                        if sleep_or_cancelled(delay, &self.shutdown).await {
-                            return;
+                RetryKind::Transient(asked) => {
+                    let next = backoff.next_delay(asked, e.is_server_error());
+                    match next {
+                        Ok(delay) => {
+                            tracing::warn!(seq, room_id = %action.room_id(), attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
+                            if sleep_or_cancelled(delay, &self.shutdown).await {
+                                return;
+                            }
+                            continue;
                         }
-                        continue;
+                        Err(gave_up) => {
+                            tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
+                            format!("{gave_up}: {e}")
+                        }
                     }
-                },
+                }
             };
             self.record(seq, "move an outbox entry aside", || {
                 self.store.outbox_dead(seq, &value, &why)

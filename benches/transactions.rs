@@ -28,8 +28,13 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 fn base_dir(place: &str) -> PathBuf {
     match place {
         "shm" => PathBuf::from("/dev/shm"),
-        // The cargo target directory: on the machine's disk.
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-db"),
+        // Under the package's `target/`: on the machine's disk. The package is the one
+        // `cargo bench` runs for (it sets `CARGO_MANIFEST_DIR` for the run), not
+        // necessarily the clone the bench was built in.
+        _ => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("target")
+            .join("bench-db"),
     }
 }
 

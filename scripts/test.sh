@@ -7,6 +7,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# The integration tests find scripts/synapse.py here, whichever clone built them.
+export BOARDROOM_ROOT="$ROOT"
 "$ROOT/scripts/setup.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boardroom/target}"
 exec cargo test --locked "$@"

@@ -47,14 +47,24 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyDeadlineLayer;
 
-use crate::config::HttpConfig;
+use crate::{
+    config::HttpConfig,
+    homeserver::{
+        RetryPolicy,
+        backoff::{Backoff, sleep_or_cancelled},
+    },
+};
 
 /// How long requests in progress get to finish once shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The first pause after a failed `accept`; it doubles up to [`ACCEPT_BACKOFF_MAX`].
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The pauses after failed `accept`s: 10 ms doubling up to a second.
+const ACCEPT_BACKOFF: RetryPolicy = RetryPolicy {
+    max_attempts: None,
+    base_delay: Duration::from_millis(10),
+    max_delay: Duration::from_secs(1),
+    max_server_errors: None,
+};
 
 /// The limits of one listener.
 #[derive(Clone, Copy, Debug)]
@@ -94,7 +104,7 @@ pub async fn serve(
     let router = router.layer(RequestBodyDeadlineLayer::new(limits.body_read));
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut backoff = Backoff::new(ACCEPT_BACKOFF);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -107,16 +117,15 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => {
-                    backoff = ACCEPT_BACKOFF_MIN;
+                    backoff.reset();
                     a
                 }
                 Err(e) => {
-                    tracing::warn!(listener = name, error = %e, pause_ms = backoff.as_millis() as u64, "accept failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                    let pause = backoff.pause();
+                    tracing::warn!(listener = name, error = %e, pause_ms = pause.as_millis() as u64, "accept failed");
+                    if sleep_or_cancelled(pause, &shutdown).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },

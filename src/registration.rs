@@ -8,11 +8,11 @@ use crate::config::Settings;
 /// and alias namespaces from the prefix, not rate limited, ephemeral events on.
 pub fn registration(settings: &Settings) -> Registration {
     let a = &settings.raw.appservice;
-    let server = regex_escape(settings.server_name.as_str());
-    let prefix = regex_escape(&a.namespace_prefix);
+    let server = regex::escape(settings.server_name.as_str());
+    let prefix = regex::escape(&a.namespace_prefix);
     let mut namespaces = Namespaces::new();
     namespaces.users = vec![
-        Namespace::new(true, format!("^@{}:{server}$", regex_escape(&a.bot_localpart))),
+        Namespace::new(true, format!("^@{}:{server}$", regex::escape(&a.bot_localpart))),
         Namespace::new(true, format!("^@{prefix}.*:{server}$")),
     ];
     // Anchored at both ends: Synapse only anchors the start, and `…:server.evil` must not match.
@@ -89,17 +89,6 @@ fn scalar(v: &serde_json::Value) -> String {
         // JSON scalars (strings quoted and escaped, numbers, booleans, null) are YAML scalars.
         other => other.to_string(),
     }
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

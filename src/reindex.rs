@@ -9,7 +9,8 @@ use ruma::{
         room::get_room_event,
     },
     events::{
-        AnyMessageLikeEvent, AnyStateEvent, MessageLikeEvent, StateEvent, relation::RelationType,
+        AnyMessageLikeEvent, AnyStateEvent, MessageLikeEvent, StateEvent, StaticEventContent,
+        relation::RelationType,
     },
     serde::Raw,
 };
@@ -17,6 +18,7 @@ use ruma::{
 use crate::{
     config::Settings,
     domain::{
+        EVENT_TYPE_PREFIX,
         board::{RoomKind, RoomRecord},
         bot::command_text,
         task::{Comment, TaskEventContent, TaskRecord},
@@ -92,7 +94,7 @@ async fn own_state(
     let mut out = Vec::with_capacity(state.len());
     for raw in state {
         let ty = raw.get_field::<String>("type").ok().flatten().unwrap_or_default();
-        if !ty.starts_with("dev.boardroom.") || sent_by(&raw, bot) {
+        if !ty.starts_with(EVENT_TYPE_PREFIX) || sent_by(&raw, bot) {
             out.push(raw);
             continue;
         }
@@ -207,7 +209,7 @@ pub fn rebuild(
                 for raw in state {
                     // Only the task state the bot wrote counts.
                     if raw.get_field::<String>("type").ok().flatten().as_deref()
-                        != Some("dev.boardroom.task")
+                        != Some(TaskEventContent::TYPE)
                         || !sent_by(raw, bot)
                     {
                         continue;
@@ -295,7 +297,7 @@ async fn reindex_comments(
             Ok(r) => r,
             // The root is not in this room: a deleted task keeps its old root when it moves
             // to an upgraded room, and its thread stays behind.
-            Err(e) if e.status() == Some(404) => return Ok(count),
+            Err(e) if e.is_not_found() => return Ok(count),
             Err(e) => return Err(e.into()),
         };
         for raw in &resp.chunk {

@@ -223,12 +223,12 @@ async fn whoami(state: &ApiState, token: &str, read: bool) -> Result<OwnedUserId
             cache.remember(key, resp.user_id.clone());
             Ok(resp.user_id)
         }
-        Some(Err(e)) if e.status() == Some(401) => {
+        Some(Err(e)) if e.is_unknown_token() => {
             cache.refuse(key);
             Err(Error::UnknownToken)
         }
         Some(Err(e)) => match fallback {
-            Some(user) if e.status().is_none_or(|s| s >= 500) => {
+            Some(user) if e.is_unavailable() => {
                 tracing::warn!(error = %e, user_id = %user, "homeserver unavailable: a token identified before reads within its grace");
                 Ok(user)
             }

@@ -26,6 +26,8 @@ use ruma::{
     events::room::message::RoomMessageEventContent,
 };
 
+use super::backoff::Backoff;
+pub use super::backoff::RetryPolicy;
 use crate::config::Secret;
 
 /// Who the requests are sent as.
@@ -35,62 +37,6 @@ pub enum Auth {
     Appservice(Secret),
     /// A user's access token.
     User(Secret),
-}
-
-/// How often and how long to retry transient failures.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included; `None` retries until it succeeds.
-    pub max_attempts: Option<u32>,
-    /// The first delay; it doubles each time.
-    pub base_delay: Duration,
-    /// The longest delay.
-    pub max_delay: Duration,
-    /// Server errors (5xx) in a row after which the failure is returned, whatever
-    /// `max_attempts` says: a 5xx can be this one request's fault, unlike a connection
-    /// failure or a 429. `None` retries them like any transient failure.
-    pub max_server_errors: Option<u32>,
-}
-
-impl RetryPolicy {
-    /// No retry at all.
-    pub const NONE: Self = Self {
-        max_attempts: Some(1),
-        base_delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
-        max_server_errors: None,
-    };
-    /// For request paths: a few quick retries.
-    pub const SHORT: Self = Self {
-        max_attempts: Some(4),
-        base_delay: Duration::from_millis(200),
-        max_delay: Duration::from_secs(2),
-        max_server_errors: None,
-    };
-    /// For work that must eventually succeed (start-up): every transient failure is
-    /// retried for as long as it lasts.
-    pub const FOREVER: Self = Self {
-        max_attempts: None,
-        base_delay: Duration::from_millis(250),
-        max_delay: Duration::from_secs(30),
-        max_server_errors: None,
-    };
-    /// For processing and the outbox: like [`FOREVER`](Self::FOREVER), but 12 server
-    /// errors in a row (about 2.5 minutes of backoff) end it, so that one request the
-    /// homeserver keeps failing cannot hold back its room for good.
-    pub const BACKGROUND: Self = Self { max_server_errors: Some(12), ..Self::FOREVER };
-
-    /// Whether `server_errors` 5xx answers in a row are enough to give up.
-    pub fn gives_up_after(&self, server_errors: u32) -> bool {
-        self.max_server_errors.is_some_and(|max| server_errors >= max)
-    }
-
-    /// The delay before attempt `attempt + 1`, unless the server asked for longer.
-    pub fn delay(&self, attempt: u32, server_asked: Option<Duration>) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
-        let backoff = exp.min(self.max_delay);
-        server_asked.map_or(backoff, |s| s.max(backoff).min(Duration::from_secs(300)))
-    }
 }
 
 /// Whether a failure is worth retrying.
@@ -115,11 +61,13 @@ pub enum HsError {
         sent: bool,
     },
     /// The homeserver answered with an error.
-    #[error("{endpoint}: homeserver answered {status} {errcode}: {message}")]
+    #[error("{endpoint}: homeserver answered {status} {}: {message}", errcode_text(kind.as_ref()))]
     Status {
         endpoint: &'static str,
         status: u16,
-        errcode: String,
+        /// What the Matrix error code (`errcode`) says, as ruma reads it; `None` when the
+        /// body is not a standard Matrix error (a UIAA answer, or no JSON at all).
+        kind: Option<ErrorKind>,
         message: String,
         retry_after: Option<Duration>,
     },
@@ -143,12 +91,46 @@ impl HsError {
         }
     }
 
-    /// The Matrix error code, if the homeserver gave one.
-    pub fn errcode(&self) -> Option<&str> {
+    /// What the homeserver's Matrix error code says, if it gave one.
+    pub fn kind(&self) -> Option<&ErrorKind> {
         match self {
-            HsError::Status { errcode, .. } => Some(errcode),
+            HsError::Status { kind, .. } => kind.as_ref(),
             _ => None,
         }
+    }
+
+    /// `M_FORBIDDEN`, or any 403: the homeserver will not let us (a missing power level, a
+    /// room we may not join).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self.kind(), Some(ErrorKind::Forbidden)) || self.status() == Some(403)
+    }
+
+    /// `M_NOT_FOUND`, or any 404: what was asked for does not exist. Synapse answers a
+    /// profile it has no row for with 404 `M_UNKNOWN`.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind(), Some(ErrorKind::NotFound)) || self.status() == Some(404)
+    }
+
+    /// `M_ROOM_IN_USE`: a room already has the alias asked for.
+    pub fn is_room_in_use(&self) -> bool {
+        matches!(self.kind(), Some(ErrorKind::RoomInUse))
+    }
+
+    /// `M_USER_IN_USE`: the user id asked for is registered already.
+    pub fn is_user_in_use(&self) -> bool {
+        matches!(self.kind(), Some(ErrorKind::UserInUse))
+    }
+
+    /// `M_UNKNOWN_TOKEN`, `M_MISSING_TOKEN`, or any 401: the access token was refused.
+    pub fn is_unknown_token(&self) -> bool {
+        matches!(self.kind(), Some(ErrorKind::UnknownToken(_) | ErrorKind::MissingToken))
+            || self.status() == Some(401)
+    }
+
+    /// The homeserver could not give an answer: it could not be reached, it answered with a
+    /// server error (5xx), or its answer could not be read.
+    pub fn is_unavailable(&self) -> bool {
+        self.status().is_none_or(|s| s >= 500)
     }
 
     /// The HTTP status, if the homeserver answered.
@@ -199,13 +181,6 @@ impl PathInput for VersionHistory {
 
 impl PathInput for SinglePath {
     fn input(_: &SupportedVersions) -> Self::Input<'_> {}
-}
-
-/// Attempts made so far, and server errors in a row.
-#[derive(Default)]
-struct Tries {
-    attempt: u32,
-    server_errors: u32,
 }
 
 /// The client. Cheap to clone.
@@ -285,40 +260,30 @@ impl HomeserverClient {
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
         R::PathBuilder: PathInput,
     {
-        let mut tries = Tries::default();
+        let mut backoff = Backoff::new(retry);
         loop {
             match self.send_once(request.clone(), as_user).await {
                 Ok(r) => return Ok(r),
-                Err(e) => self.wait_to_retry(e, retry, &mut tries).await?,
+                Err(e) => self.wait_to_retry(e, &mut backoff).await?,
             }
         }
     }
 
     /// After failure `e`: waits before the next attempt, or returns `e` when it is
     /// permanent or `retry` gives up.
-    async fn wait_to_retry(
-        &self,
-        e: HsError,
-        retry: RetryPolicy,
-        tries: &mut Tries,
-    ) -> Result<(), HsError> {
-        let kind = match (&self.auth, e.status()) {
+    async fn wait_to_retry(&self, e: HsError, backoff: &mut Backoff) -> Result<(), HsError> {
+        let kind = match &self.auth {
             // A user's own token refused: retrying will not make it valid.
-            (Auth::User(_), Some(401)) => RetryKind::Permanent,
+            Auth::User(_) if e.status() == Some(401) => RetryKind::Permanent,
             _ => e.retry_kind(),
         };
         let RetryKind::Transient(asked) = kind else {
             return Err(e);
         };
-        tries.attempt += 1;
-        tries.server_errors = if e.is_server_error() { tries.server_errors + 1 } else { 0 };
-        if retry.max_attempts.is_some_and(|max| tries.attempt >= max)
-            || retry.gives_up_after(tries.server_errors)
-        {
+        let Ok(delay) = backoff.next_delay(asked, e.is_server_error()) else {
             return Err(e);
-        }
-        let delay = retry.delay(tries.attempt - 1, asked);
-        tracing::warn!(error = %e, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "retrying");
+        };
+        tracing::warn!(error = %e, attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, "retrying");
         tokio::time::sleep(delay).await;
         Ok(())
     }
@@ -340,7 +305,7 @@ impl HomeserverClient {
         // An earlier run sent it at an unknown time; this run sends it from now on.
         let since = (!maybe_sent).then(crate::domain::now_ms);
         let mut unknown = maybe_sent;
-        let mut tries = Tries::default();
+        let mut backoff = Backoff::new(self.retry);
         loop {
             if unknown {
                 match self.find_sent_message(room, txn_id, as_user, since).await {
@@ -353,7 +318,7 @@ impl HomeserverClient {
                         tracing::warn!(room_id = %room, error = %e, "cannot look for a message that may have landed; sending it");
                     }
                     Err(e) => {
-                        self.wait_to_retry(e, self.retry, &mut tries).await?;
+                        self.wait_to_retry(e, &mut backoff).await?;
                         continue;
                     }
                 }
@@ -368,7 +333,7 @@ impl HomeserverClient {
                 Ok(r) => return Ok(r.event_id),
                 Err(e) => {
                     unknown = e.outcome_unknown();
-                    self.wait_to_retry(e, self.retry, &mut tries).await?;
+                    self.wait_to_retry(e, &mut backoff).await?;
                 }
             }
         }
@@ -469,11 +434,11 @@ impl HomeserverClient {
             .map_err(|e| HsError::Protocol { endpoint, message: e.to_string() })?;
         R::IncomingResponse::try_from_http_response(http_response).map_err(|e| match e {
             FromHttpResponseError::Server(err) => {
-                let (errcode, message, retry_after) = match err.matrix_error() {
+                let (kind, message, retry_after) = match err.matrix_error() {
                     Some(m) => describe(m),
-                    None => ("(uiaa)".to_owned(), err.to_string(), None),
+                    None => (None, err.to_string(), None),
                 };
-                HsError::Status { endpoint, status: status.as_u16(), errcode, message, retry_after }
+                HsError::Status { endpoint, status: status.as_u16(), kind, message, retry_after }
             }
             other => HsError::Protocol {
                 endpoint,
@@ -505,10 +470,15 @@ impl MatrixErrorInfo for ruma::api::client::uiaa::UiaaResponse {
     }
 }
 
-fn describe(err: &ruma::api::error::Error) -> (String, String, Option<Duration>) {
+/// The error code's text in messages: `(none)` for a body that is not a standard error.
+fn errcode_text(kind: Option<&ErrorKind>) -> Cow<'static, str> {
+    kind.map_or(Cow::Borrowed("(none)"), |k| Cow::Owned(k.errcode().to_string()))
+}
+
+fn describe(err: &ruma::api::error::Error) -> (Option<ErrorKind>, String, Option<Duration>) {
     match &err.body {
         ruma::api::error::ErrorBody::Standard(std) => (
-            std.kind.errcode().to_string(),
+            Some(std.kind.clone()),
             std.message.clone(),
             match &std.kind {
                 ErrorKind::LimitExceeded(data) => match data.retry_after {
@@ -521,7 +491,7 @@ fn describe(err: &ruma::api::error::Error) -> (String, String, Option<Duration>)
                 _ => None,
             },
         ),
-        other => ("(none)".to_owned(), format!("{other:?}"), None),
+        other => (None, format!("{other:?}"), None),
     }
 }
 
@@ -560,7 +530,7 @@ mod tests {
         let status = |status, errcode: &str| HsError::Status {
             endpoint: "x",
             status,
-            errcode: errcode.into(),
+            kind: serde_json::from_value(serde_json::json!({ "errcode": errcode })).ok(),
             message: String::new(),
             retry_after: Some(Duration::from_secs(1)),
         };
@@ -584,6 +554,46 @@ mod tests {
             !status(500, "M_UNKNOWN").outcome_unknown()
                 && !status(403, "M_FORBIDDEN").outcome_unknown()
         );
+    }
+
+    /// An error as the client reads it from the homeserver's answer.
+    fn answered(status: u16, body: serde_json::Value) -> HsError {
+        let body = body.to_string();
+        let response =
+            http::Response::builder().status(status).body(body.as_bytes()).expect("response");
+        let err =
+            <ruma::api::error::Error as ruma::api::EndpointError>::from_http_response(response);
+        let (kind, message, retry_after) = describe(&err);
+        HsError::Status { endpoint: "x", status, kind, message, retry_after }
+    }
+
+    #[test]
+    fn homeserver_errors_keep_rumas_error_kind() {
+        let in_use =
+            answered(400, serde_json::json!({ "errcode": "M_ROOM_IN_USE", "error": "taken" }));
+        assert!(in_use.is_room_in_use() && !in_use.is_user_in_use() && !in_use.is_forbidden());
+        assert_eq!(in_use.kind(), Some(&ErrorKind::RoomInUse));
+        assert_eq!(in_use.to_string(), "x: homeserver answered 400 M_ROOM_IN_USE: taken");
+        assert!(
+            answered(400, serde_json::json!({ "errcode": "M_USER_IN_USE", "error": "" }))
+                .is_user_in_use()
+        );
+        let forbidden =
+            answered(403, serde_json::json!({ "errcode": "M_FORBIDDEN", "error": "no" }));
+        assert!(forbidden.is_forbidden() && !forbidden.is_not_found());
+        // Synapse's answer for a profile it has no row for.
+        let no_row =
+            answered(404, serde_json::json!({ "errcode": "M_UNKNOWN", "error": "No row found" }));
+        assert!(no_row.is_not_found() && !no_row.is_forbidden());
+        let token =
+            answered(401, serde_json::json!({ "errcode": "M_UNKNOWN_TOKEN", "error": "bad" }));
+        assert!(token.is_unknown_token() && !token.is_unavailable());
+        let gateway = answered(502, serde_json::json!({ "nothing": "standard" }));
+        assert_eq!(gateway.kind(), None);
+        assert!(gateway.is_unavailable() && !gateway.is_not_found());
+        assert!(gateway.to_string().contains("502 (none)"), "{gateway}");
+        let conn = HsError::Connection { endpoint: "x", message: "refused".into(), sent: false };
+        assert!(conn.is_unavailable() && !conn.is_unknown_token() && conn.kind().is_none());
     }
 
     #[test]

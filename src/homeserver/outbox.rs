@@ -4,9 +4,10 @@
 //! `as_token` (the homeserver has not loaded the registration) for as long as they last,
 //! because they hold for every request alike; a server error (5xx) that one request keeps
 //! getting, up to [`RetryPolicy::max_server_errors`] times in a row, so that it cannot hold
-//! back its room's requests forever. Permanent failures, and a request given up on, are
-//! moved aside (`seq_outboxdead`) with the homeserver's error, and logged. A request being
-//! retried holds back only the requests of its own room.
+//! back its room's requests forever; a [`Backoff`] keeps the count and the delays.
+//! Permanent failures, and a request given up on, are moved aside (`seq_outboxdead`) with
+//! the homeserver's error, and logged. A request being retried holds back only the
+//! requests of its own room.
 //!
 //! A message is marked as sent (`seq_outboxsent`, with the time) before its first attempt.
 //! When an attempt's outcome is unknown (the connection broke after the request went out,
@@ -16,7 +17,7 @@
 //! sender (`unsigned.transaction_id`), and not sent if it is there. A homeserver that
 //! restarts forgets transaction ids, so resending alone would post it twice.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ruma::api::client::{
     membership::{join_room_by_id, kick_user, leave_room},
@@ -25,7 +26,10 @@ use ruma::api::client::{
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{HomeserverClient, HsError, RetryKind, RetryPolicy};
+use super::{
+    HomeserverClient, HsError, RetryKind, RetryPolicy,
+    backoff::{Backoff, sleep_or_cancelled},
+};
 use crate::{domain::Action, lanes, store::Store};
 
 /// How the worker retries.
@@ -126,8 +130,7 @@ impl Worker {
                 return;
             }
         };
-        let mut attempt = 0u32;
-        let mut server_errors = 0u32;
+        let mut backoff = Backoff::new(self.policy.backoff);
         // A message sent before (by this run before its connection broke, or by an earlier
         // run) may have landed without an answer: look for it before sending it again.
         let mut first_sent = match &action {
@@ -154,27 +157,26 @@ impl Worker {
                 }
                 Err(e) => e,
             };
-            let server_error = e.is_server_error();
             let why = match e.retry_kind() {
                 RetryKind::Permanent => {
                     tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver refused an outbound request for good");
                     e.to_string()
                 }
-                RetryKind::Transient(_)
-                    if server_error && self.policy.backoff.gives_up_after(server_errors + 1) =>
-                {
-                    tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
-                    format!("gave up after {} server errors in a row: {e}", server_errors + 1)
-                }
                 RetryKind::Transient(asked) => {
-                    server_errors = if server_error { server_errors + 1 } else { 0 };
-                    let delay = self.policy.backoff.delay(attempt, asked);
-                    attempt = attempt.saturating_add(1);
-                    tracing::warn!(seq, room_id = %action.room_id(), attempt, delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
-                    if sleep_or_shutdown(delay, &self.shutdown).await {
-                        return;
+                    let next = backoff.next_delay(asked, e.is_server_error());
+                    match next {
+                        Ok(delay) => {
+                            tracing::warn!(seq, room_id = %action.room_id(), attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
+                            if sleep_or_cancelled(delay, &self.shutdown).await {
+                                return;
+                            }
+                            continue;
+                        }
+                        Err(gave_up) => {
+                            tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
+                            format!("{gave_up}: {e}")
+                        }
                     }
-                    continue;
                 }
             };
             self.record(seq, "move an outbox entry aside", || {
@@ -238,7 +240,7 @@ impl Worker {
     /// an entry the outbox still holds; any other store error is logged, and the entry is
     /// read again at the next start.
     async fn record(&self, seq: u64, what: &str, write: impl Fn() -> crate::Result<()>) {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         loop {
             match write() {
                 Ok(()) => return,
@@ -250,10 +252,9 @@ impl Worker {
                     return;
                 }
             }
-            if sleep_or_shutdown(delay, &self.shutdown).await {
+            if backoff.pause_or_cancelled(&self.shutdown).await {
                 return;
             }
-            delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
 }
@@ -290,11 +291,4 @@ pub async fn execute(client: &HomeserverClient, action: &Action) -> Result<(), H
         }
     }
     Ok(())
-}
-
-async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(d) => false,
-        () = shutdown.cancelled() => true,
-    }
 }

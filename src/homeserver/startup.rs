@@ -24,7 +24,7 @@ pub async fn register_user(client: &HomeserverClient, localpart: &str) -> Result
     req.kind = RegistrationKind::User;
     match client.send(req, None).await {
         Ok(_) => Ok(()),
-        Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
+        Err(e) if e.is_user_in_use() => Ok(()),
         Err(e) => Err(e),
     }
 }

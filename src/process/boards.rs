@@ -15,7 +15,7 @@ use ruma::{
         state::{get_state_event_for_key, send_state_event},
     },
     events::{
-        AnyInitialStateEvent, InitialStateEvent, Mentions, StateEventType,
+        AnyInitialStateEvent, InitialStateEvent, Mentions, StateEventType, StaticEventContent,
         room::{
             create::RoomCreateEventContent,
             join_rules::{AllowRule, RoomJoinRulesEventContent},
@@ -178,7 +178,7 @@ async fn ensure_room(ctx: &Context, spec: RoomSpec) -> Result<(OwnedRoomId, bool
     }
     match ctx.client.send(req, None).await {
         Ok(resp) => Ok((resp.room_id, true)),
-        Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => {
+        Err(e) if e.is_room_in_use() => {
             let alias = alias(ctx, &spec.alias_localpart)?;
             let found = ctx.client.send(get_alias::v3::Request::new(alias), None).await?;
             Ok((found.room_id, false))
@@ -215,16 +215,15 @@ async fn state_content<T: serde::de::DeserializeOwned>(
     serde_json::from_str(resp.event_or_content.get()).ok()
 }
 
-/// The content of Boardroom's own state event `ty` in `room`: `None` when there is none,
+/// The content of Boardroom's own state event `T` in `room`: `None` when there is none,
 /// or when someone other than the bot wrote the current one (it does not count).
-async fn own_state_content<T: serde::de::DeserializeOwned>(
+async fn own_state_content<T: serde::de::DeserializeOwned + StaticEventContent>(
     ctx: &Context,
     room: &RoomId,
-    ty: &str,
 ) -> Option<T> {
     let mut req = get_state_event_for_key::v3::Request::new(
         room.to_owned(),
-        StateEventType::from(ty),
+        StateEventType::from(T::TYPE),
         String::new(),
     );
     req.format = get_state_event_for_key::v3::StateEventFormat::Event;
@@ -323,8 +322,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
     )
     .await?;
     // Found by its alias: ours only if this very command created it.
-    let found: Option<BoardEventContent> =
-        own_state_content(ctx, &space, "dev.boardroom.board").await;
+    let found: Option<BoardEventContent> = own_state_content(ctx, &space).await;
     if found.as_ref().map(|b| &b.created_by_event) != Some(&board_state.created_by_event) {
         return refuse(
             format!("The slug `{slug}` is in use ({space_alias}). Choose another slug."),
@@ -450,7 +448,7 @@ async fn user_exists(ctx: &Context, user: &UserId) -> Result<bool, HsError> {
     match ctx.client.send(get_profile::v3::Request::new(user.to_owned()), None).await {
         Ok(_) => Ok(true),
         // Synapse answers 404 `M_UNKNOWN` ("No row found") for a user it does not know.
-        Err(e) if e.status() == Some(404) => Ok(false),
+        Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -599,8 +597,7 @@ async fn add_room(
         },
     )
     .await?;
-    let found: Option<BoardRoomEventContent> =
-        own_state_content(ctx, &room_id, "dev.boardroom.room").await;
+    let found: Option<BoardRoomEventContent> = own_state_content(ctx, &room_id).await;
     if found.as_ref().map(|r| r.board.as_str()) != Some(board.slug.as_str()) {
         return refuse(format!("The alias {room_alias} is in use."), cmd::ROOM.usage);
     }
@@ -783,7 +780,7 @@ pub async fn settle_room(
             .map_err(|e| crate::Error::Internal(e.to_string()))?;
     match ctx.client.send(req, None).await {
         Ok(_) => {}
-        Err(e) if e.status() == Some(403) => return Ok(None),
+        Err(e) if e.is_forbidden() => return Ok(None),
         Err(e) => return Err(e.into()),
     }
     let mut parent = SpaceParentEventContent::new(vec![ctx.settings.server_name.clone()]);
@@ -847,7 +844,7 @@ pub async fn on_power_levels(
     if level < content.state_default {
         return Ok(Vec::new());
     }
-    if own_state_content::<BoardRoomEventContent>(ctx, room, "dev.boardroom.room").await.is_some() {
+    if own_state_content::<BoardRoomEventContent>(ctx, room).await.is_some() {
         return Ok(Vec::new());
     }
     let Some(board) = ctx.store.board(&record.board)? else { return Ok(Vec::new()) };

@@ -3,6 +3,7 @@
 use ruma::{
     events::{
         AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, MessageLikeEvent, StateEvent,
+        StaticEventContent,
         receipt::ReceiptEvent,
         room::{member::MembershipState, redaction::RoomRedactionEvent},
     },
@@ -15,7 +16,7 @@ use crate::{
     domain::{
         Action,
         action::derived_txn_id,
-        board::BoardEventContent,
+        board::{BoardEventContent, BoardRoomEventContent},
         bot::{self, InviteDecision},
         task::TaskEventContent,
     },
@@ -181,7 +182,7 @@ async fn handle_state(
             Err(e) => tracing::error!(error = %e, "cannot settle an upgraded board room"),
         }
     }
-    if state.event_type().to_string() == "dev.boardroom.board"
+    if state.event_type().to_string() == BoardEventContent::TYPE
         && state.state_key().is_empty()
         && let Err(e) = tasks::follow_board_event(
             ctx,
@@ -193,13 +194,13 @@ async fn handle_state(
     {
         tracing::error!(error = %e, "cannot follow a change of a board's state");
     }
-    if state.event_type().to_string() == "dev.boardroom.room"
+    if state.event_type().to_string() == BoardRoomEventContent::TYPE
         && let Err(e) =
             boards::guard_room_state(ctx, state.room_id(), state.sender(), state.state_key()).await
     {
         tracing::error!(error = %e, "cannot put back a board room's state");
     }
-    if state.event_type().to_string() == "dev.boardroom.task" {
+    if state.event_type().to_string() == TaskEventContent::TYPE {
         // Content that does not parse is a change too: it gets put back.
         let fields = raw.get_field::<TaskEventContent>("content").ok().flatten();
         match tasks::guard_task_state(

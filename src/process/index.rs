@@ -7,7 +7,7 @@ use ruma::{
     OwnedRoomId, RoomId, UserId,
     api::client::state::get_state_events,
     events::{
-        AnyStateEvent, StateEvent,
+        AnyStateEvent, StateEvent, StaticEventContent,
         room::{create::RoomCreateEventContent, member::MembershipState},
     },
     serde::Raw,
@@ -16,7 +16,7 @@ use ruma::{
 use super::Context;
 use crate::{
     domain::{
-        Action,
+        Action, EVENT_TYPE_PREFIX,
         board::{
             BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
         },
@@ -34,7 +34,7 @@ pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<V
     let store = &ctx.store;
     let ty = event.event_type().to_string();
     let bot = &ctx.settings.bot_user_id;
-    if ty.starts_with("dev.boardroom.") && event.sender() != bot {
+    if ty.starts_with(EVENT_TYPE_PREFIX) && event.sender() != bot {
         // Boardroom's own state counts only when the bot wrote it (see the trust model in
         // docs/SECURITY.md): anyone else's is never indexed. Changes in a board's own
         // rooms are put back by the handler.
@@ -42,8 +42,8 @@ pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<V
         return Ok(Vec::new());
     }
     // A board or board room not yet indexed: index it from its whole state.
-    if (ty == "dev.boardroom.board" && store.board_by_space(room_id)?.is_none())
-        || (ty == "dev.boardroom.room" && store.room(room_id)?.is_none())
+    if (ty == BoardEventContent::TYPE && store.board_by_space(room_id)?.is_none())
+        || (ty == BoardRoomEventContent::TYPE && store.room(room_id)?.is_none())
     {
         match fetch_state(&ctx.client, room_id).await {
             Ok(state) => {
@@ -147,7 +147,7 @@ pub fn apply_room_state(
     let content_of =
         |raw: &Raw<AnyStateEvent>| raw.get_field::<serde_json::Value>("content").ok().flatten();
 
-    if let Some(raw) = find("dev.boardroom.board")
+    if let Some(raw) = find(BoardEventContent::TYPE)
         && let Some(content) = content_of(raw)
         && let Ok(board) = serde_json::from_value::<BoardEventContent>(content)
     {
@@ -185,7 +185,7 @@ pub fn apply_room_state(
         index_members(store, room_id, &events, Some(&board.slug))?;
         return Ok(Indexed::Board(board.slug));
     }
-    if let Some(raw) = find("dev.boardroom.room")
+    if let Some(raw) = find(BoardRoomEventContent::TYPE)
         && let Some(content) = content_of(raw)
         && let Ok(room) = serde_json::from_value::<BoardRoomEventContent>(content)
     {

@@ -10,7 +10,7 @@ pub mod tasks;
 #[cfg(test)]
 mod trust_tests;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::{
     config::Settings,
     domain::live::LiveState,
-    homeserver::HomeserverClient,
+    homeserver::{Backoff, HomeserverClient, RetryPolicy},
     lanes,
     store::{Store, inbound::PendingEntry},
 };
@@ -76,7 +76,7 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
     async move {
         // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
         // is handled again at the next start.
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         let actions = loop {
             let failures = ctx.store.write_failures();
             let Some(actions) = handle_caught(ctx, &entry, shutdown).await else { return };
@@ -88,11 +88,9 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
             // after a crash, once the store writes again.
             tracing::warn!("the database could not write while handling this entry; will retry");
             loop {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {},
-                    () = shutdown.cancelled() => return,
+                if backoff.pause_or_cancelled(shutdown).await {
+                    return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
                 if ctx.store.is_writable() {
                     break;
                 }
@@ -106,17 +104,15 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
             }
         }
         // The write that marks the entry done also queues its actions: retry until it lands.
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         loop {
             match ctx.store.complete_pending(entry.seq, &encoded) {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record the processed entry; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {},
-                        () = shutdown.cancelled() => return,
+                    if backoff.pause_or_cancelled(shutdown).await {
+                        return;
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         }

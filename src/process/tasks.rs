@@ -16,7 +16,7 @@ use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
     api::client::state::send_state_event,
     events::{
-        Mentions,
+        Mentions, StaticEventContent,
         relation::{Replacement, Thread},
         room::message::{
             Relation, RoomMessageEventContent, RoomMessageEventContentWithoutRelation,
@@ -276,7 +276,7 @@ pub async fn move_tasks(
         .await?
         .iter()
         .filter(|r| {
-            r.get_field::<String>("type").ok().flatten().as_deref() == Some("dev.boardroom.task")
+            r.get_field::<String>("type").ok().flatten().as_deref() == Some(TaskEventContent::TYPE)
         })
         .filter_map(|r| r.get_field::<String>("state_key").ok().flatten())
         .collect();
@@ -833,7 +833,7 @@ pub async fn guard_task_state(
 async fn empty_state(ctx: &Context, room: &RoomId, state_key: &str) -> Result<(), HsError> {
     let req = send_state_event::v3::Request::new_raw(
         room.to_owned(),
-        "dev.boardroom.task".into(),
+        TaskEventContent::TYPE.into(),
         state_key.to_owned(),
         ruma::serde::Raw::new(&serde_json::Map::new())
             .map_err(|e| HsError::Protocol {

@@ -174,7 +174,7 @@ async fn members_join_through_the_space_and_removal_reaches_private_rooms() {
 fn reindex_from_nothing(stack: &Stack) -> std::process::Output {
     std::fs::remove_dir_all(&stack.boardroom.settings.raw.database.path)
         .expect("delete the database");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+    let out = std::process::Command::new(crate::harness::boardroom_exe())
         .arg("reindex")
         .arg("--config")
         .arg(&stack.boardroom.config_path)

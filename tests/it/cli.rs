@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn boardroom(args: &[&str], config: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_boardroom"))
+    Command::new(crate::harness::boardroom_exe())
         .args(args)
         .arg("--config")
         .arg(config)

@@ -34,9 +34,46 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const SERVER_NAME: &str = "localhost";
 const SHARED_SECRET: &str = "boardroom-test-shared-secret";
 
-/// The project's root.
+/// What makes a directory the project's root: the script that runs Synapse.
+const SYNAPSE_SCRIPT: &str = "scripts/synapse.py";
+
+/// The project's root (the directory with `scripts/synapse.py`), found when the tests run,
+/// not when they were built: with a target directory shared between clones, a test binary
+/// built in one clone may run from another, and must use that clone's scripts. See
+/// [`find_project_root`] for where it looks.
 pub(crate) fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let var = |name| std::env::var_os(name).map(PathBuf::from);
+    find_project_root(
+        var("BOARDROOM_ROOT"),
+        var("CARGO_MANIFEST_DIR"),
+        std::env::current_dir().ok(),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+/// The first that holds `scripts/synapse.py` of: `root` (`BOARDROOM_ROOT`, which
+/// `scripts/test.sh` sets); `manifest_dir` (`CARGO_MANIFEST_DIR` as `cargo test` sets it
+/// for the run); `cwd` or one of its parents (cargo runs tests in the package's root);
+/// and last, `built` (the clone the tests were built in).
+pub(crate) fn find_project_root(
+    root: Option<PathBuf>,
+    manifest_dir: Option<PathBuf>,
+    cwd: Option<PathBuf>,
+    built: &Path,
+) -> PathBuf {
+    let holds_script = |dir: &Path| dir.join(SYNAPSE_SCRIPT).is_file();
+    root.into_iter()
+        .chain(manifest_dir)
+        .find(|dir| holds_script(dir))
+        .or_else(|| cwd?.ancestors().find(|dir| holds_script(dir)).map(Path::to_path_buf))
+        .unwrap_or_else(|| built.to_path_buf())
+}
+
+/// The `boardroom` binary: the one cargo names for this run (`CARGO_BIN_EXE_boardroom` in
+/// the environment of `cargo test`), else the one named when the tests were built.
+pub(crate) fn boardroom_exe() -> PathBuf {
+    std::env::var_os("CARGO_BIN_EXE_boardroom")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_boardroom")), PathBuf::from)
 }
 
 /// The Synapse venv `scripts/setup.sh` installs.
@@ -111,7 +148,7 @@ impl Synapse {
         extra_args: &[&str],
     ) -> Result<(), PortTaken> {
         let mut cmd = Command::new(synapse_python());
-        cmd.arg(project_root().join("scripts/synapse.py"))
+        cmd.arg(project_root().join(SYNAPSE_SCRIPT))
             .args(["run", "--dir"])
             .arg(self.dir.path())
             .args(["--port", &port.to_string(), "--server-name", SERVER_NAME])
@@ -224,7 +261,7 @@ impl Drop for Synapse {
             let _ = child.wait();
         }
         let _ = Command::new(synapse_python())
-            .arg(project_root().join("scripts/synapse.py"))
+            .arg(project_root().join(SYNAPSE_SCRIPT))
             .args(["clean", "--dir"])
             .arg(self.dir.path())
             .status();
@@ -456,7 +493,7 @@ impl Stack {
 
 /// Runs `boardroom registration --config <path>` and returns what it printed.
 pub(crate) fn registration_from_binary(config_path: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+    let out = Command::new(boardroom_exe())
         .arg("registration")
         .arg("--config")
         .arg(config_path)

@@ -9,6 +9,7 @@ mod cli;
 mod harness;
 mod notifications;
 mod outbox;
+mod plumbing;
 mod security_api;
 mod security_diskfull;
 mod security_faults;

@@ -327,7 +327,7 @@ async fn reindex_from_full_state_ignores_boardroom_state_the_bot_did_not_write()
 
     std::fs::remove_dir_all(&b.stack.boardroom.settings.raw.database.path)
         .expect("delete the database");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+    let out = std::process::Command::new(crate::harness::boardroom_exe())
         .arg("reindex")
         .arg("--config")
         .arg(&b.stack.boardroom.config_path)

@@ -162,9 +162,10 @@ pub fn document() -> Value {
     })
 }
 
-/// Serves the document.
+/// Serves the document (built once).
 pub async fn handle() -> Json<Value> {
-    Json(document())
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document).clone())
 }
 
 #[cfg(test)]
@@ -543,19 +544,22 @@ mod tests {
                 (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
             }
         };
+        // The path with its parameters filled in, `wrong` with a value that is no integer.
+        let path_of = |template: &str, wrong: Option<&str>| {
+            let mut path = template.to_owned();
+            for (name, value) in [("slug", "launch"), ("id", "1"), ("number", "1")] {
+                let value = if wrong == Some(name) { "abc" } else { value };
+                path = path.replace(&format!("{{{name}}}"), value);
+            }
+            path
+        };
+        let body_of = |route: &super::Route| {
+            route.signature.body.as_ref().map(|b| b.examples[0].to_string()).unwrap_or_default()
+        };
         let routes = super::super::routes();
         for route in &routes {
-            let path = route
-                .path
-                .replace("{slug}", "launch")
-                .replace("{id}", "1")
-                .replace("{number}", "1");
-            let body = route
-                .signature
-                .body
-                .as_ref()
-                .map(|b| b.examples[0].to_string())
-                .unwrap_or_default();
+            let path = path_of(route.path, None);
+            let body = body_of(route);
             let method = route.method.as_str();
             let (status, answer) = call(method, &path, body).await;
             let documented =
@@ -579,6 +583,17 @@ mod tests {
                 _ => 404,
             };
             assert_eq!(status, expected, "{method} {path}: {answer}");
+            // A path parameter documented as an integer is refused when it is not one.
+            for param in route.params.iter().filter(|p| p.schema["type"] == "integer") {
+                let wrong = path_of(route.path, Some(param.name));
+                let body = body_of(route);
+                let (status, answer) = call(method, &wrong, body).await;
+                assert_eq!(
+                    (status, answer["errcode"].as_str()),
+                    (400, Some("M_INVALID_PARAM")),
+                    "{method} {wrong}: {answer}"
+                );
+            }
             // Another method on the same path: 405 M_UNRECOGNIZED, unless a route has it.
             let other = if method == "GET" { "POST" } else { "GET" };
             if !routes.iter().any(|r| r.path == route.path && r.method.as_str() == other) {

@@ -19,23 +19,46 @@ use ruma::{
     },
 };
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use super::{ApiBody, ApiState, auth::Caller, json_body};
+use super::{
+    ApiBody, ApiState,
+    auth::Caller,
+    route::{Documented, serialized},
+};
 use crate::{domain::mention, error::Error, process::notify};
 
-/// The request body.
-#[derive(Debug, Deserialize)]
+/// A new comment (the request body).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
-    /// The comment's text; `@name` mentions of board members notify them.
+    /// The comment's text: not blank, at most 16,000 bytes of UTF-8; `@name` mentions of
+    /// board members notify them.
+    #[schema(min_length = 1)]
     pub body: String,
 }
 
-/// The answer.
-#[derive(Debug, Serialize)]
+impl Documented for NewComment {
+    fn examples() -> Vec<Value> {
+        vec![json!({ "body": "Shipped in 1.4, thanks @alice" })]
+    }
+}
+
+/// The comment, sent (the answer).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Created {
     /// The comment's event id.
+    #[schema(value_type = String)]
     pub event_id: OwnedEventId,
+}
+
+impl Documented for Created {
+    fn examples() -> Vec<Value> {
+        serialized(&[Created {
+            event_id: ruma::owned_event_id!("$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg"),
+        }])
+    }
 }
 
 /// The longest comment text, in bytes (UTF-8).
@@ -47,7 +70,7 @@ pub async fn add(
     caller: Caller,
     Path((slug, number)): Path<(String, String)>,
     headers: HeaderMap,
-    ApiBody(body): ApiBody,
+    body: ApiBody<NewComment>,
 ) -> Result<Json<Created>, Error> {
     let Some(client) = &caller.client else {
         return Err(Error::Forbidden(
@@ -61,7 +84,7 @@ pub async fn add(
             client.name
         )));
     }
-    let NewComment { body: text } = json_body(&body)?;
+    let NewComment { body: text } = body.parse()?;
     if text.trim().is_empty() {
         return Err(Error::InvalidParam("body must not be empty".into()));
     }

@@ -6,35 +6,75 @@ use axum::{
 };
 use ruma::{OwnedUserId, events::room::member::MembershipState};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{
+    IntoParams, ToSchema,
+    openapi::schema::{Object, ObjectBuilder, Type},
+};
 
-use super::{ApiQuery, ApiState, auth::Caller};
-use crate::error::Error;
+use super::{
+    ApiQuery, ApiState,
+    auth::Caller,
+    route::{Documented, serialized},
+};
+use crate::{domain::board::Role, error::Error};
 
 /// `?q=`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct Q {
     /// The prefix typed so far (with or without `@`).
     #[serde(default)]
+    #[param(required = false)]
     pub q: String,
 }
 
 /// One match.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Member {
     /// Who.
+    #[schema(value_type = String)]
     pub user_id: OwnedUserId,
     /// Their display name in the board's space.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub display_name: Option<String>,
     /// owner, admin or member.
+    #[schema(schema_with = role_schema)]
     pub role: &'static str,
 }
 
+/// [`Member::role`]: the name of a [`Role`].
+fn role_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([Role::Owner, Role::Admin, Role::Member].map(Role::as_str)))
+        .build()
+}
+
 /// The matches.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Members {
     /// At most 20, by the name that matched (localpart or display name).
     pub members: Vec<Member>,
+}
+
+impl Documented for Members {
+    fn examples() -> Vec<Value> {
+        let member = |user_id: &str, display_name: Option<&str>, role: Role| Member {
+            user_id: user_id
+                .try_into()
+                .unwrap_or_else(|_| ruma::owned_user_id!("@alice:example.org")),
+            display_name: display_name.map(str::to_owned),
+            role: role.as_str(),
+        };
+        serialized(&[Members {
+            members: vec![
+                member("@alice:example.org", Some("Alice"), Role::Owner),
+                member("@alfred:example.org", None, Role::Admin),
+                member("@alma:example.org", Some("Alma"), Role::Member),
+            ],
+        }])
+    }
 }
 
 /// Matches answered at most.

@@ -11,17 +11,20 @@ pub mod comments;
 pub mod members;
 pub mod notifications;
 pub mod openapi;
+pub(crate) mod route;
 
-use std::sync::Arc;
+use std::{marker::PhantomData, sync::Arc};
 
 use axum::{
     Router,
     body::Bytes,
     extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request},
     http::{StatusCode, request::Parts},
-    routing::{get, post},
+    routing::MethodRouter,
 };
+use route::Route;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use crate::{error::Error, process::Context};
 
@@ -31,16 +34,40 @@ pub const PREFIX: &str = "/_boardroom/api/v1";
 /// Largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Every route: method and path (axum syntax), for the router and the OpenAPI test.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/_boardroom/api/v1/openapi.json"),
-    ("get", "/_boardroom/api/v1/notifications"),
-    ("get", "/_boardroom/api/v1/notifications/unread_count"),
-    ("post", "/_boardroom/api/v1/notifications/read_all"),
-    ("post", "/_boardroom/api/v1/notifications/{id}/read"),
-    ("get", "/_boardroom/api/v1/boards/{slug}/members"),
-    ("post", "/_boardroom/api/v1/boards/{slug}/tasks/{number}/comments"),
-];
+/// Every route, declared once: the router and the OpenAPI document are built from it.
+/// What a route takes and answers is read from its handler's signature ([`route`]).
+pub(crate) fn routes() -> Vec<Route> {
+    let slug = || json!({ "type": "string" });
+    vec![
+        Route::get("/_boardroom/api/v1/openapi.json", openapi::handle)
+            .summary("This document", "OpenAPI 3.1"),
+        Route::get("/_boardroom/api/v1/notifications", notifications::list)
+            .summary("The caller's inbox, newest first", "A page"),
+        Route::get("/_boardroom/api/v1/notifications/unread_count", notifications::unread_count)
+            .summary("The caller's unread count", "Count"),
+        Route::post("/_boardroom/api/v1/notifications/read_all", notifications::read_all)
+            .summary("Mark every entry of the caller's inbox read", "Marked"),
+        Route::post("/_boardroom/api/v1/notifications/{id}/read", notifications::read_one)
+            .summary("Mark one entry read", "Marked (0 if it was read already)")
+            .path_param("id", json!({ "type": "integer" }))
+            .not_found("M_NOT_FOUND: not in the caller's inbox, or (for a client) of a board outside its scope"),
+        Route::get("/_boardroom/api/v1/boards/{slug}/members", members::autocomplete)
+            .summary(
+                "Mention autocomplete: members whose localpart or display name starts with q",
+                "At most 20 members",
+            )
+            .path_param("slug", slug()),
+        Route::post("/_boardroom/api/v1/boards/{slug}/tasks/{number}/comments", comments::add)
+            .summary(
+                "Add a comment to a task as the client's virtual user (client tokens only)",
+                "Sent",
+            )
+            .path_param("slug", slug())
+            .path_param("number", json!({ "type": "integer" }))
+            .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
+            .not_found("M_NOT_FOUND: no such board or task"),
+    ]
+}
 
 /// Shared by the handlers.
 #[derive(Clone, Debug)]
@@ -67,15 +94,21 @@ pub fn router(ctx: Arc<Context>) -> Router {
 /// The API routes with a given cache of identified callers (benchmarks seed it).
 pub fn router_with(ctx: Arc<Context>, cache: Arc<auth::AuthCache>) -> Router {
     let state = ApiState { ctx, auth: cache };
+    // One method router a path, each method bound to its own handler; another method is
+    // M_UNRECOGNIZED in Matrix JSON.
+    let mut paths: Vec<(&str, MethodRouter<ApiState>)> = Vec::new();
+    for route in routes() {
+        match paths.iter_mut().find(|(path, _)| *path == route.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(route.handler),
+            None => paths.push((route.path, route.handler)),
+        }
+    }
     let not_allowed = || async { Error::MethodNotAllowed };
-    Router::new()
-        .route(ROUTES[0].1, get(openapi::handle).fallback(not_allowed))
-        .route(ROUTES[1].1, get(notifications::list).fallback(not_allowed))
-        .route(ROUTES[2].1, get(notifications::unread_count).fallback(not_allowed))
-        .route(ROUTES[3].1, post(notifications::read_all).fallback(not_allowed))
-        .route(ROUTES[4].1, post(notifications::read_one).fallback(not_allowed))
-        .route(ROUTES[5].1, get(members::autocomplete).fallback(not_allowed))
-        .route(ROUTES[6].1, post(comments::add).fallback(not_allowed))
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods.fallback(not_allowed))
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -96,14 +129,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 }
 
 /// The request body, at most [`MAX_BODY_BYTES`]; past that `M_TOO_LARGE` in Matrix JSON.
-#[derive(Debug)]
-pub struct ApiBody(pub Bytes);
+/// It is read here and parsed as a `T` when the handler asks ([`ApiBody::parse`]), after
+/// its own checks; the OpenAPI document shows `T`'s schema.
+pub struct ApiBody<T> {
+    bytes: Bytes,
+    parses_as: PhantomData<fn() -> T>,
+}
 
-impl<S: Send + Sync> FromRequest<S> for ApiBody {
+impl<T> std::fmt::Debug for ApiBody<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiBody").field("bytes", &self.bytes.len()).finish()
+    }
+}
+
+impl<T: DeserializeOwned> ApiBody<T> {
+    /// The body as a `T`: see [`json_body`].
+    pub fn parse(&self) -> Result<T, Error> {
+        json_body(&self.bytes)
+    }
+}
+
+impl<T, S: Send + Sync> FromRequest<S> for ApiBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(ApiBody).map_err(|e| {
+        let body = |bytes| ApiBody { bytes, parses_as: PhantomData };
+        Bytes::from_request(req, state).await.map(body).map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::TooLarge
             } else {

@@ -5,27 +5,40 @@ use axum::{
     Json,
     extract::{Path, State},
 };
+use ruma::{OwnedEventId, owned_event_id, owned_room_id, owned_user_id};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiQuery, ApiState, auth::Caller};
-use crate::{domain::inbox::Notification, error::Error};
+use super::{
+    ApiQuery, ApiState,
+    auth::Caller,
+    route::{Documented, serialized},
+};
+use crate::{
+    domain::inbox::{Kind, Notification},
+    error::Error,
+};
 
 /// `?from=&limit=`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct Page {
     /// The `next_batch` of the previous page.
+    #[param(nullable = false)]
     pub from: Option<String>,
     /// At most this many (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
     pub limit: Option<usize>,
 }
 
 /// A page of the inbox.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationsPage {
     /// Newest first.
     pub notifications: Vec<Notification>,
     /// Pass as `from` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_batch: Option<String>,
 }
 
@@ -67,8 +80,38 @@ pub async fn list(
     Ok(Json(NotificationsPage { notifications, next_batch }))
 }
 
+impl Documented for NotificationsPage {
+    fn examples() -> Vec<Value> {
+        let entry = |id: u64, kind: Kind, thread_root: Option<OwnedEventId>| Notification {
+            id,
+            user_id: owned_user_id!("@alice:example.org"),
+            kind,
+            board: "launch".into(),
+            room_id: owned_room_id!("!tasks:example.org"),
+            thread_root,
+            event_id: owned_event_id!("$comment:example.org"),
+            sender: owned_user_id!("@bob:example.org"),
+            excerpt: "@alice can you look at the release notes?".into(),
+            ts: 1_767_225_600_000,
+            read: false,
+            seq: id,
+        };
+        serialized(&[
+            NotificationsPage {
+                notifications: vec![
+                    entry(42, Kind::Mention, None),
+                    entry(41, Kind::Comment, Some(owned_event_id!("$task:example.org"))),
+                    entry(40, Kind::Assignment, Some(owned_event_id!("$task:example.org"))),
+                ],
+                next_batch: Some("40".into()),
+            },
+            NotificationsPage { notifications: Vec::new(), next_batch: None },
+        ])
+    }
+}
+
 /// The unread count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Unread {
     /// Unread entries.
     pub unread: u64,
@@ -89,11 +132,23 @@ pub async fn unread_count(
     Ok(Json(Unread { unread }))
 }
 
+impl Documented for Unread {
+    fn examples() -> Vec<Value> {
+        serialized(&[Unread { unread: 3 }])
+    }
+}
+
 /// How many were marked.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Marked {
     /// Entries marked read by this request.
     pub marked: u64,
+}
+
+impl Documented for Marked {
+    fn examples() -> Vec<Value> {
+        serialized(&[Marked { marked: 1 }])
+    }
 }
 
 /// `POST /notifications/{id}/read`

@@ -5,8 +5,9 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 /// Why someone is notified.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = NotificationKind)]
 pub enum Kind {
     /// They were mentioned.
     Mention,
@@ -17,24 +18,29 @@ pub enum Kind {
 }
 
 /// One entry of a user's inbox.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Notification {
     /// Its id, unique across inboxes and growing: newer entries have larger ids.
     pub id: u64,
     /// Whose inbox.
+    #[schema(value_type = String)]
     pub user_id: OwnedUserId,
     /// Why.
     pub kind: Kind,
     /// The board's slug.
     pub board: String,
     /// The room.
+    #[schema(value_type = String)]
     pub room_id: OwnedRoomId,
     /// The thread, when the event is in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
     pub thread_root: Option<OwnedEventId>,
     /// The event.
+    #[schema(value_type = String)]
     pub event_id: OwnedEventId,
     /// Who sent it.
+    #[schema(value_type = String)]
     pub sender: OwnedUserId,
     /// The start of its text.
     pub excerpt: String,

@@ -127,3 +127,42 @@ pub const MAPS: &[MapDesc] = &[
     },
     MapDesc { name: CLIENTUSERID_VIRTUALUSER, doc: "API client name, virtual user id → ()" },
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::MAPS;
+
+    /// The column families `docs/ARCHITECTURE.md` lists in its table (rows starting with a
+    /// backquoted name, under "### Column families").
+    fn documented() -> Vec<String> {
+        let doc = include_str!("../../docs/ARCHITECTURE.md");
+        let Some((_, section)) = doc.split_once("### Column families") else {
+            return Vec::new();
+        };
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with("| column family"))
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .filter_map(|l| l.trim_start_matches("| `").split_once('`').map(|(n, _)| n.into()))
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_column_families_are_the_catalog() {
+        let documented = documented();
+        let in_code: BTreeSet<&str> = MAPS.iter().map(|m| m.name).collect();
+        let in_docs: BTreeSet<&str> = documented.iter().map(String::as_str).collect();
+        assert_eq!(in_code.len(), MAPS.len(), "a column family is declared twice");
+        assert_eq!(in_docs.len(), documented.len(), "a column family is documented twice");
+        let missing: Vec<_> = in_code.difference(&in_docs).collect();
+        let extra: Vec<_> = in_docs.difference(&in_code).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "docs/ARCHITECTURE.md's column-family table differs from store::maps::MAPS: \
+             not documented {missing:?}, documented but not in the catalog {extra:?}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! Data flows one way: homeserver → [`appservice`] → [`process`] → [`domain`] / [`commands`]
-//! → [`store`], and out again through the [`homeserver`] client's durable outbox.
+//! → [`store`], and out again through the durable [`outbox`] and the [`matrix`] client.
 //!
 //! - [`api`]: the HTTP API for bots and task apps (`/_boardroom/api/v1`).
 //! - [`appservice`]: what the homeserver sends us. `hs_token` auth, transactions (made
@@ -13,10 +13,11 @@
 //! - [`domain`]: the rules (who the bot answers, whose invite it accepts), free of HTTP and
 //!   storage.
 //! - [`commands`]: the chat command registry, parser and help text.
-//! - [`homeserver`]: what we send the homeserver. A typed client over ruma's request types,
-//!   identity assertion, retry with backoff, the outbox worker, start-up tasks.
-//! - [`lanes`]: drains a durable queue in per-room lanes (in order within a room, in
-//!   parallel across rooms); the inbound queue and the outbox both run on it.
+//! - [`matrix`]: what we send the homeserver. A typed client over ruma's request types,
+//!   identity assertion, retry with backoff, start-up tasks, HTML escaping, and the
+//!   per-room lanes that drain a durable queue (in order within a room, in parallel across
+//!   rooms); the inbound queue and the outbox both run on them.
+//! - [`outbox`]: the worker that sends the durable outbox's requests.
 //! - [`store`]: RocksDB. The column-family catalog, the key codec, schema versions, and one
 //!   repository per aggregate.
 //! - [`config`], [`error`], [`server`]: configuration, the one error enum, and the wiring
@@ -28,9 +29,9 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod error;
-pub mod homeserver;
-pub mod lanes;
 pub mod listener;
+pub mod matrix;
+pub mod outbox;
 pub mod process;
 pub mod registration;
 pub mod reindex;

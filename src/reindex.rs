@@ -24,7 +24,7 @@ use crate::{
         task::{Comment, TaskEventContent, TaskRecord},
     },
     error::Result,
-    homeserver::{Auth, HomeserverClient, RetryPolicy},
+    matrix::{Auth, HomeserverClient, RetryPolicy},
     process::index::{
         Indexed, apply_room_state, fetch_state, index_members_from_state, replaces, sent_by,
         tombstone_target,

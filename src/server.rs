@@ -12,8 +12,9 @@ use crate::{
     config::Settings,
     domain::live::LiveState,
     error::{Error, Result},
-    homeserver::{Auth, HomeserverClient, RetryPolicy, outbox, startup},
     listener::{self, Limits},
+    matrix::{Auth, HomeserverClient, RetryPolicy, startup},
+    outbox,
     process::{self, Context},
     store::Store,
 };

@@ -81,8 +81,8 @@ pub struct ApiState {
 impl ApiState {
     /// The homeserver client for request paths: a few quick retries, then the caller gets
     /// 502 rather than a request that hangs while the homeserver is away.
-    pub fn hs(&self) -> crate::homeserver::HomeserverClient {
-        self.ctx.client.clone().with_retry(crate::homeserver::RetryPolicy::SHORT)
+    pub fn hs(&self) -> crate::matrix::HomeserverClient {
+        self.ctx.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT)
     }
 }
 

@@ -34,7 +34,6 @@ use crate::{
     commands::{
         Listing, Reply,
         board::{self as cmd, BoardCommand},
-        escape_html,
     },
     domain::board::{
         ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind,
@@ -42,7 +41,7 @@ use crate::{
         validate_room_name, validate_slug,
     },
     domain::{Action, action::derived_txn_id},
-    homeserver::HsError,
+    matrix::{HsError, html::escape_html},
 };
 
 /// Who ran a command, where.

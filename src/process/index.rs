@@ -22,7 +22,7 @@ use crate::{
         },
     },
     error::Result,
-    homeserver::{HomeserverClient, HsError},
+    matrix::{HomeserverClient, HsError},
     store::Store,
 };
 

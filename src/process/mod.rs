@@ -19,8 +19,7 @@ use tracing::Instrument;
 use crate::{
     config::Settings,
     domain::live::LiveState,
-    homeserver::{Backoff, HomeserverClient, RetryPolicy},
-    lanes,
+    matrix::{Backoff, HomeserverClient, RetryPolicy, lanes},
     store::{Store, inbound::PendingEntry},
 };
 
@@ -49,7 +48,7 @@ pub struct Context {
 /// restart, or one busy room) is read as lanes make room, not into memory at once.
 const MAX_IN_FLIGHT: usize = 4096;
 
-/// Runs until `shutdown`: hands pending entries to per-room lanes ([`crate::lanes`]), and
+/// Runs until `shutdown`: hands pending entries to per-room lanes ([`crate::matrix::lanes`]), and
 /// waits for the lanes before it returns.
 pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
     let store = ctx.store.clone();

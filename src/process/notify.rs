@@ -223,7 +223,7 @@ pub fn on_assignment(
 /// cannot be read (then a receipt for the main timeline or an unthreaded one covers it).
 async fn thread_of(ctx: &Context, room: &RoomId, event_id: &EventId) -> Option<OwnedEventId> {
     let req = get_room_event::v3::Request::new(room.to_owned(), event_id.to_owned());
-    let client = ctx.client.clone().with_retry(crate::homeserver::RetryPolicy::SHORT);
+    let client = ctx.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT);
     match client.send(req, None).await {
         Ok(resp) => match resp.event.deserialize().ok()? {
             AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(

@@ -26,7 +26,7 @@ use ruma::{
 
 use super::{Context, boards::Invocation};
 use crate::{
-    commands::{LISTING_BUDGET, Listing, Reply, escape_html, task as cmd, task::TaskCommand},
+    commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
     domain::{
         Action,
         action::derived_txn_id,
@@ -34,7 +34,7 @@ use crate::{
         now_ms,
         task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
     },
-    homeserver::HsError,
+    matrix::{HsError, html::escape_html},
 };
 
 /// One lock per board: task numbers and read-modify-write of task records.

@@ -12,7 +12,7 @@ use std::{
 use boardroom::{
     Config,
     config::Settings,
-    homeserver::{Auth, HomeserverClient, RetryPolicy},
+    matrix::{Auth, HomeserverClient, RetryPolicy},
 };
 use hmac::{KeyInit, Mac};
 use ruma::{
@@ -524,10 +524,7 @@ impl User {
     }
 
     /// Joins `room` (by id or alias); the homeserver's refusal as an error.
-    pub(crate) async fn join(
-        &self,
-        room: &str,
-    ) -> Result<OwnedRoomId, boardroom::homeserver::HsError> {
+    pub(crate) async fn join(&self, room: &str) -> Result<OwnedRoomId, boardroom::matrix::HsError> {
         let target: ruma::OwnedRoomOrAliasId = room.try_into().expect("room id or alias");
         let req = ruma::api::client::membership::join_room_by_id_or_alias::v3::Request::new(target);
         self.client.send(req, None).await.map(|r| r.room_id)

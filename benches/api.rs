@@ -9,10 +9,8 @@ use axum::{Router, body::Body};
 use boardroom::{
     Config,
     api::{self, auth::AuthCache},
-    domain::{
-        board::BoardRecord,
-        inbox::{Kind, Notification},
-    },
+    domain::board::BoardRecord,
+    notifications::inbox::{Kind, Notification},
     server::App,
 };
 use divan::Bencher;

@@ -13,11 +13,8 @@
 //! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
 
 use boardroom::{
-    domain::{
-        mention,
-        task::{Comment, TaskRecord},
-    },
-    process::notify::RoomAudience,
+    domain::task::{Comment, TaskRecord},
+    notifications::{mention, notify::RoomAudience},
     store::Store,
 };
 use divan::Bencher;

@@ -12,6 +12,8 @@
 //!   across rooms, and turns each event into outbound requests.
 //! - [`domain`]: the rules (who the bot answers, whose invite it accepts), free of HTTP and
 //!   storage.
+//! - [`notifications`]: users' inbox, who a message mentions, and what processing records
+//!   in the inbox.
 //! - [`commands`]: the chat command registry, parser and help text.
 //! - [`matrix`]: what we send the homeserver. A typed client over ruma's request types,
 //!   identity assertion, retry with backoff, start-up tasks, HTML escaping, and the
@@ -31,6 +33,7 @@ pub mod domain;
 pub mod error;
 pub mod listener;
 pub mod matrix;
+pub mod notifications;
 pub mod outbox;
 pub mod process;
 pub mod registration;

@@ -5,9 +5,7 @@
 pub mod action;
 pub mod board;
 pub mod bot;
-pub mod inbox;
 pub mod live;
-pub mod mention;
 pub mod task;
 
 pub use action::Action;

@@ -10,7 +10,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, boards, index, notify, tasks};
+use super::{Context, boards, index, tasks};
 use crate::{
     commands::{self, Command},
     domain::{
@@ -20,6 +20,7 @@ use crate::{
         bot::{self, InviteDecision},
         task::TaskEventContent,
     },
+    notifications::notify,
     store::inbound::{EntryKind, PendingEntry},
 };
 

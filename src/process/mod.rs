@@ -5,7 +5,6 @@
 pub mod boards;
 pub mod handler;
 pub mod index;
-pub mod notify;
 pub mod tasks;
 #[cfg(test)]
 mod trust_tests;

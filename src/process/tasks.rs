@@ -502,7 +502,7 @@ async fn change_task(
             "{} assigned you {}#{}: {}",
             inv.sender, board.slug, record.fields.number, record.fields.title
         );
-        super::notify::on_assignment(
+        crate::notifications::notify::on_assignment(
             ctx,
             inv,
             &board.slug,

@@ -13,11 +13,9 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
-    domain::{
-        board::{BoardRecord, RoomKind, RoomRecord},
-        mention,
-    },
+    domain::board::{BoardRecord, RoomKind, RoomRecord},
     error::{Error, Result},
+    notifications::mention,
 };
 
 impl Store {
@@ -647,7 +645,7 @@ mod tests {
     fn mention_resolution_cost_is_bounded_against_a_display_name_of_at_signs() {
         use std::cell::Cell;
 
-        use crate::domain::mention::{
+        use crate::notifications::mention::{
             Audience, MAX_MENTION_CANDIDATES, MAX_NAME_ENDS, plain_mentions,
         };
 
@@ -716,7 +714,7 @@ mod tests {
 
     #[test]
     fn the_name_index_finds_what_the_list_finds() {
-        use crate::domain::mention::{Audience, Candidate};
+        use crate::notifications::mention::{Audience, Candidate};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let room = ruma::room_id!("!r:x");

@@ -13,8 +13,8 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
-    domain::inbox::{Notification, ReceiptScope},
     error::{Error, Result},
+    notifications::inbox::{Notification, ReceiptScope},
 };
 
 const NEXT_ID_KEY: &[u8] = b"notification_next_id";
@@ -407,7 +407,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::inbox::Kind;
+    use crate::notifications::inbox::Kind;
 
     fn n(user: &str, event: &str, room: &str, seq: u64, thread: Option<&str>) -> Notification {
         Notification {

@@ -16,10 +16,8 @@ use std::{
 use axum::body::Body;
 use boardroom::{
     api::auth::AuthCache,
-    domain::{
-        Action,
-        inbox::{Kind, Notification},
-    },
+    domain::Action,
+    notifications::inbox::{Kind, Notification},
     server::App,
     store::Store,
 };

@@ -14,7 +14,8 @@ use ruma::{
 use serde_json::Value;
 
 use boardroom::{
-    domain::{Action, inbox::Kind},
+    domain::Action,
+    notifications::inbox::Kind,
     process::handler,
     store::inbound::{EntryKind, PendingEntry},
 };

@@ -16,13 +16,13 @@ use ruma::{
     },
 };
 
-use super::Context;
+use super::{
+    inbox::{Kind, Notification, ReceiptScope, excerpt},
+    mention::{self, Audience},
+};
 use crate::{
-    domain::{
-        board::RoomKind,
-        inbox::{Kind, Notification, ReceiptScope, excerpt},
-        mention::{self, Audience},
-    },
+    domain::board::RoomKind,
+    process::Context,
     store::{Store, inbound::seq_of_event},
 };
 
@@ -189,7 +189,7 @@ pub async fn on_message(
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
 pub fn on_assignment(
     ctx: &Context,
-    inv: &super::boards::Invocation<'_>,
+    inv: &crate::process::boards::Invocation<'_>,
     board: &str,
     room: &RoomId,
     root: &EventId,

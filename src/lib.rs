@@ -12,6 +12,7 @@
 //!   across rooms, and turns each event into outbound requests.
 //! - [`domain`]: the rules (who the bot answers, whose invite it accepts), free of HTTP and
 //!   storage.
+//! - [`tasks`]: the task model and the task operations.
 //! - [`notifications`]: users' inbox, who a message mentions, and what processing records
 //!   in the inbox.
 //! - [`commands`]: the chat command registry, parser and help text.
@@ -40,6 +41,7 @@ pub mod registration;
 pub mod reindex;
 pub mod server;
 pub mod store;
+pub mod tasks;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -21,7 +21,6 @@ use crate::{
         EVENT_TYPE_PREFIX,
         board::{RoomKind, RoomRecord},
         bot::command_text,
-        task::{Comment, TaskEventContent, TaskRecord},
     },
     error::Result,
     matrix::{Auth, HomeserverClient, RetryPolicy},
@@ -30,6 +29,7 @@ use crate::{
         tombstone_target,
     },
     store::Store,
+    tasks::model::{Comment, TaskEventContent, TaskRecord},
 };
 
 /// What a rebuild found.

@@ -1,7 +1,7 @@
 //! `!task …` and `!board columns`: tasks in the board's `tasks` room.
 
 use super::{CommandSpec, ParseError, malformed, user};
-use crate::domain::task::{Change, validate_due, validate_label};
+use crate::tasks::model::{Change, validate_due, validate_label};
 
 spec!(
     NEW,

@@ -300,7 +300,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
         name: name.to_owned(),
         created_by: inv.sender.to_owned(),
         created_by_event: inv.event_id.to_owned(),
-        columns: crate::domain::task::default_columns(),
+        columns: crate::tasks::model::default_columns(),
     };
     let (space, _) = ensure_room(
         ctx,
@@ -788,7 +788,7 @@ pub async fn settle_room(
         .map_err(|e| crate::Error::Internal(e.to_string()))?;
     ctx.client.send(req, None).await?;
     let actions = if record.kind == RoomKind::Tasks {
-        super::tasks::move_tasks(ctx, board, old, room).await?
+        crate::tasks::ops::move_tasks(ctx, board, old, room).await?
     } else {
         Vec::new()
     };

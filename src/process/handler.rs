@@ -10,7 +10,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, boards, index, tasks};
+use super::{Context, boards, index};
 use crate::{
     commands::{self, Command},
     domain::{
@@ -18,10 +18,10 @@ use crate::{
         action::derived_txn_id,
         board::{BoardEventContent, BoardRoomEventContent},
         bot::{self, InviteDecision},
-        task::TaskEventContent,
     },
     notifications::notify,
     store::inbound::{EntryKind, PendingEntry},
+    tasks::{model::TaskEventContent, ops as tasks},
 };
 
 /// Handles one entry.

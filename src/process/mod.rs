@@ -5,7 +5,6 @@
 pub mod boards;
 pub mod handler;
 pub mod index;
-pub mod tasks;
 #[cfg(test)]
 mod trust_tests;
 
@@ -40,7 +39,7 @@ pub struct Context {
     /// The homeserver's default room version, asked once.
     pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
     /// Per-board locks for task numbers and task records.
-    pub task_locks: tasks::BoardLocks,
+    pub task_locks: crate::tasks::ops::BoardLocks,
 }
 
 /// Entries read from the queue and not yet processed, at most: a long backlog (after a

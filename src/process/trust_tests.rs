@@ -16,12 +16,10 @@ use serde_json::{Value, json};
 use super::handler;
 use crate::{
     Config,
-    domain::{
-        board::{BoardRecord, RoomKind, RoomRecord},
-        task::{TaskRecord, default_columns},
-    },
+    domain::board::{BoardRecord, RoomKind, RoomRecord},
     server::App,
     store::inbound::{EntryKind, PendingEntry},
+    tasks::model::{TaskRecord, default_columns},
 };
 
 const SPACE: &str = "!space:localhost";

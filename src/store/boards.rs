@@ -464,7 +464,7 @@ mod tests {
             creators: vec![],
             power_users: Default::default(),
             users_default: 0,
-            columns: crate::domain::task::default_columns(),
+            columns: crate::tasks::model::default_columns(),
         }
     }
 
@@ -504,7 +504,7 @@ mod tests {
             creators: vec![],
             power_users: Default::default(),
             users_default: 0,
-            columns: crate::domain::task::default_columns(),
+            columns: crate::tasks::model::default_columns(),
         };
         store.put_board(&board).expect("put");
         assert_eq!(store.board_by_space(&board.space_id).expect("get"), Some(board.clone()));

@@ -24,7 +24,9 @@ use ruma::{
     },
 };
 
-use super::{Context, boards::Invocation};
+use super::model::{
+    AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root,
+};
 use crate::{
     commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
     domain::{
@@ -32,9 +34,9 @@ use crate::{
         action::derived_txn_id,
         board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
         now_ms,
-        task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
     },
     matrix::{HsError, html::escape_html},
+    process::{Context, boards::Invocation},
 };
 
 /// One lock per board: task numbers and read-modify-write of task records.
@@ -272,14 +274,16 @@ pub async fn move_tasks(
 ) -> crate::Result<Vec<Action>> {
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;
-    let present: std::collections::HashSet<String> = super::index::fetch_state(&ctx.client, new)
-        .await?
-        .iter()
-        .filter(|r| {
-            r.get_field::<String>("type").ok().flatten().as_deref() == Some(TaskEventContent::TYPE)
-        })
-        .filter_map(|r| r.get_field::<String>("state_key").ok().flatten())
-        .collect();
+    let present: std::collections::HashSet<String> =
+        crate::process::index::fetch_state(&ctx.client, new)
+            .await?
+            .iter()
+            .filter(|r| {
+                r.get_field::<String>("type").ok().flatten().as_deref()
+                    == Some(TaskEventContent::TYPE)
+            })
+            .filter_map(|r| r.get_field::<String>("state_key").ok().flatten())
+            .collect();
     let mut actions = Vec::new();
     let mut moved = 0usize;
     for mut record in ctx.store.tasks_of(&board.slug)? {
@@ -860,10 +864,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Config,
-        commands::LISTING_BUDGET,
-        domain::{board::RoomRecord, task::default_columns},
-        server::App,
+        Config, commands::LISTING_BUDGET, domain::board::RoomRecord, server::App,
+        tasks::model::default_columns,
     };
 
     /// A board whose every task sits in `todo`, with long titles.

@@ -9,7 +9,7 @@ use axum::{Router, body::Body};
 use boardroom::{
     Config,
     api::{self, auth::AuthCache},
-    domain::board::BoardRecord,
+    boards::model::BoardRecord,
     notifications::inbox::{Kind, Notification},
     server::App,
 };

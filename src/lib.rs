@@ -12,6 +12,7 @@
 //!   across rooms, and turns each event into outbound requests.
 //! - [`domain`]: the rules (who the bot answers, whose invite it accepts), free of HTTP and
 //!   storage.
+//! - [`boards`]: the board model, the board operations, and the index of the rooms' state.
 //! - [`tasks`]: the task model and the task operations.
 //! - [`notifications`]: users' inbox, who a message mentions, and what processing records
 //!   in the inbox.
@@ -28,6 +29,7 @@
 
 pub mod api;
 pub mod appservice;
+pub mod boards;
 pub mod commands;
 pub mod config;
 pub mod domain;

@@ -218,7 +218,7 @@ pub fn parse_columns(words: &[&str]) -> Result<Vec<String>, ParseError> {
         return Err(malformed(&COLUMNS, "name the columns, separated by commas"));
     }
     for c in &columns {
-        crate::domain::board::validate_room_name(c)
+        crate::boards::model::validate_room_name(c)
             .map_err(|e| malformed(&COLUMNS, e.replace("room name", "column")))?;
     }
     let mut seen = std::collections::HashSet::new();

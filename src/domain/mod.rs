@@ -3,14 +3,13 @@
 //! ([`live`]).
 
 pub mod action;
-pub mod board;
 pub mod bot;
 pub mod live;
 
 pub use action::Action;
 
-/// What Boardroom's own event types start with: [`board::BoardEventContent`],
-/// [`board::BoardRoomEventContent`] and [`crate::tasks::model::TaskEventContent`] (their `TYPE`).
+/// What Boardroom's own event types start with: [`crate::boards::model::BoardEventContent`],
+/// [`crate::boards::model::BoardRoomEventContent`] and [`crate::tasks::model::TaskEventContent`] (their `TYPE`).
 pub const EVENT_TYPE_PREFIX: &str = "dev.boardroom.";
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
@@ -24,7 +23,8 @@ pub fn now_ms() -> u64 {
 mod tests {
     use ruma::events::StaticEventContent;
 
-    use super::{EVENT_TYPE_PREFIX, board};
+    use super::EVENT_TYPE_PREFIX;
+    use crate::boards::model as board;
     use crate::tasks::model as task;
 
     #[test]

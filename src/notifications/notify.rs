@@ -21,7 +21,7 @@ use super::{
     mention::{self, Audience},
 };
 use crate::{
-    domain::board::RoomKind,
+    boards::model::RoomKind,
     process::Context,
     store::{Store, inbound::seq_of_event},
 };
@@ -189,7 +189,7 @@ pub async fn on_message(
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
 pub fn on_assignment(
     ctx: &Context,
-    inv: &crate::process::boards::Invocation<'_>,
+    inv: &crate::boards::ops::Invocation<'_>,
     board: &str,
     room: &RoomId,
     root: &EventId,

@@ -10,13 +10,17 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, boards, index};
+use super::Context;
 use crate::{
+    boards::{
+        index,
+        model::{BoardEventContent, BoardRoomEventContent},
+        ops as boards,
+    },
     commands::{self, Command},
     domain::{
         Action,
         action::derived_txn_id,
-        board::{BoardEventContent, BoardRoomEventContent},
         bot::{self, InviteDecision},
     },
     notifications::notify,

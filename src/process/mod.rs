@@ -2,9 +2,7 @@
 //! parallel across rooms. Each entry is handled ([`handler`]) into outbound actions, which
 //! are queued in the outbox in the same atomic write that marks the entry processed.
 
-pub mod boards;
 pub mod handler;
-pub mod index;
 #[cfg(test)]
 mod trust_tests;
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::handler;
 use crate::{
     Config,
-    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    boards::model::{BoardRecord, RoomKind, RoomRecord},
     server::App,
     store::inbound::{EntryKind, PendingEntry},
     tasks::model::{TaskRecord, default_columns},

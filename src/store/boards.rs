@@ -13,7 +13,7 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
-    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    boards::model::{BoardRecord, RoomKind, RoomRecord},
     error::{Error, Result},
     notifications::mention,
 };
@@ -452,7 +452,7 @@ const BOARD_MAPS: [&str; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::board::RoomKind;
+    use crate::boards::model::RoomKind;
 
     fn board(slug: &str, space: &str) -> BoardRecord {
         BoardRecord {

@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_scope_hides_other_boards_entries_from_pages_counts_and_marks() {
-        use crate::domain::board::{RoomKind, RoomRecord};
+        use crate::boards::model::{RoomKind, RoomRecord};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         for (room, board) in [("!a1:x", "a"), ("!a2:x", "a"), ("!b:x", "b")] {

@@ -28,15 +28,14 @@ use super::model::{
     AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root,
 };
 use crate::{
-    commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
-    domain::{
-        Action,
-        action::derived_txn_id,
-        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
-        now_ms,
+    boards::{
+        model::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
+        ops::Invocation,
     },
+    commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
+    domain::{Action, action::derived_txn_id, now_ms},
     matrix::{HsError, html::escape_html},
-    process::{Context, boards::Invocation},
+    process::Context,
 };
 
 /// One lock per board: task numbers and read-modify-write of task records.
@@ -275,7 +274,7 @@ pub async fn move_tasks(
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;
     let present: std::collections::HashSet<String> =
-        crate::process::index::fetch_state(&ctx.client, new)
+        crate::boards::index::fetch_state(&ctx.client, new)
             .await?
             .iter()
             .filter(|r| {
@@ -864,7 +863,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        Config, commands::LISTING_BUDGET, domain::board::RoomRecord, server::App,
+        Config, boards::model::RoomRecord, commands::LISTING_BUDGET, server::App,
         tasks::model::default_columns,
     };
 

@@ -29,19 +29,22 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, index};
+use super::{
+    index,
+    model::{
+        ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind,
+        RoomRecord, creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
+        validate_room_name, validate_slug,
+    },
+};
 use crate::{
     commands::{
         Listing, Reply,
         board::{self as cmd, BoardCommand},
     },
-    domain::board::{
-        ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind,
-        RoomRecord, creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
-        validate_room_name, validate_slug,
-    },
     domain::{Action, action::derived_txn_id},
     matrix::{HsError, html::escape_html},
+    process::Context,
 };
 
 /// Who ran a command, where.
@@ -529,7 +532,7 @@ async fn remove(ctx: &Context, inv: &Invocation<'_>, user: &UserId) -> Outcome {
     let mut req = kick_user::v3::Request::new(board.space_id.clone(), user.to_owned());
     req.reason = Some(format!("removed from the board {} by {}", board.slug, inv.sender));
     ctx.client.send(req, None).await?;
-    // Its private rooms follow when the space's membership change arrives (process::index).
+    // Its private rooms follow when the space's membership change arrives (boards::index).
     Ok(text(format!("Removed {user} from the board {} and its private rooms.", board.name)))
 }
 

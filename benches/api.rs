@@ -9,9 +9,9 @@ use axum::{Router, body::Body};
 use boardroom::{
     Config,
     api::{self, auth::AuthCache},
+    app::App,
     boards::model::BoardRecord,
     notifications::inbox::{Kind, Notification},
-    server::App,
 };
 use divan::Bencher;
 use http::Request;

@@ -311,7 +311,7 @@ mod tests {
     use serde_json::{Value, json};
     use tower::ServiceExt;
 
-    use crate::{Config, server::App};
+    use crate::{Config, app::App};
 
     /// A stand-in homeserver that counts `whoami` and `register` requests: the token
     /// `alice-token` is Alice's, `as-token` the bot's; any other is refused (401).

@@ -17,10 +17,10 @@ use super::model::{
     BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
 };
 use crate::{
+    app::Context,
     domain::{Action, EVENT_TYPE_PREFIX},
     error::Result,
     matrix::{HomeserverClient, HsError},
-    process::Context,
     store::Store,
 };
 

@@ -38,13 +38,13 @@ use super::{
     },
 };
 use crate::{
+    app::Context,
     commands::{
         Listing, Reply,
         board::{self as cmd, BoardCommand},
     },
     domain::{Action, action::derived_txn_id},
     matrix::{HsError, html::escape_html},
-    process::Context,
 };
 
 /// Who ran a command, where.

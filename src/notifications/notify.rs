@@ -21,8 +21,8 @@ use super::{
     mention::{self, Audience},
 };
 use crate::{
+    app::Context,
     boards::model::RoomKind,
-    process::Context,
     store::{Store, inbound::seq_of_event},
 };
 

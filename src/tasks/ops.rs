@@ -28,6 +28,7 @@ use super::model::{
     AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root,
 };
 use crate::{
+    app::Context,
     boards::{
         model::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
         ops::Invocation,
@@ -35,7 +36,6 @@ use crate::{
     commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
     domain::{Action, action::derived_txn_id, now_ms},
     matrix::{HsError, html::escape_html},
-    process::Context,
 };
 
 /// One lock per board: task numbers and read-modify-write of task records.
@@ -863,7 +863,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        Config, boards::model::RoomRecord, commands::LISTING_BUDGET, server::App,
+        Config, app::App, boards::model::RoomRecord, commands::LISTING_BUDGET,
         tasks::model::default_columns,
     };
 

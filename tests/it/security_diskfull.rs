@@ -16,9 +16,9 @@ use std::{
 use axum::body::Body;
 use boardroom::{
     api::auth::AuthCache,
+    app::App,
     domain::Action,
     notifications::inbox::{Kind, Notification},
-    server::App,
     store::Store,
 };
 use http::{Request, StatusCode};

@@ -9,9 +9,9 @@ use std::{
 };
 
 use boardroom::{
+    app::App,
+    inbound::handler,
     outbox,
-    process::handler,
-    server::App,
     store::inbound::{EntryKind, PendingEntry},
 };
 use ruma::{

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use boardroom::{
     domain::Action,
+    inbound::handler,
     notifications::inbox::Kind,
-    process::handler,
     store::inbound::{EntryKind, PendingEntry},
 };
 

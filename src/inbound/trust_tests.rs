@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use super::handler;
 use crate::{
     Config,
+    app::App,
     boards::model::{BoardRecord, RoomKind, RoomRecord},
-    server::App,
     store::inbound::{EntryKind, PendingEntry},
     tasks::model::{TaskRecord, default_columns},
 };

@@ -10,8 +10,8 @@ use ruma::{
     serde::Raw,
 };
 
-use super::Context;
 use crate::{
+    app::Context,
     boards::{
         index,
         model::{BoardEventContent, BoardRoomEventContent},

@@ -8,8 +8,10 @@ pub mod live;
 
 pub use action::Action;
 
-/// What Boardroom's own event types start with: [`crate::boards::model::BoardEventContent`],
-/// [`crate::boards::model::BoardRoomEventContent`] and [`crate::tasks::model::TaskEventContent`] (their `TYPE`).
+/// What Boardroom's own event types start with:
+/// [`crate::boards::model::BoardEventContent`],
+/// [`crate::boards::model::BoardRoomEventContent`] and
+/// [`crate::tasks::model::TaskEventContent`] (their `TYPE`).
 pub const EVENT_TYPE_PREFIX: &str = "dev.boardroom.";
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before it).

@@ -9,11 +9,9 @@ use axum::{Router, body::Body};
 use boardroom::{
     Config,
     api::{self, auth::AuthCache},
-    domain::{
-        board::BoardRecord,
-        inbox::{Kind, Notification},
-    },
-    server::App,
+    app::App,
+    boards::model::BoardRecord,
+    notifications::inbox::{Kind, Notification},
 };
 use divan::Bencher;
 use http::Request;

@@ -11,7 +11,8 @@ use axum::{Json, Router, routing::put};
 use boardroom::{
     config::Secret,
     domain::{Action, action::derived_txn_id},
-    homeserver::{Auth, HomeserverClient, outbox},
+    matrix::{Auth, HomeserverClient},
+    outbox,
     store::Store,
 };
 use divan::{Bencher, counter::ItemsCount};

@@ -13,12 +13,9 @@
 //! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
 
 use boardroom::{
-    domain::{
-        mention,
-        task::{Comment, TaskRecord},
-    },
-    process::notify::RoomAudience,
+    notifications::{mention, notify::RoomAudience},
     store::Store,
+    tasks::model::{Comment, TaskRecord},
 };
 use divan::Bencher;
 use ruma::events::room::member::MembershipState;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use axum::body::Body;
-use boardroom::{Config, server::App};
+use boardroom::{Config, app::App};
 use divan::{Bencher, counter::ItemsCount};
 use http::Request;
 use serde_json::{Value, json};

@@ -53,7 +53,7 @@ pub enum Error {
     Unavailable(String),
     /// A request to the homeserver failed.
     #[error("homeserver: {0}")]
-    Homeserver(#[from] crate::homeserver::HsError),
+    Homeserver(#[from] crate::matrix::HsError),
     /// I/O failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -49,7 +49,7 @@ use tower_http::timeout::RequestBodyDeadlineLayer;
 
 use crate::{
     config::HttpConfig,
-    homeserver::{
+    matrix::{
         RetryPolicy,
         backoff::{Backoff, sleep_or_cancelled},
     },

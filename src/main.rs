@@ -3,9 +3,9 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use boardroom::{
-    Config,
+    Config, app,
     config::{LogFormat, Settings},
-    registration, server,
+    registration,
 };
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -134,7 +134,7 @@ fn run_serve(settings: Settings) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listeners = server::Listeners::bind(&settings).await?;
+        let listeners = app::Listeners::bind(&settings).await?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
@@ -142,7 +142,7 @@ fn run_serve(settings: Settings) -> ExitCode {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        server::serve_app_on(server::App::new(settings)?, listeners, shutdown).await
+        app::serve_app_on(app::App::new(settings)?, listeners, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,20 +16,17 @@ use ruma::{
 };
 
 use crate::{
-    config::Settings,
-    domain::{
-        EVENT_TYPE_PREFIX,
-        board::{RoomKind, RoomRecord},
-        bot::command_text,
-        task::{Comment, TaskEventContent, TaskRecord},
-    },
-    error::Result,
-    homeserver::{Auth, HomeserverClient, RetryPolicy},
-    process::index::{
+    boards::index::{
         Indexed, apply_room_state, fetch_state, index_members_from_state, replaces, sent_by,
         tombstone_target,
     },
+    boards::model::{RoomKind, RoomRecord},
+    config::Settings,
+    domain::{EVENT_TYPE_PREFIX, bot::command_text},
+    error::Result,
+    matrix::{Auth, HomeserverClient, RetryPolicy},
     store::Store,
+    tasks::model::{Comment, TaskEventContent, TaskRecord},
 };
 
 /// What a rebuild found.

@@ -16,7 +16,7 @@ use crate::{
     appservice::auth::secret_eq,
     config::{ApiClient, Secret},
     error::Error,
-    homeserver::{Auth, startup::register_user},
+    matrix::{Auth, startup::register_user},
     store::virtual_users::Claim,
 };
 
@@ -211,12 +211,12 @@ async fn whoami(state: &ApiState, token: &str, read: bool) -> Result<OwnedUserId
         // One quick try: the answer is at hand if the homeserver is away.
         tokio::time::timeout(
             STALE_WHOAMI_TIMEOUT,
-            client.send_with(request, None, crate::homeserver::RetryPolicy::NONE),
+            client.send_with(request, None, crate::matrix::RetryPolicy::NONE),
         )
         .await
         .ok()
     } else {
-        Some(client.send_with(request, None, crate::homeserver::RetryPolicy::SHORT).await)
+        Some(client.send_with(request, None, crate::matrix::RetryPolicy::SHORT).await)
     };
     match answer {
         Some(Ok(resp)) => {
@@ -311,7 +311,7 @@ mod tests {
     use serde_json::{Value, json};
     use tower::ServiceExt;
 
-    use crate::{Config, server::App};
+    use crate::{Config, app::App};
 
     /// A stand-in homeserver that counts `whoami` and `register` requests: the token
     /// `alice-token` is Alice's, `as-token` the bot's; any other is refused (401).

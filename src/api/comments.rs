@@ -27,7 +27,7 @@ use super::{
     auth::Caller,
     route::{Documented, serialized},
 };
-use crate::{domain::mention, error::Error, process::notify};
+use crate::{error::Error, notifications::mention, notifications::notify};
 
 /// A new comment (the request body).
 #[derive(Debug, Deserialize, ToSchema)]

@@ -26,7 +26,7 @@ use route::Route;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{error::Error, process::Context};
+use crate::{app::Context, error::Error};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/_boardroom/api/v1";
@@ -81,8 +81,8 @@ pub struct ApiState {
 impl ApiState {
     /// The homeserver client for request paths: a few quick retries, then the caller gets
     /// 502 rather than a request that hangs while the homeserver is away.
-    pub fn hs(&self) -> crate::homeserver::HomeserverClient {
-        self.ctx.client.clone().with_retry(crate::homeserver::RetryPolicy::SHORT)
+    pub fn hs(&self) -> crate::matrix::HomeserverClient {
+        self.ctx.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT)
     }
 }
 
@@ -187,7 +187,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{Config, server::App};
+    use crate::{Config, app::App};
 
     /// An API whose homeserver is unreachable (port 9 on loopback refuses), with one
     /// client token and its virtual user already claimed and registered.

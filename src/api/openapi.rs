@@ -522,7 +522,7 @@ mod tests {
             "[[api.clients]]\nname = \"tracker\"\ntoken = \"client\"\nboards = [\"launch\"]\n",
         )
         .expect("config");
-        let app = crate::server::App::new(config.validate().expect("valid")).expect("app");
+        let app = crate::app::App::new(config.validate().expect("valid")).expect("app");
         let reader: ruma::OwnedUserId = "@boardroom_reader:localhost".try_into().expect("user");
         app.ctx.store.claim_virtual_user(&reader, "tracker", 10).expect("claim");
         app.ctx.store.set_virtual_user_registered(&reader, "tracker").expect("registered");

@@ -1,6 +1,7 @@
 //! `!help`: the command list, generated from the registry.
 
-use super::{REGISTRY, Reply, escape_html};
+use super::{REGISTRY, Reply};
+use crate::matrix::html::escape_html;
 
 /// The help text.
 pub fn help() -> Reply {

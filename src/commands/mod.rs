@@ -19,6 +19,8 @@ pub mod board;
 pub mod help;
 pub mod task;
 
+use crate::matrix::html::escape_html;
+
 /// Who may run a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
@@ -236,22 +238,6 @@ pub fn error_reply(err: &ParseError) -> Reply {
             html: format!("{}. Usage: <code>{}</code>", escape_html(problem), escape_html(usage)),
         },
     }
-}
-
-/// Escapes text for `formatted_body`.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,17 +3,15 @@
 //! ([`live`]).
 
 pub mod action;
-pub mod board;
 pub mod bot;
-pub mod inbox;
 pub mod live;
-pub mod mention;
-pub mod task;
 
 pub use action::Action;
 
-/// What Boardroom's own event types start with: [`board::BoardEventContent`],
-/// [`board::BoardRoomEventContent`] and [`task::TaskEventContent`] (their `TYPE`).
+/// What Boardroom's own event types start with:
+/// [`crate::boards::model::BoardEventContent`],
+/// [`crate::boards::model::BoardRoomEventContent`] and
+/// [`crate::tasks::model::TaskEventContent`] (their `TYPE`).
 pub const EVENT_TYPE_PREFIX: &str = "dev.boardroom.";
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
@@ -27,7 +25,9 @@ pub fn now_ms() -> u64 {
 mod tests {
     use ruma::events::StaticEventContent;
 
-    use super::{EVENT_TYPE_PREFIX, board, task};
+    use super::EVENT_TYPE_PREFIX;
+    use crate::boards::model as board;
+    use crate::tasks::model as task;
 
     #[test]
     fn every_boardroom_event_type_starts_with_the_prefix() {

@@ -13,11 +13,9 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
-    domain::{
-        board::{BoardRecord, RoomKind, RoomRecord},
-        mention,
-    },
+    boards::model::{BoardRecord, RoomKind, RoomRecord},
     error::{Error, Result},
+    notifications::mention,
 };
 
 impl Store {
@@ -454,7 +452,7 @@ const BOARD_MAPS: [&str; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::board::RoomKind;
+    use crate::boards::model::RoomKind;
 
     fn board(slug: &str, space: &str) -> BoardRecord {
         BoardRecord {
@@ -466,7 +464,7 @@ mod tests {
             creators: vec![],
             power_users: Default::default(),
             users_default: 0,
-            columns: crate::domain::task::default_columns(),
+            columns: crate::tasks::model::default_columns(),
         }
     }
 
@@ -506,7 +504,7 @@ mod tests {
             creators: vec![],
             power_users: Default::default(),
             users_default: 0,
-            columns: crate::domain::task::default_columns(),
+            columns: crate::tasks::model::default_columns(),
         };
         store.put_board(&board).expect("put");
         assert_eq!(store.board_by_space(&board.space_id).expect("get"), Some(board.clone()));
@@ -647,7 +645,7 @@ mod tests {
     fn mention_resolution_cost_is_bounded_against_a_display_name_of_at_signs() {
         use std::cell::Cell;
 
-        use crate::domain::mention::{
+        use crate::notifications::mention::{
             Audience, MAX_MENTION_CANDIDATES, MAX_NAME_ENDS, plain_mentions,
         };
 
@@ -716,7 +714,7 @@ mod tests {
 
     #[test]
     fn the_name_index_finds_what_the_list_finds() {
-        use crate::domain::mention::{Audience, Candidate};
+        use crate::notifications::mention::{Audience, Candidate};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let room = ruma::room_id!("!r:x");

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use boardroom::{domain::Action, server::App, store::inbound::PendingEntry};
+use boardroom::{app::App, domain::Action, store::inbound::PendingEntry};
 use http::{Request, StatusCode};
 use ruma::events::room::message::Relation;
 use serde_json::{Value, json};

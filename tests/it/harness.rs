@@ -12,7 +12,7 @@ use std::{
 use boardroom::{
     Config,
     config::Settings,
-    homeserver::{Auth, HomeserverClient, RetryPolicy},
+    matrix::{Auth, HomeserverClient, RetryPolicy},
 };
 use hmac::{KeyInit, Mac};
 use ruma::{
@@ -301,7 +301,7 @@ pub(crate) struct Boardroom {
     pub(crate) config_path: PathBuf,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
-    app: Option<boardroom::server::App>,
+    app: Option<boardroom::app::App>,
 }
 
 impl Boardroom {
@@ -310,11 +310,11 @@ impl Boardroom {
         init_tracing();
         let listener = TcpListener::bind(settings.listen).await.expect("bind boardroom");
         let shutdown = CancellationToken::new();
-        let app = boardroom::server::App::new(settings.clone()).expect("open boardroom");
+        let app = boardroom::app::App::new(settings.clone()).expect("open boardroom");
         let token = shutdown.clone();
         let served = app.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = boardroom::server::serve_app(served, listener, token).await {
+            if let Err(e) = boardroom::app::serve_app(served, listener, token).await {
                 panic!("boardroom failed: {e}");
             }
         });
@@ -327,12 +327,12 @@ impl Boardroom {
     }
 
     /// The running Boardroom's processing context (to run a handler directly).
-    pub(crate) fn ctx(&self) -> &boardroom::process::Context {
+    pub(crate) fn ctx(&self) -> &boardroom::app::Context {
         &self.app.as_ref().expect("boardroom is running").ctx
     }
 
     /// The running Boardroom (to build its API router with other settings).
-    pub(crate) fn app(&self) -> &boardroom::server::App {
+    pub(crate) fn app(&self) -> &boardroom::app::App {
         self.app.as_ref().expect("boardroom is running")
     }
 
@@ -524,10 +524,7 @@ impl User {
     }
 
     /// Joins `room` (by id or alias); the homeserver's refusal as an error.
-    pub(crate) async fn join(
-        &self,
-        room: &str,
-    ) -> Result<OwnedRoomId, boardroom::homeserver::HsError> {
+    pub(crate) async fn join(&self, room: &str) -> Result<OwnedRoomId, boardroom::matrix::HsError> {
         let target: ruma::OwnedRoomOrAliasId = room.try_into().expect("room id or alias");
         let req = ruma::api::client::membership::join_room_by_id_or_alias::v3::Request::new(target);
         self.client.send(req, None).await.map(|r| r.room_id)

@@ -17,7 +17,8 @@ use axum::{
 use boardroom::{
     config::Secret,
     domain::{Action, action::derived_txn_id},
-    homeserver::{Auth, HomeserverClient, outbox},
+    matrix::{Auth, HomeserverClient},
+    outbox,
     store::Store,
 };
 use ruma::{events::room::message::RoomMessageEventContent, owned_room_id, owned_user_id};
@@ -177,13 +178,13 @@ async fn an_unreachable_homeserver_is_a_transient_error() {
         Auth::Appservice(Secret::new("as")),
     )
     .expect("client")
-    .with_retry(boardroom::homeserver::RetryPolicy::NONE);
+    .with_retry(boardroom::matrix::RetryPolicy::NONE);
     let action = Action::JoinRoom {
         room_id: owned_room_id!("!a:localhost"),
         as_user: Some(owned_user_id!("@boardroom_x:localhost")),
     };
     let err = outbox::execute(&client, &action).await.expect_err("nothing listens there");
-    assert_eq!(err.retry_kind(), boardroom::homeserver::RetryKind::Transient(None));
+    assert_eq!(err.retry_kind(), boardroom::matrix::RetryKind::Transient(None));
     assert!(err.to_string().contains("join_room_by_id"), "{err}");
 }
 
@@ -206,7 +207,7 @@ async fn a_request_that_keeps_getting_server_errors_is_set_aside_and_its_room_go
     let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
     let shutdown = CancellationToken::new();
     let policy = outbox::OutboxPolicy {
-        backoff: boardroom::homeserver::RetryPolicy {
+        backoff: boardroom::matrix::RetryPolicy {
             max_attempts: None,
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
@@ -253,7 +254,7 @@ async fn retries_give_up_after_server_errors_in_a_row_but_not_on_rate_limits() {
     )]);
     let url = start_mock(mock.clone()).await;
     let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
-    let policy = boardroom::homeserver::RetryPolicy {
+    let policy = boardroom::matrix::RetryPolicy {
         max_attempts: None,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),

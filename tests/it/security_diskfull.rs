@@ -16,11 +16,9 @@ use std::{
 use axum::body::Body;
 use boardroom::{
     api::auth::AuthCache,
-    domain::{
-        Action,
-        inbox::{Kind, Notification},
-    },
-    server::App,
+    app::App,
+    domain::Action,
+    notifications::inbox::{Kind, Notification},
     store::Store,
 };
 use http::{Request, StatusCode};

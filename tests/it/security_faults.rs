@@ -9,9 +9,9 @@ use std::{
 };
 
 use boardroom::{
-    homeserver::outbox,
-    process::handler,
-    server::App,
+    app::App,
+    inbound::handler,
+    outbox,
     store::inbound::{EntryKind, PendingEntry},
 };
 use ruma::{
@@ -473,9 +473,9 @@ async fn look_back(events: Vec<Value>, sent_at: u64) -> (usize, usize) {
     };
     store.enqueue_outbound(&[serde_json::to_vec(&action).expect("encode")]).expect("enqueue");
     store.outbox_mark_sent(1, sent_at).expect("mark");
-    let client = boardroom::homeserver::HomeserverClient::new(
+    let client = boardroom::matrix::HomeserverClient::new(
         &url,
-        boardroom::homeserver::Auth::Appservice(boardroom::config::Secret::new("as")),
+        boardroom::matrix::Auth::Appservice(boardroom::config::Secret::new("as")),
     )
     .expect("client");
     let shutdown = CancellationToken::new();
@@ -503,7 +503,7 @@ async fn look_back(events: Vec<Value>, sent_at: u64) -> (usize, usize) {
 /// `FIND_SENT_PAGES` pages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_look_for_a_landed_message_is_bounded() {
-    use boardroom::homeserver::client::{FIND_SENT_PAGE, FIND_SENT_PAGES};
+    use boardroom::matrix::client::{FIND_SENT_PAGE, FIND_SENT_PAGES};
     let txn = boardroom::domain::action::derived_txn_id("$cmd", 0).to_string();
     let now = boardroom::domain::now_ms();
     let page = FIND_SENT_PAGE as usize;

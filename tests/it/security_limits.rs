@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use boardroom::{
     Config,
-    server::{App, Listeners},
+    app::{App, Listeners},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -52,7 +52,7 @@ impl Served {
         let token = shutdown.clone();
         let appservice_addr = appservice.local_addr().expect("addr");
         let task = tokio::spawn(async move {
-            boardroom::server::serve_app_on(app, Listeners { appservice, api }, token)
+            boardroom::app::serve_app_on(app, Listeners { appservice, api }, token)
                 .await
                 .expect("serve");
         });

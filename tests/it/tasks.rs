@@ -14,8 +14,9 @@ use ruma::{
 use serde_json::Value;
 
 use boardroom::{
-    domain::{Action, inbox::Kind},
-    process::handler,
+    domain::Action,
+    inbound::handler,
+    notifications::inbox::Kind,
     store::inbound::{EntryKind, PendingEntry},
 };
 

@@ -6,7 +6,7 @@
 use ruma::{OwnedEventId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::escape_html;
+use crate::matrix::html::escape_html;
 
 /// The default columns of a board.
 pub const DEFAULT_COLUMNS: [&str; 4] = ["todo", "doing", "review", "done"];

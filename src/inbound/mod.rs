@@ -2,54 +2,26 @@
 //! parallel across rooms. Each entry is handled ([`handler`]) into outbound actions, which
 //! are queued in the outbox in the same atomic write that marks the entry processed.
 
-pub mod boards;
 pub mod handler;
-pub mod index;
-pub mod notify;
-pub mod tasks;
 #[cfg(test)]
 mod trust_tests;
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    config::Settings,
-    domain::live::LiveState,
-    homeserver::{Backoff, HomeserverClient, RetryPolicy},
-    lanes,
-    store::{Store, inbound::PendingEntry},
+    app::Context,
+    matrix::{Backoff, RetryPolicy, lanes},
+    store::inbound::PendingEntry,
 };
-
-/// What processing needs.
-#[derive(Debug)]
-pub struct Context {
-    /// The validated config.
-    pub settings: Arc<Settings>,
-    /// The database.
-    pub store: Store,
-    /// Woken when the outbox has new entries.
-    pub outbox_notify: Arc<Notify>,
-    /// Woken when the inbound queue has new entries.
-    pub inbound_notify: Arc<Notify>,
-    /// Typing and presence.
-    pub live: Arc<LiveState>,
-    /// The appservice's homeserver client (retries transient failures until shutdown).
-    pub client: HomeserverClient,
-    /// The homeserver's default room version, asked once.
-    pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
-    /// Per-board locks for task numbers and task records.
-    pub task_locks: tasks::BoardLocks,
-}
 
 /// Entries read from the queue and not yet processed, at most: a long backlog (after a
 /// restart, or one busy room) is read as lanes make room, not into memory at once.
 const MAX_IN_FLIGHT: usize = 4096;
 
-/// Runs until `shutdown`: hands pending entries to per-room lanes ([`crate::lanes`]), and
+/// Runs until `shutdown`: hands pending entries to per-room lanes ([`crate::matrix::lanes`]), and
 /// waits for the lanes before it returns.
 pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
     let store = ctx.store.clone();

@@ -29,20 +29,22 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, index};
-use crate::{
-    commands::{
-        Listing, Reply,
-        board::{self as cmd, BoardCommand},
-        escape_html,
-    },
-    domain::board::{
+use super::{
+    index,
+    model::{
         ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind,
         RoomRecord, creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
         validate_room_name, validate_slug,
     },
+};
+use crate::{
+    app::Context,
+    commands::{
+        Listing, Reply,
+        board::{self as cmd, BoardCommand},
+    },
     domain::{Action, action::derived_txn_id},
-    homeserver::HsError,
+    matrix::{HsError, html::escape_html},
 };
 
 /// Who ran a command, where.
@@ -301,7 +303,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
         name: name.to_owned(),
         created_by: inv.sender.to_owned(),
         created_by_event: inv.event_id.to_owned(),
-        columns: crate::domain::task::default_columns(),
+        columns: crate::tasks::model::default_columns(),
     };
     let (space, _) = ensure_room(
         ctx,
@@ -530,7 +532,7 @@ async fn remove(ctx: &Context, inv: &Invocation<'_>, user: &UserId) -> Outcome {
     let mut req = kick_user::v3::Request::new(board.space_id.clone(), user.to_owned());
     req.reason = Some(format!("removed from the board {} by {}", board.slug, inv.sender));
     ctx.client.send(req, None).await?;
-    // Its private rooms follow when the space's membership change arrives (process::index).
+    // Its private rooms follow when the space's membership change arrives (boards::index).
     Ok(text(format!("Removed {user} from the board {} and its private rooms.", board.name)))
 }
 
@@ -789,7 +791,7 @@ pub async fn settle_room(
         .map_err(|e| crate::Error::Internal(e.to_string()))?;
     ctx.client.send(req, None).await?;
     let actions = if record.kind == RoomKind::Tasks {
-        super::tasks::move_tasks(ctx, board, old, room).await?
+        crate::tasks::ops::move_tasks(ctx, board, old, room).await?
     } else {
         Vec::new()
     };

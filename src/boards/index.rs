@@ -13,16 +13,14 @@ use ruma::{
     serde::Raw,
 };
 
-use super::Context;
+use super::model::{
+    BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
+};
 use crate::{
-    domain::{
-        Action, EVENT_TYPE_PREFIX,
-        board::{
-            BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
-        },
-    },
+    app::Context,
+    domain::{Action, EVENT_TYPE_PREFIX},
     error::Result,
-    homeserver::{HomeserverClient, HsError},
+    matrix::{HomeserverClient, HsError},
     store::Store,
 };
 

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use ruma::{OwnedUserId, UserId};
 
-use crate::commands::escape_html;
+use crate::matrix::html::escape_html;
 
 /// At most this many `@`s at a word start are looked up as names in one message; the
 /// ones after them mention nobody (pills and `m.mentions` still do).

@@ -1,5 +1,5 @@
 //! The outbox worker: sends queued actions, in order within a room and for several rooms
-//! at once ([`crate::lanes`]), and removes each only once the homeserver accepted it.
+//! at once ([`crate::matrix::lanes`]), and removes each only once the homeserver accepted it.
 //! Transient failures are retried with backoff: 429s, connection failures and a refused
 //! `as_token` (the homeserver has not loaded the registration) for as long as they last,
 //! because they hold for every request alike; a server error (5xx) that one request keeps
@@ -26,11 +26,15 @@ use ruma::api::client::{
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    HomeserverClient, HsError, RetryKind, RetryPolicy,
-    backoff::{Backoff, sleep_or_cancelled},
+use crate::{
+    domain::Action,
+    matrix::{
+        HomeserverClient, HsError, RetryKind, RetryPolicy,
+        backoff::{Backoff, sleep_or_cancelled},
+        lanes,
+    },
+    store::Store,
 };
-use crate::{domain::Action, lanes, store::Store};
 
 /// How the worker retries.
 #[derive(Clone, Copy, Debug)]

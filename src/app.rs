@@ -12,11 +12,33 @@ use crate::{
     config::Settings,
     domain::live::LiveState,
     error::{Error, Result},
-    homeserver::{Auth, HomeserverClient, RetryPolicy, outbox, startup},
+    inbound,
     listener::{self, Limits},
-    process::{self, Context},
+    matrix::{Auth, HomeserverClient, RetryPolicy, startup},
+    outbox,
     store::Store,
 };
+
+/// What processing needs.
+#[derive(Debug)]
+pub struct Context {
+    /// The validated config.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub store: Store,
+    /// Woken when the outbox has new entries.
+    pub outbox_notify: Arc<Notify>,
+    /// Woken when the inbound queue has new entries.
+    pub inbound_notify: Arc<Notify>,
+    /// Typing and presence.
+    pub live: Arc<LiveState>,
+    /// The appservice's homeserver client (retries transient failures until shutdown).
+    pub client: HomeserverClient,
+    /// The homeserver's default room version, asked once.
+    pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
+    /// Per-board locks for task numbers and task records.
+    pub task_locks: crate::tasks::ops::BoardLocks,
+}
 
 /// Everything a running Boardroom holds.
 #[derive(Clone, Debug)]
@@ -77,7 +99,7 @@ impl App {
 
     /// Starts the inbound dispatcher alone (tests inspect the outbox it fills).
     pub fn spawn_dispatcher(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
-        tasks.spawn(process::run_dispatcher(self.ctx.clone(), shutdown.clone()));
+        tasks.spawn(inbound::run_dispatcher(self.ctx.clone(), shutdown.clone()));
     }
 
     /// Starts the outbox worker alone.

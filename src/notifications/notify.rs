@@ -16,13 +16,13 @@ use ruma::{
     },
 };
 
-use super::Context;
+use super::{
+    inbox::{Kind, Notification, ReceiptScope, excerpt},
+    mention::{self, Audience},
+};
 use crate::{
-    domain::{
-        board::RoomKind,
-        inbox::{Kind, Notification, ReceiptScope, excerpt},
-        mention::{self, Audience},
-    },
+    app::Context,
+    boards::model::RoomKind,
     store::{Store, inbound::seq_of_event},
 };
 
@@ -189,7 +189,7 @@ pub async fn on_message(
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
 pub fn on_assignment(
     ctx: &Context,
-    inv: &super::boards::Invocation<'_>,
+    inv: &crate::boards::ops::Invocation<'_>,
     board: &str,
     room: &RoomId,
     root: &EventId,
@@ -223,7 +223,7 @@ pub fn on_assignment(
 /// cannot be read (then a receipt for the main timeline or an unthreaded one covers it).
 async fn thread_of(ctx: &Context, room: &RoomId, event_id: &EventId) -> Option<OwnedEventId> {
     let req = get_room_event::v3::Request::new(room.to_owned(), event_id.to_owned());
-    let client = ctx.client.clone().with_retry(crate::homeserver::RetryPolicy::SHORT);
+    let client = ctx.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT);
     match client.send(req, None).await {
         Ok(resp) => match resp.event.deserialize().ok()? {
             AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(

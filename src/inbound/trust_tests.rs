@@ -16,12 +16,10 @@ use serde_json::{Value, json};
 use super::handler;
 use crate::{
     Config,
-    domain::{
-        board::{BoardRecord, RoomKind, RoomRecord},
-        task::{TaskRecord, default_columns},
-    },
-    server::App,
+    app::App,
+    boards::model::{BoardRecord, RoomKind, RoomRecord},
     store::inbound::{EntryKind, PendingEntry},
+    tasks::model::{TaskRecord, default_columns},
 };
 
 const SPACE: &str = "!space:localhost";

@@ -24,17 +24,18 @@ use ruma::{
     },
 };
 
-use super::{Context, boards::Invocation};
+use super::model::{
+    AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root,
+};
 use crate::{
-    commands::{LISTING_BUDGET, Listing, Reply, escape_html, task as cmd, task::TaskCommand},
-    domain::{
-        Action,
-        action::derived_txn_id,
-        board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
-        now_ms,
-        task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root},
+    app::Context,
+    boards::{
+        model::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
+        ops::Invocation,
     },
-    homeserver::HsError,
+    commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
+    domain::{Action, action::derived_txn_id, now_ms},
+    matrix::{HsError, html::escape_html},
 };
 
 /// One lock per board: task numbers and read-modify-write of task records.
@@ -272,14 +273,16 @@ pub async fn move_tasks(
 ) -> crate::Result<Vec<Action>> {
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;
-    let present: std::collections::HashSet<String> = super::index::fetch_state(&ctx.client, new)
-        .await?
-        .iter()
-        .filter(|r| {
-            r.get_field::<String>("type").ok().flatten().as_deref() == Some(TaskEventContent::TYPE)
-        })
-        .filter_map(|r| r.get_field::<String>("state_key").ok().flatten())
-        .collect();
+    let present: std::collections::HashSet<String> =
+        crate::boards::index::fetch_state(&ctx.client, new)
+            .await?
+            .iter()
+            .filter(|r| {
+                r.get_field::<String>("type").ok().flatten().as_deref()
+                    == Some(TaskEventContent::TYPE)
+            })
+            .filter_map(|r| r.get_field::<String>("state_key").ok().flatten())
+            .collect();
     let mut actions = Vec::new();
     let mut moved = 0usize;
     for mut record in ctx.store.tasks_of(&board.slug)? {
@@ -502,7 +505,7 @@ async fn change_task(
             "{} assigned you {}#{}: {}",
             inv.sender, board.slug, record.fields.number, record.fields.title
         );
-        super::notify::on_assignment(
+        crate::notifications::notify::on_assignment(
             ctx,
             inv,
             &board.slug,
@@ -860,10 +863,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Config,
-        commands::LISTING_BUDGET,
-        domain::{board::RoomRecord, task::default_columns},
-        server::App,
+        Config, app::App, boards::model::RoomRecord, commands::LISTING_BUDGET,
+        tasks::model::default_columns,
     };
 
     /// A board whose every task sits in `todo`, with long titles.

@@ -10,17 +10,22 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{Context, boards, index, notify, tasks};
 use crate::{
+    app::Context,
+    boards::{
+        index,
+        model::{BoardEventContent, BoardRoomEventContent},
+        ops as boards,
+    },
     commands::{self, Command},
     domain::{
         Action,
         action::derived_txn_id,
-        board::{BoardEventContent, BoardRoomEventContent},
         bot::{self, InviteDecision},
-        task::TaskEventContent,
     },
+    notifications::notify,
     store::inbound::{EntryKind, PendingEntry},
+    tasks::{model::TaskEventContent, ops as tasks},
 };
 
 /// Handles one entry.

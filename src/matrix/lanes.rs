@@ -1,6 +1,6 @@
 //! Draining a durable queue in per-key lanes: items with the same key (a room) are handled
 //! one after another in queue order; items with different keys run in parallel. Both the
-//! inbound queue (`process`) and the outbox (`homeserver::outbox`) run on it.
+//! inbound queue (`inbound`) and the outbox (`outbox`) run on it.
 //!
 //! The queue stays the record: an item leaves it only when its handler removes it, so a
 //! stop at any point leaves the unhandled items there for the next start, which reads the

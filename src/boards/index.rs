@@ -260,20 +260,8 @@ pub fn index_missing_members(
     state: &[Raw<AnyStateEvent>],
     space_of: Option<&str>,
 ) -> Result<()> {
-    for raw in state {
-        if let Ok(AnyStateEvent::RoomMember(StateEvent::Original(ev))) = raw.deserialize()
-            && store.membership(room_id, &ev.state_key)?.is_none()
-        {
-            store.set_membership(
-                room_id,
-                &ev.state_key,
-                &ev.content.membership,
-                ev.content.displayname.as_deref(),
-                space_of,
-            )?;
-        }
-    }
-    Ok(())
+    let events: Vec<AnyStateEvent> = state.iter().filter_map(|r| r.deserialize().ok()).collect();
+    record_members(store, room_id, &events, space_of, true)
 }
 
 fn index_members(
@@ -282,8 +270,22 @@ fn index_members(
     events: &[AnyStateEvent],
     space_of: Option<&str>,
 ) -> Result<()> {
+    record_members(store, room_id, events, space_of, false)
+}
+
+/// Records the memberships among `events`; with `missing_only`, only those of users the
+/// index holds no membership of in `room_id`.
+fn record_members(
+    store: &Store,
+    room_id: &RoomId,
+    events: &[AnyStateEvent],
+    space_of: Option<&str>,
+    missing_only: bool,
+) -> Result<()> {
     for e in events {
-        if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = e {
+        if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = e
+            && !(missing_only && store.membership(room_id, &ev.state_key)?.is_some())
+        {
             store.set_membership(
                 room_id,
                 &ev.state_key,

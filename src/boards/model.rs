@@ -104,6 +104,18 @@ pub struct RoomRecord {
     pub pending_move_from: Option<OwnedRoomId>,
 }
 
+impl RoomRecord {
+    /// The room's `dev.boardroom.room` content, as the bot writes it.
+    pub fn content(&self) -> BoardRoomEventContent {
+        BoardRoomEventContent {
+            board: self.board.clone(),
+            name: self.name.clone(),
+            kind: self.kind,
+            private: self.private,
+        }
+    }
+}
+
 /// A member's role on a board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {

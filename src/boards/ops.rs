@@ -771,17 +771,8 @@ pub async fn settle_room(
     record: &RoomRecord,
     old: &RoomId,
 ) -> crate::Result<Option<Vec<Action>>> {
-    let content = BoardRoomEventContent {
-        board: record.board.clone(),
-        name: record.name.clone(),
-        kind: record.kind,
-        private: record.private,
-    };
-    let req =
-        send_state_event::v3::Request::new(room.to_owned(), &ruma::events::EmptyStateKey, &content)
-            .map_err(|e| crate::Error::Internal(e.to_string()))?;
-    match ctx.client.send(req, None).await {
-        Ok(_) => {}
+    match send_room_state(ctx, room, record).await {
+        Ok(()) => {}
         Err(e) if e.is_forbidden() => return Ok(None),
         Err(e) => return Err(e.into()),
     }
@@ -819,15 +810,18 @@ pub async fn guard_room_state(
         return Ok(());
     }
     tracing::warn!(board = %record.board, room_id = %room, sender = %sender, "putting back a board room's state");
-    let content = BoardRoomEventContent {
-        board: record.board.clone(),
-        name: record.name.clone(),
-        kind: record.kind,
-        private: record.private,
-    };
-    let req =
-        send_state_event::v3::Request::new(room.to_owned(), &ruma::events::EmptyStateKey, &content)
-            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    send_room_state(ctx, room, &record).await?;
+    Ok(())
+}
+
+/// Writes a board room's `dev.boardroom.room` from its record, as the bot.
+async fn send_room_state(ctx: &Context, room: &RoomId, record: &RoomRecord) -> Result<(), HsError> {
+    let req = send_state_event::v3::Request::new(
+        room.to_owned(),
+        &ruma::events::EmptyStateKey,
+        &record.content(),
+    )
+    .map_err(|e| HsError::Protocol { endpoint: "send_state_event", message: e.to_string() })?;
     ctx.client.send(req, None).await?;
     Ok(())
 }

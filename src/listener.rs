@@ -322,22 +322,23 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
+impl Watched {
+    /// A write's outcome: bytes out count as activity; a write the client does not take
+    /// within the idle timeout fails the connection.
+    fn after_write(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        written: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+        match written {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
-                    this.activity.sent();
+                    self.activity.sent();
                 }
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match this.poll_expired(cx) {
+            Poll::Pending => match self.poll_expired(cx) {
                 Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "response not taken within http.idle_timeout_secs",
@@ -345,6 +346,18 @@ impl AsyncWrite for Watched {
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -361,22 +374,8 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.activity.sent();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match this.poll_expired(cx) {
-                Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "response not taken within http.idle_timeout_secs",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -495,17 +495,7 @@ mod tests {
     fn boards_rooms_and_members() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let board = BoardRecord {
-            slug: "launch".into(),
-            space_id: ruma::owned_room_id!("!space:x"),
-            name: "Launch".into(),
-            created_by: ruma::owned_user_id!("@o:x"),
-            created_by_event: ruma::owned_event_id!("$e"),
-            creators: vec![],
-            power_users: Default::default(),
-            users_default: 0,
-            columns: crate::tasks::model::default_columns(),
-        };
+        let board = board("launch", "!space:x");
         store.put_board(&board).expect("put");
         assert_eq!(store.board_by_space(&board.space_id).expect("get"), Some(board.clone()));
         let room = RoomRecord {

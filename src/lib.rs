@@ -26,7 +26,7 @@
 //! - [`store`]: RocksDB. The column-family catalog, the key codec, schema versions, and one
 //!   repository per aggregate.
 //! - [`config`], [`error`], [`app`]: configuration, the one error enum, and the wiring
-//!   that starts everything (with the [`app::Context`] every operation is given).
+//!   that starts everything (with the [`context::Context`] every operation is given).
 
 pub mod api;
 pub mod app;
@@ -34,6 +34,7 @@ pub mod appservice;
 pub mod boards;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod domain;
 pub mod error;
 pub mod inbound;

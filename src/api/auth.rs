@@ -16,7 +16,7 @@ use crate::{
     appservice::auth::secret_eq,
     config::{ApiClient, Secret},
     error::Error,
-    matrix::{Auth, startup::register_user},
+    matrix::{Auth, Intent},
     store::virtual_users::Claim,
 };
 
@@ -286,7 +286,7 @@ async fn virtual_user(
     };
     if !owned.registered {
         // M_USER_IN_USE counts as done: it was registered before it was recorded.
-        register_user(&state.hs(), &localpart).await?;
+        Intent::register(&state.hs(), &localpart).await?;
         store.set_virtual_user_registered(&user_id, &client.name)?;
     }
     Ok(user_id)

@@ -26,7 +26,7 @@ use route::Route;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{app::Context, error::Error};
+use crate::{context::Context, error::Error};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/_boardroom/api/v1";

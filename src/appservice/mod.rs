@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::{Router, middleware, routing::MethodRouter};
 use ruma::api::{Metadata, path_builder::PathBuilder};
 
-use crate::{app::Context, error::Error};
+use crate::{context::Context, error::Error};
 
 /// Bodies larger than this are refused with `M_TOO_LARGE`: room for 100 events of 64 KiB
 /// (the largest event Matrix allows) plus ephemeral data and JSON overhead.

@@ -17,7 +17,7 @@ use super::model::{
     BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
 };
 use crate::{
-    app::Context,
+    context::Context,
     domain::{Action, EVENT_TYPE_PREFIX},
     error::Result,
     matrix::{HomeserverClient, HsError},

@@ -38,7 +38,7 @@ use super::{
     },
 };
 use crate::{
-    app::Context,
+    context::Context,
     commands::{
         Listing, Reply,
         board::{self as cmd, BoardCommand},

@@ -11,7 +11,7 @@ use ruma::{
 };
 
 use crate::{
-    app::Context,
+    context::Context,
     boards::{
         index,
         model::{BoardEventContent, BoardRoomEventContent},

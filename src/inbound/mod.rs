@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    app::Context,
+    context::Context,
     matrix::{Backoff, RetryPolicy, lanes},
     store::inbound::PendingEntry,
 };

@@ -1,13 +1,14 @@
 //! Speaking Matrix: a typed client ([`client`]) over ruma's request types with identity
 //! assertion and retry, its errors keeping ruma's `ErrorKind`; the one retry mechanism
-//! ([`backoff`]); start-up tasks ([`startup`]); per-room lanes that drain a durable queue
+//! ([`backoff`]); acting as the bot or a virtual user ([`intent`]); per-room lanes that drain a durable queue
 //! ([`lanes`]); escaping for `formatted_body` ([`html`]).
 
 pub mod backoff;
 pub mod client;
 pub mod html;
 pub mod lanes;
-pub mod startup;
+pub mod intent;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use client::{Auth, HomeserverClient, HsError, RetryKind};
+pub use intent::Intent;

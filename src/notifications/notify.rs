@@ -21,7 +21,7 @@ use super::{
     mention::{self, Audience},
 };
 use crate::{
-    app::Context,
+    context::Context,
     boards::model::RoomKind,
     store::{Store, inbound::seq_of_event},
 };

@@ -7,11 +7,6 @@
 //! transaction ids (the root's carries the number); one that fails for good hands its
 //! number back. So numbers stay unique and gap-free, and a root says its task's number.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
-
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
     api::client::state::send_state_event,
@@ -28,7 +23,7 @@ use super::model::{
     AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root,
 };
 use crate::{
-    app::Context,
+    context::Context,
     boards::{
         model::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
         ops::Invocation,
@@ -37,20 +32,6 @@ use crate::{
     domain::{Action, action::derived_txn_id, now_ms},
     matrix::{HsError, html::escape_html},
 };
-
-/// One lock per board: task numbers and read-modify-write of task records.
-#[derive(Debug, Default)]
-pub struct BoardLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl BoardLocks {
-    fn get(&self, slug: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = match self.0.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(slug.to_owned()).or_default().clone()
-    }
-}
 
 /// What a task command produced: its answer, and messages for the task's thread.
 #[derive(Debug, Default)]

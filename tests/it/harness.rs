@@ -327,7 +327,7 @@ impl Boardroom {
     }
 
     /// The running Boardroom's processing context (to run a handler directly).
-    pub(crate) fn ctx(&self) -> &boardroom::app::Context {
+    pub(crate) fn ctx(&self) -> &boardroom::context::Context {
         &self.app.as_ref().expect("boardroom is running").ctx
     }
 

@@ -293,7 +293,7 @@ async fn a_virtual_user_comments_again_after_a_restart() {
     eprintln!("Synapse on registering an existing appservice user: {status} {body}");
     assert_eq!((status, body["errcode"].as_str()), (400, Some("M_USER_IN_USE")), "{body}");
     // Which Boardroom counts as done.
-    boardroom::matrix::startup::register_user(&s.stack.boardroom.app().client, "boardroom_ci")
+    boardroom::matrix::Intent::register(&s.stack.boardroom.app().client, "boardroom_ci")
         .await
         .expect("M_USER_IN_USE is success");
 

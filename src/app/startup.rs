@@ -3,39 +3,27 @@
 //! until it succeeds; Boardroom serves meanwhile, and logs exactly what failed.
 
 use ruma::api::client::{
-    account::register::{self, LoginType, RegistrationKind},
     appservice::request_ping,
     profile::{ProfileFieldValue, set_profile_field},
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{HomeserverClient, HsError, RetryPolicy};
-use crate::{config::Settings, store::Store};
+use crate::{
+    config::Settings,
+    matrix::{HomeserverClient, HsError, Intent, RetryPolicy},
+    store::Store,
+};
 
 /// The bot's display name.
 pub const BOT_DISPLAY_NAME: &str = "Boardroom";
 
-/// Registers a user in our namespace (`inhibit_login`); `M_USER_IN_USE` means it exists.
-pub async fn register_user(client: &HomeserverClient, localpart: &str) -> Result<(), HsError> {
-    let mut req = register::v3::Request::new();
-    req.username = Some(localpart.to_owned());
-    req.login_type = Some(LoginType::ApplicationService);
-    req.inhibit_login = true;
-    req.kind = RegistrationKind::User;
-    match client.send(req, None).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_user_in_use() => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Runs the start-up steps, each until it succeeds or `shutdown`.
-pub async fn run(settings: &Settings, client: HomeserverClient, shutdown: CancellationToken) {
+pub(crate) async fn run(settings: &Settings, client: HomeserverClient, shutdown: CancellationToken) {
     let client = client.with_retry(RetryPolicy::FOREVER);
     let bot = settings.bot_user_id.clone();
     let localpart = settings.raw.appservice.bot_localpart.clone();
     let steps = async {
-        register_user(&client, &localpart).await.map_err(|e| ("register the bot", e))?;
+        Intent::register(&client, &localpart).await.map_err(|e| ("register the bot", e))?;
         tracing::info!(user_id = %bot, "bot registered");
         let req = set_profile_field::v3::Request::new(
             bot.clone(),
@@ -61,7 +49,7 @@ pub async fn run(settings: &Settings, client: HomeserverClient, shutdown: Cancel
 /// Each time the store recovers from a full disk, asks the homeserver to ping us: Synapse
 /// then sends the transactions it kept (answered 503 meanwhile) at once, instead of after
 /// its backoff, which grows to about 8.5 minutes. Runs until `shutdown`.
-pub async fn ping_after_recovery(
+pub(crate) async fn ping_after_recovery(
     settings: &Settings,
     store: Store,
     client: HomeserverClient,

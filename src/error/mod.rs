@@ -4,6 +4,10 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use ruma::api::error::{ErrorKind, UnknownTokenErrorData};
 
+mod homeserver;
+
+pub use homeserver::{HsError, RetryKind};
+
 /// Every error a request path or worker can return.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,7 +57,7 @@ pub enum Error {
     Unavailable(String),
     /// A request to the homeserver failed.
     #[error("homeserver: {0}")]
-    Homeserver(#[from] crate::matrix::HsError),
+    Homeserver(#[from] HsError),
     /// I/O failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

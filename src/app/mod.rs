@@ -7,38 +7,22 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+mod startup;
+
+pub use startup::BOT_DISPLAY_NAME;
+
 use crate::{
+    context::Context,
     appservice::{self, AppState},
     config::Settings,
     domain::live::LiveState,
     error::{Error, Result},
     inbound,
     listener::{self, Limits},
-    matrix::{Auth, HomeserverClient, RetryPolicy, startup},
+    matrix::{Auth, HomeserverClient, RetryPolicy},
     outbox,
     store::Store,
 };
-
-/// What processing needs.
-#[derive(Debug)]
-pub struct Context {
-    /// The validated config.
-    pub settings: Arc<Settings>,
-    /// The database.
-    pub store: Store,
-    /// Woken when the outbox has new entries.
-    pub outbox_notify: Arc<Notify>,
-    /// Woken when the inbound queue has new entries.
-    pub inbound_notify: Arc<Notify>,
-    /// Typing and presence.
-    pub live: Arc<LiveState>,
-    /// The appservice's homeserver client (retries transient failures until shutdown).
-    pub client: HomeserverClient,
-    /// The homeserver's default room version, asked once.
-    pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
-    /// Per-board locks for task numbers and task records.
-    pub task_locks: crate::tasks::ops::BoardLocks,
-}
 
 /// Everything a running Boardroom holds.
 #[derive(Clone, Debug)]

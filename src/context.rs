@@ -1,0 +1,48 @@
+//! What every operation is given: the config, the store, the homeserver client, the
+//! queues' wake-ups, live state, and the per-board locks.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::Notify;
+
+use crate::{config::Settings, domain::live::LiveState, matrix::HomeserverClient, store::Store};
+
+/// What processing needs.
+#[derive(Debug)]
+pub struct Context {
+    /// The validated config.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub store: Store,
+    /// Woken when the outbox has new entries.
+    pub outbox_notify: Arc<Notify>,
+    /// Woken when the inbound queue has new entries.
+    pub inbound_notify: Arc<Notify>,
+    /// Typing and presence.
+    pub live: Arc<LiveState>,
+    /// The appservice's homeserver client (retries transient failures until shutdown).
+    pub client: HomeserverClient,
+    /// The homeserver's default room version, asked once.
+    pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
+    /// Per-board locks for task numbers and task records.
+    pub task_locks: BoardLocks,
+}
+
+/// One lock per board: task numbers and read-modify-write of task records.
+#[derive(Debug, Default)]
+pub struct BoardLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl BoardLocks {
+    /// The lock of board `slug`.
+    pub fn get(&self, slug: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(slug.to_owned()).or_default().clone()
+    }
+}
+

@@ -10,8 +10,8 @@ use boardroom::{
     Config,
     api::{self, auth::AuthCache},
     app::App,
-    boards::model::BoardRecord,
-    notifications::inbox::{Kind, Notification},
+    domain::board::BoardRecord,
+    domain::inbox::{Kind, Notification},
 };
 use divan::Bencher;
 use http::Request;

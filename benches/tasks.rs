@@ -13,9 +13,10 @@
 //! Run: `cargo bench --bench tasks`. Figures go in docs/PERFORMANCE.md.
 
 use boardroom::{
-    notifications::{mention, notify::RoomAudience},
+    domain::mention,
+    domain::task::{Comment, TaskRecord},
+    notifications::notify::RoomAudience,
     store::Store,
-    tasks::model::{Comment, TaskRecord},
 };
 use divan::Bencher;
 use ruma::events::room::member::MembershipState;

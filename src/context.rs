@@ -45,4 +45,3 @@ impl BoardLocks {
         map.entry(slug.to_owned()).or_default().clone()
     }
 }
-

@@ -20,13 +20,13 @@ use crate::{
         Indexed, apply_room_state, fetch_state, index_members_from_state, replaces, sent_by,
         tombstone_target,
     },
-    boards::model::{RoomKind, RoomRecord},
     config::Settings,
+    domain::board::{RoomKind, RoomRecord},
+    domain::task::{Comment, TaskEventContent, TaskRecord},
     domain::{EVENT_TYPE_PREFIX, bot::command_text},
     error::Result,
     matrix::{Auth, HomeserverClient, RetryPolicy},
     store::Store,
-    tasks::model::{Comment, TaskEventContent, TaskRecord},
 };
 
 /// What a rebuild found.

@@ -27,7 +27,7 @@ use super::{
     auth::Caller,
     route::{Documented, serialized},
 };
-use crate::{error::Error, notifications::mention, notifications::notify};
+use crate::{domain::mention, error::Error, notifications::notify};
 
 /// A new comment (the request body).
 #[derive(Debug, Deserialize, ToSchema)]

@@ -17,7 +17,7 @@ use super::{
     auth::Caller,
     route::{Documented, serialized},
 };
-use crate::{boards::model::Role, error::Error};
+use crate::{domain::board::Role, error::Error};
 
 /// `?q=`
 #[derive(Debug, Deserialize, IntoParams)]

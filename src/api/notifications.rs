@@ -16,8 +16,8 @@ use super::{
     route::{Documented, serialized},
 };
 use crate::{
+    domain::inbox::{Kind, Notification},
     error::Error,
-    notifications::inbox::{Kind, Notification},
 };
 
 /// `?from=&limit=`

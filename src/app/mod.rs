@@ -12,9 +12,9 @@ mod startup;
 pub use startup::BOT_DISPLAY_NAME;
 
 use crate::{
-    context::Context,
     appservice::{self, AppState},
     config::Settings,
+    context::Context,
     domain::live::LiveState,
     error::{Error, Result},
     inbound,

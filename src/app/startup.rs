@@ -18,7 +18,11 @@ use crate::{
 pub const BOT_DISPLAY_NAME: &str = "Boardroom";
 
 /// Runs the start-up steps, each until it succeeds or `shutdown`.
-pub(crate) async fn run(settings: &Settings, client: HomeserverClient, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    settings: &Settings,
+    client: HomeserverClient,
+    shutdown: CancellationToken,
+) {
     let client = client.with_retry(RetryPolicy::FOREVER);
     let bot = settings.bot_user_id.clone();
     let localpart = settings.raw.appservice.bot_localpart.clone();

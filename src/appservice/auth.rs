@@ -31,7 +31,7 @@ pub fn bearer_token(req: &Request) -> Option<String> {
     req.uri().query().and_then(|q| {
         q.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
-            (k == "access_token").then(|| crate::notifications::mention::percent_decode(v))
+            (k == "access_token").then(|| crate::domain::mention::percent_decode(v))
         })
     })
 }

@@ -13,7 +13,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::model::{
+use crate::domain::board::{
     BoardEventContent, BoardRecord, BoardRoomEventContent, RoomRecord, creators_privileged,
 };
 use crate::{

@@ -1,8 +1,6 @@
-//! Boards: the model ([`model`]: the `dev.boardroom.board` and `dev.boardroom.board_room`
-//! state events, records, roles, power levels, validation), the operations ([`ops`]: board
-//! commands, room upgrades, the room-state guard), and the index of the rooms' state
-//! ([`index`]).
+//! Boards: the operations ([`ops`]: board commands, room upgrades, the room-state guard)
+//! and the index of the rooms' state ([`index`]). The records and state events are in
+//! [`crate::domain::board`].
 
 pub mod index;
-pub mod model;
 pub mod ops;

@@ -29,20 +29,18 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{
-    index,
-    model::{
-        ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind,
-        RoomRecord, creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
-        validate_room_name, validate_slug,
-    },
+use super::index;
+use crate::domain::board::{
+    ADMIN_POWER, BoardEventContent, BoardRecord, BoardRoomEventContent, Role, RoomKind, RoomRecord,
+    creators_privileged, power_levels, room_alias_localpart, space_alias_localpart,
+    validate_room_name, validate_slug,
 };
 use crate::{
-    context::Context,
     commands::{
         Listing, Reply,
         board::{self as cmd, BoardCommand},
     },
+    context::Context,
     domain::{Action, action::derived_txn_id},
     matrix::{HsError, html::escape_html},
 };
@@ -303,7 +301,7 @@ async fn create(ctx: &Context, inv: &Invocation<'_>, slug: &str, name: &str) -> 
         name: name.to_owned(),
         created_by: inv.sender.to_owned(),
         created_by_event: inv.event_id.to_owned(),
-        columns: crate::tasks::model::default_columns(),
+        columns: crate::domain::task::default_columns(),
     };
     let (space, _) = ensure_room(
         ctx,

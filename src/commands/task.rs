@@ -1,7 +1,7 @@
 //! `!task …` and `!board columns`: tasks in the board's `tasks` room.
 
 use super::{CommandSpec, ParseError, malformed, user};
-use crate::tasks::model::{Change, validate_due, validate_label};
+use crate::domain::task::{Change, validate_due, validate_label};
 
 spec!(
     NEW,
@@ -218,7 +218,7 @@ pub fn parse_columns(words: &[&str]) -> Result<Vec<String>, ParseError> {
         return Err(malformed(&COLUMNS, "name the columns, separated by commas"));
     }
     for c in &columns {
-        crate::boards::model::validate_room_name(c)
+        crate::domain::board::validate_room_name(c)
             .map_err(|e| malformed(&COLUMNS, e.replace("room name", "column")))?;
     }
     let mut seen = std::collections::HashSet::new();

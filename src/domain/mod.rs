@@ -1,17 +1,22 @@
-//! The rules, free of HTTP and storage: what the bot does with what it sees
-//! ([`bot`]), the requests it wants sent ([`action`]), and who is typing or online
-//! ([`live`]).
+//! Pure data and rules, free of HTTP and storage: Boardroom's records and state events
+//! ([`board`], [`task`], [`inbox`]), who a message mentions ([`mention`]), what the bot
+//! does with what it sees ([`bot`]), the requests it wants sent ([`action`]), who is
+//! typing or online ([`live`]), and the vocabulary of operations ([`op`]: who acts, what
+//! they may do, and why a request is refused).
 
 pub mod action;
+pub mod board;
 pub mod bot;
+pub mod inbox;
 pub mod live;
+pub mod mention;
+pub mod task;
 
 pub use action::Action;
 
 /// What Boardroom's own event types start with:
-/// [`crate::boards::model::BoardEventContent`],
-/// [`crate::boards::model::BoardRoomEventContent`] and
-/// [`crate::tasks::model::TaskEventContent`] (their `TYPE`).
+/// [`board::BoardEventContent`], [`board::BoardRoomEventContent`] and
+/// [`task::TaskEventContent`] (their `TYPE`).
 pub const EVENT_TYPE_PREFIX: &str = "dev.boardroom.";
 
 /// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
@@ -25,9 +30,7 @@ pub fn now_ms() -> u64 {
 mod tests {
     use ruma::events::StaticEventContent;
 
-    use super::EVENT_TYPE_PREFIX;
-    use crate::boards::model as board;
-    use crate::tasks::model as task;
+    use super::{EVENT_TYPE_PREFIX, board, task};
 
     #[test]
     fn every_boardroom_event_type_starts_with_the_prefix() {

@@ -123,7 +123,6 @@ impl HsError {
     }
 }
 
-
 /// The error code's text in messages: `(none)` for a body that is not a standard error.
 fn errcode_text(kind: Option<&ErrorKind>) -> Cow<'static, str> {
     kind.map_or(Cow::Borrowed("(none)"), |k| Cow::Owned(k.errcode().to_string()))

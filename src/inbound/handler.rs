@@ -11,13 +11,11 @@ use ruma::{
 };
 
 use crate::{
-    context::Context,
-    boards::{
-        index,
-        model::{BoardEventContent, BoardRoomEventContent},
-        ops as boards,
-    },
+    boards::{index, ops as boards},
     commands::{self, Command},
+    context::Context,
+    domain::board::{BoardEventContent, BoardRoomEventContent},
+    domain::task::TaskEventContent,
     domain::{
         Action,
         action::derived_txn_id,
@@ -25,7 +23,7 @@ use crate::{
     },
     notifications::notify,
     store::inbound::{EntryKind, PendingEntry},
-    tasks::{model::TaskEventContent, ops as tasks},
+    tasks::ops as tasks,
 };
 
 /// Handles one entry.

@@ -17,9 +17,9 @@ use super::handler;
 use crate::{
     Config,
     app::App,
-    boards::model::{BoardRecord, RoomKind, RoomRecord},
+    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    domain::task::{TaskRecord, default_columns},
     store::inbound::{EntryKind, PendingEntry},
-    tasks::model::{TaskRecord, default_columns},
 };
 
 const SPACE: &str = "!space:localhost";

@@ -28,8 +28,8 @@ use ruma::{
 
 use super::backoff::Backoff;
 pub use super::backoff::RetryPolicy;
-pub use crate::error::{HsError, RetryKind};
 use crate::config::Secret;
+pub use crate::error::{HsError, RetryKind};
 
 /// Who the requests are sent as.
 #[derive(Clone, Debug)]
@@ -185,7 +185,7 @@ impl HomeserverClient {
         maybe_sent: bool,
     ) -> Result<OwnedEventId, HsError> {
         // An earlier run sent it at an unknown time; this run sends it from now on.
-        let since = (!maybe_sent).then(crate::domain::now_ms);
+        let since = (!maybe_sent).then(|| u64::from(ruma::MilliSecondsSinceUnixEpoch::now().0));
         let mut unknown = maybe_sent;
         let mut backoff = Backoff::new(self.retry);
         loop {
@@ -351,7 +351,6 @@ impl MatrixErrorInfo for ruma::api::client::uiaa::UiaaResponse {
         }
     }
 }
-
 
 fn describe(err: &ruma::api::error::Error) -> (Option<ErrorKind>, String, Option<Duration>) {
     match &err.body {

@@ -52,7 +52,9 @@ impl Intent {
 
     /// Joins `room`.
     pub async fn join(&self, room: &RoomId) -> Result<(), HsError> {
-        self.client.send(join_room_by_id::v3::Request::new(room.to_owned()), self.as_user()).await?;
+        self.client
+            .send(join_room_by_id::v3::Request::new(room.to_owned()), self.as_user())
+            .await?;
         Ok(())
     }
 

@@ -6,8 +6,8 @@
 pub mod backoff;
 pub mod client;
 pub mod html;
-pub mod lanes;
 pub mod intent;
+pub mod lanes;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use client::{Auth, HomeserverClient, HsError, RetryKind};

@@ -1,6 +1,5 @@
-//! Users' notifications: the inbox's model ([`inbox`]), who a message mentions
-//! ([`mention`]), and what processing records in the inbox ([`notify`]).
+//! Users' notifications: what processing records in the inbox ([`notify`]). The inbox's
+//! records are in [`crate::domain::inbox`], who a message mentions in
+//! [`crate::domain::mention`].
 
-pub mod inbox;
-pub mod mention;
 pub mod notify;

@@ -16,13 +16,13 @@ use ruma::{
     },
 };
 
-use super::{
-    inbox::{Kind, Notification, ReceiptScope, excerpt},
-    mention::{self, Audience},
-};
 use crate::{
     context::Context,
-    boards::model::RoomKind,
+    domain::{
+        board::RoomKind,
+        inbox::{Kind, Notification, ReceiptScope, excerpt},
+        mention::{self, Audience},
+    },
     store::{Store, inbound::seq_of_event},
 };
 

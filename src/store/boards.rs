@@ -13,9 +13,9 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
-    boards::model::{BoardRecord, RoomKind, RoomRecord},
+    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    domain::mention,
     error::{Error, Result},
-    notifications::mention,
 };
 
 impl Store {
@@ -452,7 +452,7 @@ const BOARD_MAPS: [&str; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boards::model::RoomKind;
+    use crate::domain::board::RoomKind;
 
     fn board(slug: &str, space: &str) -> BoardRecord {
         BoardRecord {
@@ -464,7 +464,7 @@ mod tests {
             creators: vec![],
             power_users: Default::default(),
             users_default: 0,
-            columns: crate::tasks::model::default_columns(),
+            columns: crate::domain::task::default_columns(),
         }
     }
 
@@ -635,7 +635,7 @@ mod tests {
     fn mention_resolution_cost_is_bounded_against_a_display_name_of_at_signs() {
         use std::cell::Cell;
 
-        use crate::notifications::mention::{
+        use crate::domain::mention::{
             Audience, MAX_MENTION_CANDIDATES, MAX_NAME_ENDS, plain_mentions,
         };
 
@@ -704,7 +704,7 @@ mod tests {
 
     #[test]
     fn the_name_index_finds_what_the_list_finds() {
-        use crate::notifications::mention::{Audience, Candidate};
+        use crate::domain::mention::{Audience, Candidate};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let room = ruma::room_id!("!r:x");

@@ -13,8 +13,8 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
+    domain::inbox::{Notification, ReceiptScope},
     error::{Error, Result},
-    notifications::inbox::{Notification, ReceiptScope},
 };
 
 const NEXT_ID_KEY: &[u8] = b"notification_next_id";
@@ -407,7 +407,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notifications::inbox::Kind;
+    use crate::domain::inbox::Kind;
 
     fn n(user: &str, event: &str, room: &str, seq: u64, thread: Option<&str>) -> Notification {
         Notification {
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_scope_hides_other_boards_entries_from_pages_counts_and_marks() {
-        use crate::boards::model::{RoomKind, RoomRecord};
+        use crate::domain::board::{RoomKind, RoomRecord};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         for (room, board) in [("!a1:x", "a"), ("!a2:x", "a"), ("!b:x", "b")] {

@@ -13,8 +13,8 @@ use super::{
     decode, encode, maps, scan,
 };
 use crate::{
+    domain::task::{Comment, TaskRecord},
     error::{Error, Result},
-    tasks::model::{Comment, TaskRecord},
 };
 
 impl Store {

@@ -1,6 +1,6 @@
-//! Tasks: the model ([`model`]: the `dev.boardroom.task` state event, the record, applying
-//! a change, rendering the root) and the operations ([`ops`]: task commands, board
-//! columns, comment indexing, the state guard, moving tasks on a room upgrade).
+//! Tasks: the operations ([`ops`]: task commands, board columns, comment indexing, the
+//! state guard, moving tasks on a room upgrade) and rendering ([`render`]). The record and
+//! the state event are in [`crate::domain::task`].
 
-pub mod model;
 pub mod ops;
+pub mod render;

@@ -19,16 +19,13 @@ use ruma::{
     },
 };
 
-use super::model::{
-    AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply, render_root,
-};
+use super::render::render_root;
 use crate::{
-    context::Context,
-    boards::{
-        model::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
-        ops::Invocation,
-    },
+    boards::ops::Invocation,
     commands::{LISTING_BUDGET, Listing, Reply, task as cmd, task::TaskCommand},
+    context::Context,
+    domain::board::{ADMIN_POWER, BoardEventContent, BoardRecord, RoomKind},
+    domain::task::{AppliedCommand, Change, Comment, TaskEventContent, TaskRecord, apply},
     domain::{Action, action::derived_txn_id, now_ms},
     matrix::{HsError, html::escape_html},
 };
@@ -844,8 +841,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Config, app::App, boards::model::RoomRecord, commands::LISTING_BUDGET,
-        tasks::model::default_columns,
+        Config, app::App, commands::LISTING_BUDGET, domain::board::RoomRecord,
+        domain::task::default_columns,
     };
 
     /// A board whose every task sits in `todo`, with long titles.

@@ -18,7 +18,7 @@ use boardroom::{
     api::auth::AuthCache,
     app::App,
     domain::Action,
-    notifications::inbox::{Kind, Notification},
+    domain::inbox::{Kind, Notification},
     store::Store,
 };
 use http::{Request, StatusCode};

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use boardroom::{
     domain::Action,
+    domain::inbox::Kind,
     inbound::handler,
-    notifications::inbox::Kind,
     store::inbound::{EntryKind, PendingEntry},
 };
 

@@ -29,7 +29,7 @@ pub struct BoardEventContent {
     /// The `!board create` event that created it (makes a resumed creation recognisable).
     pub created_by_event: OwnedEventId,
     /// The board's ordered columns.
-    #[serde(default = "crate::tasks::model::default_columns")]
+    #[serde(default = "crate::domain::task::default_columns")]
     pub columns: Vec<String>,
 }
 
@@ -81,7 +81,7 @@ pub struct BoardRecord {
     #[serde(default)]
     pub users_default: i64,
     /// The board's ordered columns.
-    #[serde(default = "crate::tasks::model::default_columns")]
+    #[serde(default = "crate::domain::task::default_columns")]
     pub columns: Vec<String>,
 }
 
@@ -293,7 +293,7 @@ mod tests {
             creators: vec![ruma::owned_user_id!("@o:x")],
             power_users: BTreeMap::new(),
             users_default: 0,
-            columns: crate::tasks::model::default_columns(),
+            columns: crate::domain::task::default_columns(),
         };
         b.power_users.insert(ruma::owned_user_id!("@a:x"), 50);
         assert_eq!(b.role_of(ruma::user_id!("@o:x")), Role::Owner);

@@ -26,9 +26,27 @@ pub struct Context {
     /// The appservice's homeserver client (retries transient failures until shutdown).
     pub client: HomeserverClient,
     /// The homeserver's default room version, asked once.
-    pub room_version: tokio::sync::OnceCell<ruma::RoomVersionId>,
+    pub room_version: Arc<tokio::sync::OnceCell<ruma::RoomVersionId>>,
     /// Per-board locks for task numbers and task records.
-    pub task_locks: BoardLocks,
+    pub task_locks: Arc<BoardLocks>,
+}
+
+impl Context {
+    /// The same context whose homeserver client gives up after a few quick retries: for
+    /// operations a caller waits for (an API request), which answer 502 rather than hang
+    /// while the homeserver is away.
+    pub fn for_requests(&self) -> Self {
+        Self {
+            settings: self.settings.clone(),
+            store: self.store.clone(),
+            outbox_notify: self.outbox_notify.clone(),
+            inbound_notify: self.inbound_notify.clone(),
+            live: self.live.clone(),
+            client: self.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT),
+            room_version: self.room_version.clone(),
+            task_locks: self.task_locks.clone(),
+        }
+    }
 }
 
 /// One lock per board: task numbers and read-modify-write of task records.

@@ -12,6 +12,7 @@ use ruma::{OwnedUserId, UserId, api::client::account::whoami};
 use sha2::{Digest, Sha256};
 
 use super::ApiState;
+use crate::domain::op::Actor;
 use crate::{
     appservice::auth::secret_eq,
     config::{ApiClient, Secret},
@@ -121,20 +122,9 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller may see board `slug`: a Matrix user who has joined it, or a
-    /// client whose scope includes it.
-    pub fn may_see(&self, state: &ApiState, slug: &str) -> Result<bool, Error> {
-        match &self.client {
-            Some(c) => Ok(c.may_act_on(slug)),
-            None => state.ctx.store.is_board_member(slug, &self.user_id),
-        }
-    }
-
-    /// Whether an inbox entry of board `slug` is the caller's to see: always for a Matrix
-    /// user (it is their own inbox); for a client, only within its `boards` scope, even
-    /// when its virtual user holds entries from elsewhere (the scope changed since).
-    pub fn sees_entries_of(&self, slug: &str) -> bool {
-        self.client.as_ref().is_none_or(|c| c.may_act_on(slug))
+    /// The caller as the operations' actor.
+    pub fn actor(&self) -> Actor {
+        Actor { user_id: self.user_id.clone(), client: self.client.clone() }
     }
 }
 

@@ -4,7 +4,7 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use ruma::{OwnedUserId, events::room::member::MembershipState};
+use ruma::OwnedUserId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{
@@ -17,7 +17,14 @@ use super::{
     auth::Caller,
     route::{Documented, serialized},
 };
-use crate::{domain::board::Role, error::Error};
+use crate::{
+    boards::members,
+    domain::{
+        board::Role,
+        op::{BoardRef, Request},
+    },
+    error::Error,
+};
 
 /// `?q=`
 #[derive(Debug, Deserialize, IntoParams)]
@@ -87,25 +94,13 @@ pub async fn autocomplete(
     Path(slug): Path<String>,
     ApiQuery(Q { q }): ApiQuery<Q>,
 ) -> Result<Json<Members>, Error> {
-    let store = &state.ctx.store;
-    let board = store.board(&slug)?;
-    let Some(board) = board.filter(|_| caller.may_see(&state, &slug).unwrap_or(false)) else {
-        // The same answer whether the board exists or not: nothing leaks to outsiders.
-        return Err(Error::Forbidden(format!("you are not a member of the board {slug}")));
-    };
-    let q = q.trim_start_matches('@').to_lowercase();
-    // From the name index: the cost follows the matches, not the board's size.
-    let mut members = Vec::with_capacity(LIMIT);
-    for user_id in store.members_named(&board.space_id, &q, LIMIT + 1)? {
-        if user_id == state.ctx.settings.bot_user_id || members.len() == LIMIT {
-            continue;
-        }
-        let Some((MembershipState::Join, display_name)) =
-            store.member(&board.space_id, &user_id)?
-        else {
-            continue;
-        };
-        members.push(Member { role: board.role_of(&user_id).as_str(), user_id, display_name });
-    }
+    let actor = caller.actor();
+    let cause = ruma::event_id!("$api.autocomplete");
+    let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
+    let found = members::search(&state.ctx, &req, BoardRef::Slug(&slug), &q, LIMIT)?;
+    let members = found
+        .into_iter()
+        .map(|m| Member { user_id: m.user_id, display_name: m.display_name, role: m.role.as_str() })
+        .collect();
     Ok(Json(Members { members }))
 }

@@ -56,7 +56,8 @@ pub(crate) fn routes() -> Vec<Route> {
                 "Mention autocomplete: members whose localpart or display name starts with q",
                 "At most 20 members",
             )
-            .path_param("slug", slug()),
+            .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
         Route::post("/_boardroom/api/v1/boards/{slug}/tasks/{number}/comments", comments::add)
             .summary(
                 "Add a comment to a task as the client's virtual user (client tokens only)",
@@ -65,7 +66,8 @@ pub(crate) fn routes() -> Vec<Route> {
             .path_param("slug", slug())
             .path_param("number", json!({ "type": "integer" }))
             .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
-            .not_found("M_NOT_FOUND: no such board or task"),
+            .not_found("M_NOT_FOUND: no such board or task")
+            .conflict("M_UNKNOWN: the board's tasks room was upgraded and waits for an admin to give Boardroom power there"),
     ]
 }
 
@@ -83,6 +85,12 @@ impl ApiState {
     /// 502 rather than a request that hangs while the homeserver is away.
     pub fn hs(&self) -> crate::matrix::HomeserverClient {
         self.ctx.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT)
+    }
+
+    /// The context for operations run on a request path: its homeserver client gives up
+    /// after a few quick retries ([`Context::for_requests`]).
+    pub fn request_ctx(&self) -> Context {
+        self.ctx.for_requests()
     }
 }
 
@@ -254,7 +262,7 @@ mod tests {
         assert_eq!((status, body["errcode"].as_str()), (413, Some("M_TOO_LARGE")), "{body}");
 
         // Within the body limit, but too long a comment for one Matrix event.
-        let text = "é".repeat(comments::MAX_COMMENT_BYTES / 2 + 1);
+        let text = "é".repeat(crate::tasks::comments::MAX_COMMENT_BYTES / 2 + 1);
         let (status, body) = call(
             &router,
             as_client(
@@ -278,7 +286,7 @@ mod tests {
         )
         .await;
         assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
-        assert_eq!(body["error"], "you are not a member of the board elsewhere");
+        assert_eq!(body["error"], "The API client tracker may not act on the board elsewhere.");
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use super::{
 use crate::{
     domain::inbox::{Kind, Notification},
     error::Error,
+    notifications::inbox,
 };
 
 /// `?from=&limit=`
@@ -42,19 +43,12 @@ pub struct NotificationsPage {
     pub next_batch: Option<String>,
 }
 
-/// Entries a page of `GET /notifications` reads at most.
-pub const SCAN_BUDGET: usize = 1000;
-
 /// `GET /notifications`
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<NotificationsPage>, Error> {
-    let limit = page.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::InvalidParam("limit is 1 to 100".into()));
-    }
     let before = page
         .from
         .map(|f| {
@@ -62,22 +56,9 @@ pub async fn list(
                 .map_err(|_| Error::InvalidParam(format!("`{f}` is not a next_batch token")))
         })
         .transpose()?;
-    // A client sees the entries of the boards in its scope only; a page reads at most
-    // SCAN_BUDGET entries, and may come short with a next_batch when it skipped many.
-    let (mut notifications, stopped_at) = state.ctx.store.notifications_where(
-        &caller.user_id,
-        before,
-        limit + 1,
-        SCAN_BUDGET,
-        |n| caller.sees_entries_of(&n.board),
-    )?;
-    let next_batch = if notifications.len() > limit {
-        notifications.truncate(limit);
-        notifications.last().map(|n| n.id.to_string())
-    } else {
-        stopped_at.map(|id| id.to_string())
-    };
-    Ok(Json(NotificationsPage { notifications, next_batch }))
+    let (notifications, next) =
+        inbox::page(&state.ctx, &caller.actor(), before, page.limit.unwrap_or(20))?;
+    Ok(Json(NotificationsPage { notifications, next_batch: next.map(|id| id.to_string()) }))
 }
 
 impl Documented for NotificationsPage {
@@ -122,14 +103,7 @@ pub async fn unread_count(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Unread>, Error> {
-    let store = &state.ctx.store;
-    let unread = match &caller.client {
-        Some(c) if !c.boards.iter().any(|b| b == "*") => {
-            store.unread_count_in(&caller.user_id, |b| c.may_act_on(b))?
-        }
-        _ => store.unread_count(&caller.user_id)?,
-    };
-    Ok(Json(Unread { unread }))
+    Ok(Json(Unread { unread: inbox::unread(&state.ctx, &caller.actor())? }))
 }
 
 impl Documented for Unread {
@@ -159,17 +133,8 @@ pub async fn read_one(
 ) -> Result<Json<Marked>, Error> {
     let id: u64 =
         id.parse().map_err(|_| Error::InvalidParam(format!("`{id}` is not a notification id")))?;
-    let not_found = || Error::NotFound(format!("no notification {id} in your inbox"));
-    // An entry of a board outside a client's scope is not the client's: as if absent.
-    let store = &state.ctx.store;
-    match store.notification(&caller.user_id, id)? {
-        Some(n) if caller.sees_entries_of(&n.board) => {}
-        _ => return Err(not_found()),
-    }
-    match store.mark_read(&caller.user_id, id)? {
-        Some(changed) => Ok(Json(Marked { marked: u64::from(changed) })),
-        None => Err(not_found()),
-    }
+    let changed = inbox::mark_read(&state.ctx, &caller.actor(), id)?;
+    Ok(Json(Marked { marked: u64::from(changed) }))
 }
 
 /// `POST /notifications/read_all`
@@ -177,10 +142,5 @@ pub async fn read_all(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Marked>, Error> {
-    let store = &state.ctx.store;
-    let marked = match &caller.client {
-        Some(_) => store.mark_all_read_in(&caller.user_id, |b| caller.sees_entries_of(b))?,
-        None => store.mark_all_read(&caller.user_id)?,
-    };
-    Ok(Json(Marked { marked }))
+    Ok(Json(Marked { marked: inbox::mark_all_read(&state.ctx, &caller.actor())? }))
 }

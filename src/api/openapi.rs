@@ -131,6 +131,9 @@ fn operation(route: &Route, components: &mut Map<String, Value>) -> Value {
     if let Some(why) = route.not_found {
         responses.insert("404".into(), error_response(why));
     }
+    if let Some(why) = route.conflict {
+        responses.insert("409".into(), error_response(why));
+    }
     op.insert("responses".into(), responses.into());
     op.into()
 }
@@ -579,7 +582,6 @@ mod tests {
             // entry this store does not have.
             let expected = match route.path.rsplit('/').next() {
                 Some("openapi.json" | "notifications" | "unread_count" | "read_all") => 200,
-                Some("members") => 403,
                 _ => 404,
             };
             assert_eq!(status, expected, "{method} {path}: {answer}");

@@ -202,6 +202,8 @@ pub(crate) struct Route {
     pub(crate) ok: &'static str,
     /// When a 404 is answered, and why.
     pub(crate) not_found: Option<&'static str>,
+    /// When a 409 is answered (the board's state does not allow it now), and why.
+    pub(crate) conflict: Option<&'static str>,
     /// Path and header parameters.
     pub(crate) params: Vec<Param>,
     /// What the handler's signature tells.
@@ -225,6 +227,7 @@ impl Route {
             summary: "",
             ok: "",
             not_found: None,
+            conflict: None,
             params: Vec::new(),
         }
     }
@@ -269,6 +272,12 @@ impl Route {
     /// When a 404 is answered.
     pub(crate) fn not_found(mut self, why: &'static str) -> Route {
         self.not_found = Some(why);
+        self
+    }
+
+    /// When a 409 is answered.
+    pub(crate) fn conflict(mut self, why: &'static str) -> Route {
+        self.conflict = Some(why);
         self
     }
 }

@@ -48,7 +48,7 @@ impl App {
             inbound_notify: Arc::new(Notify::new()),
             live: Arc::new(LiveState::default()),
             client: client.clone().with_retry(RetryPolicy::BACKGROUND),
-            room_version: tokio::sync::OnceCell::new(),
+            room_version: Default::default(),
             task_locks: Default::default(),
         });
         Ok(Self { ctx, client })

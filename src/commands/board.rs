@@ -10,7 +10,7 @@ spec!(
     "!board create <slug> [name…]",
     "create a board: a space with the rooms general and tasks; you become its owner",
     "anywhere",
-    BoardCreator
+    crate::boards::create::CREATE
 );
 spec!(
     INVITE,
@@ -18,7 +18,7 @@ spec!(
     "!board invite <@user:server>",
     "invite someone to the board",
     "a board room",
-    BoardAdmin
+    crate::boards::members::INVITE
 );
 spec!(
     REMOVE,
@@ -26,7 +26,7 @@ spec!(
     "!board remove <@user:server>",
     "remove someone from the board and its private rooms",
     "a board room",
-    BoardAdmin
+    crate::boards::members::REMOVE
 );
 spec!(
     ROOM,
@@ -34,7 +34,7 @@ spec!(
     "!board room <name> [private [@user:server…]]",
     "add a chat room to the board (private: invite-only, with the listed members)",
     "a board room",
-    BoardMember
+    crate::boards::rooms::ADD_ROOM
 );
 spec!(
     INFO,
@@ -42,7 +42,7 @@ spec!(
     "!board info",
     "the board's rooms, members and roles",
     "a board room",
-    BoardMember
+    crate::boards::info::INFO
 );
 
 /// A parsed `!board` command.

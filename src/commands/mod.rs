@@ -1,50 +1,31 @@
 //! Chat commands: declared as data in [`REGISTRY`] (name, usage, summary, who may run it),
-//! parsed into [`Command`], with help generated from the registry. One file per family.
+//! parsed into [`Command`], with help generated from the registry, and run by [`dispatch`]:
+//! parse, call the operation, render its result or refusal. One file per family.
 
-/// Declares a [`CommandSpec`] constant.
+/// Declares a [`CommandSpec`] constant; who may run it is the operation's own
+/// [`crate::domain::op::OpSpec`], declared once beside the operation.
 macro_rules! spec {
-    ($name:ident, [$($w:literal),+], $usage:literal, $summary:literal, $context:literal, $perm:ident) => {
+    ($name:ident, [$($w:literal),+], $usage:literal, $summary:literal, $context:literal, $op:path) => {
         #[doc = concat!("`", $usage, "`")]
         pub const $name: $crate::commands::CommandSpec = $crate::commands::CommandSpec {
             words: &[$($w),+],
             usage: $usage,
             summary: $summary,
             context: $context,
-            permission: $crate::commands::Permission::$perm,
+            permission: $op.permission,
         };
     };
 }
 
 pub mod board;
+pub mod dispatch;
 pub mod help;
+mod render;
 pub mod task;
 
 use crate::matrix::html::escape_html;
 
-/// Who may run a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    /// Anyone who can talk to the bot.
-    Anyone,
-    /// Users matched by `permissions.board_creators`.
-    BoardCreator,
-    /// Members of the board.
-    BoardMember,
-    /// Power level 50 or more in the board's space.
-    BoardAdmin,
-}
-
-impl Permission {
-    /// In words, for the help text.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Permission::Anyone => "anyone",
-            Permission::BoardCreator => "board creators",
-            Permission::BoardMember => "board members",
-            Permission::BoardAdmin => "board admins (power 50)",
-        }
-    }
-}
+pub use crate::domain::op::Permission;
 
 /// One command, as data.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,7 @@ spec!(
     "!task new <title…>",
     "create a task; its thread appears in the tasks room",
     "a board room",
-    BoardMember
+    crate::tasks::create::NEW
 );
 spec!(
     ASSIGN,
@@ -17,7 +17,7 @@ spec!(
     "!task assign [#n] <@user:server…>",
     "assign the task (the assignees are notified)",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     UNASSIGN,
@@ -25,7 +25,7 @@ spec!(
     "!task unassign [#n] <@user:server>",
     "remove an assignee",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     STATUS,
@@ -33,7 +33,7 @@ spec!(
     "!task status [#n] <column>",
     "move the task to a column",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     RENAME,
@@ -41,7 +41,7 @@ spec!(
     "!task rename [#n] <title…>",
     "change the title",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     LABEL,
@@ -49,7 +49,7 @@ spec!(
     "!task label [#n] <+label|-label…>",
     "add or remove labels",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     DUE,
@@ -57,7 +57,7 @@ spec!(
     "!task due [#n] <YYYY-MM-DD|none>",
     "set or clear the due date",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     DELETE,
@@ -65,7 +65,7 @@ spec!(
     "!task delete [#n]",
     "delete the task (its creator or a board admin)",
     "the task's thread, or #n in a board room",
-    BoardMember
+    crate::tasks::change::CHANGE
 );
 spec!(
     LIST,
@@ -73,7 +73,7 @@ spec!(
     "!task list [column]",
     "the board's tasks by column, with links to their threads",
     "a board room",
-    BoardMember
+    crate::tasks::list::LIST
 );
 spec!(
     COLUMNS,
@@ -81,7 +81,7 @@ spec!(
     "!board columns <a,b,…>",
     "set the board's ordered columns",
     "a board room",
-    BoardAdmin
+    crate::tasks::columns::COLUMNS
 );
 
 /// A parsed `!task` command.
@@ -211,21 +211,7 @@ pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
 
 /// Parses `!board columns a,b,c` (the words after `columns`).
 pub fn parse_columns(words: &[&str]) -> Result<Vec<String>, ParseError> {
-    let joined = words.join("");
-    let columns: Vec<String> =
-        joined.split(',').map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
-    if columns.is_empty() {
-        return Err(malformed(&COLUMNS, "name the columns, separated by commas"));
-    }
-    for c in &columns {
-        crate::domain::board::validate_room_name(c)
-            .map_err(|e| malformed(&COLUMNS, e.replace("room name", "column")))?;
-    }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
-        return Err(malformed(&COLUMNS, format!("the column {dup} is listed twice")));
-    }
-    Ok(columns)
+    crate::domain::task::columns_from(&words.join("")).map_err(|why| malformed(&COLUMNS, why))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use ruma::{OwnedUserId, UserId};
 
-use crate::matrix::html::escape_html;
+use crate::matrix::html::{escape_html, user_pill};
 
 /// At most this many `@`s at a word start are looked up as names in one message; the
 /// ones after them mention nobody (pills and `m.mentions` still do).
@@ -176,10 +176,7 @@ pub fn with_pills(body: &str, users: &BTreeSet<OwnedUserId>, candidates: &[Candi
     let mut at = 0;
     for (start, end, u) in claimed {
         out.push_str(&html[at..start]);
-        out.push_str(&format!(
-            "<a href=\"https://matrix.to/#/{u}\">{}</a>",
-            escape_html(u.as_str())
-        ));
+        out.push_str(&user_pill(u));
         at = end;
     }
     out.push_str(&html[at..]);

@@ -10,6 +10,7 @@ pub mod bot;
 pub mod inbox;
 pub mod live;
 pub mod mention;
+pub mod op;
 pub mod task;
 
 pub use action::Action;

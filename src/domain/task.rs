@@ -225,6 +225,34 @@ pub fn validate_due(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// Board columns from `a,b,…`: trimmed, lowercase, each a valid name, none twice, at
+/// least one. The error says what is wrong.
+pub fn columns_from(text: &str) -> Result<Vec<String>, String> {
+    let columns: Vec<String> =
+        text.split(',').map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
+    if columns.is_empty() {
+        return Err("name the columns, separated by commas".into());
+    }
+    for c in &columns {
+        crate::domain::board::validate_room_name(c)
+            .map_err(|e| e.replace("room name", "column"))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(format!("the column {dup} is listed twice"));
+    }
+    Ok(columns)
+}
+
+/// Whether `columns` are board columns as [`columns_from`] would give them.
+pub fn valid_columns(columns: &[String]) -> Result<(), String> {
+    match columns_from(&columns.join(",")) {
+        Ok(c) if c == columns => Ok(()),
+        Ok(_) => Err("columns are lowercase names without commas".into()),
+        Err(why) => Err(why),
+    }
+}
+
 /// Checks a label: 1 to 32 characters, no spaces or commas.
 pub fn validate_label(s: &str) -> Result<(), String> {
     if s.is_empty() || s.chars().count() > 32 || s.chars().any(|c| c.is_whitespace() || c == ',') {

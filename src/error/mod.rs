@@ -8,6 +8,32 @@ mod homeserver;
 
 pub use homeserver::{HsError, RetryKind};
 
+/// Why a request was refused by a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// What it names does not exist (or the actor may not know of it): 404 `M_NOT_FOUND`.
+    NotFound,
+    /// The actor may not do this: 403 `M_FORBIDDEN`.
+    Forbidden,
+    /// The input is wrong: 400 `M_INVALID_PARAM`.
+    Invalid,
+    /// The board's state does not allow it now (a name in use, a column still holding
+    /// tasks, a room waiting for power): 409.
+    Conflict,
+}
+
+impl RuleKind {
+    /// The HTTP status and Matrix error kind of this refusal.
+    pub fn status_and_kind(self) -> (StatusCode, ErrorKind) {
+        match self {
+            RuleKind::NotFound => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
+            RuleKind::Forbidden => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+            RuleKind::Invalid => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+            RuleKind::Conflict => (StatusCode::CONFLICT, ErrorKind::Unknown),
+        }
+    }
+}
+
 /// Every error a request path or worker can return.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,6 +81,14 @@ pub enum Error {
     /// 503 with `Retry-After`, so that the homeserver keeps a transaction for later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// An operation's rule refused the request; the sentence says why.
+    #[error("{sentence}")]
+    Refused {
+        /// Which kind of refusal (it sets the status and `errcode`).
+        kind: RuleKind,
+        /// What was wrong.
+        sentence: String,
+    },
     /// A request to the homeserver failed.
     #[error("homeserver: {0}")]
     Homeserver(#[from] HsError),
@@ -82,6 +116,7 @@ impl Error {
             Error::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
             Error::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
             Error::MissingParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::MissingParam),
+            Error::Refused { kind, .. } => kind.status_and_kind(),
             Error::Homeserver(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown),
             Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),

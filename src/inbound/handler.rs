@@ -11,8 +11,8 @@ use ruma::{
 };
 
 use crate::{
-    boards::{index, ops as boards},
-    commands::{self, Command},
+    boards::{index, upgrade},
+    commands::dispatch::{self, ChatCommand},
     context::Context,
     domain::board::{BoardEventContent, BoardRoomEventContent},
     domain::task::TaskEventContent,
@@ -23,7 +23,7 @@ use crate::{
     },
     notifications::notify,
     store::inbound::{EntryKind, PendingEntry},
-    tasks::ops as tasks,
+    tasks::{self, comments, moves::move_tasks},
 };
 
 /// Handles one entry.
@@ -73,7 +73,8 @@ async fn handle_timeline(
         )) => {
             let Some(text) = bot::command_text(&ctx.settings, &ev.sender, &ev.content) else {
                 let ts = u64::from(ev.origin_server_ts.0);
-                if let Err(e) = tasks::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
+                if let Err(e) =
+                    comments::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
                 {
                     tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
                 }
@@ -93,24 +94,19 @@ async fn handle_timeline(
                 return Vec::new();
             };
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
-            let inv = boards::Invocation {
-                event_id: &ev.event_id,
-                sender: &ev.sender,
-                room_id: &ev.room_id,
-                seq,
-            };
-            let mut actions = Vec::new();
-            let reply = match commands::parse(text) {
-                Ok(Command::Help) => Some(commands::help::help()),
-                Ok(Command::Board(c)) => Some(boards::run(ctx, &inv, c).await),
-                Ok(Command::Columns(c)) => Some(tasks::set_columns(ctx, &inv, c).await),
-                Ok(Command::Task(c)) => {
-                    let outcome = tasks::run(ctx, &inv, tasks::thread_root(&ev.content), c).await;
-                    actions = outcome.actions;
-                    outcome.reply
-                }
-                Err(err) => Some(commands::error_reply(&err)),
-            };
+            let outcome = dispatch::run(
+                ctx,
+                &ChatCommand {
+                    text,
+                    event_id: &ev.event_id,
+                    sender: &ev.sender,
+                    room_id: &ev.room_id,
+                    thread: comments::thread_root(&ev.content),
+                    seq,
+                },
+            )
+            .await;
+            let (reply, mut actions) = (outcome.reply, outcome.actions);
             if let Some(reply) = reply {
                 let content = bot::reply(
                     &ev.event_id,
@@ -134,7 +130,7 @@ async fn handle_timeline(
             RoomRedactionEvent::Original(ev),
         )) => {
             if let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref())
-                && let Err(e) = tasks::index_redaction(ctx, redacts)
+                && let Err(e) = comments::index_redaction(ctx, redacts)
                     .and_then(|()| ctx.store.remove_notifications_of(redacts).map(|_| ()))
             {
                 tracing::error!(error = %e, "cannot apply a redaction");
@@ -174,20 +170,20 @@ async fn handle_state(
         });
     }
     if let Some(new_room) = index::tombstone_target(&state) {
-        match boards::follow_upgrade(ctx, state.room_id(), &new_room, state.event_id()).await {
-            Ok(more) => actions.extend(more),
+        match upgrade::follow_upgrade(ctx, state.room_id(), &new_room, state.event_id()).await {
+            Ok(up) => actions.extend(settle_upgrade(ctx, up).await),
             Err(e) => tracing::error!(error = %e, "cannot follow a room upgrade"),
         }
     }
     if let AnyStateEvent::RoomPowerLevels(StateEvent::Original(ev)) = &state {
-        match boards::on_power_levels(ctx, &ev.room_id, &ev.content).await {
-            Ok(more) => actions.extend(more),
+        match upgrade::on_power_levels(ctx, &ev.room_id, &ev.content).await {
+            Ok(up) => actions.extend(settle_upgrade(ctx, up).await),
             Err(e) => tracing::error!(error = %e, "cannot settle an upgraded board room"),
         }
     }
     if state.event_type().to_string() == BoardEventContent::TYPE
         && state.state_key().is_empty()
-        && let Err(e) = tasks::follow_board_event(
+        && let Err(e) = tasks::columns::follow_board_event(
             ctx,
             state.room_id(),
             state.sender(),
@@ -199,14 +195,14 @@ async fn handle_state(
     }
     if state.event_type().to_string() == BoardRoomEventContent::TYPE
         && let Err(e) =
-            boards::guard_room_state(ctx, state.room_id(), state.sender(), state.state_key()).await
+            upgrade::guard_room_state(ctx, state.room_id(), state.sender(), state.state_key()).await
     {
         tracing::error!(error = %e, "cannot put back a board room's state");
     }
     if state.event_type().to_string() == TaskEventContent::TYPE {
         // Content that does not parse is a change too: it gets put back.
         let fields = raw.get_field::<TaskEventContent>("content").ok().flatten();
-        match tasks::guard_task_state(
+        match tasks::guard::guard_task_state(
             ctx,
             state.room_id(),
             state.sender(),
@@ -224,6 +220,19 @@ async fn handle_state(
         Ok(more) => actions.extend(more),
         Err(e) => {
             tracing::error!(error = %e, event_id = %state.event_id(), "cannot index a state event")
+        }
+    }
+    actions
+}
+
+/// What a followed upgrade calls for: its messages, and for a `tasks` room, moving its
+/// tasks (a failure leaves the move pending: it runs again on the next power change).
+async fn settle_upgrade(ctx: &Context, up: upgrade::Upgrade) -> Vec<Action> {
+    let mut actions = up.actions;
+    if let Some(tasks_move) = up.tasks_move {
+        match move_tasks(ctx, &tasks_move).await {
+            Ok(more) => actions.extend(more),
+            Err(e) => tracing::error!(error = %e, "cannot move tasks to an upgraded tasks room"),
         }
     }
     actions

@@ -1,5 +1,7 @@
-//! Users' notifications: what processing records in the inbox ([`notify`]). The inbox's
+//! Users' notifications: what processing records in the inbox ([`notify`]), and the
+//! inbox operations ([`inbox`]). The inbox's
 //! records are in [`crate::domain::inbox`], who a message mentions in
 //! [`crate::domain::mention`].
 
+pub mod inbox;
 pub mod notify;

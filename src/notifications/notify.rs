@@ -189,7 +189,7 @@ pub async fn on_message(
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
 pub fn on_assignment(
     ctx: &Context,
-    inv: &crate::boards::ops::Invocation<'_>,
+    req: &crate::domain::op::Request<'_>,
     board: &str,
     room: &RoomId,
     root: &EventId,
@@ -199,7 +199,7 @@ pub fn on_assignment(
     let ts = crate::domain::now_ms();
     let entries = assignees
         .iter()
-        .filter(|u| *u != inv.sender)
+        .filter(|u| *u != req.actor.user_id())
         .map(|u| Notification {
             id: 0,
             user_id: u.clone(),
@@ -207,12 +207,12 @@ pub fn on_assignment(
             board: board.to_owned(),
             room_id: room.to_owned(),
             thread_root: Some(root.to_owned()),
-            event_id: inv.event_id.to_owned(),
-            sender: inv.sender.to_owned(),
+            event_id: req.cause.to_owned(),
+            sender: req.actor.user_id.clone(),
             excerpt: excerpt(text),
             ts,
             read: false,
-            seq: inv.seq,
+            seq: req.seq,
         })
         .collect();
     ctx.store.add_notifications(entries)?;

@@ -1,12 +1,22 @@
-//! How a task looks in the room: its root message.
+//! How a task looks in the room: its root message, edits of it, the feed entries in its
+//! thread, and links to the thread.
 
-use ruma::UserId;
+use ruma::{
+    EventId, OwnedUserId, RoomId,
+    events::{
+        Mentions,
+        relation::{Replacement, Thread},
+        room::message::{
+            Relation, RoomMessageEventContent, RoomMessageEventContentWithoutRelation,
+        },
+    },
+};
 
-use crate::{domain::task::TaskEventContent, matrix::html::escape_html};
-
-fn pill(user: &UserId) -> String {
-    format!("<a href=\"https://matrix.to/#/{user}\">{}</a>", escape_html(user.as_str()))
-}
+use crate::{
+    context::Context,
+    domain::{Action, action::derived_txn_id, task::TaskEventContent},
+    matrix::html::{escape_html, event_uri, user_pill},
+};
 
 /// The root message's text: number, title, status, assignees, labels, due.
 pub fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
@@ -26,7 +36,7 @@ pub fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
         ));
         html.push_str(&format!(
             "<br>Assigned: {}",
-            t.assignees.iter().map(|u| pill(u)).collect::<Vec<_>>().join(", ")
+            t.assignees.iter().map(|u| user_pill(u)).collect::<Vec<_>>().join(", ")
         ));
     }
     if !t.labels.is_empty() {
@@ -38,6 +48,67 @@ pub fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
         html.push_str(&format!("<br>Due: {}", escape_html(due)));
     }
     (plain, html)
+}
+
+/// A link to a task's thread.
+pub fn thread_link(ctx: &Context, room: &RoomId, root: &EventId) -> String {
+    event_uri(room, root, &ctx.settings.server_name)
+}
+
+/// A reply in the task's thread saying who changed what. Quiet (`m.notice`) unless it
+/// names people to notify: then `m.text` with `m.mentions` and pills.
+pub(crate) fn feed_entry(
+    room: &RoomId,
+    root: &EventId,
+    reply_to: Option<&EventId>,
+    plain: String,
+    notify: &[OwnedUserId],
+    cause: &EventId,
+    index: usize,
+) -> Action {
+    let mut content = if notify.is_empty() {
+        RoomMessageEventContent::notice_html(plain.clone(), escape_html(&plain))
+    } else {
+        let mut html = escape_html(&plain);
+        for u in notify {
+            html = html.replace(&escape_html(u.as_str()), &user_pill(u));
+        }
+        RoomMessageEventContent::text_html(plain, html)
+    };
+    content.relates_to = Some(Relation::Thread(match reply_to {
+        Some(r) => Thread::reply(root.to_owned(), r.to_owned()),
+        None => Thread::plain(root.to_owned(), root.to_owned()),
+    }));
+    content.mentions = Some(Mentions::with_user_ids(notify.iter().cloned()));
+    Action::SendMessage {
+        room_id: room.to_owned(),
+        as_user: None,
+        txn_id: derived_txn_id(cause.as_str(), index),
+        content: Box::new(content),
+    }
+}
+
+/// An edit of the task's root that shows its current fields.
+pub(crate) fn root_edit(
+    room: &RoomId,
+    slug: &str,
+    fields: &TaskEventContent,
+    cause: &EventId,
+    index: usize,
+) -> Action {
+    let (plain, html) = render_root(slug, fields);
+    let mut new = RoomMessageEventContentWithoutRelation::notice_html(plain.clone(), html.clone());
+    new.mentions = Some(Mentions::new());
+    let mut edit = RoomMessageEventContent::notice_html(format!("* {plain}"), format!("* {html}"));
+    edit.relates_to =
+        Some(Relation::Replacement(Replacement::new(fields.root_event_id.clone(), new)));
+    edit.mentions = Some(Mentions::new());
+    Action::SendMessage {
+        room_id: room.to_owned(),
+        as_user: None,
+        txn_id: derived_txn_id(cause.as_str(), index),
+        content: Box::new(edit),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,100 @@
+//! The one rights check: every operation on a board finds it here and learns here whether
+//! its actor may run it. Chat commands and API handlers hold no rule of their own.
+
+use crate::{
+    context::Context,
+    domain::{
+        board::{ADMIN_POWER, BoardRecord},
+        op::{Actor, BoardRef, OpResult, OpSpec, Permission, Refusal},
+    },
+};
+
+/// The sentence for a request made in a room that is no board's.
+pub const NOT_A_BOARD_ROOM: &str =
+    "This room is not part of a board: run this command in one of the board's rooms.";
+
+/// The board `at` names, when `actor` may run `op` on it; otherwise the refusal. Named by
+/// slug, a board the actor may not act on is refused the same way whether it exists or
+/// not: nothing leaks to outsiders.
+pub fn board(ctx: &Context, actor: &Actor, at: BoardRef<'_>, op: &OpSpec) -> OpResult<BoardRecord> {
+    if let BoardRef::Slug(slug) = at {
+        in_scope(actor, slug)?;
+        if actor.client.is_none() && !ctx.store.is_board_member(slug, &actor.user_id)? {
+            return Err(not_a_member(slug, op));
+        }
+    }
+    let board = find(ctx, at)?;
+    check(ctx, actor, &board, op)?;
+    Ok(board)
+}
+
+fn not_a_member(slug: &str, op: &OpSpec) -> Refusal {
+    Refusal::forbidden(format!("Only members of the board {slug} can {}.", op.doing))
+}
+
+fn in_scope(actor: &Actor, slug: &str) -> OpResult<()> {
+    match &actor.client {
+        Some(client) if !client.may_act_on(slug) => Err(Refusal::forbidden(format!(
+            "The API client {} may not act on the board {slug}.",
+            client.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Finds the board `at` names, without any rights check.
+fn find(ctx: &Context, at: BoardRef<'_>) -> OpResult<BoardRecord> {
+    match at {
+        BoardRef::Room(room) => {
+            if let Some(b) = ctx.store.board_by_space(room)? {
+                return Ok(b);
+            }
+            if let Some(r) = ctx.store.room(room)?
+                && let Some(b) = ctx.store.board(&r.board)?
+            {
+                return Ok(b);
+            }
+            Err(Refusal::not_found(NOT_A_BOARD_ROOM))
+        }
+        BoardRef::Slug(slug) => ctx
+            .store
+            .board(slug)?
+            .ok_or_else(|| Refusal::not_found(format!("There is no board {slug}."))),
+    }
+}
+
+/// Whether `actor` may run `op` on `board`.
+pub fn check(ctx: &Context, actor: &Actor, board: &BoardRecord, op: &OpSpec) -> OpResult<()> {
+    let user = actor.user_id();
+    in_scope(actor, &board.slug)?;
+    match op.permission {
+        Permission::Anyone => Ok(()),
+        Permission::BoardCreator => may_create_boards(ctx, actor),
+        // A client's virtual user within the client's boards joins the board when it
+        // first acts there.
+        Permission::BoardMember
+            if actor.client.is_some() || ctx.store.is_board_member(&board.slug, user)? =>
+        {
+            Ok(())
+        }
+        Permission::BoardMember => Err(not_a_member(&board.slug, op)),
+        Permission::BoardAdmin if board.power_of(user).at_least(ADMIN_POWER) => Ok(()),
+        Permission::BoardAdmin => Err(Refusal::forbidden(format!(
+            "Only board admins (power {ADMIN_POWER} or more in the board's space) can {}; {user} is a {}.",
+            op.doing,
+            board.role_of(user).as_str()
+        ))),
+    }
+}
+
+/// Whether `actor` may create boards: Matrix users matched by
+/// `permissions.board_creators`.
+pub fn may_create_boards(ctx: &Context, actor: &Actor) -> OpResult<()> {
+    let user = actor.user_id();
+    if actor.client.is_none() && ctx.settings.is_board_creator(user) {
+        return Ok(());
+    }
+    Err(Refusal::forbidden(format!(
+        "{user} may not create boards: only users listed in permissions.board_creators can."
+    )))
+}

@@ -1,0 +1,166 @@
+//! `!board invite` and `!board remove`: who is on a board is who is in its space; its
+//! rooms follow the space (public rooms are open to the space's members, and removal from
+//! the space takes a member out of the private rooms, see [`super::index`]).
+
+use ruma::{
+    OwnedUserId, UserId,
+    api::client::{membership::kick_user, profile::get_profile},
+    events::room::member::MembershipState,
+};
+
+use super::access;
+use crate::{
+    context::Context,
+    domain::{
+        board::Role,
+        op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
+    },
+    matrix::{HsError, Intent},
+};
+
+/// `!board invite`.
+pub const INVITE: OpSpec =
+    OpSpec { permission: Permission::BoardAdmin, doing: "invite people to the board" };
+
+/// `!board remove`.
+pub const REMOVE: OpSpec =
+    OpSpec { permission: Permission::BoardAdmin, doing: "remove people from the board" };
+
+/// What changed, for the answer.
+#[derive(Debug, Clone)]
+pub struct MemberChange {
+    /// The user invited or removed.
+    pub user: OwnedUserId,
+    /// The board's slug.
+    pub slug: String,
+    /// The board's display name.
+    pub board_name: String,
+}
+
+async fn user_exists(ctx: &Context, user: &UserId) -> Result<bool, HsError> {
+    match ctx.client.send(get_profile::v3::Request::new(user.to_owned()), None).await {
+        Ok(_) => Ok(true),
+        // Synapse answers 404 `M_UNKNOWN` ("No row found") for a user it does not know.
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Invites `user` to the board's space; once they join it, they can join its rooms.
+pub async fn invite(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    user: &UserId,
+) -> OpResult<MemberChange> {
+    let board = access::board(ctx, req.actor, at, &INVITE)?;
+    if ctx.settings.is_ours(user) {
+        return Err(Refusal::invalid(format!("{user} is Boardroom's own user.")));
+    }
+    match ctx.store.membership(&board.space_id, user)? {
+        Some(MembershipState::Join) => {
+            return Err(Refusal::conflict(format!(
+                "{user} is already a member of the board {}.",
+                board.slug
+            )));
+        }
+        Some(MembershipState::Ban) => {
+            return Err(Refusal::conflict(format!(
+                "{user} is banned from the board {}.",
+                board.slug
+            )));
+        }
+        _ => {}
+    }
+    if !user_exists(ctx, user).await? {
+        return Err(Refusal::not_found(format!("There is no user {user}.")));
+    }
+    match Intent::bot(ctx.client.clone()).invite(&board.space_id, user).await {
+        Ok(()) => {}
+        // Already invited (a request run again after a restart): nothing to do.
+        Err(e) if ctx.store.membership(&board.space_id, user)? == Some(MembershipState::Invite) => {
+            tracing::debug!(error = %e, "invite already pending");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(MemberChange { user: user.to_owned(), slug: board.slug, board_name: board.name })
+}
+
+/// Removes `user` from the board's space (and so from its private rooms). Only members
+/// below the actor's power can be removed, and never the board's creator.
+pub async fn remove(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    user: &UserId,
+) -> OpResult<MemberChange> {
+    let board = access::board(ctx, req.actor, at, &REMOVE)?;
+    let sender = req.actor.user_id();
+    if ctx.settings.is_ours(user) {
+        return Err(Refusal::invalid(format!("{user} is Boardroom's own user.")));
+    }
+    if user != sender && board.power_of(user) >= board.power_of(sender) {
+        return Err(Refusal::forbidden(format!(
+            "{user} is a {} of the board: you can only remove members below you.",
+            board.role_of(user).as_str()
+        )));
+    }
+    if board.role_of(user) == Role::Owner && board.creators.iter().any(|c| c == user) {
+        return Err(Refusal::forbidden(format!("{user} created the board and cannot be removed.")));
+    }
+    if !matches!(
+        ctx.store.membership(&board.space_id, user)?,
+        Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock)
+    ) {
+        return Err(Refusal::not_found(format!(
+            "{user} is not a member of the board {}.",
+            board.slug
+        )));
+    }
+    let mut kick = kick_user::v3::Request::new(board.space_id.clone(), user.to_owned());
+    kick.reason = Some(format!("removed from the board {} by {sender}", board.slug));
+    ctx.client.send(kick, None).await?;
+    // Its private rooms follow when the space's membership change arrives (boards::index).
+    Ok(MemberChange { user: user.to_owned(), slug: board.slug, board_name: board.name })
+}
+
+/// Mention autocomplete.
+pub const SEARCH: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "see its members" };
+
+/// A member found by name.
+#[derive(Debug, Clone)]
+pub struct FoundMember {
+    /// Who.
+    pub user_id: OwnedUserId,
+    /// Their display name in the space.
+    pub display_name: Option<String>,
+    /// Their role.
+    pub role: Role,
+}
+
+/// Joined members of the board `at` whose localpart or display name starts with `q`
+/// (case-insensitive, a leading `@` ignored), at most `limit`: read from the name index,
+/// so the cost follows the matches, not the board's size.
+pub fn search(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    q: &str,
+    limit: usize,
+) -> OpResult<Vec<FoundMember>> {
+    let board = access::board(ctx, req.actor, at, &SEARCH)?;
+    let q = q.trim_start_matches('@').to_lowercase();
+    let mut found = Vec::with_capacity(limit);
+    for user_id in ctx.store.members_named(&board.space_id, &q, limit + 1)? {
+        if user_id == ctx.settings.bot_user_id || found.len() == limit {
+            continue;
+        }
+        let Some((MembershipState::Join, display_name)) =
+            ctx.store.member(&board.space_id, &user_id)?
+        else {
+            continue;
+        };
+        found.push(FoundMember { role: board.role_of(&user_id), user_id, display_name });
+    }
+    Ok(found)
+}

@@ -1,0 +1,170 @@
+//! How the operations' results read in a room: plain text and HTML.
+
+use super::{Listing, Reply};
+use crate::{
+    boards::{create::CreatedBoard, info::BoardInfo, members::MemberChange, rooms::AddedRoom},
+    domain::{board::RoomKind, op::Request},
+    matrix::html::{alias_link, escape_html},
+    tasks::{change::TaskChanged, columns::ColumnsSet, create::TaskCreated, list::TaskList},
+};
+
+/// A plain-text reply; its HTML keeps the line breaks.
+pub(super) fn text(plain: String) -> Reply {
+    Reply { html: escape_html(&plain).replace('\n', "<br>"), plain }
+}
+
+pub(super) fn board_created(c: &CreatedBoard, req: &Request<'_>) -> Reply {
+    let (name, slug, owner) = (&c.board.name, &c.board.slug, req.actor.user_id());
+    let (space, general, tasks) = (&c.space_alias, &c.general, &c.tasks);
+    let plain = format!(
+        "Board {name} ({slug}) created: the space {space} with the rooms {general} and {tasks}. \
+         {owner} is its owner and is invited to all three. Invite others with !board invite @user:server in a board room.",
+    );
+    let html = format!(
+        "Board <b>{}</b> (<code>{slug}</code>) created: the space {} with the rooms {} and {}. \
+         {} is its owner and is invited to all three. Invite others with <code>!board invite @user:server</code> in a board room.",
+        escape_html(name),
+        alias_link(space),
+        alias_link(general),
+        alias_link(tasks),
+        escape_html(owner.as_str())
+    );
+    Reply { plain, html }
+}
+
+pub(super) fn invited(c: &MemberChange) -> Reply {
+    text(format!(
+        "Invited {} to the board {}. Once they join its space, they can join its rooms.",
+        c.user, c.board_name
+    ))
+}
+
+pub(super) fn removed(c: &MemberChange) -> Reply {
+    text(format!("Removed {} from the board {} and its private rooms.", c.user, c.board_name))
+}
+
+pub(super) fn room_added(r: &AddedRoom) -> Reply {
+    text(if r.private {
+        format!(
+            "Added the private room {} to the board {}; its members are invited.",
+            r.alias, r.board_name
+        )
+    } else {
+        format!(
+            "Added the room {} to the board {}; board members can join it from the space.",
+            r.alias, r.board_name
+        )
+    })
+}
+
+pub(super) fn board_info(i: &BoardInfo) -> Reply {
+    let board = &i.board;
+    let mut plain = format!("Board {} ({})\nRooms:\n", board.name, board.slug);
+    let mut html = format!(
+        "<p>Board <b>{}</b> (<code>{}</code>)</p><p>Rooms:</p><ul>",
+        escape_html(&board.name),
+        board.slug
+    );
+    for r in &i.rooms {
+        let kind = match (r.kind, r.private) {
+            (RoomKind::Tasks, _) => "tasks",
+            (RoomKind::Chat, true) => "private chat",
+            (RoomKind::Chat, false) => "chat",
+        };
+        plain.push_str(&format!("  {} ({kind}) {}\n", r.name, r.alias));
+        html.push_str(&format!(
+            "<li>{} ({kind}) {}</li>",
+            escape_html(&r.name),
+            alias_link(&r.alias)
+        ));
+    }
+    plain.push_str("Members:\n");
+    html.push_str("</ul><p>Members:</p><ul>");
+    let mut listing = Listing::new(plain, html);
+    for m in &i.members {
+        let invited = if m.invited { ", invited" } else { "" };
+        listing.item(
+            &format!("  {} ({}{invited})\n", m.user_id, m.role.as_str()),
+            &format!("<li>{} ({}{invited})</li>", escape_html(m.user_id.as_str()), m.role.as_str()),
+        );
+    }
+    if listing.left_out() > 0 {
+        let more = format!("  and {} more\n", listing.left_out());
+        listing.always(&more, &format!("<li>and {} more</li>", listing.left_out()));
+    }
+    listing.always("", "</ul>");
+    let counts: Vec<String> = i.columns.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    listing.always(
+        &format!("Tasks: {}\n", counts.join(", ")),
+        &format!("<p>Tasks: {}</p>", escape_html(&counts.join(", "))),
+    );
+    listing.into_reply()
+}
+
+pub(super) fn columns_set(s: &ColumnsSet) -> Reply {
+    text(format!("The columns of {} are now: {}.", s.board_name, s.columns.join(", ")))
+}
+
+pub(super) fn task_created(t: &TaskCreated) -> Reply {
+    let (slug, number, title, link) = (&t.slug, t.fields.number, &t.fields.title, &t.link);
+    Reply {
+        plain: format!("Created {slug}#{number} “{title}”: {link}"),
+        html: format!(
+            "Created <a href=\"{}\">{slug}#{number}</a> “{}”",
+            escape_html(link),
+            escape_html(title)
+        ),
+    }
+}
+
+/// `None` when the command was written in the task's thread: the feed entry answers it.
+pub(super) fn task_changed(t: &TaskChanged) -> Option<Reply> {
+    if t.in_thread {
+        return None;
+    }
+    let link = &t.link;
+    Some(Reply {
+        plain: format!("{}: {link}", t.feed_text),
+        html: format!(
+            "{} (<a href=\"{}\">thread</a>)",
+            escape_html(&t.feed_text),
+            escape_html(link)
+        ),
+    })
+}
+
+pub(super) fn task_list(l: &TaskList, column: Option<&str>) -> Reply {
+    let mut listing = Listing::new(
+        format!("Tasks of {}:", l.board_name),
+        format!("<p>Tasks of <b>{}</b>:</p>", escape_html(&l.board_name)),
+    );
+    let mut unread = 0;
+    for c in &l.columns {
+        listing.always(
+            &format!("\n{} ({})", c.name, c.count),
+            &format!("<p><b>{}</b> ({})</p><ul>", escape_html(&c.name), c.count),
+        );
+        for t in &c.tasks {
+            listing.item(
+                &format!("\n  #{} {} {}", t.number, t.title, t.link),
+                &format!(
+                    "<li><a href=\"{}\">#{}</a> {}</li>",
+                    escape_html(&t.link),
+                    t.number,
+                    escape_html(&t.title)
+                ),
+            );
+        }
+        unread += c.count.saturating_sub(c.tasks.len() as u64);
+        listing.always("", "</ul>");
+    }
+    let n = listing.left_out() as u64 + unread;
+    if n > 0 {
+        let more = match column {
+            None => format!("{n} more tasks are not shown; !task list <column> lists one column."),
+            Some(c) => format!("{n} more tasks in {c} are not shown: one message holds no more."),
+        };
+        listing.always(&format!("\n{more}"), &format!("<p>{}</p>", escape_html(&more)));
+    }
+    listing.into_reply()
+}

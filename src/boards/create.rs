@@ -16,10 +16,10 @@ use crate::{
     domain::{
         board::{
             BoardEventContent, BoardRecord, BoardRoomEventContent, RoomKind, RoomRecord,
-            creators_privileged, room_alias_localpart, space_alias_localpart, validate_slug,
+            creators_privileged, default_columns, room_alias_localpart, space_alias_localpart,
+            validate_slug,
         },
         op::{OpResult, OpSpec, Permission, Refusal, Request},
-        task::default_columns,
     },
 };
 

@@ -216,14 +216,14 @@ pub(super) async fn index_created_members(
     Ok(())
 }
 
-pub(super) async fn state_content<T: serde::de::DeserializeOwned>(
+/// The content of the state event `T` (empty state key) in `room`, whoever sent it.
+pub(super) async fn state_content<T: serde::de::DeserializeOwned + StaticEventContent>(
     ctx: &Context,
     room: &RoomId,
-    ty: &str,
 ) -> Option<T> {
     let req = get_state_event_for_key::v3::Request::new(
         room.to_owned(),
-        StateEventType::from(ty),
+        StateEventType::from(T::TYPE),
         String::new(),
     );
     let resp = ctx.client.send(req, None).await.ok()?;

@@ -214,7 +214,7 @@ pub async fn on_power_levels(
     let old = match &record.pending_move_from {
         Some(from) => from.clone(),
         None => {
-            let create = state_content::<RoomCreateEventContent>(ctx, room, "m.room.create").await;
+            let create = state_content::<RoomCreateEventContent>(ctx, room).await;
             let Some(old) = create.and_then(|c| c.predecessor).map(|p| p.room_id) else {
                 return Ok(Upgrade::default());
             };

@@ -192,9 +192,9 @@ mod tests {
         app::App,
         commands::LISTING_BUDGET,
         domain::{
-            board::{BoardRecord, RoomKind, RoomRecord},
+            board::{BoardRecord, RoomKind, RoomRecord, default_columns},
             op::RuleKind,
-            task::{TaskRecord, default_columns},
+            task::TaskRecord,
         },
     };
 

@@ -211,7 +211,7 @@ pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
 
 /// Parses `!board columns a,b,c` (the words after `columns`).
 pub fn parse_columns(words: &[&str]) -> Result<Vec<String>, ParseError> {
-    crate::domain::task::columns_from(&words.join("")).map_err(|why| malformed(&COLUMNS, why))
+    crate::domain::board::columns_from(&words.join("")).map_err(|why| malformed(&COLUMNS, why))
 }
 
 #[cfg(test)]

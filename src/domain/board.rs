@@ -29,7 +29,7 @@ pub struct BoardEventContent {
     /// The `!board create` event that created it (makes a resumed creation recognisable).
     pub created_by_event: OwnedEventId,
     /// The board's ordered columns.
-    #[serde(default = "crate::domain::task::default_columns")]
+    #[serde(default = "default_columns")]
     pub columns: Vec<String>,
 }
 
@@ -81,7 +81,7 @@ pub struct BoardRecord {
     #[serde(default)]
     pub users_default: i64,
     /// The board's ordered columns.
-    #[serde(default = "crate::domain::task::default_columns")]
+    #[serde(default = "default_columns")]
     pub columns: Vec<String>,
 }
 
@@ -266,6 +266,41 @@ pub fn power_levels(
     Some(pl)
 }
 
+/// The default columns of a board.
+pub const DEFAULT_COLUMNS: [&str; 4] = ["todo", "doing", "review", "done"];
+
+/// The default columns, owned.
+pub fn default_columns() -> Vec<String> {
+    DEFAULT_COLUMNS.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// Board columns from `a,b,…`: trimmed, lowercase, each a valid name, none twice, at
+/// least one. The error says what is wrong.
+pub fn columns_from(text: &str) -> Result<Vec<String>, String> {
+    let columns: Vec<String> =
+        text.split(',').map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
+    if columns.is_empty() {
+        return Err("name the columns, separated by commas".into());
+    }
+    for c in &columns {
+        validate_room_name(c).map_err(|e| e.replace("room name", "column"))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(format!("the column {dup} is listed twice"));
+    }
+    Ok(columns)
+}
+
+/// Whether `columns` are board columns as [`columns_from`] would give them.
+pub fn valid_columns(columns: &[String]) -> Result<(), String> {
+    match columns_from(&columns.join(",")) {
+        Ok(c) if c == columns => Ok(()),
+        Ok(_) => Err("columns are lowercase names without commas".into()),
+        Err(why) => Err(why),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +328,7 @@ mod tests {
             creators: vec![ruma::owned_user_id!("@o:x")],
             power_users: BTreeMap::new(),
             users_default: 0,
-            columns: crate::domain::task::default_columns(),
+            columns: default_columns(),
         };
         b.power_users.insert(ruma::owned_user_id!("@a:x"), 50);
         assert_eq!(b.role_of(ruma::user_id!("@o:x")), Role::Owner);

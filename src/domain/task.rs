@@ -6,14 +6,6 @@
 use ruma::{OwnedEventId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
-/// The default columns of a board.
-pub const DEFAULT_COLUMNS: [&str; 4] = ["todo", "doing", "review", "done"];
-
-/// The default columns, owned.
-pub fn default_columns() -> Vec<String> {
-    DEFAULT_COLUMNS.iter().map(|c| (*c).to_owned()).collect()
-}
-
 /// `dev.boardroom.task` (state key: the task number) in the board's `tasks` room.
 #[derive(
     Clone, Debug, Deserialize, Serialize, ruma::events::macros::EventContent, PartialEq, Eq,
@@ -223,34 +215,6 @@ pub fn validate_due(s: &str) -> Result<String, String> {
         return Err(bad());
     }
     Ok(s.to_owned())
-}
-
-/// Board columns from `a,b,…`: trimmed, lowercase, each a valid name, none twice, at
-/// least one. The error says what is wrong.
-pub fn columns_from(text: &str) -> Result<Vec<String>, String> {
-    let columns: Vec<String> =
-        text.split(',').map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()).collect();
-    if columns.is_empty() {
-        return Err("name the columns, separated by commas".into());
-    }
-    for c in &columns {
-        crate::domain::board::validate_room_name(c)
-            .map_err(|e| e.replace("room name", "column"))?;
-    }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
-        return Err(format!("the column {dup} is listed twice"));
-    }
-    Ok(columns)
-}
-
-/// Whether `columns` are board columns as [`columns_from`] would give them.
-pub fn valid_columns(columns: &[String]) -> Result<(), String> {
-    match columns_from(&columns.join(",")) {
-        Ok(c) if c == columns => Ok(()),
-        Ok(_) => Err("columns are lowercase names without commas".into()),
-        Err(why) => Err(why),
-    }
 }
 
 /// Checks a label: 1 to 32 characters, no spaces or commas.

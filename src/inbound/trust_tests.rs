@@ -18,7 +18,7 @@ use crate::{
     Config,
     app::App,
     domain::board::{BoardRecord, RoomKind, RoomRecord},
-    domain::task::{TaskRecord, default_columns},
+    domain::{board::default_columns, task::TaskRecord},
     store::inbound::{EntryKind, PendingEntry},
 };
 

@@ -464,7 +464,7 @@ mod tests {
             creators: vec![],
             power_users: Default::default(),
             users_default: 0,
-            columns: crate::domain::task::default_columns(),
+            columns: crate::domain::board::default_columns(),
         }
     }
 

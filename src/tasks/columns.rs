@@ -7,9 +7,8 @@ use crate::{
     boards::access,
     context::Context,
     domain::{
-        board::{BoardEventContent, BoardRecord},
+        board::{BoardEventContent, BoardRecord, valid_columns},
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
-        task::valid_columns,
     },
 };
 

@@ -3,6 +3,7 @@
 //! tests against a real Synapse.
 
 mod appservice;
+mod architecture;
 mod boards;
 mod bot;
 mod cli;

@@ -1,0 +1,351 @@
+//! The configuration after validation: loading the file with its environment overrides,
+//! checking every key (the error names it), reading tokens, parsing names.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
+
+use super::{Config, ENV_PREFIX, Secret};
+use crate::error::{Error, Result};
+
+/// The configuration after validation, with tokens read and names parsed.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The file as written.
+    pub raw: Config,
+    /// `homeserver.url` without a trailing slash.
+    pub homeserver_url: String,
+    /// `homeserver.server_name`.
+    pub server_name: OwnedServerName,
+    /// `appservice.listen`.
+    pub listen: SocketAddr,
+    /// `api.listen`, when the HTTP API has a listener of its own.
+    pub api_listen: Option<SocketAddr>,
+    /// The token we send.
+    pub as_token: Secret,
+    /// The token the homeserver sends.
+    pub hs_token: Secret,
+    /// `@<bot_localpart>:<server_name>`.
+    pub bot_user_id: OwnedUserId,
+    /// API clients with their tokens read.
+    pub api_clients: Vec<ApiClient>,
+}
+
+/// An API client, validated.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    /// Its name.
+    pub name: String,
+    /// Its token.
+    pub token: Secret,
+    /// Boards it may act on; `"*"` is every board.
+    pub boards: Vec<String>,
+    /// The most virtual users it may own.
+    pub max_virtual_users: u64,
+}
+
+impl ApiClient {
+    /// Whether it may act on `slug`.
+    pub fn may_act_on(&self, slug: &str) -> bool {
+        self.boards.iter().any(|b| b == "*" || b == slug)
+    }
+}
+
+impl Config {
+    /// Reads the file at `path` and applies `BOARDROOM__…` environment overrides.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            key: path.display().to_string(),
+            problem: format!("cannot read the config file: {e}"),
+        })?;
+        Self::from_toml_with_env(&text, std::env::vars())
+    }
+
+    /// Parses TOML text, then applies overrides from `vars` (name, value).
+    pub fn from_toml_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
+            key: "(file)".to_owned(),
+            problem: format!("not valid TOML: {}", e.message()),
+        })?;
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                return Err(Error::Config {
+                    key: name.clone(),
+                    problem: "environment overrides are named BOARDROOM__<SECTION>__<KEY>".into(),
+                });
+            };
+            let section = section.to_ascii_lowercase();
+            let key = key.to_ascii_lowercase();
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(Error::Config {
+                    key: section,
+                    problem: "is not a table, so it cannot take an override".into(),
+                });
+            };
+            section_table.insert(key, parse_env_value(&value));
+        }
+        let de = toml::Value::Table(table);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().message().to_owned();
+            // serde reports a missing field at its parent; name the key itself.
+            let key = match inner.strip_prefix("missing field `").and_then(|r| r.split('`').next())
+            {
+                Some(field) if path == "." || path.is_empty() => field.to_owned(),
+                Some(field) => format!("{path}.{field}"),
+                None => path,
+            };
+            Error::Config { key, problem: inner }
+        })
+    }
+
+    /// A config for a Boardroom that reaches no homeserver (its URLs point at a closed
+    /// loopback port), with the database at `db` and `extra` TOML sections appended:
+    /// what unit tests and benchmarks run the real router and store with.
+    #[doc(hidden)]
+    pub fn offline(db: &Path, extra: &str) -> Result<Self> {
+        let text = format!(
+            "[homeserver]\nurl = \"http://127.0.0.1:9\"\nserver_name = \"localhost\"\n\
+             [appservice]\nurl = \"http://127.0.0.1:9\"\nas_token = \"as\"\nhs_token = \"hs\"\n\
+             [database]\npath = {}\n{extra}",
+            toml::Value::String(db.display().to_string())
+        );
+        Self::from_toml_with_env(&text, std::iter::empty())
+    }
+
+    /// Checks every key and reads the token files.
+    pub fn validate(&self) -> Result<Settings> {
+        let bad = |key: &str, problem: String| Error::Config { key: key.to_owned(), problem };
+
+        let homeserver_url = self.homeserver.url.trim_end_matches('/').to_owned();
+        check_http_url(&homeserver_url).map_err(|p| bad("homeserver.url", p))?;
+        let server_name = ServerName::parse(&self.homeserver.server_name)
+            .map_err(|e| bad("homeserver.server_name", format!("not a valid server name: {e}")))?;
+
+        let a = &self.appservice;
+        if a.id.trim().is_empty() {
+            return Err(bad("appservice.id", "must not be empty".into()));
+        }
+        let listen: SocketAddr = a.listen.parse().map_err(|e| {
+            bad("appservice.listen", format!("not an address:port such as 127.0.0.1:9009: {e}"))
+        })?;
+        check_http_url(&a.url).map_err(|p| bad("appservice.url", p))?;
+        let as_token = read_token(&a.as_token, &a.as_token_file, "appservice.as_token")?;
+        let hs_token = read_token(&a.hs_token, &a.hs_token_file, "appservice.hs_token")?;
+        if as_token == hs_token {
+            return Err(bad(
+                "appservice.hs_token",
+                "must differ from as_token, or either side could impersonate the other".into(),
+            ));
+        }
+        check_localpart(&a.bot_localpart).map_err(|p| bad("appservice.bot_localpart", p))?;
+        check_localpart(&a.namespace_prefix).map_err(|p| bad("appservice.namespace_prefix", p))?;
+        if a.bot_localpart.starts_with(&a.namespace_prefix) {
+            return Err(bad(
+                "appservice.bot_localpart",
+                "must not start with namespace_prefix: the bot is not a virtual user".into(),
+            ));
+        }
+        let bot_user_id = UserId::parse(format!("@{}:{}", a.bot_localpart, server_name))
+            .map_err(|e| bad("appservice.bot_localpart", e.to_string()))?;
+
+        if self.database.path.as_os_str().is_empty() {
+            return Err(bad("database.path", "must not be empty".into()));
+        }
+        for (i, glob) in self.permissions.board_creators.iter().enumerate() {
+            if !glob.starts_with('@') || !glob.contains(':') {
+                return Err(bad(
+                    &format!("permissions.board_creators[{i}]"),
+                    format!("`{glob}` is not a user-id glob such as \"@*:example.org\""),
+                ));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
+            .map_err(|e| bad("logging.level", format!("not a level or tracing filter: {e}")))?;
+
+        let api_listen = match &self.api.listen {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|e| {
+                    bad("api.listen", format!("not an address:port such as 127.0.0.1:9010: {e}"))
+                })?;
+                if addr == listen {
+                    return Err(bad(
+                        "api.listen",
+                        "must differ from appservice.listen (leave it unset to share it)".into(),
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        let h = &self.http;
+        for (key, value, max) in [
+            ("http.header_read_timeout_secs", h.header_read_timeout_secs, 86_400),
+            ("http.body_read_timeout_secs", h.body_read_timeout_secs, 86_400),
+            ("http.idle_timeout_secs", h.idle_timeout_secs, 86_400),
+            ("http.max_connections", h.max_connections, 1 << 20),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(bad(key, format!("must be between 1 and {max}")));
+            }
+        }
+
+        let mut api_clients = Vec::new();
+        for (i, c) in self.api.clients.iter().enumerate() {
+            let key = format!("api.clients[{i}].token");
+            if c.name.trim().is_empty() {
+                return Err(bad(&format!("api.clients[{i}].name"), "must not be empty".into()));
+            }
+            // Virtual users belong to a client by its name.
+            if api_clients.iter().any(|o: &ApiClient| o.name == c.name) {
+                return Err(bad(
+                    &format!("api.clients[{i}].name"),
+                    format!("`{}` names another client too; names must differ", c.name),
+                ));
+            }
+            let token = read_token(&c.token, &c.token_file, &key)?;
+            if token == as_token
+                || token == hs_token
+                || api_clients.iter().any(|o: &ApiClient| o.token == token)
+            {
+                return Err(bad(
+                    &key,
+                    "must differ from the appservice tokens and other clients' tokens".into(),
+                ));
+            }
+            api_clients.push(ApiClient {
+                name: c.name.clone(),
+                token,
+                boards: c.boards.clone(),
+                max_virtual_users: c.max_virtual_users,
+            });
+        }
+
+        Ok(Settings {
+            api_clients,
+            raw: self.clone(),
+            homeserver_url,
+            server_name,
+            listen,
+            api_listen,
+            as_token,
+            hs_token,
+            bot_user_id,
+        })
+    }
+}
+
+impl Settings {
+    /// Whether `user_id` is the bot or one of our virtual users (an echo of ourselves).
+    pub fn is_ours(&self, user_id: &UserId) -> bool {
+        user_id == self.bot_user_id || self.is_virtual_user(user_id)
+    }
+
+    /// Whether `user_id` lies in the exclusive virtual-user namespace.
+    pub fn is_virtual_user(&self, user_id: &UserId) -> bool {
+        user_id.server_name() == self.server_name
+            && user_id.localpart().starts_with(&self.raw.appservice.namespace_prefix)
+    }
+
+    /// Whether `permissions.board_creators` matches `user_id`.
+    pub fn is_board_creator(&self, user_id: &UserId) -> bool {
+        self.raw.permissions.board_creators.iter().any(|g| glob_match(g, user_id.as_str()))
+    }
+}
+
+/// Matches `text` against `pattern`, where `*` matches any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == text;
+    };
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    // Arrays, tables and booleans are read as TOML; everything else (tokens that happen to
+    // look like numbers included) is a string.
+    let structured =
+        value.starts_with('[') || value.starts_with('{') || value == "true" || value == "false";
+    if !structured {
+        return toml::Value::String(value.to_owned());
+    }
+    match format!("v = {value}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.to_owned())),
+        Err(_) => toml::Value::String(value.to_owned()),
+    }
+}
+
+fn check_http_url(url: &str) -> std::result::Result<(), String> {
+    let parsed: http::Uri =
+        url.parse().map_err(|e| format!("`{url}` is not a URL such as http://host:port: {e}"))?;
+    match parsed.scheme_str() {
+        Some("http" | "https") if parsed.host().is_some() => Ok(()),
+        _ => Err(format!("`{url}` must be an http:// or https:// URL with a host")),
+    }
+}
+
+fn check_localpart(s: &str) -> std::result::Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) =
+        s.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+'))
+    {
+        return Err(format!("`{s}` contains `{c}`; use lowercase letters, digits and ._=-/+"));
+    }
+    Ok(())
+}
+
+fn read_token(inline: &Option<Secret>, file: &Option<PathBuf>, key: &str) -> Result<Secret> {
+    let token = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config {
+                key: key.to_owned(),
+                problem: format!("set either `{key}` or `{key}_file`, not both"),
+            });
+        }
+        (None, None) => {
+            return Err(Error::Config {
+                key: key.to_owned(),
+                problem: format!("missing: set `{key}` or `{key}_file`"),
+            });
+        }
+        (Some(t), None) => t.expose().trim().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Config {
+                key: format!("{key}_file"),
+                problem: format!("cannot read {}: {e}", path.display()),
+            })?
+            .trim()
+            .to_owned(),
+    };
+    if token.is_empty() {
+        return Err(Error::Config { key: key.to_owned(), problem: "is empty".into() });
+    }
+    Ok(Secret(token))
+}

@@ -15,8 +15,8 @@
 use boardroom::{
     domain::mention,
     domain::task::{Comment, TaskRecord},
-    notifications::notify::RoomAudience,
     store::Store,
+    testing::RoomAudience,
 };
 use divan::Bencher;
 use ruma::events::room::member::MembershipState;

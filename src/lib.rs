@@ -31,22 +31,24 @@
 pub mod api;
 pub mod app;
 pub mod appservice;
-pub mod boards;
-pub mod commands;
+pub(crate) mod boards;
+pub(crate) mod commands;
 pub mod config;
 pub mod context;
 pub mod domain;
 pub mod error;
-pub mod inbound;
-pub mod listener;
+pub(crate) mod inbound;
+pub(crate) mod listener;
 pub mod matrix;
-pub mod notifications;
+pub(crate) mod notifications;
 pub mod outbox;
 pub mod registration;
 pub mod reindex;
 
 pub mod store;
-pub mod tasks;
+pub(crate) mod tasks;
+
+pub mod testing;
 
 pub use config::Config;
 pub use error::{Error, Result};

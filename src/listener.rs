@@ -56,7 +56,7 @@ use crate::{
 };
 
 /// How long requests in progress get to finish once shutdown begins.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The pauses after failed `accept`s: 10 ms doubling up to a second.
 const ACCEPT_BACKOFF: RetryPolicy = RetryPolicy {
@@ -68,7 +68,7 @@ const ACCEPT_BACKOFF: RetryPolicy = RetryPolicy {
 
 /// The limits of one listener.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// From a request's first byte to the end of its head.
     pub header_read: Duration,
     /// From the end of a request's head to the end of its body.
@@ -81,7 +81,7 @@ pub struct Limits {
 
 impl Limits {
     /// The limits `[http]` sets.
-    pub fn from_config(c: &HttpConfig) -> Self {
+    pub(crate) fn from_config(c: &HttpConfig) -> Self {
         Self {
             header_read: Duration::from_secs(c.header_read_timeout_secs),
             body_read: Duration::from_secs(c.body_read_timeout_secs),
@@ -94,7 +94,7 @@ impl Limits {
 /// Serves `router` on `listener` within `limits` until `shutdown` is cancelled; then lets
 /// requests in progress finish (for at most [`SHUTDOWN_GRACE`]) and returns. `name` is
 /// the listener's name in logs.
-pub async fn serve(
+pub(crate) async fn serve(
     name: &'static str,
     listener: TcpListener,
     router: Router,
@@ -180,13 +180,13 @@ enum Phase {
 
 /// What a connection is doing, shared by its socket ([`Watched`]) and its service.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     phase: Mutex<Phase>,
 }
 
 /// A request in progress; dropping it ends it.
 #[derive(Debug)]
-pub struct Busy(Arc<Activity>);
+pub(crate) struct Busy(Arc<Activity>);
 
 impl Activity {
     fn new() -> Self {
@@ -258,7 +258,7 @@ enum Expired {
 /// A socket that ends itself when its connection's idle or header clock runs out: reads
 /// see the end of the stream when idle (hyper closes quietly), an error mid-head.
 #[derive(Debug)]
-pub struct Watched {
+pub(crate) struct Watched {
     stream: TcpStream,
     activity: Arc<Activity>,
     limits: Limits,

@@ -25,7 +25,7 @@ use crate::{
 /// A new comment (the request body).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewComment {
+pub(crate) struct NewComment {
     /// The comment's text: not blank, at most 16,000 bytes of UTF-8; `@name` mentions of
     /// board members notify them.
     #[schema(min_length = 1)]
@@ -40,7 +40,7 @@ impl Documented for NewComment {
 
 /// The comment, sent (the answer).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Created {
+pub(crate) struct Created {
     /// The comment's event id.
     #[schema(value_type = String)]
     pub event_id: OwnedEventId,
@@ -55,7 +55,7 @@ impl Documented for Created {
 }
 
 /// Adds a comment: [`crate::tasks::comments::comment`], as the caller.
-pub async fn add(
+pub(crate) async fn add(
     State(state): State<ApiState>,
     caller: Caller,
     Path((slug, number)): Path<(String, String)>,

@@ -28,7 +28,7 @@ use crate::{
 
 /// `?q=`
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct Q {
+pub(crate) struct Q {
     /// The prefix typed so far (with or without `@`).
     #[serde(default)]
     #[param(required = false)]
@@ -37,7 +37,7 @@ pub struct Q {
 
 /// One match.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Member {
+pub(crate) struct Member {
     /// Who.
     #[schema(value_type = String)]
     pub user_id: OwnedUserId,
@@ -60,7 +60,7 @@ fn role_schema() -> Object {
 
 /// The matches.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Members {
+pub(crate) struct Members {
     /// At most 20, by the name that matched (localpart or display name).
     pub members: Vec<Member>,
 }
@@ -88,7 +88,7 @@ impl Documented for Members {
 const LIMIT: usize = 20;
 
 /// `GET /boards/{slug}/members?q=`
-pub async fn autocomplete(
+pub(crate) async fn autocomplete(
     State(state): State<ApiState>,
     caller: Caller,
     Path(slug): Path<String>,

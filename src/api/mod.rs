@@ -7,10 +7,10 @@
 //! `X-Boardroom-User`. A caller sees only boards it belongs to.
 
 pub mod auth;
-pub mod comments;
-pub mod members;
-pub mod notifications;
-pub mod openapi;
+pub(crate) mod comments;
+pub(crate) mod members;
+pub(crate) mod notifications;
+pub(crate) mod openapi;
 pub(crate) mod route;
 
 use std::{marker::PhantomData, sync::Arc};

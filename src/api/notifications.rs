@@ -23,7 +23,7 @@ use crate::{
 
 /// `?from=&limit=`
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct Page {
+pub(crate) struct Page {
     /// The `next_batch` of the previous page.
     #[param(nullable = false)]
     pub from: Option<String>,
@@ -34,7 +34,7 @@ pub struct Page {
 
 /// A page of the inbox.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct NotificationsPage {
+pub(crate) struct NotificationsPage {
     /// Newest first.
     pub notifications: Vec<Notification>,
     /// Pass as `from` for the next page; absent on the last.
@@ -44,7 +44,7 @@ pub struct NotificationsPage {
 }
 
 /// `GET /notifications`
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<Page>,
@@ -93,13 +93,13 @@ impl Documented for NotificationsPage {
 
 /// The unread count.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Unread {
+pub(crate) struct Unread {
     /// Unread entries.
     pub unread: u64,
 }
 
 /// `GET /notifications/unread_count`
-pub async fn unread_count(
+pub(crate) async fn unread_count(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Unread>, Error> {
@@ -114,7 +114,7 @@ impl Documented for Unread {
 
 /// How many were marked.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Marked {
+pub(crate) struct Marked {
     /// Entries marked read by this request.
     pub marked: u64,
 }
@@ -126,7 +126,7 @@ impl Documented for Marked {
 }
 
 /// `POST /notifications/{id}/read`
-pub async fn read_one(
+pub(crate) async fn read_one(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -138,7 +138,7 @@ pub async fn read_one(
 }
 
 /// `POST /notifications/read_all`
-pub async fn read_all(
+pub(crate) async fn read_all(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Marked>, Error> {

@@ -139,7 +139,7 @@ fn operation(route: &Route, components: &mut Map<String, Value>) -> Value {
 }
 
 /// The document, built from [`super::routes`].
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut components = Map::new();
     json_content(&TypeDoc::of::<ErrorBody>(), &mut components);
     let mut paths = Map::new();
@@ -166,7 +166,7 @@ pub fn document() -> Value {
 }
 
 /// Serves the document (built once).
-pub async fn handle() -> Json<Value> {
+pub(crate) async fn handle() -> Json<Value> {
     static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     Json(DOCUMENT.get_or_init(document).clone())
 }

@@ -15,14 +15,14 @@ use super::AppState;
 use crate::error::matrix_error_response;
 
 /// Compares two secrets in constant time (lengths included: both are hashed first).
-pub fn secret_eq(a: &str, b: &str) -> bool {
+pub(crate) fn secret_eq(a: &str, b: &str) -> bool {
     let ha = Sha256::digest(a.as_bytes());
     let hb = Sha256::digest(b.as_bytes());
     ha.as_slice().ct_eq(hb.as_slice()).into()
 }
 
 /// The bearer token of a request: the `Authorization` header, else `?access_token=`.
-pub fn bearer_token(req: &Request) -> Option<String> {
+pub(crate) fn bearer_token(req: &Request) -> Option<String> {
     if let Some(h) = req.headers().get(http::header::AUTHORIZATION) {
         let v = h.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
@@ -37,7 +37,11 @@ pub fn bearer_token(req: &Request) -> Option<String> {
 }
 
 /// Middleware: lets the request through only with the homeserver's token.
-pub async fn require_hs_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_hs_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let expected = state.ctx.settings.hs_token.expose();
     match bearer_token(&req) {
         None => refuse(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, "missing hs_token"),

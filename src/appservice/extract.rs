@@ -16,7 +16,7 @@ use crate::error::Error;
 
 /// A ruma request and the raw body it was parsed from.
 #[derive(Debug)]
-pub struct Ruma<R> {
+pub(crate) struct Ruma<R> {
     /// The parsed request.
     pub request: R,
     /// The body as received.
@@ -55,7 +55,7 @@ where
 }
 
 /// Maps ruma's parse failure to the Matrix error the caller should see.
-pub fn map_error(e: FromHttpRequestError) -> Error {
+pub(crate) fn map_error(e: FromHttpRequestError) -> Error {
     match e {
         FromHttpRequestError::Deserialization(DeserializationError::Json(j)) => {
             if j.is_syntax() || j.is_eof() {

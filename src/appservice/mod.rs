@@ -1,12 +1,12 @@
 //! What the homeserver sends us: the appservice API. Every request carries the `hs_token`
 //! ([`auth`]); bodies parse into ruma's request types ([`extract`]); one file per endpoint.
 
-pub mod auth;
-pub mod extract;
-pub mod ping;
-pub mod push_events;
-pub mod query_room_alias;
-pub mod query_user_id;
+pub(crate) mod auth;
+pub(crate) mod extract;
+pub(crate) mod ping;
+pub(crate) mod push_events;
+pub(crate) mod query_room_alias;
+pub(crate) mod query_user_id;
 
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use super::extract::Ruma;
 use crate::error::{Error, Result};
 
 /// Handles a ping.
-pub async fn handle(Ruma { request, .. }: Ruma<Request>) -> Result<Response> {
+pub(crate) async fn handle(Ruma { request, .. }: Ruma<Request>) -> Result<Response> {
     tracing::info!(transaction_id = ?request.transaction_id, "pinged by the homeserver");
     PingResponse::new()
         .try_into_http_response::<Vec<u8>>()

@@ -42,7 +42,7 @@ struct Owned {
 }
 
 /// Handles a transaction.
-pub async fn handle(
+pub(crate) async fn handle(
     State(state): State<AppState>,
     Ruma { request, body }: Ruma<Request>,
 ) -> Result<Response> {

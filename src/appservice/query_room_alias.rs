@@ -11,6 +11,6 @@ use super::extract::Ruma;
 use crate::error::Error;
 
 /// Handles an alias query.
-pub async fn handle(Ruma { request, .. }: Ruma<Request>) -> Error {
+pub(crate) async fn handle(Ruma { request, .. }: Ruma<Request>) -> Error {
     Error::NotFound(format!("{} is not a Boardroom board", request.room_alias))
 }

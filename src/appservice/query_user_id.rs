@@ -15,7 +15,7 @@ use super::{AppState, extract::Ruma};
 use crate::error::{Error, Result};
 
 /// Handles a user query.
-pub async fn handle(
+pub(crate) async fn handle(
     State(state): State<AppState>,
     Ruma { request, .. }: Ruma<Request>,
 ) -> Result<Response> {

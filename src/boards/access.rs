@@ -10,13 +10,18 @@ use crate::{
 };
 
 /// The sentence for a request made in a room that is no board's.
-pub const NOT_A_BOARD_ROOM: &str =
+pub(crate) const NOT_A_BOARD_ROOM: &str =
     "This room is not part of a board: run this command in one of the board's rooms.";
 
 /// The board `at` names, when `actor` may run `op` on it; otherwise the refusal. Named by
 /// slug, a board the actor may not act on is refused the same way whether it exists or
 /// not: nothing leaks to outsiders.
-pub fn board(ctx: &Context, actor: &Actor, at: BoardRef<'_>, op: &OpSpec) -> OpResult<BoardRecord> {
+pub(crate) fn board(
+    ctx: &Context,
+    actor: &Actor,
+    at: BoardRef<'_>,
+    op: &OpSpec,
+) -> OpResult<BoardRecord> {
     if let BoardRef::Slug(slug) = at {
         in_scope(actor, slug)?;
         if actor.client.is_none() && !ctx.store.is_board_member(slug, &actor.user_id)? {
@@ -64,7 +69,12 @@ fn find(ctx: &Context, at: BoardRef<'_>) -> OpResult<BoardRecord> {
 }
 
 /// Whether `actor` may run `op` on `board`.
-pub fn check(ctx: &Context, actor: &Actor, board: &BoardRecord, op: &OpSpec) -> OpResult<()> {
+pub(crate) fn check(
+    ctx: &Context,
+    actor: &Actor,
+    board: &BoardRecord,
+    op: &OpSpec,
+) -> OpResult<()> {
     let user = actor.user_id();
     in_scope(actor, &board.slug)?;
     match op.permission {
@@ -89,7 +99,7 @@ pub fn check(ctx: &Context, actor: &Actor, board: &BoardRecord, op: &OpSpec) -> 
 
 /// Whether `actor` may create boards: Matrix users matched by
 /// `permissions.board_creators`.
-pub fn may_create_boards(ctx: &Context, actor: &Actor) -> OpResult<()> {
+pub(crate) fn may_create_boards(ctx: &Context, actor: &Actor) -> OpResult<()> {
     let user = actor.user_id();
     if actor.client.is_none() && ctx.settings.is_board_creator(user) {
         return Ok(());

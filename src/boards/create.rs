@@ -24,11 +24,12 @@ use crate::{
 };
 
 /// `!board create`.
-pub const CREATE: OpSpec = OpSpec { permission: Permission::BoardCreator, doing: "create boards" };
+pub(crate) const CREATE: OpSpec =
+    OpSpec { permission: Permission::BoardCreator, doing: "create boards" };
 
 /// A board to create.
 #[derive(Debug, Clone)]
-pub struct NewBoard {
+pub(crate) struct NewBoard {
     /// Its slug (validated here).
     pub slug: String,
     /// Its display name.
@@ -37,7 +38,7 @@ pub struct NewBoard {
 
 /// The board, created.
 #[derive(Debug, Clone)]
-pub struct CreatedBoard {
+pub(crate) struct CreatedBoard {
     /// Its record.
     pub board: BoardRecord,
     /// Its space's alias.
@@ -49,7 +50,11 @@ pub struct CreatedBoard {
 }
 
 /// Creates a board: its space and the rooms `general` and `tasks`, the actor their owner.
-pub async fn create(ctx: &Context, req: &Request<'_>, input: &NewBoard) -> OpResult<CreatedBoard> {
+pub(crate) async fn create(
+    ctx: &Context,
+    req: &Request<'_>,
+    input: &NewBoard,
+) -> OpResult<CreatedBoard> {
     access::may_create_boards(ctx, req.actor)?;
     let settings = &ctx.settings;
     let (slug, name, sender) = (input.slug.as_str(), input.name.as_str(), req.actor.user_id());

@@ -27,7 +27,7 @@ use crate::{
 /// Applies one state event of `room_id` to the index; returns the actions it calls for
 /// (kicks from private rooms when someone leaves a board). Boards and rooms seen for the
 /// first time are indexed from their full state, fetched from the homeserver.
-pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<Vec<Action>> {
+pub(crate) async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<Vec<Action>> {
     let room_id = event.room_id();
     let store = &ctx.store;
     let ty = event.event_type().to_string();
@@ -114,7 +114,7 @@ pub async fn apply_state_event(ctx: &Context, event: &AnyStateEvent) -> Result<V
 }
 
 /// Reads a room's whole current state.
-pub async fn fetch_state(
+pub(crate) async fn fetch_state(
     client: &HomeserverClient,
     room_id: &RoomId,
 ) -> Result<Vec<Raw<AnyStateEvent>>, HsError> {
@@ -128,7 +128,7 @@ pub async fn fetch_state(
 /// left alone. A board room replaced by an upgrade is not indexed; what it was is
 /// returned so the caller can carry it over to its replacement, once it has checked that
 /// the replacement names this room as its predecessor ([`replaces`]).
-pub fn apply_room_state(
+pub(crate) fn apply_room_state(
     store: &Store,
     bot: &UserId,
     room_id: &RoomId,
@@ -205,14 +205,14 @@ pub fn apply_room_state(
 }
 
 /// Whether `raw` was sent by `user`.
-pub fn sent_by(raw: &Raw<AnyStateEvent>, user: &UserId) -> bool {
+pub(crate) fn sent_by(raw: &Raw<AnyStateEvent>, user: &UserId) -> bool {
     raw.get_field::<String>("sender").ok().flatten().as_deref() == Some(user.as_str())
 }
 
 /// Whether the room whose state this is replaced `old`: its `m.room.create` names `old` as
 /// its predecessor. An upgrade is followed only then — a tombstone alone (whoever sent it)
 /// cannot point a board room at some other room.
-pub fn replaces(state: &[Raw<AnyStateEvent>], old: &RoomId) -> bool {
+pub(crate) fn replaces(state: &[Raw<AnyStateEvent>], old: &RoomId) -> bool {
     state.iter().filter_map(|r| r.deserialize().ok()).any(|e| match e {
         AnyStateEvent::RoomCreate(StateEvent::Original(ev)) => {
             ev.content.predecessor.is_some_and(|p| p.room_id == old)
@@ -223,7 +223,7 @@ pub fn replaces(state: &[Raw<AnyStateEvent>], old: &RoomId) -> bool {
 
 /// What [`apply_room_state`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Indexed {
+pub(crate) enum Indexed {
     /// A board's space.
     Board(String),
     /// A room of this board.
@@ -240,7 +240,7 @@ pub enum Indexed {
 }
 
 /// Records every membership in a room's state.
-pub fn index_members_from_state(
+pub(crate) fn index_members_from_state(
     store: &Store,
     room_id: &RoomId,
     state: &[Raw<AnyStateEvent>],
@@ -254,7 +254,7 @@ pub fn index_members_from_state(
 /// room Boardroom has just created and recorded: its first events (the bot's join, the
 /// invites) may have been handled in the room's lane before the record existed, and were
 /// then not indexed.
-pub fn index_missing_members(
+pub(crate) fn index_missing_members(
     store: &Store,
     room_id: &RoomId,
     state: &[Raw<AnyStateEvent>],
@@ -300,7 +300,10 @@ fn record_members(
 
 /// The users with unlimited power: the creator and additional creators, from room
 /// version 12 on.
-pub fn creators(content: &RoomCreateEventContent, sender: &ruma::UserId) -> Vec<ruma::OwnedUserId> {
+pub(crate) fn creators(
+    content: &RoomCreateEventContent,
+    sender: &ruma::UserId,
+) -> Vec<ruma::OwnedUserId> {
     if !creators_privileged(&content.room_version) {
         return Vec::new();
     }
@@ -310,7 +313,7 @@ pub fn creators(content: &RoomCreateEventContent, sender: &ruma::UserId) -> Vec<
 }
 
 /// The room a tombstone points to, if `event` is one.
-pub fn tombstone_target(event: &AnyStateEvent) -> Option<OwnedRoomId> {
+pub(crate) fn tombstone_target(event: &AnyStateEvent) -> Option<OwnedRoomId> {
     match event {
         AnyStateEvent::RoomTombstone(StateEvent::Original(ev)) => {
             Some(ev.content.replacement_room.clone())

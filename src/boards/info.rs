@@ -12,11 +12,11 @@ use crate::{
 };
 
 /// `!board info`.
-pub const INFO: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "see it" };
+pub(crate) const INFO: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "see it" };
 
 /// A board, as its members see it.
 #[derive(Debug, Clone)]
-pub struct BoardInfo {
+pub(crate) struct BoardInfo {
     /// Its record.
     pub board: BoardRecord,
     /// Its rooms: name, kind, private, alias.
@@ -29,7 +29,7 @@ pub struct BoardInfo {
 
 /// One of a board's rooms.
 #[derive(Debug, Clone)]
-pub struct RoomInfo {
+pub(crate) struct RoomInfo {
     /// Its short name.
     pub name: String,
     /// Chat or tasks.
@@ -42,7 +42,7 @@ pub struct RoomInfo {
 
 /// One of a board's members.
 #[derive(Debug, Clone)]
-pub struct MemberInfo {
+pub(crate) struct MemberInfo {
     /// Who.
     pub user_id: OwnedUserId,
     /// Their role, from the space's power levels.
@@ -52,7 +52,7 @@ pub struct MemberInfo {
 }
 
 /// The board `at`, for a member.
-pub fn info(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResult<BoardInfo> {
+pub(crate) fn info(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResult<BoardInfo> {
     let board = access::board(ctx, req.actor, at, &INFO)?;
     let prefix = &ctx.settings.raw.appservice.namespace_prefix;
     let mut rooms = Vec::new();

@@ -19,20 +19,18 @@ use crate::{
 };
 
 /// `!board invite`.
-pub const INVITE: OpSpec =
+pub(crate) const INVITE: OpSpec =
     OpSpec { permission: Permission::BoardAdmin, doing: "invite people to the board" };
 
 /// `!board remove`.
-pub const REMOVE: OpSpec =
+pub(crate) const REMOVE: OpSpec =
     OpSpec { permission: Permission::BoardAdmin, doing: "remove people from the board" };
 
 /// What changed, for the answer.
 #[derive(Debug, Clone)]
-pub struct MemberChange {
+pub(crate) struct MemberChange {
     /// The user invited or removed.
     pub user: OwnedUserId,
-    /// The board's slug.
-    pub slug: String,
     /// The board's display name.
     pub board_name: String,
 }
@@ -47,7 +45,7 @@ async fn user_exists(ctx: &Context, user: &UserId) -> Result<bool, HsError> {
 }
 
 /// Invites `user` to the board's space; once they join it, they can join its rooms.
-pub async fn invite(
+pub(crate) async fn invite(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -83,12 +81,12 @@ pub async fn invite(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(MemberChange { user: user.to_owned(), slug: board.slug, board_name: board.name })
+    Ok(MemberChange { user: user.to_owned(), board_name: board.name })
 }
 
 /// Removes `user` from the board's space (and so from its private rooms). Only members
 /// below the actor's power can be removed, and never the board's creator.
-pub async fn remove(
+pub(crate) async fn remove(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -121,15 +119,16 @@ pub async fn remove(
     kick.reason = Some(format!("removed from the board {} by {sender}", board.slug));
     ctx.client.send(kick, None).await?;
     // Its private rooms follow when the space's membership change arrives (boards::index).
-    Ok(MemberChange { user: user.to_owned(), slug: board.slug, board_name: board.name })
+    Ok(MemberChange { user: user.to_owned(), board_name: board.name })
 }
 
 /// Mention autocomplete.
-pub const SEARCH: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "see its members" };
+pub(crate) const SEARCH: OpSpec =
+    OpSpec { permission: Permission::BoardMember, doing: "see its members" };
 
 /// A member found by name.
 #[derive(Debug, Clone)]
-pub struct FoundMember {
+pub(crate) struct FoundMember {
     /// Who.
     pub user_id: OwnedUserId,
     /// Their display name in the space.
@@ -141,7 +140,7 @@ pub struct FoundMember {
 /// Joined members of the board `at` whose localpart or display name starts with `q`
 /// (case-insensitive, a leading `@` ignored), at most `limit`: read from the name index,
 /// so the cost follows the matches, not the board's size.
-pub fn search(
+pub(crate) fn search(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,

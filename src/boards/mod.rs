@@ -3,10 +3,10 @@
 //! and the room-state guard ([`upgrade`]); and the index of the rooms' state ([`index`]).
 //! The records and state events are in [`crate::domain::board`].
 
-pub mod access;
-pub mod create;
-pub mod index;
-pub mod info;
-pub mod members;
-pub mod rooms;
-pub mod upgrade;
+pub(crate) mod access;
+pub(crate) mod create;
+pub(crate) mod index;
+pub(crate) mod info;
+pub(crate) mod members;
+pub(crate) mod rooms;
+pub(crate) mod upgrade;

@@ -33,11 +33,12 @@ use crate::{
 };
 
 /// `!board room`: add a chat room to the board.
-pub const ADD_ROOM: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "add rooms" };
+pub(crate) const ADD_ROOM: OpSpec =
+    OpSpec { permission: Permission::BoardMember, doing: "add rooms" };
 
 /// A room to add.
 #[derive(Debug, Clone)]
-pub struct NewRoom {
+pub(crate) struct NewRoom {
     /// Short name (validated here).
     pub name: String,
     /// Invite-only, for the listed members.
@@ -48,11 +49,9 @@ pub struct NewRoom {
 
 /// The room, added.
 #[derive(Debug, Clone)]
-pub struct AddedRoom {
+pub(crate) struct AddedRoom {
     /// Its alias.
     pub alias: OwnedRoomAliasId,
-    /// Its id.
-    pub room_id: OwnedRoomId,
     /// Invite-only.
     pub private: bool,
     /// The board's display name.
@@ -61,7 +60,7 @@ pub struct AddedRoom {
 
 /// Adds a chat room to the board `at`: public rooms are open to the board's members,
 /// private ones invite-only for the listed members.
-pub async fn add_room(
+pub(crate) async fn add_room(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -133,7 +132,7 @@ pub async fn add_room(
         },
     )?;
     index_created_members(ctx, &room_id, None).await?;
-    Ok(AddedRoom { alias: room_alias, room_id, private, board_name: board.name })
+    Ok(AddedRoom { alias: room_alias, private, board_name: board.name })
 }
 
 pub(super) fn alias(ctx: &Context, localpart: &str) -> OpResult<OwnedRoomAliasId> {

@@ -34,7 +34,7 @@ use crate::{
 
 /// What following an upgrade calls for.
 #[derive(Debug, Default)]
-pub struct Upgrade {
+pub(crate) struct Upgrade {
     /// Messages to send (a notice asking for power).
     pub actions: Vec<Action>,
     /// A `tasks` room settled in its new room: its tasks move there next.
@@ -44,7 +44,7 @@ pub struct Upgrade {
 /// The tasks of a board's upgraded `tasks` room, to move from `from` to `to`; once moved,
 /// the room's record loses its `pending_move_from`.
 #[derive(Debug, Clone)]
-pub struct TasksMove {
+pub(crate) struct TasksMove {
     /// The board.
     pub board: BoardRecord,
     /// The room the tasks are in.
@@ -58,7 +58,7 @@ pub struct TasksMove {
 /// A board room was upgraded: the bot joins the new room, which takes the old one's place
 /// in the board (the space's `m.space.child` and the index), and Boardroom's own state
 /// moves there ([`settle_room`]); a `tasks` room's tasks move after ([`Upgrade::tasks_move`]). `cause` is the tombstone event.
-pub async fn follow_upgrade(
+pub(crate) async fn follow_upgrade(
     ctx: &Context,
     old: &RoomId,
     new: &RoomId,
@@ -128,7 +128,7 @@ pub async fn follow_upgrade(
 /// `dev.boardroom.room` and canonical `m.space.parent`, and for a `tasks` room, the board's
 /// tasks (the move it returns, for the caller to run). `None` when the bot lacks the power to
 /// write state there.
-pub async fn settle_room(
+pub(crate) async fn settle_room(
     ctx: &Context,
     board: &BoardRecord,
     room: &RoomId,
@@ -162,7 +162,7 @@ pub async fn settle_room(
 /// A `dev.boardroom.room` event that the bot did not send: it never counts (the index
 /// ignores it). In an indexed board room (empty state key), the bot's record is written
 /// back, so that the room's current board state is always Boardroom's own.
-pub async fn guard_room_state(
+pub(crate) async fn guard_room_state(
     ctx: &Context,
     room: &RoomId,
     sender: &UserId,
@@ -196,7 +196,7 @@ async fn send_room_state(ctx: &Context, room: &RoomId, record: &RoomRecord) -> R
 /// New power levels in a board room: when they give the bot the power to write state and
 /// the room lacks its board state (an upgraded room the bot could not settle before), the
 /// move completes now.
-pub async fn on_power_levels(
+pub(crate) async fn on_power_levels(
     ctx: &Context,
     room: &RoomId,
     content: &RoomPowerLevelsEventContent,

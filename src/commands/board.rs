@@ -47,7 +47,7 @@ spec!(
 
 /// A parsed `!board` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BoardCommand {
+pub(crate) enum BoardCommand {
     /// `!board create <slug> [name…]`
     Create {
         /// The slug (validated later, with the reason in the reply).
@@ -73,7 +73,7 @@ pub enum BoardCommand {
 }
 
 /// Parses the words after `!board`.
-pub fn parse(words: &[&str]) -> Result<BoardCommand, ParseError> {
+pub(crate) fn parse(words: &[&str]) -> Result<BoardCommand, ParseError> {
     let Some((sub, rest)) = words.split_first() else {
         return Err(ParseError::Malformed {
             usage: "!board create|invite|remove|room|info …",

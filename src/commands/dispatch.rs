@@ -19,11 +19,11 @@ use crate::{
 };
 
 /// Most tasks `!task list` reads: more than one message can show (the rest are counted).
-pub const LIST_READ_LIMIT: usize = 300;
+pub(crate) const LIST_READ_LIMIT: usize = 300;
 
 /// A command as it arrived in a room.
 #[derive(Debug, Clone, Copy)]
-pub struct ChatCommand<'a> {
+pub(crate) struct ChatCommand<'a> {
     /// Its text (it starts with `!`).
     pub text: &'a str,
     /// Its event.
@@ -41,7 +41,7 @@ pub struct ChatCommand<'a> {
 /// What a command produced: its reply (`None` when a feed entry in the command's thread
 /// answers), and further messages to send (feed entries, root edits).
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The reply to the command.
     pub reply: Option<Reply>,
     /// Messages to send after it.
@@ -55,7 +55,7 @@ impl Outcome {
 }
 
 /// Runs `cmd` and says what happened.
-pub async fn run(ctx: &Context, cmd: &ChatCommand<'_>) -> Outcome {
+pub(crate) async fn run(ctx: &Context, cmd: &ChatCommand<'_>) -> Outcome {
     let command = match parse(cmd.text) {
         Ok(c) => c,
         Err(err) => return Outcome::reply(error_reply(&err)),
@@ -166,13 +166,13 @@ fn answer(done: Result<Reply, Refusal>, usage: &str, what: &str) -> Outcome {
 }
 
 /// The reply to a refused command: the refusal's sentence, and for a rule, the usage.
-pub fn refused(refusal: &Refusal, usage: &str, what: &str) -> Outcome {
+pub(crate) fn refused(refusal: &Refusal, usage: &str, what: &str) -> Outcome {
     refusal.log(what);
     Outcome::reply(refusal_reply(refusal, usage))
 }
 
 /// How a refusal reads in the room.
-pub fn refusal_reply(refusal: &Refusal, usage: &str) -> Reply {
+pub(crate) fn refusal_reply(refusal: &Refusal, usage: &str) -> Reply {
     match refusal {
         Refusal::Rule { sentence, .. } => render::text(format!("{sentence}\nUsage: {usage}")),
         Refusal::Failed(_) => render::text(refusal.sentence()),

@@ -4,7 +4,7 @@ use super::{REGISTRY, Reply};
 use crate::matrix::html::escape_html;
 
 /// The help text.
-pub fn help() -> Reply {
+pub(crate) fn help() -> Reply {
     let mut plain = String::from("Boardroom commands:\n");
     let mut html = String::from("<p>Boardroom commands:</p>\n<ul>\n");
     for c in REGISTRY {

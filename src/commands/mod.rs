@@ -7,7 +7,7 @@
 macro_rules! spec {
     ($name:ident, [$($w:literal),+], $usage:literal, $summary:literal, $context:literal, $op:path) => {
         #[doc = concat!("`", $usage, "`")]
-        pub const $name: $crate::commands::CommandSpec = $crate::commands::CommandSpec {
+        pub(crate) const $name: $crate::commands::CommandSpec = $crate::commands::CommandSpec {
             words: &[$($w),+],
             usage: $usage,
             summary: $summary,
@@ -17,19 +17,19 @@ macro_rules! spec {
     };
 }
 
-pub mod board;
-pub mod dispatch;
-pub mod help;
+pub(crate) mod board;
+pub(crate) mod dispatch;
+pub(crate) mod help;
 mod render;
-pub mod task;
+pub(crate) mod task;
 
 use crate::matrix::html::escape_html;
 
-pub use crate::domain::op::Permission;
+pub(crate) use crate::domain::op::Permission;
 
 /// One command, as data.
 #[derive(Debug, Clone, Copy)]
-pub struct CommandSpec {
+pub(crate) struct CommandSpec {
     /// The words that name it, `!` excluded: `["help"]`, `["board", "create"]`.
     pub words: &'static [&'static str],
     /// The right form.
@@ -43,7 +43,7 @@ pub struct CommandSpec {
 }
 
 /// Every command Boardroom understands.
-pub const REGISTRY: &[CommandSpec] = &[
+pub(crate) const REGISTRY: &[CommandSpec] = &[
     CommandSpec {
         words: &["help"],
         usage: "!help",
@@ -70,7 +70,7 @@ pub const REGISTRY: &[CommandSpec] = &[
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// `!help`
     Help,
     /// A `!board …` command.
@@ -83,7 +83,7 @@ pub enum Command {
 
 /// Why a message that looks like a command is not one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// No such command.
     Unknown {
         /// What was written after `!`.
@@ -99,7 +99,7 @@ pub enum ParseError {
 }
 
 /// Parses a command text (it starts with `!`).
-pub fn parse(text: &str) -> Result<Command, ParseError> {
+pub(crate) fn parse(text: &str) -> Result<Command, ParseError> {
     let mut words = text.trim_start_matches('!').split_whitespace();
     let name = words.next().unwrap_or_default().to_lowercase();
     let rest: Vec<&str> = words.collect();
@@ -137,7 +137,7 @@ fn user(spec: &CommandSpec, word: &str) -> Result<ruma::OwnedUserId, ParseError>
 
 /// A reply, as plain text and HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// `body`
     pub plain: String,
     /// `formatted_body`
@@ -147,13 +147,13 @@ pub struct Reply {
 /// Bytes of `body` and `formatted_body` together that a listing stops adding items at:
 /// a Matrix event may have 65,536 bytes in all, and JSON escaping and the rest of the
 /// event need room too.
-pub const LISTING_BUDGET: usize = 32_000;
+pub(crate) const LISTING_BUDGET: usize = 32_000;
 
 /// A reply that lists items: headings always go in; items go in while the reply stays
 /// within [`LISTING_BUDGET`], and the rest are counted, so that a long list still fits
 /// in one event.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub(crate) struct Listing {
     plain: String,
     html: String,
     left_out: usize,
@@ -161,18 +161,18 @@ pub struct Listing {
 
 impl Listing {
     /// Starts with `plain` and `html`.
-    pub fn new(plain: String, html: String) -> Self {
+    pub(crate) fn new(plain: String, html: String) -> Self {
         Self { plain, html, left_out: 0 }
     }
 
     /// Adds text that always goes in (headings, closing tags).
-    pub fn always(&mut self, plain: &str, html: &str) {
+    pub(crate) fn always(&mut self, plain: &str, html: &str) {
         self.plain.push_str(plain);
         self.html.push_str(html);
     }
 
     /// Adds an item if it fits; otherwise counts it as left out.
-    pub fn item(&mut self, plain: &str, html: &str) {
+    pub(crate) fn item(&mut self, plain: &str, html: &str) {
         if self.plain.len() + self.html.len() + plain.len() + html.len() <= LISTING_BUDGET {
             self.always(plain, html);
         } else {
@@ -181,18 +181,18 @@ impl Listing {
     }
 
     /// Items counted but not shown so far.
-    pub fn left_out(&self) -> usize {
+    pub(crate) fn left_out(&self) -> usize {
         self.left_out
     }
 
     /// The reply.
-    pub fn into_reply(self) -> Reply {
+    pub(crate) fn into_reply(self) -> Reply {
         Reply { plain: self.plain.trim_end().to_owned(), html: self.html }
     }
 }
 
 /// The reply to a message that is not a valid command: what was wrong and the right form.
-pub fn error_reply(err: &ParseError) -> Reply {
+pub(crate) fn error_reply(err: &ParseError) -> Reply {
     match err {
         ParseError::Unknown { name } => {
             let mut known: Vec<String> =

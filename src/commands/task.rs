@@ -86,7 +86,7 @@ spec!(
 
 /// A parsed `!task` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskCommand {
+pub(crate) enum TaskCommand {
     /// `!task new <title…>`
     New(String),
     /// A change to a task: `#n` or the thread's task.
@@ -104,7 +104,7 @@ pub enum TaskCommand {
 
 /// The longest title a task may have, in characters: the root message, the state event
 /// and every list that shows it stay small.
-pub const MAX_TITLE_CHARS: usize = 256;
+pub(crate) const MAX_TITLE_CHARS: usize = 256;
 
 fn title(spec: &CommandSpec, words: &[&str]) -> Result<String, ParseError> {
     let t = words.join(" ");
@@ -119,7 +119,7 @@ fn title(spec: &CommandSpec, words: &[&str]) -> Result<String, ParseError> {
 }
 
 /// Parses the words after `!task`.
-pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
+pub(crate) fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
     let Some((sub, rest)) = words.split_first() else {
         return Err(ParseError::Malformed {
             usage: "!task new|assign|unassign|status|rename|label|due|delete|list …",
@@ -210,7 +210,7 @@ pub fn parse(words: &[&str]) -> Result<TaskCommand, ParseError> {
 }
 
 /// Parses `!board columns a,b,c` (the words after `columns`).
-pub fn parse_columns(words: &[&str]) -> Result<Vec<String>, ParseError> {
+pub(crate) fn parse_columns(words: &[&str]) -> Result<Vec<String>, ParseError> {
     crate::domain::board::columns_from(&words.join("")).map_err(|why| malformed(&COLUMNS, why))
 }
 

@@ -2,7 +2,7 @@
 //! parallel across rooms. Each entry is handled ([`handler`]) into outbound actions, which
 //! are queued in the outbox in the same atomic write that marks the entry processed.
 
-pub mod handler;
+pub(crate) mod handler;
 #[cfg(test)]
 mod trust_tests;
 
@@ -23,7 +23,7 @@ const MAX_IN_FLIGHT: usize = 4096;
 
 /// Runs until `shutdown`: hands pending entries to per-room lanes ([`crate::matrix::lanes`]), and
 /// waits for the lanes before it returns.
-pub async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
+pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
     let store = ctx.store.clone();
     let notify = ctx.inbound_notify.clone();
     let read = |from: u64, limit: usize| {

@@ -4,7 +4,7 @@
 use ruma::{EventId, RoomAliasId, RoomId, ServerName, UserId};
 
 /// Escapes text for `formatted_body`.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -20,22 +20,22 @@ pub fn escape_html(s: &str) -> String {
 }
 
 /// A link to `uri` showing `text` (escaped).
-pub fn link(uri: impl std::fmt::Display, text: &str) -> String {
+pub(crate) fn link(uri: impl std::fmt::Display, text: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape_html(&uri.to_string()), escape_html(text))
 }
 
 /// A pill: a link to `user` that clients show as their name and that mentions them.
-pub fn user_pill(user: &UserId) -> String {
+pub(crate) fn user_pill(user: &UserId) -> String {
     link(user.matrix_to_uri(), user.as_str())
 }
 
 /// A link to a room alias, showing the alias.
-pub fn alias_link(alias: &RoomAliasId) -> String {
+pub(crate) fn alias_link(alias: &RoomAliasId) -> String {
     link(alias.matrix_to_uri(), alias.as_str())
 }
 
 /// The matrix.to URI of `event` in `room`, joinable through `via`.
-pub fn event_uri(room: &RoomId, event: &EventId, via: &ServerName) -> String {
+pub(crate) fn event_uri(room: &RoomId, event: &EventId, via: &ServerName) -> String {
     room.matrix_to_event_uri_via(event.to_owned(), vec![via.to_owned()]).to_string()
 }
 

@@ -24,13 +24,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 /// An item read from a queue: its seq (queue order), the key of its lane, the item.
-pub type Item<T> = (u64, String, T);
+pub(crate) type Item<T> = (u64, String, T);
 
 /// What a handler returns.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Handles one item; the lane waits for it before the next item of that key.
-pub type Handler<T> = Arc<dyn Fn(T) -> HandlerFuture + Send + Sync>;
+pub(crate) type Handler<T> = Arc<dyn Fn(T) -> HandlerFuture + Send + Sync>;
 
 /// Items read at most at once.
 const BATCH: usize = 1024;
@@ -42,7 +42,7 @@ const PRUNE_ABOVE: usize = 4096;
 /// item to its key's lane, until `shutdown`; then waits for every lane to end. At most
 /// `max_in_flight` items are read and not yet handled, so a long backlog is read as lanes
 /// make room rather than into memory at once.
-pub async fn drain<T: Send + 'static>(
+pub(crate) async fn drain<T: Send + 'static>(
     queue: &'static str,
     mut read: impl FnMut(u64, usize) -> crate::Result<Vec<Item<T>>>,
     notify: &Notify,

@@ -5,9 +5,9 @@
 
 pub mod backoff;
 pub mod client;
-pub mod html;
+pub(crate) mod html;
 pub mod intent;
-pub mod lanes;
+pub(crate) mod lanes;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use client::{Auth, HomeserverClient, HsError, RetryKind};

@@ -12,7 +12,7 @@ use crate::{
 
 /// Entries read at most for one page: a page may come short (with a cursor) when the
 /// caller's scope skips many.
-pub const SCAN_BUDGET: usize = 1000;
+pub(crate) const SCAN_BUDGET: usize = 1000;
 
 /// Whether an entry of board `slug` is the actor's to see.
 fn sees(actor: &Actor, slug: &str) -> bool {
@@ -21,7 +21,7 @@ fn sees(actor: &Actor, slug: &str) -> bool {
 
 /// A page of the actor's inbox, newest first, before entry `before`; `limit` is 1 to 100.
 /// The cursor is the id to pass as `before` for the next page; `None` on the last.
-pub fn page(
+pub(crate) fn page(
     ctx: &Context,
     actor: &Actor,
     before: Option<u64>,
@@ -44,7 +44,7 @@ pub fn page(
 }
 
 /// How many of the actor's entries are unread.
-pub fn unread(ctx: &Context, actor: &Actor) -> OpResult<u64> {
+pub(crate) fn unread(ctx: &Context, actor: &Actor) -> OpResult<u64> {
     Ok(match &actor.client {
         Some(c) if !c.boards.iter().any(|b| b == "*") => {
             ctx.store.unread_count_in(&actor.user_id, |b| c.may_act_on(b))?
@@ -54,7 +54,7 @@ pub fn unread(ctx: &Context, actor: &Actor) -> OpResult<u64> {
 }
 
 /// Marks entry `id` read; whether it changed.
-pub fn mark_read(ctx: &Context, actor: &Actor, id: u64) -> OpResult<bool> {
+pub(crate) fn mark_read(ctx: &Context, actor: &Actor, id: u64) -> OpResult<bool> {
     let not_found = || Refusal::not_found(format!("no notification {id} in your inbox"));
     match ctx.store.notification(&actor.user_id, id)? {
         Some(n) if sees(actor, &n.board) => {}
@@ -64,7 +64,7 @@ pub fn mark_read(ctx: &Context, actor: &Actor, id: u64) -> OpResult<bool> {
 }
 
 /// Marks every entry read; how many changed.
-pub fn mark_all_read(ctx: &Context, actor: &Actor) -> OpResult<u64> {
+pub(crate) fn mark_all_read(ctx: &Context, actor: &Actor) -> OpResult<u64> {
     Ok(match &actor.client {
         Some(_) => ctx.store.mark_all_read_in(&actor.user_id, |b| sees(actor, b))?,
         None => ctx.store.mark_all_read(&actor.user_id)?,

@@ -3,5 +3,5 @@
 //! records are in [`crate::domain::inbox`], who a message mentions in
 //! [`crate::domain::mention`].
 
-pub mod inbox;
-pub mod notify;
+pub(crate) mod inbox;
+pub(crate) mod notify;

@@ -61,7 +61,7 @@ fn formatted(msgtype: &MessageType) -> Option<&str> {
 
 /// Who `msgtype` (with `explicit` `m.mentions`) mentions, among those who can see `room`.
 /// The index is asked only when the message can mention anyone at all.
-pub fn mentioned(
+pub(crate) fn mentioned(
     ctx: &Context,
     room: &RoomId,
     explicit: &[OwnedUserId],
@@ -77,7 +77,7 @@ pub fn mentioned(
 /// A message (not a command) in a board room: inbox entries for whom it mentions, and for
 /// the watchers of the task whose thread it is in. An edit notifies only the newly
 /// mentioned.
-pub async fn on_message(
+pub(crate) async fn on_message(
     ctx: &Context,
     seq: u64,
     room: &RoomId,
@@ -187,7 +187,7 @@ pub async fn on_message(
 }
 
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).
-pub fn on_assignment(
+pub(crate) fn on_assignment(
     ctx: &Context,
     req: &crate::domain::op::Request<'_>,
     board: &str,
@@ -242,7 +242,7 @@ async fn thread_of(ctx: &Context, room: &RoomId, event_id: &EventId) -> Option<O
 }
 
 /// Read receipts (public or private) mark entries read in that room or thread.
-pub fn on_receipt(ctx: &Context, receipt: &ReceiptEvent) -> crate::Result<()> {
+pub(crate) fn on_receipt(ctx: &Context, receipt: &ReceiptEvent) -> crate::Result<()> {
     for (event_id, receipts) in &receipt.content.0 {
         let seq = seq_of_event(&ctx.store, event_id.as_str())?;
         for (ty, users) in receipts {

@@ -1,7 +1,7 @@
 //! `!task assign|unassign|status|rename|label|due|delete`: a change to one task, written to
 //! its state event and record under the board's lock, then shown in its root and thread.
 
-use ruma::{EventId, OwnedRoomId, OwnedUserId};
+use ruma::{EventId, OwnedUserId};
 
 use super::{
     render::{feed_entry, root_edit, thread_link},
@@ -13,18 +13,18 @@ use crate::{
     domain::{
         board::ADMIN_POWER,
         op::{BoardRef, Done, OpResult, OpSpec, Permission, Refusal, Request},
-        task::{AppliedCommand, Change, TaskEventContent, apply},
+        task::{AppliedCommand, Change, apply},
     },
     notifications::notify,
 };
 
 /// Changing a task.
-pub const CHANGE: OpSpec =
+pub(crate) const CHANGE: OpSpec =
     OpSpec { permission: Permission::BoardMember, doing: "change its tasks" };
 
 /// Which task.
 #[derive(Debug, Clone, Copy)]
-pub enum TaskRef<'a> {
+pub(crate) enum TaskRef<'a> {
     /// Task `number` of the board `at`.
     Number {
         /// The board.
@@ -38,15 +38,7 @@ pub enum TaskRef<'a> {
 
 /// The task, changed.
 #[derive(Debug, Clone)]
-pub struct TaskChanged {
-    /// The board's slug.
-    pub slug: String,
-    /// The task now.
-    pub fields: TaskEventContent,
-    /// The tasks room.
-    pub room: OwnedRoomId,
-    /// What changed, in words ("moved it to done").
-    pub said: String,
+pub(crate) struct TaskChanged {
     /// The thread's feed entry: who changed what.
     pub feed_text: String,
     /// The feed entry answers the request (it was written in the task's thread).
@@ -57,7 +49,7 @@ pub struct TaskChanged {
 
 /// Applies `change` to the task `which`. Deleting needs the task's creator or a board
 /// admin. The same request run again answers as the first time.
-pub async fn change(
+pub(crate) async fn change(
     ctx: &Context,
     req: &Request<'_>,
     which: TaskRef<'_>,
@@ -181,16 +173,5 @@ pub async fn change(
         ),
     ];
     let link = thread_link(ctx, &room, &root);
-    Ok(Done {
-        value: TaskChanged {
-            slug: board.slug.clone(),
-            fields: record.fields,
-            room,
-            said,
-            feed_text,
-            in_thread,
-            link,
-        },
-        actions,
-    })
+    Ok(Done { value: TaskChanged { feed_text, in_thread, link }, actions })
 }

@@ -13,12 +13,12 @@ use crate::{
 };
 
 /// `!board columns`.
-pub const COLUMNS: OpSpec =
+pub(crate) const COLUMNS: OpSpec =
     OpSpec { permission: Permission::BoardAdmin, doing: "change the columns" };
 
 /// The columns, set.
 #[derive(Debug, Clone)]
-pub struct ColumnsSet {
+pub(crate) struct ColumnsSet {
     /// The board's display name.
     pub board_name: String,
     /// Its columns now.
@@ -26,7 +26,7 @@ pub struct ColumnsSet {
 }
 
 /// Sets the board's ordered columns. A column that still holds tasks cannot be dropped.
-pub async fn set_columns(
+pub(crate) async fn set_columns(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -93,7 +93,7 @@ async fn send_board_state(ctx: &Context, board: &BoardRecord) -> crate::Result<(
 /// counts, for `boardroom reindex` too); anything else (another slug, creator, bad or
 /// stranding columns, content that does not parse) is put back from the index. Such an
 /// event anywhere but an indexed board's space changes nothing.
-pub async fn follow_board_event(
+pub(crate) async fn follow_board_event(
     ctx: &Context,
     space: &RoomId,
     sender: &UserId,

@@ -28,17 +28,17 @@ use crate::{
 };
 
 /// Commenting on a task.
-pub const COMMENT: OpSpec =
+pub(crate) const COMMENT: OpSpec =
     OpSpec { permission: Permission::BoardMember, doing: "comment on its tasks" };
 
 /// The longest comment text, in bytes (UTF-8): the message carries the text twice (body
 /// and formatted_body, with pills) and must stay under the 65,536 bytes of a Matrix event.
-pub const MAX_COMMENT_BYTES: usize = 16_000;
+pub(crate) const MAX_COMMENT_BYTES: usize = 16_000;
 
 /// Posts `text` as a comment on task `number` of the board `at`, as the actor's virtual
 /// user (it joins the board and its tasks room first). `txn_id` makes a retry post it
 /// once.
-pub async fn comment(
+pub(crate) async fn comment(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -117,7 +117,7 @@ async fn ensure_joined(
 
 /// A message in a tasks room: a reply in a task's thread (not from the bot) is a comment;
 /// an edit of a comment changes its text.
-pub fn index_message(
+pub(crate) fn index_message(
     ctx: &Context,
     sender: &UserId,
     event_id: &EventId,
@@ -152,7 +152,7 @@ pub fn index_message(
 }
 
 /// A redaction: a redacted comment leaves the index.
-pub fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
+pub(crate) fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
     if ctx.store.remove_comment(redacts)? {
         tracing::debug!(event_id = %redacts, "comment redacted");
     }
@@ -160,7 +160,7 @@ pub fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
 }
 
 /// The thread a message is in, if any.
-pub fn thread_root(content: &RoomMessageEventContent) -> Option<&EventId> {
+pub(crate) fn thread_root(content: &RoomMessageEventContent) -> Option<&EventId> {
     match &content.relates_to {
         Some(Relation::Thread(t)) => Some(&t.event_id),
         _ => None,

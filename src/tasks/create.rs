@@ -2,7 +2,7 @@
 //! `dev.boardroom.task` state event; its number is reserved before anything is sent.
 
 use ruma::{
-    OwnedEventId, OwnedRoomId, RoomId,
+    OwnedEventId, RoomId,
     events::{Mentions, room::message::RoomMessageEventContent},
 };
 
@@ -23,24 +23,23 @@ use crate::{
 };
 
 /// `!task new`.
-pub const NEW: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "create tasks" };
+pub(crate) const NEW: OpSpec =
+    OpSpec { permission: Permission::BoardMember, doing: "create tasks" };
 
 /// The task, created.
 #[derive(Debug, Clone)]
-pub struct TaskCreated {
+pub(crate) struct TaskCreated {
     /// The board's slug.
     pub slug: String,
     /// The task.
     pub fields: TaskEventContent,
-    /// The tasks room.
-    pub room: OwnedRoomId,
     /// A link to its thread.
     pub link: String,
 }
 
 /// Creates a task titled `title` on the board `at`, in its first column. The same request
 /// run again answers as the first time.
-pub async fn create(
+pub(crate) async fn create(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -67,7 +66,7 @@ pub async fn create(
         req.cause,
         1,
     );
-    Ok(Done { value: TaskCreated { slug: board.slug, fields, room, link }, actions: vec![feed] })
+    Ok(Done { value: TaskCreated { slug: board.slug, fields, link }, actions: vec![feed] })
 }
 
 /// Makes the board's next task: its root in the tasks room, its state event, its record.

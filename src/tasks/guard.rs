@@ -18,7 +18,7 @@ use crate::{
 /// the thread says so (silently when the content was the same); under any other key (no
 /// such task, `01`, not a number), the state is emptied (`{}`). The canonical fields change
 /// through commands only.
-pub async fn guard_task_state(
+pub(crate) async fn guard_task_state(
     ctx: &Context,
     room: &RoomId,
     sender: &UserId,

@@ -1,7 +1,5 @@
 //! `!task list`: a board's tasks by column, with whole counts.
 
-use ruma::OwnedEventId;
-
 use crate::{
     boards::access,
     context::Context,
@@ -11,11 +9,12 @@ use crate::{
 use super::render::thread_link;
 
 /// `!task list`.
-pub const LIST: OpSpec = OpSpec { permission: Permission::BoardMember, doing: "list its tasks" };
+pub(crate) const LIST: OpSpec =
+    OpSpec { permission: Permission::BoardMember, doing: "list its tasks" };
 
 /// A board's tasks, column by column.
 #[derive(Debug, Clone)]
-pub struct TaskList {
+pub(crate) struct TaskList {
     /// The board's display name.
     pub board_name: String,
     /// The columns shown, in the board's order.
@@ -24,7 +23,7 @@ pub struct TaskList {
 
 /// One column.
 #[derive(Debug, Clone)]
-pub struct ColumnTasks {
+pub(crate) struct ColumnTasks {
     /// Its name.
     pub name: String,
     /// How many tasks it holds (all of them, also those not read).
@@ -35,13 +34,11 @@ pub struct ColumnTasks {
 
 /// One task in a list.
 #[derive(Debug, Clone)]
-pub struct TaskLine {
+pub(crate) struct TaskLine {
     /// Its number.
     pub number: u64,
     /// Its title.
     pub title: String,
-    /// Its root.
-    pub root: OwnedEventId,
     /// A link to its thread (empty when the board has no tasks room).
     pub link: String,
 }
@@ -49,7 +46,7 @@ pub struct TaskLine {
 /// The tasks of the board `at` (of `column` only, when given): the counts are whole; at
 /// most `limit` tasks are read, in one pass by number, so a board of any size costs the
 /// same.
-pub fn list(
+pub(crate) fn list(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
@@ -83,12 +80,7 @@ pub fn list(
         }
         let link =
             room.as_ref().map(|r| thread_link(ctx, r, &t.fields.root_event_id)).unwrap_or_default();
-        col.tasks.push(TaskLine {
-            number: t.fields.number,
-            title: t.fields.title.clone(),
-            root: t.fields.root_event_id.clone(),
-            link,
-        });
+        col.tasks.push(TaskLine { number: t.fields.number, title: t.fields.title.clone(), link });
         read += 1;
         read < limit
     })?;

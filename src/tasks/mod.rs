@@ -23,14 +23,14 @@ use crate::{
     matrix::HsError,
 };
 
-pub mod change;
-pub mod columns;
-pub mod comments;
-pub mod create;
-pub mod guard;
-pub mod list;
-pub mod moves;
-pub mod render;
+pub(crate) mod change;
+pub(crate) mod columns;
+pub(crate) mod comments;
+pub(crate) mod create;
+pub(crate) mod guard;
+pub(crate) mod list;
+pub(crate) mod moves;
+pub(crate) mod render;
 
 /// The board's tasks room, where tasks can be written now; otherwise the refusal.
 fn writable_tasks_room(ctx: &Context, slug: &str) -> OpResult<OwnedRoomId> {

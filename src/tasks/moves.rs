@@ -17,7 +17,10 @@ use crate::{
 /// thread continues there), a feed entry in the new thread linking the old one, and one
 /// in the old thread linking the new. Its comments stay indexed under its number, and its
 /// old root still finds it. Safe to run again: tasks already in `new` are skipped.
-pub async fn move_tasks(ctx: &Context, tasks_move: &TasksMove) -> crate::Result<Vec<Action>> {
+pub(crate) async fn move_tasks(
+    ctx: &Context,
+    tasks_move: &TasksMove,
+) -> crate::Result<Vec<Action>> {
     let TasksMove { board, from: old, to: new, record: room_record } = tasks_move;
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The root message's text: number, title, status, assignees, labels, due.
-pub fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
+pub(crate) fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
     let mut plain = format!("{slug}#{} {}", t.number, t.title);
     let mut html = format!("<b>{slug}#{}</b> {}", t.number, escape_html(&t.title));
     if t.deleted {
@@ -51,7 +51,7 @@ pub fn render_root(slug: &str, t: &TaskEventContent) -> (String, String) {
 }
 
 /// A link to a task's thread.
-pub fn thread_link(ctx: &Context, room: &RoomId, root: &EventId) -> String {
+pub(crate) fn thread_link(ctx: &Context, room: &RoomId, root: &EventId) -> String {
     event_uri(room, root, &ctx.settings.server_name)
 }
 

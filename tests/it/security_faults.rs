@@ -10,9 +10,9 @@ use std::{
 
 use boardroom::{
     app::App,
-    inbound::handler,
     outbox,
     store::inbound::{EntryKind, PendingEntry},
+    testing as handler,
 };
 use ruma::{
     OwnedEventId, OwnedRoomId, api::client::room::get_room_event,

@@ -16,8 +16,8 @@ use serde_json::Value;
 use boardroom::{
     domain::Action,
     domain::inbox::Kind,
-    inbound::handler,
     store::inbound::{EntryKind, PendingEntry},
+    testing as handler,
 };
 
 use crate::harness::{Stack, User};

@@ -2,31 +2,14 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: homeserver → [`appservice`] → [`inbound`] → [`commands`] /
-//! [`boards`] / [`tasks`] / [`notifications`] → [`store`], and out again through the
-//! durable [`outbox`] and the [`matrix`] client.
-//!
-//! - [`api`]: the HTTP API for bots and task apps (`/_boardroom/api/v1`).
-//! - [`appservice`]: what the homeserver sends us. `hs_token` auth, transactions (made
-//!   durable before they are acknowledged), user and alias queries, ping.
-//! - [`inbound`]: drains the durable inbound queue, in order within a room and in parallel
-//!   across rooms, and turns each event into outbound requests.
-//! - [`domain`]: the rules (who the bot answers, whose invite it accepts), free of HTTP and
-//!   storage.
-//! - [`boards`]: the board model, the board operations, and the index of the rooms' state.
-//! - [`tasks`]: the task model and the task operations.
-//! - [`notifications`]: users' inbox, who a message mentions, and what processing records
-//!   in the inbox.
-//! - [`commands`]: the chat command registry, parser and help text.
-//! - [`matrix`]: what we send the homeserver. A typed client over ruma's request types,
-//!   identity assertion, retry with backoff, start-up tasks, HTML escaping, and the
-//!   per-room lanes that drain a durable queue (in order within a room, in parallel across
-//!   rooms); the inbound queue and the outbox both run on them.
-//! - [`outbox`]: the worker that sends the durable outbox's requests.
-//! - [`store`]: RocksDB. The column-family catalog, the key codec, schema versions, and one
-//!   repository per aggregate.
-//! - [`config`], [`error`], [`app`]: configuration, the one error enum, and the wiring
-//!   that starts everything (with the [`context::Context`] every operation is given).
+//! Data flows one way: homeserver → [`appservice`] → `inbound` → `commands` (chat) →
+//! the operations of `boards`, `tasks` and `notifications` → [`store`], and out again
+//! through the durable [`outbox`] and the [`matrix`] client. The HTTP API ([`api`]) calls
+//! the same operations. Top-level modules depend on each other without cycles (a test over
+//! the sources checks it): [`error`] < [`config`] < [`matrix`] < [`domain`] < [`store`] <
+//! [`context`] < `notifications` < `boards` < `tasks` < `commands` < [`api`],
+//! [`appservice`], `inbound`, [`outbox`], [`reindex`] < [`app`]. `docs/ARCHITECTURE.md`
+//! says what each owns.
 
 pub mod api;
 pub mod app;

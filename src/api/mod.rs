@@ -1,5 +1,5 @@
 //! The HTTP API for bots and task apps, under `/_boardroom/api/v1`, described by the
-//! OpenAPI document it serves ([`openapi`]).
+//! OpenAPI document it serves (`openapi`).
 //!
 //! Two kinds of caller ([`auth`]): a Matrix user with their access token (checked with the
 //! homeserver's `whoami`, cached for [`auth::WHOAMI_TTL`]), acting as themselves; or a bot

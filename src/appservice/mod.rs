@@ -1,5 +1,5 @@
 //! What the homeserver sends us: the appservice API. Every request carries the `hs_token`
-//! ([`auth`]); bodies parse into ruma's request types ([`extract`]); one file per endpoint.
+//! (`auth`); bodies parse into ruma's request types (`extract`); one file per endpoint.
 
 pub(crate) mod auth;
 pub(crate) mod extract;

@@ -120,7 +120,7 @@ pub enum Change {
     Delete,
 }
 
-/// Applies `change`; returns what the feed says (after "<who> ") or why nothing changed.
+/// Applies `change`; returns what the feed says (after "`<who> `") or why nothing changed.
 pub fn apply(task: &mut TaskEventContent, change: &Change) -> Result<String, String> {
     match change {
         Change::Assign(users) => {

@@ -1,5 +1,5 @@
 //! The outbox worker: sends queued actions, in order within a room and for several rooms
-//! at once ([`crate::matrix::lanes`]), and removes each only once the homeserver accepted it.
+//! at once (`matrix::lanes`), and removes each only once the homeserver accepted it.
 //! Transient failures are retried with backoff: 429s, connection failures and a refused
 //! `as_token` (the homeserver has not loaded the registration) for as long as they last,
 //! because they hold for every request alike; a server error (5xx) that one request keeps

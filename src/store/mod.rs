@@ -25,7 +25,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 use crate::error::{Error, Result};
 
-/// The schema this binary writes. Bump it with a migration in [`MIGRATIONS`].
+/// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
 pub const SCHEMA_VERSION: u64 = 11;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";

@@ -8,7 +8,12 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{config::Settings, domain::live::LiveState, matrix::HomeserverClient, store::Store};
+use crate::{
+    config::Settings,
+    domain::{live::LiveState, op::Actor},
+    matrix::{HomeserverClient, Intent},
+    store::Store,
+};
 
 /// What processing needs.
 #[derive(Debug)]
@@ -32,6 +37,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// How Boardroom speaks for `actor` to the homeserver: a virtual user through the
+    /// appservice (identity assertion), a Matrix user with their own token. `None` for a
+    /// Matrix user without one (a chat command's sender): Boardroom cannot act as them.
+    pub fn intent_of(&self, actor: &Actor) -> Option<Intent> {
+        match (&actor.client, &actor.token) {
+            (Some(_), _) => Some(Intent::user(self.client.clone(), actor.user_id.clone())),
+            (None, Some(token)) => Some(Intent::with_token(self.client.clone(), token.clone())),
+            (None, None) => None,
+        }
+    }
+
     /// The same context whose homeserver client gives up after a few quick retries: for
     /// operations a caller waits for (an API request), which answer 502 rather than hang
     /// while the homeserver is away.

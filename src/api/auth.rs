@@ -12,7 +12,7 @@ use ruma::{OwnedUserId, UserId, api::client::account::whoami};
 use sha2::{Digest, Sha256};
 
 use super::ApiState;
-use crate::domain::op::Actor;
+use crate::domain::op::{Actor, ClientScope};
 use crate::{
     appservice::auth::secret_eq,
     config::{ApiClient, Secret},
@@ -119,12 +119,18 @@ pub struct Caller {
     pub user_id: OwnedUserId,
     /// The API client, when they came with a client token.
     pub client: Option<ApiClient>,
+    /// A Matrix user's access token (never a client token).
+    pub token: Option<Secret>,
 }
 
 impl Caller {
     /// The caller as the operations' actor.
     pub fn actor(&self) -> Actor {
-        Actor { user_id: self.user_id.clone(), client: self.client.clone() }
+        Actor {
+            user_id: self.user_id.clone(),
+            client: self.client.as_ref().map(ClientScope::from),
+            token: self.token.clone(),
+        }
     }
 }
 
@@ -164,7 +170,7 @@ impl FromRequestParts<ApiState> for Caller {
                     )
                 })?;
             let user_id = virtual_user(state, client, name).await?;
-            return Ok(Caller { user_id, client: Some(client.clone()) });
+            return Ok(Caller { user_id, client: Some(client.clone()), token: None });
         }
         let read = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
         let user_id = whoami(state, &token, read).await?;
@@ -175,7 +181,7 @@ impl FromRequestParts<ApiState> for Caller {
                 "{user_id} is Boardroom's own user and cannot call the API with a Matrix token"
             )));
         }
-        Ok(Caller { user_id, client: None })
+        Ok(Caller { user_id, client: None, token: Some(Secret::new(token)) })
     }
 }
 

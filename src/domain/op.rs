@@ -10,27 +10,62 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId, api::error::ErrorKind};
 
 use super::Action;
 pub use crate::error::RuleKind;
-use crate::{config::ApiClient, error::Error};
+use crate::{
+    config::{ApiClient, Secret},
+    error::Error,
+};
 
-/// Who acts: a Matrix user, or a virtual user of an API client (acting only within that
-/// client's boards).
+/// Who acts: a Matrix user, or a virtual user of an API client or webhook source (acting
+/// only within that client's boards).
 #[derive(Debug, Clone)]
 pub struct Actor {
     /// The Matrix user the homeserver sees.
     pub user_id: OwnedUserId,
-    /// The API client acting as [`Actor::user_id`], a virtual user it owns.
-    pub client: Option<ApiClient>,
+    /// The client acting as [`Actor::user_id`], a virtual user it owns.
+    pub client: Option<ClientScope>,
+    /// A Matrix user's own access token, when they came with one (the HTTP API): what
+    /// Boardroom sends for them goes out with it, as them. `None` for a chat command's
+    /// sender (Boardroom answers as the bot) and for a virtual user (the appservice
+    /// asserts its identity).
+    pub token: Option<Secret>,
+}
+
+/// An API client or webhook source, as far as rights go: its name and its boards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientScope {
+    /// Its name, for refusals and logs.
+    pub name: String,
+    /// The board slugs it may act on; `"*"` for every board.
+    pub boards: Vec<String>,
+}
+
+impl ClientScope {
+    /// Whether it may act on `slug`.
+    pub fn may_act_on(&self, slug: &str) -> bool {
+        self.boards.iter().any(|b| b == "*" || b == slug)
+    }
+}
+
+impl From<&ApiClient> for ClientScope {
+    fn from(c: &ApiClient) -> Self {
+        Self { name: c.name.clone(), boards: c.boards.clone() }
+    }
 }
 
 impl Actor {
-    /// A Matrix user acting for themselves.
+    /// A Matrix user acting for themselves, without a token of theirs (a chat command).
     pub fn user(user_id: OwnedUserId) -> Self {
-        Self { user_id, client: None }
+        Self { user_id, client: None, token: None }
     }
 
-    /// An API client acting as its virtual user `user_id`.
-    pub fn virtual_user(user_id: OwnedUserId, client: ApiClient) -> Self {
-        Self { user_id, client: Some(client) }
+    /// A Matrix user acting with their own access token (the HTTP API).
+    pub fn user_with_token(user_id: OwnedUserId, token: Secret) -> Self {
+        Self { user_id, client: None, token: Some(token) }
+    }
+
+    /// A client acting as its virtual user `user_id`.
+    pub fn virtual_user(user_id: OwnedUserId, client: ClientScope) -> Self {
+        Self { user_id, client: Some(client), token: None }
     }
 
     /// Who acts.

@@ -11,7 +11,8 @@ use ruma::{
     events::room::message::RoomMessageEventContent,
 };
 
-use super::{HomeserverClient, HsError};
+use super::{Auth, HomeserverClient, HsError};
+use crate::config::Secret;
 
 /// The bot, or a virtual user, with the client that speaks for them.
 #[derive(Debug, Clone)]
@@ -29,6 +30,12 @@ impl Intent {
     /// Acting as the virtual user `user` (the appservice asserts its identity).
     pub fn user(client: HomeserverClient, user: OwnedUserId) -> Self {
         Self { client, user: Some(user) }
+    }
+
+    /// Acting as a Matrix user with their own access token (the appservice's client's
+    /// connections and retry policy, their credentials).
+    pub fn with_token(client: HomeserverClient, token: Secret) -> Self {
+        Self { client: client.with_auth(Auth::User(token)), user: None }
     }
 
     /// Who the homeserver sees: `None` for the bot.

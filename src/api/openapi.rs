@@ -122,7 +122,7 @@ fn operation(route: &Route, components: &mut Map<String, Value>) -> Value {
             "content": { "application/json": { "schema": { "type": "object" } } } }),
     };
     let mut responses = Map::new();
-    responses.insert("200".into(), ok);
+    responses.insert(sig.success.to_string(), ok);
     if sig.caller {
         for (status, description) in CALLER_ERRORS {
             responses.insert(status.into(), error_response(description));

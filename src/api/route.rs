@@ -69,7 +69,7 @@ impl TypeDoc {
 }
 
 /// What a handler's signature tells about its route.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Signature {
     /// It identifies a [`Caller`]: a token is needed, and the authentication errors apply.
     pub(crate) caller: bool,
@@ -82,6 +82,31 @@ pub(crate) struct Signature {
     pub(crate) body: Option<TypeDoc>,
     /// Its JSON answer; `None` for a free-form JSON value.
     pub(crate) response: Option<TypeDoc>,
+    /// Its success status: 200, or 201 for a handler answering [`Created`].
+    pub(crate) success: u16,
+}
+
+impl Default for Signature {
+    fn default() -> Self {
+        Self {
+            caller: false,
+            query: Vec::new(),
+            query_accepts: None,
+            body: None,
+            response: None,
+            success: 200,
+        }
+    }
+}
+
+/// A JSON answer with status 201: what the request created.
+#[derive(Debug)]
+pub(crate) struct Created<T>(pub(crate) T);
+
+impl<T: Serialize> axum::response::IntoResponse for Created<T> {
+    fn into_response(self) -> axum::response::Response {
+        (http::StatusCode::CREATED, Json(self.0)).into_response()
+    }
 }
 
 /// An argument of a handler (an extractor), as the document sees it.
@@ -131,6 +156,13 @@ pub(crate) trait Reply {
 impl<T: Documented> Reply for Result<Json<T>, Error> {
     fn describe(sig: &mut Signature) {
         sig.response = Some(TypeDoc::of::<T>());
+    }
+}
+
+impl<T: Documented> Reply for Result<Created<T>, Error> {
+    fn describe(sig: &mut Signature) {
+        sig.response = Some(TypeDoc::of::<T>());
+        sig.success = 201;
     }
 }
 
@@ -250,7 +282,37 @@ impl Route {
         Route::new(Method::POST, MethodFilter::POST, path, handler)
     }
 
-    /// The summary line and what a 200 means.
+    /// A `PUT` route.
+    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
+    pub(crate) fn put<H, T, A>(path: &'static str, handler: H) -> Route
+    where
+        H: Handler<T, ApiState> + Endpoint<A>,
+        T: 'static,
+    {
+        Route::new(Method::PUT, MethodFilter::PUT, path, handler)
+    }
+
+    /// A `PATCH` route.
+    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
+    pub(crate) fn patch<H, T, A>(path: &'static str, handler: H) -> Route
+    where
+        H: Handler<T, ApiState> + Endpoint<A>,
+        T: 'static,
+    {
+        Route::new(Method::PATCH, MethodFilter::PATCH, path, handler)
+    }
+
+    /// A `DELETE` route.
+    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
+    pub(crate) fn delete<H, T, A>(path: &'static str, handler: H) -> Route
+    where
+        H: Handler<T, ApiState> + Endpoint<A>,
+        T: 'static,
+    {
+        Route::new(Method::DELETE, MethodFilter::DELETE, path, handler)
+    }
+
+    /// The summary line and what a 200 (or 201) means.
     pub(crate) fn summary(mut self, summary: &'static str, ok: &'static str) -> Route {
         self.summary = summary;
         self.ok = ok;

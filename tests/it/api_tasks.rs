@@ -100,11 +100,10 @@ async fn root_text(s: &Setup, root: &str) -> Option<String> {
     events
         .iter()
         .filter_map(|r| serde_json::to_value(r).ok())
-        .filter(|e| {
+        .rfind(|e| {
             e["content"]["m.relates_to"]["rel_type"] == "m.replace"
                 && e["content"]["m.relates_to"]["event_id"] == root
         })
-        .last()
         .and_then(|e| e["content"]["m.new_content"]["body"].as_str().map(str::to_owned))
 }
 

@@ -49,6 +49,9 @@ pub const SLUG_TASKNEXT: &str = "slug_tasknext";
 /// Tasks that are not deleted, per column: `slug, status` → u64, kept with every task
 /// write, so counts never read the tasks.
 pub const SLUGSTATUS_COUNT: &str = "slugstatus_count";
+/// Tasks by column, assignee and label, for queries: `slug, facet, value, number` → (),
+/// where the facet is `s` (status), `a` (assignee) or `l` (label); deleted tasks have none.
+pub const SLUGFACETNUM_TASK: &str = "slugfacetnum_task";
 /// Tasks: `slug, number` → task record (canonical fields and the last command applied).
 pub const SLUGNUM_TASK: &str = "slugnum_task";
 /// Reverse: a task's thread root `event_id` → `slug, number`.
@@ -105,6 +108,10 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number" },
     MapDesc { name: SLUGSTATUS_COUNT, doc: "board slug, status → tasks not deleted there" },
     MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record" },
+    MapDesc {
+        name: SLUGFACETNUM_TASK,
+        doc: "board slug, facet (status, assignee, label), value, task number → ()",
+    },
     MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
     MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },
     MapDesc { name: EVENTID_COMMENTKEY, doc: "comment event id → its comment key" },

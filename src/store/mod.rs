@@ -26,7 +26,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
-pub const SCHEMA_VERSION: u64 = 11;
+pub const SCHEMA_VERSION: u64 = 13;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -60,6 +60,7 @@ const MIGRATIONS: &[Migration] = &[
     // `!task new` commands, and when outbox messages were first sent. A `!task new` left
     // unfinished by an older Boardroom reserves its number when it runs again.
     Migration { version: 11, name: "reserved task numbers and sent marks", run: |_| Ok(()) },
+    Migration { version: 13, name: "task facets", run: Store::index_task_facets },
 ];
 
 /// The database: shared, cheap to clone.

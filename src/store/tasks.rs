@@ -17,6 +17,49 @@ use crate::{
     error::{Error, Result},
 };
 
+/// What a task is found by in `slugfacetnum_task`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Facet {
+    /// Its column.
+    Status(String),
+    /// One of its assignees.
+    Assignee(String),
+    /// One of its labels.
+    Label(String),
+}
+
+impl Facet {
+    fn tag_and_value(&self) -> (&'static str, &str) {
+        match self {
+            Facet::Status(v) => ("s", v),
+            Facet::Assignee(v) => ("a", v),
+            Facet::Label(v) => ("l", v),
+        }
+    }
+}
+
+/// A task's facets; none when it is deleted.
+fn facets(task: &TaskRecord) -> std::collections::BTreeSet<Facet> {
+    let f = &task.fields;
+    if f.deleted {
+        return Default::default();
+    }
+    std::iter::once(Facet::Status(f.status.clone()))
+        .chain(f.assignees.iter().map(|u| Facet::Assignee(u.to_string())))
+        .chain(f.labels.iter().map(|l| Facet::Label(l.clone())))
+        .collect()
+}
+
+fn facet_prefix(slug: &str, facet: &Facet) -> Vec<u8> {
+    let (tag, value) = facet.tag_and_value();
+    KeyBuf::new().str(slug).str(tag).str(value).prefix()
+}
+
+fn facet_key(slug: &str, facet: &Facet, n: u64) -> Vec<u8> {
+    let (tag, value) = facet.tag_and_value();
+    KeyBuf::new().str(slug).str(tag).str(value).u64(n).build()
+}
+
 impl Store {
     /// The number the board's next task gets.
     pub fn next_task_number(&self, slug: &str) -> Result<u64> {
@@ -122,6 +165,17 @@ impl Store {
                 batch.put_cf(counts, count_key(&task.board, status), now.to_be_bytes());
             }
         }
+        // The facets move with the task too: the ones it lost out, the ones it got in.
+        let (was, is) = (before.as_ref().map(facets).unwrap_or_default(), facets(task));
+        if was != is {
+            let cf = super::cf(&db, maps::SLUGFACETNUM_TASK)?;
+            for f in was.difference(&is) {
+                batch.delete_cf(cf, facet_key(&task.board, f, n));
+            }
+            for f in is.difference(&was) {
+                batch.put_cf(cf, facet_key(&task.board, f, n), []);
+            }
+        }
         if let Some(command) = command {
             batch.put_cf(
                 super::cf(&db, maps::CMDEVENT_SLUGNUM)?,
@@ -224,6 +278,64 @@ impl Store {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// [`Self::tasks_page`] over the tasks with `facet` only, from the facet index: the
+    /// tasks of a column, an assignee or a label, by number.
+    pub fn tasks_page_by(
+        &self,
+        slug: &str,
+        facet: &Facet,
+        after: u64,
+        limit: usize,
+        budget: usize,
+        mut keep: impl FnMut(&TaskRecord) -> bool,
+    ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
+        let db = self.db()?;
+        let prefix = facet_prefix(slug, facet);
+        let start = facet_key(slug, facet, after.saturating_add(1));
+        let cf = super::cf(&db, maps::SLUGFACETNUM_TASK)?;
+        let mut out = Vec::new();
+        let mut read = 0;
+        let iter =
+            db.iterator_cf(cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, _) = item.map_err(Error::from)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let n = decode_u64(&k[prefix.len()..])?;
+            let Some(task) = self.task(slug, n)? else { continue };
+            read += 1;
+            if keep(&task) {
+                out.push(task);
+                if out.len() == limit {
+                    return Ok((out, None));
+                }
+            } else if read >= budget {
+                return Ok((out, Some(n)));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Fills `slugfacetnum_task` from the tasks already recorded (migration 13).
+    pub(crate) fn index_task_facets(&self) -> Result<()> {
+        let db = self.db()?;
+        self.clear_maps(&[maps::SLUGFACETNUM_TASK])?;
+        let cf = super::cf(&db, maps::SLUGFACETNUM_TASK)?;
+        let mut batch = WriteBatch::default();
+        for item in
+            db.iterator_cf(super::cf(&db, maps::SLUGNUM_TASK)?, rocksdb::IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            let task: TaskRecord = decode(&v)?;
+            for f in facets(&task) {
+                batch.put_cf(cf, facet_key(&task.board, &f, task.fields.number), []);
+            }
+        }
+        self.checked(db.write(batch))?;
         Ok(())
     }
 
@@ -721,6 +833,55 @@ mod tests {
         assert_eq!(store.column_count("launch", "doing").expect("count"), 0);
         assert_eq!(store.column_count("launch", "todo").expect("count"), 2);
         assert!(store.column_counts("other").expect("counts").is_empty());
+    }
+
+    #[test]
+    fn the_facet_index_follows_every_task_write_and_pages_by_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let numbers = |facet: &Facet, after: u64, limit: usize| {
+            let (page, next) =
+                store.tasks_page_by("launch", facet, after, limit, 1000, |_| true).expect("page");
+            (page.iter().map(|t| t.fields.number).collect::<Vec<_>>(), next)
+        };
+        for n in 1..=5 {
+            let mut t = task(n, &format!("$r{n}"));
+            if n % 2 == 0 {
+                t.fields.status = "doing".into();
+                t.fields.labels = vec!["bug".into()];
+            }
+            store.put_task(&t).expect("put");
+        }
+        let doing = Facet::Status("doing".into());
+        let bug = Facet::Label("bug".into());
+        let bob = Facet::Assignee("@bob:x".into());
+        assert_eq!(numbers(&doing, 0, 10), (vec![2, 4], None));
+        assert_eq!(numbers(&Facet::Status("todo".into()), 1, 10), (vec![3, 5], None));
+        assert_eq!(numbers(&Facet::Status("todo".into()), 0, 2).0, [1, 3]);
+        // A change moves its facets: out of the old column, into the new; labels and
+        // assignees as full sets.
+        let mut t = task(4, "$r4");
+        t.fields.status = "done".into();
+        t.fields.assignees = vec![ruma::owned_user_id!("@bob:x")];
+        store.put_task(&t).expect("change");
+        assert_eq!(numbers(&doing, 0, 10).0, [2]);
+        assert_eq!(numbers(&bug, 0, 10).0, [2], "#4 lost its label");
+        assert_eq!(numbers(&bob, 0, 10).0, [4]);
+        // A deleted task has none.
+        t.fields.deleted = true;
+        store.put_task(&t).expect("delete");
+        assert!(numbers(&bob, 0, 10).0.is_empty());
+        assert!(numbers(&Facet::Status("done".into()), 0, 10).0.is_empty());
+        // Another board's tasks are not found.
+        let mut other = task(1, "$o1");
+        other.board = "other".into();
+        other.fields.status = "doing".into();
+        store.put_task(&other).expect("put");
+        assert_eq!(numbers(&doing, 0, 10).0, [2]);
+        // Migration 13 rebuilds the same index from the records.
+        store.index_task_facets().expect("reindex");
+        assert_eq!(numbers(&doing, 0, 10).0, [2]);
+        assert_eq!(numbers(&bug, 0, 10).0, [2]);
     }
 
     #[test]

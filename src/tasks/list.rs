@@ -10,6 +10,7 @@ use crate::{
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
         task::{Comment, TaskRecord, validate_due},
     },
+    store::tasks::Facet,
 };
 
 use super::render::thread_link;
@@ -153,8 +154,20 @@ pub(crate) fn query(
             && filter.label.as_ref().is_none_or(|l| f.labels.contains(l))
             && due_before.as_ref().is_none_or(|d| f.due.as_ref().is_some_and(|due| due < d))
     };
-    let (tasks, stopped) =
-        ctx.store.tasks_page(&board.slug, after, limit + 1, QUERY_SCAN_BUDGET, keep)?;
+    // The most selective index at hand: a column, an assignee or a label; else every task.
+    let facet = if let Some(s) = &filter.status {
+        Some(Facet::Status(s.clone()))
+    } else if let Some(a) = &filter.assignee {
+        Some(Facet::Assignee(a.to_string()))
+    } else {
+        filter.label.clone().map(Facet::Label)
+    };
+    let (tasks, stopped) = match &facet {
+        Some(f) => {
+            ctx.store.tasks_page_by(&board.slug, f, after, limit + 1, QUERY_SCAN_BUDGET, keep)?
+        }
+        None => ctx.store.tasks_page(&board.slug, after, limit + 1, QUERY_SCAN_BUDGET, keep)?,
+    };
     let (tasks, next) = if tasks.len() > limit {
         let tasks: Vec<TaskRecord> = tasks.into_iter().take(limit).collect();
         let next = tasks.last().map(|t| t.fields.number);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 mod settings;
 
-pub use settings::{ApiClient, Settings, glob_match};
+pub use settings::{ApiClient, Settings, WebhookSource, glob_match, parse_public_key};
 
 /// Prefix of environment variables that override config keys:
 /// `BOARDROOM__<SECTION>__<KEY>`, for example `BOARDROOM__HOMESERVER__URL`.
@@ -37,6 +37,43 @@ pub struct Config {
     /// Limits on the HTTP connections Boardroom serves.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Signed webhooks: task apps and CI push task changes without a token.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Senders of signed webhooks (`POST /_boardroom/webhooks/v1/<name>`), each with its
+    /// ed25519 public key and its boards.
+    #[serde(default)]
+    pub sources: Vec<WebhookSourceConfig>,
+}
+
+/// `[[webhooks.sources]]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSourceConfig {
+    /// The source's name: the last segment of its URL, and the owner of the virtual users
+    /// it acts as (shared with an `[[api.clients]]` entry of the same name). 1 to 64 of
+    /// a-z 0-9 . _ -
+    pub name: String,
+    /// The sender's ed25519 public key, 32 bytes in base64 (`boardroom webhook-keygen`
+    /// prints one). Set this or `public_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// A file holding `public_key` (surrounding whitespace is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// The board slugs it may act on; `"*"` for every board. Must not be empty.
+    #[serde(default)]
+    pub boards: Vec<String>,
+    /// The most virtual users it may own (counted with those of an API client of the same
+    /// name); a delivery naming a new `actor` past this number is refused (403).
+    #[serde(default = "default_max_virtual_users")]
+    pub max_virtual_users: u64,
 }
 
 /// `[http]`: timeouts and the connection cap, applied to every listener.
@@ -457,6 +494,9 @@ mod example_drift {
         c.api.listen = Some("127.0.0.1:9010".into());
         for client in &mut c.api.clients {
             client.token_file = Some("x".into());
+        }
+        for source in &mut c.webhooks.sources {
+            source.public_key_file = Some("x".into());
         }
         let value = toml::Value::try_from(&c).expect("serialize");
         let mut keys = BTreeSet::new();

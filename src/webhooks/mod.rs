@@ -1,0 +1,343 @@
+//! Signed webhooks: `POST /_boardroom/webhooks/v1/{source}` lets a task app or CI push task
+//! changes into a board without a token. Each `[[webhooks.sources]]` entry has an ed25519
+//! public key; a delivery carries `X-Boardroom-Timestamp`, `X-Boardroom-Delivery` and
+//! `X-Boardroom-Signature` (over `timestamp + "." + body`, [`signature`]), and a body
+//! `{board, actor, action, …}` ([`body`]). The change is made as the virtual user `actor`
+//! (owned by the source's name, [`crate::actors`]) through the same operations as the chat
+//! commands and the HTTP API.
+//!
+//! Refusals change nothing: unknown source 404, missing or wrong signature or a timestamp
+//! more than five minutes off 401 `M_UNAUTHORIZED`, a board outside the source's list 403,
+//! a bad body 400; all before any virtual user is claimed.
+//!
+//! A delivery is applied once: its id is recorded with the answer in the synced write that
+//! queues its messages (`store::webhooks`), and a delivery id (or the same signed message
+//! under another id) seen before is answered 200 with the first answer, `"duplicate":
+//! true`, changing nothing. Every id a delivery's operations send with derives from the
+//! source and the delivery id, so a delivery applied but not recorded (a crash between the
+//! two) does the same thing once when the sender delivers it again.
+
+pub(crate) mod body;
+pub mod signature;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, Path, Request, State},
+    http::HeaderMap,
+    routing::post,
+};
+use ruma::{OwnedEventId, OwnedUserId};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use self::body::{Delivery, Fields};
+use crate::{
+    actors::{self, Owner},
+    boards::access,
+    config::WebhookSource,
+    context::Context,
+    domain::{
+        Action,
+        action::derived_txn_id,
+        now_ms,
+        op::{Actor, BoardRef, ClientScope, OpSpec, Refusal, Request as OpRequest},
+        task::Change,
+    },
+    error::{Error, RuleKind},
+    tasks::{
+        change::{self, CHANGE, TaskRef},
+        comments::{self, COMMENT},
+        create::{self, NEW},
+    },
+};
+
+/// The path, with the source's name last.
+pub const PATH: &str = "/_boardroom/webhooks/v1/{source}";
+
+/// The header with the delivery's unique id.
+pub const DELIVERY_HEADER: &str = "x-boardroom-delivery";
+
+/// The longest delivery id, in bytes.
+pub const MAX_DELIVERY_ID_BYTES: usize = 128;
+
+/// The largest body read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Shared by the handler.
+#[derive(Debug, Clone)]
+struct WebhookState {
+    ctx: Arc<Context>,
+    /// Deliveries being applied now (source, delivery id): the same delivery arriving
+    /// meanwhile is answered 409 rather than applied alongside.
+    in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+/// The webhook route.
+pub fn router(ctx: Arc<Context>) -> Router {
+    let state = WebhookState { ctx, in_flight: Arc::default() };
+    Router::new()
+        .route(PATH, post(handle).fallback(|| async { Error::MethodNotAllowed }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Takes a delivery out of [`WebhookState::in_flight`] when its handling ends.
+struct InFlight {
+    set: Arc<Mutex<HashSet<(String, String)>>>,
+    key: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.key);
+        }
+    }
+}
+
+async fn handle(
+    State(state): State<WebhookState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    request: Request<Body>,
+) -> Result<Json<Value>, Error> {
+    let settings = state.ctx.settings.clone();
+    let Some(src) = settings.webhook_sources.iter().find(|s| s.name == source) else {
+        return Err(Error::NotFound(format!("there is no webhook source `{source}`")));
+    };
+    let raw = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
+        Error::TooLarge
+    })?;
+    let signed = signature::verify(&src.public_key, &headers, &raw, now_ms()).inspect_err(|e| {
+        tracing::warn!(source = %src.name, error = %e, "webhook delivery refused");
+    })?;
+    let delivery = delivery_id(&headers)?;
+    let store = &state.ctx.store;
+    if let Some(seen) = store.webhook_delivery(&src.name, delivery)? {
+        tracing::info!(source = %src.name, delivery, "webhook delivery seen before; not applied again");
+        return Ok(Json(duplicate(seen.answer)));
+    }
+    if let Some(seen) = store.webhook_delivery_signed(&src.name, &signed.digest)? {
+        tracing::warn!(source = %src.name, delivery, first = %seen.delivery, "a signed webhook delivery sent again under another delivery id; not applied again");
+        return Ok(Json(duplicate(seen.answer)));
+    }
+    let parsed = Delivery::parse(&raw)?;
+    let key = (src.name.clone(), delivery.to_owned());
+    let _in_flight = {
+        let mut set =
+            state.in_flight.lock().map_err(|_| Error::Internal("webhook lock poisoned".into()))?;
+        if !set.insert(key.clone()) {
+            return Err(Error::Refused {
+                kind: RuleKind::Conflict,
+                sentence: format!("the delivery `{delivery}` is being applied; send it again later"),
+            });
+        }
+        InFlight { set: state.in_flight.clone(), key }
+    };
+    // Recorded meanwhile by a request that finished just before this one took the slot.
+    if let Some(seen) = store.webhook_delivery(&src.name, delivery)? {
+        return Ok(Json(duplicate(seen.answer)));
+    }
+    let ctx = state.ctx.for_requests();
+    let cause = cause_of(&src.name, delivery)?;
+    let (answer, actions) = apply(&ctx, src, &cause, &parsed).await.inspect_err(|e| {
+        tracing::info!(source = %src.name, delivery, action = parsed.action(), error = %e, "webhook delivery refused");
+    })?;
+    let mut answer = answer;
+    if let Value::Object(map) = &mut answer {
+        map.insert("delivery".into(), json!(delivery));
+        map.insert("action".into(), json!(parsed.action()));
+        map.insert("board".into(), json!(parsed.board()));
+    }
+    let mut encoded = Vec::with_capacity(actions.len());
+    for a in &actions {
+        encoded.push(serde_json::to_vec(a).map_err(|e| Error::Internal(e.to_string()))?);
+    }
+    store.record_webhook_delivery(&src.name, delivery, &signed.digest, &answer, &encoded)?;
+    if !encoded.is_empty() {
+        ctx.outbox_notify.notify_one();
+    }
+    tracing::info!(source = %src.name, delivery, action = parsed.action(), board = parsed.board(), "webhook delivery applied");
+    if let Value::Object(map) = &mut answer {
+        map.insert("duplicate".into(), json!(false));
+    }
+    Ok(Json(answer))
+}
+
+fn duplicate(mut answer: Value) -> Value {
+    if let Value::Object(map) = &mut answer {
+        map.insert("duplicate".into(), json!(true));
+    }
+    answer
+}
+
+/// `X-Boardroom-Delivery`: 1 to 128 visible ASCII characters.
+fn delivery_id(headers: &HeaderMap) -> Result<&str, Error> {
+    let id = headers
+        .get(DELIVERY_HEADER)
+        .ok_or_else(|| Error::MissingParam(format!("the header {DELIVERY_HEADER} is missing")))?
+        .to_str()
+        .ok()
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_DELIVERY_ID_BYTES
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            Error::InvalidParam(format!(
+                "{DELIVERY_HEADER} must be 1 to {MAX_DELIVERY_ID_BYTES} visible ASCII characters"
+            ))
+        })?;
+    Ok(id)
+}
+
+/// The cause every id of a delivery derives from: the source and the delivery id, hashed
+/// (a delivery id may hold any visible character).
+fn cause_of(source: &str, delivery: &str) -> Result<OwnedEventId, Error> {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(delivery.as_bytes());
+    let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    OwnedEventId::try_from(format!("$webhook.{hex}")).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// The cause of one change of a delivery that makes several, named by what it changes
+/// (`title`, `unassign @bob:example.org`, …): the same delivery applied again derives
+/// the same cause for the same change, whichever changes are left to make.
+fn sub_cause(cause: &ruma::EventId, what: &str) -> Result<OwnedEventId, Error> {
+    let hex: String = Sha256::digest(what.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    OwnedEventId::try_from(format!("{cause}.{hex}")).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// What a delivery's action needs of its actor, checked before its virtual user is
+/// claimed (so a refused delivery claims nothing).
+fn spec_of(d: &Delivery) -> &'static OpSpec {
+    match d {
+        Delivery::Create { .. } => &NEW,
+        Delivery::Update { .. } | Delivery::Delete { .. } => &CHANGE,
+        Delivery::Comment { .. } => &COMMENT,
+    }
+}
+
+/// Runs the delivery's action as its actor; the answer and the messages to queue.
+async fn apply(
+    ctx: &Context,
+    src: &WebhookSource,
+    cause: &OwnedEventId,
+    d: &Delivery,
+) -> Result<(Value, Vec<Action>), Error> {
+    let scope = ClientScope { name: src.name.clone(), boards: src.boards.clone() };
+    let slug = d.board();
+    // The rights check first, as the actor will be: a board outside the source's list is
+    // 403, an unknown one 404, before a virtual user is claimed.
+    let user_id = actors::user_id_of(ctx, d.actor())?;
+    let actor = Actor::virtual_user(user_id, scope.clone());
+    access::board(ctx, &actor, BoardRef::Slug(slug), spec_of(d))?;
+    let owner = Owner {
+        kind: "webhook source",
+        name: &src.name,
+        max_virtual_users: src.max_virtual_users,
+    };
+    let user_id = actors::virtual_user(ctx, owner, d.actor()).await?;
+    let actor = Actor::virtual_user(user_id, scope);
+    let req = OpRequest { actor: &actor, cause, seq: 0, room: None, thread: None };
+    let at = BoardRef::Slug(slug);
+    match d {
+        Delivery::Create { title, .. } => {
+            let done = create::create(ctx, &req, at, title).await?;
+            let number = done.value.fields.number;
+            let mut actions = done.actions;
+            let fields = d.fields();
+            if !fields.is_empty() {
+                actions.extend(update(ctx, &req, slug, number, None, &fields).await?);
+            }
+            let root = done.value.fields.root_event_id.clone();
+            Ok((json!({ "number": number, "root_event_id": root }), actions))
+        }
+        Delivery::Update { number, title, .. } => {
+            let actions = update(ctx, &req, slug, *number, title.as_deref(), &d.fields()).await?;
+            Ok((json!({ "number": number }), actions))
+        }
+        Delivery::Delete { number, .. } => {
+            let which = TaskRef::Number { at, number: *number };
+            let done = change::change(ctx, &req, which, &Change::Delete).await?;
+            Ok((json!({ "number": number }), done.actions))
+        }
+        Delivery::Comment { number, body, .. } => {
+            let txn_id = derived_txn_id(cause.as_str(), 0);
+            let event_id = comments::comment(ctx, &req, at, *number, body, &txn_id).await?;
+            Ok((json!({ "number": number, "event_id": event_id }), Vec::new()))
+        }
+    }
+}
+
+/// Changes task `number` to `title` and `fields` (each given one a full value: the
+/// assignees and labels are the full sets), one change per field that differs, each with
+/// a cause derived from the request's. A delivery applied again finds its fields set and
+/// changes nothing more.
+async fn update(
+    ctx: &Context,
+    req: &OpRequest<'_>,
+    slug: &str,
+    number: u64,
+    title: Option<&str>,
+    fields: &Fields,
+) -> Result<Vec<Action>, Error> {
+    let task = ctx
+        .store
+        .task(slug, number)?
+        .filter(|t| !t.fields.deleted)
+        .ok_or_else(|| Refusal::not_found(format!("There is no task #{number} on this board.")))
+        .map_err(Error::from)?;
+    let now = &task.fields;
+    let mut changes: Vec<(String, Change)> = Vec::new();
+    if let Some(t) = title
+        && t != now.title
+    {
+        changes.push(("title".into(), Change::Rename(t.to_owned())));
+    }
+    if let Some(s) = &fields.status
+        && *s != now.status
+    {
+        changes.push(("status".into(), Change::Status(s.clone())));
+    }
+    if let Some(want) = &fields.assignees {
+        let added: Vec<OwnedUserId> =
+            want.iter().filter(|u| !now.assignees.contains(u)).cloned().collect();
+        if !added.is_empty() {
+            changes.push(("assign".into(), Change::Assign(added)));
+        }
+        for gone in now.assignees.iter().filter(|u| !want.contains(u)) {
+            changes.push((format!("unassign {gone}"), Change::Unassign(gone.clone())));
+        }
+    }
+    if let Some(want) = &fields.labels {
+        let mut labels: Vec<(bool, String)> =
+            want.iter().filter(|l| !now.labels.contains(l)).map(|l| (true, l.clone())).collect();
+        labels.extend(now.labels.iter().filter(|l| !want.contains(l)).map(|l| (false, l.clone())));
+        if !labels.is_empty() {
+            changes.push(("labels".into(), Change::Label(labels)));
+        }
+    }
+    if let Some(due) = &fields.due
+        && *due != now.due
+    {
+        changes.push(("due".into(), Change::Due(due.clone())));
+    }
+    let mut actions = Vec::new();
+    for (what, c) in &changes {
+        let cause = sub_cause(req.cause, what)?;
+        let sub = OpRequest { cause: &cause, ..*req };
+        let which = TaskRef::Number { at: BoardRef::Slug(slug), number };
+        let done = change::change(ctx, &sub, which, c).await?;
+        actions.extend(done.actions);
+    }
+    Ok(actions)
+}

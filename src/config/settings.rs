@@ -338,7 +338,10 @@ pub fn parse_public_key(text: &str) -> std::result::Result<ed25519_dalek::Verify
         .decode(text)
         .map_err(|e| format!("not base64 (an ed25519 public key is 32 bytes in base64): {e}"))?;
     let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-        format!("{} bytes; an ed25519 public key is 32 bytes (44 characters of base64)", bytes.len())
+        format!(
+            "{} bytes; an ed25519 public key is 32 bytes (44 characters of base64)",
+            bytes.len()
+        )
     })?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .map_err(|_| "not an ed25519 public key (not a point of the curve)".to_owned())?;

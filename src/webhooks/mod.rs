@@ -111,9 +111,9 @@ async fn handle(
     let Some(src) = settings.webhook_sources.iter().find(|s| s.name == source) else {
         return Err(Error::NotFound(format!("there is no webhook source `{source}`")));
     };
-    let raw = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
-        Error::TooLarge
-    })?;
+    let raw = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Error::TooLarge)?;
     let signed = signature::verify(&src.public_key, &headers, &raw, now_ms()).inspect_err(|e| {
         tracing::warn!(source = %src.name, error = %e, "webhook delivery refused");
     })?;
@@ -135,7 +135,9 @@ async fn handle(
         if !set.insert(key.clone()) {
             return Err(Error::Refused {
                 kind: RuleKind::Conflict,
-                sentence: format!("the delivery `{delivery}` is being applied; send it again later"),
+                sentence: format!(
+                    "the delivery `{delivery}` is being applied; send it again later"
+                ),
             });
         }
         InFlight { set: state.in_flight.clone(), key }
@@ -212,7 +214,8 @@ fn cause_of(source: &str, delivery: &str) -> Result<OwnedEventId, Error> {
 /// (`title`, `unassign @bob:example.org`, …): the same delivery applied again derives
 /// the same cause for the same change, whichever changes are left to make.
 fn sub_cause(cause: &ruma::EventId, what: &str) -> Result<OwnedEventId, Error> {
-    let hex: String = Sha256::digest(what.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hex: String =
+        Sha256::digest(what.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
     OwnedEventId::try_from(format!("{cause}.{hex}")).map_err(|e| Error::Internal(e.to_string()))
 }
 
@@ -240,11 +243,8 @@ async fn apply(
     let user_id = actors::user_id_of(ctx, d.actor())?;
     let actor = Actor::virtual_user(user_id, scope.clone());
     access::board(ctx, &actor, BoardRef::Slug(slug), spec_of(d))?;
-    let owner = Owner {
-        kind: "webhook source",
-        name: &src.name,
-        max_virtual_users: src.max_virtual_users,
-    };
+    let owner =
+        Owner { kind: "webhook source", name: &src.name, max_virtual_users: src.max_virtual_users };
     let user_id = actors::virtual_user(ctx, owner, d.actor()).await?;
     let actor = Actor::virtual_user(user_id, scope);
     let req = OpRequest { actor: &actor, cause, seq: 0, room: None, thread: None };

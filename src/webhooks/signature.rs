@@ -76,9 +76,9 @@ pub fn verify(
             MAX_SKEW.as_secs()
         )));
     }
-    let bytes = base64().decode(signature.trim()).map_err(|_| {
-        Error::Unauthorized(format!("{SIGNATURE_HEADER} is not base64"))
-    })?;
+    let bytes = base64()
+        .decode(signature.trim())
+        .map_err(|_| Error::Unauthorized(format!("{SIGNATURE_HEADER} is not base64")))?;
     let bytes: [u8; 64] = bytes.as_slice().try_into().map_err(|_| {
         Error::Unauthorized(format!(
             "{SIGNATURE_HEADER} has {} bytes; an ed25519 signature has 64",

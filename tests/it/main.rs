@@ -17,3 +17,4 @@ mod security_faults;
 mod security_limits;
 mod security_trust;
 mod tasks;
+mod webhooks;

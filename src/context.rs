@@ -37,6 +37,25 @@ pub struct Context {
 }
 
 impl Context {
+    /// Queues `actions` in the durable outbox (one write) and wakes its worker: for
+    /// operations run outside the inbound queue (an API request, a webhook), whose
+    /// caller is answered once this returns.
+    pub fn send_later(&self, actions: &[crate::domain::Action]) -> crate::Result<()> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(actions.len());
+        for a in actions {
+            encoded.push(
+                serde_json::to_vec(a)
+                    .map_err(|e| crate::Error::Internal(format!("action: {e}")))?,
+            );
+        }
+        self.store.enqueue_outbound(&encoded)?;
+        self.outbox_notify.notify_one();
+        Ok(())
+    }
+
     /// How Boardroom speaks for `actor` to the homeserver: a virtual user through the
     /// appservice (identity assertion), a Matrix user with their own token. `None` for a
     /// Matrix user without one (a chat command's sender): Boardroom cannot act as them.

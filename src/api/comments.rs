@@ -6,21 +6,17 @@ use axum::{
     extract::{Path, State},
     http::HeaderMap,
 };
-use ruma::{OwnedEventId, OwnedTransactionId, TransactionId};
+use ruma::OwnedEventId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::{
-    ApiBody, ApiState,
+    ApiBody, ApiState, Cause,
     auth::Caller,
     route::{Documented, serialized},
 };
-use crate::{
-    domain::op::{BoardRef, Request},
-    error::Error,
-    tasks::comments,
-};
+use crate::{domain::op::BoardRef, error::Error, tasks::comments};
 
 /// A new comment (the request body).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,22 +63,11 @@ pub(crate) async fn add(
         .parse()
         .map_err(|_| Error::InvalidParam(format!("`{number}` is not a task number")))?;
     let actor = caller.actor();
-    let client = actor.client.as_ref().map_or("", |c| c.name.as_str());
     // A client retrying with the same Idempotency-Key gets the same event.
-    let txn_id: OwnedTransactionId = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 128)
-        .map(|k| format!("api.{client}.{slug}.{n}.{k}").into())
-        .unwrap_or_else(TransactionId::new);
-    let cause = api_cause(&txn_id)?;
-    let req = Request { actor: &actor, cause: &cause, seq: 0, room: None, thread: None };
+    let cause = Cause::of(&headers, &actor, &format!("{slug}.{n}"))?;
+    let req = cause.request(&actor);
     let ctx = state.request_ctx();
-    let event_id = comments::comment(&ctx, &req, BoardRef::Slug(&slug), n, &text, &txn_id).await?;
+    let event_id =
+        comments::comment(&ctx, &req, BoardRef::Slug(&slug), n, &text, &cause.txn_id).await?;
     Ok(Json(Created { event_id }))
-}
-
-/// The cause of an API request, for operations that derive ids from their cause.
-fn api_cause(txn_id: &TransactionId) -> Result<OwnedEventId, Error> {
-    OwnedEventId::try_from(format!("$api.{txn_id}")).map_err(|e| Error::Internal(e.to_string()))
 }

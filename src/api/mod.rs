@@ -12,6 +12,7 @@ pub(crate) mod members;
 pub(crate) mod notifications;
 pub(crate) mod openapi;
 pub(crate) mod route;
+pub(crate) mod tasks;
 
 use std::{marker::PhantomData, sync::Arc};
 
@@ -26,7 +27,13 @@ use route::Route;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::{context::Context, error::Error};
+use sha2::Digest;
+
+use crate::{
+    context::Context,
+    domain::op::{Actor, Request as OpRequest},
+    error::Error,
+};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/_boardroom/api/v1";
@@ -58,6 +65,46 @@ pub(crate) fn routes() -> Vec<Route> {
             )
             .path_param("slug", slug())
             .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::get("/_boardroom/api/v1/boards/{slug}/tasks", tasks::list)
+            .summary(
+                "The board's tasks by number, filtered by status, assignee, label, due date",
+                "A page",
+            )
+            .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::post("/_boardroom/api/v1/boards/{slug}/tasks", tasks::create)
+            .summary("Create a task, as !task new does", "The task, created")
+            .path_param("slug", slug())
+            .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)")
+            .conflict(TASKS_ROOM_CONFLICT),
+        Route::get("/_boardroom/api/v1/boards/{slug}/tasks/{number}", tasks::get)
+            .summary("One task", "The task")
+            .path_param("slug", slug())
+            .path_param("number", json!({ "type": "integer" }))
+            .not_found("M_NOT_FOUND: no such board or task"),
+        Route::patch("/_boardroom/api/v1/boards/{slug}/tasks/{number}", tasks::patch)
+            .summary(
+                "Change any of a task's fields in one request, as the !task commands do",
+                "The task, changed",
+            )
+            .path_param("slug", slug())
+            .path_param("number", json!({ "type": "integer" }))
+            .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
+            .not_found("M_NOT_FOUND: no such board or task")
+            .conflict(TASKS_ROOM_CONFLICT),
+        Route::delete("/_boardroom/api/v1/boards/{slug}/tasks/{number}", tasks::delete)
+            .summary("Delete a task (its creator or a board admin)", "The task, deleted")
+            .path_param("slug", slug())
+            .path_param("number", json!({ "type": "integer" }))
+            .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
+            .not_found("M_NOT_FOUND: no such board or task")
+            .conflict(TASKS_ROOM_CONFLICT),
+        Route::get("/_boardroom/api/v1/boards/{slug}/tasks/{number}/comments", tasks::comments)
+            .summary("A task's comments, oldest first", "A page")
+            .path_param("slug", slug())
+            .path_param("number", json!({ "type": "integer" }))
+            .not_found("M_NOT_FOUND: no such board or task"),
         Route::post("/_boardroom/api/v1/boards/{slug}/tasks/{number}/comments", comments::add)
             .summary(
                 "Add a comment to a task as the client's virtual user (client tokens only)",
@@ -67,9 +114,12 @@ pub(crate) fn routes() -> Vec<Route> {
             .path_param("number", json!({ "type": "integer" }))
             .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
             .not_found("M_NOT_FOUND: no such board or task")
-            .conflict("M_UNKNOWN: the board's tasks room was upgraded and waits for an admin to give Boardroom power there"),
+            .conflict(TASKS_ROOM_CONFLICT),
     ]
 }
+
+/// Why a change to a board's tasks can be refused with 409.
+const TASKS_ROOM_CONFLICT: &str = "M_UNKNOWN: the task is deleted, the change changes nothing (DELETE of a deleted task), or the board's tasks room was upgraded and waits for an admin to give Boardroom power there";
 
 /// Shared by the handlers.
 #[derive(Clone, Debug)]
@@ -91,6 +141,41 @@ impl ApiState {
     /// after a few quick retries ([`Context::for_requests`]).
     pub fn request_ctx(&self) -> Context {
         self.ctx.for_requests()
+    }
+}
+
+/// What caused an API request that changes something: the transaction id its messages
+/// go out with and the cause its operation derives ids from. With an `Idempotency-Key`
+/// header, both come from the caller, the request's target and the key, so a retry does
+/// what the first attempt did, once; without one, they are new.
+#[derive(Debug, Clone)]
+pub(crate) struct Cause {
+    /// The Matrix transaction id.
+    pub(crate) txn_id: ruma::OwnedTransactionId,
+    /// The cause, as the operations take it.
+    pub(crate) event_id: ruma::OwnedEventId,
+}
+
+impl Cause {
+    /// The cause of a request by `actor` to `what` (its target, such as `launch.7`).
+    pub(crate) fn of(headers: &http::HeaderMap, actor: &Actor, what: &str) -> Result<Self, Error> {
+        let who = actor.client.as_ref().map_or(actor.user_id.as_str(), |c| c.name.as_str());
+        let txn_id: ruma::OwnedTransactionId = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty() && k.len() <= 128)
+            .map(|k| format!("api.{who}.{what}.{k}").into())
+            .unwrap_or_else(ruma::TransactionId::new);
+        let digest = sha2::Sha256::digest(txn_id.as_str().as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let event_id = ruma::OwnedEventId::try_from(format!("$api.{hex}"))
+            .map_err(|e| Error::Internal(format!("cause: {e}")))?;
+        Ok(Self { txn_id, event_id })
+    }
+
+    /// The operations' request for `actor`.
+    pub(crate) fn request<'a>(&'a self, actor: &'a Actor) -> OpRequest<'a> {
+        OpRequest { actor, cause: &self.event_id, seq: 0, room: None, thread: None }
     }
 }
 

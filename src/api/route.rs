@@ -283,7 +283,7 @@ impl Route {
     }
 
     /// A `PUT` route.
-    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
+    #[expect(dead_code, reason = "the member routes use it next; remove this then")]
     pub(crate) fn put<H, T, A>(path: &'static str, handler: H) -> Route
     where
         H: Handler<T, ApiState> + Endpoint<A>,
@@ -293,7 +293,6 @@ impl Route {
     }
 
     /// A `PATCH` route.
-    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
     pub(crate) fn patch<H, T, A>(path: &'static str, handler: H) -> Route
     where
         H: Handler<T, ApiState> + Endpoint<A>,
@@ -303,7 +302,6 @@ impl Route {
     }
 
     /// A `DELETE` route.
-    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
     pub(crate) fn delete<H, T, A>(path: &'static str, handler: H) -> Route
     where
         H: Handler<T, ApiState> + Endpoint<A>,

@@ -37,7 +37,8 @@ fn not_a_member(slug: &str, op: &OpSpec) -> Refusal {
     Refusal::forbidden(format!("Only members of the board {slug} can {}.", op.doing))
 }
 
-fn in_scope(actor: &Actor, slug: &str) -> OpResult<()> {
+/// Whether an API client (or webhook source) may act on `slug`; a Matrix user always may.
+pub(crate) fn in_scope(actor: &Actor, slug: &str) -> OpResult<()> {
     match &actor.client {
         Some(client) if !client.may_act_on(slug) => Err(Refusal::forbidden(format!(
             "The API client {} may not act on the board {slug}.",
@@ -98,13 +99,18 @@ pub(crate) fn check(
 }
 
 /// Whether `actor` may create boards: Matrix users matched by
-/// `permissions.board_creators`.
+/// `permissions.board_creators`, and clients with `create_boards` (as their virtual user).
 pub(crate) fn may_create_boards(ctx: &Context, actor: &Actor) -> OpResult<()> {
     let user = actor.user_id();
-    if actor.client.is_none() && ctx.settings.is_board_creator(user) {
-        return Ok(());
+    match &actor.client {
+        None if ctx.settings.is_board_creator(user) => Ok(()),
+        None => Err(Refusal::forbidden(format!(
+            "{user} may not create boards: only users listed in permissions.board_creators can."
+        ))),
+        Some(c) if c.create_boards => Ok(()),
+        Some(c) => Err(Refusal::forbidden(format!(
+            "The API client {} may not create boards: its create_boards is not set.",
+            c.name
+        ))),
     }
-    Err(Refusal::forbidden(format!(
-        "{user} may not create boards: only users listed in permissions.board_creators can."
-    )))
 }

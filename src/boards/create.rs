@@ -56,6 +56,7 @@ pub(crate) async fn create(
     input: &NewBoard,
 ) -> OpResult<CreatedBoard> {
     access::may_create_boards(ctx, req.actor)?;
+    access::in_scope(req.actor, &input.slug)?;
     let settings = &ctx.settings;
     let (slug, name, sender) = (input.slug.as_str(), input.name.as_str(), req.actor.user_id());
     if let Err(why) = validate_slug(slug) {
@@ -170,6 +171,16 @@ pub(crate) async fn create(
     index_created_members(ctx, &space, Some(slug)).await?;
     for (room_id, _) in &rooms {
         index_created_members(ctx, room_id, None).await?;
+    }
+    // A client's virtual user, the owner, joins what it was invited to (a Matrix user
+    // accepts the invites in their client).
+    if req.actor.client.is_some()
+        && let Some(intent) = ctx.intent_of(req.actor)
+    {
+        intent.join(&space).await?;
+        for (room_id, _) in &rooms {
+            intent.join(room_id).await?;
+        }
     }
     let general = alias(ctx, &room_alias_localpart(prefix, slug, "general"))?;
     let tasks = alias(ctx, &room_alias_localpart(prefix, slug, "tasks"))?;

@@ -15,7 +15,7 @@ use crate::{
         Action,
         op::{Actor, BoardRef, Refusal, Request},
     },
-    tasks::{self, change::TaskRef},
+    tasks::{self, change::TaskRef, create::NewTask},
 };
 
 /// Most tasks `!task list` reads: more than one message can show (the rest are counted).
@@ -123,12 +123,15 @@ async fn run_task(
     command: TaskCommand,
 ) -> Outcome {
     match command {
-        TaskCommand::New(title) => match tasks::create::create(ctx, req, here, &title).await {
-            Ok(done) => {
-                Outcome { reply: Some(render::task_created(&done.value)), actions: done.actions }
+        TaskCommand::New(title) => {
+            match tasks::create::create(ctx, req, here, &NewTask::titled(title)).await {
+                Ok(done) => Outcome {
+                    reply: Some(render::task_created(&done.value)),
+                    actions: done.actions,
+                },
+                Err(refusal) => refused(&refusal, task::NEW.usage, "!task new"),
             }
-            Err(refusal) => refused(&refusal, task::NEW.usage, "!task new"),
-        },
+        }
         TaskCommand::Change { number, change, usage } => {
             let which = match (number, req.thread) {
                 (Some(number), _) => TaskRef::Number { at: here, number },
@@ -309,23 +312,29 @@ mod tests {
             room: None,
             thread: None,
         };
-        let refusal = tasks::create::create(ctx, &req, BoardRef::Slug("launch"), "Sneaky")
-            .await
-            .expect_err("a non-member is refused");
+        let refusal =
+            tasks::create::create(ctx, &req, BoardRef::Slug("launch"), &NewTask::titled("Sneaky"))
+                .await
+                .expect_err("a non-member is refused");
         let sentence = "Only members of the board launch can create tasks.";
         assert_eq!(refusal.sentence(), sentence);
         assert_eq!(refusal.status_and_kind().0, http::StatusCode::FORBIDDEN);
         assert_eq!(refusal.status_and_kind().1.errcode().to_string(), "M_FORBIDDEN");
         // The same, whether the board is named by slug or by one of its rooms; and a board
         // that does not exist reads the same to an outsider as one they are not on.
-        let in_room =
-            tasks::create::create(ctx, &req, BoardRef::Room(room_id!("!space:localhost")), "x")
+        let in_room = tasks::create::create(
+            ctx,
+            &req,
+            BoardRef::Room(room_id!("!space:localhost")),
+            &NewTask::titled("x"),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(in_room.sentence(), sentence);
+        let nowhere =
+            tasks::create::create(ctx, &req, BoardRef::Slug("nowhere"), &NewTask::titled("x"))
                 .await
                 .expect_err("refused");
-        assert_eq!(in_room.sentence(), sentence);
-        let nowhere = tasks::create::create(ctx, &req, BoardRef::Slug("nowhere"), "x")
-            .await
-            .expect_err("refused");
         assert_eq!(nowhere.sentence(), "Only members of the board nowhere can create tasks.");
         assert_eq!(
             said.reply.expect("a reply").plain,

@@ -1,7 +1,9 @@
 //! `!task …` and `!board columns`: tasks in the board's `tasks` room.
 
 use super::{CommandSpec, ParseError, malformed, user};
-use crate::domain::task::{Change, validate_due, validate_label};
+#[cfg(test)]
+use crate::domain::task::MAX_TITLE_CHARS;
+use crate::domain::task::{Change, validate_due, validate_label, validate_title};
 
 spec!(
     NEW,
@@ -102,19 +104,9 @@ pub(crate) enum TaskCommand {
     List(Option<String>),
 }
 
-/// The longest title a task may have, in characters: the root message, the state event
-/// and every list that shows it stay small.
-pub(crate) const MAX_TITLE_CHARS: usize = 256;
-
 fn title(spec: &CommandSpec, words: &[&str]) -> Result<String, ParseError> {
     let t = words.join(" ");
-    let n = t.chars().count();
-    if n > MAX_TITLE_CHARS {
-        return Err(malformed(
-            spec,
-            format!("a title has at most {MAX_TITLE_CHARS} characters; this one has {n}"),
-        ));
-    }
+    validate_title(&t).map_err(|why| malformed(spec, why))?;
     Ok(t)
 }
 

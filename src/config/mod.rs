@@ -173,6 +173,10 @@ pub struct ApiClientConfig {
     /// anything reaches the homeserver.
     #[serde(default = "default_max_virtual_users")]
     pub max_virtual_users: u64,
+    /// Whether it may create boards (`POST /boards`); its virtual user becomes the new
+    /// board's owner.
+    #[serde(default)]
+    pub create_boards: bool,
 }
 
 /// Default of `api.clients[].max_virtual_users`.

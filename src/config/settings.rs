@@ -60,6 +60,8 @@ pub struct ApiClient {
     pub boards: Vec<String>,
     /// The most virtual users it may own.
     pub max_virtual_users: u64,
+    /// Whether it may create boards.
+    pub create_boards: bool,
 }
 
 impl ApiClient {
@@ -245,6 +247,7 @@ impl Config {
                 token,
                 boards: c.boards.clone(),
                 max_virtual_users: c.max_virtual_users,
+                create_boards: c.create_boards,
             });
         }
 

@@ -37,6 +37,8 @@ pub struct ClientScope {
     pub name: String,
     /// The board slugs it may act on; `"*"` for every board.
     pub boards: Vec<String>,
+    /// Whether it may create boards.
+    pub create_boards: bool,
 }
 
 impl ClientScope {
@@ -48,7 +50,7 @@ impl ClientScope {
 
 impl From<&ApiClient> for ClientScope {
     fn from(c: &ApiClient) -> Self {
-        Self { name: c.name.clone(), boards: c.boards.clone() }
+        Self { name: c.name.clone(), boards: c.boards.clone(), create_boards: c.create_boards }
     }
 }
 
@@ -131,6 +133,19 @@ pub struct Request<'a> {
     pub room: Option<&'a RoomId>,
     /// The thread the request was written in (a chat command in a thread).
     pub thread: Option<&'a EventId>,
+}
+
+impl<'a> Request<'a> {
+    /// A request that only reads: nothing derives from its cause.
+    pub fn read(actor: &'a Actor) -> Self {
+        Request {
+            actor,
+            cause: ruma::event_id!("$read.boardroom"),
+            seq: 0,
+            room: None,
+            thread: None,
+        }
+    }
 }
 
 /// Which board an operation acts on.

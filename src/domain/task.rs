@@ -192,6 +192,22 @@ pub fn apply(task: &mut TaskEventContent, change: &Change) -> Result<String, Str
     }
 }
 
+/// The longest title a task may have, in characters: the root message, the state event
+/// and every list that shows it stay small.
+pub const MAX_TITLE_CHARS: usize = 256;
+
+/// Checks a title: not blank, at most [`MAX_TITLE_CHARS`] characters.
+pub fn validate_title(t: &str) -> Result<(), String> {
+    if t.trim().is_empty() {
+        return Err("a title must not be blank".into());
+    }
+    let n = t.chars().count();
+    if n > MAX_TITLE_CHARS {
+        return Err(format!("a title has at most {MAX_TITLE_CHARS} characters; this one has {n}"));
+    }
+    Ok(())
+}
+
 /// Checks a due date: `YYYY-MM-DD`, a real day.
 pub fn validate_due(s: &str) -> Result<String, String> {
     let bad = || format!("`{s}` is not a date such as 2026-12-31");

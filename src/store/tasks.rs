@@ -227,6 +227,80 @@ impl Store {
         Ok(())
     }
 
+    /// Tasks of board `slug` numbered above `after`, by number, that `keep` accepts: at
+    /// most `limit`, reading at most `budget` records. The second value is the number read
+    /// last when the budget ran out first (resume after it), `None` when the board's tasks
+    /// were read to the end or `limit` was reached.
+    pub fn tasks_page(
+        &self,
+        slug: &str,
+        after: u64,
+        limit: usize,
+        budget: usize,
+        mut keep: impl FnMut(&TaskRecord) -> bool,
+    ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
+        let db = self.db()?;
+        let prefix = KeyBuf::new().str(slug).prefix();
+        let start = KeyBuf::new().str(slug).u64(after.saturating_add(1)).build();
+        let cf = super::cf(&db, maps::SLUGNUM_TASK)?;
+        let mut out = Vec::new();
+        let mut read = 0;
+        let iter =
+            db.iterator_cf(cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(Error::from)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let task: TaskRecord = decode(&v)?;
+            read += 1;
+            if keep(&task) {
+                out.push(task);
+                if out.len() == limit {
+                    return Ok((out, None));
+                }
+            } else if read >= budget {
+                return Ok((out, Some(task.fields.number)));
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// A task's comments, oldest first: `limit` of them after the first `skip`.
+    pub fn comments_page(
+        &self,
+        slug: &str,
+        n: u64,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Comment>> {
+        let db = self.db()?;
+        let prefix = KeyBuf::new().str(slug).u64(n).prefix();
+        let cf = super::cf(&db, maps::SLUGNUMTS_COMMENT)?;
+        let mut out = Vec::with_capacity(limit);
+        for item in scan(&db, cf, &prefix).skip(skip).take(limit) {
+            let (_, v) = item?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// How many comments a task has.
+    pub fn comment_count(&self, slug: &str, n: u64) -> Result<u64> {
+        let db = self.db()?;
+        let prefix = KeyBuf::new().str(slug).u64(n).prefix();
+        let cf = super::cf(&db, maps::SLUGNUMTS_COMMENT)?;
+        let mut count = 0;
+        for item in db.prefix_iterator_cf(cf, &prefix) {
+            let (k, _) = item.map_err(Error::from)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Records a comment (or its edit).
     pub fn put_comment(&self, slug: &str, n: u64, comment: &Comment) -> Result<()> {
         let db = self.db()?;

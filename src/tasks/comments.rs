@@ -20,7 +20,7 @@ use crate::{
     context::Context,
     domain::{
         mention,
-        op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
+        op::{Actor, BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
         task::Comment,
     },
     matrix::Intent,
@@ -35,8 +35,9 @@ pub(crate) const COMMENT: OpSpec =
 /// and formatted_body, with pills) and must stay under the 65,536 bytes of a Matrix event.
 pub(crate) const MAX_COMMENT_BYTES: usize = 16_000;
 
-/// Posts `text` as a comment on task `number` of the board `at`, as the actor's virtual
-/// user (it joins the board and its tasks room first). `txn_id` makes a retry post it
+/// Posts `text` as a comment on task `number` of the board `at`, as the actor: a client's
+/// virtual user (it joins the board and its tasks room first), or a Matrix user with their
+/// own token (they join the tasks room if they have not). `txn_id` makes a retry post it
 /// once.
 pub(crate) async fn comment(
     ctx: &Context,
@@ -46,11 +47,6 @@ pub(crate) async fn comment(
     text: &str,
     txn_id: &TransactionId,
 ) -> OpResult<OwnedEventId> {
-    if req.actor.client.is_none() {
-        return Err(Refusal::forbidden(
-            "comments through the API need a client token; Matrix users comment from their client",
-        ));
-    }
     if text.trim().is_empty() {
         return Err(Refusal::invalid("body must not be empty"));
     }
@@ -69,8 +65,10 @@ pub(crate) async fn comment(
         .ok_or_else(|| Refusal::not_found(format!("no task {slug}#{number}")))?;
     let room = writable_tasks_room(ctx, slug)?;
     let user = req.actor.user_id();
-    let intent = Intent::user(ctx.client.clone(), user.to_owned());
-    ensure_joined(ctx, &intent, &board.space_id, &room, user).await?;
+    let intent = ctx.intent_of(req.actor).ok_or_else(|| {
+        Refusal::forbidden("Boardroom can comment only as a virtual user or with your own token")
+    })?;
+    ensure_joined(ctx, req.actor, &intent, &board.space_id, &room).await?;
 
     let mut mentioned = mention::resolve(&[], None, text, &RoomAudience::new(&ctx.store, &room))?;
     mentioned.remove(user);
@@ -92,15 +90,18 @@ pub(crate) async fn comment(
     Ok(event_id)
 }
 
-/// The virtual user joins the board (its space, invited by the bot) and its tasks room.
+/// The actor joins `room` of the board whose space is `space`: a virtual user joins the
+/// space first (invited by the bot); a Matrix user is a member of the space already (the
+/// rights check said so) and joins the room with their own token.
 async fn ensure_joined(
     ctx: &Context,
+    actor: &Actor,
     intent: &Intent,
     space: &RoomId,
     room: &RoomId,
-    user: &UserId,
 ) -> OpResult<()> {
-    if ctx.store.membership(space, user)? != Some(MembershipState::Join) {
+    let user = actor.user_id();
+    if actor.client.is_some() && ctx.store.membership(space, user)? != Some(MembershipState::Join) {
         if ctx.store.membership(space, user)? != Some(MembershipState::Invite)
             && let Err(e) = Intent::bot(ctx.client.clone()).invite(space, user).await
         {

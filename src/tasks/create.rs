@@ -2,7 +2,7 @@
 //! `dev.boardroom.task` state event; its number is reserved before anything is sent.
 
 use ruma::{
-    OwnedEventId, RoomId,
+    OwnedEventId, OwnedUserId, RoomId,
     events::{Mentions, room::message::RoomMessageEventContent},
 };
 
@@ -17,9 +17,10 @@ use crate::{
         action::derived_txn_id,
         board::BoardRecord,
         now_ms,
-        op::{BoardRef, Done, OpResult, OpSpec, Permission, Request},
-        task::{TaskEventContent, TaskRecord},
+        op::{BoardRef, Done, OpResult, OpSpec, Permission, Refusal, Request},
+        task::{TaskEventContent, TaskRecord, validate_due, validate_label, validate_title},
     },
+    notifications::notify,
 };
 
 /// `!task new`.
@@ -37,36 +38,101 @@ pub(crate) struct TaskCreated {
     pub link: String,
 }
 
-/// Creates a task titled `title` on the board `at`, in its first column. The same request
-/// run again answers as the first time.
+/// A task to create: a title, and optionally its column (the board's first otherwise),
+/// assignees, labels and due date.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NewTask {
+    /// Its title.
+    pub title: String,
+    /// Its column.
+    pub status: Option<String>,
+    /// Who it is assigned to (each a board member; they are notified).
+    pub assignees: Vec<OwnedUserId>,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// Its due date, `YYYY-MM-DD`.
+    pub due: Option<String>,
+}
+
+impl NewTask {
+    /// A task with a title and nothing else.
+    pub(crate) fn titled(title: impl Into<String>) -> Self {
+        Self { title: title.into(), ..Self::default() }
+    }
+}
+
+/// Creates a task on the board `at`. The same request run again answers as the first
+/// time.
 pub(crate) async fn create(
     ctx: &Context,
     req: &Request<'_>,
     at: BoardRef<'_>,
-    title: &str,
+    input: &NewTask,
 ) -> OpResult<Done<TaskCreated>> {
     let board = access::board(ctx, req.actor, at, &NEW)?;
+    let input = checked(ctx, &board, input)?;
     let room = writable_tasks_room(ctx, &board.slug)?;
     let lock = ctx.task_locks.get(&board.slug);
     let guard = lock.lock().await;
     // The same request run again after a crash: its task exists; answer as the first time.
     let fields = match ctx.store.task_created_by(req.cause)? {
         Some(done) => done.fields,
-        None => create_task(ctx, req, &board, &room, title).await?,
+        None => create_task(ctx, req, &board, &room, &input).await?,
     };
     drop(guard);
     let number = fields.number;
     let link = thread_link(ctx, &room, &fields.root_event_id);
-    let feed = feed_entry(
-        &room,
-        &fields.root_event_id,
-        None,
-        format!("{} created {}#{number}", req.actor.user_id(), board.slug),
-        &[],
-        req.cause,
-        1,
-    );
+    let sender = req.actor.user_id();
+    // The assigned hear of it: in the feed (a mention) and in their inbox.
+    let notify: Vec<OwnedUserId> =
+        fields.assignees.iter().filter(|u| *u != sender).cloned().collect();
+    let mut said = format!("{sender} created {}#{number}", board.slug);
+    if !notify.is_empty() {
+        let names: Vec<&str> = notify.iter().map(|u| u.as_str()).collect();
+        said.push_str(&format!(" and assigned {}", names.join(", ")));
+        let text = format!("{sender} assigned you {}#{number}: {}", board.slug, fields.title);
+        notify::on_assignment(ctx, req, &board.slug, &room, &fields.root_event_id, &notify, &text)?;
+    }
+    let feed = feed_entry(&room, &fields.root_event_id, None, said, &notify, req.cause, 1);
     Ok(Done { value: TaskCreated { slug: board.slug, fields, link }, actions: vec![feed] })
+}
+
+/// `input` checked against the board: a valid title, an existing column, members as
+/// assignees, valid labels and date; labels and assignees without repeats.
+fn checked(ctx: &Context, board: &BoardRecord, input: &NewTask) -> OpResult<NewTask> {
+    validate_title(&input.title).map_err(|why| Refusal::invalid(format!("{why}.")))?;
+    if let Some(c) = &input.status
+        && !board.columns.contains(c)
+    {
+        return Err(Refusal::invalid(format!(
+            "There is no column {c}; the columns are: {}.",
+            board.columns.join(", ")
+        )));
+    }
+    let mut assignees: Vec<OwnedUserId> = Vec::new();
+    for u in &input.assignees {
+        if !ctx.store.is_board_member(&board.slug, u)? {
+            return Err(Refusal::invalid(format!(
+                "{u} is not a member of the board {}.",
+                board.slug
+            )));
+        }
+        if !assignees.contains(u) {
+            assignees.push(u.clone());
+        }
+    }
+    let mut labels: Vec<String> = Vec::new();
+    for l in &input.labels {
+        validate_label(l).map_err(|why| Refusal::invalid(format!("{why}.")))?;
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+    }
+    let due = match &input.due {
+        Some(d) => Some(validate_due(d).map_err(|why| Refusal::invalid(format!("{why}.")))?),
+        None => None,
+    };
+    Ok(NewTask { title: input.title.clone(), status: input.status.clone(), assignees, labels, due })
 }
 
 /// Makes the board's next task: its root in the tasks room, its state event, its record.
@@ -76,10 +142,10 @@ async fn create_task(
     req: &Request<'_>,
     board: &BoardRecord,
     room: &RoomId,
-    title: &str,
+    input: &NewTask,
 ) -> OpResult<TaskEventContent> {
     let (number, reserved_before) = ctx.store.reserve_task_number(&board.slug, req.cause)?;
-    match make_task(ctx, req, board, room, title, number, reserved_before).await {
+    match make_task(ctx, req, board, room, input, number, reserved_before).await {
         Ok(fields) => Ok(fields),
         Err(e) => {
             // Failed for good (a crash leaves the reservation for the command's next run).
@@ -98,18 +164,18 @@ async fn make_task(
     req: &Request<'_>,
     board: &BoardRecord,
     room: &RoomId,
-    title: &str,
+    input: &NewTask,
     number: u64,
     reserved_before: bool,
 ) -> OpResult<TaskEventContent> {
-    let column = board.columns.first().cloned().unwrap_or_else(|| "todo".into());
+    let first = board.columns.first().cloned().unwrap_or_else(|| "todo".into());
     let mut fields = TaskEventContent {
         number,
-        title: title.to_owned(),
-        status: column,
-        assignees: Vec::new(),
-        labels: Vec::new(),
-        due: None,
+        title: input.title.clone(),
+        status: input.status.clone().unwrap_or(first),
+        assignees: input.assignees.clone(),
+        labels: input.labels.clone(),
+        due: input.due.clone(),
         root_event_id: OwnedEventId::try_from("$pending")
             .map_err(|e| crate::Error::Internal(e.to_string()))?,
         created_by: req.actor.user_id.clone(),

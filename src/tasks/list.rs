@@ -1,9 +1,15 @@
-//! `!task list`: a board's tasks by column, with whole counts.
+//! `!task list`: a board's tasks by column, with whole counts; and the queries of the HTTP
+//! API: tasks by filter, one task, a task's comments.
+
+use ruma::OwnedUserId;
 
 use crate::{
     boards::access,
     context::Context,
-    domain::op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
+    domain::{
+        op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
+        task::{Comment, TaskRecord, validate_due},
+    },
 };
 
 use super::render::thread_link;
@@ -85,4 +91,117 @@ pub(crate) fn list(
         read < limit
     })?;
     Ok(TaskList { board_name: board.name, columns })
+}
+
+/// Which tasks a query returns: each `Some` must hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskFilter {
+    /// In this column.
+    pub status: Option<String>,
+    /// Assigned to this user.
+    pub assignee: Option<OwnedUserId>,
+    /// With this label.
+    pub label: Option<String>,
+    /// Due before this day (`YYYY-MM-DD`); tasks without a due date are left out.
+    pub due_before: Option<String>,
+}
+
+/// Records read at most for one page of a query: a page may come short, with a cursor,
+/// when the filter skips many.
+pub(crate) const QUERY_SCAN_BUDGET: usize = 1000;
+
+/// A page of a query.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskPage {
+    /// The tasks, by number, each with its comment count.
+    pub tasks: Vec<(TaskRecord, u64)>,
+    /// Resume after this number; `None` on the last page.
+    pub next: Option<u64>,
+}
+
+/// Tasks of the board `at` that `filter` accepts, by number, after number `after`: at
+/// most `limit` (1 to 100). Deleted tasks are left out.
+pub(crate) fn query(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    filter: &TaskFilter,
+    after: u64,
+    limit: usize,
+) -> OpResult<TaskPage> {
+    let board = access::board(ctx, req.actor, at, &LIST)?;
+    if !(1..=100).contains(&limit) {
+        return Err(Refusal::invalid("limit is 1 to 100"));
+    }
+    if let Some(c) = &filter.status
+        && !board.columns.contains(c)
+    {
+        return Err(Refusal::invalid(format!(
+            "There is no column {c}; the columns are: {}.",
+            board.columns.join(", ")
+        )));
+    }
+    let due_before = match &filter.due_before {
+        Some(d) => Some(validate_due(d).map_err(|why| Refusal::invalid(format!("{why}.")))?),
+        None => None,
+    };
+    let keep = |t: &TaskRecord| {
+        let f = &t.fields;
+        !f.deleted
+            && filter.status.as_ref().is_none_or(|s| *s == f.status)
+            && filter.assignee.as_ref().is_none_or(|u| f.assignees.contains(u))
+            && filter.label.as_ref().is_none_or(|l| f.labels.contains(l))
+            && due_before.as_ref().is_none_or(|d| f.due.as_ref().is_some_and(|due| due < d))
+    };
+    let (tasks, stopped) =
+        ctx.store.tasks_page(&board.slug, after, limit + 1, QUERY_SCAN_BUDGET, keep)?;
+    let (tasks, next) = if tasks.len() > limit {
+        let tasks: Vec<TaskRecord> = tasks.into_iter().take(limit).collect();
+        let next = tasks.last().map(|t| t.fields.number);
+        (tasks, next)
+    } else {
+        (tasks, stopped)
+    };
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let comments = ctx.store.comment_count(&board.slug, t.fields.number)?;
+        out.push((t, comments));
+    }
+    Ok(TaskPage { tasks: out, next })
+}
+
+/// One task of the board `at`, with its comment count; a deleted task is none.
+pub(crate) fn get(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    number: u64,
+) -> OpResult<(TaskRecord, u64)> {
+    let board = access::board(ctx, req.actor, at, &LIST)?;
+    let task =
+        ctx.store.task(&board.slug, number)?.filter(|t| !t.fields.deleted).ok_or_else(|| {
+            Refusal::not_found(format!("There is no task #{number} on this board."))
+        })?;
+    let comments = ctx.store.comment_count(&board.slug, number)?;
+    Ok((task, comments))
+}
+
+/// A task's comments, oldest first: `limit` (1 to 100) after the first `skip`, and how
+/// many to skip for the next page (`None` on the last).
+pub(crate) fn comments(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    number: u64,
+    skip: usize,
+    limit: usize,
+) -> OpResult<(Vec<Comment>, Option<usize>)> {
+    let (task, _) = get(ctx, req, at, number)?;
+    if !(1..=100).contains(&limit) {
+        return Err(Refusal::invalid("limit is 1 to 100"));
+    }
+    let mut page = ctx.store.comments_page(&task.board, number, skip, limit + 1)?;
+    let next = (page.len() > limit).then_some(skip + limit);
+    page.truncate(limit);
+    Ok((page, next))
 }

@@ -5,8 +5,7 @@ use ruma::OwnedUserId;
 use serde::{Deserialize, Deserializer};
 
 use crate::{
-    commands::task::MAX_TITLE_CHARS,
-    domain::task::{validate_due, validate_label},
+    domain::task::{validate_due, validate_label, validate_title},
     error::Error,
     tasks::comments::MAX_COMMENT_BYTES,
 };
@@ -209,16 +208,7 @@ impl Delivery {
 }
 
 fn check_title(title: &str) -> Result<(), Error> {
-    let n = title.chars().count();
-    if title.trim().is_empty() {
-        return Err(Error::InvalidParam("title must not be empty".into()));
-    }
-    if n > MAX_TITLE_CHARS {
-        return Err(Error::InvalidParam(format!(
-            "a title has at most {MAX_TITLE_CHARS} characters; this one has {n}"
-        )));
-    }
-    Ok(())
+    validate_title(title).map_err(Error::InvalidParam)
 }
 
 fn check_fields(fields: &Fields) -> Result<(), Error> {
@@ -302,7 +292,7 @@ mod tests {
             assert!(matches!(e, Error::BadJson(_)), "{bad}: {e:?}");
         }
         for (bad, says) in [
-            (json!({"board": "b", "actor": "ci", "action": "task.create", "title": " "}), "empty"),
+            (json!({"board": "b", "actor": "ci", "action": "task.create", "title": " "}), "blank"),
             (
                 json!({"board": "b", "actor": "ci", "action": "task.create",
                        "title": "é".repeat(257)}),

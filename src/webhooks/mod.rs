@@ -32,7 +32,7 @@ use axum::{
     http::HeaderMap,
     routing::post,
 };
-use ruma::{OwnedEventId, OwnedUserId};
+use ruma::OwnedEventId;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -46,14 +46,14 @@ use crate::{
         Action,
         action::derived_txn_id,
         now_ms,
-        op::{Actor, BoardRef, ClientScope, OpSpec, Refusal, Request as OpRequest},
+        op::{Actor, BoardRef, ClientScope, OpSpec, Request as OpRequest},
         task::Change,
     },
     error::{Error, RuleKind},
     tasks::{
-        change::{self, CHANGE, TaskRef},
+        change::{self, CHANGE, TaskRef, TaskUpdate},
         comments::{self, COMMENT},
-        create::{self, NEW},
+        create::{self, NEW, NewTask},
     },
 };
 
@@ -210,15 +210,6 @@ fn cause_of(source: &str, delivery: &str) -> Result<OwnedEventId, Error> {
     OwnedEventId::try_from(format!("$webhook.{hex}")).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// The cause of one change of a delivery that makes several, named by what it changes
-/// (`title`, `unassign @bob:example.org`, …): the same delivery applied again derives
-/// the same cause for the same change, whichever changes are left to make.
-fn sub_cause(cause: &ruma::EventId, what: &str) -> Result<OwnedEventId, Error> {
-    let hex: String =
-        Sha256::digest(what.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
-    OwnedEventId::try_from(format!("{cause}.{hex}")).map_err(|e| Error::Internal(e.to_string()))
-}
-
 /// What a delivery's action needs of its actor, checked before its virtual user is
 /// claimed (so a refused delivery claims nothing).
 fn spec_of(d: &Delivery) -> &'static OpSpec {
@@ -236,7 +227,9 @@ async fn apply(
     cause: &OwnedEventId,
     d: &Delivery,
 ) -> Result<(Value, Vec<Action>), Error> {
-    let scope = ClientScope { name: src.name.clone(), boards: src.boards.clone() };
+    // A webhook source creates no boards.
+    let scope =
+        ClientScope { name: src.name.clone(), boards: src.boards.clone(), create_boards: false };
     let slug = d.board();
     // The rights check first, as the actor will be: a board outside the source's list is
     // 403, an unknown one 404, before a virtual user is claimed.
@@ -251,19 +244,25 @@ async fn apply(
     let at = BoardRef::Slug(slug);
     match d {
         Delivery::Create { title, .. } => {
-            let done = create::create(ctx, &req, at, title).await?;
-            let number = done.value.fields.number;
-            let mut actions = done.actions;
-            let fields = d.fields();
-            if !fields.is_empty() {
-                actions.extend(update(ctx, &req, slug, number, None, &fields).await?);
-            }
-            let root = done.value.fields.root_event_id.clone();
-            Ok((json!({ "number": number, "root_event_id": root }), actions))
+            let Fields { status, assignees, labels, due } = d.fields();
+            let input = NewTask {
+                title: title.clone(),
+                status,
+                assignees: assignees.unwrap_or_default(),
+                labels: labels.unwrap_or_default(),
+                due: due.flatten(),
+            };
+            let done = create::create(ctx, &req, at, &input).await?;
+            let fields = &done.value.fields;
+            let answer = json!({ "number": fields.number, "root_event_id": fields.root_event_id });
+            Ok((answer, done.actions))
         }
         Delivery::Update { number, title, .. } => {
-            let actions = update(ctx, &req, slug, *number, title.as_deref(), &d.fields()).await?;
-            Ok((json!({ "number": number }), actions))
+            let Fields { status, assignees, labels, due } = d.fields();
+            let update = TaskUpdate { title: title.clone(), status, assignees, labels, due };
+            let which = TaskRef::Number { at, number: *number };
+            let done = change::update(ctx, &req, which, &update).await?;
+            Ok((json!({ "number": number }), done.actions))
         }
         Delivery::Delete { number, .. } => {
             let which = TaskRef::Number { at, number: *number };
@@ -276,68 +275,4 @@ async fn apply(
             Ok((json!({ "number": number, "event_id": event_id }), Vec::new()))
         }
     }
-}
-
-/// Changes task `number` to `title` and `fields` (each given one a full value: the
-/// assignees and labels are the full sets), one change per field that differs, each with
-/// a cause derived from the request's. A delivery applied again finds its fields set and
-/// changes nothing more.
-async fn update(
-    ctx: &Context,
-    req: &OpRequest<'_>,
-    slug: &str,
-    number: u64,
-    title: Option<&str>,
-    fields: &Fields,
-) -> Result<Vec<Action>, Error> {
-    let task = ctx
-        .store
-        .task(slug, number)?
-        .filter(|t| !t.fields.deleted)
-        .ok_or_else(|| Refusal::not_found(format!("There is no task #{number} on this board.")))
-        .map_err(Error::from)?;
-    let now = &task.fields;
-    let mut changes: Vec<(String, Change)> = Vec::new();
-    if let Some(t) = title
-        && t != now.title
-    {
-        changes.push(("title".into(), Change::Rename(t.to_owned())));
-    }
-    if let Some(s) = &fields.status
-        && *s != now.status
-    {
-        changes.push(("status".into(), Change::Status(s.clone())));
-    }
-    if let Some(want) = &fields.assignees {
-        let added: Vec<OwnedUserId> =
-            want.iter().filter(|u| !now.assignees.contains(u)).cloned().collect();
-        if !added.is_empty() {
-            changes.push(("assign".into(), Change::Assign(added)));
-        }
-        for gone in now.assignees.iter().filter(|u| !want.contains(u)) {
-            changes.push((format!("unassign {gone}"), Change::Unassign(gone.clone())));
-        }
-    }
-    if let Some(want) = &fields.labels {
-        let mut labels: Vec<(bool, String)> =
-            want.iter().filter(|l| !now.labels.contains(l)).map(|l| (true, l.clone())).collect();
-        labels.extend(now.labels.iter().filter(|l| !want.contains(l)).map(|l| (false, l.clone())));
-        if !labels.is_empty() {
-            changes.push(("labels".into(), Change::Label(labels)));
-        }
-    }
-    if let Some(due) = &fields.due
-        && *due != now.due
-    {
-        changes.push(("due".into(), Change::Due(due.clone())));
-    }
-    let mut actions = Vec::new();
-    for (what, c) in &changes {
-        let cause = sub_cause(req.cause, what)?;
-        let sub = OpRequest { cause: &cause, ..*req };
-        let which = TaskRef::Number { at: BoardRef::Slug(slug), number };
-        let done = change::change(ctx, &sub, which, c).await?;
-        actions.extend(done.actions);
-    }
-    Ok(actions)
 }

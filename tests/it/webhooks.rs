@@ -207,7 +207,26 @@ async fn a_signed_webhook_creates_changes_and_comments_once_as_the_sources_virtu
     assert_eq!(state["assignees"], json!(["@alice:localhost"]));
     assert_eq!(state["labels"], json!(["release"]));
     assert_eq!(state["due"], "2026-12-31");
-    message(&s.alice, &s.demo_tasks, &bot, &format!("{ci_user} assigned @alice:localhost")).await;
+    // One feed entry in the thread lists every change, by the virtual user.
+    let (feed, thread) = message(&s.alice, &s.demo_tasks, &bot, "assigned @alice:localhost").await;
+    assert_eq!(thread.as_ref(), Some(&root));
+    let feed_body = s
+        .alice
+        .timeline(&s.demo_tasks)
+        .await
+        .iter()
+        .filter_map(|r| r.deserialize().ok())
+        .find_map(|e: AnyTimelineEvent| match e {
+            AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
+                MessageLikeEvent::Original(m),
+            )) if m.event_id == feed => Some(m.content.body().to_owned()),
+            _ => None,
+        })
+        .expect("the feed entry");
+    assert!(feed_body.starts_with(ci_user), "{feed_body}");
+    for said in ["Ship 1.4.1", "doing", "release", "2026-12-31"] {
+        assert!(feed_body.contains(said), "the feed entry says {said}: {feed_body}");
+    }
     let (status, again) = s.send("ci", &update).await;
     assert_eq!((status, again["duplicate"].as_bool()), (200, Some(true)), "{again}");
 

@@ -422,6 +422,57 @@ mod tests {
     }
 
     #[test]
+    fn webhook_sources_need_a_name_an_ed25519_key_and_boards() {
+        const KEY: &str = "psyHm9YaYkK9HSj1+eVJvMABSPyog2xuaRLZoAqklWs=";
+        let source = |body: &str| format!("{MINIMAL}\n[[webhooks.sources]]\n{body}\n");
+        let ok = format!("name = \"ci\"\npublic_key = \"{KEY}\"\nboards = [\"demo\"]");
+        let s = load(&source(&ok), &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.webhook_sources[0].name, "ci");
+        assert_eq!(s.webhook_sources[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
+        // Unpadded base64, and a key from a file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ci.pub");
+        std::fs::write(&file, format!("  {}\n", KEY.trim_end_matches('='))).expect("write");
+        let from_file = format!(
+            "name = \"ci\"\npublic_key_file = {:?}\nboards = [\"*\"]",
+            file.display().to_string()
+        );
+        let s = load(&source(&from_file), &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.webhook_sources[0].public_key.to_bytes(), {
+            let from_inline = load(&source(&ok), &[]).expect("p").validate().expect("v");
+            from_inline.webhook_sources[0].public_key.to_bytes()
+        });
+        let twice = format!("{}[[webhooks.sources]]\n{ok}\n", source(&ok));
+        let weak = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; // the identity point
+        for (text, key, says) in [
+            (source(&ok.replace("\"ci\"", "\"CI\"")), "webhooks.sources[0].name", "a-z"),
+            (twice, "webhooks.sources[1].name", "names another source"),
+            (source(&ok.replace("[\"demo\"]", "[]")), "webhooks.sources[0].boards", "at least"),
+            (source(&ok.replace(KEY, "c2hvcnQ=")), "webhooks.sources[0].public_key", "5 bytes"),
+            (source(&ok.replace(KEY, "not base64!")), "webhooks.sources[0].public_key", "base64"),
+            (source(&ok.replace(KEY, weak)), "webhooks.sources[0].public_key", "weak"),
+            (
+                source(&format!("{ok}\npublic_key_file = \"/x\"")),
+                "webhooks.sources[0].public_key",
+                "not both",
+            ),
+            (
+                source("name = \"ci\"\nboards = [\"demo\"]"),
+                "webhooks.sources[0].public_key",
+                "missing",
+            ),
+        ] {
+            match load(&text, &[]).expect("parses").validate() {
+                Err(Error::Config { key: k, problem }) => {
+                    assert_eq!(k, key, "{problem}");
+                    assert!(problem.contains(says), "{key}: {problem}");
+                }
+                other => panic!("{key}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn http_limits_have_defaults_take_env_strings_and_refuse_zero() {
         let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
         assert_eq!(s.raw.http.header_read_timeout_secs, 10);

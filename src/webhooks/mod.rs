@@ -276,3 +276,41 @@ async fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::Request;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use crate::{Config, app::App};
+
+    async fn post(router: &axum::Router, path: &str) -> (u16, Value) {
+        let req = Request::post(path).body(Body::from("{}")).expect("request");
+        let resp = router.clone().oneshot(req).await.expect("answer");
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json"))
+    }
+
+    /// Webhooks are served where the HTTP API is: with the appservice API when they share
+    /// a listener, and on the API's own listener (`api.listen`) but not the appservice's.
+    #[tokio::test]
+    async fn webhooks_are_served_with_the_http_api_and_unsigned_deliveries_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = "[[webhooks.sources]]\nname = \"ci\"\n\
+                     public_key = \"psyHm9YaYkK9HSj1+eVJvMABSPyog2xuaRLZoAqklWs=\"\n\
+                     boards = [\"demo\"]\n";
+        let config = Config::offline(&dir.path().join("db"), extra).expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        for router in [app.router(), app.api_router()] {
+            let (status, body) = post(&router, "/_boardroom/webhooks/v1/ci").await;
+            assert_eq!((status, body["errcode"].as_str()), (401, Some("M_UNAUTHORIZED")), "{body}");
+            let (status, body) = post(&router, "/_boardroom/webhooks/v1/nope").await;
+            assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "{body}");
+        }
+        let (status, body) = post(&app.appservice_router(), "/_boardroom/webhooks/v1/ci").await;
+        assert_eq!((status, body["errcode"].as_str()), (404, Some("M_UNRECOGNIZED")), "{body}");
+    }
+}

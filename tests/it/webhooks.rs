@@ -315,3 +315,29 @@ async fn webhook_refusals_change_nothing() {
     assert_eq!((status, body["number"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(s.task_state(&s.demo_tasks, 1).await.expect("state")["title"], "Forged");
 }
+
+/// `boardroom webhook-keygen` needs no config, and prints a private key whose signatures
+/// verify with the public key it prints, the form `check-config` takes.
+#[test]
+fn webhook_keygen_prints_a_key_pair_that_signs_and_verifies_without_a_config() {
+    let out = std::process::Command::new(crate::harness::boardroom_exe())
+        .args(["--config", "/nonexistent/boardroom.toml", "webhook-keygen"])
+        .output()
+        .expect("run boardroom webhook-keygen");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_owned()
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    let seed: [u8; 32] =
+        engine.decode(value("private_key")).expect("base64").try_into().expect("32 bytes");
+    let public = boardroom::config::parse_public_key(&value("public_key")).expect("public key");
+    let signature = SigningKey::from_bytes(&seed).sign(b"1780000000000.{}");
+    public.verify_strict(b"1780000000000.{}", &signature).expect("the pair matches");
+    assert!(text.contains("-----BEGIN PRIVATE KEY-----"), "{text}");
+}

@@ -253,6 +253,15 @@ async fn a_signed_webhook_creates_changes_and_comments_once_as_the_sources_virtu
         })
         .count();
     assert_eq!(posted, 1, "the comment is posted once");
+
+    // task.delete: the virtual user created the task, so it may delete it.
+    let delete = Delivery::new(
+        "release-4",
+        &json!({"board": "demo", "actor": "deploy-bot", "action": "task.delete", "number": 1}),
+    );
+    let (status, body) = s.send("ci", &delete).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.task_state(&s.demo_tasks, 1).await.expect("state")["deleted"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 //! `X-Boardroom-User`. A caller sees only boards it belongs to.
 
 pub mod auth;
+pub(crate) mod boards;
 pub(crate) mod comments;
 pub(crate) mod members;
 pub(crate) mod notifications;
@@ -58,13 +59,37 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("Mark one entry read", "Marked (0 if it was read already)")
             .path_param("id", json!({ "type": "integer" }))
             .not_found("M_NOT_FOUND: not in the caller's inbox, or (for a client) of a board outside its scope"),
-        Route::get("/_boardroom/api/v1/boards/{slug}/members", members::autocomplete)
+        Route::get("/_boardroom/api/v1/boards", boards::list)
+            .summary("The caller's boards", "By slug"),
+        Route::post("/_boardroom/api/v1/boards", boards::create)
             .summary(
-                "Mention autocomplete: members whose localpart or display name starts with q",
-                "At most 20 members",
+                "Create a board, as !board create (clients with create_boards, as their virtual user)",
+                "The board, created",
+            )
+            .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
+            .conflict("M_UNKNOWN: the slug is in use"),
+        Route::get("/_boardroom/api/v1/boards/{slug}", boards::get)
+            .summary("A board: its rooms, columns with task counts, the caller's role", "The board")
+            .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::get("/_boardroom/api/v1/boards/{slug}/members", members::list)
+            .summary(
+                "Every member page by page, or with q, mention autocomplete (members whose localpart or display name starts with q)",
+                "Members",
             )
             .path_param("slug", slug())
             .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::put("/_boardroom/api/v1/boards/{slug}/members/{user_id}", members::invite)
+            .summary("Invite a user to the board, as !board invite (board admins)", "Invited")
+            .path_param("slug", slug())
+            .path_param("user_id", json!({ "type": "string" }))
+            .not_found("M_NOT_FOUND: no such board (within a client's scope), or no such user")
+            .conflict("M_UNKNOWN: already a member, or banned"),
+        Route::delete("/_boardroom/api/v1/boards/{slug}/members/{user_id}", members::remove)
+            .summary("Remove a member from the board and its private rooms, as !board remove", "Removed")
+            .path_param("slug", slug())
+            .path_param("user_id", json!({ "type": "string" }))
+            .not_found("M_NOT_FOUND: no such board (within a client's scope), or not a member"),
         Route::get("/_boardroom/api/v1/boards/{slug}/tasks", tasks::list)
             .summary(
                 "The board's tasks by number, filtered by status, assignee, label, due date",

@@ -550,7 +550,9 @@ mod tests {
         // The path with its parameters filled in, `wrong` with a value that is no integer.
         let path_of = |template: &str, wrong: Option<&str>| {
             let mut path = template.to_owned();
-            for (name, value) in [("slug", "launch"), ("id", "1"), ("number", "1")] {
+            for (name, value) in
+                [("slug", "launch"), ("id", "1"), ("number", "1"), ("user_id", "@bob:localhost")]
+            {
                 let value = if wrong == Some(name) { "abc" } else { value };
                 path = path.replace(&format!("{{{name}}}"), value);
             }
@@ -580,8 +582,11 @@ mod tests {
             }
             // The inbox's routes need nothing but the caller; the others name a board or an
             // entry this store does not have.
-            let expected = match route.path.rsplit('/').next() {
-                Some("openapi.json" | "notifications" | "unread_count" | "read_all") => 200,
+            let expected = match (method, route.path.rsplit('/').next()) {
+                (_, Some("openapi.json" | "notifications" | "unread_count" | "read_all")) => 200,
+                ("GET", Some("boards")) => 200,
+                // This client may not create boards.
+                ("POST", Some("boards")) => 403,
                 _ => 404,
             };
             assert_eq!(status, expected, "{method} {path}: {answer}");

@@ -283,7 +283,6 @@ impl Route {
     }
 
     /// A `PUT` route.
-    #[expect(dead_code, reason = "the member routes use it next; remove this then")]
     pub(crate) fn put<H, T, A>(path: &'static str, handler: H) -> Route
     where
         H: Handler<T, ApiState> + Endpoint<A>,

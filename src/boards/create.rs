@@ -34,6 +34,8 @@ pub(crate) struct NewBoard {
     pub slug: String,
     /// Its display name.
     pub name: String,
+    /// The topic of its space; a default naming the board when `None`.
+    pub topic: Option<String>,
 }
 
 /// The board, created.
@@ -85,9 +87,11 @@ pub(crate) async fn create(
         RoomSpec {
             alias_localpart: space_alias_localpart(prefix, slug),
             name: name.to_owned(),
-            topic: format!(
-                "Task board {name} ({slug}), run by Boardroom. Send !help in any of its rooms."
-            ),
+            topic: input.topic.clone().unwrap_or_else(|| {
+                format!(
+                    "Task board {name} ({slug}), run by Boardroom. Send !help in any of its rooms."
+                )
+            }),
             space: true,
             initial_state: vec![
                 InitialStateEvent::with_empty_state_key(board_state.clone()).to_raw_any(),

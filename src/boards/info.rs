@@ -1,13 +1,13 @@
 //! `!board info`: a board's rooms, members and roles, and its tasks per column.
 
-use ruma::{OwnedRoomAliasId, OwnedUserId, events::room::member::MembershipState};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, events::room::member::MembershipState};
 
 use super::{access, rooms::alias};
 use crate::{
     context::Context,
     domain::{
         board::{BoardRecord, Role, RoomKind, room_alias_localpart},
-        op::{BoardRef, OpResult, OpSpec, Permission, Request},
+        op::{Actor, BoardRef, OpResult, OpSpec, Permission, Request},
     },
 };
 
@@ -38,6 +38,8 @@ pub(crate) struct RoomInfo {
     pub private: bool,
     /// Its alias.
     pub alias: OwnedRoomAliasId,
+    /// Its id.
+    pub room_id: OwnedRoomId,
 }
 
 /// One of a board's members.
@@ -56,9 +58,9 @@ pub(crate) fn info(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResu
     let board = access::board(ctx, req.actor, at, &INFO)?;
     let prefix = &ctx.settings.raw.appservice.namespace_prefix;
     let mut rooms = Vec::new();
-    for (_, r) in ctx.store.rooms_of(&board.slug)? {
+    for (room_id, r) in ctx.store.rooms_of(&board.slug)? {
         let alias = alias(ctx, &room_alias_localpart(prefix, &board.slug, &r.name))?;
-        rooms.push(RoomInfo { name: r.name, kind: r.kind, private: r.private, alias });
+        rooms.push(RoomInfo { name: r.name, kind: r.kind, private: r.private, alias, room_id });
     }
     let mut members: Vec<MemberInfo> = ctx
         .store
@@ -80,4 +82,28 @@ pub(crate) fn info(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResu
         columns.push((c.clone(), ctx.store.column_count(&board.slug, c)?));
     }
     Ok(BoardInfo { board, rooms, members, columns })
+}
+
+/// The boards `actor` is on, with their role: a Matrix user's joined boards; a client's
+/// boards within its scope.
+pub(crate) fn mine(ctx: &Context, actor: &Actor) -> OpResult<Vec<(BoardRecord, Role)>> {
+    let boards = match &actor.client {
+        None => {
+            let mut out = Vec::new();
+            for slug in ctx.store.boards_of(&actor.user_id)? {
+                if let Some(b) = ctx.store.board(&slug)? {
+                    out.push(b);
+                }
+            }
+            out
+        }
+        Some(c) => ctx.store.boards()?.into_iter().filter(|b| c.may_act_on(&b.slug)).collect(),
+    };
+    Ok(boards
+        .into_iter()
+        .map(|b| {
+            let role = b.role_of(&actor.user_id);
+            (b, role)
+        })
+        .collect())
 }

@@ -163,3 +163,33 @@ pub(crate) fn search(
     }
     Ok(found)
 }
+
+/// A page of the board's joined members (Boardroom's own users left out), by user id:
+/// `limit` (1 to 100) after the first `skip`, and the `skip` of the next page.
+pub(crate) fn list(
+    ctx: &Context,
+    req: &Request<'_>,
+    at: BoardRef<'_>,
+    skip: usize,
+    limit: usize,
+) -> OpResult<(Vec<FoundMember>, Option<usize>)> {
+    let board = access::board(ctx, req.actor, at, &SEARCH)?;
+    if !(1..=100).contains(&limit) {
+        return Err(Refusal::invalid("limit is 1 to 100"));
+    }
+    let mut joined: Vec<OwnedUserId> = ctx
+        .store
+        .members(&board.space_id)?
+        .into_iter()
+        .filter(|(u, m)| *m == MembershipState::Join && !ctx.settings.is_ours(u))
+        .map(|(u, _)| u)
+        .collect();
+    joined.sort();
+    let next = (joined.len() > skip + limit).then_some(skip + limit);
+    let mut page = Vec::with_capacity(limit);
+    for user_id in joined.into_iter().skip(skip).take(limit) {
+        let display_name = ctx.store.member(&board.space_id, &user_id)?.and_then(|(_, name)| name);
+        page.push(FoundMember { role: board.role_of(&user_id), user_id, display_name });
+    }
+    Ok((page, next))
+}

@@ -88,7 +88,7 @@ async fn run_board(
 ) -> Outcome {
     match command {
         BoardCommand::Create { slug, name } => {
-            let input = boards::create::NewBoard { slug, name };
+            let input = boards::create::NewBoard { slug, name, topic: None };
             let done = boards::create::create(ctx, req, &input).await;
             answer(
                 done.map(|c| render::board_created(&c, req)),

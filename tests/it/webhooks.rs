@@ -1,8 +1,9 @@
 //! End-to-end, against a real Synapse: signed webhooks. A delivery signed with the source's
 //! ed25519 key creates, changes and comments on tasks as the source's virtual user, with
 //! the same state event, root and thread a chat command makes; a delivery sent again is
-//! applied once; a wrong signature, a stale timestamp, an unknown source and a board
-//! outside the source's list are refused and change nothing.
+//! applied once; a wrong signature, a stale timestamp, an unknown source, a board outside
+//! the source's list and another owner's virtual user are refused and change nothing. A
+//! source and an API client of the same name share their virtual users.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +36,14 @@ board_creators = ["@alice:localhost"]
 name = "ci"
 public_key = "{public}"
 boards = ["demo"]
+[[api.clients]]
+name = "ci"
+token = "ci-client-token"
+boards = ["demo"]
+[[api.clients]]
+name = "tracker"
+token = "tracker-client-token"
+boards = ["*"]
 "#
     )
 }
@@ -86,6 +95,24 @@ impl Setup {
             .send()
             .await
             .expect("webhook request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The API's unread count of the virtual user `user`, asked with a client token: 200
+    /// when the client owns (or may claim) the virtual user.
+    async fn api_as(&self, token: &str, user: &str) -> (u16, Value) {
+        let url = format!(
+            "http://{}/_boardroom/api/v1/notifications/unread_count",
+            self.stack.boardroom.settings.listen
+        );
+        let resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .header("X-Boardroom-User", user)
+            .send()
+            .await
+            .expect("api request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -166,6 +193,13 @@ async fn a_signed_webhook_creates_changes_and_comments_once_as_the_sources_virtu
     let (_, feed_thread) =
         message(&s.alice, &s.demo_tasks, &bot, &format!("{ci_user} created demo#1")).await;
     assert_eq!(feed_thread.as_ref(), Some(&root), "the feed entry is in the task's thread");
+
+    // The virtual user belongs to the name `ci`: the API client `ci` acts as it too, the
+    // client `tracker` may not.
+    let (status, body) = s.api_as("ci-client-token", "deploy-bot").await;
+    assert_eq!(status, 200, "the API client of the same name shares it: {body}");
+    let (status, body) = s.api_as("tracker-client-token", "deploy-bot").await;
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
 
     // The same delivery again, as sent and re-signed later: answered, not applied twice.
     let resent = Delivery::signed_by(
@@ -307,12 +341,21 @@ async fn webhook_refusals_change_nothing() {
         (403, "M_FORBIDDEN"),
     );
 
+    // A virtual user another owner (the API client `tracker`) used first.
+    let (status, body) = s.api_as("tracker-client-token", "tracker-bot").await;
+    assert_eq!(status, 200, "{body}");
+    let theirs = json!({"board": "demo", "actor": "tracker-bot", "action": "task.create",
+                        "title": "Forged"});
+    let (status, body) = s.send("ci", &Delivery::new("f-8", &theirs)).await;
+    check("another owner's virtual user", (status, body.clone()), (403, "M_FORBIDDEN"));
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("belongs to another")), "{body}");
+
     // Nothing changed: no task, no delivery remembered, no virtual user claimed.
     assert_eq!(s.task_state(&s.demo_tasks, 1).await, None);
     assert_eq!(s.task_state(&s.secret_tasks, 1).await, None);
     assert!(store.task("demo", 1).expect("read").is_none());
     assert!(store.task("secret", 1).expect("read").is_none());
-    for id in ["f-1", "f-2", "f-3", "f-4", "f-6", "f-7"] {
+    for id in ["f-1", "f-2", "f-3", "f-4", "f-6", "f-7", "f-8"] {
         assert_eq!(store.webhook_delivery("ci", id).expect("read"), None, "{id}");
     }
     let intruder = ruma::user_id!("@boardroom_intruder:localhost");

@@ -83,7 +83,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("Invite a user to the board, as !board invite (board admins)", "Invited")
             .path_param("slug", slug())
             .path_param("user_id", json!({ "type": "string" }))
-            .not_found("M_NOT_FOUND: no such board (within a client's scope), or no such user")
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)")
             .conflict("M_UNKNOWN: already a member, or banned"),
         Route::delete("/_boardroom/api/v1/boards/{slug}/members/{user_id}", members::remove)
             .summary("Remove a member from the board and its private rooms, as !board remove", "Removed")

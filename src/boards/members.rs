@@ -71,7 +71,7 @@ pub(crate) async fn invite(
         _ => {}
     }
     if !user_exists(ctx, user).await? {
-        return Err(Refusal::not_found(format!("There is no user {user}.")));
+        return Err(Refusal::invalid(format!("There is no user {user}.")));
     }
     match Intent::bot(ctx.client.clone()).invite(&board.space_id, user).await {
         Ok(()) => {}

@@ -313,6 +313,28 @@ async fn boards_and_members_over_the_api_and_refusals_change_nothing() {
     assert_eq!(status, 400);
     assert_eq!(state(&s, 1).await, before, "refused requests changed the task");
 
+    // Bob comments with his own token: the comment is his, in the task's thread.
+    let (status, sent) = api(
+        "POST",
+        &format!("{task1}/comments"),
+        &s.bob.token,
+        None,
+        Some(json!({ "body": "on it" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    let event_id = sent["event_id"].as_str().expect("event id").to_owned();
+    let sender = eventually("bob's comment in the room", async || {
+        s.alice
+            .timeline(&s.tasks)
+            .await
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .find_map(|e| (e["event_id"] == event_id.as_str()).then(|| e["sender"].clone()))
+    })
+    .await;
+    assert_eq!(sender, "@bob:localhost");
+
     // Members: bob (no power) may not invite; alice (owner) may, with her own token.
     let carol_url = format!("{}/boards/launch/members/@carol:localhost", s.api);
     let (status, body) = api("PUT", &carol_url, &s.bob.token, None, None).await;

@@ -7,10 +7,12 @@
 //! through the durable [`outbox`] and the [`matrix`] client. The HTTP API ([`api`]) calls
 //! the same operations. Top-level modules depend on each other without cycles (a test over
 //! the sources checks it): [`error`] < [`config`] < [`matrix`] < [`domain`] < [`store`] <
-//! [`context`] < `notifications` < `boards` < `tasks` < `commands` < [`api`],
-//! [`appservice`], `inbound`, [`outbox`], [`reindex`] < [`app`]. `docs/ARCHITECTURE.md`
+//! [`context`] < `actors` < `notifications` < `boards` < `tasks` < `commands` < [`api`],
+//! [`appservice`], `inbound`, [`outbox`], [`reindex`], [`webhooks`] < [`app`]. Signed
+//! webhooks ([`webhooks`]) call the same operations as the API. `docs/ARCHITECTURE.md`
 //! says what each owns.
 
+pub(crate) mod actors;
 pub mod api;
 pub mod app;
 pub mod appservice;
@@ -30,6 +32,7 @@ pub mod reindex;
 
 pub mod store;
 pub(crate) mod tasks;
+pub mod webhooks;
 
 pub mod testing;
 

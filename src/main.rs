@@ -39,10 +39,17 @@ enum Cmd {
         #[arg(long)]
         requeue: bool,
     },
+    /// Print a new ed25519 key pair for a signed webhook source: the private key for the
+    /// sender (base64, and as a PEM file for `openssl pkeyutl`), the public key for
+    /// `public_key` in `[[webhooks.sources]]`. Reads no config.
+    WebhookKeygen,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::WebhookKeygen = cli.command {
+        return run_webhook_keygen();
+    }
     let settings = match Config::load(&cli.config).and_then(|c| c.validate()) {
         Ok(s) => s,
         Err(e) => {
@@ -73,6 +80,28 @@ fn main() -> ExitCode {
         Cmd::Serve => run_serve(settings),
         Cmd::Reindex => run_reindex(settings),
         Cmd::DeadLetters { requeue } => run_dead_letters(&settings, requeue),
+        Cmd::WebhookKeygen => run_webhook_keygen(),
+    }
+}
+
+fn run_webhook_keygen() -> ExitCode {
+    let keys = boardroom::webhooks::signature::keygen().and_then(|(private, public)| {
+        boardroom::webhooks::signature::private_key_pem(&private).map(|pem| (private, public, pem))
+    });
+    match keys {
+        Ok((private, public, pem)) => {
+            println!("# The sender's private key: keep it secret, give it to the sender only.");
+            println!("private_key = \"{private}\"");
+            println!("# The same private key as a PEM file, for `openssl pkeyutl -sign -rawin`:");
+            print!("{pem}");
+            println!("# The public key, for [[webhooks.sources]] in Boardroom's config:");
+            println!("public_key = \"{public}\"");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("boardroom: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -8,17 +8,17 @@ use std::{
 };
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use ruma::{OwnedUserId, UserId, api::client::account::whoami};
+use ruma::{OwnedUserId, api::client::account::whoami};
 use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use crate::domain::op::{Actor, ClientScope};
 use crate::{
+    actors::Owner,
     appservice::auth::secret_eq,
     config::{ApiClient, Secret},
     error::Error,
-    matrix::{Auth, Intent},
-    store::virtual_users::Claim,
+    matrix::Auth,
 };
 
 /// How long a Matrix token's `whoami` answer is trusted.
@@ -240,59 +240,19 @@ async fn whoami(state: &ApiState, token: &str, read: bool) -> Result<OwnedUserId
     }
 }
 
-/// `@<prefix><name>:<server>`, owned by the first client that names it, and registered with
-/// the homeserver the first time it is used. Another client naming it is refused (403), as
-/// is a new name past the client's `max_virtual_users`, before the homeserver is asked.
+/// The virtual user `name` of `client`: [`crate::actors::virtual_user`], registering with
+/// the request path's quick retries.
 async fn virtual_user(
     state: &ApiState,
     client: &ApiClient,
     name: &str,
 ) -> Result<OwnedUserId, Error> {
-    let settings = &state.ctx.settings;
-    if name.is_empty()
-        || name.len() > 64
-        || !name.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-'))
-    {
-        return Err(Error::InvalidParam(format!(
-            "`{name}` is not a virtual user name: 1 to 64 of a-z 0-9 . _ = -"
-        )));
-    }
-    let localpart = format!("{}{name}", settings.raw.appservice.namespace_prefix);
-    let user_id = UserId::parse(format!("@{localpart}:{}", settings.server_name))
-        .map_err(|e| Error::InvalidParam(e.to_string()))?;
-    let store = &state.ctx.store;
-    let owned = match store.virtual_user(&user_id)? {
-        Some(v) if v.client == client.name => v,
-        Some(_) => return Err(another_clients(name)),
-        None => match store.claim_virtual_user(&user_id, &client.name, client.max_virtual_users)? {
-            Claim::Owned(v) => {
-                tracing::info!(client = %client.name, %user_id, "virtual user claimed");
-                v
-            }
-            Claim::OwnedByAnother => return Err(another_clients(name)),
-            Claim::CapReached { max } => {
-                tracing::warn!(client = %client.name, max, "virtual user refused: the client's cap is reached");
-                return Err(Error::Forbidden(format!(
-                    "the client {} has {max} virtual users, its max_virtual_users; `{name}` \
-                     would be one more",
-                    client.name
-                )));
-            }
-        },
+    let owner = Owner {
+        kind: "API client",
+        name: &client.name,
+        max_virtual_users: client.max_virtual_users,
     };
-    if !owned.registered {
-        // M_USER_IN_USE counts as done: it was registered before it was recorded.
-        Intent::register(&state.hs(), &localpart).await?;
-        store.set_virtual_user_registered(&user_id, &client.name)?;
-    }
-    Ok(user_id)
-}
-
-fn another_clients(name: &str) -> Error {
-    Error::Forbidden(format!(
-        "the virtual user `{name}` belongs to another API client: a virtual user acts for the \
-         client that used it first"
-    ))
+    crate::actors::virtual_user(&state.request_ctx(), owner, name).await
 }
 
 #[cfg(test)]

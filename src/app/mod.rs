@@ -54,10 +54,10 @@ impl App {
         Ok(Self { ctx, client })
     }
 
-    /// The HTTP surface: the appservice API and the HTTP API, and Matrix-style 404 for
-    /// anything else.
+    /// The HTTP surface: the appservice API, the HTTP API and the webhooks, and
+    /// Matrix-style 404 for anything else.
     pub fn router(&self) -> Router {
-        finish(self.appservice_router_bare().merge(crate::api::router(self.ctx.clone())))
+        finish(self.appservice_router_bare().merge(self.api_router_bare()))
     }
 
     /// The appservice API alone (what the homeserver calls), when the HTTP API has a
@@ -66,9 +66,13 @@ impl App {
         finish(self.appservice_router_bare())
     }
 
-    /// The HTTP API alone, for its own listener (`api.listen`).
+    /// The HTTP API and the webhooks, for their own listener (`api.listen`).
     pub fn api_router(&self) -> Router {
-        finish(crate::api::router(self.ctx.clone()))
+        finish(self.api_router_bare())
+    }
+
+    fn api_router_bare(&self) -> Router {
+        crate::api::router(self.ctx.clone()).merge(crate::webhooks::router(self.ctx.clone()))
     }
 
     fn appservice_router_bare(&self) -> Router {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 mod settings;
 
-pub use settings::{ApiClient, Settings, glob_match};
+pub use settings::{ApiClient, Settings, WebhookSource, glob_match, parse_public_key};
 
 /// Prefix of environment variables that override config keys:
 /// `BOARDROOM__<SECTION>__<KEY>`, for example `BOARDROOM__HOMESERVER__URL`.
@@ -37,6 +37,43 @@ pub struct Config {
     /// Limits on the HTTP connections Boardroom serves.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Signed webhooks: task apps and CI push task changes without a token.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Senders of signed webhooks (`POST /_boardroom/webhooks/v1/<name>`), each with its
+    /// ed25519 public key and its boards.
+    #[serde(default)]
+    pub sources: Vec<WebhookSourceConfig>,
+}
+
+/// `[[webhooks.sources]]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSourceConfig {
+    /// The source's name: the last segment of its URL, and the owner of the virtual users
+    /// it acts as (shared with an `[[api.clients]]` entry of the same name). 1 to 64 of
+    /// a-z 0-9 . _ -
+    pub name: String,
+    /// The sender's ed25519 public key, 32 bytes in base64 (`boardroom webhook-keygen`
+    /// prints one). Set this or `public_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// A file holding `public_key` (surrounding whitespace is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// The board slugs it may act on; `"*"` for every board. Must not be empty.
+    #[serde(default)]
+    pub boards: Vec<String>,
+    /// The most virtual users it may own (counted with those of an API client of the same
+    /// name); a delivery naming a new `actor` past this number is refused (403).
+    #[serde(default = "default_max_virtual_users")]
+    pub max_virtual_users: u64,
 }
 
 /// `[http]`: timeouts and the connection cap, applied to every listener.
@@ -385,6 +422,57 @@ mod tests {
     }
 
     #[test]
+    fn webhook_sources_need_a_name_an_ed25519_key_and_boards() {
+        const KEY: &str = "psyHm9YaYkK9HSj1+eVJvMABSPyog2xuaRLZoAqklWs=";
+        let source = |body: &str| format!("{MINIMAL}\n[[webhooks.sources]]\n{body}\n");
+        let ok = format!("name = \"ci\"\npublic_key = \"{KEY}\"\nboards = [\"demo\"]");
+        let s = load(&source(&ok), &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.webhook_sources[0].name, "ci");
+        assert_eq!(s.webhook_sources[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
+        // Unpadded base64, and a key from a file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ci.pub");
+        std::fs::write(&file, format!("  {}\n", KEY.trim_end_matches('='))).expect("write");
+        let from_file = format!(
+            "name = \"ci\"\npublic_key_file = {:?}\nboards = [\"*\"]",
+            file.display().to_string()
+        );
+        let s = load(&source(&from_file), &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.webhook_sources[0].public_key.to_bytes(), {
+            let from_inline = load(&source(&ok), &[]).expect("p").validate().expect("v");
+            from_inline.webhook_sources[0].public_key.to_bytes()
+        });
+        let twice = format!("{}[[webhooks.sources]]\n{ok}\n", source(&ok));
+        let weak = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; // the identity point
+        for (text, key, says) in [
+            (source(&ok.replace("\"ci\"", "\"CI\"")), "webhooks.sources[0].name", "a-z"),
+            (twice, "webhooks.sources[1].name", "names another source"),
+            (source(&ok.replace("[\"demo\"]", "[]")), "webhooks.sources[0].boards", "at least"),
+            (source(&ok.replace(KEY, "c2hvcnQ=")), "webhooks.sources[0].public_key", "5 bytes"),
+            (source(&ok.replace(KEY, "not base64!")), "webhooks.sources[0].public_key", "base64"),
+            (source(&ok.replace(KEY, weak)), "webhooks.sources[0].public_key", "weak"),
+            (
+                source(&format!("{ok}\npublic_key_file = \"/x\"")),
+                "webhooks.sources[0].public_key",
+                "not both",
+            ),
+            (
+                source("name = \"ci\"\nboards = [\"demo\"]"),
+                "webhooks.sources[0].public_key",
+                "missing",
+            ),
+        ] {
+            match load(&text, &[]).expect("parses").validate() {
+                Err(Error::Config { key: k, problem }) => {
+                    assert_eq!(k, key, "{problem}");
+                    assert!(problem.contains(says), "{key}: {problem}");
+                }
+                other => panic!("{key}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn http_limits_have_defaults_take_env_strings_and_refuse_zero() {
         let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
         assert_eq!(s.raw.http.header_read_timeout_secs, 10);
@@ -461,6 +549,9 @@ mod example_drift {
         c.api.listen = Some("127.0.0.1:9010".into());
         for client in &mut c.api.clients {
             client.token_file = Some("x".into());
+        }
+        for source in &mut c.webhooks.sources {
+            source.public_key_file = Some("x".into());
         }
         let value = toml::Value::try_from(&c).expect("serialize");
         let mut keys = BTreeSet::new();

@@ -32,6 +32,21 @@ pub struct Settings {
     pub bot_user_id: OwnedUserId,
     /// API clients with their tokens read.
     pub api_clients: Vec<ApiClient>,
+    /// Webhook sources with their public keys read.
+    pub webhook_sources: Vec<WebhookSource>,
+}
+
+/// A webhook source, validated.
+#[derive(Clone, Debug)]
+pub struct WebhookSource {
+    /// Its name (the URL's last segment, and the owner of its virtual users).
+    pub name: String,
+    /// The key its deliveries are signed with.
+    pub public_key: ed25519_dalek::VerifyingKey,
+    /// Boards it may act on; `"*"` is every board.
+    pub boards: Vec<String>,
+    /// The most virtual users it may own.
+    pub max_virtual_users: u64,
 }
 
 /// An API client, validated.
@@ -236,8 +251,11 @@ impl Config {
             });
         }
 
+        let webhook_sources = self.webhook_sources()?;
+
         Ok(Settings {
             api_clients,
+            webhook_sources,
             raw: self.clone(),
             homeserver_url,
             server_name,
@@ -248,6 +266,92 @@ impl Config {
             bot_user_id,
         })
     }
+}
+
+impl Config {
+    /// `[[webhooks.sources]]`, checked, with their public keys read.
+    fn webhook_sources(&self) -> Result<Vec<WebhookSource>> {
+        let bad = |key: String, problem: String| Error::Config { key, problem };
+        let mut sources: Vec<WebhookSource> = Vec::new();
+        for (i, c) in self.webhooks.sources.iter().enumerate() {
+            let at = |k: &str| format!("webhooks.sources[{i}].{k}");
+            if c.name.is_empty()
+                || c.name.len() > 64
+                || !c.name.chars().all(|ch| matches!(ch, 'a'..='z' | '0'..='9' | '.' | '_' | '-'))
+            {
+                return Err(bad(
+                    at("name"),
+                    format!("`{}` is not a source name: 1 to 64 of a-z 0-9 . _ -", c.name),
+                ));
+            }
+            if sources.iter().any(|o| o.name == c.name) {
+                return Err(bad(
+                    at("name"),
+                    format!("`{}` names another source too; names must differ", c.name),
+                ));
+            }
+            if c.boards.is_empty() {
+                return Err(bad(
+                    at("boards"),
+                    "must name at least one board slug, or \"*\" for every board".into(),
+                ));
+            }
+            let text = match (&c.public_key, &c.public_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        at("public_key"),
+                        "set either `public_key` or `public_key_file`, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(bad(
+                        at("public_key"),
+                        "missing: set `public_key` or `public_key_file`".into(),
+                    ));
+                }
+                (Some(k), None) => k.trim().to_owned(),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        bad(at("public_key_file"), format!("cannot read {}: {e}", path.display()))
+                    })?
+                    .trim()
+                    .to_owned(),
+            };
+            let public_key = parse_public_key(&text).map_err(|p| bad(at("public_key"), p))?;
+            sources.push(WebhookSource {
+                name: c.name.clone(),
+                public_key,
+                boards: c.boards.clone(),
+                max_virtual_users: c.max_virtual_users,
+            });
+        }
+        Ok(sources)
+    }
+}
+
+/// An ed25519 public key: 32 bytes in standard base64 (padding optional).
+pub fn parse_public_key(text: &str) -> std::result::Result<ed25519_dalek::VerifyingKey, String> {
+    use base64::Engine as _;
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = engine
+        .decode(text)
+        .map_err(|e| format!("not base64 (an ed25519 public key is 32 bytes in base64): {e}"))?;
+    let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        format!(
+            "{} bytes; an ed25519 public key is 32 bytes (44 characters of base64)",
+            bytes.len()
+        )
+    })?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| "not an ed25519 public key (not a point of the curve)".to_owned())?;
+    if key.is_weak() {
+        return Err("a weak (small-order) ed25519 key: it would accept forged signatures".into());
+    }
+    Ok(key)
 }
 
 impl Settings {

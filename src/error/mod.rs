@@ -46,6 +46,10 @@ pub enum Error {
     /// An API token that is not known at all.
     #[error("unknown access token")]
     UnknownToken,
+    /// A request's own credentials (a webhook's signature and timestamp) are missing or
+    /// wrong; the message says which.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The body is not JSON.
     #[error("request body is not valid JSON: {0}")]
     NotJson(String),
@@ -109,6 +113,7 @@ impl Error {
         match self {
             Error::MissingToken => (StatusCode::UNAUTHORIZED, ErrorKind::MissingToken),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized),
             Error::UnknownToken => {
                 (StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(UnknownTokenErrorData::new()))
             }

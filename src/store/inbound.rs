@@ -105,12 +105,15 @@ fn expired(value: &[u8], at: usize, now_ms: u64) -> bool {
         })
 }
 
-/// The column family options of `txnid_digest` and `eventid_seq`: a compaction filter
-/// that drops entries older than [`SEEN_RETENTION`].
+/// The column family options of `txnid_digest` and `eventid_seq` (and of the webhook
+/// deliveries, `sourcedelivery_answer` and `sourcesigned_delivery`, whose values start
+/// with their write time): a compaction filter that drops entries older than
+/// [`SEEN_RETENTION`].
 pub(crate) fn seen_options(name: &str) -> Option<rocksdb::Options> {
     let at = match name {
         maps::EVENTID_SEQ => SEQ_LEN,
         maps::TXNID_DIGEST => DIGEST_LEN,
+        maps::SOURCEDELIVERY_ANSWER | maps::SOURCESIGNED_DELIVERY => 0,
         _ => return None,
     };
     let mut opts = rocksdb::Options::default();

@@ -86,6 +86,15 @@ pub const USERID_VIRTUALUSER: &str = "userid_virtualuser";
 /// Reverse of `userid_virtualuser`: `client, user_id` → (). Counts a client's virtual users.
 pub const CLIENTUSERID_VIRTUALUSER: &str = "clientuserid_virtualuser";
 
+/// Signed webhook deliveries applied: `source, delivery id` → write time, then the answer
+/// given (JSON). Kept for `inbound::SEEN_RETENTION`: a delivery sent again within it is
+/// answered the same and not applied twice.
+pub const SOURCEDELIVERY_ANSWER: &str = "sourcedelivery_answer";
+/// The signed message of each applied delivery: `source, SHA-256(timestamp . body)` →
+/// write time, then its delivery id. A captured delivery replayed under another delivery
+/// id (the id is not signed) is found here. Kept for `inbound::SEEN_RETENTION`.
+pub const SOURCESIGNED_DELIVERY: &str = "sourcesigned_delivery";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -133,6 +142,14 @@ pub const MAPS: &[MapDesc] = &[
         doc: "virtual user id → owning API client, registered with the homeserver",
     },
     MapDesc { name: CLIENTUSERID_VIRTUALUSER, doc: "API client name, virtual user id → ()" },
+    MapDesc {
+        name: SOURCEDELIVERY_ANSWER,
+        doc: "webhook source, delivery id → write time, answer (deduplication)",
+    },
+    MapDesc {
+        name: SOURCESIGNED_DELIVERY,
+        doc: "webhook source, SHA-256 of the signed message → write time, delivery id",
+    },
 ];
 
 #[cfg(test)]

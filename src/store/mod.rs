@@ -1,6 +1,6 @@
 //! RocksDB: the column-family catalog ([`maps`]), the key codec ([`codec`]), the schema
 //! version with its migrations, and one repository per aggregate ([`inbound`], [`outbox`],
-//! [`boards`], [`tasks`], [`inbox`], [`virtual_users`]).
+//! [`boards`], [`tasks`], [`inbox`], [`virtual_users`], [`webhooks`]).
 //! Nothing outside this module touches a raw column family.
 
 pub mod boards;
@@ -11,6 +11,7 @@ pub mod maps;
 pub mod outbox;
 pub mod tasks;
 pub mod virtual_users;
+pub mod webhooks;
 
 use std::{
     path::{Path, PathBuf},
@@ -60,6 +61,10 @@ const MIGRATIONS: &[Migration] = &[
     // `!task new` commands, and when outbox messages were first sent. A `!task new` left
     // unfinished by an older Boardroom reserves its number when it runs again.
     Migration { version: 11, name: "reserved task numbers and sent marks", run: |_| Ok(()) },
+    // Two new column families, created empty at open: the signed webhook deliveries
+    // applied, by delivery id and by signed message. Nothing to fill.
+    Migration { version: 12, name: "webhook deliveries", run: |_| Ok(()) },
+    // The facet index of tasks (by column, assignee and label), filled from the tasks.
     Migration { version: 13, name: "task facets", run: Store::index_task_facets },
 ];
 

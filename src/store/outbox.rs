@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Store, codec, maps};
 use crate::error::{Error, Result};
@@ -42,10 +42,27 @@ impl OutboxState {
 
 impl Store {
     /// Writes `batch` plus the given outbox entries atomically.
-    pub(crate) fn write_with_outbox(
+    pub(crate) fn write_with_outbox(&self, batch: WriteBatch, outbound: &[Vec<u8>]) -> Result<()> {
+        self.write_with_outbox_opt(batch, outbound, &WriteOptions::default())
+    }
+
+    /// [`Store::write_with_outbox`], synced (`fsync` of the write-ahead log): for writes
+    /// acknowledged to a caller that will not send them again (a webhook delivery).
+    pub(crate) fn write_with_outbox_synced(
+        &self,
+        batch: WriteBatch,
+        outbound: &[Vec<u8>],
+    ) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.write_with_outbox_opt(batch, outbound, &wo)
+    }
+
+    fn write_with_outbox_opt(
         &self,
         mut batch: WriteBatch,
         outbound: &[Vec<u8>],
+        opts: &WriteOptions,
     ) -> Result<()> {
         let db = self.db()?;
         let cf = super::cf(&db, maps::SEQ_OUTBOX)?;
@@ -60,7 +77,7 @@ impl Store {
             batch.put_cf(cf, seq.to_be_bytes(), value);
             seq += 1;
         }
-        self.checked(db.write(batch))?;
+        self.checked(db.write_opt(batch, opts))?;
         *next = seq;
         Ok(())
     }

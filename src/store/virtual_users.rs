@@ -22,7 +22,8 @@ static CLAIMS: Mutex<()> = Mutex::new(());
 /// A virtual user's owner record.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct VirtualUser {
-    /// The name of the API client that owns it (`api.clients[].name`).
+    /// The name of the API client or webhook source that owns it (`api.clients[].name`,
+    /// `webhooks.sources[].name`).
     pub client: String,
     /// Registered with the homeserver.
     #[serde(default)]

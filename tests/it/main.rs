@@ -18,3 +18,4 @@ mod security_faults;
 mod security_limits;
 mod security_trust;
 mod tasks;
+mod webhooks;

@@ -283,7 +283,6 @@ impl Route {
     }
 
     /// A `PUT` route.
-    #[expect(dead_code, reason = "the board and task routes use it next; remove this then")]
     pub(crate) fn put<H, T, A>(path: &'static str, handler: H) -> Route
     where
         H: Handler<T, ApiState> + Endpoint<A>,

@@ -213,12 +213,15 @@ pub(crate) async fn post(
     let NewMessage { body: text, thread_root } = body.parse()?;
     let actor = caller.actor();
     let client = actor.client.as_ref().map_or("", |c| c.name.as_str());
-    // A client retrying with the same Idempotency-Key gets the same event.
+    // A client retrying with the same Idempotency-Key gets the same event. The homeserver
+    // keeps an appservice's transaction ids per appservice and path, not per user: the
+    // sender is part of the id, or two virtual users using one key would share an event.
+    let user = actor.user_id().localpart().to_owned();
     let txn_id: OwnedTransactionId = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty() && k.len() <= 128)
-        .map(|k| format!("api.{client}.{slug}.{room}.{k}").into())
+        .map(|k| format!("api.{client}.{user}.{slug}.{room}.{k}").into())
         .unwrap_or_else(TransactionId::new);
     let cause = ruma::event_id!("$api.send");
     let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };

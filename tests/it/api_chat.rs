@@ -389,6 +389,16 @@ async fn a_virtual_user_sends_once_per_key_reads_as_itself_in_a_thread_and_is_se
         .map(|(_, b)| b)
         .collect();
     assert_eq!(from_pm, ["standup in 5, @alice"], "sent once, as the virtual user");
+    // Another virtual user of the same client with the same key sends its own message.
+    let body = json!({ "body": "me too" });
+    let (status, other) = call("POST", &url, CLIENT, Some("qa"), Some(body), Some("k1")).await;
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(other["event_id"], first["event_id"], "one key, two senders, two messages");
+    let qa: OwnedUserId = "@boardroom_qa:localhost".try_into().expect("user id");
+    assert!(
+        texts(alice, &s.general).await.iter().any(|(sender, b)| *sender == qa && b == "me too"),
+        "qa's message is in the room"
+    );
 
     // A reply in its thread; the virtual user reads it back as itself.
     let (status, reply) = s
@@ -400,9 +410,9 @@ async fn a_virtual_user_sends_once_per_key_reads_as_itself_in_a_thread_and_is_se
         )
         .await;
     assert_eq!(status, 200, "{reply}");
-    let (status, page) = s.get(CLIENT, vu, "/boards/launch/rooms/general/messages?limit=2").await;
+    let (status, page) = s.get(CLIENT, vu, "/boards/launch/rooms/general/messages?limit=3").await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!(Setup::bodies(&page), ["noted", "standup in 5, @alice"], "{page}");
+    assert_eq!(Setup::bodies(&page), ["noted", "me too", "standup in 5, @alice"], "{page}");
     assert_eq!(page["messages"][0]["thread_root"], root.as_str(), "{page}");
     assert_eq!(page["messages"][0]["sender"], vu_id.as_str());
 

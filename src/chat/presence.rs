@@ -6,8 +6,10 @@
 //! [`API_PRESENCE_HOLDS_MS`], as long as the homeserver keeps a user online that does not
 //! sync). Without one, an API request in the last [`ACTIVE_MS`] counts as online.
 
+use std::sync::Arc;
+
 use ruma::{
-    OwnedUserId, UserId, api::client::presence::set_presence,
+    OwnedUserId, RoomId, UserId, api::client::presence::set_presence,
     events::room::member::MembershipState, presence::PresenceState,
 };
 
@@ -15,6 +17,7 @@ use crate::{
     boards::access,
     context::Context,
     domain::{
+        live::{ACTIVE_MS, OnlineMember},
         now_ms,
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
     },
@@ -27,10 +30,6 @@ pub(crate) const SEE_PRESENCE: OpSpec =
 /// Setting one's presence (an API client's virtual user).
 pub(crate) const SET_PRESENCE: OpSpec =
     OpSpec { permission: Permission::Anyone, doing: "set their presence" };
-
-/// How long an API request counts as being online, for a user of whom no presence is
-/// reported (ms).
-pub(crate) const ACTIVE_MS: u64 = 60_000;
 
 /// How long a presence set over the API for a virtual user holds (ms): Synapse turns a
 /// user that does not sync offline 30 s (its `presence.sync_online_timeout`) after their
@@ -71,26 +70,32 @@ pub(crate) struct BoardPresence {
     pub typing: Vec<RoomTyping>,
 }
 
-/// Who is online on the board `at`, and who types where.
+/// Who is online on the board `at`, and who types where. The list of online members is
+/// the same for every caller and is reused for
+/// [`ONLINE_LIST_TTL_MS`](crate::domain::live::ONLINE_LIST_TTL_MS) unless an API caller
+/// changed presence meanwhile ([`crate::domain::live::LiveState::online_list`]); who types
+/// is worked out for each caller (private rooms).
 pub(crate) fn board(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResult<BoardPresence> {
     let board = access::board(ctx, req.actor, at, &SEE_PRESENCE)?;
     let now = now_ms();
-    let mut members = Vec::new();
-    for user in ctx.live.known_users() {
-        let Some((presence, at_ms)) = presence_of(ctx, &user, now) else { continue };
-        let Some((MembershipState::Join, display_name)) =
-            ctx.store.member(&board.space_id, &user)?
-        else {
-            continue;
-        };
-        members.push(MemberPresence {
-            user_id: user,
-            display_name,
-            presence,
-            last_active_ago: now.saturating_sub(at_ms),
-        });
-    }
-    members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    let online = match ctx.live.online_list(&board.slug, now) {
+        Some(list) => list,
+        None => {
+            let generation = ctx.live.generation();
+            let list = Arc::new(online_members(ctx, &board.space_id, now)?);
+            ctx.live.remember_online_list(&board.slug, now, generation, list.clone());
+            list
+        }
+    };
+    let members = online
+        .iter()
+        .map(|m| MemberPresence {
+            user_id: m.user_id.clone(),
+            display_name: m.display_name.clone(),
+            presence: m.presence.clone(),
+            last_active_ago: now.saturating_sub(m.since_ms),
+        })
+        .collect();
     let mut typing = Vec::new();
     for (room_id, record) in ctx.store.rooms_of(&board.slug)? {
         let users = ctx.live.typing_at(&room_id, now);
@@ -100,6 +105,20 @@ pub(crate) fn board(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpRes
     }
     typing.sort_by(|a, b| a.room.cmp(&b.room));
     Ok(BoardPresence { members, typing })
+}
+
+/// The members of the board's space `space` online or away at `now`, by user id.
+fn online_members(ctx: &Context, space: &RoomId, now: u64) -> OpResult<Vec<OnlineMember>> {
+    let mut members = Vec::new();
+    for user in ctx.live.known_users() {
+        let Some((presence, since_ms)) = presence_of(ctx, &user, now) else { continue };
+        let Some((MembershipState::Join, display_name)) = ctx.store.member(space, &user)? else {
+            continue;
+        };
+        members.push(OnlineMember { user_id: user, display_name, presence, since_ms });
+    }
+    members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    Ok(members)
 }
 
 /// `user`'s presence at `now` and since when, unless offline (see the module's rules).
@@ -147,7 +166,7 @@ pub(crate) async fn set(
     let mut request = set_presence::v3::Request::new(user.to_owned(), presence.clone());
     request.status_msg = status_msg.map(str::to_owned);
     intent.send(request).await?;
-    ctx.live.set_presence(user.to_owned(), presence.clone());
+    ctx.live.set_presence_by_api(user.to_owned(), presence.clone());
     tracing::info!(user_id = %user, presence = %presence, "presence set");
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ruma::{
     OwnedEventId, OwnedRoomId, OwnedUserId,
-    api::client::{presence::get_presence, push::get_notifications},
+    api::client::{presence::get_presence, push::get_notifications, redact::redact_event},
     events::{
         AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent,
         relation::Replacement,
@@ -165,6 +165,13 @@ async fn a_matrix_user_reads_general_in_pages_sends_a_mention_and_is_refused_a_p
         RoomMessageEventContent::text_plain("m3 edited").into(),
     )));
     alice.send(&s.general, edit).await;
+    // And the first one redacted.
+    let redact = redact_event::v3::Request::new(
+        s.general.clone(),
+        sent[0].clone(),
+        ruma::TransactionId::new(),
+    );
+    alice.client.send(redact, None).await.expect("alice redacts m1");
 
     // Page one: the edit is folded into m3, so three events give two messages.
     let (status, first) =
@@ -183,7 +190,9 @@ async fn a_matrix_user_reads_general_in_pages_sends_a_mention_and_is_refused_a_p
         )
         .await;
     assert_eq!(status, 200, "{second}");
-    assert_eq!(Setup::bodies(&second), ["m3 edited", "m2", "m1"], "{second}");
+    assert_eq!(Setup::bodies(&second), ["m3 edited", "m2", "<redacted>"], "{second}");
+    assert_eq!(second["messages"][2]["event_id"], sent[0].as_str(), "{second}");
+    assert_eq!(second["messages"][2]["redacted"], true, "{second}");
     assert_eq!(second["messages"][0]["edited"], true, "{second}");
     assert_eq!(second["messages"][1]["edited"], false, "{second}");
 
@@ -287,6 +296,23 @@ async fn a_matrix_user_reads_general_in_pages_sends_a_mention_and_is_refused_a_p
     let (status, page) = s.get(&alice.token, None, "/boards/launch/rooms/leads/messages").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(Setup::bodies(&page).first().map(String::as_str), Some("the leads' secret"));
+    // Alice types there: she sees it in the board's presence, bob does not.
+    let (status, body) = s
+        .put(&alice.token, None, "/boards/launch/rooms/leads/typing", json!({ "typing": true }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, hers) = s.get(&alice.token, None, "/boards/launch/presence").await;
+    assert_eq!(
+        hers["typing"],
+        json!([{ "room": "leads", "users": [alice.user_id.as_str()] }]),
+        "{hers}"
+    );
+    let (_, his) = s.get(&bob.token, None, "/boards/launch/presence").await;
+    assert_eq!(his["typing"], json!([]), "{his}");
+    let (status, body) = s
+        .put(&bob.token, None, "/boards/launch/rooms/leads/typing", json!({ "typing": true }))
+        .await;
+    assert_eq!(status, 404, "{body}");
 
     // History is read as the caller, not as the bot (which is in every room): a public
     // room bob has not joined is the homeserver's to refuse him, until he joins it.

@@ -91,7 +91,7 @@ pub(crate) async fn page(
     request.limit = UInt::try_from(limit).unwrap_or(UInt::MIN);
     request.filter.types = Some(vec!["m.room.message".to_owned()]);
     let response = intent.send(request).await.map_err(|e| {
-        if e.status() == Some(400) {
+        if from.is_some() && e.status() == Some(400) {
             Refusal::invalid("`from` is not a next_batch token of this room")
         } else {
             refused(e, req.actor, room, "read")

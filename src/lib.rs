@@ -17,6 +17,7 @@ pub mod api;
 pub mod app;
 pub mod appservice;
 pub(crate) mod boards;
+pub(crate) mod chat;
 pub(crate) mod commands;
 pub mod config;
 pub mod context;

@@ -170,6 +170,7 @@ impl FromRequestParts<ApiState> for Caller {
                     )
                 })?;
             let user_id = virtual_user(state, client, name).await?;
+            state.ctx.live.touch(&user_id);
             return Ok(Caller { user_id, client: Some(client.clone()), token: None });
         }
         let read = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
@@ -181,6 +182,8 @@ impl FromRequestParts<ApiState> for Caller {
                 "{user_id} is Boardroom's own user and cannot call the API with a Matrix token"
             )));
         }
+        // What the caller does counts as being online (chat::presence).
+        state.ctx.live.touch(&user_id);
         Ok(Caller { user_id, client: None, token: Some(Secret::new(token)) })
     }
 }

@@ -8,10 +8,12 @@
 
 pub mod auth;
 pub(crate) mod boards;
+pub(crate) mod chat;
 pub(crate) mod comments;
 pub(crate) mod members;
 pub(crate) mod notifications;
 pub(crate) mod openapi;
+pub(crate) mod rooms;
 pub(crate) mod route;
 pub(crate) mod tasks;
 
@@ -46,6 +48,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What a route takes and answers is read from its handler's signature ([`route`]).
 pub(crate) fn routes() -> Vec<Route> {
     let slug = || json!({ "type": "string" });
+    let room = || json!({ "type": "string" });
     vec![
         Route::get("/_boardroom/api/v1/openapi.json", openapi::handle)
             .summary("This document", "OpenAPI 3.1"),
@@ -140,6 +143,43 @@ pub(crate) fn routes() -> Vec<Route> {
             .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
             .not_found("M_NOT_FOUND: no such board or task")
             .conflict(TASKS_ROOM_CONFLICT),
+        Route::get("/_boardroom/api/v1/boards/{slug}/rooms", rooms::list)
+            .summary("The board's rooms (private ones only for those in them)", "The rooms")
+            .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::post("/_boardroom/api/v1/boards/{slug}/rooms", rooms::create)
+            .summary("Add a chat room to the board, as `!board room`", "Created")
+            .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)")
+            .conflict("M_UNKNOWN: the board has a room of that name, or its alias is taken"),
+        Route::get("/_boardroom/api/v1/boards/{slug}/rooms/{room}/messages", chat::history)
+            .summary(
+                "A room's history, newest first, read as the caller (what the homeserver shows them)",
+                "A page",
+            )
+            .path_param("slug", slug())
+            .path_param("room", room())
+            .not_found("M_NOT_FOUND: no such board, or no room of that name the caller may see (a private room it is not in)"),
+        Route::post("/_boardroom/api/v1/boards/{slug}/rooms/{room}/messages", chat::post)
+            .summary("Send a message as the caller, mentions resolved", "Sent")
+            .path_param("slug", slug())
+            .path_param("room", room())
+            .header("Idempotency-Key", json!({ "type": "string", "maxLength": 128 }))
+            .not_found("M_NOT_FOUND: no such board, or no room of that name the caller may see (a private room it is not in)"),
+        Route::put("/_boardroom/api/v1/boards/{slug}/rooms/{room}/typing", chat::set_typing)
+            .summary("The caller types in a room, or stops (Matrix typing)", "Set")
+            .path_param("slug", slug())
+            .path_param("room", room())
+            .not_found("M_NOT_FOUND: no such board, or no room of that name the caller may see (a private room it is not in)"),
+        Route::get("/_boardroom/api/v1/boards/{slug}/presence", chat::board_presence)
+            .summary("Who is online on the board, and who types in which room", "Presence")
+            .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::put("/_boardroom/api/v1/presence", chat::set_presence)
+            .summary(
+                "Set a client's virtual user's Matrix presence (client tokens only; holds 30 s unless set again)",
+                "Set",
+            ),
     ]
 }
 
@@ -184,7 +224,12 @@ pub(crate) struct Cause {
 impl Cause {
     /// The cause of a request by `actor` to `what` (its target, such as `launch.7`).
     pub(crate) fn of(headers: &http::HeaderMap, actor: &Actor, what: &str) -> Result<Self, Error> {
-        let who = actor.client.as_ref().map_or(actor.user_id.as_str(), |c| c.name.as_str());
+        // Synapse keeps an appservice's transaction ids per appservice, not per user: the
+        // sender is part of the id, so two virtual users' requests with one key differ.
+        let who = match &actor.client {
+            Some(c) => format!("{}.{}", c.name, actor.user_id),
+            None => actor.user_id.to_string(),
+        };
         let txn_id: ruma::OwnedTransactionId = headers
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok())
@@ -372,7 +417,7 @@ mod tests {
         assert_eq!((status, body["errcode"].as_str()), (413, Some("M_TOO_LARGE")), "{body}");
 
         // Within the body limit, but too long a comment for one Matrix event.
-        let text = "é".repeat(crate::tasks::comments::MAX_COMMENT_BYTES / 2 + 1);
+        let text = "é".repeat(crate::boards::messages::MAX_TEXT_BYTES / 2 + 1);
         let (status, body) = call(
             &router,
             as_client(

@@ -53,13 +53,14 @@ impl Documented for ErrorBody {
 }
 
 /// The error answers every route with a caller has, each an [`ErrorBody`].
-const CALLER_ERRORS: [(&str, &str); 3] = [
+const CALLER_ERRORS: [(&str, &str); 4] = [
     ("400", "M_NOT_JSON, M_BAD_JSON, M_INVALID_PARAM or M_MISSING_PARAM"),
     ("401", "M_MISSING_TOKEN or M_UNKNOWN_TOKEN"),
     (
         "403",
         "M_FORBIDDEN: not a member of the board, out of the client's scope, a virtual user of another client, past the client's max_virtual_users, or the appservice's own tokens",
     ),
+    ("502", "M_UNKNOWN: the homeserver could not be reached, or failed"),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -550,9 +551,13 @@ mod tests {
         // The path with its parameters filled in, `wrong` with a value that is no integer.
         let path_of = |template: &str, wrong: Option<&str>| {
             let mut path = template.to_owned();
-            for (name, value) in
-                [("slug", "launch"), ("id", "1"), ("number", "1"), ("user_id", "@bob:localhost")]
-            {
+            for (name, value) in [
+                ("slug", "launch"),
+                ("id", "1"),
+                ("number", "1"),
+                ("user_id", "@bob:localhost"),
+                ("room", "general"),
+            ] {
                 let value = if wrong == Some(name) { "abc" } else { value };
                 path = path.replace(&format!("{{{name}}}"), value);
             }
@@ -587,6 +592,8 @@ mod tests {
                 ("GET", Some("boards")) => 200,
                 // This client may not create boards.
                 ("POST", Some("boards")) => 403,
+                // A virtual user's presence goes to the homeserver, unreachable here.
+                _ if route.path == "/_boardroom/api/v1/presence" => 502,
                 _ => 404,
             };
             assert_eq!(status, expected, "{method} {path}: {answer}");

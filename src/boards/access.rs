@@ -1,11 +1,13 @@
 //! The one rights check: every operation on a board finds it here and learns here whether
 //! its actor may run it. Chat commands and API handlers hold no rule of their own.
 
+use ruma::{OwnedRoomId, RoomId, events::room::member::MembershipState};
+
 use crate::{
     context::Context,
     domain::{
-        board::{ADMIN_POWER, BoardRecord},
-        op::{Actor, BoardRef, OpResult, OpSpec, Permission, Refusal},
+        board::{ADMIN_POWER, BoardRecord, RoomRecord},
+        op::{Actor, BoardRef, ClientScope, OpResult, OpSpec, Permission, Refusal},
     },
 };
 
@@ -113,4 +115,52 @@ pub(crate) fn may_create_boards(ctx: &Context, actor: &Actor) -> OpResult<()> {
             c.name
         ))),
     }
+}
+
+/// Whether `actor` may see the room `room_id` of a board it may act on: every public
+/// room, and a private room only when the actor is in it (joined or invited).
+pub(crate) fn may_see_room(
+    ctx: &Context,
+    actor: &Actor,
+    room_id: &RoomId,
+    record: &RoomRecord,
+) -> OpResult<bool> {
+    if !record.private {
+        return Ok(true);
+    }
+    Ok(matches!(
+        ctx.store.membership(room_id, actor.user_id())?,
+        Some(MembershipState::Join | MembershipState::Invite)
+    ))
+}
+
+/// The room named `name` (its short name: `general`) of `board`, which the actor was let
+/// act on ([`board`]), when the actor may see it ([`may_see_room`]). A private room the
+/// actor is not in is refused exactly as a room that does not exist: nothing tells an
+/// outsider it is there.
+pub(crate) fn room(
+    ctx: &Context,
+    actor: &Actor,
+    board: &BoardRecord,
+    name: &str,
+) -> OpResult<(OwnedRoomId, RoomRecord)> {
+    let found = ctx.store.rooms_of(&board.slug)?.into_iter().find(|(_, r)| r.name == name);
+    match found {
+        Some((id, record)) if may_see_room(ctx, actor, &id, &record)? => Ok((id, record)),
+        _ => {
+            Err(Refusal::not_found(format!("There is no room {name} on the board {}.", board.slug)))
+        }
+    }
+}
+
+/// The API client acting, for an operation only a client's virtual user may run (a Matrix
+/// user does it from their own Matrix client).
+pub(crate) fn client<'a>(actor: &'a Actor, op: &OpSpec) -> OpResult<&'a ClientScope> {
+    actor.client.as_ref().ok_or_else(|| {
+        Refusal::forbidden(format!(
+            "Only an API client's virtual users can {} through Boardroom; {} does it from their Matrix client.",
+            op.doing,
+            actor.user_id()
+        ))
+    })
 }

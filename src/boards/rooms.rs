@@ -50,6 +50,8 @@ pub(crate) struct NewRoom {
 /// The room, added.
 #[derive(Debug, Clone)]
 pub(crate) struct AddedRoom {
+    /// Its room id.
+    pub room_id: OwnedRoomId,
     /// Its alias.
     pub alias: OwnedRoomAliasId,
     /// Invite-only.
@@ -132,7 +134,48 @@ pub(crate) async fn add_room(
         },
     )?;
     index_created_members(ctx, &room_id, None).await?;
-    Ok(AddedRoom { alias: room_alias, private, board_name: board.name })
+    Ok(AddedRoom { room_id, alias: room_alias, private, board_name: board.name })
+}
+
+/// Listing a board's rooms.
+pub(crate) const LIST_ROOMS: OpSpec =
+    OpSpec { permission: Permission::BoardMember, doing: "list its rooms" };
+
+/// A room of a board, as a member sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomInfo {
+    /// Its short name (`general`).
+    pub name: String,
+    /// Its room id.
+    pub room_id: OwnedRoomId,
+    /// Its alias.
+    pub alias: OwnedRoomAliasId,
+    /// Chat or tasks.
+    pub kind: RoomKind,
+    /// Invite-only.
+    pub private: bool,
+}
+
+/// The rooms of the board `at` that the actor may see (private rooms only when in them:
+/// [`access::may_see_room`]), by name.
+pub(crate) fn list(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResult<Vec<RoomInfo>> {
+    let board = access::board(ctx, req.actor, at, &LIST_ROOMS)?;
+    let prefix = &ctx.settings.raw.appservice.namespace_prefix;
+    let mut out = Vec::new();
+    for (room_id, record) in ctx.store.rooms_of(&board.slug)? {
+        if !access::may_see_room(ctx, req.actor, &room_id, &record)? {
+            continue;
+        }
+        out.push(RoomInfo {
+            alias: alias(ctx, &room_alias_localpart(prefix, &board.slug, &record.name))?,
+            name: record.name,
+            room_id,
+            kind: record.kind,
+            private: record.private,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 pub(super) fn alias(ctx: &Context, localpart: &str) -> OpResult<OwnedRoomAliasId> {

@@ -11,7 +11,7 @@ use ruma::{
     events::room::message::RoomMessageEventContent,
 };
 
-use super::{Auth, HomeserverClient, HsError};
+use super::{Auth, HomeserverClient, HsError, client::PathInput};
 use crate::config::Secret;
 
 /// The bot, or a virtual user, with the client that speaks for them.
@@ -75,6 +75,20 @@ impl Intent {
         );
         self.client.send(req, self.as_user()).await?;
         Ok(())
+    }
+
+    /// Sends any client-server request as this intent's user (reading a room's history,
+    /// typing, presence).
+    pub async fn send<R>(&self, request: R) -> Result<R::IncomingResponse, HsError>
+    where
+        R: ruma::api::OutgoingRequest,
+        R::EndpointError: super::client::MatrixErrorInfo,
+        for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<
+                Input<'a> = ruma::api::auth_scheme::SendAccessToken<'a>,
+            >,
+        R::PathBuilder: PathInput,
+    {
+        self.client.send(request, self.as_user()).await
     }
 
     /// Sends a message under `txn_id`; when `maybe_sent`, an earlier attempt may have

@@ -3,9 +3,8 @@
 //! user, with mentions resolved so that the mentioned are notified.
 
 use ruma::{
-    EventId, OwnedEventId, RoomId, TransactionId, UserId,
+    EventId, OwnedEventId, TransactionId, UserId,
     events::{
-        Mentions,
         relation::Thread,
         room::{
             member::MembershipState,
@@ -16,24 +15,17 @@ use ruma::{
 
 use super::writable_tasks_room;
 use crate::{
-    boards::access,
+    boards::{access, messages},
     context::Context,
     domain::{
-        mention,
-        op::{Actor, BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
+        op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
         task::Comment,
     },
-    matrix::Intent,
-    notifications::notify::RoomAudience,
 };
 
 /// Commenting on a task.
 pub(crate) const COMMENT: OpSpec =
     OpSpec { permission: Permission::BoardMember, doing: "comment on its tasks" };
-
-/// The longest comment text, in bytes (UTF-8): the message carries the text twice (body
-/// and formatted_body, with pills) and must stay under the 65,536 bytes of a Matrix event.
-pub(crate) const MAX_COMMENT_BYTES: usize = 16_000;
 
 /// Posts `text` as a comment on task `number` of the board `at`, as the actor: a client's
 /// virtual user (it joins the board and its tasks room first), or a Matrix user with their
@@ -47,15 +39,7 @@ pub(crate) async fn comment(
     text: &str,
     txn_id: &TransactionId,
 ) -> OpResult<OwnedEventId> {
-    if text.trim().is_empty() {
-        return Err(Refusal::invalid("body must not be empty"));
-    }
-    if text.len() > MAX_COMMENT_BYTES {
-        return Err(Refusal::invalid(format!(
-            "body has {} bytes; a comment has at most {MAX_COMMENT_BYTES}",
-            text.len()
-        )));
-    }
+    messages::check_text(text, "a comment")?;
     let board = access::board(ctx, req.actor, at, &COMMENT)?;
     let slug = &board.slug;
     let task = ctx
@@ -68,19 +52,15 @@ pub(crate) async fn comment(
     let intent = ctx.intent_of(req.actor).ok_or_else(|| {
         Refusal::forbidden("Boardroom can comment only as a virtual user or with your own token")
     })?;
-    ensure_joined(ctx, req.actor, &intent, &board.space_id, &room).await?;
-
-    let mut mentioned = mention::resolve(&[], None, text, &RoomAudience::new(&ctx.store, &room))?;
-    mentioned.remove(user);
-    // Pills name people by their display names too: read those of the mentioned only.
-    let mut named = Vec::with_capacity(mentioned.len());
-    for u in &mentioned {
-        let display_name = ctx.store.member(&room, u)?.and_then(|(_, name)| name);
-        named.push(mention::Candidate { user_id: u.clone(), display_name });
+    if req.actor.client.is_some() {
+        messages::ensure_joined(ctx, &intent, &board.space_id, &room, user).await?;
+    } else if ctx.store.membership(&room, user)? != Some(MembershipState::Join) {
+        // A Matrix user on the board (the rights check said so) joins the tasks room,
+        // with their own token: the homeserver applies its join rule.
+        intent.join(&room).await?;
     }
-    let html = mention::with_pills(text, &mentioned, &named);
-    let mut content = RoomMessageEventContent::text_html(text, html);
-    content.mentions = Some(Mentions::with_user_ids(mentioned));
+
+    let mut content = messages::compose(ctx, &room, user, text)?;
     let root = task.fields.root_event_id.clone();
     content.relates_to = Some(Relation::Thread(Thread::plain(root.clone(), root)));
     // A retry after a connection that broke mid-send looks for the comment first: the
@@ -88,32 +68,6 @@ pub(crate) async fn comment(
     let event_id = intent.send_message(&room, txn_id, &content, false).await?;
     tracing::info!(board = %slug, task = number, user_id = %user, event_id = %event_id, "comment added");
     Ok(event_id)
-}
-
-/// The actor joins `room` of the board whose space is `space`: a virtual user joins the
-/// space first (invited by the bot); a Matrix user is a member of the space already (the
-/// rights check said so) and joins the room with their own token.
-async fn ensure_joined(
-    ctx: &Context,
-    actor: &Actor,
-    intent: &Intent,
-    space: &RoomId,
-    room: &RoomId,
-) -> OpResult<()> {
-    let user = actor.user_id();
-    if actor.client.is_some() && ctx.store.membership(space, user)? != Some(MembershipState::Join) {
-        if ctx.store.membership(space, user)? != Some(MembershipState::Invite)
-            && let Err(e) = Intent::bot(ctx.client.clone()).invite(space, user).await
-        {
-            // Already invited or joined: the join below tells.
-            tracing::debug!(error = %e, "inviting a virtual user");
-        }
-        intent.join(space).await?;
-    }
-    if ctx.store.membership(room, user)? != Some(MembershipState::Join) {
-        intent.join(room).await?;
-    }
-    Ok(())
 }
 
 /// A message in a tasks room: a reply in a task's thread (not from the bot) is a comment;

@@ -5,9 +5,9 @@ use ruma::OwnedUserId;
 use serde::{Deserialize, Deserializer};
 
 use crate::{
+    boards::messages::MAX_TEXT_BYTES as MAX_COMMENT_BYTES,
     domain::task::{validate_due, validate_label, validate_title},
     error::Error,
-    tasks::comments::MAX_COMMENT_BYTES,
 };
 
 /// What a delivery asks for.

@@ -1,0 +1,86 @@
+//! Speaking in a board's rooms as an actor: a virtual user joins the board and the room
+//! first ([`ensure_joined`]), and a message's text is checked ([`check_text`]) and composed
+//! with its mentions resolved ([`compose`]: `m.mentions` and pills, so the mentioned are
+//! notified and highlighted). Task comments and chat messages are written the same way.
+
+use ruma::{
+    RoomId, UserId,
+    events::{
+        Mentions,
+        room::{member::MembershipState, message::RoomMessageEventContent},
+    },
+};
+
+use crate::{
+    context::Context,
+    domain::{
+        mention,
+        op::{OpResult, Refusal},
+    },
+    matrix::Intent,
+    notifications::notify::RoomAudience,
+};
+
+/// The longest message text, in bytes (UTF-8): the message carries the text twice (body
+/// and formatted_body, with pills) and must stay under the 65,536 bytes of a Matrix event.
+pub(crate) const MAX_TEXT_BYTES: usize = 16_000;
+
+/// Refuses a blank text, or one over [`MAX_TEXT_BYTES`] (`what` names it: "a comment").
+pub(crate) fn check_text(text: &str, what: &str) -> OpResult<()> {
+    if text.trim().is_empty() {
+        return Err(Refusal::invalid("body must not be empty"));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(Refusal::invalid(format!(
+            "body has {} bytes; {what} has at most {MAX_TEXT_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The virtual user joins the board (its space, invited by the bot) and `room`.
+pub(crate) async fn ensure_joined(
+    ctx: &Context,
+    intent: &Intent,
+    space: &RoomId,
+    room: &RoomId,
+    user: &UserId,
+) -> OpResult<()> {
+    if ctx.store.membership(space, user)? != Some(MembershipState::Join) {
+        if ctx.store.membership(space, user)? != Some(MembershipState::Invite)
+            && let Err(e) = Intent::bot(ctx.client.clone()).invite(space, user).await
+        {
+            // Already invited or joined: the join below tells.
+            tracing::debug!(error = %e, "inviting a virtual user");
+        }
+        intent.join(space).await?;
+    }
+    if ctx.store.membership(room, user)? != Some(MembershipState::Join) {
+        intent.join(room).await?;
+    }
+    Ok(())
+}
+
+/// `text` by `author` in `room` as a message: the room's joined members it mentions (by
+/// user id, localpart or display name, as [`mention::resolve`] reads them; never the
+/// author) in `m.mentions`, and as pills in the formatted body.
+pub(crate) fn compose(
+    ctx: &Context,
+    room: &RoomId,
+    author: &UserId,
+    text: &str,
+) -> OpResult<RoomMessageEventContent> {
+    let mut mentioned = mention::resolve(&[], None, text, &RoomAudience::new(&ctx.store, room))?;
+    mentioned.remove(author);
+    // Pills name people by their display names too: read those of the mentioned only.
+    let mut named = Vec::with_capacity(mentioned.len());
+    for u in &mentioned {
+        let display_name = ctx.store.member(room, u)?.and_then(|(_, name)| name);
+        named.push(mention::Candidate { user_id: u.clone(), display_name });
+    }
+    let html = mention::with_pills(text, &mentioned, &named);
+    let mut content = RoomMessageEventContent::text_html(text, html);
+    content.mentions = Some(Mentions::with_user_ids(mentioned));
+    Ok(content)
+}

@@ -7,7 +7,7 @@
 //! through the durable [`outbox`] and the [`matrix`] client. The HTTP API ([`api`]) calls
 //! the same operations. Top-level modules depend on each other without cycles (a test over
 //! the sources checks it): [`error`] < [`config`] < [`matrix`] < [`domain`] < [`store`] <
-//! [`context`] < `actors` < `notifications` < `boards` < `tasks` < `commands` < [`api`],
+//! [`context`] < `actors` < `notifications` < `boards` < `tasks` < `chat` < `stream` < `commands` < [`api`],
 //! [`appservice`], `inbound`, [`outbox`], [`reindex`], [`webhooks`] < [`app`]. Signed
 //! webhooks ([`webhooks`]) call the same operations as the API. `docs/ARCHITECTURE.md`
 //! says what each owns.
@@ -32,6 +32,7 @@ pub mod registration;
 pub mod reindex;
 
 pub mod store;
+pub(crate) mod stream;
 pub(crate) mod tasks;
 pub mod webhooks;
 

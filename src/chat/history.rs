@@ -178,7 +178,7 @@ pub(crate) fn messages_of(
 }
 
 /// The HTML of a message, when it has one.
-fn formatted(msgtype: &MessageType) -> Option<&str> {
+pub(crate) fn formatted(msgtype: &MessageType) -> Option<&str> {
     match msgtype {
         MessageType::Text(t) => t.formatted.as_ref().map(|f| f.body.as_str()),
         MessageType::Notice(n) => n.formatted.as_ref().map(|f| f.body.as_str()),

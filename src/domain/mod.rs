@@ -11,6 +11,7 @@ pub mod inbox;
 pub mod live;
 pub mod mention;
 pub mod op;
+pub mod stream;
 pub mod task;
 
 pub use action::Action;

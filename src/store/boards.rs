@@ -10,10 +10,13 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::room::member::Membe
 use super::{
     Store,
     codec::{self, KeyBuf, KeyReader},
-    decode, encode, maps, scan,
+    decode, encode,
+    live::LogAppend,
+    maps, scan,
 };
 use crate::{
-    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    domain::board::{BoardRecord, Role, RoomKind, RoomRecord},
+    domain::stream::{MembershipChange, MembershipEvent, StreamData, StreamEvent},
     domain::mention,
     error::{Error, Result},
 };
@@ -51,8 +54,58 @@ impl Store {
             board.space_id.as_bytes(),
             board.slug.as_bytes(),
         );
-        self.checked(db.write(batch))?;
-        Ok(())
+        let log = match self.board(&board.slug)? {
+            Some(before) => self.role_changes(&before, board)?,
+            None => LogAppend::new(),
+        };
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)
+    }
+
+    /// The members of a board's space whose role differs between two of its records.
+    fn role_changes(&self, before: &BoardRecord, after: &BoardRecord) -> Result<LogAppend> {
+        if before.power_users == after.power_users
+            && before.users_default == after.users_default
+            && before.creators == after.creators
+        {
+            return Ok(LogAppend::new());
+        }
+        let mut log = LogAppend::new();
+        for (user, (membership, display_name)) in self.members_named_all(&after.space_id)? {
+            let role = after.role_of(&user);
+            if role != before.role_of(&user) {
+                log.push((
+                    after.slug.clone(),
+                    StreamEvent::public(StreamData::Membership(MembershipEvent {
+                        user_id: user,
+                        change: MembershipChange::Role,
+                        membership,
+                        role: role.as_str().to_owned(),
+                        display_name,
+                    })),
+                ));
+            }
+        }
+        Ok(log)
+    }
+
+    /// Everyone with a membership in `room_id`, with their display name.
+    fn members_named_all(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Vec<(OwnedUserId, (MembershipState, Option<String>))>> {
+        let db = self.db()?;
+        let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
+        let cf = super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?;
+        let mut out = Vec::new();
+        for item in scan(&db, cf, &prefix) {
+            let (k, v) = item?;
+            let mut r = KeyReader::new(&k);
+            r.str()?;
+            let user: OwnedUserId =
+                r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
+            out.push((user, decode_membership(&v)?));
+        }
+        Ok(out)
     }
 
     /// The board with this slug.
@@ -181,7 +234,8 @@ impl Store {
         let cf = super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?;
         // The names this member went by, out; the names they go by now if joined, in.
         let names = super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?;
-        if let Some((MembershipState::Join, old_name)) = self.member(room_id, user)? {
+        let before = self.member(room_id, user)?;
+        if let Some((MembershipState::Join, old_name)) = &before {
             for name in member_names(user, old_name.as_deref()) {
                 batch.delete_cf(names, name_key(room_id, &name, user));
             }
@@ -202,6 +256,7 @@ impl Store {
                 batch.put_cf(cf, &key, v.build());
             }
         }
+        let mut log = LogAppend::new();
         if let Some(slug) = space_of {
             let k = KeyBuf::new().str(user.as_str()).str(slug).build();
             if *membership == MembershipState::Join {
@@ -209,9 +264,33 @@ impl Store {
             } else {
                 batch.delete_cf(super::cf(&db, maps::USERID_SLUG)?, k);
             }
+            let display_name = display_name.filter(|n| !n.is_empty()).map(str::to_owned);
+            let (was, was_named) = match before {
+                Some((m, name)) => (m, name),
+                None => (MembershipState::Leave, None),
+            };
+            let change = if was != *membership {
+                Some(MembershipChange::Membership)
+            } else if *membership == MembershipState::Join && was_named != display_name {
+                Some(MembershipChange::DisplayName)
+            } else {
+                None
+            };
+            if let Some(change) = change {
+                let role = self.board(slug)?.map_or(Role::Member, |b| b.role_of(user));
+                log.push((
+                    slug.to_owned(),
+                    StreamEvent::public(StreamData::Membership(MembershipEvent {
+                        user_id: user.to_owned(),
+                        change,
+                        membership: membership.clone(),
+                        role: role.as_str().to_owned(),
+                        display_name,
+                    })),
+                ));
+            }
         }
-        self.checked(db.write(batch))?;
-        Ok(())
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)
     }
 
     /// `user`'s membership in a board space or room (`None`: none, or left).

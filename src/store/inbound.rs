@@ -282,11 +282,18 @@ impl Store {
     /// Marks entry `seq` processed and, in the same atomic write, queues the outbound
     /// requests it produced. A crash before this write replays the entry; after it, the
     /// requests are in the outbox.
-    pub fn complete_pending(&self, seq: u64, outbound: &[Vec<u8>]) -> Result<()> {
+    /// The events `log` (messages, which change no index) go to their boards' logs in the
+    /// same write: exactly once, whatever crashes.
+    pub fn complete_pending(
+        &self,
+        seq: u64,
+        outbound: &[Vec<u8>],
+        log: super::live::LogAppend,
+    ) -> Result<()> {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(super::cf(&db, maps::SEQ_PENDING)?, seq.to_be_bytes());
-        self.write_with_outbox(batch, outbound)
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), outbound, log)
     }
 
     /// Whether a timeline event has been accepted before.
@@ -333,7 +340,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store.ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")]).expect("ingest");
-            store.complete_pending(1, &[b"out".to_vec()]).expect("complete");
+            store.complete_pending(1, &[b"out".to_vec()], Vec::new()).expect("complete");
         }
         let store = Store::open(dir.path()).expect("reopen");
         let pending = store.pending_from(0, 10).expect("pending");
@@ -341,8 +348,8 @@ mod tests {
         assert_eq!((pending[0].seq, pending[0].room_id.as_str()), (2, "!r"));
         store.ingest("2", [0; 32], &[entry("$c", b"3")]).expect("ingest");
         assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(3));
-        store.complete_pending(2, &[]).expect("complete");
-        store.complete_pending(3, &[]).expect("complete");
+        store.complete_pending(2, &[], Vec::new()).expect("complete");
+        store.complete_pending(3, &[], Vec::new()).expect("complete");
         drop(store);
         // An empty queue at start-up does not restart the numbering.
         let store = Store::open(dir.path()).expect("reopen");
@@ -388,8 +395,8 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store.ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")]).expect("ingest");
-            store.complete_pending(1, &[]).expect("complete");
-            store.complete_pending(2, &[]).expect("complete");
+            store.complete_pending(1, &[], Vec::new()).expect("complete");
+            store.complete_pending(2, &[], Vec::new()).expect("complete");
             // As a database from before the counter was kept.
             let db = store.db().expect("db");
             let global = crate::store::cf(&db, maps::GLOBAL).expect("cf");

@@ -10,10 +10,13 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use super::{
     Store,
     codec::{KeyBuf, KeyReader, decode_u64},
-    decode, encode, maps, scan,
+    decode, encode,
+    live::LogAppend,
+    maps, scan,
 };
 use crate::{
     domain::inbox::{Notification, ReceiptScope},
+    domain::stream::{NotificationEvent, StreamData, StreamEvent},
     error::{Error, Result},
 };
 
@@ -105,16 +108,31 @@ impl Store {
             *unread.entry(n.user_id.clone()).or_default() += 1;
             added.push(n);
         }
+        let mut counts: HashMap<OwnedUserId, u64> = HashMap::new();
         for (user, more) in unread {
-            let count = self.unread_of(&user)? + more;
+            let before = self.unread_of(&user)?;
             batch.put_cf(
                 super::cf(&db, maps::USERID_UNREAD)?,
                 user.as_bytes(),
-                count.to_be_bytes(),
+                (before + more).to_be_bytes(),
             );
+            counts.insert(user, before);
+        }
+        // Each entry goes to its owner's stream on its board, with the unread count it
+        // makes.
+        let mut log = LogAppend::new();
+        for n in &added {
+            let count = counts.entry(n.user_id.clone()).or_default();
+            *count += 1;
+            let mut event = StreamEvent::public(StreamData::Notification(NotificationEvent {
+                notification: n.clone(),
+                unread_count: *count,
+            }));
+            event.only = Some(n.user_id.clone());
+            log.push((n.board.clone(), event));
         }
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
-        self.checked(db.write(batch))?;
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         *next = id;
         Ok(added)
     }

@@ -95,6 +95,13 @@ pub const SOURCEDELIVERY_ANSWER: &str = "sourcedelivery_answer";
 /// id (the id is not signed) is found here. Kept for `inbound::SEEN_RETENTION`.
 pub const SOURCESIGNED_DELIVERY: &str = "sourcesigned_delivery";
 
+/// Each board's live-stream log: `slug, id` → the event (JSON). Appended in the same
+/// write as the change it tells of; trimmed by age and count (`[live]`).
+pub const SLUGID_LIVE: &str = "slugid_live";
+/// The highest id no longer in a board's log (trimmed, or given up by a reindex): `slug` →
+/// u64. A resume from before it is told to refetch.
+pub const SLUG_LIVEFLOOR: &str = "slug_livefloor";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -150,6 +157,8 @@ pub const MAPS: &[MapDesc] = &[
         name: SOURCESIGNED_DELIVERY,
         doc: "webhook source, SHA-256 of the signed message → write time, delivery id",
     },
+    MapDesc { name: SLUGID_LIVE, doc: "board slug, event id → live-stream event" },
+    MapDesc { name: SLUG_LIVEFLOOR, doc: "board slug → highest event id no longer logged" },
 ];
 
 #[cfg(test)]

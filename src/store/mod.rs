@@ -7,6 +7,7 @@ pub mod boards;
 pub mod codec;
 pub mod inbound;
 pub mod inbox;
+pub mod live;
 pub mod maps;
 pub mod outbox;
 pub mod tasks;
@@ -27,7 +28,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
-pub const SCHEMA_VERSION: u64 = 13;
+pub const SCHEMA_VERSION: u64 = 14;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -66,6 +67,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 12, name: "webhook deliveries", run: |_| Ok(()) },
     // The facet index of tasks (by column, assignee and label), filled from the tasks.
     Migration { version: 13, name: "task facets", run: Store::index_task_facets },
+    // Two new column families, created empty at open: the boards' live-stream logs and
+    // their floors. The logs start with the events after the upgrade.
+    Migration { version: 14, name: "live-stream logs", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.
@@ -86,6 +90,8 @@ struct Inner {
     inbound: inbound::InboundState,
     outbox: outbox::OutboxState,
     inbox: inbox::InboxState,
+    /// The boards' event logs: next ids, log locks, live tails.
+    live: live::LiveLogs,
     /// Writes refused because the database could not write (see [`Store::write_failures`]).
     write_failures: AtomicU64,
     /// A recovery thread is running.
@@ -143,6 +149,7 @@ impl Store {
                 inbound: inbound::InboundState::load(&db)?,
                 outbox: outbox::OutboxState::load(&db)?,
                 inbox: inbox::InboxState::load(&db)?,
+                live: live::LiveLogs::default(),
                 db: RwLock::new(Some(Arc::new(db))),
                 write_failures: AtomicU64::new(0),
                 recovering: AtomicBool::new(false),

@@ -58,7 +58,7 @@ impl Store {
         self.write_with_outbox_opt(batch, outbound, &wo)
     }
 
-    fn write_with_outbox_opt(
+    pub(super) fn write_with_outbox_opt(
         &self,
         mut batch: WriteBatch,
         outbound: &[Vec<u8>],

@@ -10,10 +10,15 @@ use ruma::EventId;
 use super::{
     Store,
     codec::{self, KeyBuf, KeyReader, decode_u64},
-    decode, encode, maps, scan,
+    decode, encode,
+    live::LogAppend,
+    maps, scan,
 };
 use crate::{
-    domain::task::{Comment, TaskRecord},
+    domain::{
+        stream::{CommentChange, CommentEvent, StreamData, StreamEvent, TaskChange, TaskEvent},
+        task::{Comment, TaskRecord},
+    },
     error::{Error, Result},
 };
 
@@ -201,10 +206,42 @@ impl Store {
                 (n + 1).to_be_bytes(),
             );
         }
+        let change = match &before {
+            None => TaskChange::Created,
+            Some(b) if task.fields.deleted && !b.fields.deleted => TaskChange::Deleted,
+            Some(_) => TaskChange::Changed,
+        };
+        let log = vec![(
+            task.board.clone(),
+            StreamEvent::public(StreamData::Task(TaskEvent { change, task: task.clone() })),
+        )];
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
-        self.checked(db.write_opt(batch, &wo))?;
-        Ok(())
+        self.commit(&db, batch, &wo, &[], log)
+    }
+
+    /// A comment's event for the live stream, with its author's display name in the
+    /// board's tasks room.
+    fn comment_event(
+        &self,
+        slug: &str,
+        n: u64,
+        change: CommentChange,
+        comment: &Comment,
+    ) -> Result<LogAppend> {
+        let display_name = match self.tasks_room_of(slug)? {
+            Some((room, _)) => self.member(&room, &comment.author)?.and_then(|(_, name)| name),
+            None => None,
+        };
+        Ok(vec![(
+            slug.to_owned(),
+            StreamEvent::public(StreamData::Comment(CommentEvent {
+                task: n,
+                change,
+                comment: comment.clone(),
+                display_name,
+            })),
+        )])
     }
 
     /// How many tasks of board `slug` that are not deleted have status `status`.
@@ -417,9 +454,10 @@ impl Store {
     pub fn put_comment(&self, slug: &str, n: u64, comment: &Comment) -> Result<()> {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
-        let key = match db
-            .get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?
-        {
+        let known =
+            db.get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?;
+        let change = if known.is_some() { CommentChange::Edited } else { CommentChange::New };
+        let key = match known {
             Some(k) => k.to_vec(),
             None => {
                 batch.put_cf(
@@ -437,8 +475,12 @@ impl Store {
         };
         batch.put_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
         batch.put_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes(), &key);
-        self.checked(db.write(batch))?;
-        Ok(())
+        if change == CommentChange::Edited && self.comment(&comment.event_id)?.as_ref() == Some(comment) {
+            // Indexed again as it is (a replay): nothing new to tell.
+            return Ok(());
+        }
+        let log = self.comment_event(slug, n, change, comment)?;
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)
     }
 
     /// Replaces a known comment's record (an edit). Returns whether it was known.
@@ -451,7 +493,16 @@ impl Store {
         else {
             return Ok(false);
         };
-        self.checked(db.put_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?))?;
+        if self.comment(&comment.event_id)?.as_ref() == Some(comment) {
+            return Ok(true);
+        }
+        let mut r = KeyReader::new(&key);
+        let slug = r.str()?.to_owned();
+        let n = r.u64()?;
+        let log = self.comment_event(&slug, n, CommentChange::Edited, comment)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         Ok(true)
     }
 
@@ -491,6 +542,7 @@ impl Store {
             return Ok(false);
         };
         let mut batch = WriteBatch::default();
+        let mut log = LogAppend::new();
         if let Some(v) = db.get_pinned_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key)? {
             let mut r = KeyReader::new(&key);
             let slug = r.str()?.to_owned();
@@ -500,10 +552,11 @@ impl Store {
                 super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
                 commenter_key(&slug, n, &comment),
             );
+            log = self.comment_event(&slug, n, CommentChange::Removed, &comment)?;
         }
         batch.delete_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key);
         batch.delete_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, event_id.as_bytes());
-        self.checked(db.write(batch))?;
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         Ok(true)
     }
 

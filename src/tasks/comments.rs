@@ -71,20 +71,21 @@ pub(crate) async fn comment(
 }
 
 /// A message in a tasks room: a reply in a task's thread (not from the bot) is a comment;
-/// an edit of a comment changes its text.
+/// an edit of a comment changes its text. Returns whether the message is (or edits) a
+/// comment.
 pub(crate) fn index_message(
     ctx: &Context,
     sender: &UserId,
     event_id: &EventId,
     ts: u64,
     content: &RoomMessageEventContent,
-) -> crate::Result<()> {
+) -> crate::Result<bool> {
     if sender == ctx.settings.bot_user_id {
-        return Ok(());
+        return Ok(false);
     }
     match &content.relates_to {
         Some(Relation::Thread(thread)) => {
-            let Some(task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(()) };
+            let Some(task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(false) };
             let comment = Comment {
                 event_id: event_id.to_owned(),
                 author: sender.to_owned(),
@@ -92,6 +93,7 @@ pub(crate) fn index_message(
                 ts,
             };
             ctx.store.put_comment(&task.board, task.fields.number, &comment)?;
+            Ok(true)
         }
         Some(Relation::Replacement(r)) => {
             if let Some(mut comment) = ctx.store.comment(&r.event_id)?
@@ -99,11 +101,12 @@ pub(crate) fn index_message(
             {
                 comment.body = r.new_content.msgtype.body().to_owned();
                 ctx.store.update_comment(&comment)?;
+                return Ok(true);
             }
+            Ok(false)
         }
-        _ => {}
+        _ => Ok(false),
     }
-    Ok(())
 }
 
 /// A redaction: a redacted comment leaves the index.

@@ -34,6 +34,28 @@ pub struct Context {
     pub room_version: Arc<tokio::sync::OnceCell<ruma::RoomVersionId>>,
     /// Per-board locks for task numbers and task records.
     pub task_locks: Arc<BoardLocks>,
+    /// The live streams being served.
+    pub streams: Arc<Streams>,
+}
+
+/// The live streams being served: their cap, and the signal that ends them all.
+#[derive(Debug)]
+pub struct Streams {
+    /// Cancelled when Boardroom stops: every stream ends, and clients resume by id after
+    /// the restart.
+    pub stopping: tokio_util::sync::CancellationToken,
+    /// One permit per stream served (`[live] max_subscribers`).
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Streams {
+    /// Room for `max` streams at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            stopping: tokio_util::sync::CancellationToken::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+        }
+    }
 }
 
 impl Context {
@@ -80,6 +102,7 @@ impl Context {
             client: self.client.clone().with_retry(crate::matrix::RetryPolicy::SHORT),
             room_version: self.room_version.clone(),
             task_locks: self.task_locks.clone(),
+            streams: self.streams.clone(),
         }
     }
 }

@@ -134,8 +134,11 @@ pub(crate) async fn serve(
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Watched::new(stream, activity.clone(), limits));
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let slot = ConnectionSlot(Arc::new(Mutex::new(Some(permit))));
+        let held = slot.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             let busy = Activity::begin(&activity);
+            req.extensions_mut().insert(slot.clone());
             let router = router.clone();
             async move {
                 let response = router.oneshot(req).await;
@@ -155,7 +158,7 @@ pub(crate) async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(listener = name, peer = %peer, error = %e, "connection ended");
             }
-            drop(permit);
+            held.release();
         });
     }
     drop(listener);
@@ -164,6 +167,20 @@ pub(crate) async fn serve(
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!(listener = name, "requests still in progress after the shutdown grace period");
         }
+    }
+}
+
+/// A connection's place under its listener's cap, in each of its requests' extensions.
+/// A live stream gives it up ([`ConnectionSlot::release`]) for a place under the streams'
+/// own cap, and its response closes the connection when it ends.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionSlot(Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl ConnectionSlot {
+    /// Gives the connection's place back: the listener may accept another.
+    pub(crate) fn release(&self) {
+        let permit = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(permit);
     }
 }
 

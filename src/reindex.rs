@@ -72,6 +72,9 @@ pub async fn reindex(
     for (room, slug, fields) in &threads {
         summary.comments += reindex_comments(settings, &client, &store, room, slug, fields).await?;
     }
+    // The rebuild wrote the boards' logs as if everything were new, and what the index
+    // held before is gone: a live stream resuming from before must refetch.
+    store.live_reset_all()?;
     Ok(summary)
 }
 

@@ -134,10 +134,28 @@ impl Caller {
     }
 }
 
+/// What a request may carry in its query string instead of headers, for clients that
+/// cannot set headers (a browser's `EventSource`): `access_token` (as the Matrix
+/// client-server API allows) and `user_id` (as the appservice identity assertion names
+/// it). The query string is never logged.
+#[derive(Debug, Default, serde::Deserialize)]
+struct InQuery {
+    access_token: Option<String>,
+    user_id: Option<String>,
+}
+
+fn in_query(parts: &Parts) -> InQuery {
+    axum::extract::Query::<InQuery>::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default()
+}
+
+/// The bearer token of `Authorization`, else the `access_token` query parameter.
 fn bearer(parts: &Parts) -> Option<String> {
-    let v = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    let header = || {
+        let v = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    };
+    header().or_else(|| in_query(parts).access_token.filter(|t| !t.is_empty()))
 }
 
 impl FromRequestParts<ApiState> for Caller {
@@ -163,13 +181,19 @@ impl FromRequestParts<ApiState> for Caller {
         if let Some(client) =
             settings.api_clients.iter().find(|c| secret_eq(c.token.expose(), &token))
         {
-            let name =
-                parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-                    Error::MissingParam(
-                        "X-Boardroom-User names the virtual user a client acts as".into(),
-                    )
-                })?;
-            let user_id = virtual_user(state, client, name).await?;
+            let name = match parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok()) {
+                Some(name) => name.to_owned(),
+                None => match in_query(parts).user_id {
+                    Some(id) => name_in(settings, &id)?,
+                    None => {
+                        return Err(Error::MissingParam(
+                            "X-Boardroom-User (or the user_id query parameter) names the virtual user a client acts as"
+                                .into(),
+                        ));
+                    }
+                },
+            };
+            let user_id = virtual_user(state, client, &name).await?;
             state.ctx.live.touch(&user_id);
             return Ok(Caller { user_id, client: Some(client.clone()), token: None });
         }
@@ -185,6 +209,23 @@ impl FromRequestParts<ApiState> for Caller {
         // What the caller does counts as being online (chat::presence).
         state.ctx.live.touch(&user_id);
         Ok(Caller { user_id, client: None, token: Some(Secret::new(token)) })
+    }
+}
+
+/// The virtual user's name in a `user_id` query parameter: the name itself, or the whole
+/// user id (`@<namespace_prefix><name>:<server_name>`).
+fn name_in(settings: &crate::config::Settings, id: &str) -> Result<String, Error> {
+    if !id.starts_with('@') {
+        return Ok(id.to_owned());
+    }
+    let user = ruma::UserId::parse(id).map_err(|e| Error::InvalidParam(format!("user_id: {e}")))?;
+    let prefix = &settings.raw.appservice.namespace_prefix;
+    match user.localpart().strip_prefix(prefix.as_str()) {
+        Some(name) if user.server_name() == settings.server_name => Ok(name.to_owned()),
+        _ => Err(Error::InvalidParam(format!(
+            "user_id: {id} is not one of Boardroom's virtual users (@{prefix}<name>:{})",
+            settings.server_name
+        ))),
     }
 }
 

@@ -278,7 +278,10 @@ pub(crate) async fn set_typing(
     let actor = caller.actor();
     let cause = ruma::event_id!("$api.typing");
     let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
-    typing::set(&state.request_ctx(), &req, BoardRef::Slug(&slug), &room, on, timeout_ms).await?;
+    let room_id =
+        typing::set(&state.request_ctx(), &req, BoardRef::Slug(&slug), &room, on, timeout_ms)
+            .await?;
+    crate::stream::events::typing(&state.ctx, &room_id);
     Ok(Json(Done {}))
 }
 
@@ -437,6 +440,7 @@ pub(crate) async fn set_presence(
     let actor = caller.actor();
     let cause = ruma::event_id!("$api.presence.set");
     let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
-    presence::set(&state.request_ctx(), &req, state_of, status_msg.as_deref()).await?;
+    presence::set(&state.request_ctx(), &req, state_of.clone(), status_msg.as_deref()).await?;
+    crate::stream::events::presence(&state.ctx, &actor.user_id, &state_of);
     Ok(Json(Done {}))
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub(crate) mod boards;
 pub(crate) mod chat;
 pub(crate) mod comments;
+pub(crate) mod events;
 pub(crate) mod members;
 pub(crate) mod notifications;
 pub(crate) mod openapi;
@@ -174,6 +175,14 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::get("/_boardroom/api/v1/boards/{slug}/presence", chat::board_presence)
             .summary("Who is online on the board, and who types in which room", "Presence")
             .path_param("slug", slug())
+            .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
+        Route::get("/_boardroom/api/v1/boards/{slug}/events", events::follow)
+            .summary(
+                "The board's live stream (Server-Sent Events): messages, comments, tasks, membership, typing, presence and the caller's notifications; resumes after Last-Event-ID",
+                "A text/event-stream that lasts until the caller disconnects, leaves the board, falls behind, or Boardroom stops",
+            )
+            .path_param("slug", slug())
+            .header("Last-Event-ID", json!({ "type": "string", "pattern": "^[0-9]+$" }))
             .not_found("M_NOT_FOUND: no such board (within a client's scope)"),
         Route::put("/_boardroom/api/v1/presence", chat::set_presence)
             .summary(

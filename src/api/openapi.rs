@@ -119,6 +119,9 @@ fn operation(route: &Route, components: &mut Map<String, Value>) -> Value {
     }
     let ok = match &sig.response {
         Some(ty) => json!({ "description": route.ok, "content": json_content(ty, components) }),
+        None if sig.event_stream => json!({ "description": route.ok,
+            "content": { "text/event-stream": { "schema": { "type": "string",
+                "description": "Server-Sent Events: `id:` (the board's event id), `event:` (message, comment, task, membership, typing, presence, notification; reset, ready, end) and `data:` (JSON). See docs/API.md." } } } }),
         None => json!({ "description": route.ok,
             "content": { "application/json": { "schema": { "type": "object" } } } }),
     };

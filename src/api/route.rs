@@ -84,6 +84,8 @@ pub(crate) struct Signature {
     pub(crate) response: Option<TypeDoc>,
     /// Its success status: 200, or 201 for a handler answering [`Created`].
     pub(crate) success: u16,
+    /// It answers a stream of Server-Sent Events, not JSON.
+    pub(crate) event_stream: bool,
 }
 
 impl Default for Signature {
@@ -95,6 +97,7 @@ impl Default for Signature {
             body: None,
             response: None,
             success: 200,
+            event_stream: false,
         }
     }
 }
@@ -118,6 +121,7 @@ pub(crate) trait Arg {
 impl Arg for State<ApiState> {}
 impl Arg for HeaderMap {}
 impl<T> Arg for Path<T> {}
+impl<T> Arg for Option<axum::Extension<T>> {}
 
 impl Arg for Caller {
     fn describe(sig: &mut Signature) {
@@ -167,6 +171,12 @@ impl<T: Documented> Reply for Result<Created<T>, Error> {
 }
 
 impl Reply for Json<Value> {}
+
+impl Reply for Result<super::events::EventStream, Error> {
+    fn describe(sig: &mut Signature) {
+        sig.event_stream = true;
+    }
+}
 
 /// A handler whose arguments and answer the document can describe.
 pub(crate) trait Endpoint<Args> {

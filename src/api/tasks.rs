@@ -64,7 +64,7 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    fn of(t: &TaskRecord, comment_count: u64) -> Self {
+    pub(crate) fn of(t: &TaskRecord, comment_count: u64) -> Self {
         let f = &t.fields;
         Task {
             number: f.number,

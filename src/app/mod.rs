@@ -14,7 +14,7 @@ pub use startup::BOT_DISPLAY_NAME;
 use crate::{
     appservice::{self, AppState},
     config::Settings,
-    context::Context,
+    context::{Context, Streams},
     domain::live::LiveState,
     error::{Error, Result},
     inbound,
@@ -37,6 +37,9 @@ impl App {
     /// Opens the database and builds the client; starts nothing.
     pub fn new(settings: Settings) -> Result<Self> {
         let store = Store::open(&settings.raw.database.path)?;
+        let live = &settings.raw.live;
+        store.set_live_buffer(usize::try_from(live.buffer_events).unwrap_or(usize::MAX));
+        let streams = Streams::new(usize::try_from(live.max_subscribers).unwrap_or(usize::MAX));
         let client = HomeserverClient::new(
             &settings.homeserver_url,
             Auth::Appservice(settings.as_token.clone()),
@@ -50,6 +53,7 @@ impl App {
             client: client.clone().with_retry(RetryPolicy::BACKGROUND),
             room_version: Default::default(),
             task_locks: Default::default(),
+            streams: Arc::new(streams),
         });
         Ok(Self { ctx, client })
     }
@@ -98,6 +102,35 @@ impl App {
             self.ctx.outbox_notify.clone(),
             shutdown.clone(),
         ));
+    }
+}
+
+/// How often the boards' live logs are trimmed to `[live]`'s retention.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Trims every board's live log to `[live] retention_days` and `max_events_per_board`,
+/// at start and every [`TRIM_EVERY`], until shutdown.
+async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let live = ctx.settings.raw.live.clone();
+    let max_age_ms = live.retention_days.saturating_mul(86_400_000);
+    loop {
+        let oldest = crate::domain::now_ms().saturating_sub(max_age_ms);
+        match ctx.store.boards() {
+            Ok(boards) => {
+                for b in boards {
+                    match ctx.store.live_trim(&b.slug, oldest, live.max_events_per_board) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(board = %b.slug, dropped = n, "live log trimmed"),
+                        Err(e) => tracing::warn!(board = %b.slug, error = %e, "cannot trim a live log"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list boards to trim their live logs"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TRIM_EVERY) => {}
+        }
     }
 }
 
@@ -174,6 +207,15 @@ pub async fn serve_app_on(
     tasks.spawn(async move {
         startup::ping_after_recovery(&settings, store, client, recovery_shutdown).await;
     });
+
+    // Streams end when Boardroom stops (their clients resume by id after the restart),
+    // so that the listeners' graceful shutdown does not wait for them.
+    let (streams, stopping) = (app.ctx.streams.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        streams.stopping.cancel();
+    });
+    tasks.spawn(trim_live_logs(app.ctx.clone(), shutdown.clone()));
 
     let limits = Limits::from_config(&app.ctx.settings.raw.http);
     let api_listen = match &listeners.api {

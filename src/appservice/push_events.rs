@@ -70,11 +70,17 @@ pub(crate) async fn handle(
                         .into_iter()
                         .filter(|u| !ctx.settings.is_ours(u))
                         .collect();
-                    ctx.live.set_typing(t.room_id, users);
+                    ctx.live.set_typing(t.room_id.clone(), users);
+                    crate::stream::events::typing(ctx, &t.room_id);
                 }
                 Ok(EphemeralData::Presence(p)) => {
                     if !ctx.settings.is_ours(&p.sender) {
-                        ctx.live.set_presence(p.sender, p.content.presence);
+                        let changed = ctx.live.presence(&p.sender).map(|was| was.state)
+                            != Some(p.content.presence.clone());
+                        ctx.live.set_presence(p.sender.clone(), p.content.presence.clone());
+                        if changed {
+                            crate::stream::events::presence(ctx, &p.sender, &p.content.presence);
+                        }
                     }
                 }
                 Ok(EphemeralData::Receipt(r)) => owned.push(Owned {

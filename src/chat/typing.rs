@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ruma::OwnedRoomId;
 use ruma::api::client::typing::create_typing_event::{
     self,
     v3::{Typing, TypingInfo},
@@ -27,7 +28,7 @@ pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub(crate) const MAX_TIMEOUT_MS: u64 = 120_000;
 
 /// The actor types (`typing`) in the room `room` of the board `at` for `timeout_ms`, or
-/// stops.
+/// stops. Returns the room.
 pub(crate) async fn set(
     ctx: &Context,
     req: &Request<'_>,
@@ -35,7 +36,7 @@ pub(crate) async fn set(
     room: &str,
     typing: bool,
     timeout_ms: Option<u64>,
-) -> OpResult<()> {
+) -> OpResult<OwnedRoomId> {
     let timeout = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout) {
         return Err(Refusal::invalid(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")));
@@ -54,5 +55,5 @@ pub(crate) async fn set(
         .await
         .map_err(|e| refused(e, req.actor, room, "type"))?;
     ctx.live.set_api_typing(&room_id, user, typing.then(|| now_ms() + timeout));
-    Ok(())
+    Ok(room_id)
 }

@@ -40,6 +40,62 @@ pub struct Config {
     /// Signed webhooks: task apps and CI push task changes without a token.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// The boards' live streams.
+    #[serde(default)]
+    pub live: LiveConfig,
+}
+
+/// `[live]`: the boards' live streams (Server-Sent Events) and their event logs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Days a board's logged events are kept for resuming streams; a resume from before
+    /// gets a `reset`.
+    #[serde(default = "default_retention_days", deserialize_with = "de_u64")]
+    pub retention_days: u64,
+    /// Events kept per board, at most (the oldest go first).
+    #[serde(default = "default_max_events_per_board", deserialize_with = "de_u64")]
+    pub max_events_per_board: u64,
+    /// How many events a subscriber may fall behind before it is disconnected (it resumes
+    /// by id and loses nothing).
+    #[serde(default = "default_buffer_events", deserialize_with = "de_u64")]
+    pub buffer_events: u64,
+    /// Streams served at once, over all listeners and boards. A stream does not count
+    /// against `http.max_connections`.
+    #[serde(default = "default_max_subscribers", deserialize_with = "de_u64")]
+    pub max_subscribers: u64,
+    /// Seconds between keep-alive comments on an idle stream (at most half of
+    /// `http.idle_timeout_secs` is used).
+    #[serde(default = "default_keepalive_secs", deserialize_with = "de_u64")]
+    pub keepalive_secs: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention_days(),
+            max_events_per_board: default_max_events_per_board(),
+            buffer_events: default_buffer_events(),
+            max_subscribers: default_max_subscribers(),
+            keepalive_secs: default_keepalive_secs(),
+        }
+    }
+}
+
+fn default_retention_days() -> u64 {
+    7
+}
+fn default_max_events_per_board() -> u64 {
+    100_000
+}
+fn default_buffer_events() -> u64 {
+    1024
+}
+fn default_max_subscribers() -> u64 {
+    10_000
+}
+fn default_keepalive_secs() -> u64 {
+    15
 }
 
 /// `[webhooks]`

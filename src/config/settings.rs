@@ -213,6 +213,11 @@ impl Config {
             ("http.body_read_timeout_secs", h.body_read_timeout_secs, 86_400),
             ("http.idle_timeout_secs", h.idle_timeout_secs, 86_400),
             ("http.max_connections", h.max_connections, 1 << 20),
+            ("live.retention_days", self.live.retention_days, 3650),
+            ("live.max_events_per_board", self.live.max_events_per_board, 1 << 40),
+            ("live.buffer_events", self.live.buffer_events, 1 << 20),
+            ("live.max_subscribers", self.live.max_subscribers, 1 << 20),
+            ("live.keepalive_secs", self.live.keepalive_secs, 3600),
         ] {
             if !(1..=max).contains(&value) {
                 return Err(bad(key, format!("must be between 1 and {max}")));

@@ -85,6 +85,10 @@ pub enum Error {
     /// 503 with `Retry-After`, so that the homeserver keeps a transaction for later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Too many at once (live streams past `[live] max_subscribers`): 429
+    /// `M_LIMIT_EXCEEDED`, to be tried again later.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// An operation's rule refused the request; the sentence says why.
     #[error("{sentence}")]
     Refused {
@@ -125,6 +129,10 @@ impl Error {
             Error::Homeserver(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unknown),
             Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+            Error::LimitExceeded(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorKind::LimitExceeded(ruma::api::error::LimitExceededErrorData::new()),
+            ),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized),

@@ -1,0 +1,240 @@
+//! `GET /boards/{slug}/events`: a board's live stream as Server-Sent Events.
+//!
+//! The stream opens with `retry:` advice, replays what the caller missed after
+//! `Last-Event-ID` (or `?last_event_id=`), sends who types and who is online now, then
+//! `ready`, then follows live. Each event's `id:` is the board's log id: a client that
+//! reconnects with the last one it saw gets exactly what came after. A stream ends when
+//! Boardroom stops, when the caller leaves the board (after an `end` event), or when it
+//! falls behind by more than `[live] buffer_events` (it resumes by id). It holds a place
+//! under `[live] max_subscribers`, not under the listener's `max_connections`, and its
+//! connection closes with it.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Extension,
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use utoipa::IntoParams;
+
+use super::{ApiQuery, ApiState, auth::Caller, tasks::Task};
+use crate::{
+    context::Context,
+    domain::{
+        op::{Actor, BoardRef, Request},
+        stream::{StreamData, TaskChange},
+    },
+    error::Error,
+    listener::ConnectionSlot,
+    store::live::LiveEntry,
+    stream::{self, Ended, Next, Subscription},
+};
+
+/// How long a client waits before it reconnects (`retry:`), in ms.
+pub(crate) const RETRY_MS: u64 = 2_000;
+
+/// The cause operations see for a stream's reads.
+const CAUSE: &str = "$api.events";
+
+/// `GET /boards/{slug}/events`'s query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Resume after this event id, as the `Last-Event-ID` header does (the header wins).
+    last_event_id: Option<String>,
+    /// The access token, for clients that cannot set `Authorization` (a browser's
+    /// `EventSource`). Never logged.
+    #[allow(dead_code)]
+    access_token: Option<String>,
+    /// With a client token: the virtual user to act as (its name, or its whole user id),
+    /// for clients that cannot set `X-Boardroom-User`.
+    #[allow(dead_code)]
+    user_id: Option<String>,
+}
+
+/// A live stream, answered as `text/event-stream`.
+#[derive(Debug)]
+pub(crate) struct EventStream(Body);
+
+impl IntoResponse for EventStream {
+    fn into_response(self) -> Response {
+        let mut resp = Response::new(self.0);
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+        // The connection ends with the stream: its place was the stream's, not the
+        // listener's.
+        h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        // Proxies such as nginx would otherwise hold events back.
+        h.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+        resp
+    }
+}
+
+/// `GET /boards/{slug}/events`
+pub(crate) async fn follow(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    slot: Option<Extension<ConnectionSlot>>,
+) -> Result<EventStream, Error> {
+    let header = headers.get("last-event-id").map(|v| {
+        v.to_str().map(str::to_owned).map_err(|_| Error::InvalidParam("Last-Event-ID".into()))
+    });
+    let last_event_id = match header.transpose()?.or(query.last_event_id) {
+        Some(id) if id.trim().is_empty() => None,
+        Some(id) => Some(id.trim().parse::<u64>().map_err(|_| {
+            Error::InvalidParam(format!("Last-Event-ID `{id}` is not an event id of this stream"))
+        })?),
+        None => None,
+    };
+    let ctx = state.ctx.clone();
+    let actor = caller.actor();
+    let cause = <&ruma::EventId>::try_from(CAUSE).map_err(|e| Error::Internal(e.to_string()))?;
+    let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
+    let sub = stream::subscribe(&ctx, &req, BoardRef::Slug(&slug), last_event_id)?;
+    let permit = ctx.streams.slots.clone().try_acquire_owned().map_err(|_| {
+        Error::LimitExceeded("Boardroom serves as many live streams as it may; retry later".into())
+    })?;
+    if let Some(Extension(slot)) = slot {
+        slot.release();
+    }
+    tracing::info!(board = %sub.slug, user_id = %actor.user_id, resume = last_event_id, "live stream opened");
+    let idle = Duration::from_secs(ctx.settings.raw.http.idle_timeout_secs.max(2));
+    let keepalive = Duration::from_secs(ctx.settings.raw.live.keepalive_secs).min(idle / 2);
+    let follower = Follower {
+        stopping: ctx.streams.stopping.clone(),
+        ctx,
+        actor,
+        sub,
+        keepalive,
+        _permit: permit,
+        started: false,
+        done: false,
+    };
+    let frames = futures_util::stream::unfold(follower, |mut f| async move {
+        let frame = f.step().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(frame), f))
+    });
+    Ok(EventStream(Body::from_stream(frames)))
+}
+
+/// One subscriber's stream.
+struct Follower {
+    ctx: Arc<Context>,
+    actor: Actor,
+    sub: Subscription,
+    keepalive: Duration,
+    stopping: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+    started: bool,
+    done: bool,
+}
+
+impl Follower {
+    /// The next bytes to send; `None` once the stream is over.
+    async fn step(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            return Some(Bytes::from(format!("retry: {RETRY_MS}\n\n")));
+        }
+        let cause = <&ruma::EventId>::try_from(CAUSE).ok()?;
+        loop {
+            let req = Request { actor: &self.actor, cause, seq: 0, room: None, thread: None };
+            let next = tokio::select! {
+                biased;
+                () = self.stopping.cancelled() => {
+                    self.done = true;
+                    return Some(Bytes::from_static(b": Boardroom is stopping; reconnect with Last-Event-ID\n\n"));
+                }
+                next = self.sub.next(&self.ctx, &req) => next,
+                () = tokio::time::sleep(self.keepalive) => {
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
+            };
+            match next {
+                Next::Entry(entry) => {
+                    if let Some(frame) = self.frame(&entry) {
+                        return Some(frame);
+                    }
+                }
+                Next::Reset { id } => {
+                    let data = serde_json::json!({ "reason": "events after your last id are no longer kept: fetch the board's state again" });
+                    return Some(Bytes::from(format!("id: {id}\nevent: reset\ndata: {data}\n\n")));
+                }
+                Next::Ready { id } => {
+                    let data = serde_json::json!({ "board": self.sub.slug, "last_event_id": id });
+                    return Some(Bytes::from(format!("id: {id}\nevent: ready\ndata: {data}\n\n")));
+                }
+                Next::End(why) => {
+                    self.done = true;
+                    tracing::info!(board = %self.sub.slug, user_id = %self.actor.user_id, reason = ?why, "live stream ended");
+                    return match why {
+                        Ended::Removed => Some(Bytes::from_static(
+                            b"event: end\ndata: {\"reason\":\"no longer a member of the board\"}\n\n",
+                        )),
+                        Ended::Behind => None,
+                    };
+                }
+            }
+        }
+    }
+
+    /// An entry's frame: rendered once for every subscriber when it is logged; typing and
+    /// presence carry this subscriber's last id.
+    fn frame(&self, entry: &LiveEntry) -> Option<Bytes> {
+        if entry.event.is_logged() {
+            if let Some(f) = entry.frame.get() {
+                return Some(f.clone());
+            }
+            let rendered = render(&self.ctx, entry, entry.id)?;
+            return Some(entry.frame.get_or_init(|| rendered).clone());
+        }
+        render(&self.ctx, entry, self.sub.cursor())
+    }
+}
+
+/// `task`'s data: the task as the API shows it.
+#[derive(Serialize)]
+struct TaskData {
+    change: TaskChange,
+    task: Task,
+}
+
+/// The Server-Sent Events frame of `entry` with the id `id`.
+fn render(ctx: &Context, entry: &LiveEntry, id: u64) -> Option<Bytes> {
+    let data = match &entry.event.data {
+        StreamData::Message(m) => serde_json::to_string(m),
+        StreamData::Comment(c) => serde_json::to_string(c),
+        StreamData::Task(t) => {
+            let n = t.task.fields.number;
+            let comments = ctx.store.comment_count(&t.task.board, n).unwrap_or(0);
+            serde_json::to_string(&TaskData { change: t.change, task: Task::of(&t.task, comments) })
+        }
+        StreamData::Membership(m) => serde_json::to_string(m),
+        StreamData::Notification(n) => serde_json::to_string(n),
+        StreamData::Typing(t) => serde_json::to_string(t),
+        StreamData::Presence(p) => serde_json::to_string(p),
+    };
+    match data {
+        Ok(data) => Some(Bytes::from(format!(
+            "id: {id}\nevent: {}\ndata: {data}\n\n",
+            entry.event.kind()
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a live event");
+            None
+        }
+    }
+}

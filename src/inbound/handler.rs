@@ -25,39 +25,20 @@ use crate::{
         bot::{self, InviteDecision},
     },
     notifications::notify,
-    store::{
-        inbound::{EntryKind, PendingEntry},
-        live::LogAppend,
-    },
+    store::inbound::{EntryKind, PendingEntry},
     stream,
     tasks::{self, comments, moves::move_tasks},
 };
 
-/// What handling an entry calls for: requests to send, and the events its board's log
-/// gets when the entry is completed (those of no index write: messages, redactions).
-#[derive(Debug, Default)]
-pub struct Handled {
-    /// Requests for the outbox.
-    pub actions: Vec<Action>,
-    /// Events for boards' logs.
-    pub log: LogAppend,
-}
-
-impl From<Vec<Action>> for Handled {
-    fn from(actions: Vec<Action>) -> Self {
-        Self { actions, log: LogAppend::new() }
-    }
-}
-
 /// Handles one entry.
-pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Handled {
+pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
     match entry.kind {
         EntryKind::Timeline => {
             let raw: Raw<AnyTimelineEvent> = match serde_json::from_slice(&entry.json) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping an event that is not JSON");
-                    return Handled::default();
+                    return Vec::new();
                 }
             };
             match raw.deserialize() {
@@ -65,7 +46,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Handled {
                 Err(e) => {
                     let event_id = raw.get_field::<String>("event_id").ok().flatten();
                     tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
-                    Handled::default()
+                    Vec::new()
                 }
             }
         }
@@ -78,7 +59,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Handled {
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping a receipt that does not parse"),
             }
-            Handled::default()
+            Vec::new()
         }
     }
 }
@@ -88,29 +69,25 @@ async fn handle_timeline(
     raw: &Raw<AnyTimelineEvent>,
     event: AnyTimelineEvent,
     seq: u64,
-) -> Handled {
+) -> Vec<Action> {
     match event {
-        AnyTimelineEvent::State(state) => handle_state(ctx, raw, state).await.into(),
+        AnyTimelineEvent::State(state) => handle_state(ctx, raw, state).await,
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
         )) => {
+            // The message reaches its board's stream before what it causes (a task, a
+            // comment, a notification); a task comment goes there as a comment, with its
+            // index write.
+            if !comments::is_comment(ctx, &ev.sender, &ev.content) {
+                log_message(ctx, &ev);
+            }
             let Some(text) = bot::command_text(&ctx.settings, &ev.sender, &ev.content) else {
                 let ts = u64::from(ev.origin_server_ts.0);
-                // A task comment goes to the stream as a comment, with its index write.
-                let log = match comments::index_message(
-                    ctx,
-                    &ev.sender,
-                    &ev.event_id,
-                    ts,
-                    &ev.content,
-                ) {
-                    Ok(true) => LogAppend::new(),
-                    Ok(false) => stream_message(ctx, &ev),
-                    Err(e) => {
-                        tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
-                        LogAppend::new()
-                    }
-                };
+                if let Err(e) =
+                    comments::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
+                {
+                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
+                }
                 if let Err(e) = notify::on_message(
                     ctx,
                     seq,
@@ -124,7 +101,7 @@ async fn handle_timeline(
                 {
                     tracing::error!(error = %e, event_id = %ev.event_id, "cannot record notifications");
                 }
-                return Handled { actions: Vec::new(), log };
+                return Vec::new();
             };
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
             let outcome = dispatch::run(
@@ -157,44 +134,45 @@ async fn handle_timeline(
                     },
                 );
             }
-            Handled { actions, log: stream_message(ctx, &ev) }
+            actions
         }
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
             RoomRedactionEvent::Original(ev),
         )) => {
-            let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref()) else {
-                return Handled::default();
-            };
-            if let Err(e) = comments::index_redaction(ctx, redacts)
-                .and_then(|()| ctx.store.remove_notifications_of(redacts).map(|_| ()))
+            if let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref()) {
+                let ts = u64::from(ev.origin_server_ts.0);
+                let logged = stream::events::redaction(
+                    ctx,
+                    &ev.room_id,
+                    &ev.event_id,
+                    &ev.sender,
+                    ts,
+                    redacts,
+                )
+                .and_then(|log| ctx.store.log_once(&ev.event_id, log));
+                if let Err(e) = logged {
+                    tracing::error!(error = %e, "cannot log a redaction for the live stream");
+                }
+            }
+            if let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref())
+                && let Err(e) = comments::index_redaction(ctx, redacts)
+                    .and_then(|()| ctx.store.remove_notifications_of(redacts).map(|_| ()))
             {
                 tracing::error!(error = %e, "cannot apply a redaction");
             }
-            let ts = u64::from(ev.origin_server_ts.0);
-            let log = stream::events::redaction(
-                ctx,
-                &ev.room_id,
-                &ev.event_id,
-                &ev.sender,
-                ts,
-                redacts,
-            )
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot log a redaction for the live stream");
-                LogAppend::new()
-            });
-            Handled { actions: Vec::new(), log }
+            Vec::new()
         }
-        _ => Handled::default(),
+        _ => Vec::new(),
     }
 }
 
-/// A message's event for its board's live stream (none outside board rooms).
-fn stream_message(ctx: &Context, ev: &OriginalRoomMessageEvent) -> LogAppend {
-    stream::events::message(ctx, ev).unwrap_or_else(|e| {
+/// Logs a board room's message for its board's live stream (once: a replay logs nothing).
+fn log_message(ctx: &Context, ev: &OriginalRoomMessageEvent) {
+    let logged =
+        stream::events::message(ctx, ev).and_then(|log| ctx.store.log_once(&ev.event_id, log));
+    if let Err(e) = logged {
         tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message for the live stream");
-        LogAppend::new()
-    })
+    }
 }
 
 async fn handle_state(

@@ -49,11 +49,11 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
         // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
         // is handled again at the next start.
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
-        let handled = loop {
+        let actions = loop {
             let failures = ctx.store.write_failures();
-            let Some(handled) = handle_caught(ctx, &entry, shutdown).await else { return };
+            let Some(actions) = handle_caught(ctx, &entry, shutdown).await else { return };
             if ctx.store.write_failures() == failures {
-                break handled;
+                break actions;
             }
             // The database could not write while the entry was handled (its disk is full):
             // some of its writes may be missing. It stays pending, and is handled again, as
@@ -68,7 +68,6 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
                 }
             }
         };
-        let handler::Handled { actions, log } = handled;
         let mut encoded = Vec::with_capacity(actions.len());
         for a in &actions {
             match serde_json::to_vec(a) {
@@ -79,7 +78,7 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
         // The write that marks the entry done also queues its actions: retry until it lands.
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         loop {
-            match ctx.store.complete_pending(entry.seq, &encoded, log.clone()) {
+            match ctx.store.complete_pending(entry.seq, &encoded) {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record the processed entry; retrying");
@@ -104,7 +103,7 @@ async fn handle_caught(
     ctx: &Arc<Context>,
     entry: &PendingEntry,
     shutdown: &CancellationToken,
-) -> Option<handler::Handled> {
+) -> Option<Vec<crate::domain::Action>> {
     let ctx = ctx.clone();
     let owned = entry.clone();
     let mut task =
@@ -121,7 +120,7 @@ async fn handle_caught(
         Ok(actions) => Some(actions),
         Err(e) if e.is_panic() => {
             tracing::error!("the handler panicked on this entry; skipped");
-            Some(handler::Handled::default())
+            Some(Vec::new())
         }
         Err(_) => None,
     }

@@ -102,7 +102,7 @@ async fn deliver(app: &App, event: Value) -> Vec<crate::domain::Action> {
         room_id: event["room_id"].as_str().expect("room").to_owned(),
         json: serde_json::to_vec(&event).expect("json"),
     };
-    handler::handle(&app.ctx, &entry).await.actions
+    handler::handle(&app.ctx, &entry).await
 }
 
 /// The whole index, board and tasks, to compare before and after.

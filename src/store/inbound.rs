@@ -106,14 +106,14 @@ fn expired(value: &[u8], at: usize, now_ms: u64) -> bool {
 }
 
 /// The column family options of `txnid_digest` and `eventid_seq` (and of the webhook
-/// deliveries, `sourcedelivery_answer` and `sourcesigned_delivery`, whose values start
-/// with their write time): a compaction filter that drops entries older than
+/// deliveries, `sourcedelivery_answer` and `sourcesigned_delivery`, and of
+/// `eventid_logged`, whose values start with their write time): a compaction filter that drops entries older than
 /// [`SEEN_RETENTION`].
 pub(crate) fn seen_options(name: &str) -> Option<rocksdb::Options> {
     let at = match name {
         maps::EVENTID_SEQ => SEQ_LEN,
         maps::TXNID_DIGEST => DIGEST_LEN,
-        maps::SOURCEDELIVERY_ANSWER | maps::SOURCESIGNED_DELIVERY => 0,
+        maps::SOURCEDELIVERY_ANSWER | maps::SOURCESIGNED_DELIVERY | maps::EVENTID_LOGGED => 0,
         _ => return None,
     };
     let mut opts = rocksdb::Options::default();
@@ -282,18 +282,11 @@ impl Store {
     /// Marks entry `seq` processed and, in the same atomic write, queues the outbound
     /// requests it produced. A crash before this write replays the entry; after it, the
     /// requests are in the outbox.
-    /// The events `log` (messages, which change no index) go to their boards' logs in the
-    /// same write: exactly once, whatever crashes.
-    pub fn complete_pending(
-        &self,
-        seq: u64,
-        outbound: &[Vec<u8>],
-        log: super::live::LogAppend,
-    ) -> Result<()> {
+    pub fn complete_pending(&self, seq: u64, outbound: &[Vec<u8>]) -> Result<()> {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(super::cf(&db, maps::SEQ_PENDING)?, seq.to_be_bytes());
-        self.commit(&db, batch, &rocksdb::WriteOptions::default(), outbound, log)
+        self.write_with_outbox(batch, outbound)
     }
 
     /// Whether a timeline event has been accepted before.
@@ -340,7 +333,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store.ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")]).expect("ingest");
-            store.complete_pending(1, &[b"out".to_vec()], Vec::new()).expect("complete");
+            store.complete_pending(1, &[b"out".to_vec()]).expect("complete");
         }
         let store = Store::open(dir.path()).expect("reopen");
         let pending = store.pending_from(0, 10).expect("pending");
@@ -348,8 +341,8 @@ mod tests {
         assert_eq!((pending[0].seq, pending[0].room_id.as_str()), (2, "!r"));
         store.ingest("2", [0; 32], &[entry("$c", b"3")]).expect("ingest");
         assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(3));
-        store.complete_pending(2, &[], Vec::new()).expect("complete");
-        store.complete_pending(3, &[], Vec::new()).expect("complete");
+        store.complete_pending(2, &[]).expect("complete");
+        store.complete_pending(3, &[]).expect("complete");
         drop(store);
         // An empty queue at start-up does not restart the numbering.
         let store = Store::open(dir.path()).expect("reopen");
@@ -395,8 +388,8 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store.ingest("1", [0; 32], &[entry("$a", b"1"), entry("$b", b"2")]).expect("ingest");
-            store.complete_pending(1, &[], Vec::new()).expect("complete");
-            store.complete_pending(2, &[], Vec::new()).expect("complete");
+            store.complete_pending(1, &[]).expect("complete");
+            store.complete_pending(2, &[]).expect("complete");
             // As a database from before the counter was kept.
             let db = store.db().expect("db");
             let global = crate::store::cf(&db, maps::GLOBAL).expect("cf");

@@ -197,6 +197,23 @@ impl Store {
         Ok(())
     }
 
+    /// Appends the events of the Matrix event `event_id` (a message, a redaction: they
+    /// change no index to be logged with) to their boards' logs, once: the event is
+    /// marked in the same write, and a replay after a crash finds it and writes nothing.
+    pub fn log_once(&self, event_id: &ruma::EventId, log: LogAppend) -> Result<()> {
+        if log.is_empty() {
+            return Ok(());
+        }
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
+        if db.get_pinned_cf(cf, event_id.as_bytes())?.is_some() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+        self.commit(&db, batch, &WriteOptions::default(), &[], log)
+    }
+
     /// Writes `batch` (and `outbound` to the outbox) and appends `log` to the boards'
     /// logs, in one atomic write; then publishes the new entries, in id order, on their
     /// boards' tails. Nothing is published if the write fails.
@@ -371,8 +388,10 @@ impl Store {
         it.seek_to_first();
         while let Some(k) = it.key() {
             let slug = KeyReader::new(k).str()?.to_owned();
-            it.seek(entry_key(&slug, u64::MAX));
-            it.next();
+            // Just past the slug's last possible key.
+            let mut past = entry_key(&slug, u64::MAX);
+            past.push(0);
+            it.seek(past);
             out.push(slug);
         }
         it.status()?;

@@ -102,6 +102,11 @@ pub const SLUGID_LIVE: &str = "slugid_live";
 /// u64. A resume from before it is told to refetch.
 pub const SLUG_LIVEFLOOR: &str = "slug_livefloor";
 
+/// Matrix events already in their board's log (messages, redactions, which change no
+/// index to log them with): `event_id` → write time. A replay after a crash logs nothing
+/// twice. Kept for `inbound::SEEN_RETENTION`.
+pub const EVENTID_LOGGED: &str = "eventid_logged";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -159,6 +164,7 @@ pub const MAPS: &[MapDesc] = &[
     },
     MapDesc { name: SLUGID_LIVE, doc: "board slug, event id → live-stream event" },
     MapDesc { name: SLUG_LIVEFLOOR, doc: "board slug → highest event id no longer logged" },
+    MapDesc { name: EVENTID_LOGGED, doc: "Matrix event id → write time, once in its board's log" },
 ];
 
 #[cfg(test)]

@@ -71,21 +71,20 @@ pub(crate) async fn comment(
 }
 
 /// A message in a tasks room: a reply in a task's thread (not from the bot) is a comment;
-/// an edit of a comment changes its text. Returns whether the message is (or edits) a
-/// comment.
+/// an edit of a comment changes its text.
 pub(crate) fn index_message(
     ctx: &Context,
     sender: &UserId,
     event_id: &EventId,
     ts: u64,
     content: &RoomMessageEventContent,
-) -> crate::Result<bool> {
+) -> crate::Result<()> {
     if sender == ctx.settings.bot_user_id {
-        return Ok(false);
+        return Ok(());
     }
     match &content.relates_to {
         Some(Relation::Thread(thread)) => {
-            let Some(task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(false) };
+            let Some(task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(()) };
             let comment = Comment {
                 event_id: event_id.to_owned(),
                 author: sender.to_owned(),
@@ -93,7 +92,6 @@ pub(crate) fn index_message(
                 ts,
             };
             ctx.store.put_comment(&task.board, task.fields.number, &comment)?;
-            Ok(true)
         }
         Some(Relation::Replacement(r)) => {
             if let Some(mut comment) = ctx.store.comment(&r.event_id)?
@@ -101,12 +99,27 @@ pub(crate) fn index_message(
             {
                 comment.body = r.new_content.msgtype.body().to_owned();
                 ctx.store.update_comment(&comment)?;
-                return Ok(true);
             }
-            Ok(false)
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Whether a message is a task comment or an author's edit of one ([`index_message`]
+/// indexes it as such).
+pub(crate) fn is_comment(ctx: &Context, sender: &UserId, content: &RoomMessageEventContent) -> bool {
+    if sender == ctx.settings.bot_user_id {
+        return false;
+    }
+    let found = match &content.relates_to {
+        Some(Relation::Thread(thread)) => ctx.store.task_by_root(&thread.event_id).map(|t| t.is_some()),
+        Some(Relation::Replacement(r)) => {
+            ctx.store.comment(&r.event_id).map(|c| c.is_some_and(|c| c.author == sender))
         }
         _ => Ok(false),
-    }
+    };
+    found.unwrap_or(false)
 }
 
 /// A redaction: a redacted comment leaves the index.

@@ -10,6 +10,7 @@ mod boards;
 mod bot;
 mod cli;
 mod harness;
+mod live;
 mod notifications;
 mod outbox;
 mod plumbing;

@@ -1,0 +1,426 @@
+//! End-to-end, against a real Synapse: a board's live stream (Server-Sent Events). A
+//! subscriber sees a chat message from a Matrix client, a task created by command, its
+//! status change, a comment, typing from a Matrix client and its own new notification, in
+//! that order, each once; after a disconnect, and again across a Boardroom restart, it
+//! resumes with `Last-Event-ID` and gets exactly what it missed, then live events. A
+//! member not in a private room never gets its messages; a removed member's stream ends.
+
+use std::time::{Duration, Instant};
+
+use ruma::{
+    OwnedRoomId,
+    api::client::typing::create_typing_event::{self, v3::Typing},
+    api::client::typing::create_typing_event::v3::TypingInfo,
+    events::room::member::MembershipState,
+};
+use serde_json::{Value, json};
+
+use crate::harness::{Boardroom, Stack, User};
+
+const CONFIG: &str = r#"
+[permissions]
+board_creators = ["@alice:localhost"]
+[[api.clients]]
+name = "tracker"
+token = "tracker-client-token"
+boards = ["launch"]
+"#;
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+struct Ev {
+    id: Option<u64>,
+    event: String,
+    data: Value,
+}
+
+impl Ev {
+    /// Logged events carry what the board's log holds; the rest are live only or say
+    /// where the stream stands.
+    fn is_logged(&self) -> bool {
+        matches!(self.event.as_str(), "message" | "comment" | "task" | "membership" | "notification")
+    }
+
+    fn body(&self) -> &str {
+        self.data["body"].as_str().unwrap_or_default()
+    }
+}
+
+/// A stream being read.
+struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+    retry: Option<u64>,
+    /// The last id seen, as a browser's `EventSource` keeps it.
+    last_id: Option<u64>,
+}
+
+/// Opens `/boards/{slug}/events` with `token` (in the query string, as a browser's
+/// `EventSource` must), resuming after `last` when given.
+async fn open(base: &str, slug: &str, token: &str, last: Option<u64>) -> Result<Sse, (u16, Value)> {
+    let url = format!("{base}/boards/{slug}/events?access_token={token}");
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(id) = last {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let resp = req.send().await.expect("open the stream");
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err((status, resp.json().await.unwrap_or(Value::Null)));
+    }
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    Ok(Sse { resp, buf: String::new(), retry: None, last_id: last })
+}
+
+impl Sse {
+    /// The next event; `None` when the stream ended. Panics after `within`.
+    async fn next(&mut self, within: Duration) -> Option<Ev> {
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (None, None, String::new());
+                for line in block.lines() {
+                    if line.is_empty() || line.starts_with(':') {
+                        continue;
+                    }
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => id = Some(value.parse::<u64>().expect("a numeric id")),
+                        "event" => event = Some(value.to_owned()),
+                        "data" => data.push_str(value),
+                        "retry" => self.retry = Some(value.parse().expect("retry in ms")),
+                        _ => panic!("unknown field in {block:?}"),
+                    }
+                }
+                if id.is_some() {
+                    self.last_id = id;
+                }
+                if let Some(event) = event {
+                    let data = serde_json::from_str(&data).expect("data is JSON");
+                    return Some(Ev { id, event, data });
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no event within {within:?}; buffered: {:?}", self.buf);
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buf.push_str(std::str::from_utf8(&chunk).expect("utf-8")),
+                Ok(Ok(None)) | Ok(Err(_)) => return None,
+                Err(_) => panic!("no event within {within:?}; buffered: {:?}", self.buf),
+            }
+        }
+    }
+
+    /// Events until one matches `done` (included); panics after 30 s or at the end.
+    async fn until(&mut self, what: &str, done: impl Fn(&Ev) -> bool) -> Vec<Ev> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(ev) = self.next(left).await else {
+                panic!("the stream ended before {what}; saw {seen:#?}")
+            };
+            let stop = done(&ev);
+            seen.push(ev);
+            if stop {
+                return seen;
+            }
+        }
+    }
+
+    /// Reads to the end of the stream; panics if it goes on for `within`.
+    async fn until_end(&mut self, within: Duration) -> Vec<Ev> {
+        let mut seen = Vec::new();
+        while let Some(ev) = self.next(within).await {
+            seen.push(ev);
+        }
+        seen
+    }
+}
+
+struct Setup {
+    stack: Stack,
+    alice: User,
+    bob: User,
+    carol: User,
+    general: OwnedRoomId,
+    tasks: OwnedRoomId,
+    api: String,
+}
+
+/// Alice creates the board `launch` and invites bob; both join its space, `general` and
+/// `tasks`. Carol is on the homeserver, not on the board.
+async fn setup() -> Setup {
+    let stack = Stack::start(CONFIG).await;
+    let bot = stack.boardroom.bot().to_owned();
+    let alice = stack.synapse.register("alice").await;
+    let bob = stack.synapse.register("bob").await;
+    let carol = stack.synapse.register("carol").await;
+    let dm = alice.create_room(&[&bot]).await;
+    alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
+    alice.command(&dm, &bot, "!board create launch Launch").await;
+    let space = alice.join("#boardroom_launch:localhost").await.expect("alice joins the space");
+    let general = alice.join("#boardroom_launch-general:localhost").await.expect("general");
+    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
+    let reply = alice.command(&general, &bot, "!board invite @bob:localhost").await;
+    assert!(reply.contains("Invited @bob:localhost"), "{reply}");
+    bob.join(space.as_str()).await.expect("bob accepts");
+    bob.join(general.as_str()).await.expect("bob joins general");
+    bob.join(tasks.as_str()).await.expect("bob joins tasks");
+    let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
+    let setup = Setup { stack, alice, bob, carol, general, tasks, api };
+    setup.until_member(&setup.bob).await;
+    setup
+}
+
+impl Setup {
+    /// Waits until Boardroom has indexed `user` as a member of the board.
+    async fn until_member(&self, user: &User) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            let status = http
+                .get(format!("{}/boards/launch", self.api))
+                .bearer_auth(&user.token)
+                .send()
+                .await
+                .expect("GET /boards/launch")
+                .status();
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} is still not a member: {status}", user.user_id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn open(&self, user: &User, last: Option<u64>) -> Sse {
+        open(&self.api, "launch", &user.token, last).await.expect("the stream opens")
+    }
+}
+
+/// The logged events in `seen`, with their ids strictly growing (each once).
+fn logged(seen: &[Ev]) -> Vec<Ev> {
+    let out: Vec<Ev> = seen.iter().filter(|e| e.is_logged()).cloned().collect();
+    let ids: Vec<u64> = out.iter().map(|e| e.id.expect("a logged event has an id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not strictly growing: {ids:?}");
+    out
+}
+
+/// The bodies of the `message` events in `seen`, in order.
+fn messages(seen: &[Ev]) -> Vec<String> {
+    seen.iter().filter(|e| e.event == "message").map(|e| e.body().to_owned()).collect()
+}
+
+/// Waits for the `ready` event that ends a (re)connect's replay; returns what came before.
+async fn until_ready(sse: &mut Sse) -> Vec<Ev> {
+    let mut seen = sse.until("ready", |e| e.event == "ready").await;
+    let ready = seen.pop().expect("ready");
+    assert_eq!(ready.data["board"], "launch");
+    assert_eq!(ready.id, ready.data["last_event_id"].as_u64(), "{ready:?}");
+    seen
+}
+
+async fn type_in(user: &User, room: &OwnedRoomId) {
+    let typing = Typing::Yes(TypingInfo::new(Duration::from_secs(30)));
+    let req = create_typing_event::v3::Request::new(user.user_id.clone(), room.clone(), typing);
+    user.client.send(req, None).await.expect("typing");
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconnect_and_a_restart()
+{
+    let mut s = setup().await;
+    let bot = s.stack.boardroom.bot().to_owned();
+    let mut sse = s.open(&s.alice, None).await;
+    let before = until_ready(&mut sse).await;
+    assert!(logged(&before).is_empty(), "nothing replayed on a first connect: {before:#?}");
+    assert_eq!(sse.retry, Some(2000), "retry advice on connect");
+
+    // Six things, one after another.
+    s.bob.say(&s.general, "hello from bob").await;
+    let reply = s.alice.command(&s.general, &bot, "!task new Write the launch notes").await;
+    assert!(reply.contains("launch#1"), "{reply}");
+    let reply = s.alice.command(&s.general, &bot, "!task status #1 doing").await;
+    assert!(reply.contains("doing"), "{reply}");
+    let created = sse.until("the task", |e| e.event == "task" && e.data["change"] == "changed").await;
+    let root = created
+        .iter()
+        .find(|e| e.event == "task")
+        .and_then(|e| e.data["task"]["root_event_id"].as_str().map(str::to_owned))
+        .expect("the task's root");
+    let root: ruma::OwnedEventId = root.try_into().expect("event id");
+    s.bob.say_in_thread(&s.tasks, &root, "a comment from bob").await;
+    let mut seen = created;
+    seen.extend(sse.until("the comment", |e| e.event == "comment").await);
+    type_in(&s.bob, &s.general).await;
+    seen.extend(
+        sse.until("bob typing", |e| {
+            e.event == "typing" && e.data["user_ids"].as_array().is_some_and(|u| !u.is_empty())
+        })
+        .await,
+    );
+    s.bob.say(&s.general, "@alice have a look").await;
+    seen.extend(
+        sse.until("alice's mention", |e| e.event == "notification" && e.data["notification"]["kind"] == "mention")
+            .await,
+    );
+
+    // In that order, each logged event once.
+    let position = |what: &str, pred: &dyn Fn(&Ev) -> bool| {
+        let found: Vec<usize> =
+            seen.iter().enumerate().filter(|(_, e)| pred(e)).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "{what} once in {seen:#?}");
+        found[0]
+    };
+    let order = [
+        position("bob's message", &|e| e.event == "message" && e.body() == "hello from bob"),
+        position("the task created", &|e| e.event == "task" && e.data["change"] == "created"),
+        position("the task moved", &|e| {
+            e.event == "task" && e.data["change"] == "changed" && e.data["task"]["status"] == "doing"
+        }),
+        position("bob's comment", &|e| {
+            e.event == "comment"
+                && e.data["task"] == 1
+                && e.data["change"] == "new"
+                && e.data["comment"]["body"] == "a comment from bob"
+                && e.data["comment"]["author"] == "@bob:localhost"
+        }),
+        position("bob typing", &|e| {
+            e.event == "typing" && e.data["user_ids"] == json!(["@bob:localhost"]) && e.data["room"] == "general"
+        }),
+        position("alice's mention", &|e| {
+            e.event == "notification"
+                && e.data["notification"]["kind"] == "mention"
+                && e.data["notification"]["user_id"] == "@alice:localhost"
+        }),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "out of order: {order:?} in {seen:#?}");
+    let notified = &seen[order[5]];
+    assert!(notified.data["unread_count"].as_u64().is_some_and(|n| n >= 1), "{notified:?}");
+    let task = &seen[order[1]].data["task"];
+    assert_eq!((task["number"].clone(), task["title"].clone()), (json!(1), json!("Write the launch notes")));
+    logged(&seen);
+
+    // Disconnect; three things happen; resume: exactly those three, then live.
+    let last = sse.last_id.expect("an id");
+    drop(sse);
+    for body in ["away 1", "away 2", "away 3"] {
+        s.bob.say(&s.general, body).await;
+    }
+    let mut sse = s.open(&s.alice, Some(last)).await;
+    let seen = sse.until("the third", |e| e.body() == "away 3").await;
+    let missed = logged(&seen);
+    assert_eq!(messages(&missed), ["away 1", "away 2", "away 3"], "{seen:#?}");
+    assert_eq!(missed.len(), 3, "nothing else, nothing twice: {missed:#?}");
+    assert_eq!(missed[0].id, Some(last + 1), "no gap at the seam");
+    s.bob.say(&s.general, "live again").await;
+    let seen = sse.until("the live one", |e| e.is_logged()).await;
+    assert_eq!(messages(&seen), ["live again"], "{seen:#?}");
+
+    // Across a restart: the stream ends cleanly when Boardroom stops; three things happen
+    // while it is down; after the restart the stream resumes with exactly those three.
+    let (settings, config_path) =
+        (s.stack.boardroom.settings.clone(), s.stack.boardroom.config_path.clone());
+    s.stack.boardroom.stop().await;
+    let rest = sse.until_end(Duration::from_secs(15)).await;
+    assert!(logged(&rest).is_empty(), "{rest:#?}");
+    let last = sse.last_id.expect("an id");
+    drop(sse);
+    for body in ["down 1", "down 2", "down 3"] {
+        s.bob.say(&s.general, body).await;
+    }
+    s.stack.boardroom = Boardroom::start(settings, config_path).await;
+    let mut sse = s.open(&s.alice, Some(last)).await;
+    let seen = sse.until("the third", |e| e.body() == "down 3").await;
+    let missed = logged(&seen);
+    assert_eq!(messages(&missed), ["down 1", "down 2", "down 3"], "{seen:#?}");
+    assert_eq!(missed.len(), 3, "{missed:#?}");
+    assert_eq!(missed[0].id, Some(last + 1));
+    s.bob.say(&s.general, "after the restart").await;
+    let seen = sse.until("the live one", |e| e.is_logged()).await;
+    assert_eq!(messages(&seen), ["after the restart"], "{seen:#?}");
+
+    // A resume from an id never handed out is told to refetch, and goes on from there.
+    let mut sse = s.open(&s.alice, Some(1_000_000)).await;
+    let first = sse.next(Duration::from_secs(10)).await.expect("an event");
+    assert_eq!(first.event, "reset", "{first:?}");
+    until_ready(&mut sse).await;
+    s.bob.say(&s.general, "after the reset").await;
+    let seen = sse.until("the live one", |e| e.is_logged()).await;
+    assert_eq!(messages(&seen), ["after the reset"], "{seen:#?}");
+}
+
+#[tokio::test]
+async fn private_rooms_reach_only_their_members_and_a_removed_members_stream_ends() {
+    let s = setup().await;
+    let bot = s.stack.boardroom.bot().to_owned();
+    // Carol is not on the board: no stream. Nor for a board that does not exist, nor with
+    // a bad id, nor without a token.
+    let (status, body) = open(&s.api, "launch", &s.carol.token, None).await.err().expect("refused");
+    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    let (status, _) = open(&s.api, "nope", &s.alice.token, None).await.err().expect("refused");
+    assert_eq!(status, 403, "a board the caller is not on reads as forbidden, existing or not");
+    let bad = reqwest::Client::new()
+        .get(format!("{}/boards/launch/events?last_event_id=abc", s.api))
+        .bearer_auth(&s.alice.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status().as_u16(), 400);
+    let none = reqwest::get(format!("{}/boards/launch/events", s.api)).await.expect("request");
+    assert_eq!(none.status().as_u16(), 401);
+
+    // Alice adds a private room for herself; bob is not in it.
+    let reply = s.alice.command(&s.general, &bot, "!board room leads private").await;
+    assert!(reply.contains("leads"), "{reply}");
+    let leads = s.alice.join("#boardroom_launch-leads:localhost").await.expect("alice joins leads");
+    let mut hers = s.open(&s.alice, None).await;
+    let mut his = s.open(&s.bob, None).await;
+    until_ready(&mut hers).await;
+    until_ready(&mut his).await;
+    let start = his.last_id;
+    s.alice.say(&leads, "the leads' secret").await;
+    s.alice.say(&s.general, "for everyone").await;
+    let seen = hers.until("general", |e| e.body() == "for everyone").await;
+    assert_eq!(messages(&seen), ["the leads' secret", "for everyone"], "{seen:#?}");
+    let seen = his.until("general", |e| e.body() == "for everyone").await;
+    assert_eq!(messages(&seen), ["for everyone"], "bob never gets the private room: {seen:#?}");
+    // Nor when he replays the log.
+    let mut again = s.open(&s.bob, start).await;
+    let seen = again.until("general", |e| e.body() == "for everyone").await;
+    assert_eq!(messages(&seen), ["for everyone"], "{seen:#?}");
+    drop(again);
+
+    // Alice removes bob: his stream says so and ends; hers goes on.
+    let reply = s.alice.command(&s.general, &bot, "!board remove @bob:localhost").await;
+    assert!(reply.contains("@bob:localhost"), "{reply}");
+    let rest = his.until_end(Duration::from_secs(30)).await;
+    assert!(
+        rest.iter().any(|e| e.event == "membership"
+            && e.data["user_id"] == "@bob:localhost"
+            && e.data["membership"] != "join"),
+        "{rest:#?}"
+    );
+    assert_eq!(rest.last().map(|e| e.event.as_str()), Some("end"), "{rest:#?}");
+    let seen = hers
+        .until("bob's removal", |e| e.event == "membership" && e.data["user_id"] == "@bob:localhost")
+        .await;
+    assert_ne!(seen.last().map(|e| e.data["membership"].clone()), Some(json!("join")));
+    // And he cannot open another.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match open(&s.api, "launch", &s.bob.token, None).await {
+            Err((status, _)) => {
+                assert_eq!(status, 403);
+                break;
+            }
+            Ok(_) => assert!(Instant::now() < deadline, "bob still opens a stream"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -16,14 +16,13 @@ use axum::{
     body::{Body, Bytes},
     extract::{Path, State},
     http::HeaderMap,
-    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
-use super::{ApiQuery, ApiState, auth::Caller, tasks::Task};
+use super::{ApiQuery, ApiState, auth::Caller, route::EventStream, tasks::Task};
 use crate::{
     context::Context,
     domain::{
@@ -56,25 +55,6 @@ pub(crate) struct EventsQuery {
     /// for clients that cannot set `X-Boardroom-User`.
     #[allow(dead_code)]
     user_id: Option<String>,
-}
-
-/// A live stream, answered as `text/event-stream`.
-#[derive(Debug)]
-pub(crate) struct EventStream(Body);
-
-impl IntoResponse for EventStream {
-    fn into_response(self) -> Response {
-        let mut resp = Response::new(self.0);
-        let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
-        // The connection ends with the stream: its place was the stream's, not the
-        // listener's.
-        h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        // Proxies such as nginx would otherwise hold events back.
-        h.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
-        resp
-    }
 }
 
 /// `GET /boards/{slug}/events`

@@ -112,6 +112,25 @@ impl<T: Serialize> axum::response::IntoResponse for Created<T> {
     }
 }
 
+/// A live stream, answered as `text/event-stream`.
+#[derive(Debug)]
+pub(crate) struct EventStream(pub(crate) axum::body::Body);
+
+impl axum::response::IntoResponse for EventStream {
+    fn into_response(self) -> axum::response::Response {
+        let mut resp = axum::response::Response::new(self.0);
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+        // The connection ends with the stream: its place was the stream's, not the
+        // listener's.
+        h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        // Proxies such as nginx would otherwise hold events back.
+        h.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+        resp
+    }
+}
+
 /// An argument of a handler (an extractor), as the document sees it.
 pub(crate) trait Arg {
     /// Adds what the argument takes from the request.
@@ -172,7 +191,7 @@ impl<T: Documented> Reply for Result<Created<T>, Error> {
 
 impl Reply for Json<Value> {}
 
-impl Reply for Result<super::events::EventStream, Error> {
+impl Reply for Result<EventStream, Error> {
     fn describe(sig: &mut Signature) {
         sig.event_stream = true;
     }

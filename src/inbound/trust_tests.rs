@@ -105,10 +105,13 @@ async fn deliver(app: &App, event: Value) -> Vec<crate::domain::Action> {
     handler::handle(&app.ctx, &entry).await
 }
 
-/// The whole index, board and tasks, to compare before and after.
+/// The whole index, board and tasks, and the boards' live logs (what subscribers are
+/// told), to compare before and after.
 fn index(app: &App) -> Vec<String> {
     let mut all = app.ctx.store.dump_board_index().expect("dump");
     all.extend(app.ctx.store.dump_task_index().expect("dump"));
+    let live = [crate::store::maps::SLUGID_LIVE, crate::store::maps::SLUG_LIVEFLOOR];
+    all.extend(app.ctx.store.dump_maps(&live).expect("dump"));
     all
 }
 

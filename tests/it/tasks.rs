@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use boardroom::{
     domain::Action,
+    domain::stream::{StreamData, TaskChange},
     domain::inbox::Kind,
     store::inbound::{EntryKind, PendingEntry},
     testing as handler,
@@ -512,6 +513,24 @@ async fn a_command_run_again_after_a_crash_changes_nothing_twice() {
     );
     assert!(!said.iter().any(|b| b.contains("Nothing changed")), "{said:?}");
     assert_eq!(assignments(&stack, "@bob:localhost"), 1, "one assignment entry, not two");
+    // The board's live stream tells of each command, and of each change, once.
+    let log = store.live_read("launch", 0, 10_000).expect("the live log");
+    let told = |what: &dyn Fn(&StreamData) -> bool| log.iter().filter(|(_, e)| what(&e.data)).count();
+    let said_by = |text: &'static str| {
+        move |d: &StreamData| matches!(d, StreamData::Message(m) if m.body.as_deref() == Some(text))
+    };
+    assert_eq!(told(&said_by("!task new Ship it")), 1, "{log:#?}");
+    assert_eq!(told(&said_by("!task assign @bob:localhost")), 1, "{log:#?}");
+    assert_eq!(
+        told(&|d| matches!(d, StreamData::Task(t) if t.change == TaskChange::Created)),
+        1,
+        "{log:#?}"
+    );
+    assert_eq!(
+        told(&|d| matches!(d, StreamData::Task(t) if t.change == TaskChange::Changed)),
+        1,
+        "{log:#?}"
+    );
 
     // Naming Bob again with Alice: only the newly assigned would be told, and Alice
     // assigned herself, so the feed entry notifies nobody.

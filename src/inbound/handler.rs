@@ -75,13 +75,14 @@ async fn handle_timeline(
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
         )) => {
+            let command = bot::command_text(&ctx.settings, &ev.sender, &ev.content);
             // The message reaches its board's stream before what it causes (a task, a
             // comment, a notification); a task comment goes there as a comment, with its
-            // index write.
-            if !comments::is_comment(ctx, &ev.sender, &ev.content) {
+            // index write (a command in a task's thread is no comment).
+            if command.is_some() || !comments::is_comment(ctx, &ev.sender, &ev.content) {
                 log_message(ctx, &ev);
             }
-            let Some(text) = bot::command_text(&ctx.settings, &ev.sender, &ev.content) else {
+            let Some(text) = command else {
                 let ts = u64::from(ev.origin_server_ts.0);
                 if let Err(e) =
                     comments::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)

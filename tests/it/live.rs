@@ -58,7 +58,10 @@ struct Sse {
 /// Opens `/boards/{slug}/events` with `token` (in the query string, as a browser's
 /// `EventSource` must), resuming after `last` when given.
 async fn open(base: &str, slug: &str, token: &str, last: Option<u64>) -> Result<Sse, (u16, Value)> {
-    let url = format!("{base}/boards/{slug}/events?access_token={token}");
+    open_url(format!("{base}/boards/{slug}/events?access_token={token}"), last).await
+}
+
+async fn open_url(url: String, last: Option<u64>) -> Result<Sse, (u16, Value)> {
     let mut req = reqwest::Client::new().get(url);
     if let Some(id) = last {
         req = req.header("Last-Event-ID", id.to_string());
@@ -381,8 +384,12 @@ async fn private_rooms_reach_only_their_members_and_a_removed_members_stream_end
     let leads = s.alice.join("#boardroom_launch-leads:localhost").await.expect("alice joins leads");
     let mut hers = s.open(&s.alice, None).await;
     let mut his = s.open(&s.bob, None).await;
+    // A task app's virtual user, with its client token and name in the query string.
+    let url = format!("{}/boards/launch/events?access_token=tracker-client-token&user_id=watcher", s.api);
+    let mut app = open_url(url, None).await.expect("the client's stream opens");
     until_ready(&mut hers).await;
     until_ready(&mut his).await;
+    until_ready(&mut app).await;
     let start = his.last_id;
     s.alice.say(&leads, "the leads' secret").await;
     s.alice.say(&s.general, "for everyone").await;
@@ -390,6 +397,22 @@ async fn private_rooms_reach_only_their_members_and_a_removed_members_stream_end
     assert_eq!(messages(&seen), ["the leads' secret", "for everyone"], "{seen:#?}");
     let seen = his.until("general", |e| e.body() == "for everyone").await;
     assert_eq!(messages(&seen), ["for everyone"], "bob never gets the private room: {seen:#?}");
+    let seen = app.until("general", |e| e.body() == "for everyone").await;
+    assert_eq!(messages(&seen), ["for everyone"], "nor does a virtual user: {seen:#?}");
+    // Bob mentions alice: her notification is hers alone.
+    s.bob.say(&s.general, "@alice see the leads room").await;
+    s.alice.say(&s.general, "sentinel").await;
+    let seen = hers.until("sentinel", |e| e.body() == "sentinel").await;
+    assert!(
+        seen.iter().any(|e| e.event == "notification"
+            && e.data["notification"]["user_id"] == "@alice:localhost"),
+        "{seen:#?}"
+    );
+    for stream in [&mut his, &mut app] {
+        let seen = stream.until("sentinel", |e| e.body() == "sentinel").await;
+        assert_eq!(messages(&seen), ["@alice see the leads room", "sentinel"], "{seen:#?}");
+        assert!(!seen.iter().any(|e| e.event == "notification"), "{seen:#?}");
+    }
     // Nor when he replays the log.
     let mut again = s.open(&s.bob, start).await;
     let seen = again.until("general", |e| e.body() == "for everyone").await;

@@ -208,10 +208,9 @@ fn render(ctx: &Context, entry: &LiveEntry, id: u64) -> Option<Bytes> {
         StreamData::Presence(p) => serde_json::to_string(p),
     };
     match data {
-        Ok(data) => Some(Bytes::from(format!(
-            "id: {id}\nevent: {}\ndata: {data}\n\n",
-            entry.event.kind()
-        ))),
+        Ok(data) => {
+            Some(Bytes::from(format!("id: {id}\nevent: {}\ndata: {data}\n\n", entry.event.kind())))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot render a live event");
             None

@@ -121,7 +121,9 @@ async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
                     match ctx.store.live_trim(&b.slug, oldest, live.max_events_per_board) {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(board = %b.slug, dropped = n, "live log trimmed"),
-                        Err(e) => tracing::warn!(board = %b.slug, error = %e, "cannot trim a live log"),
+                        Err(e) => {
+                            tracing::warn!(board = %b.slug, error = %e, "cannot trim a live log")
+                        }
                     }
                 }
             }

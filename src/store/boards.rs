@@ -16,8 +16,8 @@ use super::{
 };
 use crate::{
     domain::board::{BoardRecord, Role, RoomKind, RoomRecord},
-    domain::stream::{MembershipChange, MembershipEvent, StreamData, StreamEvent},
     domain::mention,
+    domain::stream::{MembershipChange, MembershipEvent, StreamData, StreamEvent},
     error::{Error, Result},
 };
 
@@ -89,10 +89,7 @@ impl Store {
     }
 
     /// Everyone with a membership in `room_id`, with their display name.
-    fn members_named_all(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Vec<(OwnedUserId, (MembershipState, Option<String>))>> {
+    fn members_named_all(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, Membership)>> {
         let db = self.db()?;
         let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
         let cf = super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?;
@@ -517,6 +514,9 @@ fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
     let name = if r.is_done() { None } else { Some(r.str()?.to_owned()) };
     Ok((m, name))
 }
+
+/// A membership and the display name that goes with it.
+type Membership = (MembershipState, Option<String>);
 
 const BOARD_MAPS: [&str; 7] = [
     maps::SLUG_BOARD,

@@ -164,13 +164,20 @@ impl Store {
     }
 
     /// Board `slug`'s logged events after id `after`, oldest first, at most `limit`.
-    pub fn live_read(&self, slug: &str, after: u64, limit: usize) -> Result<Vec<(u64, StreamEvent)>> {
+    pub fn live_read(
+        &self,
+        slug: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, StreamEvent)>> {
         let db = self.db()?;
         let cf = super::cf(&db, maps::SLUGID_LIVE)?;
         let prefix = KeyBuf::new().str(slug).prefix();
         let start = entry_key(slug, after.saturating_add(1));
         let mut out = Vec::new();
-        for item in db.iterator_cf(cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+        for item in
+            db.iterator_cf(cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward))
+        {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
@@ -395,7 +402,9 @@ impl Store {
             out.push(slug);
         }
         it.status()?;
-        for item in db.iterator_cf(super::cf(db, maps::SLUG_LIVEFLOOR)?, rocksdb::IteratorMode::Start) {
+        for item in
+            db.iterator_cf(super::cf(db, maps::SLUG_LIVEFLOOR)?, rocksdb::IteratorMode::Start)
+        {
             let (k, _) = item?;
             out.push(String::from_utf8_lossy(&k).into_owned());
         }

@@ -164,7 +164,9 @@ pub const MAPS: &[MapDesc] = &[
     },
     MapDesc { name: SLUGID_LIVE, doc: "board slug, event id → live-stream event" },
     MapDesc { name: SLUG_LIVEFLOOR, doc: "board slug → highest event id no longer logged" },
-    MapDesc { name: EVENTID_LOGGED, doc: "Matrix event id → write time, once in its board's log" },
+    MapDesc {
+        name: EVENTID_LOGGED, doc: "Matrix event id → write time, once in its board's log"
+    },
 ];
 
 #[cfg(test)]

@@ -454,8 +454,10 @@ impl Store {
     pub fn put_comment(&self, slug: &str, n: u64, comment: &Comment) -> Result<()> {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
-        let known =
-            db.get_pinned_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes())?;
+        let known = db.get_pinned_cf(
+            super::cf(&db, maps::EVENTID_COMMENTKEY)?,
+            comment.event_id.as_bytes(),
+        )?;
         let change = if known.is_some() { CommentChange::Edited } else { CommentChange::New };
         let key = match known {
             Some(k) => k.to_vec(),
@@ -475,7 +477,9 @@ impl Store {
         };
         batch.put_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key, encode(comment)?);
         batch.put_cf(super::cf(&db, maps::EVENTID_COMMENTKEY)?, comment.event_id.as_bytes(), &key);
-        if change == CommentChange::Edited && self.comment(&comment.event_id)?.as_ref() == Some(comment) {
+        if change == CommentChange::Edited
+            && self.comment(&comment.event_id)?.as_ref() == Some(comment)
+        {
             // Indexed again as it is (a replay): nothing new to tell.
             return Ok(());
         }

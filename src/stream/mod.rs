@@ -241,8 +241,7 @@ impl Subscription {
         if let Some(seen) = private.get(room) {
             return Ok(*seen);
         }
-        let joined =
-            matches!(ctx.store.membership(room, &self.user)?, Some(MembershipState::Join));
+        let joined = matches!(ctx.store.membership(room, &self.user)?, Some(MembershipState::Join));
         private.insert(room.clone(), joined);
         Ok(joined)
     }

@@ -108,12 +108,18 @@ pub(crate) fn index_message(
 
 /// Whether a message is a task comment or an author's edit of one ([`index_message`]
 /// indexes it as such).
-pub(crate) fn is_comment(ctx: &Context, sender: &UserId, content: &RoomMessageEventContent) -> bool {
+pub(crate) fn is_comment(
+    ctx: &Context,
+    sender: &UserId,
+    content: &RoomMessageEventContent,
+) -> bool {
     if sender == ctx.settings.bot_user_id {
         return false;
     }
     let found = match &content.relates_to {
-        Some(Relation::Thread(thread)) => ctx.store.task_by_root(&thread.event_id).map(|t| t.is_some()),
+        Some(Relation::Thread(thread)) => {
+            ctx.store.task_by_root(&thread.event_id).map(|t| t.is_some())
+        }
         Some(Relation::Replacement(r)) => {
             ctx.store.comment(&r.event_id).map(|c| c.is_some_and(|c| c.author == sender))
         }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ruma::{
     OwnedRoomId,
-    api::client::typing::create_typing_event::{self, v3::Typing},
     api::client::typing::create_typing_event::v3::TypingInfo,
+    api::client::typing::create_typing_event::{self, v3::Typing},
     events::room::member::MembershipState,
 };
 use serde_json::{Value, json};
@@ -38,7 +38,10 @@ impl Ev {
     /// Logged events carry what the board's log holds; the rest are live only or say
     /// where the stream stands.
     fn is_logged(&self) -> bool {
-        matches!(self.event.as_str(), "message" | "comment" | "task" | "membership" | "notification")
+        matches!(
+            self.event.as_str(),
+            "message" | "comment" | "task" | "membership" | "notification"
+        )
     }
 
     fn body(&self) -> &str {
@@ -111,7 +114,9 @@ impl Sse {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no event within {within:?}; buffered: {:?}", self.buf);
             match tokio::time::timeout(left, self.resp.chunk()).await {
-                Ok(Ok(Some(chunk))) => self.buf.push_str(std::str::from_utf8(&chunk).expect("utf-8")),
+                Ok(Ok(Some(chunk))) => {
+                    self.buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"))
+                }
                 Ok(Ok(None)) | Ok(Err(_)) => return None,
                 Err(_) => panic!("no event within {within:?}; buffered: {:?}", self.buf),
             }
@@ -250,7 +255,8 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
     assert!(reply.contains("launch#1"), "{reply}");
     let reply = s.alice.command(&s.general, &bot, "!task status #1 doing").await;
     assert!(reply.contains("doing"), "{reply}");
-    let created = sse.until("the task", |e| e.event == "task" && e.data["change"] == "changed").await;
+    let created =
+        sse.until("the task", |e| e.event == "task" && e.data["change"] == "changed").await;
     let root = created
         .iter()
         .find(|e| e.event == "task")
@@ -269,8 +275,10 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
     );
     s.bob.say(&s.general, "@alice have a look").await;
     seen.extend(
-        sse.until("alice's mention", |e| e.event == "notification" && e.data["notification"]["kind"] == "mention")
-            .await,
+        sse.until("alice's mention", |e| {
+            e.event == "notification" && e.data["notification"]["kind"] == "mention"
+        })
+        .await,
     );
 
     // In that order, each logged event once.
@@ -284,7 +292,9 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
         position("bob's message", &|e| e.event == "message" && e.body() == "hello from bob"),
         position("the task created", &|e| e.event == "task" && e.data["change"] == "created"),
         position("the task moved", &|e| {
-            e.event == "task" && e.data["change"] == "changed" && e.data["task"]["status"] == "doing"
+            e.event == "task"
+                && e.data["change"] == "changed"
+                && e.data["task"]["status"] == "doing"
         }),
         position("bob's comment", &|e| {
             e.event == "comment"
@@ -294,7 +304,9 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
                 && e.data["comment"]["author"] == "@bob:localhost"
         }),
         position("bob typing", &|e| {
-            e.event == "typing" && e.data["user_ids"] == json!(["@bob:localhost"]) && e.data["room"] == "general"
+            e.event == "typing"
+                && e.data["user_ids"] == json!(["@bob:localhost"])
+                && e.data["room"] == "general"
         }),
         position("alice's mention", &|e| {
             e.event == "notification"
@@ -306,7 +318,10 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
     let notified = &seen[order[5]];
     assert!(notified.data["unread_count"].as_u64().is_some_and(|n| n >= 1), "{notified:?}");
     let task = &seen[order[1]].data["task"];
-    assert_eq!((task["number"].clone(), task["title"].clone()), (json!(1), json!("Write the launch notes")));
+    assert_eq!(
+        (task["number"].clone(), task["title"].clone()),
+        (json!(1), json!("Write the launch notes"))
+    );
     logged(&seen);
 
     // Disconnect; three things happen; resume: exactly those three, then live.
@@ -385,7 +400,8 @@ async fn private_rooms_reach_only_their_members_and_a_removed_members_stream_end
     let mut hers = s.open(&s.alice, None).await;
     let mut his = s.open(&s.bob, None).await;
     // A task app's virtual user, with its client token and name in the query string.
-    let url = format!("{}/boards/launch/events?access_token=tracker-client-token&user_id=watcher", s.api);
+    let url =
+        format!("{}/boards/launch/events?access_token=tracker-client-token&user_id=watcher", s.api);
     let mut app = open_url(url, None).await.expect("the client's stream opens");
     until_ready(&mut hers).await;
     until_ready(&mut his).await;
@@ -431,7 +447,9 @@ async fn private_rooms_reach_only_their_members_and_a_removed_members_stream_end
     );
     assert_eq!(rest.last().map(|e| e.event.as_str()), Some("end"), "{rest:#?}");
     let seen = hers
-        .until("bob's removal", |e| e.event == "membership" && e.data["user_id"] == "@bob:localhost")
+        .until("bob's removal", |e| {
+            e.event == "membership" && e.data["user_id"] == "@bob:localhost"
+        })
         .await;
     assert_ne!(seen.last().map(|e| e.data["membership"].clone()), Some(json!("join")));
     // And he cannot open another.

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use boardroom::{
     domain::Action,
-    domain::stream::{StreamData, TaskChange},
     domain::inbox::Kind,
+    domain::stream::{StreamData, TaskChange},
     store::inbound::{EntryKind, PendingEntry},
     testing as handler,
 };
@@ -515,10 +515,9 @@ async fn a_command_run_again_after_a_crash_changes_nothing_twice() {
     assert_eq!(assignments(&stack, "@bob:localhost"), 1, "one assignment entry, not two");
     // The board's live stream tells of each command, and of each change, once.
     let log = store.live_read("launch", 0, 10_000).expect("the live log");
-    let told = |what: &dyn Fn(&StreamData) -> bool| log.iter().filter(|(_, e)| what(&e.data)).count();
-    let said_by = |text: &'static str| {
-        move |d: &StreamData| matches!(d, StreamData::Message(m) if m.body.as_deref() == Some(text))
-    };
+    let told =
+        |what: &dyn Fn(&StreamData) -> bool| log.iter().filter(|(_, e)| what(&e.data)).count();
+    let said_by = |text: &'static str| move |d: &StreamData| matches!(d, StreamData::Message(m) if m.body.as_deref() == Some(text));
     assert_eq!(told(&said_by("!task new Ship it")), 1, "{log:#?}");
     assert_eq!(told(&said_by("!task assign @bob:localhost")), 1, "{log:#?}");
     assert_eq!(

@@ -277,3 +277,95 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::{RoomId, owned_event_id, owned_user_id};
+
+    use super::*;
+    use crate::{
+        Config,
+        app::App,
+        domain::{
+            board::{BoardRecord, default_columns},
+            op::Actor,
+            task::TaskRecord,
+        },
+    };
+
+    /// A board `launch` with Alice as its member, and a `[live]` buffer of 4 events.
+    fn board(dir: &std::path::Path) -> App {
+        let config =
+            Config::offline(&dir.join("db"), "[live]\nbuffer_events = 4\n").expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let space = RoomId::parse("!space:localhost").expect("room id");
+        let store = &app.ctx.store;
+        store
+            .put_board(&BoardRecord {
+                slug: "launch".into(),
+                space_id: space.clone(),
+                name: "Launch".into(),
+                created_by: owned_user_id!("@alice:localhost"),
+                created_by_event: owned_event_id!("$create"),
+                creators: vec![],
+                power_users: Default::default(),
+                users_default: 0,
+                columns: default_columns(),
+            })
+            .expect("board");
+        let alice = owned_user_id!("@alice:localhost");
+        store
+            .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+        app
+    }
+
+    /// Everything up to `ready`, the logged entries' task numbers in order.
+    async fn until_ready(sub: &mut Subscription, ctx: &Context, req: &Request<'_>) -> Vec<u64> {
+        let mut tasks = Vec::new();
+        loop {
+            match sub.next(ctx, req).await {
+                Next::Ready { .. } => return tasks,
+                Next::Entry(e) => {
+                    if let StreamData::Task(t) = &e.event.data {
+                        tasks.push(t.task.fields.number);
+                    }
+                }
+                other => panic!("before ready: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_too_far_behind_is_ended_and_resumes_from_the_log_losing_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = board(dir.path());
+        let ctx = &app.ctx;
+        let actor =
+            Actor { user_id: owned_user_id!("@alice:localhost"), client: None, token: None };
+        let cause = ruma::event_id!("$stream");
+        let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
+        let mut slow = subscribe(ctx, &req, BoardRef::Slug("launch"), None).expect("subscribe");
+        let mut quick = subscribe(ctx, &req, BoardRef::Slug("launch"), None).expect("subscribe");
+        assert!(until_ready(&mut slow, ctx, &req).await.is_empty());
+        assert!(until_ready(&mut quick, ctx, &req).await.is_empty());
+        let from = slow.cursor();
+        // Ten changes while the slow one reads nothing: past its buffer of four.
+        for n in 1..=10 {
+            let root = ruma::OwnedEventId::try_from(format!("$root{n}")).expect("event id");
+            ctx.store.put_task(&TaskRecord::example("launch", n, root)).expect("task");
+            // The quick one keeps up: it gets each as it comes.
+            match quick.next(ctx, &req).await {
+                Next::Entry(e) => assert!(
+                    matches!(&e.event.data, StreamData::Task(t) if t.task.fields.number == n)
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(slow.next(ctx, &req).await, Next::End(Ended::Behind)));
+        // It comes back with its last id and gets the ten, in order, once.
+        let mut again =
+            subscribe(ctx, &req, BoardRef::Slug("launch"), Some(from)).expect("subscribe");
+        assert_eq!(until_ready(&mut again, ctx, &req).await, (1..=10).collect::<Vec<_>>());
+    }
+}

@@ -24,6 +24,8 @@ board_creators = ["@alice:localhost"]
 name = "tracker"
 token = "tracker-client-token"
 boards = ["launch"]
+[live]
+keepalive_secs = 1
 "#;
 
 /// One Server-Sent Event.
@@ -56,6 +58,8 @@ struct Sse {
     retry: Option<u64>,
     /// The last id seen, as a browser's `EventSource` keeps it.
     last_id: Option<u64>,
+    /// Comment lines seen (keep-alives).
+    comments: usize,
 }
 
 /// Opens `/boards/{slug}/events` with `token` (in the query string, as a browser's
@@ -78,7 +82,7 @@ async fn open_url(url: String, last: Option<u64>) -> Result<Sse, (u16, Value)> {
         resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
-    Ok(Sse { resp, buf: String::new(), retry: None, last_id: last })
+    Ok(Sse { resp, buf: String::new(), retry: None, last_id: last, comments: 0 })
 }
 
 impl Sse {
@@ -90,6 +94,9 @@ impl Sse {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let (mut id, mut event, mut data) = (None, None, String::new());
                 for line in block.lines() {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                    }
                     if line.is_empty() || line.starts_with(':') {
                         continue;
                     }
@@ -248,6 +255,24 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
     let before = until_ready(&mut sse).await;
     assert!(logged(&before).is_empty(), "nothing replayed on a first connect: {before:#?}");
     assert_eq!(sse.retry, Some(2000), "retry advice on connect");
+    // A quiet stream gets keep-alive comments (every second here, 15 s by default).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sse.comments == 0 {
+        assert!(Instant::now() < deadline, "no keep-alive");
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), sse.resp.chunk()).await
+        {
+            sse.buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+            while let Some(end) = sse.buf.find("\n\n") {
+                let block: String = sse.buf.drain(..end + 2).collect();
+                assert!(
+                    block.starts_with(": keep-alive"),
+                    "only keep-alives while quiet: {block:?}"
+                );
+                sse.comments += 1;
+            }
+        }
+    }
 
     // Six things, one after another.
     s.bob.say(&s.general, "hello from bob").await;

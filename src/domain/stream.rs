@@ -61,7 +61,7 @@ pub enum StreamData {
     /// Someone joined, left, was invited to or banned from the board, or their role or
     /// display name changed.
     Membership(MembershipEvent),
-    /// A new entry in someone's inbox.
+    /// A new entry in someone's inbox, or entries of theirs read.
     Notification(NotificationEvent),
     /// Who types in a room now (live only).
     Typing(TypingEvent),
@@ -180,12 +180,16 @@ impl MembershipEvent {
     }
 }
 
-/// A new entry in someone's inbox.
+/// A new entry in someone's inbox, or entries of theirs read.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct NotificationEvent {
-    /// The entry.
-    pub notification: Notification,
-    /// Their unread count after it.
+    /// The new entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+    /// The ids of entries marked read (by a read receipt, or over the API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<u64>,
+    /// Their unread count after it (all boards).
     pub unread_count: u64,
 }
 

@@ -22,6 +22,23 @@ use crate::{
 
 const NEXT_ID_KEY: &[u8] = b"notification_next_id";
 
+/// A `notification` event of the live stream, for `user` alone: a new entry, or entries
+/// read, with the unread count after it.
+fn notification_event(
+    user: &UserId,
+    notification: Option<Notification>,
+    read: Vec<u64>,
+    unread_count: u64,
+) -> StreamEvent {
+    let mut event = StreamEvent::public(StreamData::Notification(NotificationEvent {
+        notification,
+        read,
+        unread_count,
+    }));
+    event.only = Some(user.to_owned());
+    event
+}
+
 /// Serializes inbox writes: ids and unread counts.
 #[derive(Debug)]
 pub(crate) struct InboxState {
@@ -124,12 +141,10 @@ impl Store {
         for n in &added {
             let count = counts.entry(n.user_id.clone()).or_default();
             *count += 1;
-            let mut event = StreamEvent::public(StreamData::Notification(NotificationEvent {
-                notification: n.clone(),
-                unread_count: *count,
-            }));
-            event.only = Some(n.user_id.clone());
-            log.push((n.board.clone(), event));
+            log.push((
+                n.board.clone(),
+                notification_event(&n.user_id, Some(n.clone()), Vec::new(), *count),
+            ));
         }
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
         self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
@@ -298,10 +313,12 @@ impl Store {
             return Ok(Some(false));
         }
         let mut batch = WriteBatch::default();
+        let board = n.board.clone();
         self.read_in(&mut batch, n)?;
         let count = self.unread_of(user)?.saturating_sub(1);
         batch.put_cf(super::cf(&db, maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
-        self.checked(db.write(batch))?;
+        let log = vec![(board, notification_event(user, None, vec![id], count))];
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         Ok(Some(true))
     }
 
@@ -335,6 +352,7 @@ impl Store {
         let cf = super::cf(&db, maps::USERROOMSEQID_UNREAD)?;
         let mut batch = WriteBatch::default();
         let mut marked = 0u64;
+        let mut read: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
         for item in scan(&db, cf, &prefix) {
             let (k, _) = item?;
             let mut r = KeyReader::new(&k);
@@ -350,6 +368,7 @@ impl Store {
             };
             let n: Notification = decode(&v)?;
             if select(&n) {
+                read.entry(n.board.clone()).or_default().push(n.id);
                 self.read_in(&mut batch, n)?;
                 marked += 1;
             }
@@ -361,7 +380,12 @@ impl Store {
                 user.as_bytes(),
                 count.to_be_bytes(),
             );
-            self.checked(db.write(batch))?;
+            // Each board's stream tells the owner which of its entries were read.
+            let log = read
+                .into_iter()
+                .map(|(board, ids)| (board, notification_event(user, None, ids, count)))
+                .collect();
+            self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         }
         Ok(marked)
     }

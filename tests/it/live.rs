@@ -349,6 +349,21 @@ async fn a_subscriber_sees_each_change_once_in_order_and_resumes_after_a_disconn
     );
     logged(&seen);
 
+    // Alice reads it over the API: her stream says which entry and the count after it.
+    let id = notified.data["notification"]["id"].as_u64().expect("the entry's id");
+    let unread = notified.data["unread_count"].as_u64().expect("a count");
+    let read = reqwest::Client::new()
+        .post(format!("{}/notifications/{id}/read", s.api))
+        .bearer_auth(&s.alice.token)
+        .send()
+        .await
+        .expect("mark read");
+    assert_eq!(read.status().as_u16(), 200);
+    let seen = sse.until("the read mark", |e| e.event == "notification").await;
+    let mark = seen.last().expect("the mark");
+    assert_eq!(mark.data["read"], json!([id]), "{mark:?}");
+    assert_eq!(mark.data["unread_count"].as_u64(), Some(unread - 1), "{mark:?}");
+
     // Disconnect; three things happen; resume: exactly those three, then live.
     let last = sse.last_id.expect("an id");
     drop(sse);

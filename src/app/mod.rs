@@ -156,21 +156,40 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds `appservice.listen`, and `api.listen` when it is set.
+    /// Binds `appservice.listen`, and `api.listen` when it is set, each with an accept
+    /// queue of [`LISTEN_BACKLOG`].
     pub async fn bind(settings: &Settings) -> Result<Self> {
-        let bind = |addr: std::net::SocketAddr, key: &'static str| async move {
-            TcpListener::bind(addr).await.map_err(|e| Error::Config {
+        let bind = |addr: std::net::SocketAddr, key: &'static str| {
+            listen(addr).map_err(|e| Error::Config {
                 key: key.into(),
                 problem: format!("cannot listen on {addr}: {e}"),
             })
         };
-        let appservice = bind(settings.listen, "appservice.listen").await?;
+        let appservice = bind(settings.listen, "appservice.listen")?;
         let api = match settings.api_listen {
-            Some(addr) => Some(bind(addr, "api.listen").await?),
+            Some(addr) => Some(bind(addr, "api.listen")?),
             None => None,
         };
         Ok(Self { appservice, api })
     }
+}
+
+/// Connections the kernel queues for a listener before Boardroom accepts them (the
+/// kernel caps it at `net.core.somaxconn`). std's default, 128, made the kernel drop
+/// connections when a thousand live streams reconnected at once after a restart, and
+/// their clients waited a second for the retry (docs/PERFORMANCE.md, "The accept queue").
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with an accept queue of [`LISTEN_BACKLOG`].
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std does on Unix: a restarted Boardroom binds again while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops every task.

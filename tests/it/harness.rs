@@ -308,7 +308,7 @@ impl Boardroom {
     /// Starts serving on `settings.listen`.
     pub(crate) async fn start(settings: Settings, config_path: PathBuf) -> Boardroom {
         init_tracing();
-        let listener = TcpListener::bind(settings.listen).await.expect("bind boardroom");
+        let listener = boardroom::app::listen(settings.listen).expect("bind boardroom");
         let shutdown = CancellationToken::new();
         let app = boardroom::app::App::new(settings.clone()).expect("open boardroom");
         let token = shutdown.clone();

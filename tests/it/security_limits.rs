@@ -330,3 +330,29 @@ async fn listeners_bind_api_listen_and_name_it_when_taken() {
     let listeners = Listeners::bind(&s).await.expect("both bound");
     assert_eq!(listeners.api.as_ref().map(|l| l.local_addr().expect("addr")), Some(free_addr));
 }
+
+/// A thousand clients connecting at once, as live streams do when Boardroom comes back,
+/// all get a connection from the kernel while Boardroom has accepted none of them yet:
+/// its listeners' accept queue is not std's 128 (past which the kernel drops connection
+/// attempts, and clients wait a second or more for their retry).
+#[tokio::test]
+async fn a_thousand_clients_connecting_at_once_are_all_queued_by_the_kernel() {
+    let listener = boardroom::app::listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        connecting
+            .spawn(async move { timeout(Duration::from_secs(5), TcpStream::connect(addr)).await });
+    }
+    let mut connected = Vec::new();
+    let mut waited = 0;
+    while let Some(done) = connecting.join_next().await {
+        match done.expect("task") {
+            Ok(Ok(stream)) => connected.push(stream),
+            Ok(Err(e)) => panic!("connect failed: {e}"),
+            Err(_) => waited += 1,
+        }
+    }
+    assert_eq!(waited, 0, "connections the kernel did not queue: {waited} of 1000");
+    drop(listener);
+}

@@ -27,7 +27,7 @@ use ruma::{
     },
     serde::Raw,
 };
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The server name every test homeserver uses.

@@ -297,19 +297,7 @@ impl Store {
 
     /// Everyone with a membership in `room_id` (joined, invited, banned, knocking).
     pub fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MembershipState)>> {
-        let db = self.db()?;
-        let prefix = KeyBuf::new().str(room_id.as_str()).prefix();
-        let cf = super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?;
-        let mut out = Vec::new();
-        for item in scan(&db, cf, &prefix) {
-            let (k, v) = item?;
-            let mut r = KeyReader::new(&k);
-            r.str()?;
-            let user: OwnedUserId =
-                r.str()?.try_into().map_err(|_| Error::Store("bad user id in index".into()))?;
-            out.push((user, decode_membership(&v)?.0));
-        }
-        Ok(out)
+        Ok(self.members_named_all(room_id)?.into_iter().map(|(u, (m, _))| (u, m)).collect())
     }
 
     /// Whether `user` has joined the board `slug`.

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use ruma::{OwnedRoomId, events::room::member::MembershipState};
+use ruma::events::room::member::MembershipState;
 use serde_json::{Value, json};
 
-use crate::harness::{Stack, User};
+use crate::harness::Launch;
 
 const CONFIG: &str = r#"
 [permissions]
@@ -25,36 +25,10 @@ create_boards = true
 
 const TRACKER: &str = "tracker-client-token";
 
-struct Setup {
-    stack: Stack,
-    alice: User,
-    bob: User,
-    carol: User,
-    general: OwnedRoomId,
-    tasks: OwnedRoomId,
-    api: String,
-}
+type Setup = Launch;
 
 async fn setup() -> Setup {
-    let stack = Stack::start(CONFIG).await;
-    let bot = stack.boardroom.bot().to_owned();
-    let alice = stack.synapse.register("alice").await;
-    let bob = stack.synapse.register("bob").await;
-    let carol = stack.synapse.register("carol").await;
-    let dm = alice.create_room(&[&bot]).await;
-    alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
-    alice.command(&dm, &bot, "!board create launch Launch").await;
-    let space = alice.join("#boardroom_launch:localhost").await.expect("space");
-    let general = alice.join("#boardroom_launch-general:localhost").await.expect("general");
-    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
-    alice.command(&general, &bot, "!board invite @bob:localhost").await;
-    bob.join(space.as_str()).await.expect("bob joins the space");
-    bob.join(tasks.as_str()).await.expect("bob joins tasks");
-    bob.join(general.as_str()).await.expect("bob joins general");
-    let info = bob.command(&general, &bot, "!board info").await;
-    assert!(info.contains("@bob:localhost (member)"), "{info}");
-    let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
-    Setup { stack, alice, bob, carol, general, tasks, api }
+    Launch::start(CONFIG).await
 }
 
 async fn api(

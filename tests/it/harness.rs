@@ -690,3 +690,43 @@ pub(crate) fn replies_to<'a>(
         })
         .collect()
 }
+
+/// The board `launch` most end-to-end tests start from: Alice (a board creator in the
+/// config) creates it from a direct chat with the bot and joins its space, `general` and
+/// `tasks`; she invites Bob, who joins all three and is a member by Boardroom's index.
+/// Carol is on the homeserver, not on the board.
+pub(crate) struct Launch {
+    pub(crate) stack: Stack,
+    pub(crate) alice: User,
+    pub(crate) bob: User,
+    pub(crate) carol: User,
+    pub(crate) general: OwnedRoomId,
+    pub(crate) tasks: OwnedRoomId,
+    /// The HTTP API's base URL.
+    pub(crate) api: String,
+}
+
+impl Launch {
+    pub(crate) async fn start(config: &str) -> Launch {
+        let stack = Stack::start(config).await;
+        let bot = stack.boardroom.bot().to_owned();
+        let alice = stack.synapse.register("alice").await;
+        let bob = stack.synapse.register("bob").await;
+        let carol = stack.synapse.register("carol").await;
+        let dm = alice.create_room(&[&bot]).await;
+        alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
+        alice.command(&dm, &bot, "!board create launch Launch").await;
+        let space = alice.join("#boardroom_launch:localhost").await.expect("space");
+        let general = alice.join("#boardroom_launch-general:localhost").await.expect("general");
+        let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
+        let reply = alice.command(&general, &bot, "!board invite @bob:localhost").await;
+        assert!(reply.contains("Invited @bob:localhost"), "{reply}");
+        bob.join(space.as_str()).await.expect("bob joins the space");
+        bob.join(tasks.as_str()).await.expect("bob joins tasks");
+        bob.join(general.as_str()).await.expect("bob joins general");
+        let info = bob.command(&general, &bot, "!board info").await;
+        assert!(info.contains("@bob:localhost (member)"), "{info}");
+        let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
+        Launch { stack, alice, bob, carol, general, tasks, api }
+    }
+}

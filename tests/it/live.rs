@@ -11,11 +11,10 @@ use ruma::{
     OwnedRoomId,
     api::client::typing::create_typing_event::v3::TypingInfo,
     api::client::typing::create_typing_event::{self, v3::Typing},
-    events::room::member::MembershipState,
 };
 use serde_json::{Value, json};
 
-use crate::harness::{Boardroom, Stack, User};
+use crate::harness::{Boardroom, Launch, User};
 
 const CONFIG: &str = r#"
 [permissions]
@@ -157,42 +156,15 @@ impl Sse {
     }
 }
 
-struct Setup {
-    stack: Stack,
-    alice: User,
-    bob: User,
-    carol: User,
-    general: OwnedRoomId,
-    tasks: OwnedRoomId,
-    api: String,
-}
+type Setup = Launch;
 
-/// Alice creates the board `launch` and invites bob; both join its space, `general` and
-/// `tasks`. Carol is on the homeserver, not on the board.
 async fn setup() -> Setup {
-    let stack = Stack::start(CONFIG).await;
-    let bot = stack.boardroom.bot().to_owned();
-    let alice = stack.synapse.register("alice").await;
-    let bob = stack.synapse.register("bob").await;
-    let carol = stack.synapse.register("carol").await;
-    let dm = alice.create_room(&[&bot]).await;
-    alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
-    alice.command(&dm, &bot, "!board create launch Launch").await;
-    let space = alice.join("#boardroom_launch:localhost").await.expect("alice joins the space");
-    let general = alice.join("#boardroom_launch-general:localhost").await.expect("general");
-    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
-    let reply = alice.command(&general, &bot, "!board invite @bob:localhost").await;
-    assert!(reply.contains("Invited @bob:localhost"), "{reply}");
-    bob.join(space.as_str()).await.expect("bob accepts");
-    bob.join(general.as_str()).await.expect("bob joins general");
-    bob.join(tasks.as_str()).await.expect("bob joins tasks");
-    let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
-    let setup = Setup { stack, alice, bob, carol, general, tasks, api };
+    let setup = Launch::start(CONFIG).await;
     setup.until_member(&setup.bob).await;
     setup
 }
 
-impl Setup {
+impl Launch {
     /// Waits until Boardroom has indexed `user` as a member of the board.
     async fn until_member(&self, user: &User) {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -10,15 +10,12 @@ use ruma::{
         Mentions,
         receipt::ReceiptThread,
         relation::Thread,
-        room::{
-            member::MembershipState,
-            message::{Relation, RoomMessageEventContent},
-        },
+        room::message::{Relation, RoomMessageEventContent},
     },
 };
 use serde_json::{Value, json};
 
-use crate::harness::{Stack, User};
+use crate::harness::{Launch, Stack, User};
 
 const CONFIG: &str = r#"
 [permissions]
@@ -33,6 +30,7 @@ token = "other-client-token"
 boards = ["elsewhere"]
 "#;
 
+/// [`Launch`] with task #1, `Ship it`, created by Alice.
 struct Setup {
     stack: Stack,
     alice: User,
@@ -44,27 +42,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let stack = Stack::start(CONFIG).await;
+    let Launch { stack, alice, bob, carol, general, tasks, api } = Launch::start(CONFIG).await;
     let bot = stack.boardroom.bot().to_owned();
-    let alice = stack.synapse.register("alice").await;
-    let bob = stack.synapse.register("bob").await;
-    let carol = stack.synapse.register("carol").await;
-    let dm = alice.create_room(&[&bot]).await;
-    alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
-    alice.command(&dm, &bot, "!board create launch Launch").await;
-    let space = alice.join("#boardroom_launch:localhost").await.expect("space");
-    let general = alice.join("#boardroom_launch-general:localhost").await.expect("general");
-    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
-    alice.command(&general, &bot, "!board invite @bob:localhost").await;
-    bob.join(space.as_str()).await.expect("bob joins the space");
-    bob.join(tasks.as_str()).await.expect("bob joins tasks");
-    bob.join(general.as_str()).await.expect("bob joins general");
-    let info = bob.command(&general, &bot, "!board info").await;
-    assert!(info.contains("@bob:localhost (member)"), "{info}");
     alice.command(&general, &bot, "!task new Ship it").await;
     let state = alice.state(&tasks, "dev.boardroom.task", "1").await.expect("task");
     let root = state["root_event_id"].as_str().expect("root").try_into().expect("event id");
-    let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
     Setup { stack, alice, bob, carol, tasks, root, api }
 }
 

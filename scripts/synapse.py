@@ -239,6 +239,13 @@ def homeserver_config(args: argparse.Namespace, hs_dir: str, db: str) -> dict:
         "app_service_config_files": [os.path.abspath(f) for f in args.registration],
         "presence": {"enabled": True},
         "background_updates": {"sleep_enabled": False},
+        # What an appservice's encrypting bot needs (Boardroom's `[encryption]`): to-device
+        # messages, device lists and one-time-key counts in its transactions. Inert for a
+        # registration that does not ask for them.
+        "experimental_features": {
+            "msc2409_to_device_messages_enabled": True,
+            "msc3202_transaction_extensions": True,
+        },
     }
     config.update(RATE_LIMITS)
     if args.default_room_version:

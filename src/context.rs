@@ -36,6 +36,10 @@ pub struct Context {
     pub task_locks: Arc<BoardLocks>,
     /// The live streams being served.
     pub streams: Arc<Streams>,
+    /// The bot's device (`[encryption]`), once the start-up has made it.
+    pub crypto: Arc<tokio::sync::OnceCell<crate::crypto::Crypto>>,
+    /// The device's last one-time-key counts stored from a transaction.
+    pub device_counts: Arc<Mutex<Option<std::collections::BTreeMap<String, u64>>>>,
 }
 
 /// The live streams being served: their cap, and the signal that ends them all.
@@ -103,6 +107,8 @@ impl Context {
             room_version: self.room_version.clone(),
             task_locks: self.task_locks.clone(),
             streams: self.streams.clone(),
+            crypto: self.crypto.clone(),
+            device_counts: self.device_counts.clone(),
         }
     }
 }

@@ -54,6 +54,8 @@ impl App {
             room_version: Default::default(),
             task_locks: Default::default(),
             streams: Arc::new(streams),
+            crypto: Default::default(),
+            device_counts: Default::default(),
         });
         Ok(Self { ctx, client })
     }
@@ -102,6 +104,26 @@ impl App {
             self.ctx.outbox_notify.clone(),
             shutdown.clone(),
         ));
+    }
+}
+
+/// Makes the bot's device (`[encryption]`), retrying while the homeserver cannot be
+/// reached or refuses, until shutdown; device updates wait for it.
+async fn start_device(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut backoff = crate::matrix::backoff::Backoff::new(RetryPolicy::FOREVER);
+    loop {
+        match crate::crypto::Crypto::start(&ctx.settings).await {
+            Ok(crypto) => {
+                let _ = ctx.crypto.set(crypto);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make the bot's device yet; retrying");
+                if backoff.pause_or_cancelled(&shutdown).await {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -237,6 +259,9 @@ pub async fn serve_app_on(
         streams.stopping.cancel();
     });
     tasks.spawn(trim_live_logs(app.ctx.clone(), shutdown.clone()));
+    if app.ctx.settings.raw.encryption.enabled {
+        tasks.spawn(start_device(app.ctx.clone(), shutdown.clone()));
+    }
 
     let limits = Limits::from_config(&app.ctx.settings.raw.http);
     let api_listen = match &listeners.api {

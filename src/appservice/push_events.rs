@@ -23,8 +23,9 @@ use tracing::Instrument;
 
 use super::{AppState, extract::Ruma};
 use crate::{
+    crypto::DeviceUpdates,
     error::{Error, Result},
-    store::inbound::{EntryKind, NewEntry},
+    store::inbound::{DEVICE_LANE, EntryKind, NewEntry},
 };
 
 /// The older key some homeservers use for ephemeral data (MSC2409 before it was merged).
@@ -94,6 +95,12 @@ pub(crate) async fn handle(
             }
         }
 
+        if ctx.settings.raw.encryption.enabled
+            && let Some(o) = device_entry(ctx, &body)?
+        {
+            owned.push(o);
+        }
+
         let txn_id = request.txn_id.to_string();
         let store = ctx.store.clone();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -126,6 +133,30 @@ pub(crate) async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// What the transaction brought for the bot's device, as an entry, when there is news for
+/// it (a one-time-key count comes in every transaction: it is kept only when it changed).
+fn device_entry(ctx: &crate::context::Context, body: &[u8]) -> Result<Option<Owned>> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| Error::BadJson(e.to_string()))?;
+    let bot = ctx.settings.bot_user_id.as_str();
+    let updates = DeviceUpdates::of(&value, bot, &ctx.settings.raw.encryption.device_id);
+    let mut last = ctx.device_counts.lock().unwrap_or_else(|p| p.into_inner());
+    if !updates.is_news(last.as_ref()) {
+        return Ok(None);
+    }
+    if updates.one_time_keys.is_some() {
+        last.clone_from(&updates.one_time_keys);
+    }
+    let json = serde_json::value::to_raw_value(&updates)
+        .map_err(|e| Error::Internal(format!("device updates: {e}")))?;
+    Ok(Some(Owned {
+        kind: EntryKind::Device,
+        room_id: DEVICE_LANE.to_owned(),
+        event_id: None,
+        json,
+    }))
 }
 
 fn timeline_entry(raw: &Raw<AnyTimelineEvent>) -> Option<Owned> {

@@ -43,6 +43,51 @@ pub struct Config {
     /// The boards' live streams.
     #[serde(default)]
     pub live: LiveConfig,
+    /// End-to-end encryption.
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
+}
+
+/// `[encryption]`: the bot's device for end-to-end encrypted rooms.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Give the bot a device with its own identity keys, kept current from the to-device
+    /// messages, device-list changes and one-time-key counts the homeserver puts in its
+    /// transactions (MSC2409, MSC3202; the device made through MSC4190). The homeserver
+    /// must have them on (Synapse: `experimental_features` `msc2409_to_device_messages_enabled`
+    /// and `msc3202_transaction_extensions`), and the registration says so when this is on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The bot's device id.
+    #[serde(default = "default_device_id")]
+    pub device_id: String,
+    /// The directory of the crypto store (a SQLite database of the device's keys and
+    /// sessions). Back it up with the database: losing it means a new device. Default:
+    /// the database's path with `-crypto` appended.
+    #[serde(default)]
+    pub store_path: Option<PathBuf>,
+}
+
+fn default_device_id() -> String {
+    "BOARDROOM".into()
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self { enabled: false, device_id: default_device_id(), store_path: None }
+    }
+}
+
+impl EncryptionConfig {
+    /// Where the crypto store is: `store_path`, or the database's path with `-crypto`.
+    pub fn store_dir(&self, database: &std::path::Path) -> PathBuf {
+        self.store_path.clone().unwrap_or_else(|| {
+            let mut name = database.as_os_str().to_owned();
+            name.push("-crypto");
+            PathBuf::from(name)
+        })
+    }
 }
 
 /// `[live]`: the boards' live streams (Server-Sent Events) and their event logs.
@@ -603,6 +648,7 @@ mod example_drift {
         c.appservice.as_token_file = Some("x".into());
         c.appservice.hs_token_file = Some("x".into());
         c.api.listen = Some("127.0.0.1:9010".into());
+        c.encryption.store_path = Some("x".into());
         for client in &mut c.api.clients {
             client.token_file = Some("x".into());
         }

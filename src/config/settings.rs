@@ -224,6 +224,14 @@ impl Config {
             }
         }
 
+        let device = &self.encryption.device_id;
+        if device.is_empty()
+            || device.len() > 64
+            || !device.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(bad("encryption.device_id", "must be 1 to 64 of A-Z a-z 0-9 _ -".into()));
+        }
+
         let mut api_clients = Vec::new();
         for (i, c) in self.api.clients.iter().enumerate() {
             let key = format!("api.clients[{i}].token");

@@ -17,6 +17,7 @@ use crate::{
     boards::{index, upgrade},
     commands::dispatch::{self, ChatCommand},
     context::Context,
+    crypto::DeviceUpdates,
     domain::board::{BoardEventContent, BoardRoomEventContent},
     domain::task::TaskEventContent,
     domain::{
@@ -49,6 +50,13 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                     Vec::new()
                 }
             }
+        }
+        EntryKind::Device => {
+            match serde_json::from_slice::<DeviceUpdates>(&entry.json) {
+                Ok(updates) => device_updates(ctx, &updates).await,
+                Err(e) => tracing::warn!(error = %e, "skipping device updates that do not parse"),
+            }
+            Vec::new()
         }
         EntryKind::Receipt => {
             match serde_json::from_slice::<ReceiptEvent>(&entry.json) {
@@ -164,6 +172,35 @@ async fn handle_timeline(
             Vec::new()
         }
         _ => Vec::new(),
+    }
+}
+
+/// Feeds a transaction's device updates to the bot's device, once the start-up has made
+/// it (the entry waits, pending, until then). A homeserver that fails is retried, as the
+/// outbox does; past that the updates are logged and dropped: the machine asks again for
+/// what it misses (keys are queried anew, one-time keys uploaded at the next count).
+async fn device_updates(ctx: &Context, updates: &DeviceUpdates) {
+    let crypto = loop {
+        if let Some(c) = ctx.crypto.get() {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut backoff = crate::matrix::backoff::Backoff::new(crate::matrix::RetryPolicy::BACKGROUND);
+    loop {
+        match crypto.receive(updates).await {
+            Ok(()) => return,
+            Err(e) => match backoff.next_delay(None, true) {
+                Ok(pause) => {
+                    tracing::warn!(error = %e, "cannot apply device updates; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(_) => {
+                    tracing::error!(error = %e, "cannot apply device updates; dropped");
+                    return;
+                }
+            },
+        }
     }
 }
 

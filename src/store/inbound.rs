@@ -23,13 +23,21 @@ pub enum EntryKind {
     Timeline = 1,
     /// A read receipt (`m.receipt` ephemeral event), kept for the notification inbox.
     Receipt = 2,
+    /// What a transaction brought for the bot's device (`[encryption]`): to-device
+    /// messages, device-list changes, one-time-key counts. Its lane is [`DEVICE_LANE`].
+    Device = 3,
 }
+
+/// The lane (the room id field) of [`EntryKind::Device`] entries: not a room id, so no
+/// room's entries share it; they are handled in arrival order.
+pub const DEVICE_LANE: &str = "!device";
 
 impl EntryKind {
     fn from_byte(b: u8) -> Result<Self> {
         match b {
             1 => Ok(Self::Timeline),
             2 => Ok(Self::Receipt),
+            3 => Ok(Self::Device),
             other => Err(Error::Store(format!("unknown inbound entry kind {other}"))),
         }
     }

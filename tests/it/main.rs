@@ -9,6 +9,7 @@ mod architecture;
 mod boards;
 mod bot;
 mod cli;
+mod encryption;
 mod harness;
 mod live;
 mod notifications;

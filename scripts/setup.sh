@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Boardroom's build, tests and demo need beyond the Rust toolchain:
 #   - Debian packages: libclang-dev (bindgen for rocksdb) and librocksdb-dev (linked, see .cargo/config.toml)
-#   - a Python venv with Synapse, the homeserver the integration tests and the demo run.
+#   - a Python venv with Synapse, the homeserver the integration tests and the demo run;
+#   - a Python venv with matrix-nio[e2e], the encrypting client of the encryption tests.
 #
 # Idempotent and quick when everything is already there (no apt-get update, no pip).
 # The venv lives at ${BOARDROOM_SYNAPSE_VENV:-${BOARDROOM_CACHE:-$HOME/.cache/boardroom}/synapse-$SYNAPSE_VERSION};
@@ -85,4 +86,30 @@ if [ "$venv_ok" = no ]; then
     log "Synapse $SYNAPSE_VERSION ready at $VENV"
 else
     log "ok: ${APT_PACKAGES[*]} installed, Synapse $SYNAPSE_VERSION at $VENV"
+fi
+
+# ---- matrix-nio venv: the end-to-end encrypting client of the encryption tests ----------
+NIO_VERSION=0.26.0
+NIO_VENV="${BOARDROOM_NIO_VENV:-$CACHE/nio-$NIO_VERSION}"
+if ! "$NIO_VENV/bin/python" -c 'import nio.crypto' >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$NIO_VENV")"
+    exec 8>"$(dirname "$NIO_VENV")/.nio-venv.lock"
+    flock 8
+    if ! "$NIO_VENV/bin/python" -c 'import nio.crypto' >/dev/null 2>&1; then
+        log "building the matrix-nio $NIO_VERSION venv at $NIO_VENV (about 20 s)"
+        tmp_nio="$(mktemp -d "$(dirname "$NIO_VENV")/.nio-venv.XXXXXX")"
+        trap 'rm -rf "$tmp_nio"' EXIT
+        chmod 755 "$tmp_nio"
+        python3 -m venv "$tmp_nio"
+        # The e2e extra brings vodozemac's wheel: no system library is needed.
+        "$tmp_nio/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+            "matrix-nio[e2e]==$NIO_VERSION"
+        grep -rlI --null -F "$tmp_nio" "$tmp_nio/bin" "$tmp_nio/pyvenv.cfg" \
+            | xargs -0 -r sed -i "s|$tmp_nio|$NIO_VENV|g"
+        "$tmp_nio/bin/python" -c 'import nio.crypto'
+        rm -rf "$NIO_VENV"
+        mv "$tmp_nio" "$NIO_VENV"
+        trap - EXIT
+        log "matrix-nio $NIO_VERSION ready at $NIO_VENV"
+    fi
 fi

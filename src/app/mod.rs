@@ -98,12 +98,14 @@ impl App {
 
     /// Starts the outbox worker alone.
     pub fn spawn_outbox(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
-        tasks.spawn(outbox::run(
-            self.ctx.store.clone(),
-            self.client.clone(),
-            self.ctx.outbox_notify.clone(),
-            shutdown.clone(),
-        ));
+        let (store, client, notify) =
+            (self.ctx.store.clone(), self.client.clone(), self.ctx.outbox_notify.clone());
+        if self.ctx.settings.raw.encryption.enabled {
+            let device = self.ctx.crypto.clone();
+            tasks.spawn(outbox::run_with_device(store, client, notify, shutdown.clone(), device));
+        } else {
+            tasks.spawn(outbox::run(store, client, notify, shutdown.clone()));
+        }
     }
 }
 

@@ -126,6 +126,10 @@ pub struct Crypto {
     versions: SupportedVersions,
     /// One exchange with the homeserver at a time: the machine's requests go out in order.
     sending: tokio::sync::Mutex<()>,
+    /// Rooms known to be encrypted (`true`) or not yet (`false`). Encryption, once on in a
+    /// room, stays on; a room not encrypted is asked about again after an
+    /// `m.room.encryption` event ([`Crypto::room_encrypted`]).
+    rooms: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl std::fmt::Debug for Crypto {
@@ -153,9 +157,6 @@ impl Crypto {
             .map_err(|e| failed("HTTP client", e))?;
         let homeserver = settings.homeserver_url.trim_end_matches('/').to_owned();
         // MSC4190: the appservice makes its users' devices (201 made, 200 when it exists).
-        let escape = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
         let url = format!(
             "{homeserver}/_matrix/client/v3/devices/{}?user_id={}",
             escape(&enc.device_id),
@@ -192,6 +193,7 @@ impl Crypto {
             device,
             versions: SupportedVersions::from_parts(&["v1.11".to_owned()], &BTreeMap::new()),
             sending: tokio::sync::Mutex::new(()),
+            rooms: Default::default(),
         };
         crypto.flush().await?;
         tracing::info!(
@@ -255,6 +257,161 @@ impl Crypto {
             tracing::debug!(to_device = events.len(), room_keys = keys.len(), "device updates");
         }
         self.flush().await
+    }
+
+    /// Decrypts an `m.room.encrypted` event (its JSON as the homeserver sent it) of
+    /// `room_id`: the event as it was before encryption (`type`, `content`, with the
+    /// encrypted one's `event_id`, `sender`, `origin_server_ts`, `room_id`), or `None` while
+    /// its room key has not arrived.
+    pub async fn decrypt(
+        &self,
+        event: &serde_json::Value,
+        room_id: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let raw: Raw<ruma16::events::room::encrypted::OriginalSyncRoomEncryptedEvent> =
+            serde_json::from_value(event.clone()).map_err(|e| failed("an encrypted event", e))?;
+        let room: ruma16::OwnedRoomId =
+            room_id.try_into().map_err(|e| failed("an encrypted event's room", e))?;
+        let settings =
+            DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted };
+        match self.machine.decrypt_room_event(raw.cast_ref_unchecked(), &room, &settings).await {
+            Ok(decrypted) => {
+                let mut clear: serde_json::Value = decrypted
+                    .event
+                    .deserialize_as_unchecked()
+                    .map_err(|e| failed("a decrypted event", e))?;
+                if let Some(map) = clear.as_object_mut() {
+                    for key in ["event_id", "sender", "origin_server_ts", "room_id"] {
+                        if !map.contains_key(key) && !event[key].is_null() {
+                            map.insert(key.to_owned(), event[key].clone());
+                        }
+                    }
+                    map.entry("room_id").or_insert_with(|| room_id.into());
+                }
+                Ok(Some(clear))
+            }
+            Err(matrix_sdk_crypto::MegolmError::MissingRoomKey(_)) => Ok(None),
+            Err(e) => Err(failed("decrypting an event", e)),
+        }
+    }
+
+    /// Whether `room_id` is encrypted: asked of the homeserver once (its
+    /// `m.room.encryption` state), then remembered.
+    pub async fn room_encrypted(&self, room_id: &str) -> Result<bool> {
+        if let Some(known) = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id) {
+            return Ok(*known);
+        }
+        let url = format!(
+            "{}/_matrix/client/v3/rooms/{}/state/m.room.encryption/?user_id={}",
+            self.homeserver,
+            escape(room_id),
+            escape(self.user.as_str())
+        );
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(self.as_token.expose())
+            .send()
+            .await
+            .map_err(|e| failed("a room's encryption", e))?;
+        let encrypted = match resp.status().as_u16() {
+            200 => true,
+            404 => false,
+            other => return Err(failed("a room's encryption", format!("status {other}"))),
+        };
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).insert(room_id.to_owned(), encrypted);
+        Ok(encrypted)
+    }
+
+    /// A room turned encryption on (an `m.room.encryption` state event).
+    pub fn mark_encrypted(&self, room_id: &str) {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).insert(room_id.to_owned(), true);
+    }
+
+    /// Encrypts a message (`event_type`, `content`) for `room_id`'s joined members' devices:
+    /// their keys are queried, Olm sessions made, the room key shared with them (to-device),
+    /// then the content encrypted with it. Returns the `m.room.encrypted` content.
+    pub async fn encrypt(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        content: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let room: ruma16::OwnedRoomId =
+            room_id.try_into().map_err(|e| failed("a room to encrypt for", e))?;
+        let owned = self.joined_members(room_id).await?;
+        // Plain references (no closure over them): the future stays `Send` for any lifetime.
+        let members: Vec<&ruma16::UserId> = owned.iter().map(AsRef::as_ref).collect();
+        self.machine
+            .update_tracked_users(members.clone())
+            .await
+            .map_err(|e| failed("tracking the room's members", e))?;
+        self.flush().await?;
+        let _turn = self.sending.lock().await;
+        if let Some((id, claim)) = self
+            .machine
+            .get_missing_sessions(members.clone().into_iter())
+            .await
+            .map_err(|e| failed("sessions", e))?
+        {
+            let resp = self.send(claim).await?;
+            self.machine
+                .mark_request_as_sent(&id, &resp)
+                .await
+                .map_err(|e| failed("marking a request sent", e))?;
+        }
+        let shares = self
+            .machine
+            .share_room_key(
+                &room,
+                members.clone().into_iter(),
+                matrix_sdk_crypto::EncryptionSettings::default(),
+            )
+            .await
+            .map_err(|e| failed("sharing the room key", e))?;
+        for r in shares {
+            let resp = self.send_to_device(&r).await?;
+            self.machine
+                .mark_request_as_sent(&r.txn_id, &resp)
+                .await
+                .map_err(|e| failed("marking a request sent", e))?;
+        }
+        let raw: Raw<ruma16::events::AnyMessageLikeEventContent> =
+            serde_json::from_value(content.clone()).map_err(|e| failed("a message", e))?;
+        let encrypted = self
+            .machine
+            .encrypt_room_event_raw(&room, event_type, &raw)
+            .await
+            .map_err(|e| failed("encrypting a message", e))?;
+        serde_json::from_str(encrypted.content.json().get()).map_err(|e| failed("a message", e))
+    }
+
+    /// The joined members of `room_id`, as the bot sees them.
+    async fn joined_members(&self, room_id: &str) -> Result<Vec<OwnedUserId>> {
+        let url = format!(
+            "{}/_matrix/client/v3/rooms/{}/joined_members?user_id={}",
+            self.homeserver,
+            escape(room_id),
+            escape(self.user.as_str())
+        );
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(self.as_token.expose())
+            .send()
+            .await
+            .map_err(|e| failed("a room's members", e))?;
+        if !resp.status().is_success() {
+            return Err(failed("a room's members", resp.status()));
+        }
+        let body: serde_json::Value =
+            resp.json().await.map_err(|e| failed("a room's members", e))?;
+        Ok(body["joined"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(u, _)| OwnedUserId::try_from(u.as_str()).ok())
+            .collect())
     }
 
     /// Sends everything the machine wants sent, until it wants nothing more.
@@ -351,6 +508,10 @@ impl Crypto {
             http::Response::builder().status(status).body(body).map_err(|e| failed(&path, e))?;
         R::IncomingResponse::try_from_http_response(response).map_err(|e| failed(&path, e))
     }
+}
+
+fn escape(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn users(ids: &[String]) -> Vec<OwnedUserId> {

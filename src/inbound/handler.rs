@@ -42,6 +42,11 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                     return Vec::new();
                 }
             };
+            let raw = match encrypted(ctx, &raw).await {
+                Decrypted::Plain => raw,
+                Decrypted::Clear(clear) => clear,
+                Decrypted::Unreadable => return Vec::new(),
+            };
             match raw.deserialize() {
                 Ok(event) => handle_timeline(ctx, &raw, event, entry.seq).await,
                 Err(e) => {
@@ -172,6 +177,61 @@ async fn handle_timeline(
             Vec::new()
         }
         _ => Vec::new(),
+    }
+}
+
+/// An event as the handler reads it.
+enum Decrypted {
+    /// Not encrypted (or encryption is off): as it came.
+    Plain,
+    /// Decrypted by the bot's device.
+    Clear(Raw<AnyTimelineEvent>),
+    /// Encrypted, and not decrypted: skipped (logged).
+    Unreadable,
+}
+
+/// How long an encrypted event waits for its room key (which may come in a later
+/// transaction, or be handled on the device's lane after the event) before it is skipped.
+const ROOM_KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Decrypts an `m.room.encrypted` event with the bot's device; notes an
+/// `m.room.encryption` state event (the room's messages will be encrypted).
+async fn encrypted(ctx: &Context, raw: &Raw<AnyTimelineEvent>) -> Decrypted {
+    let Some(crypto) = ctx.crypto.get() else { return Decrypted::Plain };
+    let ty = raw.get_field::<String>("type").ok().flatten().unwrap_or_default();
+    let room_id = raw.get_field::<String>("room_id").ok().flatten().unwrap_or_default();
+    if ty == "m.room.encryption" {
+        crypto.mark_encrypted(&room_id);
+        return Decrypted::Plain;
+    }
+    if ty != "m.room.encrypted" {
+        return Decrypted::Plain;
+    }
+    let event_id = raw.get_field::<String>("event_id").ok().flatten().unwrap_or_default();
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else {
+        return Decrypted::Unreadable;
+    };
+    let deadline = tokio::time::Instant::now() + ROOM_KEY_WAIT;
+    loop {
+        match crypto.decrypt(&json, &room_id).await {
+            Ok(Some(clear)) => {
+                return match serde_json::value::to_raw_value(&clear) {
+                    Ok(r) => Decrypted::Clear(Raw::from_json(r)),
+                    Err(_) => Decrypted::Unreadable,
+                };
+            }
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Ok(None) => {
+                tracing::warn!(%event_id, %room_id, "no room key for an encrypted event; skipped");
+                return Decrypted::Unreadable;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %event_id, %room_id, "cannot decrypt an event; skipped");
+                return Decrypted::Unreadable;
+            }
+        }
     }
 }
 

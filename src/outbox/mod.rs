@@ -26,7 +26,10 @@ use ruma::api::client::{
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use ruma::serde::Raw;
+
 use crate::{
+    crypto::Crypto,
     domain::Action,
     matrix::{
         HomeserverClient, HsError, RetryKind, RetryPolicy,
@@ -80,6 +83,29 @@ pub async fn run_with(
     shutdown: CancellationToken,
     policy: OutboxPolicy,
 ) {
+    run_inner(store, client, notify, shutdown, policy, None).await;
+}
+
+/// [`run`], with the bot's end-to-end encryption device: its messages to encrypted rooms
+/// go out encrypted (once the device is made; until then they wait).
+pub async fn run_with_device(
+    store: Store,
+    client: HomeserverClient,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+    device: Arc<tokio::sync::OnceCell<Crypto>>,
+) {
+    run_inner(store, client, notify, shutdown, OutboxPolicy::DEFAULT, Some(device)).await;
+}
+
+async fn run_inner(
+    store: Store,
+    client: HomeserverClient,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+    policy: OutboxPolicy,
+    device: Option<Arc<tokio::sync::OnceCell<Crypto>>>,
+) {
     let reader = store.clone();
     let read = |from: u64, limit: usize| {
         Ok(reader
@@ -100,6 +126,7 @@ pub async fn run_with(
         sending: Semaphore::new(policy.parallel.max(1)),
         policy,
         shutdown: shutdown.clone(),
+        device,
     });
     let handler: lanes::Handler<Queued> = Arc::new(move |q| {
         let worker = worker.clone();
@@ -115,9 +142,66 @@ struct Worker {
     sending: Semaphore,
     policy: OutboxPolicy,
     shutdown: CancellationToken,
+    /// The bot's encryption device, when `[encryption]` is on.
+    device: Option<Arc<tokio::sync::OnceCell<Crypto>>>,
 }
 
 impl Worker {
+    /// Sends `action`; the bot's message to an encrypted room is encrypted first.
+    async fn execute(&self, action: &Action) -> Result<(), HsError> {
+        let (Some(device), Action::SendMessage { room_id, as_user: None, txn_id, content }) =
+            (&self.device, action)
+        else {
+            return execute(&self.client, action).await;
+        };
+        let crypto = loop {
+            if let Some(c) = device.get() {
+                break c;
+            }
+            if sleep_or_cancelled(std::time::Duration::from_millis(200), &self.shutdown).await {
+                return Err(HsError::Protocol {
+                    endpoint: "send_message_event",
+                    message: "stopping before the bot's device was made".into(),
+                });
+            }
+        };
+        let protocol = |e: crate::Error| HsError::Protocol {
+            endpoint: "send_message_event",
+            message: e.to_string(),
+        };
+        if !crypto.room_encrypted(room_id.as_str()).await.map_err(protocol)? {
+            return execute(&self.client, action).await;
+        }
+        let clear = serde_json::to_value(content.as_ref()).map_err(|e| HsError::Protocol {
+            endpoint: "send_message_event",
+            message: e.to_string(),
+        })?;
+        // In a task of its own: the crypto machine's futures are `Send` only for the
+        // lifetimes it owns, which the lanes' boxed futures cannot name.
+        let (held, room) = (device.clone(), room_id.to_string());
+        let sealed = tokio::spawn(async move {
+            match held.get() {
+                Some(c) => c.encrypt(&room, "m.room.message", &clear).await,
+                None => Err(crate::Error::Internal("no device".into())),
+            }
+        })
+        .await
+        .map_err(|e| HsError::Protocol { endpoint: "send_message_event", message: e.to_string() })?
+        .map_err(protocol)?;
+        let raw = serde_json::value::to_raw_value(&sealed).map_err(|e| HsError::Protocol {
+            endpoint: "send_message_event",
+            message: e.to_string(),
+        })?;
+        let req = send_message_event::v3::Request::new_raw(
+            room_id.clone(),
+            txn_id.clone(),
+            "m.room.encrypted".into(),
+            Raw::from_json(raw),
+        );
+        self.client.send(req, None).await?;
+        Ok(())
+    }
+
     /// Sends one entry until the homeserver accepts it, refuses it for good, or keeps
     /// failing it; or until shutdown, when it stays in the outbox.
     async fn deliver(&self, q: Queued) {
@@ -202,7 +286,7 @@ impl Worker {
         first_sent: &mut Option<u64>,
     ) -> Result<(), HsError> {
         let Action::SendMessage { room_id, as_user, txn_id, .. } = action else {
-            return execute(&self.client, action).await;
+            return self.execute(action).await;
         };
         if *unknown {
             // 0: the time is not known.
@@ -227,7 +311,7 @@ impl Worker {
             }
             *first_sent = Some(now);
         }
-        let result = execute(&self.client, action).await;
+        let result = self.execute(action).await;
         if let Err(e) = &result
             && e.outcome_unknown()
         {

@@ -105,3 +105,82 @@ async fn the_bot_has_a_device_that_refills_its_one_time_keys_and_survives_a_rest
         devices["device_keys"][&bot].as_object().map(|m| m.keys().collect()).unwrap_or_default();
     assert_eq!(ids, [DEVICE], "one device: {devices}");
 }
+
+/// Runs the encrypting test client (`scripts/e2ee_client.py`, matrix-nio with its e2e extra,
+/// installed by `scripts/setup.sh`) as `user`: it sends `send` encrypted to the bot (in a
+/// new encrypted room, or `room`) and waits for the bot's reply containing `expect`,
+/// decrypted. Returns what it printed.
+fn e2ee_client(
+    stack: &Stack,
+    user: &str,
+    store: &std::path::Path,
+    room: Option<&str>,
+    send: &str,
+    expect: &str,
+) -> Value {
+    let venv = std::env::var("BOARDROOM_NIO_VENV").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").expect("HOME");
+        std::env::var("BOARDROOM_CACHE").unwrap_or(format!("{home}/.cache/boardroom"))
+            + "/nio-0.26.0"
+    });
+    let script = crate::harness::project_root().join("scripts/e2ee_client.py");
+    let mut cmd = std::process::Command::new(format!("{venv}/bin/python"));
+    cmd.arg(script)
+        .args(["--url", &stack.synapse.url, "--user", user, "--password", "password"])
+        .args(["--bot", stack.boardroom.bot().as_str(), "--send", send, "--expect", expect])
+        .arg("--store")
+        .arg(store);
+    if let Some(r) = room {
+        cmd.args(["--room", r]);
+    }
+    let out = cmd.output().expect("run the e2ee client (scripts/setup.sh installs its venv)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let printed: Value = serde_json::from_str(last).unwrap_or_else(|_| {
+        panic!("e2ee client: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(
+        out.status.success(),
+        "e2ee client failed: {printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_direct_chat_gets_an_encrypted_answer_also_after_a_restart() {
+    let config = format!("{CONFIG}[permissions]\nboard_creators = [\"@alice:localhost\"]\n");
+    let mut stack = Stack::start(&config).await;
+    let alice = stack.synapse.register("alice").await;
+    let bot = stack.boardroom.bot().to_string();
+    device_keys(&alice, &bot).await;
+    let store = tempfile::tempdir().expect("client store");
+
+    // Alice's encrypting client starts an encrypted chat with the bot and asks for help:
+    // the bot decrypts the command and answers encrypted, and her client decrypts it.
+    let first = tokio::task::block_in_place(|| {
+        e2ee_client(&stack, "@alice:localhost", store.path(), None, "!help", "!task new")
+    });
+    assert_eq!(first["encrypted"], true, "{first}");
+    let room = first["room"].as_str().expect("the room").to_owned();
+    // What the room holds is ciphertext only: the bot's answer is an m.room.encrypted event.
+    let room_id = ruma::OwnedRoomId::try_from(room.as_str()).expect("room id");
+    let seen = alice.timeline(&room_id).await;
+    let from_bot: Vec<String> = seen
+        .iter()
+        .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() == Some(bot.as_str()))
+        .filter_map(|e| e.get_field::<String>("type").ok().flatten())
+        .filter(|t| t.starts_with("m.room.message") || t == "m.room.encrypted")
+        .collect();
+    assert!(
+        !from_bot.is_empty() && from_bot.iter().all(|t| t == "m.room.encrypted"),
+        "{from_bot:?}"
+    );
+
+    // Restarted, the bot goes on in the same room with the same device and sessions.
+    stack.restart_boardroom().await;
+    let again = tokio::task::block_in_place(|| {
+        e2ee_client(&stack, "@alice:localhost", store.path(), Some(&room), "!help", "!task new")
+    });
+    assert_eq!(again["encrypted"], true, "{again}");
+}

@@ -2,13 +2,16 @@
 """An end-to-end encrypting Matrix client for Boardroom's encryption tests (matrix-nio[e2e]).
 
     $NIO_VENV/bin/python scripts/e2ee_client.py --url URL --user @alice:localhost \
-        --password PW --bot @boardroom:localhost --store DIR [--room ROOM] --send TEXT --expect TEXT
+        --password PW --bot @boardroom:localhost --store DIR [--room ROOM] \
+        (--send TEXT [--thread ROOT] [--edit EVENT] [--expect TEXT] | --redact EVENT)
 
-Logs in (a new device with its own keys, kept in DIR), creates an encrypted room with the
-bot invited (or uses ROOM), waits for the bot to join, sends TEXT encrypted, and waits up to
-60 s for a message from the bot whose decrypted body contains EXPECT. Prints one JSON line:
-{"room": ..., "reply": ..., "encrypted": true} and exits 0; exits 1 when no such reply came
-(printing what it saw, and the bot's messages it could not decrypt).
+Logs in (its device, with its keys kept in DIR), creates an encrypted room with the bot
+invited (or uses ROOM, which it has joined), waits for the bot to be there, then sends TEXT
+encrypted (in the thread of ROOT, or as an edit of EVENT), or redacts EVENT. With EXPECT it
+waits up to 60 s for a message from the bot whose decrypted body contains it. Prints one
+JSON line: {"room": ..., "event_id": ..., "reply": ..., "encrypted": true} and exits 0;
+exits 1 when no such reply came (printing what it saw, and the bot's messages it could not
+decrypt).
 """
 
 from __future__ import annotations
@@ -69,17 +72,37 @@ async def run(args: argparse.Namespace) -> int:
                 return 1
             await client.sync(timeout=500)
         # The bot's device must be known before the room key is shared with it.
-        await client.keys_query()
-        await client.room_send(
-            room, "m.room.message", {"msgtype": "m.text", "body": args.send},
-            ignore_unverified_devices=True,
-        )
+        if client.should_query_keys:
+            await client.keys_query()
+        if args.redact:
+            await client.room_redact(room, args.redact, reason="test")
+            print(json.dumps({"room": room, "redacted": args.redact}))
+            return 0
+        content = {"msgtype": "m.text", "body": args.send}
+        if args.thread:
+            content["m.relates_to"] = {
+                "rel_type": "m.thread", "event_id": args.thread, "is_falling_back": True,
+                "m.in_reply_to": {"event_id": args.thread},
+            }
+        if args.edit:
+            content = {
+                "msgtype": "m.text", "body": f"* {args.send}",
+                "m.new_content": {"msgtype": "m.text", "body": args.send},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": args.edit},
+            }
+        sent = await client.room_send(room, "m.room.message", content,
+                                      ignore_unverified_devices=True)
+        event_id = getattr(sent, "event_id", None)
+        if not args.expect:
+            print(json.dumps({"room": room, "event_id": event_id}))
+            return 0 if event_id else 1
         deadline = time.time() + 60
         while time.time() < deadline:
             await client.sync(timeout=1000)
             for body, decrypted in got:
                 if args.expect in body:
-                    print(json.dumps({"room": room, "reply": body, "encrypted": decrypted}))
+                    print(json.dumps({"room": room, "event_id": event_id, "reply": body,
+                                      "encrypted": decrypted}))
                     return 0
         print(json.dumps({"error": "no reply", "room": room, "seen": got,
                           "undecryptable": undecryptable}))
@@ -98,8 +121,11 @@ def main() -> None:
     parser.add_argument("--device", default="E2EETEST",
                         help="the client's device id: the same one and store keep its keys")
     parser.add_argument("--room", help="an encrypted room both are in (default: a new one)")
-    parser.add_argument("--send", required=True)
-    parser.add_argument("--expect", required=True)
+    parser.add_argument("--send", help="text to send")
+    parser.add_argument("--thread", help="send in the thread of this root event")
+    parser.add_argument("--edit", help="send as an edit of this event")
+    parser.add_argument("--redact", help="redact this event instead of sending")
+    parser.add_argument("--expect", help="wait for a reply of the bot containing this")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 

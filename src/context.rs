@@ -82,6 +82,15 @@ impl Context {
         Ok(())
     }
 
+    /// Whether `room` is end-to-end encrypted, with `[encryption]` on (asked of the
+    /// homeserver once, then remembered); `false` without it.
+    pub async fn room_encrypted(&self, room: &ruma::RoomId) -> crate::Result<bool> {
+        match self.crypto.get() {
+            Some(c) => c.room_encrypted(room.as_str()).await,
+            None => Ok(false),
+        }
+    }
+
     /// How Boardroom speaks for `actor` to the homeserver: a virtual user through the
     /// appservice (identity assertion), a Matrix user with their own token. `None` for a
     /// Matrix user without one (a chat command's sender): Boardroom cannot act as them.

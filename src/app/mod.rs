@@ -44,17 +44,24 @@ impl App {
             &settings.homeserver_url,
             Auth::Appservice(settings.as_token.clone()),
         )?;
+        let crypto: Arc<tokio::sync::OnceCell<crate::crypto::Crypto>> = Default::default();
+        // Operations' direct sends (task roots) are encrypted in encrypted rooms too.
+        let processing = client.clone().with_retry(RetryPolicy::BACKGROUND);
+        let processing = match settings.raw.encryption.enabled {
+            true => processing.with_device(crypto.clone()),
+            false => processing,
+        };
         let ctx = Arc::new(Context {
             settings: Arc::new(settings),
             store,
             outbox_notify: Arc::new(Notify::new()),
             inbound_notify: Arc::new(Notify::new()),
             live: Arc::new(LiveState::default()),
-            client: client.clone().with_retry(RetryPolicy::BACKGROUND),
+            client: processing,
             room_version: Default::default(),
             task_locks: Default::default(),
             streams: Arc::new(streams),
-            crypto: Default::default(),
+            crypto,
             device_counts: Default::default(),
         });
         Ok(Self { ctx, client })

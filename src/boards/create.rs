@@ -128,7 +128,7 @@ pub(crate) async fn create(
                 name: format!("{name} · {room_name}"),
                 topic,
                 space: false,
-                initial_state: room_initial_state(&space, &settings.server_name, &record),
+                initial_state: room_initial_state(&space, settings, &record),
                 invite: vec![sender.to_owned()],
                 owner: sender.to_owned(),
                 version: version.clone(),

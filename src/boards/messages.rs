@@ -84,3 +84,19 @@ pub(crate) fn compose(
     content.mentions = Some(Mentions::with_user_ids(mentioned));
     Ok(content)
 }
+
+/// Refuses to speak for an API caller in an end-to-end encrypted room: Boardroom has an
+/// encryption device for its bot only, so what it sent as a virtual user (or with a Matrix
+/// user's token) would go out in the clear into a room its members expect to be private.
+pub(crate) async fn refuse_if_encrypted(
+    ctx: &Context,
+    room_id: &ruma::RoomId,
+    room: &str,
+) -> crate::domain::op::OpResult<()> {
+    if ctx.room_encrypted(room_id).await? {
+        return Err(crate::domain::op::Refusal::conflict(format!(
+            "The room {room} is end-to-end encrypted, and Boardroom has no encryption device for its callers: it cannot write there for you. Write from a Matrix client that encrypts, or in a room that is not encrypted."
+        )));
+    }
+    Ok(())
+}

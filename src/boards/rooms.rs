@@ -111,7 +111,7 @@ pub(crate) async fn add_room(
                 board.name
             ),
             space: false,
-            initial_state: room_initial_state(&board.space_id, &ctx.settings.server_name, &record),
+            initial_state: room_initial_state(&board.space_id, &ctx.settings, &record),
             invite,
             owner: board.created_by.clone(),
             version,
@@ -306,11 +306,14 @@ pub(super) async fn link_child(
     Ok(())
 }
 
+/// A board room's initial state: its Boardroom state, its space, who may join; encrypted
+/// when `[encryption] encrypt_new_rooms` says so.
 pub(super) fn room_initial_state(
     space: &RoomId,
-    server: &ruma::ServerName,
+    settings: &crate::config::Settings,
     record: &BoardRoomEventContent,
 ) -> Vec<Raw<AnyInitialStateEvent>> {
+    let server = &settings.server_name;
     let mut parent = SpaceParentEventContent::new(vec![server.to_owned()]);
     parent.canonical = true;
     let join_rules = if record.private {
@@ -318,9 +321,15 @@ pub(super) fn room_initial_state(
     } else {
         RoomJoinRulesEventContent::restricted(vec![AllowRule::room_membership(space.to_owned())])
     };
-    vec![
+    let mut state = vec![
         InitialStateEvent::with_empty_state_key(record.clone()).to_raw_any(),
         InitialStateEvent::new(space.to_owned(), parent).to_raw_any(),
         InitialStateEvent::with_empty_state_key(join_rules).to_raw_any(),
-    ]
+    ];
+    if settings.raw.encryption.encrypt_new_rooms {
+        let encryption =
+            ruma::events::room::encryption::RoomEncryptionEventContent::with_recommended_defaults();
+        state.push(InitialStateEvent::with_empty_state_key(encryption).to_raw_any());
+    }
+    state
 }

@@ -34,6 +34,7 @@ pub(crate) async fn send(
     messages::check_text(text, "a message")?;
     let board = access::board(ctx, req.actor, at, &SEND)?;
     let (room_id, _) = access::room(ctx, req.actor, &board, room)?;
+    messages::refuse_if_encrypted(ctx, &room_id, room).await?;
     let user = req.actor.user_id();
     let intent = intent_in(ctx, req.actor, &board, &room_id).await?;
     let mut content = messages::compose(ctx, &room_id, user, text)?;

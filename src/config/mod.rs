@@ -67,6 +67,10 @@ pub struct EncryptionConfig {
     /// the database's path with `-crypto` appended.
     #[serde(default)]
     pub store_path: Option<PathBuf>,
+    /// Create new board rooms (`general`, `tasks`, added rooms; not the space)
+    /// end-to-end encrypted. Needs `enabled`.
+    #[serde(default)]
+    pub encrypt_new_rooms: bool,
 }
 
 fn default_device_id() -> String {
@@ -75,7 +79,12 @@ fn default_device_id() -> String {
 
 impl Default for EncryptionConfig {
     fn default() -> Self {
-        Self { enabled: false, device_id: default_device_id(), store_path: None }
+        Self {
+            enabled: false,
+            device_id: default_device_id(),
+            store_path: None,
+            encrypt_new_rooms: false,
+        }
     }
 }
 

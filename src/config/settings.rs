@@ -232,6 +232,13 @@ impl Config {
             return Err(bad("encryption.device_id", "must be 1 to 64 of A-Z a-z 0-9 _ -".into()));
         }
 
+        if self.encryption.encrypt_new_rooms && !self.encryption.enabled {
+            return Err(bad(
+                "encryption.encrypt_new_rooms",
+                "needs encryption.enabled = true: the bot could not read the rooms it made".into(),
+            ));
+        }
+
         let mut api_clients = Vec::new();
         for (i, c) in self.api.clients.iter().enumerate() {
             let key = format!("api.clients[{i}].token");

@@ -73,6 +73,9 @@ pub struct HomeserverClient {
     auth: Auth,
     versions: Arc<SupportedVersions>,
     retry: RetryPolicy,
+    /// The bot's end-to-end encryption device (`[encryption]`): the bot's messages to an
+    /// encrypted room go out encrypted ([`send_message`](Self::send_message)).
+    device: Option<Arc<tokio::sync::OnceCell<crate::crypto::Crypto>>>,
 }
 
 impl HomeserverClient {
@@ -93,6 +96,7 @@ impl HomeserverClient {
             auth,
             versions: Arc::new(versions),
             retry: RetryPolicy::SHORT,
+            device: None,
         })
     }
 
@@ -100,6 +104,62 @@ impl HomeserverClient {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The same client, encrypting the bot's messages to encrypted rooms with `device`.
+    pub fn with_device(
+        mut self,
+        device: Arc<tokio::sync::OnceCell<crate::crypto::Crypto>>,
+    ) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// The bot's message `content` for `room`, encrypted when the room is and the bot has
+    /// a device: (event type, content). `None` when it goes out as it is.
+    async fn sealed(
+        &self,
+        room: &RoomId,
+        content: &RoomMessageEventContent,
+        as_user: Option<&UserId>,
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, HsError> {
+        let Some(device) = self.device.clone() else { return Ok(None) };
+        if as_user.is_some() {
+            return Ok(None);
+        }
+        let protocol = |e: crate::Error| HsError::Protocol {
+            endpoint: "send_message_event",
+            message: e.to_string(),
+        };
+        let crypto = loop {
+            if let Some(c) = device.get() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if !crypto.room_encrypted(room.as_str()).await.map_err(protocol)? {
+            return Ok(None);
+        }
+        let clear = serde_json::to_value(content).map_err(|e| HsError::Protocol {
+            endpoint: "send_message_event",
+            message: e.to_string(),
+        })?;
+        // In a task of its own: the crypto machine's futures are `Send` only for the
+        // lifetimes it owns.
+        let room = room.to_string();
+        let sealed = tokio::spawn(async move {
+            match device.get() {
+                Some(c) => c.encrypt(&room, "m.room.message", &clear).await,
+                None => Err(crate::Error::Internal("no device".into())),
+            }
+        })
+        .await
+        .map_err(|e| HsError::Protocol { endpoint: "send_message_event", message: e.to_string() })?
+        .map_err(protocol)?;
+        serde_json::value::to_raw_value(&sealed).map(Some).map_err(|e| HsError::Protocol {
+            endpoint: "send_message_event",
+            message: e.to_string(),
+        })
     }
 
     /// The same client (sharing its connections) with other credentials.
@@ -205,12 +265,23 @@ impl HomeserverClient {
                     }
                 }
             }
-            let req =
-                send_message_event::v3::Request::new(room.to_owned(), txn_id.to_owned(), content)
-                    .map_err(|e| HsError::Protocol {
+            let req = match self.sealed(room, content, as_user).await? {
+                Some(sealed) => send_message_event::v3::Request::new_raw(
+                    room.to_owned(),
+                    txn_id.to_owned(),
+                    "m.room.encrypted".into(),
+                    ruma::serde::Raw::from_json(sealed),
+                ),
+                None => send_message_event::v3::Request::new(
+                    room.to_owned(),
+                    txn_id.to_owned(),
+                    content,
+                )
+                .map_err(|e| HsError::Protocol {
                     endpoint: "send_message_event",
                     message: e.to_string(),
-                })?;
+                })?,
+            };
             match self.send_once(req, as_user).await {
                 Ok(r) => return Ok(r.event_id),
                 Err(e) => {

@@ -48,6 +48,7 @@ pub(crate) async fn comment(
         .filter(|t| !t.fields.deleted)
         .ok_or_else(|| Refusal::not_found(format!("no task {slug}#{number}")))?;
     let room = writable_tasks_room(ctx, slug)?;
+    messages::refuse_if_encrypted(ctx, &room, "tasks").await?;
     let user = req.actor.user_id();
     let intent = ctx.intent_of(req.actor).ok_or_else(|| {
         Refusal::forbidden("Boardroom can comment only as a virtual user or with your own token")

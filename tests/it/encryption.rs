@@ -107,17 +107,10 @@ async fn the_bot_has_a_device_that_refills_its_one_time_keys_and_survives_a_rest
 }
 
 /// Runs the encrypting test client (`scripts/e2ee_client.py`, matrix-nio with its e2e extra,
-/// installed by `scripts/setup.sh`) as `user`: it sends `send` encrypted to the bot (in a
-/// new encrypted room, or `room`) and waits for the bot's reply containing `expect`,
-/// decrypted. Returns what it printed.
-fn e2ee_client(
-    stack: &Stack,
-    user: &str,
-    store: &std::path::Path,
-    room: Option<&str>,
-    send: &str,
-    expect: &str,
-) -> Value {
+/// installed by `scripts/setup.sh`) as Alice, with its keys in `store`, in a new encrypted
+/// room with the bot, or `room`; `args` say what it does (`--send`, `--thread`, `--edit`,
+/// `--redact`, `--expect`: see the script). Returns what it printed.
+fn e2ee_client(stack: &Stack, store: &std::path::Path, room: Option<&str>, args: &[&str]) -> Value {
     let venv = std::env::var("BOARDROOM_NIO_VENV").unwrap_or_else(|_| {
         let home = std::env::var("HOME").expect("HOME");
         std::env::var("BOARDROOM_CACHE").unwrap_or(format!("{home}/.cache/boardroom"))
@@ -126,8 +119,9 @@ fn e2ee_client(
     let script = crate::harness::project_root().join("scripts/e2ee_client.py");
     let mut cmd = std::process::Command::new(format!("{venv}/bin/python"));
     cmd.arg(script)
-        .args(["--url", &stack.synapse.url, "--user", user, "--password", "password"])
-        .args(["--bot", stack.boardroom.bot().as_str(), "--send", send, "--expect", expect])
+        .args(["--url", &stack.synapse.url, "--user", "@alice:localhost", "--password", "password"])
+        .args(["--bot", stack.boardroom.bot().as_str()])
+        .args(args)
         .arg("--store")
         .arg(store);
     if let Some(r) = room {
@@ -159,7 +153,7 @@ async fn an_encrypted_direct_chat_gets_an_encrypted_answer_also_after_a_restart(
     // Alice's encrypting client starts an encrypted chat with the bot and asks for help:
     // the bot decrypts the command and answers encrypted, and her client decrypts it.
     let first = tokio::task::block_in_place(|| {
-        e2ee_client(&stack, "@alice:localhost", store.path(), None, "!help", "!task new")
+        e2ee_client(&stack, store.path(), None, &["--send", "!help", "--expect", "!task new"])
     });
     assert_eq!(first["encrypted"], true, "{first}");
     let room = first["room"].as_str().expect("the room").to_owned();
@@ -180,7 +174,154 @@ async fn an_encrypted_direct_chat_gets_an_encrypted_answer_also_after_a_restart(
     // Restarted, the bot goes on in the same room with the same device and sessions.
     stack.restart_boardroom().await;
     let again = tokio::task::block_in_place(|| {
-        e2ee_client(&stack, "@alice:localhost", store.path(), Some(&room), "!help", "!task new")
+        e2ee_client(
+            &stack,
+            store.path(),
+            Some(&room),
+            &["--send", "!help", "--expect", "!task new"],
+        )
     });
     assert_eq!(again["encrypted"], true, "{again}");
+}
+
+/// The room's events from `sender`, by type (the newest 100, as `user` reads them).
+async fn types_from(user: &User, room: &ruma::RoomId, sender: &str) -> Vec<String> {
+    user.timeline(room)
+        .await
+        .iter()
+        .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() == Some(sender))
+        .filter(|e| e.get_field::<String>("state_key").ok().flatten().is_none())
+        .filter_map(|e| e.get_field::<String>("type").ok().flatten())
+        .collect()
+}
+
+async fn api_get(stack: &Stack, user: &User, path: &str) -> Value {
+    let url = format!("http://{}/_boardroom/api/v1{path}", stack.boardroom.settings.listen);
+    let resp =
+        reqwest::Client::new().get(url).bearer_auth(&user.token).send().await.expect("request");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.expect("json")
+}
+
+/// Polls `check` on the API until it holds.
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_an_encrypted_tasks_room_tasks_comments_mentions_edits_and_redactions_work() {
+    let config = format!(
+        "{CONFIG}encrypt_new_rooms = true\n[permissions]\nboard_creators = [\"@alice:localhost\"]\n"
+    );
+    let stack = Stack::start(&config).await;
+    let bot = stack.boardroom.bot().to_owned();
+    let alice = stack.synapse.register("alice").await;
+    let bob = stack.synapse.register("bob").await;
+    device_keys(&alice, bot.as_str()).await;
+    let dm = alice.create_room(&[&bot]).await;
+    alice.wait_for_membership(&dm, &bot, ruma::events::room::member::MembershipState::Join).await;
+    alice.command(&dm, &bot, "!board create launch Launch").await;
+    let space = alice.join("#boardroom_launch:localhost").await.expect("space");
+    let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
+    let encryption = alice.state(&tasks, "m.room.encryption", "").await;
+    assert!(encryption.is_some(), "the tasks room is made encrypted");
+    // Bob joins the board and its tasks room (invited by a command in the encrypted room).
+    let store = tempfile::tempdir().expect("client store");
+    let room = tasks.to_string();
+    let invited = tokio::task::block_in_place(|| {
+        e2ee_client(
+            &stack,
+            store.path(),
+            Some(&room),
+            &["--send", "!board invite @bob:localhost", "--expect", "Invited"],
+        )
+    });
+    assert_eq!(invited["encrypted"], true, "{invited}");
+    bob.join(space.as_str()).await.expect("bob joins the space");
+    bob.join(tasks.as_str()).await.expect("bob joins tasks");
+
+    // A task, by command: the bot's answer and the task's root are encrypted.
+    let created = tokio::task::block_in_place(|| {
+        e2ee_client(
+            &stack,
+            store.path(),
+            Some(&room),
+            &["--send", "!task new Encrypted launch notes", "--expect", "launch#1"],
+        )
+    });
+    assert_eq!(created["encrypted"], true, "{created}");
+    let task = api_get(&stack, &alice, "/boards/launch/tasks/1").await;
+    assert_eq!(task["title"], "Encrypted launch notes", "{task}");
+    let from_bot = types_from(&alice, &tasks, bot.as_str()).await;
+    assert!(
+        !from_bot.is_empty() && from_bot.iter().all(|t| t == "m.room.encrypted"),
+        "{from_bot:?}"
+    );
+
+    // A comment in the task's thread that mentions bob: indexed, and bob is notified.
+    let root = task["root_event_id"].as_str().expect("root").to_owned();
+    let comment = tokio::task::block_in_place(|| {
+        e2ee_client(
+            &stack,
+            store.path(),
+            Some(&room),
+            &["--send", "@bob can you check the numbers?", "--thread", &root],
+        )
+    });
+    let comment_id = comment["event_id"].as_str().expect("the comment's id").to_owned();
+    until("the comment", async || {
+        let page = api_get(&stack, &alice, "/boards/launch/tasks/1/comments").await;
+        page["comments"][0]["body"] == "@bob can you check the numbers?"
+    })
+    .await;
+    until("bob's mention", async || {
+        let inbox = api_get(&stack, &bob, "/notifications").await;
+        inbox["notifications"].as_array().is_some_and(|n| {
+            n.iter().any(|e| e["kind"] == "mention" && e["event_id"] == comment_id.as_str())
+        })
+    })
+    .await;
+
+    // Edited, then redacted: the index follows.
+    tokio::task::block_in_place(|| {
+        e2ee_client(
+            &stack,
+            store.path(),
+            Some(&room),
+            &["--send", "@bob can you check the totals?", "--edit", &comment_id],
+        )
+    });
+    until("the edit", async || {
+        let page = api_get(&stack, &alice, "/boards/launch/tasks/1/comments").await;
+        page["comments"][0]["body"] == "@bob can you check the totals?"
+    })
+    .await;
+    tokio::task::block_in_place(|| {
+        e2ee_client(&stack, store.path(), Some(&room), &["--redact", &comment_id])
+    });
+    until("the redaction", async || {
+        let page = api_get(&stack, &alice, "/boards/launch/tasks/1/comments").await;
+        page["comments"].as_array().is_some_and(|c| c.is_empty())
+    })
+    .await;
+
+    // An API caller cannot write in the encrypted room: refused, with the reason.
+    let url = format!(
+        "http://{}/_boardroom/api/v1/boards/launch/tasks/1/comments",
+        stack.boardroom.settings.listen
+    );
+    let refused = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(&alice.token)
+        .json(&json!({ "body": "in the clear" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 409);
+    let body: Value = refused.json().await.expect("json");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("end-to-end encrypted")), "{body}");
 }

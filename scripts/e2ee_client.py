@@ -8,7 +8,7 @@
 Logs in (its device, with its keys kept in DIR), creates an encrypted room with the bot
 invited (or uses ROOM, which it has joined), waits for the bot to be there, then sends TEXT
 encrypted (in the thread of ROOT, or as an edit of EVENT), or redacts EVENT. With EXPECT it
-waits up to 60 s for a message from the bot whose decrypted body contains it. Prints one
+waits up to 60 s (--wait) for a message from the bot whose decrypted body contains it. Prints one
 JSON line: {"room": ..., "event_id": ..., "reply": ..., "encrypted": true} and exits 0;
 exits 1 when no such reply came (printing what it saw, and the bot's messages it could not
 decrypt).
@@ -96,7 +96,7 @@ async def run(args: argparse.Namespace) -> int:
         if not args.expect:
             print(json.dumps({"room": room, "event_id": event_id}))
             return 0 if event_id else 1
-        deadline = time.time() + 60
+        deadline = time.time() + args.wait
         while time.time() < deadline:
             await client.sync(timeout=1000)
             for body, decrypted in got:
@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--edit", help="send as an edit of this event")
     parser.add_argument("--redact", help="redact this event instead of sending")
     parser.add_argument("--expect", help="wait for a reply of the bot containing this")
+    parser.add_argument("--wait", type=int, default=60, help="seconds to wait for it")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 

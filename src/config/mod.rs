@@ -71,6 +71,26 @@ pub struct EncryptionConfig {
     /// end-to-end encrypted. Needs `enabled`.
     #[serde(default)]
     pub encrypt_new_rooms: bool,
+    /// Which devices of a room's members get the bot's room keys (can read what it says):
+    /// `all` (every device not blacklisted), `cross_signed` (devices signed by their
+    /// owner's cross-signing identity: MSC4153's recommendation; a member without one gets
+    /// nothing), or `verified` (devices verified by the bot, or signed by an identity it
+    /// verified; the bot verifies nobody by itself, so in practice none).
+    #[serde(default)]
+    pub share_keys_with: ShareKeysWith,
+}
+
+/// `encryption.share_keys_with`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareKeysWith {
+    /// Every device not blacklisted.
+    #[default]
+    All,
+    /// Devices signed by their owner's cross-signing identity.
+    CrossSigned,
+    /// Devices the bot trusts (verified).
+    Verified,
 }
 
 fn default_device_id() -> String {
@@ -84,6 +104,7 @@ impl Default for EncryptionConfig {
             device_id: default_device_id(),
             store_path: None,
             encrypt_new_rooms: false,
+            share_keys_with: ShareKeysWith::All,
         }
     }
 }

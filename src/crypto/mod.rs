@@ -126,6 +126,8 @@ pub struct Crypto {
     versions: SupportedVersions,
     /// One exchange with the homeserver at a time: the machine's requests go out in order.
     sending: tokio::sync::Mutex<()>,
+    /// Which devices get room keys (`[encryption] share_keys_with`).
+    sharing: matrix_sdk_crypto::CollectStrategy,
     /// Rooms known to be encrypted (`true`) or not yet (`false`). Encryption, once on in a
     /// room, stays on; a room not encrypted is asked about again after an
     /// `m.room.encryption` event ([`Crypto::room_encrypted`]).
@@ -194,14 +196,58 @@ impl Crypto {
             versions: SupportedVersions::from_parts(&["v1.11".to_owned()], &BTreeMap::new()),
             sending: tokio::sync::Mutex::new(()),
             rooms: Default::default(),
+            sharing: match enc.share_keys_with {
+                crate::config::ShareKeysWith::All => matrix_sdk_crypto::CollectStrategy::AllDevices,
+                crate::config::ShareKeysWith::CrossSigned => {
+                    matrix_sdk_crypto::CollectStrategy::IdentityBasedStrategy
+                }
+                crate::config::ShareKeysWith::Verified => {
+                    matrix_sdk_crypto::CollectStrategy::OnlyTrustedDevices
+                }
+            },
         };
         crypto.flush().await?;
+        if !matches!(crypto.sharing, matrix_sdk_crypto::CollectStrategy::AllDevices) {
+            crypto.cross_sign().await?;
+        }
         tracing::info!(
             device_id = %crypto.device,
             curve25519 = %crypto.identity_key(),
             "the bot's device is ready"
         );
         Ok(crypto)
+    }
+
+    /// Gives the bot a cross-signing identity that signs its device, when it has none:
+    /// sharing keys only with cross-signed devices needs one. A first upload needs no
+    /// interactive auth (MSC3967), nor does an appservice's (MSC4190).
+    async fn cross_sign(&self) -> Result<()> {
+        if self.machine.cross_signing_status().await.is_complete() {
+            return Ok(());
+        }
+        let requests = self
+            .machine
+            .bootstrap_cross_signing(false)
+            .await
+            .map_err(|e| failed("making the bot's cross-signing identity", e))?;
+        if let Some(upload) = requests.upload_keys_req {
+            if let AnyOutgoingRequest::KeysUpload(q) = upload.request() {
+                let resp = self.send(q.clone()).await?;
+                self.machine
+                    .mark_request_as_sent(upload.request_id(), &resp)
+                    .await
+                    .map_err(|e| failed("marking a request sent", e))?;
+            }
+        }
+        let keys = requests.upload_signing_keys_req;
+        let mut upload = ruma16::api::client::keys::upload_signing_keys::v3::Request::new();
+        upload.master_key = keys.master_key.map(|k| k.to_raw());
+        upload.self_signing_key = keys.self_signing_key.map(|k| k.to_raw());
+        upload.user_signing_key = keys.user_signing_key.map(|k| k.to_raw());
+        self.send(upload).await?;
+        self.send(requests.upload_signatures_req).await?;
+        tracing::info!("the bot's cross-signing identity is uploaded");
+        Ok(())
     }
 
     /// The device's Curve25519 identity key, in base64.
@@ -365,7 +411,10 @@ impl Crypto {
             .share_room_key(
                 &room,
                 members.clone().into_iter(),
-                matrix_sdk_crypto::EncryptionSettings::default(),
+                matrix_sdk_crypto::EncryptionSettings {
+                    sharing_strategy: self.sharing.clone(),
+                    ..Default::default()
+                },
             )
             .await
             .map_err(|e| failed("sharing the room key", e))?;

@@ -111,6 +111,18 @@ async fn the_bot_has_a_device_that_refills_its_one_time_keys_and_survives_a_rest
 /// room with the bot, or `room`; `args` say what it does (`--send`, `--thread`, `--edit`,
 /// `--redact`, `--expect`: see the script). Returns what it printed.
 fn e2ee_client(stack: &Stack, store: &std::path::Path, room: Option<&str>, args: &[&str]) -> Value {
+    let (ok, printed, stderr) = e2ee_client_run(stack, store, room, args);
+    assert!(ok, "e2ee client failed: {printed}\n{stderr}");
+    printed
+}
+
+/// [`e2ee_client`], failing or not: (success, what it printed, its stderr).
+fn e2ee_client_run(
+    stack: &Stack,
+    store: &std::path::Path,
+    room: Option<&str>,
+    args: &[&str],
+) -> (bool, Value, String) {
     let venv = std::env::var("BOARDROOM_NIO_VENV").unwrap_or_else(|_| {
         let home = std::env::var("HOME").expect("HOME");
         std::env::var("BOARDROOM_CACHE").unwrap_or(format!("{home}/.cache/boardroom"))
@@ -133,12 +145,7 @@ fn e2ee_client(stack: &Stack, store: &std::path::Path, room: Option<&str>, args:
     let printed: Value = serde_json::from_str(last).unwrap_or_else(|_| {
         panic!("e2ee client: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
     });
-    assert!(
-        out.status.success(),
-        "e2ee client failed: {printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    printed
+    (out.status.success(), printed, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,4 +331,27 @@ async fn in_an_encrypted_tasks_room_tasks_comments_mentions_edits_and_redactions
     assert_eq!(refused.status().as_u16(), 409);
     let body: Value = refused.json().await.expect("json");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("end-to-end encrypted")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cross_signed_only_a_device_without_cross_signing_gets_no_room_key() {
+    let config = format!(
+        "{CONFIG}share_keys_with = \"cross_signed\"\n[permissions]\nboard_creators = [\"@alice:localhost\"]\n"
+    );
+    let stack = Stack::start(&config).await;
+    let alice = stack.synapse.register("alice").await;
+    device_keys(&alice, stack.boardroom.bot().as_str()).await;
+    let store = tempfile::tempdir().expect("client store");
+    // The bot reads Alice's command (she shared her key with it), but her client has no
+    // cross-signing identity: the bot's answer reaches her undecryptable.
+    let (ok, printed, stderr) = tokio::task::block_in_place(|| {
+        let args = ["--send", "!help", "--expect", "!task new", "--wait", "15"];
+        e2ee_client_run(&stack, store.path(), None, &args)
+    });
+    assert!(!ok, "decrypted without a room key: {printed}");
+    assert_eq!(printed["error"], "no reply", "{printed}\n{stderr}");
+    assert!(
+        printed["undecryptable"].as_array().is_some_and(|u| !u.is_empty()),
+        "the bot answered, encrypted, with a key her device was not given: {printed}"
+    );
 }

@@ -230,14 +230,14 @@ impl Crypto {
             .bootstrap_cross_signing(false)
             .await
             .map_err(|e| failed("making the bot's cross-signing identity", e))?;
-        if let Some(upload) = requests.upload_keys_req {
-            if let AnyOutgoingRequest::KeysUpload(q) = upload.request() {
-                let resp = self.send(q.clone()).await?;
-                self.machine
-                    .mark_request_as_sent(upload.request_id(), &resp)
-                    .await
-                    .map_err(|e| failed("marking a request sent", e))?;
-            }
+        if let Some(upload) = requests.upload_keys_req
+            && let AnyOutgoingRequest::KeysUpload(q) = upload.request()
+        {
+            let resp = self.send(q.clone()).await?;
+            self.machine
+                .mark_request_as_sent(upload.request_id(), &resp)
+                .await
+                .map_err(|e| failed("marking a request sent", e))?;
         }
         let keys = requests.upload_signing_keys_req;
         let mut upload = ruma16::api::client::keys::upload_signing_keys::v3::Request::new();

@@ -347,19 +347,8 @@ impl Crypto {
         if let Some(known) = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id) {
             return Ok(*known);
         }
-        let url = format!(
-            "{}/_matrix/client/v3/rooms/{}/state/m.room.encryption/?user_id={}",
-            self.homeserver,
-            escape(room_id),
-            escape(self.user.as_str())
-        );
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(self.as_token.expose())
-            .send()
-            .await
-            .map_err(|e| failed("a room's encryption", e))?;
+        let path = format!("rooms/{}/state/m.room.encryption/", escape(room_id));
+        let resp = self.get_as_bot(&path).await.map_err(|e| failed("a room's encryption", e))?;
         let encrypted = match resp.status().as_u16() {
             200 => true,
             404 => false,
@@ -435,21 +424,20 @@ impl Crypto {
         serde_json::from_str(encrypted.content.json().get()).map_err(|e| failed("a message", e))
     }
 
-    /// The joined members of `room_id`, as the bot sees them.
-    async fn joined_members(&self, room_id: &str) -> Result<Vec<OwnedUserId>> {
+    /// `GET /_matrix/client/v3/<path>` as the bot.
+    async fn get_as_bot(&self, path: &str) -> reqwest::Result<reqwest::Response> {
         let url = format!(
-            "{}/_matrix/client/v3/rooms/{}/joined_members?user_id={}",
+            "{}/_matrix/client/v3/{path}?user_id={}",
             self.homeserver,
-            escape(room_id),
             escape(self.user.as_str())
         );
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(self.as_token.expose())
-            .send()
-            .await
-            .map_err(|e| failed("a room's members", e))?;
+        self.http.get(url).bearer_auth(self.as_token.expose()).send().await
+    }
+
+    /// The joined members of `room_id`, as the bot sees them.
+    async fn joined_members(&self, room_id: &str) -> Result<Vec<OwnedUserId>> {
+        let path = format!("rooms/{}/joined_members", escape(room_id));
+        let resp = self.get_as_bot(&path).await.map_err(|e| failed("a room's members", e))?;
         if !resp.status().is_success() {
             return Err(failed("a room's members", resp.status()));
         }

@@ -115,9 +115,9 @@ impl HomeserverClient {
         self
     }
 
-    /// The bot's message `content` for `room`, encrypted when the room is and the bot has
-    /// a device: (event type, content). `None` when it goes out as it is.
-    async fn sealed(
+    /// The bot's message `content` for `room`, encrypted (the `m.room.encrypted` content)
+    /// when the room is and the bot has a device; `None` when it goes out as it is.
+    pub async fn sealed(
         &self,
         room: &RoomId,
         content: &RoomMessageEventContent,

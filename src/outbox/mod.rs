@@ -120,13 +120,16 @@ async fn run_inner(
             })
             .collect())
     };
+    let client = match device {
+        Some(d) => client.with_device(d),
+        None => client,
+    };
     let worker = Arc::new(Worker {
         store,
         client: client.with_retry(RetryPolicy::NONE),
         sending: Semaphore::new(policy.parallel.max(1)),
         policy,
         shutdown: shutdown.clone(),
-        device,
     });
     let handler: lanes::Handler<Queued> = Arc::new(move |q| {
         let worker = worker.clone();
@@ -142,61 +145,22 @@ struct Worker {
     sending: Semaphore,
     policy: OutboxPolicy,
     shutdown: CancellationToken,
-    /// The bot's encryption device, when `[encryption]` is on.
-    device: Option<Arc<tokio::sync::OnceCell<Crypto>>>,
 }
 
 impl Worker {
     /// Sends `action`; the bot's message to an encrypted room is encrypted first.
     async fn execute(&self, action: &Action) -> Result<(), HsError> {
-        let (Some(device), Action::SendMessage { room_id, as_user: None, txn_id, content }) =
-            (&self.device, action)
-        else {
+        let Action::SendMessage { room_id, as_user: None, txn_id, content } = action else {
             return execute(&self.client, action).await;
         };
-        let crypto = loop {
-            if let Some(c) = device.get() {
-                break c;
-            }
-            if sleep_or_cancelled(std::time::Duration::from_millis(200), &self.shutdown).await {
-                return Err(HsError::Protocol {
-                    endpoint: "send_message_event",
-                    message: "stopping before the bot's device was made".into(),
-                });
-            }
-        };
-        let protocol = |e: crate::Error| HsError::Protocol {
-            endpoint: "send_message_event",
-            message: e.to_string(),
-        };
-        if !crypto.room_encrypted(room_id.as_str()).await.map_err(protocol)? {
+        let Some(sealed) = self.client.sealed(room_id, content, None).await? else {
             return execute(&self.client, action).await;
-        }
-        let clear = serde_json::to_value(content.as_ref()).map_err(|e| HsError::Protocol {
-            endpoint: "send_message_event",
-            message: e.to_string(),
-        })?;
-        // In a task of its own: the crypto machine's futures are `Send` only for the
-        // lifetimes it owns, which the lanes' boxed futures cannot name.
-        let (held, room) = (device.clone(), room_id.to_string());
-        let sealed = tokio::spawn(async move {
-            match held.get() {
-                Some(c) => c.encrypt(&room, "m.room.message", &clear).await,
-                None => Err(crate::Error::Internal("no device".into())),
-            }
-        })
-        .await
-        .map_err(|e| HsError::Protocol { endpoint: "send_message_event", message: e.to_string() })?
-        .map_err(protocol)?;
-        let raw = serde_json::value::to_raw_value(&sealed).map_err(|e| HsError::Protocol {
-            endpoint: "send_message_event",
-            message: e.to_string(),
-        })?;
+        };
         let req = send_message_event::v3::Request::new_raw(
             room_id.clone(),
             txn_id.clone(),
             "m.room.encrypted".into(),
-            Raw::from_json(raw),
+            Raw::from_json(sealed),
         );
         self.client.send(req, None).await?;
         Ok(())

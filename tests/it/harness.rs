@@ -307,8 +307,18 @@ pub(crate) struct Boardroom {
 impl Boardroom {
     /// Starts serving on `settings.listen`.
     pub(crate) async fn start(settings: Settings, config_path: PathBuf) -> Boardroom {
-        init_tracing();
         let listener = boardroom::app::listen(settings.listen).expect("bind boardroom");
+        Self::start_on(listener, settings, config_path).await
+    }
+
+    /// Starts serving on `listener` (bound to `settings.listen`), never let go of in
+    /// between: no connection made meanwhile elsewhere (a client's ephemeral port) takes it.
+    pub(crate) async fn start_on(
+        listener: tokio::net::TcpListener,
+        settings: Settings,
+        config_path: PathBuf,
+    ) -> Boardroom {
+        init_tracing();
         let shutdown = CancellationToken::new();
         let app = boardroom::app::App::new(settings.clone()).expect("open boardroom");
         let token = shutdown.clone();
@@ -398,8 +408,8 @@ impl Stack {
         db: Option<&Path>,
     ) -> Stack {
         let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
-        // Boardroom's port stays bound here until Boardroom binds it, so no test running
-        // beside this one takes it meanwhile.
+        // Boardroom's port is bound here and handed to Boardroom, so nothing running beside
+        // this test takes it meanwhile.
         let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         let listen: SocketAddr = reserved.local_addr().expect("addr");
         let db = db.map_or_else(|| dir.path().join("db"), Path::to_path_buf);
@@ -427,8 +437,9 @@ impl Stack {
             }
         };
         let settings = config.validate().expect("valid config");
-        drop(reserved);
-        let boardroom = Boardroom::start(settings, config_path).await;
+        reserved.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(reserved).expect("the reserved port");
+        let boardroom = Boardroom::start_on(listener, settings, config_path).await;
         Stack { synapse, boardroom, _dir: dir }
     }
 

@@ -46,6 +46,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                 Decrypted::Plain => raw,
                 Decrypted::Clear(clear) => clear,
                 Decrypted::Unreadable => return Vec::new(),
+                Decrypted::CannotRead(why) => return tell_once(ctx, &raw, why),
             };
             match raw.deserialize() {
                 Ok(event) => handle_timeline(ctx, &raw, event, entry.seq).await,
@@ -188,6 +189,67 @@ enum Decrypted {
     Clear(Raw<AnyTimelineEvent>),
     /// Encrypted, and not decrypted: skipped (logged).
     Unreadable,
+    /// Encrypted, and the bot cannot read it, for a reason its room is told once.
+    CannotRead(CannotRead),
+}
+
+/// Why the bot cannot read an encrypted event.
+#[derive(Debug, Clone, Copy)]
+enum CannotRead {
+    /// `[encryption]` is off.
+    EncryptionOff,
+    /// Its room key never reached the bot's device.
+    NoRoomKey,
+}
+
+impl CannotRead {
+    fn kind(self) -> &'static str {
+        match self {
+            CannotRead::EncryptionOff => "encrypted",
+            CannotRead::NoRoomKey => "undecryptable",
+        }
+    }
+
+    fn sentence(self) -> &'static str {
+        match self {
+            CannotRead::EncryptionOff => {
+                "This room is end-to-end encrypted and Boardroom's encryption is off, so I cannot read anything written here: commands, task comments and mentions in this room go unseen. An admin can turn on [encryption] in Boardroom's configuration; until then, use a room that is not encrypted."
+            }
+            CannotRead::NoRoomKey => {
+                "I could not decrypt a message here: its key never reached my device. If a command got no answer, send it again. If this repeats, make sure your client shares keys with unverified devices (my device is not verified)."
+            }
+        }
+    }
+}
+
+/// Tells the room of `raw`, once, why the bot cannot read what is written there (and logs
+/// a warning each time).
+fn tell_once(ctx: &Context, raw: &Raw<AnyTimelineEvent>, why: CannotRead) -> Vec<Action> {
+    let room = raw.get_field::<ruma::OwnedRoomId>("room_id").ok().flatten();
+    let sender = raw.get_field::<ruma::OwnedUserId>("sender").ok().flatten();
+    let (Some(room), Some(sender)) = (room, sender) else { return Vec::new() };
+    if ctx.settings.is_ours(&sender) {
+        return Vec::new();
+    }
+    tracing::warn!(room_id = %room, reason = why.kind(), "cannot read an encrypted event");
+    match ctx.store.note_once(&room, why.kind()) {
+        Ok(true) => {
+            let mut content =
+                ruma::events::room::message::RoomMessageEventContent::notice_plain(why.sentence());
+            content.mentions = Some(ruma::events::Mentions::new());
+            vec![Action::SendMessage {
+                room_id: room.clone(),
+                as_user: None,
+                txn_id: derived_txn_id(&format!("notice.{}.{room}", why.kind()), 0),
+                content: Box::new(content),
+            }]
+        }
+        Ok(false) => Vec::new(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a notice");
+            Vec::new()
+        }
+    }
 }
 
 /// How long an encrypted event waits for its room key (which may come in a later
@@ -197,16 +259,27 @@ const ROOM_KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Decrypts an `m.room.encrypted` event with the bot's device; notes an
 /// `m.room.encryption` state event (the room's messages will be encrypted).
 async fn encrypted(ctx: &Context, raw: &Raw<AnyTimelineEvent>) -> Decrypted {
-    let Some(crypto) = ctx.crypto.get() else { return Decrypted::Plain };
     let ty = raw.get_field::<String>("type").ok().flatten().unwrap_or_default();
     let room_id = raw.get_field::<String>("room_id").ok().flatten().unwrap_or_default();
     if ty == "m.room.encryption" {
-        crypto.mark_encrypted(&room_id);
+        if let Some(crypto) = ctx.crypto.get() {
+            crypto.mark_encrypted(&room_id);
+        }
         return Decrypted::Plain;
     }
     if ty != "m.room.encrypted" {
         return Decrypted::Plain;
     }
+    if !ctx.settings.raw.encryption.enabled {
+        return Decrypted::CannotRead(CannotRead::EncryptionOff);
+    }
+    // The device is being made at start-up: the event waits for it.
+    let crypto = loop {
+        if let Some(c) = ctx.crypto.get() {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let event_id = raw.get_field::<String>("event_id").ok().flatten().unwrap_or_default();
     let Ok(json) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else {
         return Decrypted::Unreadable;
@@ -225,7 +298,7 @@ async fn encrypted(ctx: &Context, raw: &Raw<AnyTimelineEvent>) -> Decrypted {
             }
             Ok(None) => {
                 tracing::warn!(%event_id, %room_id, "no room key for an encrypted event; skipped");
-                return Decrypted::Unreadable;
+                return Decrypted::CannotRead(CannotRead::NoRoomKey);
             }
             Err(e) => {
                 tracing::warn!(error = %e, %event_id, %room_id, "cannot decrypt an event; skipped");

@@ -503,6 +503,21 @@ fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
     Ok((m, name))
 }
 
+impl Store {
+    /// Records that the bot told `room` about `kind` (what it cannot do there); `true` the
+    /// first time, `false` when it had told it already.
+    pub fn note_once(&self, room: &RoomId, kind: &str) -> Result<bool> {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::ROOMIDKIND_NOTICE)?;
+        let key = KeyBuf::new().str(room.as_str()).str(kind).build();
+        if db.get_pinned_cf(cf, &key)?.is_some() {
+            return Ok(false);
+        }
+        self.checked(db.put_cf(cf, key, crate::domain::now_ms().to_be_bytes()))?;
+        Ok(true)
+    }
+}
+
 /// A membership and the display name that goes with it.
 type Membership = (MembershipState, Option<String>);
 

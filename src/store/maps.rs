@@ -107,6 +107,10 @@ pub const SLUG_LIVEFLOOR: &str = "slug_livefloor";
 /// twice. Kept for `inbound::SEEN_RETENTION`.
 pub const EVENTID_LOGGED: &str = "eventid_logged";
 
+/// What the bot has told a room once about what it cannot do there (an encrypted room it
+/// cannot read, a message it could not decrypt): `room_id, kind` → when (ms).
+pub const ROOMIDKIND_NOTICE: &str = "roomidkind_notice";
+
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
     MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
@@ -166,6 +170,10 @@ pub const MAPS: &[MapDesc] = &[
     MapDesc { name: SLUG_LIVEFLOOR, doc: "board slug → highest event id no longer logged" },
     MapDesc {
         name: EVENTID_LOGGED, doc: "Matrix event id → write time, once in its board's log"
+    },
+    MapDesc {
+        name: ROOMIDKIND_NOTICE,
+        doc: "room id, kind → when the bot told the room what it cannot do there",
     },
 ];
 

@@ -28,7 +28,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
-pub const SCHEMA_VERSION: u64 = 14;
+pub const SCHEMA_VERSION: u64 = 15;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -70,6 +70,8 @@ const MIGRATIONS: &[Migration] = &[
     // Two new column families, created empty at open: the boards' live-stream logs and
     // their floors. The logs start with the events after the upgrade.
     Migration { version: 14, name: "live-stream logs", run: |_| Ok(()) },
+    // A new column family, created empty at open: what the bot told rooms once.
+    Migration { version: 15, name: "notices told once", run: |_| Ok(()) },
 ];
 
 /// The database: shared, cheap to clone.

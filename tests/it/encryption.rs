@@ -355,3 +355,65 @@ async fn with_cross_signed_only_a_device_without_cross_signing_gets_no_room_key(
         "the bot answered, encrypted, with a key her device was not given: {printed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_encryption_off_the_bot_says_once_that_it_cannot_read_an_encrypted_room() {
+    let stack = Stack::start("[permissions]\nboard_creators = [\"@alice:localhost\"]\n").await;
+    let alice = stack.synapse.register("alice").await;
+    let bot = stack.boardroom.bot().to_string();
+    let store = tempfile::tempdir().expect("client store");
+    // Alice's encrypting client asks the bot for help in an encrypted room: the bot, with no
+    // device, says in the clear why it cannot answer.
+    let told = tokio::task::block_in_place(|| {
+        let args = ["--send", "!help", "--expect", "end-to-end encrypted"];
+        e2ee_client(&stack, store.path(), None, &args)
+    });
+    assert_eq!(told["encrypted"], false, "{told}");
+    assert!(told["reply"].as_str().is_some_and(|r| r.contains("[encryption]")), "{told}");
+    let room = told["room"].as_str().expect("room").to_owned();
+    // Again: handled, and nothing more said.
+    let again = tokio::task::block_in_place(|| {
+        e2ee_client(&stack, store.path(), Some(&room), &["--send", "!help again"])
+    });
+    let event = again["event_id"].as_str().expect("sent").to_owned();
+    let ours = stack.boardroom.store();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = boardroom::store::inbound::seq_of_event(ours, &event).expect("read").is_some();
+        let pending = ours.pending_from(0, 10).expect("read").len();
+        let outgoing = ours.outbox_from(0, 10).expect("read").len();
+        if seen && pending == 0 && outgoing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second message was never handled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let room_id = ruma::OwnedRoomId::try_from(room.as_str()).expect("room id");
+    let notices = alice
+        .timeline(&room_id)
+        .await
+        .iter()
+        .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() == Some(bot.as_str()))
+        .filter(|e| {
+            e.get_field::<String>("type").ok().flatten().as_deref() == Some("m.room.message")
+        })
+        .count();
+    assert_eq!(notices, 1, "told once");
+    // Handled once more (as after a crash), the event asks for nothing: the room was told.
+    let raw = alice
+        .timeline(&room_id)
+        .await
+        .into_iter()
+        .find(|e| {
+            e.get_field::<String>("event_id").ok().flatten().as_deref() == Some(event.as_str())
+        })
+        .expect("the second message");
+    let entry = boardroom::store::inbound::PendingEntry {
+        seq: 1_000_000,
+        kind: boardroom::store::inbound::EntryKind::Timeline,
+        room_id: room.clone(),
+        json: raw.json().get().as_bytes().to_vec(),
+    };
+    let actions = boardroom::testing::handle(stack.boardroom.ctx(), &entry).await;
+    assert!(actions.is_empty(), "{actions:?}");
+}

@@ -71,6 +71,15 @@ impl RetryPolicy {
     }
 }
 
+/// `delay` shortened by a random quarter at most, never below what the server `asked`:
+/// rooms' lanes that failed together (a homeserver outage) do not all retry at the same
+/// instant.
+fn jittered(delay: Duration, asked: Option<Duration>) -> Duration {
+    let r = getrandom::u64().unwrap_or(0) % 1024;
+    let cut = delay.mul_f64(r as f64 / 4096.0);
+    delay.saturating_sub(cut).max(asked.unwrap_or_default().min(delay))
+}
+
 /// Why a [`Backoff`] gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GaveUp {
@@ -124,14 +133,14 @@ impl Backoff {
         if self.policy.max_attempts.is_some_and(|max| self.attempts >= max) {
             return Err(GaveUp::Attempts(self.attempts));
         }
-        Ok(self.policy.delay(self.attempts - 1, asked))
+        Ok(jittered(self.policy.delay(self.attempts - 1, asked), asked))
     }
 
     /// After a failure that is not the homeserver's (a store that cannot write, a failed
     /// `accept`): the delay before the next attempt. It never gives up.
     pub fn pause(&mut self) -> Duration {
         self.attempts = self.attempts.saturating_add(1);
-        self.policy.delay(self.attempts - 1, None)
+        jittered(self.policy.delay(self.attempts - 1, None), None)
     }
 
     /// Waits [`pause`](Self::pause); `true` when `shutdown` came first.
@@ -158,12 +167,18 @@ pub async fn sleep_or_cancelled(delay: Duration, shutdown: &CancellationToken) -
 mod tests {
     use super::*;
 
+    /// Whether `got` is `full` less at most a quarter (the jitter).
+    fn about(got: Duration, full: Duration) -> bool {
+        got <= full && got >= full.mul_f64(0.75)
+    }
+
     #[test]
     fn backoff_gives_up_on_attempts_or_server_errors_in_a_row() {
         let mut short = Backoff::new(RetryPolicy::SHORT);
-        assert_eq!(short.next_delay(None, false), Ok(Duration::from_millis(200)));
-        assert_eq!(short.next_delay(None, true), Ok(Duration::from_millis(400)));
-        assert_eq!(short.next_delay(None, false), Ok(Duration::from_millis(800)));
+        for (server_error, full) in [(false, 200), (true, 400), (false, 800)] {
+            let got = short.next_delay(None, server_error).expect("a delay");
+            assert!(about(got, Duration::from_millis(full)), "{got:?} for {full} ms");
+        }
         assert_eq!(short.next_delay(None, false), Err(GaveUp::Attempts(4)));
 
         let mut background = Backoff::new(RetryPolicy::BACKGROUND);
@@ -182,9 +197,26 @@ mod tests {
     #[test]
     fn store_write_pauses_double_to_ten_seconds_and_reset() {
         let mut b = Backoff::new(RetryPolicy::STORE_WRITE);
-        let pauses: Vec<u64> = (0..9).map(|_| b.pause().as_millis() as u64).collect();
-        assert_eq!(pauses, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        for full in [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000] {
+            let got = b.pause();
+            assert!(about(got, Duration::from_millis(full)), "{got:?} for {full} ms");
+        }
         b.reset();
-        assert_eq!(b.pause(), Duration::from_millis(100));
+        assert!(about(b.pause(), Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn lanes_failing_together_do_not_retry_together_and_the_server_s_wait_holds() {
+        let delays: std::collections::BTreeSet<Duration> = (0..64)
+            .map(|_| Backoff::new(RetryPolicy::FOREVER).next_delay(None, true).expect("a delay"))
+            .collect();
+        assert!(delays.len() > 16, "64 lanes, {} distinct delays", delays.len());
+        assert!(delays.iter().all(|d| about(*d, Duration::from_millis(250))), "{delays:?}");
+        // What the server asks for (Retry-After) is waited in full.
+        for _ in 0..64 {
+            let asked = Duration::from_secs(3);
+            let got = Backoff::new(RetryPolicy::FOREVER).next_delay(Some(asked), false);
+            assert_eq!(got, Ok(asked));
+        }
     }
 }

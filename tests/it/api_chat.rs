@@ -12,16 +12,13 @@ use ruma::{
     events::{
         AnyMessageLikeEvent, AnyTimelineEvent, MessageLikeEvent,
         relation::Replacement,
-        room::{
-            member::MembershipState,
-            message::{Relation, RoomMessageEventContent},
-        },
+        room::message::{Relation, RoomMessageEventContent},
     },
     presence::PresenceState,
 };
 use serde_json::{Value, json};
 
-use crate::harness::{Stack, User};
+use crate::harness::{Launch, User};
 
 const CONFIG: &str = r#"
 [permissions]
@@ -34,36 +31,11 @@ boards = ["launch"]
 
 const CLIENT: &str = "tracker-client-token";
 
-struct Setup {
-    _stack: Stack,
-    alice: User,
-    bob: User,
-    carol: User,
-    general: OwnedRoomId,
-    api: String,
-}
+type Setup = Launch;
 
-/// Alice creates the board `launch` and invites bob; both join its space and `general`;
-/// carol is on the homeserver, not on the board.
+/// [`Launch`], once Boardroom has indexed Alice's and Bob's joins.
 async fn setup() -> Setup {
-    let stack = Stack::start(CONFIG).await;
-    let bot = stack.boardroom.bot().to_owned();
-    let alice = stack.synapse.register("alice").await;
-    let bob = stack.synapse.register("bob").await;
-    let carol = stack.synapse.register("carol").await;
-    let dm = alice.create_room(&[&bot]).await;
-    alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
-    alice.command(&dm, &bot, "!board create launch Launch").await;
-    let space = alice.join("#boardroom_launch:localhost").await.expect("alice joins the space");
-    let general =
-        alice.join("#boardroom_launch-general:localhost").await.expect("alice joins general");
-    let reply = alice.command(&general, &bot, "!board invite @bob:localhost").await;
-    assert!(reply.contains("Invited @bob:localhost"), "{reply}");
-    bob.join(space.as_str()).await.expect("bob accepts");
-    bob.join(general.as_str()).await.expect("bob joins general");
-    let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
-    let setup = Setup { _stack: stack, alice, bob, carol, general, api };
-    // Boardroom indexes the joins as the homeserver pushes them.
+    let setup = Launch::start(CONFIG).await;
     setup.until_ok(&setup.alice.token, None, "/boards/launch/rooms").await;
     setup.until_ok(&setup.bob.token, None, "/boards/launch/rooms").await;
     setup
@@ -98,7 +70,7 @@ async fn call(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-impl Setup {
+impl Launch {
     async fn get(&self, token: &str, user: Option<&str>, path: &str) -> (u16, Value) {
         call("GET", &format!("{}{path}", self.api), token, user, None, None).await
     }

@@ -40,6 +40,8 @@ pub(crate) struct RoomInfo {
     pub alias: OwnedRoomAliasId,
     /// Its id.
     pub room_id: OwnedRoomId,
+    /// What keeps the bot from acting there, when something does.
+    pub problem: Option<&'static str>,
 }
 
 /// One of a board's members.
@@ -60,7 +62,23 @@ pub(crate) fn info(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResu
     let mut rooms = Vec::new();
     for (room_id, r) in ctx.store.rooms_of(&board.slug)? {
         let alias = alias(ctx, &room_alias_localpart(prefix, &board.slug, &r.name))?;
-        rooms.push(RoomInfo { name: r.name, kind: r.kind, private: r.private, alias, room_id });
+        let problem = if r.pending_move_from.is_some() {
+            Some("waits for an admin to give Boardroom power 100 there")
+        } else if ctx.store.noted(&room_id, "encrypted")? && !ctx.settings.raw.encryption.enabled {
+            Some("end-to-end encrypted, and Boardroom's encryption is off: it reads nothing there")
+        } else if ctx.store.noted(&room_id, "undecryptable")? {
+            Some("a message there could not be decrypted")
+        } else {
+            None
+        };
+        rooms.push(RoomInfo {
+            name: r.name,
+            kind: r.kind,
+            private: r.private,
+            alias,
+            room_id,
+            problem,
+        });
     }
     let mut members: Vec<MemberInfo> = ctx
         .store
@@ -106,4 +124,67 @@ pub(crate) fn mine(ctx: &Context, actor: &Actor) -> OpResult<Vec<(BoardRecord, R
             (b, role)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{RoomId, owned_event_id, owned_user_id};
+
+    use super::*;
+    use crate::{
+        Config,
+        app::App,
+        domain::board::{BoardRecord, RoomRecord, default_columns},
+    };
+
+    #[test]
+    fn info_flags_a_room_the_bot_said_it_cannot_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::offline(&dir.path().join("db"), "").expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let store = &app.ctx.store;
+        let alice = owned_user_id!("@alice:localhost");
+        let space = RoomId::parse("!space:localhost").expect("room id");
+        let general = RoomId::parse("!general:localhost").expect("room id");
+        store
+            .put_board(&BoardRecord {
+                slug: "launch".into(),
+                space_id: space.clone(),
+                name: "Launch".into(),
+                created_by: alice.clone(),
+                created_by_event: owned_event_id!("$create"),
+                creators: vec![],
+                power_users: Default::default(),
+                users_default: 0,
+                columns: default_columns(),
+            })
+            .expect("board");
+        let record = RoomRecord {
+            board: "launch".into(),
+            name: "general".into(),
+            kind: RoomKind::Chat,
+            private: false,
+            pending_move_from: None,
+        };
+        store.put_room(&general, &record).expect("room");
+        store
+            .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+        let actor = Actor { user_id: alice, client: None, token: None };
+        let req = Request {
+            actor: &actor,
+            cause: ruma::event_id!("$info"),
+            seq: 0,
+            room: None,
+            thread: None,
+        };
+        let problem = |app: &App| {
+            info(&app.ctx, &req, BoardRef::Slug("launch")).expect("info").rooms[0].problem
+        };
+        assert_eq!(problem(&app), None);
+        // The bot told the room it cannot read it (encryption off): `!board info` says so.
+        assert!(store.note_once(&general, "encrypted").expect("note"));
+        assert!(!store.note_once(&general, "encrypted").expect("note"), "once");
+        assert!(problem(&app).is_some_and(|p| p.contains("encryption is off")));
+    }
 }

@@ -71,11 +71,13 @@ pub(super) fn board_info(i: &BoardInfo) -> Reply {
             (RoomKind::Chat, true) => "private chat",
             (RoomKind::Chat, false) => "chat",
         };
-        plain.push_str(&format!("  {} ({kind}) {}\n", r.name, r.alias));
+        let problem = r.problem.map(|p| format!(" ⚠ {p}")).unwrap_or_default();
+        plain.push_str(&format!("  {} ({kind}) {}{problem}\n", r.name, r.alias));
         html.push_str(&format!(
-            "<li>{} ({kind}) {}</li>",
+            "<li>{} ({kind}) {}{}</li>",
             escape_html(&r.name),
-            alias_link(&r.alias)
+            alias_link(&r.alias),
+            escape_html(&problem)
         ));
     }
     plain.push_str("Members:\n");

@@ -504,6 +504,13 @@ fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
 }
 
 impl Store {
+    /// Whether the bot told `room` about `kind` (see [`Store::note_once`]).
+    pub fn noted(&self, room: &RoomId, kind: &str) -> Result<bool> {
+        let db = self.db()?;
+        let key = KeyBuf::new().str(room.as_str()).str(kind).build();
+        Ok(db.get_pinned_cf(super::cf(&db, maps::ROOMIDKIND_NOTICE)?, key)?.is_some())
+    }
+
     /// Records that the bot told `room` about `kind` (what it cannot do there); `true` the
     /// first time, `false` when it had told it already.
     pub fn note_once(&self, room: &RoomId, kind: &str) -> Result<bool> {

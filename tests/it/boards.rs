@@ -378,6 +378,13 @@ async fn an_upgraded_tasks_room_gets_its_tasks_once_the_bot_has_power_there() {
     assert!(said.contains("needs power 100") && said.contains("/op"), "{said}");
     let said = alice.command(&general, &bot, "!task status #1 doing").await;
     assert!(said.contains("needs power 100"), "{said}");
+    // `!board info` flags the room.
+    let info = alice.command(&general, &bot, "!board info").await;
+    assert!(
+        info.lines().any(|l| l.contains("tasks (tasks)")
+            && l.contains("waits for an admin to give Boardroom power 100")),
+        "{info}"
+    );
     assert!(
         !bot_says(&alice, &new, &bot).await.iter().any(|b| b.contains("Too early")),
         "no root was posted"

@@ -327,34 +327,25 @@ impl Store {
         after: u64,
         limit: usize,
         budget: usize,
-        mut keep: impl FnMut(&TaskRecord) -> bool,
+        keep: impl FnMut(&TaskRecord) -> bool,
     ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
         let db = self.db()?;
         let prefix = facet_prefix(slug, facet);
         let start = facet_key(slug, facet, after.saturating_add(1));
         let cf = super::cf(&db, maps::SLUGFACETNUM_TASK)?;
-        let mut out = Vec::new();
-        let mut read = 0;
         let iter =
             db.iterator_cf(cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
-        for item in iter {
-            let (k, _) = item.map_err(Error::from)?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let n = decode_u64(&k[prefix.len()..])?;
-            let Some(task) = self.task(slug, n)? else { continue };
-            read += 1;
-            if keep(&task) {
-                out.push(task);
-                if out.len() == limit {
-                    return Ok((out, None));
-                }
-            } else if read >= budget {
-                return Ok((out, Some(n)));
-            }
-        }
-        Ok((out, None))
+        let tasks = iter
+            .map(|item| item.map_err(Error::from))
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .filter_map(|item| {
+                let found = item.and_then(|(k, _)| {
+                    let n = decode_u64(&k[prefix.len()..])?;
+                    self.task(slug, n)
+                });
+                found.transpose()
+            });
+        page(tasks, limit, budget, keep)
     }
 
     /// Fills `slugfacetnum_task` from the tasks already recorded (migration 13).
@@ -386,33 +377,19 @@ impl Store {
         after: u64,
         limit: usize,
         budget: usize,
-        mut keep: impl FnMut(&TaskRecord) -> bool,
+        keep: impl FnMut(&TaskRecord) -> bool,
     ) -> Result<(Vec<TaskRecord>, Option<u64>)> {
         let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).prefix();
         let start = KeyBuf::new().str(slug).u64(after.saturating_add(1)).build();
         let cf = super::cf(&db, maps::SLUGNUM_TASK)?;
-        let mut out = Vec::new();
-        let mut read = 0;
         let iter =
             db.iterator_cf(cf, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(Error::from)?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let task: TaskRecord = decode(&v)?;
-            read += 1;
-            if keep(&task) {
-                out.push(task);
-                if out.len() == limit {
-                    return Ok((out, None));
-                }
-            } else if read >= budget {
-                return Ok((out, Some(task.fields.number)));
-            }
-        }
-        Ok((out, None))
+        let tasks = iter
+            .map(|item| item.map_err(Error::from))
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(|item| item.and_then(|(_, v)| decode::<TaskRecord>(&v)));
+        page(tasks, limit, budget, keep)
     }
 
     /// A task's comments, oldest first: `limit` of them after the first `skip`.
@@ -671,6 +648,29 @@ const TASK_MAPS: [&str; 7] = [
     maps::EVENTID_COMMENTKEY,
     maps::SLUGNUMUSEREVENT_COMMENT,
 ];
+
+/// A page of `tasks` (in number order) that `keep` accepts: at most `limit`, reading at
+/// most `budget` records; with the number read last when the budget ran out first.
+fn page(
+    tasks: impl Iterator<Item = Result<TaskRecord>>,
+    limit: usize,
+    budget: usize,
+    mut keep: impl FnMut(&TaskRecord) -> bool,
+) -> Result<(Vec<TaskRecord>, Option<u64>)> {
+    let mut out = Vec::new();
+    for (read, task) in tasks.enumerate() {
+        let task = task?;
+        if keep(&task) {
+            out.push(task);
+            if out.len() == limit {
+                return Ok((out, None));
+            }
+        } else if read + 1 >= budget {
+            return Ok((out, Some(task.fields.number)));
+        }
+    }
+    Ok((out, None))
+}
 
 fn count_key(slug: &str, status: &str) -> Vec<u8> {
     KeyBuf::new().str(slug).str(status).build()

@@ -39,5 +39,8 @@ pub mod webhooks;
 
 pub mod testing;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::Config;
 pub use error::{Error, Result};

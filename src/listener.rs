@@ -123,7 +123,7 @@ pub(crate) async fn serve(
                 Err(e) => {
                     let pause = backoff.pause();
                     tracing::warn!(listener = name, error = %e, pause_ms = pause.as_millis() as u64, "accept failed");
-                    if sleep_or_cancelled(pause, &shutdown).await {
+                    if sleep_or_cancelled(tokio::time::sleep(pause), &shutdown).await {
                         break;
                     }
                     continue;

@@ -31,6 +31,8 @@ pub struct App {
     pub ctx: Arc<Context>,
     /// The appservice's homeserver client.
     pub client: HomeserverClient,
+    /// Watches the homeserver's transaction ids for a restart, to catch up after it.
+    pub restarts: Arc<appservice::catch_up::Restarts>,
 }
 
 impl App {
@@ -64,7 +66,7 @@ impl App {
             crypto,
             device_counts: Default::default(),
         });
-        Ok(Self { ctx, client })
+        Ok(Self { ctx, client, restarts: Arc::default() })
     }
 
     /// The HTTP surface: the appservice API, the HTTP API and the webhooks, and
@@ -89,7 +91,7 @@ impl App {
     }
 
     fn appservice_router_bare(&self) -> Router {
-        appservice::router(AppState { ctx: self.ctx.clone() })
+        appservice::router(AppState { ctx: self.ctx.clone(), restarts: self.restarts.clone() })
     }
 
     /// Starts the inbound dispatcher and the outbox worker.
@@ -259,6 +261,17 @@ pub async fn serve_app_on(
     tasks.spawn(async move {
         startup::ping_after_recovery(&settings, store, client, recovery_shutdown).await;
     });
+    tasks.spawn(appservice::catch_up::probe(
+        app.client.clone(),
+        app.restarts.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(appservice::catch_up::run(
+        app.ctx.clone(),
+        app.client.clone(),
+        app.restarts.clone(),
+        shutdown.clone(),
+    ));
 
     // Streams end when Boardroom stops (their clients resume by id after the restart),
     // so that the listeners' graceful shutdown does not wait for them.

@@ -2,6 +2,7 @@
 //! (`auth`); bodies parse into ruma's request types (`extract`); one file per endpoint.
 
 pub(crate) mod auth;
+pub mod catch_up;
 pub(crate) mod extract;
 pub(crate) mod ping;
 pub(crate) mod push_events;
@@ -24,6 +25,8 @@ pub const MAX_BODY_BYTES: usize = 100 * 65_536 + 1024 * 1024;
 pub struct AppState {
     /// Processing context: config, store, queues.
     pub ctx: Arc<Context>,
+    /// Watches transaction ids for a homeserver restart.
+    pub restarts: Arc<catch_up::Restarts>,
 }
 
 /// The appservice routes, token-checked, with Matrix-style 404 and 405 answers.

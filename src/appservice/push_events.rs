@@ -120,6 +120,7 @@ pub(crate) async fn handle(
         if outcome.accepted > 0 {
             ctx.inbound_notify.notify_one();
         }
+        state.restarts.saw(request.txn_id.as_str());
         tracing::debug!(
             accepted = outcome.accepted,
             duplicates = outcome.duplicates,

@@ -145,7 +145,7 @@ impl Backoff {
 
     /// Waits [`pause`](Self::pause); `true` when `shutdown` came first.
     pub async fn pause_or_cancelled(&mut self, shutdown: &CancellationToken) -> bool {
-        sleep_or_cancelled(self.pause(), shutdown).await
+        sleep_or_cancelled(tokio::time::sleep(self.pause()), shutdown).await
     }
 
     /// Back to no failure, after a success.
@@ -155,10 +155,13 @@ impl Backoff {
     }
 }
 
-/// Sleeps for `delay`; `true` when `shutdown` came first.
-pub async fn sleep_or_cancelled(delay: Duration, shutdown: &CancellationToken) -> bool {
+/// Waits for `wait` (a sleep); `true` when `shutdown` came first.
+pub async fn sleep_or_cancelled(
+    wait: impl Future<Output = ()>,
+    shutdown: &CancellationToken,
+) -> bool {
     tokio::select! {
-        () = tokio::time::sleep(delay) => false,
+        () = wait => false,
         () = shutdown.cancelled() => true,
     }
 }

@@ -219,7 +219,9 @@ impl Worker {
                     match next {
                         Ok(delay) => {
                             tracing::warn!(seq, room_id = %action.room_id(), attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
-                            if sleep_or_cancelled(delay, &self.shutdown).await {
+                            if sleep_or_cancelled(self.client.wait_or_back(delay), &self.shutdown)
+                                .await
+                            {
                                 return;
                             }
                             continue;

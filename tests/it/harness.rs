@@ -135,25 +135,22 @@ pub(crate) struct Synapse {
     pub(crate) dir: tempfile::TempDir,
     /// `http://127.0.0.1:<port>`
     pub(crate) url: String,
+    /// The appservice registrations it runs with.
+    registrations: Vec<PathBuf>,
 }
 
 impl Synapse {
     /// Starts Synapse on `port` and waits until it answers. `Err(PortTaken)` when the port
     /// turned out to be another process's (a free port can be taken by a test running
     /// beside this one before Synapse binds it): what answers there is not this Synapse.
-    async fn spawn(
-        &mut self,
-        port: u16,
-        registrations: &[PathBuf],
-        extra_args: &[&str],
-    ) -> Result<(), PortTaken> {
+    async fn spawn(&mut self, port: u16, extra_args: &[&str]) -> Result<(), PortTaken> {
         let mut cmd = Command::new(synapse_python());
         cmd.arg(project_root().join(SYNAPSE_SCRIPT))
             .args(["run", "--dir"])
             .arg(self.dir.path())
             .args(["--port", &port.to_string(), "--server-name", SERVER_NAME])
             .args(["--shared-secret", SHARED_SECRET]);
-        for r in registrations {
+        for r in &self.registrations {
             cmd.arg("--registration").arg(r);
         }
         cmd.args(extra_args);
@@ -378,6 +375,61 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Synapse running with Boardroom's registration, and what Boardroom is to run with: its
+/// config (written to `config_path`) and its port, bound and held until Boardroom takes it.
+pub(crate) struct Prepared {
+    pub(crate) synapse: Synapse,
+    pub(crate) config: Config,
+    pub(crate) config_path: PathBuf,
+    /// Holds the database, config and registration.
+    pub(crate) dir: tempfile::TempDir,
+    /// Boardroom's port, bound here so that nothing running beside the test takes it.
+    pub(crate) reserved: std::net::TcpListener,
+}
+
+impl Prepared {
+    /// Writes a config, has `boardroom registration` (the real binary) print the
+    /// registration, and starts Synapse with it.
+    pub(crate) async fn start(
+        extra_config: &str,
+        synapse_args: &[&str],
+        db: Option<&Path>,
+    ) -> Self {
+        let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let listen: SocketAddr = reserved.local_addr().expect("addr");
+        let db = db.map_or_else(|| dir.path().join("db"), Path::to_path_buf);
+        let config_path = dir.path().join("boardroom.toml");
+        let reg_path = dir.path().join("registration.yaml");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let hs_port = free_port();
+            let hs_url = format!("http://127.0.0.1:{hs_port}");
+            let config = test_config(&hs_url, listen, &db, extra_config);
+            std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
+                .expect("write config");
+            let registration = registration_from_binary(&config_path);
+            std::fs::write(&reg_path, registration).expect("write registration");
+            let synapse_dir =
+                tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir");
+            let mut synapse = Synapse {
+                child: None,
+                dir: synapse_dir,
+                url: hs_url,
+                registrations: vec![reg_path.clone()],
+            };
+            match synapse.spawn(hs_port, synapse_args).await {
+                Ok(()) => return Prepared { synapse, config, config_path, dir, reserved },
+                Err(PortTaken) if attempts < 5 => {
+                    eprintln!("harness: port {hs_port} was taken by another process; another");
+                }
+                Err(PortTaken) => panic!("no free port for Synapse in 5 attempts"),
+            }
+        }
+    }
+}
+
 /// Synapse and Boardroom wired together, as a deployment would be.
 pub(crate) struct Stack {
     /// Dropped last: Boardroom talks to it.
@@ -407,35 +459,8 @@ impl Stack {
         synapse_args: &[&str],
         db: Option<&Path>,
     ) -> Stack {
-        let dir = tempfile::Builder::new().prefix("boardroom-it-").tempdir().expect("tempdir");
-        // Boardroom's port is bound here and handed to Boardroom, so nothing running beside
-        // this test takes it meanwhile.
-        let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let listen: SocketAddr = reserved.local_addr().expect("addr");
-        let db = db.map_or_else(|| dir.path().join("db"), Path::to_path_buf);
-        let config_path = dir.path().join("boardroom.toml");
-        let reg_path = dir.path().join("registration.yaml");
-        let mut attempts = 0;
-        let (synapse, config) = loop {
-            attempts += 1;
-            let hs_port = free_port();
-            let hs_url = format!("http://127.0.0.1:{hs_port}");
-            let config = test_config(&hs_url, listen, &db, extra_config);
-            std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
-                .expect("write config");
-            let registration = registration_from_binary(&config_path);
-            std::fs::write(&reg_path, registration).expect("write registration");
-            let synapse_dir =
-                tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir");
-            let mut synapse = Synapse { child: None, dir: synapse_dir, url: hs_url };
-            match synapse.spawn(hs_port, std::slice::from_ref(&reg_path), synapse_args).await {
-                Ok(()) => break (synapse, config),
-                Err(PortTaken) if attempts < 5 => {
-                    eprintln!("harness: port {hs_port} was taken by another process; another");
-                }
-                Err(PortTaken) => panic!("no free port for Synapse in 5 attempts"),
-            }
-        };
+        let Prepared { synapse, config, config_path, dir, reserved } =
+            Prepared::start(extra_config, synapse_args, db).await;
         let settings = config.validate().expect("valid config");
         reserved.set_nonblocking(true).expect("nonblocking");
         let listener = tokio::net::TcpListener::from_std(reserved).expect("the reserved port");
@@ -453,6 +478,19 @@ impl Stack {
 }
 
 impl Synapse {
+    /// Starts the stopped Synapse again: same port, directory, database and registrations.
+    pub(crate) async fn start_again(&mut self) {
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the port of Synapse's url");
+        self.spawn(port, &[])
+            .await
+            .unwrap_or_else(|_| panic!("port {port} of the stopped Synapse was taken meanwhile"));
+    }
+
     /// Stops Synapse (SIGTERM by pid) and waits until it has exited; its directory and
     /// database stay, for [`Stack::start_synapse_again`].
     pub(crate) async fn stop(&mut self) {
@@ -478,18 +516,7 @@ impl Stack {
 
     /// Starts the stopped Synapse again: same port, directory, database and registration.
     pub(crate) async fn start_synapse_again(&mut self) {
-        let port: u16 = self
-            .synapse
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("the port of Synapse's url");
-        let registration = self._dir.path().join("registration.yaml");
-        self.synapse
-            .spawn(port, &[registration], &[])
-            .await
-            .unwrap_or_else(|_| panic!("port {port} of the stopped Synapse was taken meanwhile"));
+        self.synapse.start_again().await;
     }
 
     /// Stops Boardroom and starts it again on the same database, sending its requests to
@@ -721,23 +748,147 @@ impl Launch {
     pub(crate) async fn start(config: &str) -> Launch {
         let stack = Stack::start(config).await;
         let bot = stack.boardroom.bot().to_owned();
-        let alice = stack.synapse.register("alice").await;
-        let bob = stack.synapse.register("bob").await;
-        let carol = stack.synapse.register("carol").await;
-        let dm = alice.create_room(&[&bot]).await;
-        alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
-        alice.command(&dm, &bot, "!board create launch Launch").await;
-        let space = alice.join("#boardroom_launch:localhost").await.expect("space");
-        let general = alice.join("#boardroom_launch-general:localhost").await.expect("general");
-        let tasks = alice.join("#boardroom_launch-tasks:localhost").await.expect("tasks");
-        let reply = alice.command(&general, &bot, "!board invite @bob:localhost").await;
+        let Board { alice, bob, carol, general, tasks } =
+            Board::create(&stack.synapse, &bot, "launch", "Launch").await;
+        let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
+        Launch { stack, alice, bob, carol, general, tasks, api }
+    }
+}
+
+/// A board as [`Launch`] makes it, on any running Boardroom: Alice (a board creator)
+/// creates it from a direct chat with the bot and joins its space, `general` and `tasks`;
+/// she invites Bob, who joins all three. Carol is on the homeserver, not on the board.
+pub(crate) struct Board {
+    pub(crate) alice: User,
+    pub(crate) bob: User,
+    pub(crate) carol: User,
+    pub(crate) general: OwnedRoomId,
+    pub(crate) tasks: OwnedRoomId,
+}
+
+impl Board {
+    pub(crate) async fn create(synapse: &Synapse, bot: &UserId, slug: &str, name: &str) -> Board {
+        let alice = synapse.register("alice").await;
+        let bob = synapse.register("bob").await;
+        let carol = synapse.register("carol").await;
+        let dm = alice.create_room(&[bot]).await;
+        alice.wait_for_membership(&dm, bot, MembershipState::Join).await;
+        alice.command(&dm, bot, &format!("!board create {slug} {name}")).await;
+        let alias = |room: &str| format!("#boardroom_{slug}{room}:{SERVER_NAME}");
+        let space = alice.join(&alias("")).await.expect("space");
+        let general = alice.join(&alias("-general")).await.expect("general");
+        let tasks = alice.join(&alias("-tasks")).await.expect("tasks");
+        let reply = alice.command(&general, bot, "!board invite @bob:localhost").await;
         assert!(reply.contains("Invited @bob:localhost"), "{reply}");
         bob.join(space.as_str()).await.expect("bob joins the space");
         bob.join(tasks.as_str()).await.expect("bob joins tasks");
         bob.join(general.as_str()).await.expect("bob joins general");
-        let info = bob.command(&general, &bot, "!board info").await;
+        let info = bob.command(&general, bot, "!board info").await;
         assert!(info.contains("@bob:localhost (member)"), "{info}");
-        let api = format!("http://{}/_boardroom/api/v1", stack.boardroom.settings.listen);
-        Launch { stack, alice, bob, carol, general, tasks, api }
+        Board { alice, bob, carol, general, tasks }
+    }
+}
+
+/// Boardroom as its own process (`boardroom serve`), as an admin runs it: killed with
+/// SIGKILL and started again on the same port, database and config. Its output is
+/// appended to `log`.
+pub(crate) struct Process {
+    pub(crate) settings: Settings,
+    pub(crate) config_path: PathBuf,
+    pub(crate) log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    /// Starts `boardroom serve` with the config at `config_path` (`config`), its output
+    /// to `log`, and waits until it answers. `reserved`, the port held for it, is let go of
+    /// just before.
+    pub(crate) async fn start(
+        config: &Config,
+        config_path: &Path,
+        log: PathBuf,
+        reserved: std::net::TcpListener,
+    ) -> Process {
+        let settings = config.clone().validate().expect("valid config");
+        let mut p = Process { settings, config_path: config_path.to_owned(), log, child: None };
+        drop(reserved);
+        p.spawn().await;
+        p
+    }
+
+    /// Starts the process again (it must not be running) and waits until it answers.
+    pub(crate) async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "boardroom is running");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the log");
+        let err = out.try_clone().expect("log handle");
+        let child = Command::new(boardroom_exe())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start boardroom serve");
+        self.child = Some(child);
+        let url = format!("http://{}/_boardroom/api/v1/openapi.json", self.settings.listen);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("boardroom exited with {status}; log:\n{}", self.log_tail(40));
+            }
+            assert!(Instant::now() < deadline, "boardroom did not answer within 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits until the process has exited by itself.
+    pub(crate) async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("boardroom did not stop within 30 s of SIGTERM");
+    }
+
+    /// The last `lines` lines of its output.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The bot's user id.
+    pub(crate) fn bot(&self) -> &UserId {
+        &self.settings.bot_user_id
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

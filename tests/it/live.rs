@@ -12,9 +12,12 @@ use ruma::{
     api::client::typing::create_typing_event::v3::TypingInfo,
     api::client::typing::create_typing_event::{self, v3::Typing},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{Boardroom, Launch, User};
+use crate::{
+    harness::{Boardroom, Launch, User},
+    sse::{Ev, Sse, open, open_url},
+};
 
 const CONFIG: &str = r#"
 [permissions]
@@ -26,135 +29,6 @@ boards = ["launch"]
 [live]
 keepalive_secs = 1
 "#;
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-struct Ev {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-impl Ev {
-    /// Logged events carry what the board's log holds; the rest are live only or say
-    /// where the stream stands.
-    fn is_logged(&self) -> bool {
-        matches!(
-            self.event.as_str(),
-            "message" | "comment" | "task" | "membership" | "notification"
-        )
-    }
-
-    fn body(&self) -> &str {
-        self.data["body"].as_str().unwrap_or_default()
-    }
-}
-
-/// A stream being read.
-struct Sse {
-    resp: reqwest::Response,
-    buf: String,
-    retry: Option<u64>,
-    /// The last id seen, as a browser's `EventSource` keeps it.
-    last_id: Option<u64>,
-    /// Comment lines seen (keep-alives).
-    comments: usize,
-}
-
-/// Opens `/boards/{slug}/events` with `token` (in the query string, as a browser's
-/// `EventSource` must), resuming after `last` when given.
-async fn open(base: &str, slug: &str, token: &str, last: Option<u64>) -> Result<Sse, (u16, Value)> {
-    open_url(format!("{base}/boards/{slug}/events?access_token={token}"), last).await
-}
-
-async fn open_url(url: String, last: Option<u64>) -> Result<Sse, (u16, Value)> {
-    let mut req = reqwest::Client::new().get(url);
-    if let Some(id) = last {
-        req = req.header("Last-Event-ID", id.to_string());
-    }
-    let resp = req.send().await.expect("open the stream");
-    let status = resp.status().as_u16();
-    if status != 200 {
-        return Err((status, resp.json().await.unwrap_or(Value::Null)));
-    }
-    assert_eq!(
-        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
-        Some("text/event-stream")
-    );
-    Ok(Sse { resp, buf: String::new(), retry: None, last_id: last, comments: 0 })
-}
-
-impl Sse {
-    /// The next event; `None` when the stream ended. Panics after `within`.
-    async fn next(&mut self, within: Duration) -> Option<Ev> {
-        let deadline = Instant::now() + within;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (None, None, String::new());
-                for line in block.lines() {
-                    if line.starts_with(':') {
-                        self.comments += 1;
-                    }
-                    if line.is_empty() || line.starts_with(':') {
-                        continue;
-                    }
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => id = Some(value.parse::<u64>().expect("a numeric id")),
-                        "event" => event = Some(value.to_owned()),
-                        "data" => data.push_str(value),
-                        "retry" => self.retry = Some(value.parse().expect("retry in ms")),
-                        _ => panic!("unknown field in {block:?}"),
-                    }
-                }
-                if id.is_some() {
-                    self.last_id = id;
-                }
-                if let Some(event) = event {
-                    let data = serde_json::from_str(&data).expect("data is JSON");
-                    return Some(Ev { id, event, data });
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no event within {within:?}; buffered: {:?}", self.buf);
-            match tokio::time::timeout(left, self.resp.chunk()).await {
-                Ok(Ok(Some(chunk))) => {
-                    self.buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"))
-                }
-                Ok(Ok(None)) | Ok(Err(_)) => return None,
-                Err(_) => panic!("no event within {within:?}; buffered: {:?}", self.buf),
-            }
-        }
-    }
-
-    /// Events until one matches `done` (included); panics after 30 s or at the end.
-    async fn until(&mut self, what: &str, done: impl Fn(&Ev) -> bool) -> Vec<Ev> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(ev) = self.next(left).await else {
-                panic!("the stream ended before {what}; saw {seen:#?}")
-            };
-            let stop = done(&ev);
-            seen.push(ev);
-            if stop {
-                return seen;
-            }
-        }
-    }
-
-    /// Reads to the end of the stream; panics if it goes on for `within`.
-    async fn until_end(&mut self, within: Duration) -> Vec<Ev> {
-        let mut seen = Vec::new();
-        while let Some(ev) = self.next(within).await {
-            seen.push(ev);
-        }
-        seen
-    }
-}
 
 type Setup = Launch;
 

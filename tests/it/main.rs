@@ -20,5 +20,8 @@ mod security_diskfull;
 mod security_faults;
 mod security_limits;
 mod security_trust;
+mod sse;
+mod standin;
 mod tasks;
+mod under_load;
 mod webhooks;

@@ -20,13 +20,15 @@ use ruma::{
 };
 use serde_json::Value;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::oneshot,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Stack, User, replies_to};
+use crate::{
+    harness::{Stack, User, replies_to},
+    standin::{forward, read_request, respond},
+};
 
 const CONFIG: &str = "[permissions]\nboard_creators = [\"@alice:localhost\"]";
 
@@ -90,64 +92,6 @@ impl Proxy {
     }
 }
 
-/// One HTTP/1.1 request: method, path with query, headers, body.
-type Request = (String, String, Vec<(String, String)>, Vec<u8>);
-
-async fn read_request(sock: &mut TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((method, path, headers, body))
-}
-
-/// Passes a request on; `None` when Synapse cannot be reached.
-async fn forward(
-    http: &reqwest::Client,
-    target: &str,
-    (method, path, headers, body): &Request,
-) -> Option<(u16, Vec<u8>)> {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
-    let mut req = http.request(method, format!("{target}{path}")).body(body.clone());
-    for (k, v) in headers {
-        if k == "authorization" || k == "content-type" {
-            req = req.header(k.as_str(), v.as_str());
-        }
-    }
-    let resp = req.send().await.ok()?;
-    let status = resp.status().as_u16();
-    Some((status, resp.bytes().await.ok()?.to_vec()))
-}
-
 async fn serve(mut sock: TcpStream, proxy: Proxy, target: String, http: reqwest::Client) {
     let Some(request) = read_request(&mut sock).await else { return };
     let picked = {
@@ -170,13 +114,7 @@ async fn serve(mut sock: TcpStream, proxy: Proxy, target: String, http: reqwest:
     }
     // Synapse down: the connection closes unanswered, as a dying homeserver's would.
     let Some((status, body)) = forward(&http, &target, &request).await else { return };
-    let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(&body).await;
-    let _ = sock.shutdown().await;
+    respond(&mut sock, status, &body).await;
 }
 
 /// Alice creates the board `launch` and joins its `general` and `tasks` rooms.
@@ -517,4 +455,68 @@ async fn the_look_for_a_landed_message_is_bounded() {
     // rather than a message lost).
     let many = history((FIND_SENT_PAGES + 2) * page, now, Some(FIND_SENT_PAGES * page), &txn);
     assert_eq!(look_back(many, now - 1000).await, (FIND_SENT_PAGES, 1));
+}
+
+/// Empties Synapse's stored transactions for appservices (Synapse is stopped): the events
+/// in them are lost to the appservice, as the events Synapse holds in memory are when it
+/// stops (Synapse's issue 11637). Returns how many transactions there were.
+fn lose_appservice_transactions(synapse_dir: &std::path::Path) -> usize {
+    let script = r#"
+import sqlite3, sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1] + "/homeserver.yaml"))
+db = sqlite3.connect(cfg["database"]["args"]["database"])
+n = db.execute("delete from application_services_txns").rowcount
+db.commit()
+print(n)
+"#;
+    let out = std::process::Command::new(crate::harness::synapse_python())
+        .args(["-c", script])
+        .arg(synapse_dir)
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count")
+}
+
+/// A command the homeserver never pushed, because it lost it in a restart, is read back
+/// from the room's history when Boardroom next hears from the homeserver, and answered
+/// once. Without the catch-up it would never be answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_homeserver_lost_in_a_restart_is_caught_up_and_answered_once() {
+    let mut stack = Stack::start(CONFIG).await;
+    let bot = stack.boardroom.bot().to_owned();
+    let (alice, general, _) = board(&stack).await;
+    // Boardroom down: Synapse keeps the command in a transaction it retries...
+    stack.boardroom.stop().await;
+    let command = alice.say(&general, "!task new caught up after a homeserver restart").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lost = 0;
+    while lost == 0 {
+        assert!(Instant::now() < deadline, "Synapse never stored the transaction");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stack.stop_synapse().await;
+        // ...and loses it across its restart.
+        lost = lose_appservice_transactions(stack.synapse.dir.path());
+        stack.start_synapse_again().await;
+    }
+    stack.boardroom = crate::harness::Boardroom::start(
+        stack.boardroom.settings.clone(),
+        stack.boardroom.config_path.clone(),
+    )
+    .await;
+    // Anything new in a board room makes the homeserver send a transaction: the first
+    // since Boardroom started, which starts the catch-up.
+    alice.say(&general, "hello again").await;
+    let reply = alice
+        .wait_for(&general, Duration::from_secs(30), "the reply to the lost command", |ev| {
+            replies_to(ev, &bot, &command).first().map(|m| m.content.body().to_owned())
+        })
+        .await;
+    assert!(reply.contains("launch#1"), "{reply}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events: Vec<_> =
+        alice.timeline(&general).await.iter().filter_map(|r| r.deserialize().ok()).collect();
+    assert_eq!(replies_to(&events, &bot, &command).len(), 1, "answered once");
+    assert!(stack.boardroom.store().task("launch", 1).expect("read").is_some());
+    assert!(stack.boardroom.store().task("launch", 2).expect("read").is_none());
 }

@@ -38,6 +38,9 @@ fn fixture() -> Fixture {
     let config = Config::offline(
         &dir.path().join("db"),
         r#"
+        [api]
+        # Measured without the per-caller rate (a benchmark is one caller, flat out).
+        requests_per_second = 0
         [[api.clients]]
         name = "bench"
         token = "client"
@@ -150,6 +153,9 @@ fn task_fixture() -> Fixture {
     let config = Config::offline(
         &dir.path().join("db"),
         r#"
+        [api]
+        # Measured without the per-caller rate (a benchmark is one caller, flat out).
+        requests_per_second = 0
         [[api.clients]]
         name = "bench"
         token = "client"
@@ -315,6 +321,9 @@ fn chat_fixture() -> ChatFixture {
     let config = Config::offline(
         &dir.path().join("db"),
         r#"
+        [api]
+        # Measured without the per-caller rate (a benchmark is one caller, flat out).
+        requests_per_second = 0
         [[api.clients]]
         name = "bench"
         token = "client"

@@ -446,6 +446,10 @@ board_creators = []
 level = "info"
 format = "pretty"
 
+[api]
+# Every subscriber connects at once through one client: no per-caller rate.
+requests_per_second = 0
+
 [[api.clients]]
 name = "{CLIENT}"
 token = "{CLIENT_TOKEN}"
@@ -454,8 +458,10 @@ max_virtual_users = 1000
 
 [live]
 max_subscribers = {}
+max_streams_per_user = {}
 "#,
-        n + 1_000
+        n + 1_000,
+        n
     )
 }
 

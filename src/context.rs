@@ -40,6 +40,8 @@ pub struct Context {
     pub crypto: Arc<tokio::sync::OnceCell<crate::crypto::Crypto>>,
     /// The device's last one-time-key counts stored from a transaction.
     pub device_counts: Arc<Mutex<Option<std::collections::BTreeMap<String, u64>>>>,
+    /// The request rates callers are held to.
+    pub limits: Arc<crate::ratelimit::Limits>,
 }
 
 /// The live streams being served: their cap, and the signal that ends them all.
@@ -50,14 +52,50 @@ pub struct Streams {
     pub stopping: tokio_util::sync::CancellationToken,
     /// One permit per stream served (`[live] max_subscribers`).
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Streams open per user, and the most one may hold (`[live] max_streams_per_user`).
+    per_user: Mutex<std::collections::HashMap<ruma::OwnedUserId, usize>>,
+    max_per_user: usize,
 }
 
 impl Streams {
-    /// Room for `max` streams at once.
-    pub fn new(max: usize) -> Self {
+    /// Room for `max` streams at once, `max_per_user` of them for one user.
+    pub fn new(max: usize, max_per_user: usize) -> Self {
         Self {
             stopping: tokio_util::sync::CancellationToken::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            per_user: Mutex::default(),
+            max_per_user,
+        }
+    }
+
+    /// A place for one more stream of `user`, held until the [`UserStream`] is dropped;
+    /// `None` when they hold as many as they may.
+    pub fn open_for(self: &Arc<Self>, user: &ruma::UserId) -> Option<UserStream> {
+        let mut open = self.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(user.to_owned()).or_insert(0);
+        if *n >= self.max_per_user {
+            return None;
+        }
+        *n += 1;
+        Some(UserStream { streams: self.clone(), user: user.to_owned() })
+    }
+}
+
+/// One of a user's open streams ([`Streams::open_for`]); its place is given back on drop.
+#[derive(Debug)]
+pub struct UserStream {
+    streams: Arc<Streams>,
+    user: ruma::OwnedUserId,
+}
+
+impl Drop for UserStream {
+    fn drop(&mut self) {
+        let mut open = self.streams.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user);
+            }
         }
     }
 }
@@ -118,6 +156,7 @@ impl Context {
             streams: self.streams.clone(),
             crypto: self.crypto.clone(),
             device_counts: self.device_counts.clone(),
+            limits: self.limits.clone(),
         }
     }
 }

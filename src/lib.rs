@@ -29,6 +29,7 @@ pub(crate) mod listener;
 pub mod matrix;
 pub(crate) mod notifications;
 pub mod outbox;
+pub mod ratelimit;
 pub mod registration;
 pub mod reindex;
 

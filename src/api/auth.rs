@@ -193,6 +193,12 @@ impl FromRequestParts<ApiState> for Caller {
                     }
                 },
             };
+            state
+                .ctx
+                .limits
+                .api
+                .check(&format!("client {}", client.name))
+                .map_err(Error::RateLimited)?;
             let user_id = virtual_user(state, client, &name).await?;
             state.ctx.live.touch(&user_id);
             return Ok(Caller { user_id, client: Some(client.clone()), token: None });
@@ -206,6 +212,7 @@ impl FromRequestParts<ApiState> for Caller {
                 "{user_id} is Boardroom's own user and cannot call the API with a Matrix token"
             )));
         }
+        state.ctx.limits.api.check(user_id.as_str()).map_err(Error::RateLimited)?;
         // What the caller does counts as being online (chat::presence).
         state.ctx.live.touch(&user_id);
         Ok(Caller { user_id, client: None, token: Some(Secret::new(token)) })

@@ -81,6 +81,12 @@ pub(crate) async fn follow(
     let cause = <&ruma::EventId>::try_from(CAUSE).map_err(|e| Error::Internal(e.to_string()))?;
     let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
     let sub = stream::subscribe(&ctx, &req, BoardRef::Slug(&slug), last_event_id)?;
+    let mine = ctx.streams.open_for(&actor.user_id).ok_or_else(|| {
+        Error::LimitExceeded(format!(
+            "{} has as many live streams open as one user may ({}); close one first",
+            actor.user_id, ctx.settings.raw.live.max_streams_per_user
+        ))
+    })?;
     let permit = ctx.streams.slots.clone().try_acquire_owned().map_err(|_| {
         Error::LimitExceeded("Boardroom serves as many live streams as it may; retry later".into())
     })?;
@@ -97,6 +103,7 @@ pub(crate) async fn follow(
         sub,
         keepalive,
         _permit: permit,
+        _mine: mine,
         started: false,
         done: false,
     };
@@ -115,6 +122,7 @@ struct Follower {
     keepalive: Duration,
     stopping: CancellationToken,
     _permit: OwnedSemaphorePermit,
+    _mine: crate::context::UserStream,
     started: bool,
     done: bool,
 }

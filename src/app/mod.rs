@@ -41,7 +41,10 @@ impl App {
         let store = Store::open(&settings.raw.database.path)?;
         let live = &settings.raw.live;
         store.set_live_buffer(usize::try_from(live.buffer_events).unwrap_or(usize::MAX));
-        let streams = Streams::new(usize::try_from(live.max_subscribers).unwrap_or(usize::MAX));
+        let streams = Streams::new(
+            usize::try_from(live.max_subscribers).unwrap_or(usize::MAX),
+            usize::try_from(live.max_streams_per_user).unwrap_or(usize::MAX),
+        );
         let client = HomeserverClient::new(
             &settings.homeserver_url,
             Auth::Appservice(settings.as_token.clone()),
@@ -53,6 +56,7 @@ impl App {
             true => processing.with_device(crypto.clone()),
             false => processing,
         };
+        let limits = Arc::new(crate::ratelimit::Limits::from_config(&settings.raw));
         let ctx = Arc::new(Context {
             settings: Arc::new(settings),
             store,
@@ -65,6 +69,7 @@ impl App {
             streams: Arc::new(streams),
             crypto,
             device_counts: Default::default(),
+            limits,
         });
         Ok(Self { ctx, client, restarts: Arc::default() })
     }

@@ -139,6 +139,10 @@ pub struct LiveConfig {
     /// against `http.max_connections`.
     #[serde(default = "default_max_subscribers", deserialize_with = "de_u64")]
     pub max_subscribers: u64,
+    /// Streams one user (a Matrix user, or a client's virtual user) may hold open at
+    /// once; past it, 429 `M_LIMIT_EXCEEDED`.
+    #[serde(default = "default_max_streams_per_user", deserialize_with = "de_u64")]
+    pub max_streams_per_user: u64,
     /// Seconds between keep-alive comments on an idle stream (at most half of
     /// `http.idle_timeout_secs` is used).
     #[serde(default = "default_keepalive_secs", deserialize_with = "de_u64")]
@@ -152,6 +156,7 @@ impl Default for LiveConfig {
             max_events_per_board: default_max_events_per_board(),
             buffer_events: default_buffer_events(),
             max_subscribers: default_max_subscribers(),
+            max_streams_per_user: default_max_streams_per_user(),
             keepalive_secs: default_keepalive_secs(),
         }
     }
@@ -169,18 +174,46 @@ fn default_buffer_events() -> u64 {
 fn default_max_subscribers() -> u64 {
     10_000
 }
+fn default_max_streams_per_user() -> u64 {
+    20
+}
 fn default_keepalive_secs() -> u64 {
     15
 }
 
 /// `[webhooks]`
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Senders of signed webhooks (`POST /_boardroom/webhooks/v1/<name>`), each with its
     /// ed25519 public key and its boards.
     #[serde(default)]
     pub sources: Vec<WebhookSourceConfig>,
+    /// Deliveries a second each source may make, counted once their signature holds (so
+    /// that nobody without the key can use up a source's rate). Past it: 429
+    /// `M_LIMIT_EXCEEDED` with `retry_after_ms`. 0: no limit.
+    #[serde(default = "default_deliveries_per_second", deserialize_with = "de_u64")]
+    pub deliveries_per_second: u64,
+    /// Deliveries a source may make at once above the rate, after a quiet spell.
+    #[serde(default = "default_delivery_burst", deserialize_with = "de_u64")]
+    pub delivery_burst: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            sources: Vec::new(),
+            deliveries_per_second: default_deliveries_per_second(),
+            delivery_burst: default_delivery_burst(),
+        }
+    }
+}
+
+fn default_deliveries_per_second() -> u64 {
+    10
+}
+fn default_delivery_burst() -> u64 {
+    50
 }
 
 /// `[[webhooks.sources]]`
@@ -270,7 +303,7 @@ fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D:
 }
 
 /// `[api]`
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Serve the HTTP API on this address and port, apart from the appservice API (which
@@ -282,6 +315,32 @@ pub struct ApiConfig {
     /// Bots and task apps that call the API with a client token, acting as virtual users.
     #[serde(default)]
     pub clients: Vec<ApiClientConfig>,
+    /// Requests a second each caller may make: each client token (all its virtual users
+    /// together) and each Matrix user. Past it: 429 `M_LIMIT_EXCEEDED` with
+    /// `retry_after_ms`. 0: no limit.
+    #[serde(default = "default_requests_per_second", deserialize_with = "de_u64")]
+    pub requests_per_second: u64,
+    /// Requests a caller may make at once above the rate, after a quiet spell.
+    #[serde(default = "default_request_burst", deserialize_with = "de_u64")]
+    pub request_burst: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            clients: Vec::new(),
+            requests_per_second: default_requests_per_second(),
+            request_burst: default_request_burst(),
+        }
+    }
+}
+
+fn default_requests_per_second() -> u64 {
+    50
+}
+fn default_request_burst() -> u64 {
+    200
 }
 
 /// `[[api.clients]]`

@@ -89,6 +89,11 @@ pub enum Error {
     /// `M_LIMIT_EXCEEDED`, to be tried again later.
     #[error("{0}")]
     LimitExceeded(String),
+    /// The caller sent more requests than its rate allows (`[api] requests_per_second`,
+    /// `[webhooks] deliveries_per_second`): 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`
+    /// and `Retry-After`: the wait until the next request would pass.
+    #[error("too many requests; retry after {} ms", .0.as_millis())]
+    RateLimited(std::time::Duration),
     /// An operation's rule refused the request; the sentence says why.
     #[error("{sentence}")]
     Refused {
@@ -133,6 +138,11 @@ impl Error {
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorKind::LimitExceeded(ruma::api::error::LimitExceededErrorData::new()),
             ),
+            Error::RateLimited(wait) => {
+                let mut data = ruma::api::error::LimitExceededErrorData::new();
+                data.retry_after = Some(ruma::api::error::RetryAfter::Delay(*wait));
+                (StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data))
+            }
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized),

@@ -117,6 +117,10 @@ async fn handle(
     let signed = signature::verify(&src.public_key, &headers, &raw, now_ms()).inspect_err(|e| {
         tracing::warn!(source = %src.name, error = %e, "webhook delivery refused");
     })?;
+    state.ctx.limits.webhooks.check(&src.name).map_err(|wait| {
+        tracing::warn!(source = %src.name, retry_after_ms = wait.as_millis() as u64, "webhook source over its rate");
+        Error::RateLimited(wait)
+    })?;
     let delivery = delivery_id(&headers)?;
     let store = &state.ctx.store;
     if let Some(seen) = store.webhook_delivery(&src.name, delivery)? {

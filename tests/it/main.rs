@@ -15,6 +15,7 @@ mod live;
 mod notifications;
 mod outbox;
 mod plumbing;
+mod security_abuse;
 mod security_api;
 mod security_diskfull;
 mod security_faults;

@@ -167,14 +167,25 @@ async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-/// Matrix-style 404 for unknown paths, and a span per request.
+/// Matrix-style 404 for unknown paths, `X-Content-Type-Options: nosniff` on every
+/// response, and a span per request.
 fn finish(router: Router) -> Router {
-    router.fallback(|| async { Error::Unrecognized }).layer(
-        TraceLayer::new_for_http().make_span_with(|req: &Request| {
+    router
+        .fallback(|| async { Error::Unrecognized })
+        .layer(axum::middleware::map_response(nosniff))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: a query string may carry a token.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-        }),
-    )
+        }))
+}
+
+/// Tells browsers to take a response for the `Content-Type` it declares (JSON, SSE) and
+/// never sniff it as HTML, whatever strings people stored in it.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Where Boardroom listens.

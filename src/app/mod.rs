@@ -331,3 +331,27 @@ pub async fn serve_app_on(
     tracing::info!("Boardroom stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_response_says_nosniff() {
+        let router = finish(Router::new().route("/x", get(|| async { axum::Json("<b>x</b>") })));
+        for path in ["/x", "/no/such/path"] {
+            let req = http::Request::get(path).body(Body::empty()).expect("request");
+            let resp = router.clone().oneshot(req).await.expect("response");
+            assert_eq!(
+                resp.headers().get(http::header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()),
+                Some(&b"nosniff"[..]),
+                "{path}"
+            );
+            let ct = resp.headers().get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+            assert_eq!(ct, Some(&b"application/json"[..]), "{path}");
+        }
+    }
+}

@@ -422,6 +422,17 @@ async fn hostile_content_is_shown_as_text_and_answered_as_json_data() {
             .await;
         assert_eq!(status, 200, "{sent}");
     }
+    // Chat over the API, in general: the same strings as messages of the virtual user.
+    for h in HOSTILE {
+        let (status, sent) = api
+            .call(
+                "POST",
+                "/boards/launch/rooms/general/messages",
+                Some(json!({ "body": format!("said: {h}") })),
+            )
+            .await;
+        assert_eq!(status, 200, "{sent}");
+    }
     for (path, body, why) in [
         ("/boards/launch/tasks", json!({ "title": long }), "at most 256 characters"),
         ("/boards/launch/tasks", json!({ "title": "x", "labels": [long] }), "1 to 32 characters"),
@@ -441,6 +452,16 @@ async fn hostile_content_is_shown_as_text_and_answered_as_json_data() {
             "/boards",
             json!({ "slug": "evil", "name": "x".repeat(10_000) }),
             "at most 128 characters",
+        ),
+        (
+            "/boards",
+            json!({ "slug": "evil", "name": "x", "topic": "x".repeat(10_000) }),
+            "at most 1000 characters",
+        ),
+        (
+            "/boards/launch/rooms/general/messages",
+            json!({ "body": "<".repeat(16_000) }),
+            "too long once formatted",
         ),
     ] {
         let (status, err) = api.call("POST", path, Some(body)).await;
@@ -503,6 +524,9 @@ async fn hostile_content_is_shown_as_text_and_answered_as_json_data() {
     }
     for l in LABELS {
         assert_shown(&tasks, l, "the tasks room");
+    }
+    for h in HOSTILE {
+        assert_shown(&general, &format!("said: {h}"), "general");
     }
     assert_shown(&evil, board_name, "the evil board's general");
     // The comment that mentions Alice by her display name: a pill to her, and the name as

@@ -374,6 +374,28 @@ async fn hostile_content_is_shown_as_text_and_answered_as_json_data() {
         assert!(reply.len() < 4_000, "{}: a reply of {} bytes", &command[..20], reply.len());
     }
 
+    // An admin's client writes a 10,000-character board name into the space's state: the
+    // bot puts its own back, and the listings keep the board's name.
+    let space = alice.resolve("#boardroom_launch:localhost").await;
+    let mut board_state =
+        alice.state(&space, "dev.boardroom.board", "").await.expect("the board's state");
+    board_state["name"] = json!("<".repeat(10_000));
+    let raw = ruma::serde::Raw::new(&board_state).expect("raw").cast_unchecked();
+    let req = send_state_event::v3::Request::new_raw(
+        space.clone(),
+        "dev.boardroom.board".into(),
+        String::new(),
+        raw,
+    );
+    alice.client.send(req, None).await.expect("an admin's board state");
+    eventually("the board's own state put back", async || {
+        let now = alice.state(&space, "dev.boardroom.board", "").await?;
+        (now["name"] == "Launch").then_some(())
+    })
+    .await;
+    let list = alice.command(&s.general, &bot, "!task list").await;
+    assert!(list.starts_with("Tasks of Launch:"), "{}", &list[..list.len().min(200)]);
+
     // A board named with hostile text, through chat; its space and rooms are named after it.
     let board_name = HOSTILE[10];
     let reply = alice.command(&s.general, &bot, &format!("!board create evil {board_name}")).await;

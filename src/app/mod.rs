@@ -174,14 +174,25 @@ async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-/// Matrix-style 404 for unknown paths, and a span per request.
+/// Matrix-style 404 for unknown paths, `X-Content-Type-Options: nosniff` on every
+/// response, and a span per request.
 fn finish(router: Router) -> Router {
-    router.fallback(|| async { Error::Unrecognized }).layer(
-        TraceLayer::new_for_http().make_span_with(|req: &Request| {
+    router
+        .fallback(|| async { Error::Unrecognized })
+        .layer(axum::middleware::map_response(nosniff))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: a query string may carry a token.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-        }),
-    )
+        }))
+}
+
+/// Tells browsers to take a response for the `Content-Type` it declares (JSON, SSE) and
+/// never sniff it as HTML, whatever strings people stored in it.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(http::header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Where Boardroom listens.
@@ -337,4 +348,28 @@ pub async fn serve_app_on(
     }
     tracing::info!("Boardroom stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_response_says_nosniff() {
+        let router = finish(Router::new().route("/x", get(|| async { axum::Json("<b>x</b>") })));
+        for path in ["/x", "/no/such/path"] {
+            let req = http::Request::get(path).body(Body::empty()).expect("request");
+            let resp = router.clone().oneshot(req).await.expect("response");
+            assert_eq!(
+                resp.headers().get(http::header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()),
+                Some(&b"nosniff"[..]),
+                "{path}"
+            );
+            let ct = resp.headers().get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+            assert_eq!(ct, Some(&b"application/json"[..]), "{path}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::{
         board::{
             BoardEventContent, BoardRecord, BoardRoomEventContent, RoomKind, RoomRecord,
             creators_privileged, default_columns, room_alias_localpart, space_alias_localpart,
-            validate_slug,
+            validate_board_name, validate_slug, validate_topic,
         },
         op::{OpResult, OpSpec, Permission, Refusal, Request},
     },
@@ -62,6 +62,12 @@ pub(crate) async fn create(
     let settings = &ctx.settings;
     let (slug, name, sender) = (input.slug.as_str(), input.name.as_str(), req.actor.user_id());
     if let Err(why) = validate_slug(slug) {
+        return Err(Refusal::invalid(format!("Cannot create the board: {why}.")));
+    }
+    if let Err(why) = validate_board_name(name) {
+        return Err(Refusal::invalid(format!("Cannot create the board: {why}.")));
+    }
+    if let Some(Err(why)) = input.topic.as_deref().map(validate_topic) {
         return Err(Refusal::invalid(format!("Cannot create the board: {why}.")));
     }
     let prefix = &settings.raw.appservice.namespace_prefix;

@@ -82,7 +82,27 @@ pub(crate) fn compose(
     let html = mention::with_pills(text, &mentioned, &named);
     let mut content = RoomMessageEventContent::text_html(text, html);
     content.mentions = Some(Mentions::with_user_ids(mentioned));
+    check_size(&content)?;
     Ok(content)
+}
+
+/// The most bytes a composed message's content may have as JSON. Escaping makes the
+/// formatted body up to six times as long as the text (`"` is `&quot;`), so a text within
+/// [`MAX_TEXT_BYTES`] can still make too large an event; the rest of the 65,536 bytes of
+/// an event is left for its relation and what the homeserver adds.
+pub(crate) const MAX_CONTENT_BYTES: usize = 60_000;
+
+/// Refuses a message whose content, once formatted, would not fit in one event.
+pub(crate) fn check_size(content: &RoomMessageEventContent) -> OpResult<()> {
+    let bytes = serde_json::to_vec(content)
+        .map_err(|e| Refusal::Failed(crate::Error::Internal(e.to_string())))?
+        .len();
+    if bytes > MAX_CONTENT_BYTES {
+        return Err(Refusal::invalid(format!(
+            "body is too long once formatted: the message would have {bytes} bytes, and one has at most {MAX_CONTENT_BYTES} (HTML escaping makes <, >, & and quotes several bytes each)"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses to speak for an API caller in an end-to-end encrypted room: Boardroom has an
@@ -99,4 +119,31 @@ pub(crate) async fn refuse_if_encrypted(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn composed(text: &str) -> RoomMessageEventContent {
+        RoomMessageEventContent::text_html(text, mention::with_pills(text, &BTreeSet::new(), &[]))
+    }
+
+    #[test]
+    fn a_text_within_the_limit_that_escaping_makes_too_large_for_an_event_is_refused() {
+        for c in ['"', '<', '&', '\''] {
+            let text = c.to_string().repeat(MAX_TEXT_BYTES);
+            check_text(&text, "a comment").expect("within the text limit");
+            let content = composed(&text);
+            let bytes = serde_json::to_vec(&content).expect("serializes").len();
+            assert!(bytes > 65_536, "{c}: {bytes} bytes");
+            let err = check_size(&content).expect_err("too large once formatted");
+            assert!(err.sentence().contains("too long once formatted"), "{}", err.sentence());
+        }
+        // Text that escaping leaves alone fits at the limit.
+        check_size(&composed(&"é".repeat(MAX_TEXT_BYTES / 2))).expect("fits");
+        check_size(&composed(&"<".repeat(MAX_TEXT_BYTES / 4))).expect("fits");
+    }
 }

@@ -29,7 +29,7 @@ use crate::{
         },
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
     },
-    matrix::HsError,
+    matrix::{HsError, html::strip_bidi_controls},
 };
 
 /// `!board room`: add a chat room to the board.
@@ -209,8 +209,10 @@ pub(super) struct RoomSpec {
 pub(super) async fn ensure_room(ctx: &Context, spec: RoomSpec) -> OpResult<(OwnedRoomId, bool)> {
     let mut req = create_room::v3::Request::new();
     req.room_alias_name = Some(spec.alias_localpart.clone());
-    req.name = Some(spec.name);
-    req.topic = Some(spec.topic);
+    // Names and topics carry board names people chose: no bidi control in them either
+    // (docs/SECURITY.md, "Hostile content").
+    req.name = Some(strip_bidi_controls(&spec.name).into_owned());
+    req.topic = Some(strip_bidi_controls(&spec.topic).into_owned());
     req.preset = Some(create_room::v3::RoomPreset::PrivateChat);
     req.visibility = Visibility::Private;
     req.invite = spec.invite;

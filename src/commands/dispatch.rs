@@ -14,6 +14,7 @@ use crate::{
     domain::{
         Action,
         op::{Actor, BoardRef, Refusal, Request},
+        text::excerpt,
     },
     tasks::{self, change::TaskRef, create::NewTask},
 };
@@ -177,8 +178,12 @@ pub(crate) fn refused(refusal: &Refusal, usage: &str, what: &str) -> Outcome {
 /// How a refusal reads in the room.
 pub(crate) fn refusal_reply(refusal: &Refusal, usage: &str) -> Reply {
     match refusal {
-        Refusal::Rule { sentence, .. } => render::text(format!("{sentence}\nUsage: {usage}")),
-        Refusal::Failed(_) => render::text(refusal.sentence()),
+        Refusal::Rule { sentence, .. } => {
+            render::text(format!("{}\nUsage: {usage}", excerpt(sentence, super::MAX_PROBLEM_CHARS)))
+        }
+        Refusal::Failed(_) => {
+            render::text(excerpt(&refusal.sentence(), super::MAX_PROBLEM_CHARS).into_owned())
+        }
     }
 }
 

@@ -23,7 +23,15 @@ pub(crate) mod help;
 mod render;
 pub(crate) mod task;
 
-use crate::matrix::html::escape_html;
+use crate::{
+    domain::text::{MAX_ECHO_CHARS, excerpt},
+    matrix::html::escape_html,
+};
+
+/// The longest refusal a reply repeats, in characters: refusals quote what was written,
+/// and what was written may be as long as a message. Together with escaping it keeps a
+/// reply well within one event.
+pub(crate) const MAX_PROBLEM_CHARS: usize = 1_000;
 
 pub(crate) use crate::domain::op::Permission;
 
@@ -195,6 +203,8 @@ impl Listing {
 pub(crate) fn error_reply(err: &ParseError) -> Reply {
     match err {
         ParseError::Unknown { name } => {
+            // What was written is repeated only in part: a long word would not fit a reply.
+            let name = excerpt(name, MAX_ECHO_CHARS);
             let mut known: Vec<String> =
                 REGISTRY.iter().map(|c| format!("!{}", c.words[0])).collect();
             known.dedup();
@@ -205,7 +215,7 @@ pub(crate) fn error_reply(err: &ParseError) -> Reply {
                 ),
                 html: format!(
                     "Unknown command <code>!{}</code>. Known commands: {}. Send <code>!help</code> for details.",
-                    escape_html(name),
+                    escape_html(&name),
                     known
                         .iter()
                         .map(|k| format!("<code>{}</code>", escape_html(k)))
@@ -214,10 +224,17 @@ pub(crate) fn error_reply(err: &ParseError) -> Reply {
                 ),
             }
         }
-        ParseError::Malformed { usage, problem } => Reply {
-            plain: format!("{problem}. Usage: {usage}"),
-            html: format!("{}. Usage: <code>{}</code>", escape_html(problem), escape_html(usage)),
-        },
+        ParseError::Malformed { usage, problem } => {
+            let problem = excerpt(problem, MAX_PROBLEM_CHARS);
+            Reply {
+                plain: format!("{problem}. Usage: {usage}"),
+                html: format!(
+                    "{}. Usage: <code>{}</code>",
+                    escape_html(&problem),
+                    escape_html(usage)
+                ),
+            }
+        }
     }
 }
 

@@ -170,3 +170,170 @@ pub(super) fn task_list(l: &TaskList, column: Option<&str>) -> Reply {
     }
     listing.into_reply()
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::events::room::message::RoomMessageEventContent;
+
+    use super::*;
+    use crate::{
+        commands::{dispatch::refusal_reply, error_reply, parse},
+        domain::{
+            mention,
+            op::Refusal,
+            task::{TaskEventContent, tests::task, validate_label, validate_title},
+        },
+        matrix::html::hostile::{STRINGS, assert_inert},
+        tasks::{
+            list::{ColumnTasks, TaskLine},
+            render::{feed_entry, render_root, root_edit},
+        },
+    };
+
+    /// Labels need no spaces, commas or invisible characters.
+    const LABELS: &[&str] =
+        &["<b>x</b>", "javascript:alert(1)", "\"><i>", "&amp;", "<img/src=x/onerror=alert(1)>"];
+
+    fn reply(r: &Reply) -> RoomMessageEventContent {
+        RoomMessageEventContent::notice_html(r.plain.clone(), r.html.clone())
+    }
+
+    fn hostile_task(title: &str) -> TaskEventContent {
+        let mut t = task();
+        t.title = title.to_owned();
+        t.labels = LABELS.iter().map(|l| (*l).to_owned()).collect();
+        t.assignees.push(ruma::owned_user_id!("@bob:x"));
+        t
+    }
+
+    #[test]
+    fn hostile_titles_and_labels_render_as_text_everywhere_a_task_shows() {
+        for l in LABELS {
+            validate_label(l).expect("a valid label");
+        }
+        let link = "https://matrix.to/#/!tasks:x/$root?via=x".to_owned();
+        for title in STRINGS {
+            validate_title(title).expect("a valid title");
+            let t = hostile_task(title);
+            let (plain, html) = render_root("launch", &t);
+            let root = RoomMessageEventContent::notice_html(plain, html);
+            let mut wants = vec![*title];
+            wants.extend(LABELS);
+            assert_inert(&root, &wants);
+
+            let room = ruma::room_id!("!tasks:x");
+            let cause = ruma::event_id!("$cause");
+            let crate::domain::Action::SendMessage { content, .. } =
+                root_edit(room, "launch", &t, cause, 1)
+            else {
+                panic!("a message")
+            };
+            assert_inert(&content, &wants);
+
+            let said = format!("@alice:x renamed it to “{title}” and assigned @bob:x");
+            let notify = [ruma::owned_user_id!("@bob:x")];
+            for notify in [&notify[..], &[]] {
+                let crate::domain::Action::SendMessage { content, .. } =
+                    feed_entry(room, &t.root_event_id, None, said.clone(), notify, cause, 2)
+                else {
+                    panic!("a message")
+                };
+                assert_inert(&content, &[title]);
+            }
+
+            let created =
+                TaskCreated { slug: "launch".into(), fields: t.clone(), link: link.clone() };
+            assert_inert(&reply(&task_created(&created)), &[title]);
+            let changed = TaskChanged {
+                fields: t.clone(),
+                feed_text: said.clone(),
+                in_thread: false,
+                link: link.clone(),
+            };
+            assert_inert(&reply(&task_changed(&changed).expect("a reply")), &[title]);
+
+            let list = TaskList {
+                board_name: (*title).to_owned(),
+                columns: vec![ColumnTasks {
+                    name: "todo".into(),
+                    count: 1,
+                    tasks: vec![TaskLine {
+                        number: 1,
+                        title: (*title).to_owned(),
+                        link: link.clone(),
+                    }],
+                }],
+            };
+            assert_inert(&reply(&task_list(&list, None)), &[title]);
+        }
+    }
+
+    #[test]
+    fn hostile_arguments_are_repeated_as_text_in_refusals() {
+        for h in STRINGS {
+            // Chat splits a command into words: a refusal repeats a word.
+            let first = h.split_whitespace().next().unwrap_or_default();
+            // Command names are read in lowercase.
+            let name = first.to_lowercase();
+            for (command, wants) in [
+                (format!("!{h}"), vec![name.as_str()]),
+                (format!("!board invite {first}"), vec![first]),
+                (format!("!task status #1 {h} x"), vec![]),
+                (format!("!task label {h}"), vec![]),
+            ] {
+                let err = parse(&command).expect_err("refused");
+                assert_inert(&reply(&error_reply(&err)), &wants);
+            }
+            let refusal =
+                Refusal::invalid(format!("There is no column {h}; the columns are: todo."));
+            assert_inert(&reply(&refusal_reply(&refusal, "!task status")), &[h]);
+            assert_inert(&reply(&text(format!("The columns of {h} are now: todo."))), &[h]);
+        }
+    }
+
+    #[test]
+    fn hostile_display_names_are_never_shown_as_markup_in_pills() {
+        let alice = ruma::owned_user_id!("@alice:x");
+        for h in STRINGS {
+            let named = [mention::Candidate {
+                user_id: alice.clone(),
+                display_name: Some((*h).to_owned()),
+            }];
+            let users = std::collections::BTreeSet::from([alice.clone()]);
+            let body = format!("hi @{h} and {h}");
+            let html = mention::with_pills(&body, &users, &named);
+            let content = RoomMessageEventContent::text_html(body, html.clone());
+            assert_inert(&content, &[h]);
+            assert!(
+                html.contains("<a href=\"https://matrix.to/#/@alice:x\">@alice:x</a>"),
+                "{html}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_argument_is_repeated_in_part_and_the_reply_fits_in_an_event() {
+        for long in ["<".repeat(60_000), "\"".repeat(60_000), "é".repeat(30_000)] {
+            for command in [
+                format!("!{long}"),
+                format!("!task label +{long}"),
+                format!("!board invite {long}"),
+                format!("!task new {long}"),
+            ] {
+                let r = match parse(&command) {
+                    Err(err) => error_reply(&err),
+                    Ok(_) => panic!("accepted"),
+                };
+                let event = serde_json::to_vec(&reply(&r)).expect("serializes");
+                assert!(event.len() < 16_000, "{} bytes for {}", event.len(), &command[..20]);
+            }
+            let refusal = Refusal::invalid(format!("There is no column {long}."));
+            let event = serde_json::to_vec(&reply(&refusal_reply(&refusal, "!task status")))
+                .expect("serializes");
+            assert!(event.len() < 16_000, "{} bytes", event.len());
+            // Slugs and room names are checked by the operation: its refusal is short too.
+            let why = crate::domain::board::validate_slug(&long).expect_err("refused");
+            assert!(why.len() < 500, "{why}");
+        }
+    }
+}

@@ -193,15 +193,47 @@ pub fn validate_room_name(name: &str) -> Result<(), String> {
 
 fn validate_name(s: &str, what: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 32 {
-        return Err(format!("a {what} has 1 to 32 characters; `{s}` has {}", s.chars().count()));
+        return Err(format!(
+            "a {what} has 1 to 32 characters; `{}` has {}",
+            super::text::excerpt(s, 32),
+            s.chars().count()
+        ));
     }
     if let Some(c) = s.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-')) {
+        // An invisible or control character is named by its code point.
+        let shown = if c.is_control() || super::text::is_invisible(c) {
+            format!("U+{:04X}", u32::from(c))
+        } else {
+            c.to_string()
+        };
         return Err(format!(
-            "a {what} uses lowercase letters, digits and `-` only; `{s}` has `{c}`"
+            "a {what} uses lowercase letters, digits and `-` only; `{s}` has `{shown}`"
         ));
     }
     if s.starts_with('-') {
         return Err(format!("a {what} starts with a letter or digit"));
+    }
+    Ok(())
+}
+
+/// The longest board name, in characters.
+pub const MAX_BOARD_NAME_CHARS: usize = 128;
+
+/// The longest topic of a board's space, in characters.
+pub const MAX_TOPIC_CHARS: usize = 1_000;
+
+/// Checks a board's display name: it shows something, has at most
+/// [`MAX_BOARD_NAME_CHARS`] characters and no control characters. It names the board's
+/// space and rooms and heads its listings.
+pub fn validate_board_name(name: &str) -> Result<(), String> {
+    super::text::validate_line(name, "a board name", MAX_BOARD_NAME_CHARS)
+}
+
+/// Checks the topic of a board's space: at most [`MAX_TOPIC_CHARS`] characters.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    let n = topic.chars().count();
+    if n > MAX_TOPIC_CHARS {
+        return Err(format!("a topic has at most {MAX_TOPIC_CHARS} characters; this one has {n}"));
     }
     Ok(())
 }

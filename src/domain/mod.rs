@@ -1,7 +1,7 @@
 //! Pure data and rules, free of HTTP and storage: Boardroom's records and state events
 //! ([`board`], [`task`], [`inbox`]), who a message mentions ([`mention`]), what the bot
 //! does with what it sees ([`bot`]), the requests it wants sent ([`action`]), who is
-//! typing or online ([`live`]), and the vocabulary of operations ([`op`]: who acts, what
+//! typing or online ([`live`]), the rules for text people give it to show ([`text`]), and the vocabulary of operations ([`op`]: who acts, what
 //! they may do, and why a request is refused).
 
 pub mod action;
@@ -13,6 +13,7 @@ pub mod mention;
 pub mod op;
 pub mod stream;
 pub mod task;
+pub mod text;
 
 pub use action::Action;
 

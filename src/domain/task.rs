@@ -196,16 +196,10 @@ pub fn apply(task: &mut TaskEventContent, change: &Change) -> Result<String, Str
 /// and every list that shows it stay small.
 pub const MAX_TITLE_CHARS: usize = 256;
 
-/// Checks a title: not blank, at most [`MAX_TITLE_CHARS`] characters.
+/// Checks a title: it shows something (not only spaces and invisible characters), has at
+/// most [`MAX_TITLE_CHARS`] characters and no control characters (one line).
 pub fn validate_title(t: &str) -> Result<(), String> {
-    if t.trim().is_empty() {
-        return Err("a title must not be blank".into());
-    }
-    let n = t.chars().count();
-    if n > MAX_TITLE_CHARS {
-        return Err(format!("a title has at most {MAX_TITLE_CHARS} characters; this one has {n}"));
-    }
-    Ok(())
+    super::text::validate_line(t, "a title", MAX_TITLE_CHARS)
 }
 
 /// Checks a due date: `YYYY-MM-DD`, a real day.
@@ -233,10 +227,27 @@ pub fn validate_due(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Checks a label: 1 to 32 characters, no spaces or commas.
+/// The longest label, in characters.
+pub const MAX_LABEL_CHARS: usize = 32;
+
+/// The most labels a task may have: its root message, which shows them all, stays small.
+pub const MAX_LABELS: usize = 32;
+
+/// Checks a label: 1 to [`MAX_LABEL_CHARS`] characters, no spaces, commas, control or
+/// invisible characters (a label is a name to type: `bu\u{200B}g` would look like `bug`
+/// and be another label).
 pub fn validate_label(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.chars().count() > 32 || s.chars().any(|c| c.is_whitespace() || c == ',') {
-        return Err(format!("`{s}` is not a label: 1 to 32 characters, no spaces or commas"));
+    let n = s.chars().count();
+    if s.is_empty()
+        || n > MAX_LABEL_CHARS
+        || s.chars().any(|c| {
+            c.is_whitespace() || c == ',' || c.is_control() || super::text::is_invisible(c)
+        })
+    {
+        return Err(format!(
+            "`{}` is not a label: 1 to {MAX_LABEL_CHARS} characters, no spaces, commas or invisible characters",
+            super::text::excerpt(s, MAX_LABEL_CHARS)
+        ));
     }
     Ok(())
 }
@@ -280,6 +291,26 @@ pub(crate) mod tests {
         assert!(apply(&mut t, &Change::Unassign(bob)).is_ok());
         assert!(apply(&mut t, &Change::Delete).is_ok());
         assert!(t.deleted);
+    }
+
+    #[test]
+    fn titles_are_one_visible_line_and_labels_have_no_invisible_characters() {
+        // A line break would forge a line of the root's plain body.
+        assert!(validate_title("Fix it\nStatus: done").is_err());
+        assert!(validate_title("tab\t").is_err());
+        // Only invisible characters: nothing to see.
+        assert!(validate_title("\u{200B}\u{2060}\u{FEFF}").is_err());
+        assert!(validate_title("\u{202E}").is_err());
+        // Zero-width joiners within text are text (emoji, scripts that join).
+        assert!(validate_title("Ship 👩\u{200D}💻 \u{200B}!task delete #1").is_ok());
+        assert!(validate_label("bug").is_ok());
+        for hidden in ["bu\u{200B}g", "bug\u{FEFF}", "\u{202E}gub", "bug\u{0007}", "\u{E0062}ug"] {
+            let err = validate_label(hidden).expect_err("an invisible character");
+            assert!(err.contains("invisible"), "{err}");
+        }
+        let long = "x".repeat(10_000);
+        let err = validate_label(&long).expect_err("too long");
+        assert!(err.len() < 200, "the refusal repeats the label in part: {err}");
     }
 
     #[test]

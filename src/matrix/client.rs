@@ -262,6 +262,8 @@ impl HomeserverClient {
         as_user: Option<&UserId>,
         maybe_sent: bool,
     ) -> Result<OwnedEventId, HsError> {
+        // No bidi control in what Boardroom writes (docs/SECURITY.md, "Hostile content").
+        let content = &*crate::matrix::html::without_bidi_controls(content);
         // An earlier run sent it at an unknown time; this run sends it from now on.
         let since = (!maybe_sent).then(|| u64::from(ruma::MilliSecondsSinceUnixEpoch::now().0));
         let mut unknown = maybe_sent;

@@ -153,7 +153,9 @@ impl Worker {
         let Action::SendMessage { room_id, as_user: None, txn_id, content } = action else {
             return execute(&self.client, action).await;
         };
-        let Some(sealed) = self.client.sealed(room_id, content, None).await? else {
+        // No bidi control in what Boardroom writes (docs/SECURITY.md, "Hostile content").
+        let clean = crate::matrix::html::without_bidi_controls(content);
+        let Some(sealed) = self.client.sealed(room_id, &clean, None).await? else {
             return execute(&self.client, action).await;
         };
         let req = send_message_event::v3::Request::new_raw(
@@ -335,7 +337,7 @@ pub async fn execute(client: &HomeserverClient, action: &Action) -> Result<(), H
             let req = send_message_event::v3::Request::new(
                 room_id.clone(),
                 txn_id.clone(),
-                content.as_ref(),
+                &*crate::matrix::html::without_bidi_controls(content),
             )
             .map_err(|e| HsError::Protocol {
                 endpoint: "send_message_event",

@@ -15,7 +15,7 @@ use crate::{
         board::{ADMIN_POWER, BoardRecord},
         op::{BoardRef, Done, OpResult, OpSpec, Permission, Refusal, Request},
         task::{
-            AppliedCommand, Change, TaskEventContent, TaskRecord, apply, validate_due,
+            AppliedCommand, Change, MAX_LABELS, TaskEventContent, TaskRecord, apply, validate_due,
             validate_label, validate_title,
         },
     },
@@ -246,6 +246,7 @@ async fn apply_changes(
         Some(done) => (done.said.clone(), done.notify.clone()),
         None => {
             let before = record.fields.assignees.clone();
+            let labels_before = record.fields.labels.len();
             let mut said = Vec::new();
             for change in changes {
                 match apply(&mut record.fields, change) {
@@ -255,6 +256,12 @@ async fn apply_changes(
                     }
                     Err(_) => {}
                 }
+            }
+            let labels = record.fields.labels.len();
+            if labels > MAX_LABELS && labels > labels_before {
+                return Err(Refusal::invalid(format!(
+                    "A task has at most {MAX_LABELS} labels; this would give it {labels}."
+                )));
             }
             if said.is_empty() {
                 // Nothing to change: the task as it is, and nothing sent.

@@ -7,7 +7,7 @@ use crate::{
     boards::access,
     context::Context,
     domain::{
-        board::{BoardEventContent, BoardRecord, valid_columns},
+        board::{BoardEventContent, BoardRecord, valid_columns, validate_board_name},
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
     },
 };
@@ -110,7 +110,7 @@ pub(crate) async fn follow_board_event(
         c.slug == board.slug
             && c.created_by == board.created_by
             && c.created_by_event == board.created_by_event
-            && !c.name.trim().is_empty()
+            && validate_board_name(&c.name).is_ok()
             && valid_columns(&c.columns).is_ok()
     });
     match acceptable {

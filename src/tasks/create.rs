@@ -18,7 +18,9 @@ use crate::{
         board::BoardRecord,
         now_ms,
         op::{BoardRef, Done, OpResult, OpSpec, Permission, Refusal, Request},
-        task::{TaskEventContent, TaskRecord, validate_due, validate_label, validate_title},
+        task::{
+            MAX_LABELS, TaskEventContent, TaskRecord, validate_due, validate_label, validate_title,
+        },
     },
     notifications::notify,
 };
@@ -127,6 +129,9 @@ fn checked(ctx: &Context, board: &BoardRecord, input: &NewTask) -> OpResult<NewT
         if !labels.contains(l) {
             labels.push(l.clone());
         }
+    }
+    if labels.len() > MAX_LABELS {
+        return Err(Refusal::invalid(format!("A task has at most {MAX_LABELS} labels.")));
     }
     let due = match &input.due {
         Some(d) => Some(validate_due(d).map_err(|why| Refusal::invalid(format!("{why}.")))?),

@@ -11,6 +11,7 @@ mod bot;
 mod cli;
 mod encryption;
 mod harness;
+mod hostile;
 mod live;
 mod notifications;
 mod outbox;

@@ -114,7 +114,11 @@ fn run_dead_letters(settings: &Settings, requeue: bool) -> ExitCode {
         }
     };
     if requeue {
-        return match store.requeue_dead() {
+        let requeued = store.requeue_dead().and_then(|n| {
+            // The rooms that were told of a refusal are told again if it happens again.
+            store.clear_notes(boardroom::store::boards::REFUSED_NOTE).map(|_| n)
+        });
+        return match requeued {
             Ok(n) => {
                 println!("requeued {n} requests; the next `boardroom serve` sends them");
                 ExitCode::SUCCESS

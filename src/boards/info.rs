@@ -68,6 +68,10 @@ pub(crate) fn info(ctx: &Context, req: &Request<'_>, at: BoardRef<'_>) -> OpResu
             Some("end-to-end encrypted, and Boardroom's encryption is off: it reads nothing there")
         } else if ctx.store.noted(&room_id, "undecryptable")? {
             Some("a message there could not be decrypted")
+        } else if ctx.store.noted(&room_id, crate::store::boards::REFUSED_NOTE)? {
+            Some(
+                "the homeserver refused one of Boardroom's requests there: see `boardroom dead-letters`",
+            )
         } else {
             None
         };

@@ -239,7 +239,53 @@ impl Worker {
                 self.store.outbox_dead(seq, &value, &why)
             })
             .await;
+            if matches!(e.retry_kind(), RetryKind::Permanent) {
+                self.tell_refused(&action, &e).await;
+            }
             return;
+        }
+    }
+
+    /// The homeserver refused `action` for good: tells its room, once, what Boardroom could
+    /// not do there and what to do about it (best effort: a room the bot cannot post in
+    /// is only logged), and `!board info` flags the room.
+    async fn tell_refused(&self, action: &Action, e: &HsError) {
+        let room = action.room_id();
+        match self.store.note_once(room, crate::store::boards::REFUSED_NOTE) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::error!(room_id = %room, error = %err, "cannot record a refusal notice");
+                return;
+            }
+        }
+        let what = match action {
+            Action::JoinRoom { .. } => "join this room",
+            Action::LeaveRoom { .. } => "leave this room",
+            Action::Kick { .. } => "remove someone from this room",
+            Action::SendMessage { as_user: Some(_), .. } => "post a message here for an API client",
+            Action::SendMessage { .. } => "post a message here",
+        };
+        let code = e.kind().map_or_else(|| "no error code".to_owned(), |k| k.errcode().to_string());
+        let text = format!(
+            "I could not {what}: the homeserver refused it ({code}). Make sure Boardroom is \
+             still in this room and has the power to act here (power level 100 in the room's \
+             settings), then ask the admin to run `boardroom dead-letters` to see the refused \
+             request and send it again with `--requeue`. `!board info` lists the rooms where \
+             this happened."
+        );
+        tracing::warn!(room_id = %room, errcode = %code, error = %e, "the homeserver refused Boardroom for good; telling the room");
+        let mut content = ruma::events::room::message::RoomMessageEventContent::notice_plain(text);
+        content.mentions = Some(ruma::events::Mentions::new());
+        let txn_id = crate::domain::action::derived_txn_id(&format!("notice.refused.{room}"), 0);
+        let notice = Action::SendMessage {
+            room_id: room.clone(),
+            as_user: None,
+            txn_id,
+            content: Box::new(content),
+        };
+        if let Err(err) = self.execute(&notice).await {
+            tracing::warn!(room_id = %room, error = %err, "could not tell the room either");
         }
     }
 

@@ -503,6 +503,11 @@ fn decode_membership(v: &[u8]) -> Result<(MembershipState, Option<String>)> {
     Ok((m, name))
 }
 
+/// The note a room gets once the homeserver refused one of Boardroom's requests there
+/// for good (the outbox tells the room; `!board info` flags it; `boardroom dead-letters
+/// --requeue` clears it).
+pub const REFUSED_NOTE: &str = "refused";
+
 impl Store {
     /// Whether the bot told `room` about `kind` (see [`Store::note_once`]).
     pub fn noted(&self, room: &RoomId, kind: &str) -> Result<bool> {
@@ -522,6 +527,26 @@ impl Store {
         }
         self.checked(db.put_cf(cf, key, crate::domain::now_ms().to_be_bytes()))?;
         Ok(true)
+    }
+
+    /// Forgets every room's note of `kind`, so that the next time the bot tells again;
+    /// how many there were.
+    pub fn clear_notes(&self, kind: &str) -> Result<usize> {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::ROOMIDKIND_NOTICE)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut n = 0;
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, _) = item?;
+            let mut r = KeyReader::new(&key);
+            let (_room, k) = (r.str()?, r.str()?);
+            if k == kind {
+                batch.delete_cf(cf, &key);
+                n += 1;
+            }
+        }
+        self.checked(db.write(batch))?;
+        Ok(n)
     }
 }
 

@@ -40,6 +40,8 @@ enum Fault {
     /// Passes the request on (the homeserver carries it out) but not the answer; once
     /// released, closes the connection.
     LoseAnswer,
+    /// Answers 403 `M_FORBIDDEN` at once, as a homeserver that refuses the bot does.
+    Refuse,
 }
 
 /// The one request to fault: the first whose method, path and body match.
@@ -105,6 +107,12 @@ async fn serve(mut sock: TcpStream, proxy: Proxy, target: String, http: reqwest:
         if hit { rule.take() } else { None }
     };
     if let Some(rule) = picked {
+        if rule.fault == Fault::Refuse {
+            let body = br#"{"errcode":"M_FORBIDDEN","error":"You are not allowed to send here"}"#;
+            respond(&mut sock, 403, body).await;
+            let _ = rule.fired.send(());
+            return;
+        }
         if rule.fault == Fault::LoseAnswer {
             assert!(forward(&http, &target, &request).await.is_some(), "Synapse did not answer");
         }
@@ -519,4 +527,65 @@ async fn a_command_the_homeserver_lost_in_a_restart_is_caught_up_and_answered_on
     assert_eq!(replies_to(&events, &bot, &command).len(), 1, "answered once");
     assert!(stack.boardroom.store().task("launch", 1).expect("read").is_some());
     assert!(stack.boardroom.store().task("launch", 2).expect("read").is_none());
+}
+
+/// A homeserver that refuses one of Boardroom's requests for good: the request is set
+/// aside (`boardroom dead-letters` lists it), the room is told once, in plain words, what
+/// Boardroom could not do and what to do, and `!board info` flags the room. A second
+/// refusal in the same room is not told again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_for_good_is_told_once_in_the_room_and_flagged_by_board_info() {
+    let mut stack = Stack::start(CONFIG).await;
+    let bot = stack.boardroom.bot().to_owned();
+    let (alice, general, _) = board(&stack).await;
+    let proxy = Proxy::start(&stack.synapse.url).await;
+    stack.restart_boardroom_via(&proxy.url).await;
+
+    let notices = |events: &[ruma::events::AnyTimelineEvent]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ruma::events::AnyTimelineEvent::MessageLike(
+                    ruma::events::AnyMessageLikeEvent::RoomMessage(
+                        ruma::events::MessageLikeEvent::Original(m),
+                    ),
+                ) if m.sender == bot && m.content.body().starts_with("I could not") => {
+                    Some(m.content.body().to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for round in 0..2 {
+        let (refused, _) =
+            proxy.arm("PUT", "/send/m.room.message/", "Boardroom commands", Fault::Refuse);
+        alice.say(&general, "!help").await;
+        tokio::time::timeout(Duration::from_secs(30), refused)
+            .await
+            .expect("the reply was never sent")
+            .expect("the stand-in fired");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stack.boardroom.store().outbox_dead_entries(10).expect("dead").len() <= round {
+            assert!(Instant::now() < deadline, "the refused reply was not set aside");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let told = alice
+        .wait_for(&general, Duration::from_secs(30), "the notice of the refusal", |ev| {
+            let n = notices(ev);
+            (!n.is_empty()).then_some(n)
+        })
+        .await;
+    assert!(
+        told[0].contains("post a message here") && told[0].contains("M_FORBIDDEN"),
+        "{}",
+        told[0]
+    );
+    assert!(told[0].contains("boardroom dead-letters"), "what to do: {}", told[0]);
+    let info = alice.command(&general, &bot, "!board info").await;
+    assert!(info.contains("refused one of Boardroom's requests"), "{info}");
+    let events: Vec<_> =
+        alice.timeline(&general).await.iter().filter_map(|r| r.deserialize().ok()).collect();
+    assert_eq!(notices(&events).len(), 1, "told once, not at the second refusal");
+    assert_eq!(stack.boardroom.store().outbox_dead_entries(10).expect("dead").len(), 2);
 }

@@ -381,18 +381,25 @@ impl Workload {
     /// watches them). With `flaky`, Boardroom sends its requests to the homeserver through
     /// a [`Flaky`] stand-in (passing everything on until it is turned on).
     async fn start(flaky: Option<u64>) -> Workload {
+        Self::start_logging(flaky, None).await
+    }
+
+    /// [`Workload::start`], logging at `level` when given.
+    async fn start_logging(flaky: Option<u64>, level: Option<&str>) -> Workload {
         let Prepared { synapse, mut config, config_path, dir, reserved } =
             Prepared::start(&config(), &[], None).await;
         let flaky = match flaky {
             Some(seed) => {
                 let f = Flaky::start(&synapse.url, seed).await;
                 config.homeserver.url = f.url.clone();
-                std::fs::write(&config_path, toml::to_string(&config).expect("toml"))
-                    .expect("config");
                 Some(f)
             }
             None => None,
         };
+        if let Some(level) = level {
+            config.logging.level = level.to_owned();
+        }
+        std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("config");
         let db = config.database.path.clone();
         let boardroom =
             Process::start(&config, &config_path, dir.path().join("boardroom.log"), reserved).await;
@@ -534,7 +541,7 @@ impl Workload {
     /// Waits until everything sent is done, then checks from Matrix and from the API
     /// that each input took effect exactly once; stops Boardroom and checks that its
     /// queues are empty. Returns the figures, as one line.
-    async fn verify(mut self) -> String {
+    async fn verify(&mut self) -> String {
         let (alice, bob, bot, base) = (&self.alice, &self.bob, &self.bot, &self.base);
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -918,4 +925,63 @@ impl Flaky {
             }
         }
     }
+}
+
+/// With logging at `trace` (every crate's), a whole run (chat, the API with Matrix and
+/// client tokens, tokens in query strings, webhooks, a live stream, a kill and a restart)
+/// leaves no secret in Boardroom's output: not the appservice's tokens, not a client
+/// token, not a user's access token, not a webhook source's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_the_logs_of_a_whole_run_at_trace() {
+    let mut w = Workload::start_logging(None, Some("trace")).await;
+    for round in 0..3 {
+        w.chat().await;
+        let requests = w.requests();
+        if round == 1 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            w.boardroom.kill();
+            w.boardroom.spawn().await;
+        }
+        w.settle(requests).await;
+    }
+    // A client's token and virtual user in the query string, as a browser's EventSource
+    // passes them.
+    let url = format!("{}/boards/{SLUG}/events?access_token={CLIENT_TOKEN}&user_id=app", w.base);
+    let mut sse = crate::sse::open_url(url, None).await.expect("a client's stream");
+    while let Read::Event(ev) = sse.read(Duration::from_secs(5)).await {
+        if ev.event == "ready" {
+            break;
+        }
+    }
+    drop(sse);
+    let log = w.boardroom.log.clone();
+    let settings = w.boardroom.settings.clone();
+    let secrets = [
+        ("as_token", settings.as_token.expose().to_owned()),
+        ("hs_token", settings.hs_token.expose().to_owned()),
+        ("the client token", CLIENT_TOKEN.to_owned()),
+        ("Alice's access token", w.alice.token.clone()),
+        ("Bob's access token", w.bob.token.clone()),
+        (
+            "the webhook source's key",
+            base64::engine::general_purpose::STANDARD
+                .encode(source_key().verifying_key().to_bytes()),
+        ),
+    ];
+    let figures = w.verify().await;
+    let text = std::fs::read_to_string(&log).expect("Boardroom's log");
+    drop(w);
+    let lines = text.lines().count();
+    assert!(lines > 1000, "logging at trace wrote only {lines} lines");
+    for (what, secret) in &secrets {
+        assert!(secret.len() >= 8, "{what} is too short to look for");
+        let found: Vec<&str> =
+            text.lines().filter(|l| l.contains(secret.as_str())).take(3).collect();
+        assert!(found.is_empty(), "{what} is in the log: {found:#?}");
+    }
+    eprintln!(
+        "secrets: {lines} lines ({} KB) logged at trace, none holds any of {} secrets; {figures}",
+        text.len() / 1024,
+        secrets.len()
+    );
 }

@@ -200,8 +200,8 @@ struct RoomM {
     name: String,
     private: bool,
     id: OwnedRoomId,
-    /// The marker of its message, and the message's event id.
-    message: Option<(String, String)>,
+    /// Its messages' markers and event ids.
+    messages: Vec<(String, String)>,
     typist: Option<Who>,
 }
 
@@ -417,32 +417,58 @@ impl Api {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    /// Opens `/boards/{slug}/events`, replaying the whole log, and reads up to `ready`:
-    /// the status, and the frames (or the refusal's body).
-    async fn stream(&self, slug: &str, caller: Caller) -> (u16, String) {
+    /// Opens `/boards/{slug}/events`, replaying the whole log: the stream, or the
+    /// refusal's status and body.
+    async fn open(&self, slug: &str, caller: Caller) -> Result<Sse, (u16, String)> {
         let path = format!("/boards/{slug}/events?last_event_id=0");
-        let mut resp = self.request("GET", &path, caller).send().await.expect("open the stream");
+        let resp = self.request("GET", &path, caller).send().await.expect("open the stream");
         let status = resp.status().as_u16();
         if status != 200 {
-            return (status, resp.text().await.unwrap_or_default());
+            return Err((status, resp.text().await.unwrap_or_default()));
         }
-        let mut buf = String::new();
+        Ok(Sse { resp, buf: String::new() })
+    }
+
+    /// [`Api::open`], read up to `ready`: the status, and the frames (or the refusal).
+    async fn stream(&self, slug: &str, caller: Caller) -> (u16, String) {
+        match self.open(slug, caller).await {
+            Ok(mut sse) => (200, sse.replay().await),
+            Err(refused) => refused,
+        }
+    }
+}
+
+/// A stream being read.
+struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    /// The frames read until the first whole frame for which `done` holds (included);
+    /// panics when none comes within 15 s.
+    async fn until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !buf.contains("\nevent: ready\n") {
+        loop {
+            let mut at = 0;
+            while let Some(end) = self.buf[at..].find("\n\n") {
+                let frame = &self.buf[at..at + end + 2];
+                at += end + 2;
+                if done(frame) {
+                    return self.buf.drain(..at).collect();
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, resp.chunk()).await {
-                Ok(Ok(Some(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-                other => panic!(
-                    "the stream of {slug} for {caller:?} stopped before ready: {other:?}; read {buf}"
-                ),
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+                other => panic!("the stream stopped before {what}: {other:?}; read {}", self.buf),
             }
         }
-        // Up to the end of the ready frame.
-        let end = buf
-            .find("\nevent: ready\n")
-            .map_or(buf.len(), |i| buf[i..].find("\n\n").map_or(buf.len(), |j| i + j + 2));
-        buf.truncate(end);
-        (status, buf)
+    }
+
+    /// The replay and the snapshot, up to `ready` (included).
+    async fn replay(&mut self) -> String {
+        self.until("ready", |f| f.contains("\nevent: ready\n")).await
     }
 }
 
@@ -488,6 +514,8 @@ struct Built {
     users: Vec<User>,
     model: Model,
     typing_set: Instant,
+    /// Messages sent by live stream queries so far.
+    live_sent: u64,
 }
 
 fn config(scopes: &[Scope]) -> String {
@@ -599,7 +627,13 @@ async fn build(wg: &WorldGen) -> Built {
             let id =
                 c.join(&format!("#boardroom_{slug}-{name}:{SERVER_NAME}")).await.expect("join");
             model.mem.insert((id.clone(), Who::M(g.creator)), MembershipState::Join);
-            rooms.push(RoomM { name: name.into(), private, id, message: None, typist: None });
+            rooms.push(RoomM {
+                name: name.into(),
+                private,
+                id,
+                messages: Vec::new(),
+                typist: None,
+            });
         }
         model.mem.insert((space.clone(), Who::M(g.creator)), MembershipState::Join);
         for u in 0..USERS.len() {
@@ -695,7 +729,7 @@ async fn build(wg: &WorldGen) -> Built {
                 name,
                 private: true,
                 id,
-                message: None,
+                messages: Vec::new(),
                 typist: None,
             });
         }
@@ -755,7 +789,7 @@ async fn build(wg: &WorldGen) -> Built {
                 present.iter().copied().filter(|w| *w != Who::M(sender)).collect();
             let mention =
                 traffic.mention.filter(|_| !others.is_empty()).map(|m| others[m % others.len()]);
-            let marker = format!("MK-m-{slug}-{}", room.name);
+            let marker = format!("MK-m-{slug}-{}-0", room.name);
             let text = match mention {
                 Some(w) => format!("{marker} over to @{}", w.localpart()),
                 None => format!("{marker} for everyone"),
@@ -770,7 +804,7 @@ async fn build(wg: &WorldGen) -> Built {
             }
             let typist = traffic.typist.map(|t| Who::M(speakers[t % speakers.len()]));
             let room = &mut model.boards[b].rooms[r];
-            room.message = Some((marker, event_id));
+            room.messages.push((marker, event_id));
             room.typist = typist;
         }
     }
@@ -782,18 +816,19 @@ async fn build(wg: &WorldGen) -> Built {
     let deadline = Instant::now() + Duration::from_secs(30);
     for b in &model.boards {
         for r in &b.rooms {
-            let Some((_, event_id)) = &r.message else { continue };
-            loop {
-                let log = store.live_read(&b.slug, 0, 100_000).expect("the live log");
-                if format!("{log:?}").contains(event_id.as_str()) {
-                    break;
+            for (_, event_id) in &r.messages {
+                loop {
+                    let log = store.live_read(&b.slug, 0, 100_000).expect("the live log");
+                    if format!("{log:?}").contains(event_id.as_str()) {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{event_id} never reached the log of {}",
+                        b.slug
+                    );
+                    tokio::time::sleep(Duration::from_millis(150)).await;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{event_id} never reached the log of {}",
-                    b.slug
-                );
-                tokio::time::sleep(Duration::from_millis(150)).await;
             }
         }
     }
@@ -816,7 +851,7 @@ async fn build(wg: &WorldGen) -> Built {
         };
         model.entries.push(EntryM { who, board, event_id, marker, id, read: false });
     }
-    Built { stack, api, users, model, typing_set }
+    Built { stack, api, users, model, typing_set, live_sent: 0 }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -837,6 +872,9 @@ enum Endpoint {
     Unread,
     ReadOne(usize),
     Stream,
+    /// The stream, then a message in one of the board's rooms (a pick) and one after it
+    /// in `general`, live.
+    StreamLive(usize),
 }
 
 impl Endpoint {
@@ -855,6 +893,7 @@ impl Endpoint {
             Endpoint::Unread => "GET /notifications/unread_count",
             Endpoint::ReadOne(_) => "POST /notifications/{id}/read",
             Endpoint::Stream => "GET /boards/{slug}/events",
+            Endpoint::StreamLive(_) => "GET /boards/{slug}/events, live",
         }
     }
 }
@@ -894,6 +933,7 @@ fn endpoint_strategy() -> impl Strategy<Value = Endpoint> {
         1 => Just(Endpoint::Unread),
         1 => any::<usize>().prop_map(Endpoint::ReadOne),
         3 => Just(Endpoint::Stream),
+        2 => any::<usize>().prop_map(Endpoint::StreamLive),
     ]
 }
 
@@ -940,6 +980,7 @@ impl Built {
             set_typing(&self.api, m).await;
             self.typing_set = Instant::now();
         }
+        let mut live = None;
         let (status, text) = match &q.endpoint {
             Endpoint::Boards => self.api.call("GET", "/boards", q.caller, None).await,
             Endpoint::Board => {
@@ -988,7 +1029,16 @@ impl Built {
                 };
                 self.api.call("POST", &format!("/notifications/{id}/read"), q.caller, None).await
             }
-            Endpoint::Stream => self.api.stream(&slug, q.caller).await,
+            Endpoint::Stream | Endpoint::StreamLive(_) => {
+                match self.api.open(&slug, q.caller).await {
+                    Ok(mut sse) => {
+                        let replay = sse.replay().await;
+                        live = Some(sse);
+                        (200, replay)
+                    }
+                    Err(refused) => refused,
+                }
+            }
         };
 
         // Never a marker or a private room id the caller may not see, whatever the answer.
@@ -1138,18 +1188,14 @@ impl Built {
                     return self.check_markers(q, &text, &BTreeSet::new()).map(|()| false);
                 }
                 let body = self.ok_json(q, status, &text)?;
-                if let Some((marker, _)) = &room.message {
-                    expected_markers.insert(marker.clone());
-                }
+                expected_markers.extend(room.messages.iter().map(|(mk, _)| mk.clone()));
                 if room.name == "tasks" {
                     expected_markers.extend(board.tasks.iter().map(|t| t.marker.clone()));
                 }
                 // Every message listed is of this room: none of another room's.
                 let listed = ids(&body["messages"], "event_id");
                 for other in m.boards.iter().flat_map(|b| &b.rooms).filter(|r| r.id != room.id) {
-                    if let Some((_, e)) = &other.message
-                        && listed.contains(e)
-                    {
+                    if let Some((_, e)) = other.messages.iter().find(|(_, e)| listed.contains(e)) {
                         return Err(fail(q, format!("{e} of {} listed: {text}", other.id)));
                     }
                 }
@@ -1273,7 +1319,7 @@ impl Built {
                     }
                 }
             }
-            Endpoint::Stream => {
+            Endpoint::Stream | Endpoint::StreamLive(_) => {
                 if status != 200 {
                     return Err(fail(q, format!("want the stream, got {status} {text}")));
                 }
@@ -1345,13 +1391,76 @@ impl Built {
                     return Err(fail(q, format!("typing in {typing:?}, want {want_typing:?}")));
                 }
                 expected_markers.extend(
-                    visible.values().filter_map(|r| r.message.as_ref().map(|(mk, _)| mk.clone())),
+                    visible.values().flat_map(|r| r.messages.iter().map(|(mk, _)| mk.clone())),
                 );
                 expected_markers.extend(board.tasks.iter().map(|t| t.marker.clone()));
             }
         }
         self.check_markers(q, &text, &expected_markers)?;
+        if let (Endpoint::StreamLive(pick), Some(sse)) = (&q.endpoint, live) {
+            self.live(q, b, *pick, sse).await?;
+        }
         Ok(allowed)
+    }
+
+    /// A stream already replayed: a message in the room `pick` picks, then one in
+    /// `general`; the stream carries the first only when the caller may see its room.
+    async fn live(
+        &mut self,
+        q: &Query,
+        b: usize,
+        pick: usize,
+        mut sse: Sse,
+    ) -> Result<(), TestCaseError> {
+        let who = Model::who(q.caller);
+        self.live_sent += 2;
+        let n = self.live_sent;
+        let (slug, r, room, sender, creator) = {
+            let board = &self.model.boards[b];
+            let r = pick % board.rooms.len();
+            let room = board.rooms[r].clone();
+            let sender = (0..USERS.len())
+                .find(|u| self.model.joined(&room.id, Who::M(*u)))
+                .expect("someone joined the room");
+            (board.slug.clone(), r, room, sender, board.creator)
+        };
+        let marker = format!("MK-m-{slug}-{}-{}", room.name, n - 1);
+        let after = format!("MK-m-{slug}-general-{n}");
+        let mut sent = Vec::new();
+        for (caller, name, text) in
+            [(sender, &room.name, &marker), (creator, &"general".to_owned(), &after)]
+        {
+            let path = format!("/boards/{slug}/rooms/{name}/messages");
+            let body = json!({ "body": format!("{text} live") });
+            let answer = self.api.ok("POST", &path, Caller::Matrix(caller), Some(body), 200).await;
+            sent.push(answer["event_id"].as_str().expect("event_id").to_owned());
+        }
+        let rooms = &mut self.model.boards[b].rooms;
+        rooms[r].messages.push((marker.clone(), sent[0].clone()));
+        rooms[0].messages.push((after.clone(), sent[1].clone()));
+        let text = sse.until("the message after", |f| f.contains(&after)).await;
+        let m = &self.model;
+        for hidden in m.hidden_rooms(who, true) {
+            if text.contains(&hidden) {
+                return Err(fail(q, format!("live, the private room {hidden} leaks: {text}")));
+            }
+        }
+        for (event, data) in frames(&text) {
+            if event == "message" || event == "typing" {
+                let name = data["room"].as_str().unwrap_or_default();
+                let seen = m.boards[b].rooms.iter().any(|r| {
+                    r.name == name && data["room_id"] == r.id.as_str() && m.sees(r, who, true)
+                });
+                if !seen {
+                    return Err(fail(q, format!("live, {event} of the room {name}: {data}")));
+                }
+            }
+        }
+        let mut want = BTreeSet::from([after]);
+        if m.sees(&room, who, true) {
+            want.insert(marker);
+        }
+        self.check_markers(q, &text, &want)
     }
 
     fn ok_json(&self, q: &Query, status: u16, text: &str) -> Result<Value, TestCaseError> {

@@ -27,7 +27,7 @@ use proptest::{
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, events::room::member::MembershipState};
 use serde_json::{Value, json};
 
-use crate::harness::{SERVER_NAME, Stack, User};
+use crate::harness::{SERVER_NAME, Stack};
 
 /// The Matrix users who may be on boards; a fifth, [`OUTSIDER`], is on none.
 const USERS: [&str; 4] = ["ann", "ben", "cat", "dan"];
@@ -42,8 +42,9 @@ const STATUSES: [&str; 2] = ["todo", "doing"];
 const ROOM_NAMES: [&str; 5] = ["general", "tasks", "p0", "p1", "nowhere"];
 /// Prefixes typed into mention autocomplete.
 const PREFIXES: [&str; 9] = ["a", "b", "be", "@c", "DAN", "e", "boardroom", "boardroom_v1", "x"];
-/// Queries run.
-const CASES: u32 = 192;
+/// Worlds built in a run, and queries run on each.
+const WORLDS: usize = 3;
+const CASES: u32 = 256;
 
 // ---------------------------------------------------------------------------------------
 // The generated world.
@@ -89,6 +90,10 @@ struct WorldGen {
     boards: Vec<BoardGen>,
     /// Scopes of the clients before the last: which boards, and whether `nope` too.
     scopes: [(u8, bool); CLIENTS - 1],
+    /// Once built, a member removed from a board: picks of the board and the member.
+    remove: Option<(usize, usize)>,
+    /// Once built, the clients' scopes changed (as `scopes`) and Boardroom restarted.
+    rescope: Option<[(u8, bool); CLIENTS - 1]>,
 }
 
 fn private_gen() -> impl Strategy<Value = PrivateGen> + Clone {
@@ -142,8 +147,15 @@ fn world_gen() -> impl Strategy<Value = WorldGen> {
     (
         prop::collection::vec(board_gen(), 2..=3),
         prop::array::uniform2((0..8u8, prop::bool::weighted(0.3))),
+        prop::option::weighted(0.5, (0..3usize, 0..4usize)),
+        prop::option::weighted(0.4, prop::array::uniform2((0..8u8, prop::bool::weighted(0.3)))),
     )
-        .prop_map(|(boards, scopes)| WorldGen { boards, scopes })
+        .prop_map(|(boards, scopes, remove, rescope)| WorldGen {
+            boards,
+            scopes,
+            remove,
+            rescope,
+        })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -227,6 +239,7 @@ struct BoardM {
 struct EntryM {
     who: Who,
     board: usize,
+    room: OwnedRoomId,
     event_id: String,
     marker: String,
     id: u64,
@@ -377,6 +390,7 @@ impl Api {
         let req = match method {
             "POST" => self.http.post(url),
             "PUT" => self.http.put(url),
+            "DELETE" => self.http.delete(url),
             _ => self.http.get(url),
         };
         match caller {
@@ -511,7 +525,6 @@ fn frames(text: &str) -> Vec<(String, Value)> {
 struct Built {
     stack: Stack,
     api: Api,
-    users: Vec<User>,
     model: Model,
     typing_set: Instant,
     /// Messages sent by live stream queries so far.
@@ -576,22 +589,28 @@ async fn set_typing(api: &Api, model: &Model) {
     }
 }
 
-async fn build(wg: &WorldGen) -> Built {
-    let slugs: Vec<String> = (0..wg.boards.len()).map(|b| format!("b{b}")).collect();
+/// The clients' scopes: those generated, then `"*"`.
+fn scopes_of(slugs: &[String], generated: &[(u8, bool)]) -> Vec<Scope> {
     let mut scopes = Vec::new();
-    for (mask, nope) in wg.scopes {
+    for (mask, nope) in generated {
         let mut s: BTreeSet<String> = slugs
             .iter()
             .enumerate()
             .filter(|(i, _)| mask & (1 << i) != 0)
             .map(|(_, s)| s.clone())
             .collect();
-        if nope || s.is_empty() {
+        if *nope || s.is_empty() {
             s.insert(NOPE.to_owned());
         }
         scopes.push(Scope::Only(s));
     }
     scopes.push(Scope::All);
+    scopes
+}
+
+async fn build(wg: &WorldGen) -> Built {
+    let slugs: Vec<String> = (0..wg.boards.len()).map(|b| format!("b{b}")).collect();
+    let scopes = scopes_of(&slugs, &wg.scopes);
     let stack = Stack::start(&config(&scopes)).await;
     let mut users = Vec::new();
     for name in USERS.iter().chain([&OUTSIDER]) {
@@ -636,6 +655,13 @@ async fn build(wg: &WorldGen) -> Built {
             });
         }
         model.mem.insert((space.clone(), Who::M(g.creator)), MembershipState::Join);
+        // The creator invites once Boardroom knows they joined.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let creator_id = OwnedUserId::try_from(Who::M(g.creator).user_id()).expect("user id");
+        while !stack.boardroom.store().is_board_member(&slug, &creator_id).expect("read") {
+            assert!(Instant::now() < deadline, "{creator_id} never indexed on {slug}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         for u in 0..USERS.len() {
             if u == g.creator || g.on_board[u] == 0 {
                 continue;
@@ -800,7 +826,7 @@ async fn build(wg: &WorldGen) -> Built {
                 .await;
             let event_id = sent["event_id"].as_str().expect("event_id").to_owned();
             if let Some(w) = mention {
-                mentions.push((w, b, event_id.clone(), marker.clone()));
+                mentions.push((w, b, room.id.clone(), event_id.clone(), marker.clone()));
             }
             let typist = traffic.typist.map(|t| Who::M(speakers[t % speakers.len()]));
             let room = &mut model.boards[b].rooms[r];
@@ -832,7 +858,7 @@ async fn build(wg: &WorldGen) -> Built {
             }
         }
     }
-    for (who, board, event_id, marker) in mentions {
+    for (who, board, room, event_id, marker) in mentions {
         let caller = match who {
             Who::M(u) => Caller::Matrix(u),
             Who::V(v) => Caller::Client { client: v, vuser: v },
@@ -849,9 +875,61 @@ async fn build(wg: &WorldGen) -> Built {
             assert!(Instant::now() < deadline, "{who:?} was never notified of {event_id}");
             tokio::time::sleep(Duration::from_millis(150)).await;
         };
-        model.entries.push(EntryM { who, board, event_id, marker, id, read: false });
+        model.entries.push(EntryM { who, board, room, event_id, marker, id, read: false });
     }
-    Built { stack, api, users, model, typing_set, live_sent: 0 }
+    let mut built = Built { stack, api, model, typing_set, live_sent: 0 };
+    if let Some((b, pick)) = wg.remove {
+        built.remove(b % wg.boards.len(), pick).await;
+    }
+    if let Some(rescope) = &wg.rescope {
+        built.model.scopes = scopes_of(&slugs, rescope);
+        for (c, scope) in built.model.scopes.iter().enumerate() {
+            let client = &mut built.stack.boardroom.settings.api_clients[c];
+            client.boards = match scope {
+                Scope::All => vec!["*".to_owned()],
+                Scope::Only(s) => s.iter().cloned().collect(),
+            };
+        }
+        built.stack.restart_boardroom().await;
+        // Typing is not stored: a restarted Boardroom knows of none until told again.
+        set_typing(&built.api, &built.model).await;
+        built.typing_set = Instant::now();
+    }
+    built
+}
+
+impl Built {
+    /// The board's creator removes a member (a pick among the others who joined), who
+    /// stops typing first: out of the board's space and its private rooms.
+    async fn remove(&mut self, b: usize, pick: usize) {
+        let board = &self.model.boards[b];
+        let joined: Vec<usize> = (0..USERS.len())
+            .filter(|u| *u != board.creator && self.model.joined(&board.space, Who::M(*u)))
+            .collect();
+        if joined.is_empty() {
+            return;
+        }
+        let u = joined[pick % joined.len()];
+        let slug = board.slug.clone();
+        for r in &mut self.model.boards[b].rooms {
+            if r.typist == Some(Who::M(u)) {
+                let path = format!("/boards/{slug}/rooms/{}/typing", r.name);
+                let body = json!({ "typing": false });
+                self.api.ok("PUT", &path, Caller::Matrix(u), Some(body), 200).await;
+                r.typist = None;
+            }
+        }
+        let creator = Caller::Matrix(self.model.boards[b].creator);
+        let path = format!("/boards/{slug}/members/{}", Who::M(u).user_id());
+        self.api.ok("DELETE", &path, creator, None, 200).await;
+        let board = &self.model.boards[b];
+        let mut gone = vec![board.space.clone()];
+        gone.extend(board.rooms.iter().filter(|r| r.private).map(|r| r.id.clone()));
+        for room in gone {
+            self.model.mem.remove(&(room, Who::M(u)));
+        }
+        settle(&self.stack, &self.model).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1041,10 +1119,17 @@ impl Built {
             }
         };
 
-        // Never a marker or a private room id the caller may not see, whatever the answer.
-        let strict = matches!(q.endpoint, Endpoint::Board | Endpoint::Stream);
+        // Never a marker or a private room id the caller may not see, whatever the answer;
+        // but its inbox keeps what it was notified of while it was there (as the
+        // homeserver's notifications do), also after it left the board.
+        let strict =
+            matches!(q.endpoint, Endpoint::Board | Endpoint::Stream | Endpoint::StreamLive(_));
+        let notified_in: BTreeSet<String> = match q.endpoint {
+            Endpoint::Inbox => m.entries_of(q.caller).iter().map(|e| e.room.to_string()).collect(),
+            _ => BTreeSet::new(),
+        };
         for hidden in m.hidden_rooms(who, strict) {
-            if text.contains(&hidden) {
+            if text.contains(&hidden) && !notified_in.contains(&hidden) {
                 return Err(fail(q, format!("the private room {hidden} leaks: {text}")));
             }
         }
@@ -1417,11 +1502,18 @@ impl Built {
         let n = self.live_sent;
         let (slug, r, room, sender, creator) = {
             let board = &self.model.boards[b];
-            let r = pick % board.rooms.len();
+            let speaker = |r: usize| {
+                (0..USERS.len()).find(|u| {
+                    self.model.joined(&board.rooms[r].id, Who::M(*u))
+                        && self.model.joined(&board.space, Who::M(*u))
+                })
+            };
+            // A private room whose members all left the board: `general` instead.
+            let (r, sender) = match speaker(pick % board.rooms.len()) {
+                Some(u) => (pick % board.rooms.len(), u),
+                None => (0, board.creator),
+            };
             let room = board.rooms[r].clone();
-            let sender = (0..USERS.len())
-                .find(|u| self.model.joined(&room.id, Who::M(*u)))
-                .expect("someone joined the room");
             (board.slug.clone(), r, room, sender, board.creator)
         };
         let marker = format!("MK-m-{slug}-{}-{}", room.name, n - 1);
@@ -1506,55 +1598,71 @@ async fn an_api_caller_sees_exactly_what_membership_allows() {
         max_shrink_iters: 32,
         ..Config::default()
     };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let wg = world_gen().new_tree(&mut runner).expect("a world").current();
-    eprintln!("access_props: world {wg:#?}");
-    let built = build(&wg).await;
-    eprintln!(
-        "access_props: built in {:.1?}; {} boards, {} rooms, {} tasks, {} inbox entries",
-        started.elapsed(),
-        built.model.boards.len(),
-        built.model.boards.iter().map(|b| b.rooms.len()).sum::<usize>(),
-        built.model.boards.iter().map(|b| b.tasks.len()).sum::<usize>(),
-        built.model.entries.len(),
-    );
-    let _users = &built.users;
-    let boards = built.model.boards.len();
-    let built = RefCell::new(built);
-    let counts = RefCell::new(Counts::default());
-    let handle = tokio::runtime::Handle::current();
-    let queried = Instant::now();
-    let result = runner.run(&query_strategy(boards), |q| {
-        let outcome = tokio::task::block_in_place(|| {
-            handle.block_on(async { built.borrow_mut().run(&q).await })
-        })?;
-        let mut counts = counts.borrow_mut();
-        let entry = counts.by_endpoint.entry(q.endpoint.name()).or_default();
-        if outcome {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
+    // Worlds come from one runner; each world's queries from a runner of its own (a
+    // runner counts its cases across runs).
+    let mut worlds =
+        TestRunner::new_with_rng(config.clone(), TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+    let mut total = Counts::default();
+    for world in 1..=WORLDS {
+        let began = Instant::now();
+        let wg = world_gen().new_tree(&mut worlds).expect("a world").current();
+        let mut runner = TestRunner::new_with_rng(config.clone(), worlds.new_rng());
+        eprintln!("access_props: world {world}: {wg:#?}");
+        let built = build(&wg).await;
+        eprintln!(
+            "access_props: world {world} built in {:.1?}: {} boards, {} rooms, {} tasks, {} inbox entries, {} removed, {}",
+            began.elapsed(),
+            built.model.boards.len(),
+            built.model.boards.iter().map(|b| b.rooms.len()).sum::<usize>(),
+            built.model.boards.iter().map(|b| b.tasks.len()).sum::<usize>(),
+            built.model.entries.len(),
+            if wg.remove.is_some() { "a member" } else { "nobody" },
+            if wg.rescope.is_some() { "scopes changed and restarted" } else { "scopes kept" },
+        );
+        let boards = built.model.boards.len();
+        let built = RefCell::new(built);
+        let counts = RefCell::new(Counts::default());
+        let handle = tokio::runtime::Handle::current();
+        let queried = Instant::now();
+        let result = runner.run(&query_strategy(boards), |q| {
+            let outcome = tokio::task::block_in_place(|| {
+                handle.block_on(async { built.borrow_mut().run(&q).await })
+            })?;
+            let mut counts = counts.borrow_mut();
+            let entry = counts.by_endpoint.entry(q.endpoint.name()).or_default();
+            if outcome {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
+            Ok(())
+        });
+        let counts = counts.into_inner();
+        let n: u32 = counts.by_endpoint.values().map(|(a, r)| a + r).sum();
+        eprintln!("access_props: world {world}: {n} queries in {:.1?}", queried.elapsed());
+        for (name, (a, r)) in counts.by_endpoint {
+            let entry = total.by_endpoint.entry(name).or_default();
+            entry.0 += a;
+            entry.1 += r;
         }
-        Ok(())
-    });
-    let counts = counts.into_inner();
+        if let Err(e) = result {
+            panic!("seed {seed}, world {world}: {e}");
+        }
+        // Boardroom and Synapse stop here, before the next world's start.
+        drop(built);
+    }
     let (mut allowed, mut refused) = (0, 0);
     eprintln!("access_props: queries per endpoint (allowed / refused):");
-    for (name, (a, r)) in &counts.by_endpoint {
+    for (name, (a, r)) in &total.by_endpoint {
         eprintln!("  {name:<44} {a:>4} / {r:>4}");
         allowed += a;
         refused += r;
     }
     eprintln!(
-        "access_props: {} queries, {allowed} allowed, {refused} refused, in {:.1?} (all in {:.1?})",
+        "access_props: {WORLDS} worlds, {} queries, {allowed} allowed, {refused} refused, in {:.1?}",
         allowed + refused,
-        queried.elapsed(),
         started.elapsed()
     );
-    if let Err(e) = result {
-        panic!("seed {seed}: {e}");
-    }
 }
 
 /// Found by the property test above: the typing a live stream shows on connect (its

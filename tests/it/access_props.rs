@@ -4,14 +4,19 @@
 //! the others on it (joined), invited only, or not on it; open rooms each joined or not;
 //! up to two private rooms per board, with members joined or only invited; tasks with
 //! labels and columns; one message per room, marked with a token of its own
-//! (`MK-m-<board>-<room>`) and sometimes mentioning one of the room's members; someone
+//! (`MK-m-<board>-<room>-0`) and sometimes mentioning one of the room's members; someone
 //! typing in some rooms; three API clients with random `boards` scopes (one `"*"`), each
-//! with a virtual user of its own, which joins some boards and private rooms. It is built
-//! once on Synapse and Boardroom. Then many random queries (caller × endpoint × board ×
-//! room or task) run against it, each checked against a model worked out from the
-//! generated membership: an allowed query answers 200 with exactly the expected items,
-//! a refused one the documented refusal, and no answer carries a token, or a private
-//! room's id, of something the caller may not see.
+//! with a virtual user of its own, which joins some boards and private rooms; then,
+//! sometimes, a member removed from a board, and the clients' scopes changed with
+//! Boardroom restarted. It is built on Synapse and Boardroom, and many random queries
+//! (caller × endpoint × board × room or task; also a client naming another client's
+//! virtual user) run against it, each checked against a model worked out from the
+//! generated membership: an allowed query answers 200 with exactly the expected items, a
+//! refused one the documented refusal, and no answer carries a marker, or a private room's
+//! id, of something the caller may not see. A live stream query also sends a message in a
+//! picked room, then one in `general`, and checks what the open stream carries. A run
+//! builds [`WORLDS`] worlds, [`CASES`] queries each, and prints its seed
+//! (`BOARDROOM_PROPS_SEED` replays it) and its counts per endpoint.
 
 use std::{
     cell::RefCell,

@@ -3,7 +3,7 @@
 //! A world is generated: two or three boards, each created by one of four Matrix users,
 //! the others on it (joined), invited only, or not on it; open rooms each joined or not;
 //! up to two private rooms per board, with members joined or only invited; tasks with
-//! labels and columns; one message per room, marked with a token of its own
+//! labels and columns, some commented on by a member; one message per room, marked with a token of its own
 //! (`MK-m-<board>-<room>-0`) and sometimes mentioning one of the room's members; someone
 //! typing in some rooms; three API clients with random `boards` scopes (one `"*"`), each
 //! with a virtual user of its own, which joins some boards and private rooms; then,
@@ -85,7 +85,8 @@ struct BoardGen {
     vjoin: [bool; CLIENTS],
     private: Vec<PrivateGen>,
     /// Per task: its label and column.
-    tasks: Vec<(usize, usize)>,
+    /// Per task: its label, its column, and a pick of a member who comments on it.
+    tasks: Vec<(usize, usize, Option<usize>)>,
     /// general, tasks, p0, p1.
     traffic: [TrafficGen; 4],
 }
@@ -131,7 +132,10 @@ fn board_gen() -> impl Strategy<Value = BoardGen> + Clone {
         prop::array::uniform4(prop::bool::weighted(0.5)),
         prop::array::uniform3(prop::bool::weighted(0.6)),
         prop::collection::vec(private_gen(), 0..=2),
-        prop::collection::vec((0..2usize, 0..2usize), 1..=3),
+        prop::collection::vec(
+            (0..2usize, 0..2usize, prop::option::weighted(0.6, 0..4usize)),
+            1..=3,
+        ),
         prop::array::uniform4(traffic_gen()),
     )
         .prop_map(
@@ -228,6 +232,8 @@ struct TaskM {
     label: &'static str,
     status: &'static str,
     marker: String,
+    /// A comment's marker and event id.
+    comment: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -767,10 +773,12 @@ async fn build(wg: &WorldGen) -> Built {
     }
     settle(&stack, &model).await;
 
-    // Tasks.
+    // Tasks, some with a comment by a member (who joins `tasks` to write it), which
+    // notifies the task's creator.
+    let mut mentions = Vec::new();
     for (b, g) in wg.boards.iter().enumerate() {
         let slug = model.boards[b].slug.clone();
-        for (i, (label, status)) in g.tasks.iter().enumerate() {
+        for (i, (label, status, commenter)) in g.tasks.iter().enumerate() {
             let marker = format!("MK-t-{slug}-{}", i + 1);
             let body = json!({
                 "title": format!("{marker} to do"),
@@ -787,17 +795,44 @@ async fn build(wg: &WorldGen) -> Built {
                 )
                 .await;
             let number = task["number"].as_u64().expect("number");
+            let board = &model.boards[b];
+            let joined: Vec<usize> =
+                (0..USERS.len()).filter(|u| model.joined(&board.space, Who::M(*u))).collect();
+            let comment = match commenter.map(|c| joined[c % joined.len()]) {
+                Some(u) => {
+                    let marker = format!("MK-c-{slug}-{number}");
+                    let path = format!("/boards/{slug}/tasks/{number}/comments");
+                    let body = json!({ "body": format!("{marker} noted") });
+                    let sent = api.ok("POST", &path, Caller::Matrix(u), Some(body), 200).await;
+                    let event_id = sent["event_id"].as_str().expect("event_id").to_owned();
+                    let tasks_room = board.rooms[1].id.clone();
+                    if u != g.creator {
+                        let creator = Who::M(g.creator);
+                        mentions.push((
+                            creator,
+                            b,
+                            tasks_room.clone(),
+                            event_id.clone(),
+                            marker.clone(),
+                        ));
+                    }
+                    model.mem.insert((tasks_room, Who::M(u)), MembershipState::Join);
+                    Some((marker, event_id))
+                }
+                None => None,
+            };
             model.boards[b].tasks.push(TaskM {
                 number,
                 label: LABELS[*label],
                 status: STATUSES[*status],
                 marker,
+                comment,
             });
         }
     }
+    settle(&stack, &model).await;
 
     // A message in each room (mentioning one of its joined members), someone typing.
-    let mut mentions = Vec::new();
     for (b, g) in wg.boards.iter().enumerate() {
         let slug = model.boards[b].slug.clone();
         for r in 0..model.boards[b].rooms.len() {
@@ -950,6 +985,7 @@ enum Endpoint {
     History(&'static str),
     Tasks(Option<&'static str>, Option<&'static str>),
     Task(u64),
+    Comments(u64),
     Presence,
     Inbox,
     Unread,
@@ -971,6 +1007,7 @@ impl Endpoint {
             Endpoint::History(_) => "GET /boards/{slug}/rooms/{room}/messages",
             Endpoint::Tasks(..) => "GET /boards/{slug}/tasks",
             Endpoint::Task(_) => "GET /boards/{slug}/tasks/{number}",
+            Endpoint::Comments(_) => "GET /boards/{slug}/tasks/{number}/comments",
             Endpoint::Presence => "GET /boards/{slug}/presence",
             Endpoint::Inbox => "GET /notifications",
             Endpoint::Unread => "GET /notifications/unread_count",
@@ -1011,6 +1048,7 @@ fn endpoint_strategy() -> impl Strategy<Value = Endpoint> {
         )
             .prop_map(|(l, s)| Endpoint::Tasks(l, s)),
         2 => (1..=4u64).prop_map(Endpoint::Task),
+        2 => (1..=4u64).prop_map(Endpoint::Comments),
         2 => Just(Endpoint::Presence),
         2 => Just(Endpoint::Inbox),
         1 => Just(Endpoint::Unread),
@@ -1095,6 +1133,10 @@ impl Built {
             }
             Endpoint::Task(n) => {
                 self.api.call("GET", &format!("/boards/{slug}/tasks/{n}"), q.caller, None).await
+            }
+            Endpoint::Comments(n) => {
+                let path = format!("/boards/{slug}/tasks/{n}/comments?limit=100");
+                self.api.call("GET", &path, q.caller, None).await
             }
             Endpoint::Presence => {
                 self.api.call("GET", &format!("/boards/{slug}/presence"), q.caller, None).await
@@ -1280,7 +1322,11 @@ impl Built {
                 let body = self.ok_json(q, status, &text)?;
                 expected_markers.extend(room.messages.iter().map(|(mk, _)| mk.clone()));
                 if room.name == "tasks" {
+                    // The tasks' roots, and their comments in their threads.
                     expected_markers.extend(board.tasks.iter().map(|t| t.marker.clone()));
+                    expected_markers.extend(
+                        board.tasks.iter().filter_map(|t| Some(t.comment.as_ref()?.0.clone())),
+                    );
                 }
                 // Every message listed is of this room: none of another room's.
                 let listed = ids(&body["messages"], "event_id");
@@ -1318,10 +1364,30 @@ impl Built {
             Endpoint::Task(n) => match m.boards[b].tasks.iter().find(|t| t.number == *n) {
                 Some(t) => {
                     let body = self.ok_json(q, status, &text)?;
-                    if body["number"].as_u64() != Some(*n) {
-                        return Err(fail(q, format!("task {n}, got {text}")));
+                    let comments = u64::from(t.comment.is_some());
+                    if body["number"].as_u64() != Some(*n)
+                        || body["comment_count"].as_u64() != Some(comments)
+                    {
+                        return Err(fail(q, format!("task {n}, {comments} comments; got {text}")));
                     }
                     expected_markers.insert(t.marker.clone());
+                }
+                None => {
+                    if (status, errcode(&text).as_deref()) != (404, Some("M_NOT_FOUND")) {
+                        return Err(fail(q, format!("want 404 for the task, got {status} {text}")));
+                    }
+                    allowed = false;
+                }
+            },
+            Endpoint::Comments(n) => match m.boards[b].tasks.iter().find(|t| t.number == *n) {
+                Some(t) => {
+                    let body = self.ok_json(q, status, &text)?;
+                    let want: BTreeSet<String> = t.comment.iter().map(|(_, e)| e.clone()).collect();
+                    let got = ids(&body["comments"], "event_id");
+                    if got != want {
+                        return Err(fail(q, format!("comments {got:?}, want {want:?}")));
+                    }
+                    expected_markers.extend(t.comment.iter().map(|(mk, _)| mk.clone()));
                 }
                 None => {
                     if (status, errcode(&text).as_deref()) != (404, Some("M_NOT_FOUND")) {
@@ -1484,6 +1550,8 @@ impl Built {
                     visible.values().flat_map(|r| r.messages.iter().map(|(mk, _)| mk.clone())),
                 );
                 expected_markers.extend(board.tasks.iter().map(|t| t.marker.clone()));
+                expected_markers
+                    .extend(board.tasks.iter().filter_map(|t| Some(t.comment.as_ref()?.0.clone())));
             }
         }
         self.check_markers(q, &text, &expected_markers)?;

@@ -258,9 +258,19 @@ impl Subscription {
         };
         let rooms = ctx.store.rooms_of(&self.slug).unwrap_or_default();
         for t in found.typing {
-            let Some((room_id, _)) = rooms.iter().find(|(_, r)| r.name == t.room) else {
+            let Some((room_id, record)) = rooms.iter().find(|(_, r)| r.name == t.room) else {
                 continue;
             };
+            // A private room's typing, as its messages, only while the subscriber has
+            // joined it (the presence answer lists it to those invited too).
+            if record.private
+                && !matches!(
+                    ctx.store.membership(room_id, &self.user),
+                    Ok(Some(MembershipState::Join))
+                )
+            {
+                continue;
+            }
             let event = StreamEvent::public(StreamData::Typing(TypingEvent {
                 room: t.room,
                 room_id: room_id.clone(),

@@ -2,6 +2,7 @@
 //! a real RocksDB in a temporary directory, CLI tests of the real binary, and end-to-end
 //! tests against a real Synapse.
 
+mod access_props;
 mod api_chat;
 mod api_tasks;
 mod appservice;

@@ -6,7 +6,7 @@
 //! the operations of `boards`, `tasks` and `notifications` → [`store`], and out again
 //! through the durable [`outbox`] and the [`matrix`] client. The HTTP API ([`api`]) calls
 //! the same operations. Top-level modules depend on each other without cycles (a test over
-//! the sources checks it): [`error`] < [`config`] < [`crypto`] < [`matrix`] < [`domain`] < [`store`] <
+//! the sources checks it): [`error`] < [`config`] < [`ratelimit`] < [`crypto`] < [`matrix`] < [`domain`] < [`store`] <
 //! [`context`] < `actors` < `notifications` < `boards` < `tasks` < `chat` < `stream` < `commands` < [`api`],
 //! [`appservice`], `inbound`, [`outbox`], [`reindex`], [`webhooks`] < [`app`]. Signed
 //! webhooks ([`webhooks`]) call the same operations as the API. `docs/ARCHITECTURE.md`

@@ -71,7 +71,8 @@ impl App {
             device_counts: Default::default(),
             limits,
         });
-        Ok(Self { ctx, client, restarts: Arc::default() })
+        let restarts = appservice::catch_up::Restarts::after(ctx.store.last_ingest_ms()?);
+        Ok(Self { ctx, client, restarts: Arc::new(restarts) })
     }
 
     /// The HTTP surface: the appservice API, the HTTP API and the webhooks, and

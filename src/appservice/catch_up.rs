@@ -9,7 +9,8 @@
 //! the order they happened; events it has seen are skipped by id, as a redelivered
 //! transaction's are. What starts a catch-up:
 //! - the first transaction after Boardroom starts (the homeserver may have restarted
-//!   meanwhile);
+//!   meanwhile): it reads back to a little before the last transaction stored before the
+//!   start;
 //! - a transaction id below the last one (Synapse may number anew after a restart);
 //! - the homeserver answering again after it could not be reached: Boardroom asks it for
 //!   its versions every [`PROBE`] (every second once it fails), and a failed probe
@@ -41,7 +42,7 @@ use crate::{
 /// How far before the last transaction the catch-up looks: events reach Boardroom a
 /// little after they are sent, and clocks differ.
 const MARGIN_MS: u64 = 2 * 60 * 1000;
-/// How far back the catch-up at start-up looks, when no transaction was seen yet.
+/// How far back the catch-up at start-up looks when no transaction was ever stored.
 const AT_START_MS: u64 = 15 * 60 * 1000;
 /// The most events read back in one room.
 const MAX_EVENTS: usize = 1000;
@@ -60,21 +61,31 @@ pub struct Restarts {
     last_at: AtomicU64,
     /// From when the next catch-up reads (ms since the epoch).
     since: AtomicU64,
+    /// When the last transaction before Boardroom started was stored (0: never).
+    stored_before: u64,
     wake: Notify,
 }
 
 impl Default for Restarts {
     fn default() -> Self {
-        Self {
-            last_txn: AtomicU64::new(u64::MAX),
-            last_at: AtomicU64::new(0),
-            since: AtomicU64::new(0),
-            wake: Notify::new(),
-        }
+        Self::after(None)
     }
 }
 
 impl Restarts {
+    /// A watcher for a Boardroom whose last stored transaction, before it started, was
+    /// stored at `last_stored` (ms since the epoch): the catch-up at the first
+    /// transaction reads back to a little before it.
+    pub fn after(last_stored: Option<u64>) -> Self {
+        Self {
+            last_txn: AtomicU64::new(u64::MAX),
+            last_at: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            stored_before: last_stored.unwrap_or(0),
+            wake: Notify::new(),
+        }
+    }
+
     /// Notes a transaction's id, once it is stored. An id below the last (the homeserver
     /// numbers anew after a restart), or the first one, starts a catch-up.
     pub(crate) fn saw(&self, txn_id: &str) {
@@ -86,7 +97,10 @@ impl Restarts {
             return;
         }
         let since = if before == 0 {
-            now.saturating_sub(AT_START_MS)
+            match self.stored_before {
+                0 => now.saturating_sub(AT_START_MS),
+                t => t.saturating_sub(MARGIN_MS),
+            }
         } else {
             tracing::info!(txn_id = n, last_txn = last, "the homeserver restarted: catching up");
             before.saturating_sub(MARGIN_MS)
@@ -310,6 +324,14 @@ mod tests {
         assert_eq!(r.since.load(Ordering::SeqCst), last_at - MARGIN_MS);
         r.saw("2");
         assert!(!woken(&r).await);
+    }
+
+    #[tokio::test]
+    async fn at_start_up_it_reads_back_to_before_the_last_stored_transaction() {
+        let r = Restarts::after(Some(50_000_000));
+        r.saw("9");
+        assert!(woken(&r).await);
+        assert_eq!(r.since.load(Ordering::SeqCst), 50_000_000 - MARGIN_MS);
     }
 
     #[tokio::test]

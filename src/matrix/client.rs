@@ -316,7 +316,7 @@ impl HomeserverClient {
     /// `txn_id`, if it is among the room's latest messages: up to [`FIND_SENT_PAGES`] pages
     /// read newest first, stopping at messages older than `since_ms` (ms since the epoch,
     /// less a slack for clocks). The homeserver shows a sender its own transaction ids
-    /// (`unsigned.transaction_id`), also after a restart. One attempt per page, no retry.
+    /// (`unsigned.transaction_id`), also after a restart. Each page gets a few quick retries.
     pub async fn find_sent_message(
         &self,
         room: &RoomId,
@@ -331,7 +331,10 @@ impl HomeserverClient {
             req.from = from.take();
             req.limit = FIND_SENT_PAGE.into();
             req.filter.types = Some(vec!["m.room.message".to_owned()]);
-            let page = self.send_with(req, as_user, RetryPolicy::NONE).await?;
+            // A few quick retries of the page itself: a look of several pages that starts
+            // over at any page's failure rarely gets through a homeserver failing now
+            // and then, and its caller's backoff grows meanwhile.
+            let page = self.send_with(req, as_user, RetryPolicy::SHORT).await?;
             for raw in &page.chunk {
                 let Ok(event) = raw.deserialize() else { continue };
                 if event.transaction_id() == Some(txn_id) {

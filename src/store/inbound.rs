@@ -81,6 +81,9 @@ pub struct IngestOutcome {
 }
 
 const NEXT_SEQ_KEY: &[u8] = b"inbound_next_seq";
+/// When the last transaction was stored (ms since the epoch): where a catch-up after a
+/// restart starts reading.
+const LAST_INGEST_KEY: &[u8] = b"inbound_last_ingest_ms";
 
 /// How long a transaction id and the ids of the events it carried are remembered. The
 /// homeserver redelivers a transaction until it is acknowledged, so a duplicate comes
@@ -264,6 +267,7 @@ impl Store {
         }
         batch.put_cf(txn_cf, txn_id.as_bytes(), stamped(&digest, now));
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
+        batch.put_cf(super::cf(&db, maps::GLOBAL)?, LAST_INGEST_KEY, now.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.checked(db.write_opt(batch, &wo))?;
@@ -295,6 +299,13 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.delete_cf(super::cf(&db, maps::SEQ_PENDING)?, seq.to_be_bytes());
         self.write_with_outbox(batch, outbound)
+    }
+
+    /// When the last transaction was stored (ms since the epoch), if ever.
+    pub fn last_ingest_ms(&self) -> Result<Option<u64>> {
+        let db = self.db()?;
+        let v = db.get_pinned_cf(super::cf(&db, maps::GLOBAL)?, LAST_INGEST_KEY)?;
+        Ok(v.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok()).map(u64::from_be_bytes))
     }
 
     /// Whether a timeline event has been accepted before.

@@ -574,10 +574,35 @@ impl Workload {
         );
         assert_eq!(not_once(&sent.commands, &replies), vec![], "commands answered once");
 
+        // Every task's state event, as Alice's client reads the room's state.
+        let req = get_state_events::v3::Request::new(self.tasks_room.clone());
+        let state = alice.client.send(req, None).await.expect("state").room_state;
+        let mut states: BTreeMap<u64, Value> = BTreeMap::new();
+        for s in state.iter().filter_map(|s| serde_json::to_value(s).ok()) {
+            if s["type"] == "dev.boardroom.task"
+                && let Some(n) = s["state_key"].as_str().and_then(|k| k.parse().ok())
+            {
+                states.insert(n, s["content"].clone());
+            }
+        }
+
         // Task numbers unique and gap-free, each expected title once, one root per task.
         let numbers: Vec<u64> = by_number.keys().copied().collect();
         let expected: Vec<u64> = (1..=u64::try_from(sent.titles.len()).expect("n")).collect();
-        assert_eq!(numbers, expected, "task numbers are 1..n, each once");
+        let missing: Vec<(u64, Option<&Value>)> = expected
+            .iter()
+            .filter(|n| !by_number.contains_key(n))
+            .map(|n| (*n, states.get(n)))
+            .collect();
+        let listed: BTreeSet<&str> =
+            by_number.values().filter_map(|t| t["title"].as_str()).collect();
+        let untitled: Vec<&String> =
+            sent.titles.iter().skip(3).filter(|t| !listed.contains(t.as_str())).collect();
+        assert_eq!(
+            numbers, expected,
+            "task numbers are 1..n, each once; missing (with their state event): {missing:?}; \
+             titles not listed: {untitled:?}"
+        );
         let titles =
             counts(by_number.values().filter_map(|t| t["title"].as_str().map(str::to_owned)));
         let mut wanted = sent.titles.clone();
@@ -605,16 +630,6 @@ impl Workload {
         assert_eq!(not_once(&sent.api_comments, &api_bodies), vec![], "API comments once");
 
         // Every task's state event as the index has it.
-        let req = get_state_events::v3::Request::new(self.tasks_room.clone());
-        let state = alice.client.send(req, None).await.expect("state").room_state;
-        let mut states: BTreeMap<u64, Value> = BTreeMap::new();
-        for s in state.iter().filter_map(|s| serde_json::to_value(s).ok()) {
-            if s["type"] == "dev.boardroom.task"
-                && let Some(n) = s["state_key"].as_str().and_then(|k| k.parse().ok())
-            {
-                states.insert(n, s["content"].clone());
-            }
-        }
         assert_eq!(states.keys().copied().collect::<Vec<_>>(), numbers, "a state event each");
         for (n, task) in &by_number {
             let s = &states[n];

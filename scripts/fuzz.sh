@@ -10,8 +10,9 @@
 # Everything generated stays outside the clone, under $BOARDROOM_CACHE (default
 # ~/.cache/boardroom): cargo-fuzz itself (installed there once), the build (fuzz-target/),
 # the corpora the runs grow (fuzz/corpus/<target>), crashing inputs
-# (fuzz/artifacts/<target>) and each run's log (fuzz/logs/<target>.log). The committed
-# seeds in fuzz/seeds/<target> are read, never written.
+# (fuzz/artifacts/<target>) and each run's log (fuzz/logs/<target>-<time>-<pid>.log). The
+# committed seeds in fuzz/seeds/<target> and dictionaries in fuzz/dicts/<target>.dict
+# are read, never written.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -63,11 +64,15 @@ failed=()
 for t in "${targets[@]}"; do
     corpus="$out/corpus/$t"
     artifacts="$out/artifacts/$t"
-    log="$out/logs/$t.log"
+    log="$out/logs/$t-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
     mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
     # New inputs go to the first directory (the corpus); the seeds are only read.
+    dict=()
+    if [ -f "fuzz/dicts/$t.dict" ]; then
+        dict=(-dict="fuzz/dicts/$t.dict")
+    fi
     status=0
-    "$bin/$t" "$corpus" "fuzz/seeds/$t" \
+    "$bin/$t" "$corpus" "fuzz/seeds/$t" "${dict[@]}" \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
         -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"

@@ -208,7 +208,7 @@ mod tests {
         },
     };
 
-    /// Found by the `cursors` fuzz target (`GET /boards/launch/members` with
+    /// Found with the `cursors` fuzz target (`GET /boards/launch/members` with
     /// `from=18446744073709551615`): `skip + limit` overflowed.
     #[tokio::test]
     async fn a_skip_past_every_member_is_an_empty_last_page() {

@@ -233,7 +233,7 @@ mod tests {
         },
     };
 
-    /// Found by the `cursors` fuzz target (`GET /boards/launch/tasks/1/comments` with
+    /// Found with the `cursors` fuzz target (`GET /boards/launch/tasks/1/comments` with
     /// `from=18446744073709551615`): `skip + limit` overflowed.
     #[tokio::test]
     async fn a_skip_past_every_comment_is_an_empty_last_page() {

@@ -184,8 +184,8 @@ fn seed(app: &App) {
 }
 
 impl Fixture {
-    /// Sends `req` through the router; the status and the whole body. A response whose
-    /// body does not end within `wait` counts as no body.
+    /// Sends `req` through the router: the status, the headers and the whole body (empty
+    /// when it cannot be read).
     fn call(&self, req: Request<Body>) -> (u16, HeaderMap, Vec<u8>) {
         self.runtime.block_on(async {
             let resp = self.router.clone().oneshot(req).await.expect("infallible");

@@ -49,7 +49,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
     targets=("${all[@]}")
 fi
 for t in "${targets[@]}"; do
-    if ! printf '%s\n' "${all[@]}" | grep -qx -- "$t"; then
+    if [[ " ${all[*]} " != *" $t "* ]]; then
         echo "no fuzz target $t (there are: ${all[*]})" >&2
         exit 2
     fi

@@ -185,11 +185,60 @@ pub(crate) fn list(
         .map(|(u, _)| u)
         .collect();
     joined.sort();
-    let next = (joined.len() > skip + limit).then_some(skip + limit);
+    let next = skip.checked_add(limit).filter(|&end| joined.len() > end);
     let mut page = Vec::with_capacity(limit);
     for user_id in joined.into_iter().skip(skip).take(limit) {
         let display_name = ctx.store.member(&board.space_id, &user_id)?.and_then(|(_, name)| name);
         page.push(FoundMember { role: board.role_of(&user_id), user_id, display_name });
     }
     Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{RoomId, owned_event_id, owned_user_id};
+
+    use super::*;
+    use crate::{
+        Config,
+        app::App,
+        domain::{
+            board::{BoardRecord, default_columns},
+            op::Actor,
+        },
+    };
+
+    /// Found with the `cursors` fuzz target (`GET /boards/launch/members` with
+    /// `from=18446744073709551615`): `skip + limit` overflowed.
+    #[tokio::test]
+    async fn a_skip_past_every_member_is_an_empty_last_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::offline(&dir.path().join("db"), "").expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let space = RoomId::parse("!space:localhost").expect("room id");
+        let alice = owned_user_id!("@alice:localhost");
+        let store = &app.ctx.store;
+        store
+            .put_board(&BoardRecord {
+                slug: "launch".into(),
+                space_id: space.clone(),
+                name: "Launch".into(),
+                created_by: alice.clone(),
+                created_by_event: owned_event_id!("$create"),
+                creators: vec![],
+                power_users: Default::default(),
+                users_default: 0,
+                columns: default_columns(),
+            })
+            .expect("board");
+        store
+            .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+        let actor = Actor::user(alice);
+        let at = BoardRef::Slug("launch");
+        let skip = usize::try_from(18_446_744_073_709_551_615u64).expect("64-bit");
+        let (page, next) = list(&app.ctx, &Request::read(&actor), at, skip, 50).expect("a page");
+        assert!(page.is_empty());
+        assert_eq!(next, None);
+    }
 }

@@ -207,7 +207,11 @@ pub fn validate_due(s: &str) -> Result<String, String> {
     let bad = || format!("`{s}` is not a date such as 2026-12-31");
     let parts: Vec<&str> = s.split('-').collect();
     let [y, m, d] = parts.as_slice() else { return Err(bad()) };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    if y.len() != 4
+        || m.len() != 2
+        || d.len() != 2
+        || !s.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+    {
         return Err(bad());
     }
     let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
@@ -321,5 +325,14 @@ pub(crate) mod tests {
         assert!(validate_due("2026-13-01").is_err());
         assert!(validate_due("26-1-1").is_err());
         assert!(validate_due("tomorrow").is_err());
+    }
+
+    /// Found by the `commands` fuzz target (`!task due #2 2028-+2-29`): a sign before a
+    /// number passed for a digit, and due dates are compared as text (`due_before`).
+    #[test]
+    fn a_date_is_digits_only() {
+        for bad in ["2028-+2-29", "+202-01-01", "2026-12-+1"] {
+            assert!(validate_due(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -214,7 +214,65 @@ pub(crate) fn comments(
         return Err(Refusal::invalid("limit is 1 to 100"));
     }
     let mut page = ctx.store.comments_page(&task.board, number, skip, limit + 1)?;
-    let next = (page.len() > limit).then_some(skip + limit);
+    let next = skip.checked_add(limit).filter(|_| page.len() > limit);
     page.truncate(limit);
     Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{RoomId, events::room::member::MembershipState, owned_event_id, owned_user_id};
+
+    use super::*;
+    use crate::{
+        Config,
+        app::App,
+        domain::{
+            board::{BoardRecord, default_columns},
+            op::Actor,
+        },
+    };
+
+    /// Found with the `cursors` fuzz target (`GET /boards/launch/tasks/1/comments` with
+    /// `from=18446744073709551615`): `skip + limit` overflowed.
+    #[tokio::test]
+    async fn a_skip_past_every_comment_is_an_empty_last_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::offline(&dir.path().join("db"), "").expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let space = RoomId::parse("!space:localhost").expect("room id");
+        let alice = owned_user_id!("@alice:localhost");
+        let store = &app.ctx.store;
+        store
+            .put_board(&BoardRecord {
+                slug: "launch".into(),
+                space_id: space.clone(),
+                name: "Launch".into(),
+                created_by: alice.clone(),
+                created_by_event: owned_event_id!("$create"),
+                creators: vec![],
+                power_users: Default::default(),
+                users_default: 0,
+                columns: default_columns(),
+            })
+            .expect("board");
+        store
+            .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+        store.put_task(&TaskRecord::example("launch", 1, owned_event_id!("$root"))).expect("task");
+        let comment = Comment {
+            event_id: owned_event_id!("$comment"),
+            author: alice.clone(),
+            body: "first".into(),
+            ts: 1,
+        };
+        store.put_comment("launch", 1, &comment).expect("comment");
+        let actor = Actor::user(alice);
+        let at = BoardRef::Slug("launch");
+        let skip = usize::try_from(18_446_744_073_709_551_615u64).expect("64-bit");
+        let (page, next) =
+            comments(&app.ctx, &Request::read(&actor), at, 1, skip, 20).expect("a page");
+        assert!(page.is_empty());
+        assert_eq!(next, None);
+    }
 }

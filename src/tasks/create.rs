@@ -152,6 +152,16 @@ async fn create_task(
     let (number, reserved_before) = ctx.store.reserve_task_number(&board.slug, req.cause)?;
     match make_task(ctx, req, board, room, input, number, reserved_before).await {
         Ok(fields) => Ok(fields),
+        Err(e) if req.room.is_none() && may_pass_later(&e) => {
+            // An API request or a webhook delivery, and the homeserver (or the disk) failed
+            // for now, with the root perhaps landed: the reservation stays, so that the
+            // request sent again (the same Idempotency-Key or delivery id) takes the same
+            // number and finds that root, instead of leaving it behind claiming a number
+            // another task then takes. (A chat command is retried in the background until
+            // it succeeds or fails for good; nobody sends the same one again.)
+            tracing::warn!(board = %board.slug, number, "task creation failed for now; its number stays reserved for the request's retry");
+            Err(e)
+        }
         Err(e) => {
             // Failed for good (a crash leaves the reservation for the command's next run).
             if let Err(se) = ctx.store.release_task_number(&board.slug, req.cause, number) {
@@ -159,6 +169,18 @@ async fn create_task(
             }
             Err(e)
         }
+    }
+}
+
+/// Whether a failure may pass if the same request is sent again: the homeserver failed for
+/// now (unreachable, 5xx, 429), or the database cannot write for now.
+fn may_pass_later(e: &Refusal) -> bool {
+    match e {
+        Refusal::Failed(crate::Error::Homeserver(h)) => {
+            matches!(h.retry_kind(), crate::error::RetryKind::Transient(_))
+        }
+        Refusal::Failed(crate::Error::Unavailable(_)) => true,
+        _ => false,
     }
 }
 

@@ -494,18 +494,26 @@ impl Synapse {
     /// Stops Synapse (SIGTERM by pid) and waits until it has exited; its directory and
     /// database stay, for [`Stack::start_synapse_again`].
     pub(crate) async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(child) = self.child.take() {
+            terminate(child).await;
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
+}
+
+/// SIGTERM to `child` (by its pid), and waits up to 30 s for it to exit; SIGKILL after
+/// that. Whether it exited by itself.
+pub(crate) async fn terminate(mut child: Child) -> bool {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 impl Stack {
@@ -860,18 +868,9 @@ impl Process {
 
     /// SIGTERM, and waits until the process has exited by itself.
     pub(crate) async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(child) = self.child.take() {
+            assert!(terminate(child).await, "boardroom did not stop within 30 s of SIGTERM");
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("boardroom did not stop within 30 s of SIGTERM");
     }
 
     /// The last `lines` lines of its output.

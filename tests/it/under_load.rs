@@ -171,8 +171,14 @@ fn delivery(
 }
 
 /// A subscriber to the board's stream that reconnects with its last id whenever the
-/// stream ends (a kill), until `stop`.
-fn subscribe(base: String, token: String, stop: CancellationToken) -> JoinHandle<(Vec<Ev>, usize)> {
+/// stream ends (a kill), until `stop`; `ready` is told when its first stream is live.
+fn subscribe(
+    base: String,
+    token: String,
+    stop: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> JoinHandle<(Vec<Ev>, usize)> {
+    let mut ready = Some(ready);
     tokio::spawn(async move {
         let mut seen = Vec::new();
         let mut last = None;
@@ -187,7 +193,14 @@ fn subscribe(base: String, token: String, stop: CancellationToken) -> JoinHandle
                 tokio::select! {
                     () = stop.cancelled() => break,
                     read = sse.read(Duration::from_secs(5)) => match read {
-                        Read::Event(ev) => seen.push(ev),
+                        Read::Event(ev) => {
+                            if ev.event == "ready"
+                                && let Some(r) = ready.take()
+                            {
+                                let _ = r.send(());
+                            }
+                            seen.push(ev);
+                        }
                         Read::Quiet => {}
                         Read::Ended => break,
                     },
@@ -250,28 +263,20 @@ async fn comment(user: &User, room: &RoomId, root: &ruma::EventId, whom: &UserId
     user.send(room, content).await
 }
 
-/// Every task of the board over the API, by number.
-async fn tasks(base: &str, token: &str) -> BTreeMap<u64, Value> {
+/// Every item under `key` of the pages of `path` (`?limit=100`, then `&from=` each page's
+/// `next_batch`), as `token` reads them.
+async fn all_pages(base: &str, path: &str, key: &str, token: &str) -> Vec<Value> {
     let http = reqwest::Client::new();
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     let mut from: Option<String> = None;
     loop {
-        let mut url = format!("{base}/boards/{SLUG}/tasks?limit=100");
+        let mut url = format!("{base}{path}?limit=100");
         if let Some(f) = &from {
             url.push_str(&format!("&from={f}"));
         }
-        let body: Value = http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("tasks")
-            .json()
-            .await
-            .expect("tasks json");
-        for t in body["tasks"].as_array().expect("tasks array") {
-            out.insert(t["number"].as_u64().expect("number"), t.clone());
-        }
+        let resp = http.get(url).bearer_auth(token).send().await.expect(path);
+        let body: Value = resp.json().await.expect(path);
+        out.extend(body[key].as_array().expect(key).iter().cloned());
         match body["next_batch"].as_str() {
             Some(n) => from = Some(n.to_owned()),
             None => return out,
@@ -279,31 +284,15 @@ async fn tasks(base: &str, token: &str) -> BTreeMap<u64, Value> {
     }
 }
 
+/// Every task of the board over the API, by number.
+async fn tasks(base: &str, token: &str) -> BTreeMap<u64, Value> {
+    let all = all_pages(base, &format!("/boards/{SLUG}/tasks"), "tasks", token).await;
+    all.into_iter().map(|t| (t["number"].as_u64().expect("number"), t)).collect()
+}
+
 /// A user's whole inbox over the API.
 async fn inbox(base: &str, token: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut from: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/notifications?limit=100");
-        if let Some(f) = &from {
-            url.push_str(&format!("&from={f}"));
-        }
-        let body: Value = http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("inbox")
-            .json()
-            .await
-            .expect("inbox json");
-        out.extend(body["notifications"].as_array().expect("entries").iter().cloned());
-        match body["next_batch"].as_str() {
-            Some(n) => from = Some(n.to_owned()),
-            None => return out,
-        }
-    }
+    all_pages(base, "/notifications", "notifications", token).await
 }
 
 /// How often each item occurs.
@@ -420,7 +409,13 @@ impl Workload {
             .and_then(|r| r.try_into().ok())
             .expect("task 1's root");
         let stop = CancellationToken::new();
-        let subscriber = Some(subscribe(base.clone(), alice.token.clone(), stop.clone()));
+        // Live before anything is sent: its first stream replays nothing.
+        let (ready, live) = tokio::sync::oneshot::channel();
+        let subscriber = Some(subscribe(base.clone(), alice.token.clone(), stop.clone(), ready));
+        tokio::time::timeout(Duration::from_secs(30), live)
+            .await
+            .expect("the subscriber's stream is ready within 30 s")
+            .expect("the subscriber runs");
         Workload {
             synapse,
             boardroom,

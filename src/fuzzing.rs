@@ -105,10 +105,15 @@ pub fn fixture() -> &'static Fixture {
         let config = Config::offline(
             &dir.join("db"),
             r#"
+            [api]
+            # One caller, as fast as the fuzzer goes: no per-caller rate.
+            requests_per_second = 0
             [[api.clients]]
             name = "tracker"
             token = "client"
             boards = ["launch"]
+            [live]
+            max_streams_per_user = 1000000
             [encryption]
             enabled = true
             "#,

@@ -727,6 +727,7 @@ mod example_drift {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::error::Error;
 
     const EXAMPLE: &str = include_str!("../../config.example.toml");
 
@@ -789,8 +790,71 @@ mod example_drift {
     }
 
     #[test]
-    fn example_is_a_valid_config() {
+    fn example_is_valid_once_its_placeholder_tokens_are_replaced() {
         let c = Config::from_toml_with_env(EXAMPLE, std::iter::empty()).expect("parses");
+        match c.validate() {
+            Err(Error::Config { key, problem }) => {
+                assert_eq!(key, "appservice.as_token");
+                assert!(
+                    problem.contains("placeholder") && problem.contains("openssl"),
+                    "{problem}"
+                );
+            }
+            other => panic!("the example's placeholder tokens passed: {other:?}"),
+        }
+        let mut n = 0;
+        let filled = EXAMPLE
+            .lines()
+            .map(|l| match l.split_once("\"change-me-") {
+                Some((head, _)) => {
+                    n += 1;
+                    format!("{head}\"token-{n}-0123456789abcdef\"")
+                }
+                None => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(n, 3, "the example's placeholders");
+        let c = Config::from_toml_with_env(&filled, std::iter::empty()).expect("parses");
         c.validate().expect("valid");
+    }
+
+    #[test]
+    fn a_log_level_that_is_no_level_is_refused() {
+        for good in
+            ["info", "TRACE", "warn,boardroom=debug", "info,hyper=off", "boardroom::api=trace"]
+        {
+            super::settings::check_level(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["verbose", "info,loud", "debug, chatty"] {
+            let e = super::settings::check_level(bad).expect_err(bad);
+            assert!(e.contains("is not a level") && e.contains("boardroom=debug"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_toml_syntax_error_says_its_line_and_column() {
+        let text = "[homeserver]\nurl = \"http://x\"\nserver_name = = \"x\"\n";
+        match Config::from_toml_with_env(text, std::iter::empty()) {
+            Err(Error::Config { key, problem }) => {
+                assert_eq!(key, "(file)");
+                assert!(problem.contains("line 3, column"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_says_to_copy_the_example() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("boardroom.toml");
+        match Config::load(&path) {
+            Err(Error::Config { key, problem }) => {
+                assert_eq!(key, "(file)");
+                assert!(problem.contains("copy config.example.toml"), "{problem}");
+                assert!(problem.contains(&path.display().to_string()), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -75,8 +75,15 @@ impl Config {
     /// Reads the file at `path` and applies `BOARDROOM__…` environment overrides.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-            key: path.display().to_string(),
-            problem: format!("cannot read the config file: {e}"),
+            key: "(file)".to_owned(),
+            problem: match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "there is no config file at {}: copy config.example.toml there and edit it, \
+                     or name another with --config",
+                    path.display()
+                ),
+                _ => format!("cannot read the config file {}: {e}", path.display()),
+            },
         })?;
         Self::from_toml_with_env(&text, std::env::vars())
     }
@@ -86,9 +93,10 @@ impl Config {
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
+        // toml's own rendering of the error says the line and column, and shows them.
         let mut table: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
             key: "(file)".to_owned(),
-            problem: format!("not valid TOML: {}", e.message()),
+            problem: format!("not valid TOML: {}", e.to_string().trim_end()),
         })?;
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -189,8 +197,7 @@ impl Config {
                 ));
             }
         }
-        tracing_subscriber::EnvFilter::try_new(&self.logging.level)
-            .map_err(|e| bad("logging.level", format!("not a level or tracing filter: {e}")))?;
+        check_level(&self.logging.level).map_err(|e| bad("logging.level", e))?;
 
         let api_listen = match &self.api.listen {
             None => None,
@@ -474,5 +481,37 @@ fn read_token(inline: &Option<Secret>, file: &Option<PathBuf>, key: &str) -> Res
     if token.is_empty() {
         return Err(Error::Config { key: key.to_owned(), problem: "is empty".into() });
     }
+    if token.starts_with(PLACEHOLDER_PREFIX) {
+        return Err(Error::Config {
+            key: key.to_owned(),
+            problem: format!(
+                "is still the example's placeholder `{PLACEHOLDER_PREFIX}…`: generate a token \
+                 (openssl rand -hex 32) and put it here"
+            ),
+        });
+    }
     Ok(Secret(token))
+}
+
+/// How `config.example.toml`'s placeholder tokens begin; a config still holding one is
+/// refused, so that nobody runs with a token every reader of the example knows.
+const PLACEHOLDER_PREFIX: &str = "change-me";
+
+/// Checks `logging.level`: a level, or a `tracing` filter whose bare words are levels. A
+/// bare word that is not a level (`verbose`) parses as a filter for a target of that name,
+/// so that nothing else, errors included, would be logged.
+pub(crate) fn check_level(level: &str) -> std::result::Result<(), String> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| format!("not a level or tracing filter: {e}"))?;
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[', ':']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{directive}` is not a level: use one of trace, debug, info, warn, error, off, \
+                 or target=level such as boardroom=debug"
+            ));
+        }
+    }
+    Ok(())
 }

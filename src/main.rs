@@ -15,7 +15,13 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "BOARDROOM_CONFIG", default_value = "boardroom.toml")]
+    #[arg(
+        short = 'c',
+        long,
+        global = true,
+        env = "BOARDROOM_CONFIG",
+        default_value = "boardroom.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Cmd,
@@ -109,7 +115,7 @@ fn run_dead_letters(settings: &Settings, requeue: bool) -> ExitCode {
     let store = match boardroom::store::Store::open(&settings.raw.database.path) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("boardroom dead-letters: {e} (is `boardroom serve` running? stop it first)");
+            eprintln!("boardroom dead-letters: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -135,8 +135,20 @@ fn open_db(path: &Path) -> Result<DB> {
     let cfs = maps::MAPS.iter().map(|m| {
         ColumnFamilyDescriptor::new(m.name, inbound::seen_options(m.name).unwrap_or_default())
     });
-    DB::open_cf_descriptors(&opts, path, cfs)
-        .map_err(|e| Error::Store(format!("cannot open the database at {}: {}", path.display(), e)))
+    DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+        let text = e.to_string();
+        // Another process holds RocksDB's lock file: say so, not RocksDB's raw words.
+        if text.contains("LOCK")
+            && (text.contains("temporarily unavailable") || text.contains("lock hold"))
+        {
+            return Error::Store(format!(
+                "the database at {} is in use by another process (is `boardroom serve` running?): \
+                 stop it first",
+                path.display()
+            ));
+        }
+        Error::Store(format!("cannot open the database at {}: {text}", path.display()))
+    })
 }
 
 impl Store {

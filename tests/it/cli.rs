@@ -1,4 +1,4 @@
-//! The real binary: `check-config`, `registration` and `dead-letters`.
+//! The real binary: `check-config`, `registration`, `dead-letters` and `reindex`.
 
 use std::process::Command;
 
@@ -114,4 +114,32 @@ fn dead_letters_are_listed_and_requeued() {
     let out = boardroom(&["dead-letters"], &path);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+}
+
+/// `reindex` (and `dead-letters`) while another process holds the database: a sentence
+/// that names it and says what to do, not RocksDB's lock error; `-c` names the config.
+#[test]
+fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let path = dir.path().join("boardroom.toml");
+    std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
+        .expect("write");
+    let held = boardroom::store::Store::open(&db).expect("store");
+    for args in [["reindex"].as_slice(), ["dead-letters"].as_slice()] {
+        let out = Command::new(crate::harness::boardroom_exe())
+            .args(args)
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .expect("run boardroom");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("is in use by another process") && err.contains("stop it first"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("Resource temporarily unavailable"), "{args:?}: {err}");
+    }
+    drop(held);
 }

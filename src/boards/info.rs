@@ -132,13 +132,13 @@ pub(crate) fn mine(ctx: &Context, actor: &Actor) -> OpResult<Vec<(BoardRecord, R
 
 #[cfg(test)]
 mod tests {
-    use ruma::{RoomId, owned_event_id, owned_user_id};
+    use ruma::{RoomId, owned_user_id};
 
     use super::*;
     use crate::{
         Config,
         app::App,
-        domain::board::{BoardRecord, RoomRecord, default_columns},
+        domain::board::{BoardRecord, RoomRecord},
     };
 
     #[test]
@@ -150,19 +150,7 @@ mod tests {
         let alice = owned_user_id!("@alice:localhost");
         let space = RoomId::parse("!space:localhost").expect("room id");
         let general = RoomId::parse("!general:localhost").expect("room id");
-        store
-            .put_board(&BoardRecord {
-                slug: "launch".into(),
-                space_id: space.clone(),
-                name: "Launch".into(),
-                created_by: alice.clone(),
-                created_by_event: owned_event_id!("$create"),
-                creators: vec![],
-                power_users: Default::default(),
-                users_default: 0,
-                columns: default_columns(),
-            })
-            .expect("board");
+        store.put_board(&BoardRecord::example("launch", &space, &alice)).expect("board");
         let record = RoomRecord {
             board: "launch".into(),
             name: "general".into(),

@@ -196,16 +196,13 @@ pub(crate) fn list(
 
 #[cfg(test)]
 mod tests {
-    use ruma::{RoomId, owned_event_id, owned_user_id};
+    use ruma::{RoomId, owned_user_id};
 
     use super::*;
     use crate::{
         Config,
         app::App,
-        domain::{
-            board::{BoardRecord, default_columns},
-            op::Actor,
-        },
+        domain::{board::BoardRecord, op::Actor},
     };
 
     /// Found with the `cursors` fuzz target (`GET /boards/launch/members` with
@@ -218,19 +215,7 @@ mod tests {
         let space = RoomId::parse("!space:localhost").expect("room id");
         let alice = owned_user_id!("@alice:localhost");
         let store = &app.ctx.store;
-        store
-            .put_board(&BoardRecord {
-                slug: "launch".into(),
-                space_id: space.clone(),
-                name: "Launch".into(),
-                created_by: alice.clone(),
-                created_by_event: owned_event_id!("$create"),
-                creators: vec![],
-                power_users: Default::default(),
-                users_default: 0,
-                columns: default_columns(),
-            })
-            .expect("board");
+        store.put_board(&BoardRecord::example("launch", &space, &alice)).expect("board");
         store
             .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
             .expect("member");

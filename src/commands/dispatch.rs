@@ -191,7 +191,7 @@ pub(crate) fn refusal_reply(refusal: &Refusal, usage: &str) -> Reply {
 mod tests {
     use ruma::{
         events::room::{member::MembershipState, message::RoomMessageEventContent},
-        owned_event_id, room_id, user_id,
+        room_id, user_id,
     };
 
     use super::*;
@@ -200,7 +200,7 @@ mod tests {
         app::App,
         commands::LISTING_BUDGET,
         domain::{
-            board::{BoardRecord, RoomKind, RoomRecord, default_columns},
+            board::{BoardRecord, RoomKind, RoomRecord},
             op::RuleKind,
             task::TaskRecord,
         },
@@ -214,17 +214,7 @@ mod tests {
         let store = &app.ctx.store;
         let space = room_id!("!space:localhost");
         store
-            .put_board(&BoardRecord {
-                slug: "launch".into(),
-                space_id: space.to_owned(),
-                name: "Launch".into(),
-                created_by: user_id!("@owner:localhost").to_owned(),
-                created_by_event: owned_event_id!("$create"),
-                creators: vec![],
-                power_users: Default::default(),
-                users_default: 0,
-                columns: default_columns(),
-            })
+            .put_board(&BoardRecord::example("launch", space, user_id!("@owner:localhost")))
             .expect("board");
         let record = RoomRecord {
             board: "launch".into(),

@@ -158,6 +158,23 @@ impl Power {
 }
 
 impl BoardRecord {
+    /// A board for tests, named Launch: the default columns, made by `created_by`
+    /// with no other creator or power.
+    #[cfg(test)]
+    pub(crate) fn example(slug: &str, space: &ruma::RoomId, created_by: &UserId) -> Self {
+        Self {
+            slug: slug.to_owned(),
+            space_id: space.to_owned(),
+            name: "Launch".into(),
+            created_by: created_by.to_owned(),
+            created_by_event: ruma::owned_event_id!("$create"),
+            creators: vec![],
+            power_users: Default::default(),
+            users_default: 0,
+            columns: default_columns(),
+        }
+    }
+
     /// `user`'s power in the space.
     pub fn power_of(&self, user: &UserId) -> Power {
         if self.creators.iter().any(|c| c == user) {

@@ -290,17 +290,13 @@ impl Subscription {
 
 #[cfg(test)]
 mod tests {
-    use ruma::{RoomId, owned_event_id, owned_user_id};
+    use ruma::{RoomId, owned_user_id};
 
     use super::*;
     use crate::{
         Config,
         app::App,
-        domain::{
-            board::{BoardRecord, default_columns},
-            op::Actor,
-            task::TaskRecord,
-        },
+        domain::{board::BoardRecord, op::Actor, task::TaskRecord},
     };
 
     /// A board `launch` with Alice as its member, and a `[live]` buffer of 4 events.
@@ -311,17 +307,7 @@ mod tests {
         let space = RoomId::parse("!space:localhost").expect("room id");
         let store = &app.ctx.store;
         store
-            .put_board(&BoardRecord {
-                slug: "launch".into(),
-                space_id: space.clone(),
-                name: "Launch".into(),
-                created_by: owned_user_id!("@alice:localhost"),
-                created_by_event: owned_event_id!("$create"),
-                creators: vec![],
-                power_users: Default::default(),
-                users_default: 0,
-                columns: default_columns(),
-            })
+            .put_board(&BoardRecord::example("launch", &space, &owned_user_id!("@alice:localhost")))
             .expect("board");
         let alice = owned_user_id!("@alice:localhost");
         store

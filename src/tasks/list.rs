@@ -227,10 +227,7 @@ mod tests {
     use crate::{
         Config,
         app::App,
-        domain::{
-            board::{BoardRecord, default_columns},
-            op::Actor,
-        },
+        domain::{board::BoardRecord, op::Actor},
     };
 
     /// Found with the `cursors` fuzz target (`GET /boards/launch/tasks/1/comments` with
@@ -243,19 +240,7 @@ mod tests {
         let space = RoomId::parse("!space:localhost").expect("room id");
         let alice = owned_user_id!("@alice:localhost");
         let store = &app.ctx.store;
-        store
-            .put_board(&BoardRecord {
-                slug: "launch".into(),
-                space_id: space.clone(),
-                name: "Launch".into(),
-                created_by: alice.clone(),
-                created_by_event: owned_event_id!("$create"),
-                creators: vec![],
-                power_users: Default::default(),
-                users_default: 0,
-                columns: default_columns(),
-            })
-            .expect("board");
+        store.put_board(&BoardRecord::example("launch", &space, &alice)).expect("board");
         store
             .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
             .expect("member");

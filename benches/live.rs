@@ -25,10 +25,9 @@
 
 use std::{
     fs,
-    io::{self, BufRead},
+    io,
     net::SocketAddr,
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -36,14 +35,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, http::Uri};
 use boardroom::{
     domain::board::{BoardRecord, RoomKind, RoomRecord},
     store::Store,
 };
 use ruma::events::room::member::MembershipState;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::{net::TcpStream, sync::Semaphore, task::JoinHandle};
+
+mod common;
+use common::{
+    AS_TOKEN, Boardroom, HS_TOKEN, cpu_time, cpu_time_of, free_port, ms, percentile, report_log,
+    rss_kib, sched_time, stand_in, user_sys_of,
+};
 
 const BOARD: &str = "bench";
 const SPACE: &str = "!space:localhost";
@@ -51,8 +55,6 @@ const GENERAL: &str = "!general:localhost";
 const SENDER: &str = "@alice:localhost";
 const CLIENT: &str = "bench";
 const CLIENT_TOKEN: &str = "bench-client-token";
-const AS_TOKEN: &str = "bench-as-token";
-const HS_TOKEN: &str = "bench-hs-token";
 /// Virtual users the subscribers are spread over.
 const VIRTUAL_USERS: usize = 100;
 /// Subscribers connecting at once, by default: fewer than the 128 connections Boardroom's
@@ -418,10 +420,6 @@ fn seed(db: &Path) {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 fn config_text(db: &Path, port: u16, homeserver: SocketAddr, n: usize) -> String {
     let db = toml::Value::String(db.display().to_string());
@@ -465,87 +463,11 @@ max_streams_per_user = {}
     )
 }
 
-/// The stand-in homeserver: answers the bot's registration, the appservice ping, and
-/// anything else with `{}`. Keeps the requests it was asked.
-async fn stand_in() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let seen = asked.clone();
-    let app = Router::new().fallback(move |method: http::Method, uri: Uri| {
-        let path = uri.path().to_owned();
-        seen.lock().expect("lock").push(format!("{method} {path}"));
-        async move {
-            let answer: Value = if path.ends_with("/register") {
-                json!({ "user_id": "@boardroom:localhost" })
-            } else if path.contains("/appservice/") && path.ends_with("/ping") {
-                json!({ "duration_ms": 1 })
-            } else {
-                json!({})
-            };
-            Json(answer)
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("stand-in") });
-    (addr, asked)
-}
 
 // ---- Boardroom as a child process -----------------------------------------------------------
 
-/// The child, stopped (by its pid) when dropped.
-struct Boardroom {
-    child: Option<Child>,
-    pid: u32,
-}
 
-impl Boardroom {
-    fn start(config: &Path, log: &Path) -> Self {
-        let out = fs::File::create(log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_boardroom"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .env_remove("BOARDROOM_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start boardroom");
-        let pid = child.id();
-        Self { child: Some(child), pid }
-    }
 
-    /// SIGTERM, then up to 30 s for a graceful stop, then SIGKILL.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let started = Instant::now();
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(status)) = child.try_wait() {
-                println!(
-                    "boardroom stopped ({status}) {:.2} s after SIGTERM",
-                    started.elapsed().as_secs_f64()
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        println!("boardroom did not stop within 30 s: killed");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Boardroom {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Waits until Boardroom answers the API as the client, and its start-up reached the
 /// stand-in (the ping was answered).
@@ -576,27 +498,6 @@ async fn wait_until_serving(addr: SocketAddr, log: &Path) {
     }
 }
 
-/// Prints the log's warnings and errors (the first few) and the start-up lines; returns
-/// how many there were.
-fn report_log(log: &Path) -> usize {
-    let Ok(file) = fs::File::open(log) else { return 0 };
-    let mut bad = Vec::new();
-    let mut opened = 0;
-    for line in io::BufReader::new(file).lines().map_while(Result::ok) {
-        if line.contains("live stream opened") {
-            opened += 1;
-        } else if line.contains("WARN") || line.contains("ERROR") {
-            bad.push(line);
-        } else if line.contains("bot registered") || line.contains("ping answered") {
-            println!("  log: {}", line.trim());
-        }
-    }
-    println!("  log: {opened} streams opened, {} warnings or errors", bad.len());
-    for line in bad.iter().take(10) {
-        println!("  log: {}", line.trim());
-    }
-    bad.len()
-}
 
 // ---- Transactions -----------------------------------------------------------------------------
 
@@ -809,49 +710,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 // ---- /proc ------------------------------------------------------------------------------------
 
-/// VmRSS of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
-/// Time on a CPU of `pid`'s threads alive now, from their schedstat (nanoseconds): finer
-/// than utime + stime's 10 ms ticks, but a thread that exited is not counted.
-fn sched_time(pid: u32) -> Duration {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Duration::ZERO };
-    let mut ns = 0u64;
-    for task in tasks.flatten() {
-        if let Ok(s) = fs::read_to_string(task.path().join("schedstat")) {
-            ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(ns)
-}
 
-/// utime + stime of `pid`.
-fn cpu_time(pid: u32) -> Duration {
-    cpu_time_of(&pid.to_string())
-}
 
-/// utime + stime of `/proc/<who>` (`self` for this process), at 100 ticks a second.
-fn cpu_time_of(who: &str) -> Duration {
-    let (user, sys) = user_sys_of(who);
-    user + sys
-}
 
-/// utime and stime of `/proc/<who>`.
-fn user_sys_of(who: &str) -> (Duration, Duration) {
-    let stat = fs::read_to_string(format!("/proc/{who}/stat")).expect("stat");
-    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
-    let after = &stat[stat.rfind(')').expect("stat") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| Duration::from_millis(fields[i].parse::<u64>().expect("ticks") * 10);
-    (tick(11), tick(12))
-}
 
 /// The kernel's count of SYNs dropped because a listener's accept queue was full (all
 /// listeners of the machine: read it in a quiet sitting).
@@ -884,20 +746,7 @@ fn open_files_limit() -> u64 {
 
 // ---- Figures ----------------------------------------------------------------------------------
 
-/// The nearest-rank percentile `p` (0 to 100) of `values`.
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
 
 fn per_sub_kib(o: &Outcome, rss: u64) -> f64 {
     rss.saturating_sub(o.rss_before) as f64 / o.subscribers as f64

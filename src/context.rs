@@ -42,6 +42,8 @@ pub struct Context {
     pub device_counts: Arc<Mutex<Option<std::collections::BTreeMap<String, u64>>>>,
     /// The request rates callers are held to.
     pub limits: Arc<crate::ratelimit::Limits>,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The live streams being served: their cap, and the signal that ends them all.
@@ -157,6 +159,7 @@ impl Context {
             crypto: self.crypto.clone(),
             device_counts: self.device_counts.clone(),
             limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }

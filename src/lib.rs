@@ -27,6 +27,7 @@ pub mod error;
 pub(crate) mod inbound;
 pub(crate) mod listener;
 pub mod matrix;
+pub mod metrics;
 pub(crate) mod notifications;
 pub mod outbox;
 pub mod ratelimit;

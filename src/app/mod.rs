@@ -57,6 +57,8 @@ impl App {
             false => processing,
         };
         let limits = Arc::new(crate::ratelimit::Limits::from_config(&settings.raw));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.inbound_depth.set(i64::try_from(store.pending_count()?).unwrap_or(i64::MAX));
         let ctx = Arc::new(Context {
             settings: Arc::new(settings),
             store,
@@ -70,6 +72,7 @@ impl App {
             crypto,
             device_counts: Default::default(),
             limits,
+            metrics,
         });
         let restarts = appservice::catch_up::Restarts::after(ctx.store.last_ingest_ms()?);
         Ok(Self { ctx, client, restarts: Arc::new(restarts) })
@@ -203,6 +206,8 @@ pub struct Listeners {
     pub appservice: TcpListener,
     /// `api.listen`: the HTTP API alone.
     pub api: Option<TcpListener>,
+    /// `metrics.listen`: `GET /metrics` alone.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -220,7 +225,11 @@ impl Listeners {
             Some(addr) => Some(bind(addr, "api.listen")?),
             None => None,
         };
-        Ok(Self { appservice, api })
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(bind(addr, "metrics.listen")?),
+            None => None,
+        };
+        Ok(Self { appservice, api, metrics })
     }
 }
 
@@ -254,7 +263,7 @@ pub async fn serve(
 /// [`serve`] with an [`App`] already built (tests keep a clone to look inside): both APIs
 /// on `listener`.
 pub async fn serve_app(app: App, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
-    serve_app_on(app, Listeners { appservice: listener, api: None }, shutdown).await
+    serve_app_on(app, Listeners { appservice: listener, api: None, metrics: None }, shutdown).await
 }
 
 /// [`serve_app`] on [`Listeners`]: with an API listener, the HTTP API is served there and
@@ -303,6 +312,11 @@ pub async fn serve_app_on(
     }
 
     let limits = Limits::from_config(&app.ctx.settings.raw.http);
+    if let Some(listener) = listeners.metrics {
+        tracing::info!(listen = %listener.local_addr()?, "metrics served at /metrics");
+        let router = crate::metrics::router(app.ctx.metrics.clone());
+        tasks.spawn(listener::serve("metrics", listener, router, limits, shutdown.clone()));
+    }
     let api_listen = match &listeners.api {
         Some(l) => Some(l.local_addr()?),
         None => None,

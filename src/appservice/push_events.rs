@@ -51,6 +51,8 @@ pub(crate) async fn handle(
         tracing::info_span!("transaction", txn_id = %request.txn_id, events = request.events.len());
     async move {
         let ctx = &state.ctx;
+        let started = std::time::Instant::now();
+        ctx.metrics.transactions.inc();
         let digest: [u8; 32] = Sha256::digest(&body).into();
         let unstable: UnstableEphemeral =
             serde_json::from_slice(&body).map_err(|e| Error::BadJson(e.to_string()))?;
@@ -117,7 +119,15 @@ pub(crate) async fn handle(
         })
         .await
         .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
+        let m = &ctx.metrics;
+        m.ingest_seconds.observe(started.elapsed().as_secs_f64());
+        m.events_accepted.inc_by(outcome.accepted as u64);
+        m.events_duplicate.inc_by(outcome.duplicates as u64);
+        if outcome.replayed {
+            m.transactions_replayed.inc();
+        }
         if outcome.accepted > 0 {
+            m.inbound_depth.inc_by(i64::try_from(outcome.accepted).unwrap_or(i64::MAX));
             ctx.inbound_notify.notify_one();
         }
         state.restarts.saw(request.txn_id.as_str());

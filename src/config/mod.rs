@@ -46,6 +46,19 @@ pub struct Config {
     /// End-to-end encryption.
     #[serde(default)]
     pub encryption: EncryptionConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics at `GET /metrics`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` on this address and port, a listener of its own (keep it
+    /// where only the scraper reaches it). Unset: no metrics listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 /// `[encryption]`: the bot's device for end-to-end encrypted rooms.

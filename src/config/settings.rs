@@ -24,6 +24,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `api.listen`, when the HTTP API has a listener of its own.
     pub api_listen: Option<SocketAddr>,
+    /// `metrics.listen`, when metrics are served.
+    pub metrics_listen: Option<SocketAddr>,
     /// The token we send.
     pub as_token: Secret,
     /// The token the homeserver sends.
@@ -214,6 +216,24 @@ impl Config {
                 Some(addr)
             }
         };
+        let metrics_listen = match &self.metrics.listen {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|e| {
+                    bad(
+                        "metrics.listen",
+                        format!("not an address:port such as 127.0.0.1:9011: {e}"),
+                    )
+                })?;
+                if addr == listen || Some(addr) == api_listen {
+                    return Err(bad(
+                        "metrics.listen",
+                        "must differ from appservice.listen and api.listen".into(),
+                    ));
+                }
+                Some(addr)
+            }
+        };
         let h = &self.http;
         for (key, value, max) in [
             ("http.header_read_timeout_secs", h.header_read_timeout_secs, 86_400),
@@ -288,6 +308,7 @@ impl Config {
             server_name,
             listen,
             api_listen,
+            metrics_listen,
             as_token,
             hs_token,
             bot_user_id,

@@ -48,6 +48,7 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
     async move {
         // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
         // is handled again at the next start.
+        let started = std::time::Instant::now();
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         let actions = loop {
             let failures = ctx.store.write_failures();
@@ -79,7 +80,12 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         loop {
             match ctx.store.complete_pending(entry.seq, &encoded) {
-                Ok(()) => break,
+                Ok(()) => {
+                    ctx.metrics.inbound_depth.dec();
+                    ctx.metrics.events_processed.inc();
+                    ctx.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record the processed entry; retrying");
                     if backoff.pause_or_cancelled(shutdown).await {

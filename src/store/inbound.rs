@@ -291,6 +291,18 @@ impl Store {
         Ok(out)
     }
 
+    /// How many entries wait to be processed (read at start-up: it reads every key).
+    pub fn pending_count(&self) -> Result<u64> {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_PENDING)?;
+        let mut n = 0;
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Marks entry `seq` processed and, in the same atomic write, queues the outbound
     /// requests it produced. A crash before this write replays the entry; after it, the
     /// requests are in the outbox.

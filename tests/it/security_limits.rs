@@ -52,7 +52,7 @@ impl Served {
         let token = shutdown.clone();
         let appservice_addr = appservice.local_addr().expect("addr");
         let task = tokio::spawn(async move {
-            boardroom::app::serve_app_on(app, Listeners { appservice, api }, token)
+            boardroom::app::serve_app_on(app, Listeners { appservice, api, metrics: None }, token)
                 .await
                 .expect("serve");
         });

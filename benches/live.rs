@@ -24,8 +24,7 @@
 //! `heaptrack -p` to Boardroom). Figures go in docs/PERFORMANCE.md.
 
 use std::{
-    fs,
-    io,
+    fs, io,
     net::SocketAddr,
     path::Path,
     sync::{
@@ -420,7 +419,6 @@ fn seed(db: &Path) {
     }
 }
 
-
 fn config_text(db: &Path, port: u16, homeserver: SocketAddr, n: usize) -> String {
     let db = toml::Value::String(db.display().to_string());
     format!(
@@ -463,11 +461,7 @@ max_streams_per_user = {}
     )
 }
 
-
 // ---- Boardroom as a child process -----------------------------------------------------------
-
-
-
 
 /// Waits until Boardroom answers the API as the client, and its start-up reached the
 /// stand-in (the ping was answered).
@@ -497,7 +491,6 @@ async fn wait_until_serving(addr: SocketAddr, log: &Path) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
 
 // ---- Transactions -----------------------------------------------------------------------------
 
@@ -710,11 +703,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 // ---- /proc ------------------------------------------------------------------------------------
 
-
-
-
-
-
 /// The kernel's count of SYNs dropped because a listener's accept queue was full (all
 /// listeners of the machine: read it in a quiet sitting).
 fn listen_overflows() -> u64 {
@@ -745,8 +733,6 @@ fn open_files_limit() -> u64 {
 }
 
 // ---- Figures ----------------------------------------------------------------------------------
-
-
 
 fn per_sub_kib(o: &Outcome, rss: u64) -> f64 {
     rss.saturating_sub(o.rss_before) as f64 / o.subscribers as f64

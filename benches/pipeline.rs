@@ -320,7 +320,11 @@ fn synced_write_time(dir: &Path) -> String {
 }
 
 fn room(i: usize) -> String {
-    if i % 2 == 0 { format!("!board{i}:localhost") } else { format!("!other{i}:localhost") }
+    if i.is_multiple_of(2) {
+        format!("!board{i}:localhost")
+    } else {
+        format!("!other{i}:localhost")
+    }
 }
 
 fn sender(i: usize) -> String {

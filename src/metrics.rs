@@ -14,8 +14,8 @@ use prometheus_client::{
 /// Seconds buckets for work that takes from tens of microseconds to seconds.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
-        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-        0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        0.5, 1.0, 2.5, 5.0, 10.0,
     ]
     .into_iter()
 }

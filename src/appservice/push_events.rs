@@ -29,6 +29,9 @@ use crate::{
 };
 
 /// The older key some homeservers use for ephemeral data (MSC2409 before it was merged).
+const UNSTABLE_KEY: &[u8] = b"de.sorunome.msc2409.ephemeral";
+
+/// The older key's ephemeral data.
 #[derive(Deserialize)]
 struct UnstableEphemeral {
     #[serde(rename = "de.sorunome.msc2409.ephemeral", default)]
@@ -54,8 +57,12 @@ pub(crate) async fn handle(
         let started = std::time::Instant::now();
         ctx.metrics.transactions.inc();
         let digest: [u8; 32] = Sha256::digest(&body).into();
-        let unstable: UnstableEphemeral =
-            serde_json::from_slice(&body).map_err(|e| Error::BadJson(e.to_string()))?;
+        // The body was parsed once for the request; a second pass only when it holds the
+        // older key.
+        let unstable: UnstableEphemeral = match memchr::memmem::find(&body, UNSTABLE_KEY) {
+            Some(_) => serde_json::from_slice(&body).map_err(|e| Error::BadJson(e.to_string()))?,
+            None => UnstableEphemeral { ephemeral: Vec::new() },
+        };
 
         let mut owned = Vec::with_capacity(request.events.len());
         for raw in &request.events {

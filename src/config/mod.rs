@@ -722,6 +722,25 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_off_by_default_and_must_be_a_listener_of_its_own() {
+        let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.metrics_listen, None);
+        let api = "[api]\nlisten = \"127.0.0.1:9010\"\n";
+        let s = load(&format!("{MINIMAL}\n{api}[metrics]\nlisten = \"127.0.0.1:9011\"\n"), &[])
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9011".parse().expect("addr")));
+        for bad in ["127.0.0.1:9009", "127.0.0.1:9010", "nowhere"] {
+            let err = load(&format!("{MINIMAL}\n{api}[metrics]\nlisten = \"{bad}\"\n"), &[])
+                .expect("parses")
+                .validate()
+                .expect_err("refused");
+            assert!(err.to_string().contains("metrics.listen"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("@*:example.org", "@alice:example.org"));
         assert!(!glob_match("@*:example.org", "@alice:evil.org"));
@@ -751,6 +770,7 @@ mod example_drift {
         c.appservice.as_token_file = Some("x".into());
         c.appservice.hs_token_file = Some("x".into());
         c.api.listen = Some("127.0.0.1:9010".into());
+        c.metrics.listen = Some("127.0.0.1:9011".into());
         c.encryption.store_path = Some("x".into());
         for client in &mut c.api.clients {
             client.token_file = Some("x".into());

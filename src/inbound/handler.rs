@@ -35,26 +35,13 @@ use crate::{
 pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
     match entry.kind {
         EntryKind::Timeline => {
-            let raw: Raw<AnyTimelineEvent> = match serde_json::from_slice(&entry.json) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an event that is not JSON");
-                    return Vec::new();
+            // Most events are parsed once, straight from the stored bytes; those about
+            // encryption (and any that do not parse) take the slower path below.
+            match serde_json::from_slice::<AnyTimelineEvent>(&entry.json) {
+                Ok(event) if !about_encryption(&event) => {
+                    handle_timeline(ctx, &entry.json, event, entry.seq).await
                 }
-            };
-            let raw = match encrypted(ctx, &raw).await {
-                Decrypted::Plain => raw,
-                Decrypted::Clear(clear) => clear,
-                Decrypted::Unreadable => return Vec::new(),
-                Decrypted::CannotRead(why) => return tell_once(ctx, &raw, why),
-            };
-            match raw.deserialize() {
-                Ok(event) => handle_timeline(ctx, &raw, event, entry.seq).await,
-                Err(e) => {
-                    let event_id = raw.get_field::<String>("event_id").ok().flatten();
-                    tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
-                    Vec::new()
-                }
+                _ => handle_raw(ctx, entry).await,
             }
         }
         EntryKind::Device => {
@@ -78,14 +65,52 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
     }
 }
 
+/// Whether the handler must look at `event` before it reads it: an encrypted event, or a
+/// room's encryption being turned on.
+fn about_encryption(event: &AnyTimelineEvent) -> bool {
+    matches!(
+        event,
+        AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomEncrypted(_))
+            | AnyTimelineEvent::State(AnyStateEvent::RoomEncryption(_))
+    )
+}
+
+/// A timeline event read as raw JSON first: decrypted when it is encrypted, and skipped
+/// (logged) when it does not parse.
+async fn handle_raw(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
+    let raw: Raw<AnyTimelineEvent> = match serde_json::from_slice(&entry.json) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping an event that is not JSON");
+            return Vec::new();
+        }
+    };
+    let raw = match encrypted(ctx, &raw, &entry.room_id).await {
+        Decrypted::Plain => raw,
+        Decrypted::Clear(clear) => clear,
+        Decrypted::Unreadable => return Vec::new(),
+        Decrypted::CannotRead(why) => return tell_once(ctx, &raw, why),
+    };
+    match raw.deserialize() {
+        Ok(event) => handle_timeline(ctx, raw.json().get().as_bytes(), event, entry.seq).await,
+        Err(e) => {
+            let event_id = raw.get_field::<String>("event_id").ok().flatten();
+            tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
+            Vec::new()
+        }
+    }
+}
+
+/// `json` is the event as it came (or as decrypted), for the fields its parsed form does
+/// not keep.
 async fn handle_timeline(
     ctx: &Context,
-    raw: &Raw<AnyTimelineEvent>,
+    json: &[u8],
     event: AnyTimelineEvent,
     seq: u64,
 ) -> Vec<Action> {
     match event {
-        AnyTimelineEvent::State(state) => handle_state(ctx, raw, state).await,
+        AnyTimelineEvent::State(state) => handle_state(ctx, json, state).await,
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
         )) => {
@@ -258,12 +283,11 @@ const ROOM_KEY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Decrypts an `m.room.encrypted` event with the bot's device; notes an
 /// `m.room.encryption` state event (the room's messages will be encrypted).
-async fn encrypted(ctx: &Context, raw: &Raw<AnyTimelineEvent>) -> Decrypted {
-    let ty = raw.get_field::<String>("type").ok().flatten().unwrap_or_default();
-    let room_id = raw.get_field::<String>("room_id").ok().flatten().unwrap_or_default();
+async fn encrypted(ctx: &Context, raw: &Raw<AnyTimelineEvent>, room_id: &str) -> Decrypted {
+    let ty = raw.get_field::<std::borrow::Cow<'_, str>>("type").ok().flatten().unwrap_or_default();
     if ty == "m.room.encryption" {
         if let Some(crypto) = ctx.crypto.get() {
-            crypto.mark_encrypted(&room_id);
+            crypto.mark_encrypted(room_id);
         }
         return Decrypted::Plain;
     }
@@ -286,7 +310,7 @@ async fn encrypted(ctx: &Context, raw: &Raw<AnyTimelineEvent>) -> Decrypted {
     };
     let deadline = tokio::time::Instant::now() + ROOM_KEY_WAIT;
     loop {
-        match crypto.decrypt(&json, &room_id).await {
+        match crypto.decrypt(&json, room_id).await {
             Ok(Some(clear)) => {
                 return match serde_json::value::to_raw_value(&clear) {
                     Ok(r) => Decrypted::Clear(Raw::from_json(r)),
@@ -346,11 +370,10 @@ fn log_message(ctx: &Context, ev: &OriginalRoomMessageEvent) {
     }
 }
 
-async fn handle_state(
-    ctx: &Context,
-    raw: &Raw<AnyTimelineEvent>,
-    state: AnyStateEvent,
-) -> Vec<Action> {
+async fn handle_state(ctx: &Context, json: &[u8], state: AnyStateEvent) -> Vec<Action> {
+    // The content of Boardroom's own state events, as sent (it may not parse: then it is
+    // put back).
+    let content = || -> Option<Raw<AnyTimelineEvent>> { serde_json::from_slice(json).ok() };
     let settings = &ctx.settings;
     let mut actions = Vec::new();
     if let AnyStateEvent::RoomMember(StateEvent::Original(ev)) = &state
@@ -392,7 +415,7 @@ async fn handle_state(
             ctx,
             state.room_id(),
             state.sender(),
-            raw.get_field::<BoardEventContent>("content").ok().flatten(),
+            content().and_then(|raw| raw.get_field::<BoardEventContent>("content").ok().flatten()),
         )
         .await
     {
@@ -406,7 +429,8 @@ async fn handle_state(
     }
     if state.event_type().to_string() == TaskEventContent::TYPE {
         // Content that does not parse is a change too: it gets put back.
-        let fields = raw.get_field::<TaskEventContent>("content").ok().flatten();
+        let fields =
+            content().and_then(|raw| raw.get_field::<TaskEventContent>("content").ok().flatten());
         match tasks::guard::guard_task_state(
             ctx,
             state.room_id(),

@@ -33,17 +33,98 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
             .map(|e| (e.seq, e.room_id.clone(), e))
             .collect())
     };
+    let completions = Arc::new(Completions::default());
+    let writer = tokio::spawn(write_completions(ctx.clone(), completions.clone()));
     let handler: lanes::Handler<PendingEntry> = {
-        let shutdown = shutdown.clone();
+        let (shutdown, completions) = (shutdown.clone(), completions.clone());
         Arc::new(move |entry| {
-            let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-            Box::pin(async move { process_entry(&ctx, entry, &shutdown).await })
+            let (ctx, shutdown, completions) = (ctx.clone(), shutdown.clone(), completions.clone());
+            Box::pin(async move { process_entry(&ctx, entry, &shutdown, &completions).await })
         })
     };
     lanes::drain("inbound", read, &notify, &shutdown, MAX_IN_FLIGHT, handler).await;
+    // Every lane has ended: what they completed is written before the store is let go.
+    completions.close();
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "the completion writer ended abnormally");
+    }
 }
 
-async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &CancellationToken) {
+/// Entries handled and not yet marked processed, with the actions each queues: written
+/// together, in the order they were handled, in one write (a group commit), so that a
+/// busy queue costs one write per group rather than one per entry. Until that write an
+/// entry stays pending: a crash before it handles the entry again, as before any
+/// completing write.
+#[derive(Default)]
+struct Completions {
+    waiting: std::sync::Mutex<Vec<(u64, Vec<Vec<u8>>)>>,
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Completions {
+    fn push(&self, seq: u64, encoded: Vec<Vec<u8>>) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).push((seq, encoded));
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<(u64, Vec<Vec<u8>>)> {
+        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Writes what the lanes completed, as it comes, until the dispatcher closes
+/// `completions` (after its lanes ended): then writes what is left and returns.
+async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
+    loop {
+        let closed = completions.is_closed();
+        let group = completions.take();
+        if group.is_empty() {
+            if closed {
+                return;
+            }
+            completions.wake.notified().await;
+            continue;
+        }
+        let seqs: Vec<u64> = group.iter().map(|(seq, _)| *seq).collect();
+        let outbound: Vec<Vec<u8>> = group.into_iter().flat_map(|(_, actions)| actions).collect();
+        let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
+        loop {
+            match ctx.store.complete_pending_group(&seqs, &outbound) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, entries = seqs.len(), "cannot record processed entries; retrying");
+                    // After shutdown the entries stay pending and are handled again.
+                    if completions.is_closed() && backoff.attempts() >= 3 {
+                        return;
+                    }
+                    tokio::time::sleep(backoff.pause()).await;
+                }
+            }
+        }
+        ctx.metrics.inbound_depth.dec_by(i64::try_from(seqs.len()).unwrap_or(i64::MAX));
+        ctx.metrics.events_processed.inc_by(seqs.len() as u64);
+        if !outbound.is_empty() {
+            ctx.outbox_notify.notify_one();
+        }
+    }
+}
+
+async fn process_entry(
+    ctx: &Arc<Context>,
+    entry: PendingEntry,
+    shutdown: &CancellationToken,
+    completions: &Completions,
+) {
     let span = tracing::info_span!("process", seq = entry.seq, room_id = %entry.room_id);
     async move {
         // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
@@ -76,58 +157,33 @@ async fn process_entry(ctx: &Arc<Context>, entry: PendingEntry, shutdown: &Cance
                 Err(e) => tracing::error!(error = %e, "cannot encode an action; dropped"),
             }
         }
-        // The write that marks the entry done also queues its actions: retry until it lands.
-        let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
-        loop {
-            match ctx.store.complete_pending(entry.seq, &encoded) {
-                Ok(()) => {
-                    ctx.metrics.inbound_depth.dec();
-                    ctx.metrics.events_processed.inc();
-                    ctx.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot record the processed entry; retrying");
-                    if backoff.pause_or_cancelled(shutdown).await {
-                        return;
-                    }
-                }
-            }
-        }
-        if !encoded.is_empty() {
-            ctx.outbox_notify.notify_one();
-        }
+        // The write that marks the entry done also queues its actions (with others
+        // completed about the same time).
+        ctx.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
+        completions.push(entry.seq, encoded);
     }
     .instrument(span)
     .await
 }
 
-/// Runs the handler in its own task so that a panic on one bad event is logged and the
-/// event skipped, never blocking its room's lane. `None` at shutdown: the handler was
-/// stopped (and has finished stopping), and the entry stays pending for the next start.
+/// Runs the handler so that a panic on one bad event is logged and the event skipped,
+/// never blocking its room's lane. `None` at shutdown: the handler was stopped, and the
+/// entry stays pending for the next start.
 async fn handle_caught(
     ctx: &Arc<Context>,
     entry: &PendingEntry,
     shutdown: &CancellationToken,
 ) -> Option<Vec<crate::domain::Action>> {
-    let ctx = ctx.clone();
-    let owned = entry.clone();
-    let mut task =
-        tokio::spawn(async move { handler::handle(&ctx, &owned).await }.in_current_span());
-    let joined = tokio::select! {
-        r = &mut task => r,
-        () = shutdown.cancelled() => {
-            task.abort();
-            let _ = task.await;
-            return None;
-        }
-    };
-    match joined {
-        Ok(actions) => Some(actions),
-        Err(e) if e.is_panic() => {
-            tracing::error!("the handler panicked on this entry; skipped");
-            Some(Vec::new())
-        }
-        Err(_) => None,
+    use futures_util::FutureExt;
+    let handled = std::panic::AssertUnwindSafe(handler::handle(ctx, entry)).catch_unwind();
+    tokio::select! {
+        r = handled => match r {
+            Ok(actions) => Some(actions),
+            Err(_) => {
+                tracing::error!("the handler panicked on this entry; skipped");
+                Some(Vec::new())
+            }
+        },
+        () = shutdown.cancelled() => None,
     }
 }

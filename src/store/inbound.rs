@@ -116,18 +116,17 @@ fn expired(value: &[u8], at: usize, now_ms: u64) -> bool {
         })
 }
 
-/// The column family options of `txnid_digest` and `eventid_seq` (and of the webhook
+/// Adds to the column family options of `txnid_digest` and `eventid_seq` (and of the webhook
 /// deliveries, `sourcedelivery_answer` and `sourcesigned_delivery`, and of
 /// `eventid_logged`, whose values start with their write time): a compaction filter that drops entries older than
 /// [`SEEN_RETENTION`].
-pub(crate) fn seen_options(name: &str) -> Option<rocksdb::Options> {
+pub(crate) fn seen_options(name: &str, opts: &mut rocksdb::Options) {
     let at = match name {
         maps::EVENTID_SEQ => SEQ_LEN,
         maps::TXNID_DIGEST => DIGEST_LEN,
         maps::SOURCEDELIVERY_ANSWER | maps::SOURCESIGNED_DELIVERY | maps::EVENTID_LOGGED => 0,
-        _ => return None,
+        _ => return,
     };
-    let mut opts = rocksdb::Options::default();
     opts.set_compaction_filter("boardroom_seen_retention", move |_level, _key, value: &[u8]| {
         if expired(value, at, now_ms()) {
             rocksdb::compaction_filter::Decision::Remove
@@ -135,7 +134,6 @@ pub(crate) fn seen_options(name: &str) -> Option<rocksdb::Options> {
             rocksdb::compaction_filter::Decision::Keep
         }
     });
-    Some(opts)
 }
 
 /// The inbound seq of an accepted timeline event: its place in arrival order, while it
@@ -310,6 +308,18 @@ impl Store {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         batch.delete_cf(super::cf(&db, maps::SEQ_PENDING)?, seq.to_be_bytes());
+        self.write_with_outbox(batch, outbound)
+    }
+
+    /// [`Store::complete_pending`] for a group of entries, in one write: each marked
+    /// processed, and the requests they produced queued, in order.
+    pub fn complete_pending_group(&self, seqs: &[u64], outbound: &[Vec<u8>]) -> Result<()> {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_PENDING)?;
+        let mut batch = WriteBatch::default();
+        for seq in seqs {
+            batch.delete_cf(cf, seq.to_be_bytes());
+        }
         self.write_with_outbox(batch, outbound)
     }
 

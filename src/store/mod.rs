@@ -120,6 +120,18 @@ pub const RECOVERY_MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
 /// the old handle before it tries again later.
 const RECOVERY_DRAIN: Duration = Duration::from_secs(30);
 
+/// All column families' write buffers (memtables) together, at most: past it RocksDB
+/// flushes the largest (a write buffer manager). Without it each of the dozens of maps
+/// could hold 64 MiB.
+const WRITE_BUFFERS_BYTES: usize = 16 << 20;
+/// One column family's write buffer, before it is flushed to a table file.
+const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// The write-ahead log, at most, before the maps it holds back are flushed.
+const MAX_WAL_BYTES: u64 = 64 << 20;
+/// Blocks read from table files (and their indexes and filters), shared by every map.
+/// RocksDB's default is 8 MiB for each column family.
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
+
 /// Opens (or creates) the RocksDB database at `path` with every column family.
 fn open_db(path: &Path) -> Result<DB> {
     let mut opts = Options::default();
@@ -132,8 +144,27 @@ fn open_db(path: &Path) -> Result<DB> {
     // one write to it failed (a full disk) aborts the process; errors that matter come
     // back to Boardroom, which logs them, so only fatal ones go there.
     opts.set_log_level(rocksdb::LogLevel::Fatal);
+    // Memory: every column family shares one block cache and one budget for write
+    // buffers, so that the process stays small however many maps there are
+    // (docs/PERFORMANCE.md, "Memory").
+    opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
+    opts.set_max_total_wal_size(MAX_WAL_BYTES);
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES)
+        .map_err(|e| Error::Store(format!("cannot make the block cache: {e}")))?;
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Most point reads look for a key that is not there (an event id seen before? a
+    // notification already made?): a bloom filter answers them without reading a block.
+    table.set_bloom_filter(10.0, false);
     let cfs = maps::MAPS.iter().map(|m| {
-        ColumnFamilyDescriptor::new(m.name, inbound::seen_options(m.name).unwrap_or_default())
+        let mut cf = Options::default();
+        cf.set_block_based_table_factory(&table);
+        cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
+        cf.set_max_write_buffer_number(2);
+        inbound::seen_options(m.name, &mut cf);
+        ColumnFamilyDescriptor::new(m.name, cf)
     });
     DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
         let text = e.to_string();

@@ -14,6 +14,7 @@ mod encryption;
 mod harness;
 mod hostile;
 mod live;
+mod metrics;
 mod notifications;
 mod outbox;
 mod plumbing;

@@ -157,7 +157,7 @@ async fn disk_full_answers_503_then_recovers_without_a_restart() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn,boardroom=info"))
         .with_test_writer()
         .try_init();
-    let Some(tmpfs) = Tmpfs::mount("disk_full_answers_503_then_recovers_without_a_restart", "32m")
+    let Some(tmpfs) = Tmpfs::mount("disk_full_answers_503_then_recovers_without_a_restart", "128m")
     else {
         return;
     };
@@ -215,11 +215,12 @@ async fn disk_full_answers_503_then_recovers_without_a_restart() {
     // as processed, and keeps it until it can.
     let filler = fill(tmpfs.path());
     app.spawn_dispatcher(&mut tasks, &shutdown);
-    // Transactions until one is refused: a first one may still fit in the last page of the
-    // log. Each one answered 200 was stored; each refused one is 503 and stored nothing.
+    // Transactions until one is refused: the first ones still fit in the space RocksDB
+    // reserved ahead for its log (up to the write buffers' budget, 16 MiB). Each one answered
+    // 200 was stored; each refused one is 503 and stored nothing.
     let mut stored = Vec::new();
     let mut refused = Vec::new();
-    for i in 0..50 {
+    for i in 0..5000 {
         let (txn, event) = (format!("full{i}"), format!("$full{i}"));
         let (status, retry_after, body) =
             call(&appservice, put_txn(&hs_token, &txn, transaction(&event))).await;
@@ -257,12 +258,13 @@ async fn disk_full_answers_503_then_recovers_without_a_restart() {
     assert_eq!(retry_after.as_deref(), Some("5"));
     assert_eq!(store.unread_count(&reader).expect("count"), 1);
     // The dispatcher has not dropped `$before`: it is still pending and unanswered, or
-    // (when its small write still fitted) answered; never neither, never both.
+    // (when its small write still fitted) answered first; never neither, never both.
     // (Read twice at most: the two reads are not one snapshot, and the entry moves once.)
     let mut seen = (false, false);
     for _ in 0..2 {
         let pending = store.pending_from(0, 10).expect("pending").first().map(|p| p.seq);
-        seen = (pending == Some(1), replied_to(&store) == ["$before"]);
+        let replied = replied_to(&store);
+        seen = (pending == Some(1), replied.first().map(String::as_str) == Some("$before"));
         if seen.0 != seen.1 {
             break;
         }
@@ -364,13 +366,32 @@ async fn disk_full_synapse_keeps_the_transaction_and_redelivers_it() {
     alice.wait_for_membership(&dm, &bot, MembershipState::Join).await;
     let store = stack.boardroom.store().clone();
 
-    let failures = store.write_failures();
     let filler = fill(tmpfs.path());
+    // What RocksDB reserved ahead for its log fills up first, with transactions in a room
+    // Boardroom does not manage, put as the homeserver would.
+    let router = stack.boardroom.app().router();
+    let hs_token = stack.boardroom.app().ctx.settings.hs_token.expose().to_owned();
+    let mut junk = 0;
+    loop {
+        let events: Vec<Value> =
+            (0..8).map(|i| message(&format!("$junk{junk}.{i}"), &"y".repeat(8 * 1024))).collect();
+        let body = json!({ "events": events }).to_string();
+        let (status, _, _) = call(&router, put_txn(&hs_token, &format!("junk{junk}"), body)).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        junk += 1;
+        assert!(junk < 1000, "the disk never refused a write");
+    }
+    // Every transaction the homeserver pushes is counted, refused or not.
+    let metrics = stack.boardroom.app().ctx.metrics.clone();
+    let pushed = metrics.transactions.get();
     // Large enough that it never fits in what is left of a page of the log.
     let command = format!("!help {}", "x".repeat(8 * 1024));
     let event = alice.say(&dm, &command).await;
-    wait_until("Boardroom to refuse the transaction", Duration::from_secs(30), || {
-        store.write_failures() > failures
+    wait_until("Synapse to push the transaction", Duration::from_secs(30), || {
+        metrics.transactions.get() > pushed
     })
     .await;
     assert!(!store.is_event_seen(event.as_str()).expect("read"), "stored on a full disk");

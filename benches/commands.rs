@@ -21,7 +21,7 @@
 //!
 //! own time = (reply request's first byte) − (transaction delivered)
 //!            − (the union of [request sent, answer delivered] of Boardroom's requests to
-//!               Synapse in between)
+//!               Synapse answered before the reply left)
 //!
 //! The reply is the bot's `m.room.message` whose `m.in_reply_to` is the command (a change
 //! written in a task's thread is answered by its feed entry). A comment gets no reply: its
@@ -752,11 +752,12 @@ struct Sample {
     reply: String,
     /// The requests in between, for the worst samples' breakdown.
     trace: Vec<String>,
-    /// Boardroom's threads' time on a CPU from the user's send to the end's detection
-    /// (schedstat): its own path, the echoes of its earlier requests that arrived
-    /// meanwhile, and what follows the reply until the bench noticed it.
+    /// Boardroom's threads' time on a CPU from the user's send until the bench saw the
+    /// reply (polling every millisecond; schedstat): the command's path, and whatever
+    /// else Boardroom did meanwhile (the echoes of its requests to Synapse).
     cpu: Duration,
-    /// Their time runnable but waiting for a CPU, over the same span (schedstat).
+    /// Their time runnable but waiting for a CPU, summed over the threads, over the same
+    /// span (schedstat).
     runq: Duration,
 }
 
@@ -834,6 +835,8 @@ impl Bench {
         let sent_at = self.rec.now();
         let event = user.send(room, content).await;
         let started = Instant::now();
+        // Boardroom's threads' times when the end was first seen.
+        let mut sched1 = None;
         // The end of Boardroom's own time, and of the end-to-end time.
         let (end, done, reply) = loop {
             assert!(started.elapsed() < TIMEOUT, "no end to {kind:?} {event} within {TIMEOUT:?}");
@@ -843,11 +846,12 @@ impl Bench {
                     let found = r.outbound[out_mark..]
                         .iter()
                         .find_map(|e| reply_to(e, &event).map(|body| (e.clone(), body)));
-                    if let Some((e, body)) = found
-                        && let Some(answered) = e.answer_read
-                    {
-                        assert!(e.status == 200, "the reply to {event} answered {}", e.status);
-                        break (e.first, answered, body);
+                    if let Some((e, body)) = found {
+                        sched1.get_or_insert_with(|| schedstat(pid));
+                        if let Some(answered) = e.answer_read {
+                            assert!(e.status == 200, "the reply to {event} answered {}", e.status);
+                            break (e.first, answered, body);
+                        }
                     }
                 }
                 Until::Notification(frames) => {
@@ -861,7 +865,7 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        let (cpu, runq) = sched_delta(&sched0, &schedstat(pid));
+        let (cpu, runq) = sched_delta(&sched0, &sched1.unwrap_or_else(|| schedstat(pid)));
         // The transaction that brought it.
         let r = self.rec.lock();
         let txn = r.inbound[in_mark..]
@@ -882,9 +886,12 @@ impl Bench {
             .iter()
             .filter(|e| e.first < end && e.answer_read.is_none_or(|a| a > delivered))
             .collect();
-        let counted: Vec<&Exchange> = between.iter().copied().filter(|e| !background(e)).collect();
+        // A request still unanswered when the reply left is one the reply did not wait for
+        // (another room's lane of the outbox): its time is Boardroom's.
+        let waited = |e: &Exchange| !background(e) && e.answer_read.is_some_and(|a| a <= end);
+        let counted: Vec<&Exchange> = between.iter().copied().filter(|e| waited(e)).collect();
         let waits = union_within(
-            counted.iter().map(|e| (e.read, e.answer_read.unwrap_or(end))).collect(),
+            counted.iter().filter_map(|e| Some((e.read, e.answer_read?))).collect(),
             delivered,
             end,
         );
@@ -900,7 +907,13 @@ impl Bench {
                     e.path.split('?').next().unwrap_or_default(),
                     ms_f(e.read.saturating_sub(delivered)),
                     ms_f(e.answer_read.unwrap_or(end).saturating_sub(delivered)),
-                    if background(e) { " (background, not subtracted)" } else { "" }
+                    if background(e) {
+                        " (background, not subtracted)"
+                    } else if !waited(e) {
+                        " (in flight when the reply left, not subtracted)"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect();
@@ -1118,6 +1131,7 @@ async fn run(args: Args) {
     let mut task = 0u64;
     let mut samples = Vec::new();
     let mut warmup = Vec::new();
+    let mut switches0 = 0;
     for cycle in 0..=args.cycles {
         if cycle == 1 && !args.pause.is_zero() {
             println!(
@@ -1131,6 +1145,9 @@ async fn run(args: Args) {
             println!("warm-up done; {} measured cycles", args.cycles);
         }
         let cpu0 = cpu_time(boardroom.pid);
+        if cycle == 1 {
+            switches0 = context_switches(boardroom.pid);
+        }
         task += 1;
         let mut root = String::new();
         let mut got = Vec::new();
@@ -1188,6 +1205,7 @@ async fn run(args: Args) {
         }
     }
     bench.settle().await;
+    let switches = context_switches(boardroom.pid).saturating_sub(switches0);
     let load_after = loadavg();
 
     println!("\nwarm-up cycle (not counted):");
@@ -1233,6 +1251,10 @@ async fn run(args: Args) {
          command (echoes of the bot's own messages included)",
         cpu.as_secs_f64(),
         ms_f(cpu / samples.len().max(1) as u32)
+    );
+    println!(
+        "Boardroom's context switches over the measured cycles: {switches}, {:.1} a command",
+        switches as f64 / samples.len().max(1) as f64
     );
     println!("load average after: {load_after}");
 
@@ -1356,7 +1378,7 @@ fn print_table(samples: &[(Sample, Duration)]) {
     println!(
         "\n| command | n | own p50 | own p99 | own max | requests to Synapse | \
          Boardroom's wall p50 (waits included) | end to end p50 | end to end p99 | \
-         Boardroom CPU in the window p50 | waiting for a CPU p50 / p99 |"
+         Boardroom's CPU, send to reply, p50 | its threads waiting for a CPU p50 / p99 |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let row = |label: &str, list: &[&Sample]| {
@@ -1436,6 +1458,24 @@ fn cpu_time(pid: u32) -> Duration {
         Duration::from_millis(fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 10)
     };
     tick(11) + tick(12)
+}
+
+/// Voluntary and involuntary context switches of `pid`'s threads alive now.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let Ok(status) = fs::read_to_string(task.path().join("status")) else { continue };
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    total
 }
 
 fn log_problems(log: &Path) -> (usize, Vec<String>) {

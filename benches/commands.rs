@@ -738,6 +738,10 @@ struct Sample {
     kind: Kind,
     /// Boardroom's own time.
     own: Duration,
+    /// Own time before Boardroom's first request to Synapse (all of it when none).
+    before: Duration,
+    /// Own time after the last answer from Synapse (zero when none).
+    after: Duration,
     /// Transaction delivered → reply leaving, homeserver waits included.
     wall: Duration,
     /// The user's send → the reply accepted by Synapse (or the frame read).
@@ -896,6 +900,11 @@ impl Bench {
             end,
         );
         let wall = end.saturating_sub(delivered);
+        // Own time before the first wait, and after the last.
+        let first_wait = counted.iter().map(|e| e.read.max(delivered)).min();
+        let last_answer = counted.iter().filter_map(|e| e.answer_read).max();
+        let before = first_wait.map_or(wall, |f| f.saturating_sub(delivered));
+        let after = last_answer.map_or(Duration::ZERO, |a| end.saturating_sub(a));
         let trace = between
             .iter()
             .map(|e| {
@@ -920,6 +929,8 @@ impl Bench {
         Sample {
             kind,
             own: wall.saturating_sub(waits),
+            before,
+            after,
             wall,
             e2e: done.saturating_sub(sent_at),
             waits,
@@ -1407,6 +1418,24 @@ fn print_table(samples: &[(Sample, Duration)]) {
     }
     let all: Vec<&Sample> = samples.iter().map(|(s, _)| s).collect();
     row("all", &all);
+    println!(
+        "\n| command | own time before the first request to Synapse p50 | between its answers \
+         and the next request p50 | after the last answer p50 | transaction's 200 p50 |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (kind, list) in &by_kind {
+        let part = |f: &dyn Fn(&Sample) -> Duration| {
+            ms_f(percentile(&list.iter().map(|s| f(s)).collect::<Vec<_>>(), 50.0))
+        };
+        println!(
+            "| {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms |",
+            kind.label(),
+            part(&|s| s.before),
+            part(&|s| s.own.saturating_sub(s.before + s.after)),
+            part(&|s| s.after),
+            part(&|s| s.ack),
+        );
+    }
     let ack: Vec<Duration> = all.iter().map(|s| s.ack).collect();
     let over = all.iter().filter(|s| s.own > Duration::from_millis(2)).count();
     let own: Vec<Duration> = all.iter().map(|s| s.own).collect();

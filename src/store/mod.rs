@@ -123,7 +123,7 @@ const RECOVERY_DRAIN: Duration = Duration::from_secs(30);
 /// All column families' write buffers (memtables) together, at most: past it RocksDB
 /// flushes the largest (a write buffer manager). Without it each of the dozens of maps
 /// could hold 64 MiB.
-const WRITE_BUFFERS_BYTES: usize = 16 << 20;
+const WRITE_BUFFERS_BYTES: usize = 24 << 20;
 /// One column family's write buffer, before it is flushed to a table file.
 const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// The write-ahead log, at most, before the maps it holds back are flushed.

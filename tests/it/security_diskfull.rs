@@ -216,7 +216,7 @@ async fn disk_full_answers_503_then_recovers_without_a_restart() {
     let filler = fill(tmpfs.path());
     app.spawn_dispatcher(&mut tasks, &shutdown);
     // Transactions until one is refused: the first ones still fit in the space RocksDB
-    // reserved ahead for its log (up to the write buffers' budget, 16 MiB). Each one answered
+    // reserved ahead for its log (a write buffer's size and a tenth, about 18 MiB). Each one answered
     // 200 was stored; each refused one is 503 and stored nothing.
     let mut stored = Vec::new();
     let mut refused = Vec::new();

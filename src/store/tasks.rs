@@ -787,6 +787,99 @@ fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
 }
 
 impl Store {
+    /// Writes tasks and comments straight into the task index, for benchmarks and tests of
+    /// large boards: the keys [`Self::put_task`] and [`Self::put_comment`] write (task,
+    /// root, facets, column counts, counter; comment, its event id, its commenter, the
+    /// task's comment count), in one batch without the write-ahead log and without the
+    /// live-stream log. The tasks and comments must be new: nothing already there is read
+    /// or taken out, but the counts and the counter add to what is there. `comments` are
+    /// `(task number, comment)` on `slug`, for tasks of `tasks` or already written.
+    /// Call [`Self::seed_done`] after the last batch.
+    #[doc(hidden)]
+    pub fn seed_task_index(
+        &self,
+        slug: &str,
+        tasks: &[TaskRecord],
+        comments: &[(u64, Comment)],
+    ) -> Result<()> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        let (task_cf, root_cf, facet_cf) = (
+            super::cf(&db, maps::SLUGNUM_TASK)?,
+            super::cf(&db, maps::ROOTEVENT_SLUGNUM)?,
+            super::cf(&db, maps::SLUGFACETNUM_TASK)?,
+        );
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        let mut next = self.next_task_number(slug)?;
+        for task in tasks {
+            if task.board != slug {
+                return Err(Error::Store(format!("task of board {} seeded on {slug}", task.board)));
+            }
+            let n = task.fields.number;
+            let key = KeyBuf::new().str(slug).u64(n).build();
+            batch.put_cf(task_cf, &key, encode(task)?);
+            batch.put_cf(root_cf, task.fields.root_event_id.as_bytes(), &key);
+            for f in facets(task) {
+                batch.put_cf(facet_cf, facet_key(slug, &f, n), []);
+            }
+            if !task.fields.deleted {
+                *counts.entry(&task.fields.status).or_default() += 1;
+            }
+            next = next.max(n + 1);
+        }
+        let counts_cf = super::cf(&db, maps::SLUGSTATUS_COUNT)?;
+        for (status, more) in counts {
+            let now = self.column_count(slug, status)? + more;
+            batch.put_cf(counts_cf, count_key(slug, status), now.to_be_bytes());
+        }
+        batch.put_cf(super::cf(&db, maps::SLUG_TASKNEXT)?, slug.as_bytes(), next.to_be_bytes());
+        let (comment_cf, event_cf, commenter_cf) = (
+            super::cf(&db, maps::SLUGNUMTS_COMMENT)?,
+            super::cf(&db, maps::EVENTID_COMMENTKEY)?,
+            super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
+        );
+        let mut added: std::collections::BTreeMap<u64, u64> = Default::default();
+        for (n, comment) in comments {
+            *added.entry(*n).or_default() += 1;
+            let key = KeyBuf::new()
+                .str(slug)
+                .u64(*n)
+                .u64(comment.ts)
+                .str(comment.event_id.as_str())
+                .build();
+            batch.put_cf(comment_cf, &key, encode(comment)?);
+            batch.put_cf(event_cf, comment.event_id.as_bytes(), &key);
+            batch.put_cf(commenter_cf, commenter_key(slug, *n, comment), []);
+        }
+        let comment_counts = super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?;
+        for (n, more) in added {
+            let now = self.comment_count(slug, n)? + more;
+            batch.put_cf(comment_counts, comment_count_key(slug, n), now.to_be_bytes());
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.disable_wal(true);
+        self.checked(db.write_opt(batch, &wo))?;
+        Ok(())
+    }
+
+    /// After seeding ([`Self::seed_task_index`]): writes what is in memory to tables (the
+    /// seeded writes skipped the write-ahead log) and, with `compact`, compacts every
+    /// column family, as a database that has lived long is.
+    #[doc(hidden)]
+    pub fn seed_done(&self, compact: bool) -> Result<()> {
+        let db = self.db()?;
+        for m in maps::MAPS {
+            let cf = super::cf(&db, m.name)?;
+            self.checked(db.flush_cf(cf))?;
+            if compact {
+                db.compact_range_cf::<&[u8], &[u8]>(cf, None, None);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
     /// Fills `slugstatus_count` from the tasks already indexed (migration 9).
     pub(crate) fn count_columns(&self) -> Result<()> {
         let db = self.db()?;

@@ -17,6 +17,7 @@ mod live;
 mod notifications;
 mod outbox;
 mod plumbing;
+mod scale;
 mod security_abuse;
 mod security_api;
 mod security_diskfull;

@@ -70,6 +70,11 @@ pub const EVENTID_COMMENTKEY: &str = "eventid_commentkey";
 /// Who commented on a task: `slug, number, author, event_id` → (). A task's commenters
 /// are listed with one seek each, however many comments it has.
 pub const SLUGNUMUSEREVENT_COMMENT: &str = "slugnumuserevent_comment";
+/// Comments per task: `slug, number` → u64, kept with every comment written or removed,
+/// so a count reads one key however many comments there are. A task without an entry
+/// (none of its comments was written since the map exists, or it has none) has its
+/// comments counted; it gets its entry with its next comment.
+pub const SLUGNUM_COMMENTCOUNT: &str = "slugnum_commentcount";
 
 /// Inboxes: `user_id, id` → notification.
 pub const USERIDID_NOTIFICATION: &str = "useridid_notification";
@@ -144,6 +149,7 @@ pub const MAPS: &[MapDesc] = &[
         name: SLUGNUMUSEREVENT_COMMENT,
         doc: "board slug, task number, author, comment event id → ()",
     },
+    MapDesc { name: SLUGNUM_COMMENTCOUNT, doc: "board slug, task number → comment count" },
     MapDesc { name: CMDEVENT_SLUGNUM, doc: "`!task new` event id → board slug, task number" },
     MapDesc {
         name: CMDEVENT_RESERVEDNUM,

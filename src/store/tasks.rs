@@ -348,6 +348,69 @@ impl Store {
         page(tasks, limit, budget, keep)
     }
 
+    /// The tasks of board `slug` in any of `columns`, by number: at most `limit`. Found in
+    /// the facet index, one iterator per column merged by number, so only the tasks
+    /// returned are decoded (deleted tasks and tasks of other columns have no entry there),
+    /// however many others the board has.
+    pub fn tasks_in_columns(
+        &self,
+        slug: &str,
+        columns: &[String],
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>> {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SLUGFACETNUM_TASK)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut lanes = Vec::new();
+        for c in columns.iter().filter(|c| seen.insert(c.as_str())) {
+            let prefix = facet_prefix(slug, &Facet::Status(c.clone()));
+            let mut it = db.raw_iterator_cf(cf);
+            it.seek(&prefix);
+            lanes.push((prefix, it));
+        }
+        // The records are read with one iterator, forward: by steps where the tasks listed
+        // are close together (most of a board in the columns shown), by seeks elsewhere.
+        let mut records = db.raw_iterator_cf(super::cf(&db, maps::SLUGNUM_TASK)?);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            // The lane whose next task has the lowest number.
+            let mut lowest: Option<(usize, u64)> = None;
+            for (i, (prefix, it)) in lanes.iter().enumerate() {
+                let Some(key) = it.key().filter(|k| k.starts_with(prefix)) else {
+                    it.status()?;
+                    continue;
+                };
+                let n = decode_u64(&key[prefix.len()..])?;
+                if lowest.is_none_or(|(_, low)| n < low) {
+                    lowest = Some((i, n));
+                }
+            }
+            let Some((i, n)) = lowest else { break };
+            if let Some((_, it)) = lanes.get_mut(i) {
+                it.next();
+            }
+            let key = KeyBuf::new().str(slug).u64(n).build();
+            let behind = |it: &rocksdb::DBRawIterator<'_>| it.key().is_some_and(|k| k < &key[..]);
+            for _ in 0..RECORD_STEPS {
+                if !behind(&records) {
+                    break;
+                }
+                records.next();
+            }
+            if !records.valid() || behind(&records) {
+                records.seek(&key);
+            }
+            records.status()?;
+            if records.key() == Some(&key[..])
+                && let Some(v) = records.value()
+            {
+                out.push(decode(v)?);
+                records.next();
+            }
+        }
+        Ok(out)
+    }
+
     /// Fills `slugfacetnum_task` from the tasks already recorded (migration 13).
     pub(crate) fn index_task_facets(&self) -> Result<()> {
         let db = self.db()?;
@@ -411,8 +474,22 @@ impl Store {
         Ok(out)
     }
 
-    /// How many comments a task has.
+    /// How many comments a task has: its kept count (one read), or, for a task none of
+    /// whose comments was written since counts are kept, its comments counted.
     pub fn comment_count(&self, slug: &str, n: u64) -> Result<u64> {
+        let db = self.db()?;
+        let kept = db.get_pinned_cf(
+            super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?,
+            comment_count_key(slug, n),
+        )?;
+        match kept {
+            Some(v) => decode_u64(&v),
+            None => self.count_comments(slug, n),
+        }
+    }
+
+    /// A task's comments, counted one by one.
+    fn count_comments(&self, slug: &str, n: u64) -> Result<u64> {
         let db = self.db()?;
         let prefix = KeyBuf::new().str(slug).u64(n).prefix();
         let cf = super::cf(&db, maps::SLUGNUMTS_COMMENT)?;
@@ -443,6 +520,14 @@ impl Store {
                     super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
                     commenter_key(slug, n, comment),
                     [],
+                );
+                // Writers of one task's comments run one at a time (its room's lane, or
+                // reindex alone), as for the column counts.
+                let now = self.comment_count(slug, n)? + 1;
+                batch.put_cf(
+                    super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?,
+                    comment_count_key(slug, n),
+                    now.to_be_bytes(),
                 );
                 KeyBuf::new()
                     .str(slug)
@@ -533,6 +618,11 @@ impl Store {
                 super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
                 commenter_key(&slug, n, &comment),
             );
+            let counts = super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?;
+            match self.comment_count(&slug, n)?.saturating_sub(1) {
+                0 => batch.delete_cf(counts, comment_count_key(&slug, n)),
+                left => batch.put_cf(counts, comment_count_key(&slug, n), left.to_be_bytes()),
+            }
             log = self.comment_event(&slug, n, CommentChange::Removed, &comment)?;
         }
         batch.delete_cf(super::cf(&db, maps::SLUGNUMTS_COMMENT)?, &key);
@@ -639,7 +729,7 @@ impl Store {
     }
 }
 
-const TASK_MAPS: [&str; 7] = [
+const TASK_MAPS: [&str; 8] = [
     maps::SLUG_TASKNEXT,
     maps::SLUGSTATUS_COUNT,
     maps::SLUGNUM_TASK,
@@ -647,7 +737,12 @@ const TASK_MAPS: [&str; 7] = [
     maps::SLUGNUMTS_COMMENT,
     maps::EVENTID_COMMENTKEY,
     maps::SLUGNUMUSEREVENT_COMMENT,
+    maps::SLUGNUM_COMMENTCOUNT,
 ];
+
+/// Records [`Store::tasks_in_columns`] steps over, at most, before it seeks to the next
+/// task it lists instead.
+const RECORD_STEPS: usize = 8;
 
 /// A page of `tasks` (in number order) that `keep` accepts: at most `limit`, reading at
 /// most `budget` records; with the number read last when the budget ran out first.
@@ -676,6 +771,11 @@ fn count_key(slug: &str, status: &str) -> Vec<u8> {
     KeyBuf::new().str(slug).str(status).build()
 }
 
+/// A task's key in `slugnum_commentcount`.
+fn comment_count_key(slug: &str, n: u64) -> Vec<u8> {
+    KeyBuf::new().str(slug).u64(n).build()
+}
+
 /// A comment's key in `slugnumuserevent_comment`.
 fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
     KeyBuf::new()
@@ -684,6 +784,99 @@ fn commenter_key(slug: &str, n: u64, comment: &Comment) -> Vec<u8> {
         .str(comment.author.as_str())
         .str(comment.event_id.as_str())
         .build()
+}
+
+impl Store {
+    /// Writes tasks and comments straight into the task index, for benchmarks and tests of
+    /// large boards: the keys [`Self::put_task`] and [`Self::put_comment`] write (task,
+    /// root, facets, column counts, counter; comment, its event id, its commenter, the
+    /// task's comment count), in one batch without the write-ahead log and without the
+    /// live-stream log. The tasks and comments must be new: nothing already there is read
+    /// or taken out, but the counts and the counter add to what is there. `comments` are
+    /// `(task number, comment)` on `slug`, for tasks of `tasks` or already written.
+    /// Call [`Self::seed_done`] after the last batch.
+    #[doc(hidden)]
+    pub fn seed_task_index(
+        &self,
+        slug: &str,
+        tasks: &[TaskRecord],
+        comments: &[(u64, Comment)],
+    ) -> Result<()> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        let (task_cf, root_cf, facet_cf) = (
+            super::cf(&db, maps::SLUGNUM_TASK)?,
+            super::cf(&db, maps::ROOTEVENT_SLUGNUM)?,
+            super::cf(&db, maps::SLUGFACETNUM_TASK)?,
+        );
+        let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
+        let mut next = self.next_task_number(slug)?;
+        for task in tasks {
+            if task.board != slug {
+                return Err(Error::Store(format!("task of board {} seeded on {slug}", task.board)));
+            }
+            let n = task.fields.number;
+            let key = KeyBuf::new().str(slug).u64(n).build();
+            batch.put_cf(task_cf, &key, encode(task)?);
+            batch.put_cf(root_cf, task.fields.root_event_id.as_bytes(), &key);
+            for f in facets(task) {
+                batch.put_cf(facet_cf, facet_key(slug, &f, n), []);
+            }
+            if !task.fields.deleted {
+                *counts.entry(&task.fields.status).or_default() += 1;
+            }
+            next = next.max(n + 1);
+        }
+        let counts_cf = super::cf(&db, maps::SLUGSTATUS_COUNT)?;
+        for (status, more) in counts {
+            let now = self.column_count(slug, status)? + more;
+            batch.put_cf(counts_cf, count_key(slug, status), now.to_be_bytes());
+        }
+        batch.put_cf(super::cf(&db, maps::SLUG_TASKNEXT)?, slug.as_bytes(), next.to_be_bytes());
+        let (comment_cf, event_cf, commenter_cf) = (
+            super::cf(&db, maps::SLUGNUMTS_COMMENT)?,
+            super::cf(&db, maps::EVENTID_COMMENTKEY)?,
+            super::cf(&db, maps::SLUGNUMUSEREVENT_COMMENT)?,
+        );
+        let mut added: std::collections::BTreeMap<u64, u64> = Default::default();
+        for (n, comment) in comments {
+            *added.entry(*n).or_default() += 1;
+            let key = KeyBuf::new()
+                .str(slug)
+                .u64(*n)
+                .u64(comment.ts)
+                .str(comment.event_id.as_str())
+                .build();
+            batch.put_cf(comment_cf, &key, encode(comment)?);
+            batch.put_cf(event_cf, comment.event_id.as_bytes(), &key);
+            batch.put_cf(commenter_cf, commenter_key(slug, *n, comment), []);
+        }
+        let comment_counts = super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?;
+        for (n, more) in added {
+            let now = self.comment_count(slug, n)? + more;
+            batch.put_cf(comment_counts, comment_count_key(slug, n), now.to_be_bytes());
+        }
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.disable_wal(true);
+        self.checked(db.write_opt(batch, &wo))?;
+        Ok(())
+    }
+
+    /// After seeding ([`Self::seed_task_index`]): writes what is in memory to tables (the
+    /// seeded writes skipped the write-ahead log) and, with `compact`, compacts every
+    /// column family, as a database that has lived long is.
+    #[doc(hidden)]
+    pub fn seed_done(&self, compact: bool) -> Result<()> {
+        let db = self.db()?;
+        for m in maps::MAPS {
+            let cf = super::cf(&db, m.name)?;
+            self.checked(db.flush_cf(cf))?;
+            if compact {
+                db.compact_range_cf::<&[u8], &[u8]>(cf, None, None);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Store {
@@ -939,6 +1132,79 @@ mod tests {
         store.index_task_facets().expect("reindex");
         assert_eq!(numbers(&doing, 0, 10).0, [2]);
         assert_eq!(numbers(&bug, 0, 10).0, [2]);
+    }
+
+    #[test]
+    fn comment_counts_are_kept_and_comments_from_before_are_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let c = |id: &str, ts: u64| Comment {
+            event_id: id.try_into().expect("id"),
+            author: ruma::owned_user_id!("@b:x"),
+            body: "hi".into(),
+            ts,
+        };
+        let count = |n| store.comment_count("launch", n).expect("count");
+        for n in 1..=2 {
+            store.put_task(&task(n, &format!("$r{n}"))).expect("put");
+        }
+        for (id, ts) in [("$a", 1), ("$b", 2), ("$c", 3)] {
+            store.put_comment("launch", 1, &c(id, ts)).expect("comment");
+        }
+        store.put_comment("launch", 1, &c("$a", 1)).expect("an edit is not a comment more");
+        store.remove_comment(ruma::event_id!("$b")).expect("rm");
+        assert_eq!(count(1), 2);
+        // Comments written before the counts were kept (no count for task 2): counted.
+        store.put_comment("launch", 2, &c("$d", 4)).expect("comment");
+        store.put_comment("launch", 2, &c("$e", 5)).expect("comment");
+        store.clear_maps(&[maps::SLUGNUM_COMMENTCOUNT]).expect("clear");
+        assert_eq!(count(2), 2, "counted");
+        // The next comment writes the count, from the comments there; so does a removal.
+        store.put_comment("launch", 2, &c("$f", 6)).expect("comment");
+        store.put_comment("launch", 1, &c("$g", 7)).expect("comment");
+        // Read from the count alone: with the comments themselves gone, they stay.
+        let db = store.db().expect("db");
+        let comments = super::super::cf(&db, maps::SLUGNUMTS_COMMENT).expect("cf");
+        for (n, ts, id) in [(1, 1, "$a"), (2, 4, "$d")] {
+            let key = KeyBuf::new().str("launch").u64(n).u64(ts).str(id).build();
+            db.delete_cf(comments, key).expect("delete");
+        }
+        assert_eq!((count(1), count(2)), (3, 3), "kept, not counted");
+        // A task's last comment removed: no count left, and none to count.
+        store.remove_comment(ruma::event_id!("$e")).expect("rm");
+        store.remove_comment(ruma::event_id!("$f")).expect("rm");
+        assert_eq!(count(2), 1, "one less each, from the kept count");
+        assert_eq!(count(3), 0);
+    }
+
+    #[test]
+    fn a_list_of_columns_decodes_only_the_tasks_it_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        for (n, status) in [(1, "todo"), (2, "done"), (3, "doing"), (4, "todo"), (5, "todo")] {
+            let mut t = task(n, &format!("$r{n}"));
+            t.fields.status = status.into();
+            t.fields.deleted = n == 4;
+            store.put_task(&t).expect("put");
+        }
+        // Task 6 is in `done` and its record cannot be read: a list of other columns that
+        // went through the board's tasks by number would fail on it.
+        let mut six = task(6, "$r6");
+        six.fields.status = "done".into();
+        store.put_task(&six).expect("put");
+        let db = store.db().expect("db");
+        let records = super::super::cf(&db, maps::SLUGNUM_TASK).expect("cf");
+        db.put_cf(records, KeyBuf::new().str("launch").u64(6).build(), b"not json").expect("spoil");
+        let numbers = |columns: &[&str], limit| {
+            let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+            let found = store.tasks_in_columns("launch", &columns, limit).expect("list");
+            found.iter().map(|t| t.fields.number).collect::<Vec<_>>()
+        };
+        assert_eq!(numbers(&["todo", "doing"], 10), [1, 3, 5], "merged by number, not #4");
+        assert_eq!(numbers(&["doing", "todo", "todo"], 10), [1, 3, 5], "each column once");
+        assert_eq!(numbers(&["todo", "doing"], 2), [1, 3]);
+        assert_eq!(numbers(&["review"], 10), Vec::<u64>::new());
+        assert!(store.tasks_in_columns("launch", &["done".into()], 10).is_err(), "#6 is read");
     }
 
     #[test]

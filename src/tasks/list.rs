@@ -51,8 +51,8 @@ pub(crate) struct TaskLine {
 }
 
 /// The tasks of the board `at` (of `column` only, when given): the counts are whole; at
-/// most `limit` tasks are read, in one pass by number, so a board of any size costs the
-/// same.
+/// most `limit` tasks are read, by number from the column index, so a board of any size
+/// costs the same, and so does a column of few tasks on a large board.
 pub(crate) fn list(
     ctx: &Context,
     req: &Request<'_>,
@@ -77,20 +77,17 @@ pub(crate) fn list(
         let count = ctx.store.column_count(&board.slug, c)?;
         columns.push(ColumnTasks { name: c.clone(), count, tasks: Vec::new() });
     }
-    let mut read = 0;
-    ctx.store.tasks_while(&board.slug, |t| {
+    // The first `limit` tasks of the columns shown, by number, from the column index:
+    // only those are read, however many tasks the board has in other columns.
+    let shown: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    for t in ctx.store.tasks_in_columns(&board.slug, &shown, limit)? {
         let Some(col) = columns.iter_mut().find(|c| c.name == t.fields.status) else {
-            return true;
+            continue;
         };
-        if t.fields.deleted {
-            return true;
-        }
         let link =
             room.as_ref().map(|r| thread_link(ctx, r, &t.fields.root_event_id)).unwrap_or_default();
         col.tasks.push(TaskLine { number: t.fields.number, title: t.fields.title.clone(), link });
-        read += 1;
-        read < limit
-    })?;
+    }
     Ok(TaskList { board_name: board.name, columns })
 }
 

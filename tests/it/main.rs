@@ -18,6 +18,7 @@ mod metrics;
 mod notifications;
 mod outbox;
 mod plumbing;
+mod scale;
 mod security_abuse;
 mod security_api;
 mod security_diskfull;

@@ -28,7 +28,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
-pub const SCHEMA_VERSION: u64 = 15;
+pub const SCHEMA_VERSION: u64 = 16;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -72,6 +72,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 14, name: "live-stream logs", run: |_| Ok(()) },
     // A new column family, created empty at open: what the bot told rooms once.
     Migration { version: 15, name: "notices told once", run: |_| Ok(()) },
+    // Every task's comment count, kept with each comment since (`slugnum_commentcount`).
+    Migration { version: 16, name: "comment counts", run: Store::keep_comment_counts },
 ];
 
 /// The database: shared, cheap to clone.

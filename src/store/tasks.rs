@@ -923,6 +923,40 @@ impl Store {
         self.checked(db.write(batch))?;
         Ok(())
     }
+
+    /// Migration: keeps every task's comment count (`slugnum_commentcount`), counted in
+    /// one pass over the comments (sorted by board and task).
+    pub(crate) fn keep_comment_counts(&self) -> Result<()> {
+        let db = self.db()?;
+        let comments = super::cf(&db, maps::SLUGNUMTS_COMMENT)?;
+        let counts = super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?;
+        let mut batch = WriteBatch::default();
+        let mut current: Option<(String, u64, u64)> = None;
+        let mut put = |batch: &mut WriteBatch, (slug, n, count): (String, u64, u64)| {
+            batch.put_cf(counts, comment_count_key(&slug, n), count.to_be_bytes());
+        };
+        for item in db.iterator_cf(comments, rocksdb::IteratorMode::Start) {
+            let (key, _) = item?;
+            let mut r = KeyReader::new(&key);
+            let (slug, n) = (r.str()?, r.u64()?);
+            match &mut current {
+                Some((s, m, count)) if s == slug && *m == n => *count += 1,
+                _ => {
+                    if let Some(done) = current.replace((slug.to_owned(), n, 1)) {
+                        put(&mut batch, done);
+                    }
+                }
+            }
+            if batch.len() >= 10_000 {
+                self.checked(db.write(std::mem::take(&mut batch)))?;
+            }
+        }
+        if let Some(done) = current {
+            put(&mut batch, done);
+        }
+        self.checked(db.write(batch))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1132,6 +1166,41 @@ mod tests {
         store.index_task_facets().expect("reindex");
         assert_eq!(numbers(&doing, 0, 10).0, [2]);
         assert_eq!(numbers(&bug, 0, 10).0, [2]);
+    }
+
+    #[test]
+    fn the_migration_keeps_the_comment_count_of_every_task() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let c = |id: &str, ts: u64| Comment {
+            event_id: id.try_into().expect("id"),
+            author: ruma::owned_user_id!("@b:x"),
+            body: "hi".into(),
+            ts,
+        };
+        for (slug, n, ids) in [
+            ("launch", 1, vec!["$a", "$b", "$c"]),
+            ("launch", 2, vec!["$d"]),
+            ("zeta", 1, vec!["$e", "$f"]),
+        ] {
+            for (i, id) in ids.into_iter().enumerate() {
+                store.put_comment(slug, n, &c(id, i as u64)).expect("comment");
+            }
+        }
+        // As a database from before counts were kept.
+        store.clear_maps(&[maps::SLUGNUM_COMMENTCOUNT]).expect("clear");
+        store.keep_comment_counts().expect("migration");
+        let db = store.db().expect("db");
+        let kept = super::super::cf(&db, maps::SLUGNUM_COMMENTCOUNT).expect("cf");
+        let read = |slug, n| {
+            db.get_cf(kept, comment_count_key(slug, n))
+                .expect("read")
+                .map(|v| decode_u64(&v).expect("u64"))
+        };
+        assert_eq!(
+            (read("launch", 1), read("launch", 2), read("zeta", 1), read("launch", 3)),
+            (Some(3), Some(1), Some(2), None)
+        );
     }
 
     #[test]

@@ -932,7 +932,7 @@ impl Store {
         let counts = super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?;
         let mut batch = WriteBatch::default();
         let mut current: Option<(String, u64, u64)> = None;
-        let mut put = |batch: &mut WriteBatch, (slug, n, count): (String, u64, u64)| {
+        let put = |batch: &mut WriteBatch, (slug, n, count): (String, u64, u64)| {
             batch.put_cf(counts, comment_count_key(&slug, n), count.to_be_bytes());
         };
         for item in db.iterator_cf(comments, rocksdb::IteratorMode::Start) {

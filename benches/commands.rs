@@ -59,6 +59,8 @@ use hmac::{KeyInit, Mac};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
+mod common;
+use common::percentile;
 const SERVER_NAME: &str = "localhost";
 const SHARED_SECRET: &str = "boardroom-bench-shared-secret";
 const AS_TOKEN: &str = "bench-commands-as-token";
@@ -1449,17 +1451,6 @@ fn print_table(samples: &[(Sample, Duration)]) {
         ms_f(p99),
         if p99 <= Duration::from_millis(2) { "met" } else { "MISSED" }
     );
-}
-
-/// The nearest-rank percentile `p` (0 to 100) of `values`.
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
 }
 
 fn ms_f(d: Duration) -> f64 {

@@ -48,8 +48,8 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{
-    AS_TOKEN, Boardroom, HS_TOKEN, cpu_time, free_port, ms, peak_rss_kib, percentile, report_log,
-    rss_kib, stand_in,
+    AS_TOKEN, Boardroom, HS_TOKEN, base_dir, cpu_time, free_port, ms, peak_rss_kib, percentile,
+    report_log, rss_kib, stand_in,
 };
 
 const BOARD: &str = "bench";
@@ -291,17 +291,6 @@ async fn wait_until_serving(http: &reqwest::Client, metrics_url: &str, log: &Pat
 }
 
 // ---- The database, the config, the events ----------------------------------------------------
-
-fn base_dir(place: &str) -> PathBuf {
-    match place {
-        "shm" => PathBuf::from("/dev/shm"),
-        // Under the package's `target/`: on the machine's disk.
-        _ => std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-            .join("target")
-            .join("bench-db"),
-    }
-}
 
 /// One synced 4 KiB write in `dir`, as `dd … oflag=dsync` measures it over 500 writes.
 fn synced_write_time(dir: &Path) -> String {

@@ -4,10 +4,7 @@
 //!
 //! Run: `cargo bench --bench transactions`. Figures go in docs/PERFORMANCE.md.
 
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use boardroom::{Config, app::App};
@@ -18,25 +15,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod common;
+use common::base_dir;
+
 fn main() {
     divan::main();
 }
 
 const EVENTS_PER_TXN: usize = 100;
 static NEXT: AtomicU64 = AtomicU64::new(0);
-
-fn base_dir(place: &str) -> PathBuf {
-    match place {
-        "shm" => PathBuf::from("/dev/shm"),
-        // Under the package's `target/`: on the machine's disk. The package is the one
-        // `cargo bench` runs for (it sets `CARGO_MANIFEST_DIR` for the run), not
-        // necessarily the clone the bench was built in.
-        _ => std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-            .join("target")
-            .join("bench-db"),
-    }
-}
 
 fn event(n: u64) -> Value {
     let room = format!("!room{}:localhost", n % 16);

@@ -7,7 +7,7 @@ use std::{
     fs,
     io::{self, BufRead},
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -198,4 +198,17 @@ pub(crate) fn percentile(values: &[Duration], p: f64) -> Duration {
 
 pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Where a bench puts its databases: `/dev/shm` for `shm`, else under the package's
+/// `target/` (on the machine's disk). The package is the one `cargo bench` runs for (it
+/// sets `CARGO_MANIFEST_DIR` for the run), not necessarily the clone the bench was built in.
+pub(crate) fn base_dir(place: &str) -> PathBuf {
+    match place {
+        "shm" => PathBuf::from("/dev/shm"),
+        _ => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("target")
+            .join("bench-db"),
+    }
 }

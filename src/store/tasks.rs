@@ -1168,16 +1168,21 @@ mod tests {
         assert_eq!(numbers(&bug, 0, 10).0, [2]);
     }
 
-    #[test]
-    fn the_migration_keeps_the_comment_count_of_every_task() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let c = |id: &str, ts: u64| Comment {
+    /// A comment by `@b:x`.
+    fn comment(id: &str, ts: u64) -> Comment {
+        Comment {
             event_id: id.try_into().expect("id"),
             author: ruma::owned_user_id!("@b:x"),
             body: "hi".into(),
             ts,
-        };
+        }
+    }
+
+    #[test]
+    fn the_migration_keeps_the_comment_count_of_every_task() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let c = comment;
         for (slug, n, ids) in [
             ("launch", 1, vec!["$a", "$b", "$c"]),
             ("launch", 2, vec!["$d"]),
@@ -1207,12 +1212,7 @@ mod tests {
     fn comment_counts_are_kept_and_comments_from_before_are_counted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let c = |id: &str, ts: u64| Comment {
-            event_id: id.try_into().expect("id"),
-            author: ruma::owned_user_id!("@b:x"),
-            body: "hi".into(),
-            ts,
-        };
+        let c = comment;
         let count = |n| store.comment_count("launch", n).expect("count");
         for n in 1..=2 {
             store.put_task(&task(n, &format!("$r{n}"))).expect("put");

@@ -3,7 +3,10 @@
 //! Counters and gauges are atomics updated where the work happens; the text is rendered
 //! by `prometheus-client` only when scraped.
 
-use std::sync::{Arc, atomic::AtomicI64};
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64},
+};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -40,6 +43,9 @@ pub struct Metrics {
     pub events_processed: Counter,
     /// Seconds an entry took to process, from its handler's start to its completing write.
     pub processing_seconds: Histogram,
+    /// When the homeserver last answered Boardroom's probe (seconds since the epoch; 0:
+    /// not yet).
+    pub homeserver_last_answer: Gauge<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -100,6 +106,12 @@ impl Metrics {
             "From an entry's handler starting to its completing write",
             processing_seconds.clone(),
         );
+        let homeserver_last_answer = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "homeserver_last_answer_timestamp_seconds",
+            "When the homeserver last answered (seconds since the epoch, 0: not yet)",
+            homeserver_last_answer.clone(),
+        );
         Self {
             registry,
             transactions,
@@ -110,6 +122,7 @@ impl Metrics {
             inbound_depth,
             events_processed,
             processing_seconds,
+            homeserver_last_answer,
         }
     }
 

@@ -7,6 +7,7 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+mod health;
 mod startup;
 
 pub use startup::BOT_DISPLAY_NAME;
@@ -81,18 +82,22 @@ impl App {
     /// The HTTP surface: the appservice API, the HTTP API and the webhooks, and
     /// Matrix-style 404 for anything else.
     pub fn router(&self) -> Router {
-        finish(self.appservice_router_bare().merge(self.api_router_bare()))
+        finish(
+            self.appservice_router_bare()
+                .merge(self.api_router_bare())
+                .merge(health::router(self.ctx.clone())),
+        )
     }
 
     /// The appservice API alone (what the homeserver calls), when the HTTP API has a
     /// listener of its own.
     pub fn appservice_router(&self) -> Router {
-        finish(self.appservice_router_bare())
+        finish(self.appservice_router_bare().merge(health::router(self.ctx.clone())))
     }
 
     /// The HTTP API and the webhooks, for their own listener (`api.listen`).
     pub fn api_router(&self) -> Router {
-        finish(self.api_router_bare())
+        finish(self.api_router_bare().merge(health::router(self.ctx.clone())))
     }
 
     fn api_router_bare(&self) -> Router {
@@ -290,6 +295,7 @@ pub async fn serve_app_on(
     tasks.spawn(appservice::catch_up::probe(
         app.client.clone(),
         app.restarts.clone(),
+        app.ctx.metrics.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(appservice::catch_up::run(

@@ -134,21 +134,26 @@ impl Restarts {
 pub(crate) async fn probe(
     client: HomeserverClient,
     restarts: std::sync::Arc<Restarts>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     let client = client.with_retry(crate::matrix::RetryPolicy::NONE);
     let mut last_answer = now_ms();
     let mut failing = false;
+    // The first time at once (readiness waits for it), then every `PROBE`.
+    let mut next = Duration::ZERO;
     loop {
-        // Once it fails, every second: the outage's end is seen soon.
-        let next = if failing { Duration::from_secs(1) } else { PROBE };
         tokio::select! {
             () = tokio::time::sleep(next) => {},
             () = shutdown.cancelled() => return,
         }
         let req = ruma::api::client::discovery::get_supported_versions::Request::new();
-        match client.send(req, None).await {
+        let answered = client.send(req, None).await;
+        // Once it fails, every second: the outage's end is seen soon.
+        next = if answered.is_err() { Duration::from_secs(1) } else { PROBE };
+        match answered {
             Ok(_) => {
+                metrics.homeserver_last_answer.set(now_ms() / 1000);
                 if failing {
                     client.homeserver_back();
                     restarts.back(last_answer);

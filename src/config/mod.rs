@@ -49,6 +49,38 @@ pub struct Config {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// What `GET /_boardroom/ready` asks for.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// `[health]`: when `GET /_boardroom/ready` says Boardroom is not ready.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Not ready when the oldest event waiting to be processed has waited longer (seconds).
+    #[serde(default = "default_max_queue_age_secs", deserialize_with = "de_u64")]
+    pub max_queue_age_secs: u64,
+    /// Not ready when the homeserver has not answered for longer (seconds). It is asked
+    /// every 10 s, every second while it does not answer.
+    #[serde(default = "default_max_homeserver_silence_secs", deserialize_with = "de_u64")]
+    pub max_homeserver_silence_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            max_queue_age_secs: default_max_queue_age_secs(),
+            max_homeserver_silence_secs: default_max_homeserver_silence_secs(),
+        }
+    }
+}
+
+fn default_max_queue_age_secs() -> u64 {
+    300
+}
+fn default_max_homeserver_silence_secs() -> u64 {
+    60
 }
 
 /// `[metrics]`: Prometheus metrics at `GET /metrics`.

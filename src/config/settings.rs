@@ -234,6 +234,13 @@ impl Config {
                 Some(addr)
             }
         };
+        // The homeserver is asked every 10 s: a shorter silence would flap between asks.
+        if !(11..=86_400).contains(&self.health.max_homeserver_silence_secs) {
+            return Err(bad(
+                "health.max_homeserver_silence_secs",
+                "must be between 11 and 86400 (the homeserver is asked every 10 s)".into(),
+            ));
+        }
         let h = &self.http;
         for (key, value, max) in [
             ("http.header_read_timeout_secs", h.header_read_timeout_secs, 86_400),
@@ -245,6 +252,7 @@ impl Config {
             ("live.buffer_events", self.live.buffer_events, 1 << 20),
             ("live.max_subscribers", self.live.max_subscribers, 1 << 20),
             ("live.keepalive_secs", self.live.keepalive_secs, 3600),
+            ("health.max_queue_age_secs", self.health.max_queue_age_secs, 30 * 86_400),
         ] {
             if !(1..=max).contains(&value) {
                 return Err(bad(key, format!("must be between 1 and {max}")));

@@ -149,6 +149,11 @@ pub fn seq_of_event(store: &Store, event_id: &str) -> Result<Option<u64>> {
 #[derive(Debug)]
 pub(crate) struct InboundState {
     next_seq: Mutex<u64>,
+    /// When entries arrived: the first seq of each transaction stored since the store
+    /// was opened, with its time (ms since the epoch), oldest first; entries stored
+    /// before the store was opened count from the time it was opened. Kept in memory
+    /// only, for the age of the oldest entry waiting.
+    arrivals: Mutex<std::collections::VecDeque<(u64, u64)>>,
 }
 
 impl InboundState {
@@ -168,7 +173,10 @@ impl InboundState {
                 max + 1
             }
         };
-        Ok(Self { next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?.max(stored)) })
+        Ok(Self {
+            next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?.max(stored)),
+            arrivals: Mutex::new(std::collections::VecDeque::from([(0, now_ms())])),
+        })
     }
 }
 
@@ -269,6 +277,11 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.checked(db.write_opt(batch, &wo))?;
+        if outcome.accepted > 0 {
+            let mut arrivals =
+                self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+            arrivals.push_back((*next, now));
+        }
         *next = seq;
         Ok(outcome)
     }
@@ -287,6 +300,25 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// How long the oldest entry still waiting has waited (ms), or `None` when none
+    /// waits. One seek; arrivals older than that entry are forgotten.
+    pub fn oldest_pending_age_ms(&self) -> Result<Option<u64>> {
+        let db = self.db()?;
+        let cf = super::cf(&db, maps::SEQ_PENDING)?;
+        let Some(item) = db.iterator_cf(cf, IteratorMode::Start).next() else {
+            return Ok(None);
+        };
+        let (key, _) = item?;
+        let oldest = codec::decode_u64(&key)?;
+        let mut arrivals = self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        // The transaction that brought `oldest` is the last one starting at or before it.
+        while arrivals.get(1).is_some_and(|&(first, _)| first <= oldest) {
+            arrivals.pop_front();
+        }
+        let since = arrivals.front().map_or_else(now_ms, |&(_, at)| at);
+        Ok(Some(now_ms().saturating_sub(since)))
     }
 
     /// How many entries wait to be processed (read at start-up: it reads every key).
@@ -391,6 +423,25 @@ mod tests {
         assert_eq!(store.pending_from(0, 10).expect("pending").last().map(|p| p.seq), Some(4));
         assert_eq!(seq_of_event(&store, "$d").expect("seq"), Some(4));
         assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 1);
+    }
+
+    #[test]
+    fn the_oldest_waiting_entry_has_the_age_of_its_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(store.oldest_pending_age_ms().expect("age"), None);
+        store.ingest("1", [1; 32], &[entry("$a", b"{}"), entry("$b", b"{}")]).expect("ingest");
+        // As if the first transaction came a minute ago, the second now.
+        store.inner.inbound.arrivals.lock().expect("lock").back_mut().expect("arrival").1 -= 60_000;
+        store.ingest("2", [2; 32], &[entry("$c", b"{}")]).expect("ingest");
+        let age = store.oldest_pending_age_ms().expect("age").expect("waiting");
+        assert!((60_000..70_000).contains(&age), "{age}");
+        // The first transaction's entries done: the age is the second's.
+        store.complete_pending_group(&[1, 2], &[]).expect("complete");
+        let age = store.oldest_pending_age_ms().expect("age").expect("waiting");
+        assert!(age < 10_000, "{age}");
+        store.complete_pending(3, &[]).expect("complete");
+        assert_eq!(store.oldest_pending_age_ms().expect("age"), None);
     }
 
     #[test]

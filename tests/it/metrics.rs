@@ -1,7 +1,8 @@
 //! `GET /metrics` on `[metrics] listen`: the values move as transactions arrive and are
 //! processed, over real TCP; the listener serves nothing else, and the other listeners do
 //! not serve metrics. No homeserver is needed (the events are in rooms Boardroom does not
-//! manage: processed, nothing sent).
+//! manage: processed, nothing sent). `GET /_boardroom/health` and `/ready`: ready follows
+//! a real Synapse going away and coming back.
 
 use std::time::Duration;
 
@@ -108,6 +109,15 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
     assert_eq!(sample(&after, "boardroom_appservice_ingest_seconds_count"), 3.0);
     assert_eq!(sample(&after, "boardroom_inbound_processing_seconds_count"), 15.0);
 
+    // Alive; not ready, since this homeserver (port 9) never answers.
+    let health = http.get(format!("http://{as_addr}/_boardroom/health")).send().await.expect("GET");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<serde_json::Value>().await.expect("json"), json!({ "status": "ok" }));
+    let ready = http.get(format!("http://{as_addr}/_boardroom/ready")).send().await.expect("GET");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<serde_json::Value>().await.expect("json"), json!({ "ready": false }));
+    assert_eq!(sample(&after, "boardroom_homeserver_last_answer_timestamp_seconds"), 0.0);
+
     // Metrics only there, and nothing else there.
     let elsewhere = http.get(format!("http://{as_addr}/metrics")).send().await.expect("GET");
     assert_eq!(elsewhere.status(), 404);
@@ -117,10 +127,44 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
         .await
         .expect("GET");
     assert_eq!(other.status(), 404);
+    let other = http.get(format!("http://{m_addr}/_boardroom/ready")).send().await.expect("GET");
+    assert_eq!(other.status(), 404);
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), served)
         .await
         .expect("stops in time")
         .expect("serve task");
+}
+
+/// Ready while Synapse answers; not ready while it is stopped; ready again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_homeserver() {
+    let mut stack =
+        crate::harness::Stack::start("[health]\nmax_homeserver_silence_secs = 12\n").await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/_boardroom/ready", stack.boardroom.settings.listen);
+    let status = |http: reqwest::Client, url: String| async move {
+        http.get(&url).send().await.expect("GET /_boardroom/ready").status().as_u16()
+    };
+    let wait_for = |want: u16, what: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                if status(http.clone(), url.clone()).await == want {
+                    return;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{what}: not within 40 s");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for(200, "ready once the homeserver answered").await;
+    // Synapse away: the probes (every 10 s) fail, and once the last answer is older than
+    // `max_homeserver_silence_secs` (12 s here) Boardroom is not ready.
+    stack.stop_synapse().await;
+    wait_for(503, "not ready while the homeserver is down").await;
+    stack.start_synapse_again().await;
+    wait_for(200, "ready again once the homeserver is back").await;
 }

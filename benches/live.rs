@@ -44,8 +44,8 @@ use tokio::{net::TcpStream, sync::Semaphore, task::JoinHandle};
 
 mod common;
 use common::{
-    AS_TOKEN, Boardroom, HS_TOKEN, cpu_time, cpu_time_of, free_port, ms, percentile, report_log,
-    rss_kib, sched_time, stand_in, user_sys_of,
+    Boardroom, HS_TOKEN, cpu_time, cpu_time_of, free_port, ms, percentile, report_log, rss_kib,
+    sched_time, stand_in, user_sys_of,
 };
 
 const BOARD: &str = "bench";
@@ -420,29 +420,8 @@ fn seed(db: &Path) {
 }
 
 fn config_text(db: &Path, port: u16, homeserver: SocketAddr, n: usize) -> String {
-    let db = toml::Value::String(db.display().to_string());
-    format!(
-        r#"[homeserver]
-url = "http://{homeserver}"
-server_name = "localhost"
-
-[appservice]
-listen = "127.0.0.1:{port}"
-url = "http://127.0.0.1:{port}"
-as_token = "{AS_TOKEN}"
-hs_token = "{HS_TOKEN}"
-
-[database]
-path = {db}
-
-[permissions]
-board_creators = []
-
-[logging]
-level = "info"
-format = "pretty"
-
-[api]
+    let more = format!(
+        r#"[api]
 # Every subscriber connects at once through one client: no per-caller rate.
 requests_per_second = 0
 
@@ -458,7 +437,8 @@ max_streams_per_user = {}
 "#,
         n + 1_000,
         n
-    )
+    );
+    common::config_text(db, port, homeserver, &more)
 }
 
 // ---- Boardroom as a child process -----------------------------------------------------------

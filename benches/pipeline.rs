@@ -48,8 +48,8 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{
-    AS_TOKEN, Boardroom, HS_TOKEN, base_dir, cpu_time, free_port, ms, peak_rss_kib, percentile,
-    report_log, rss_kib, stand_in,
+    Boardroom, HS_TOKEN, base_dir, cpu_time, free_port, ms, peak_rss_kib, percentile, report_log,
+    rss_kib, stand_in,
 };
 
 const BOARD: &str = "bench";
@@ -366,32 +366,8 @@ fn seed(db: &Path) {
 }
 
 fn config_text(db: &Path, port: u16, metrics_port: u16, homeserver: SocketAddr) -> String {
-    let db = toml::Value::String(db.display().to_string());
-    format!(
-        r#"[homeserver]
-url = "http://{homeserver}"
-server_name = "localhost"
-
-[appservice]
-listen = "127.0.0.1:{port}"
-url = "http://127.0.0.1:{port}"
-as_token = "{AS_TOKEN}"
-hs_token = "{HS_TOKEN}"
-
-[database]
-path = {db}
-
-[permissions]
-board_creators = []
-
-[logging]
-level = "info"
-format = "pretty"
-
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-"#
-    )
+    let more = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    common::config_text(db, port, homeserver, &more)
 }
 
 /// Event `n` of a run, as Synapse sends it to an appservice.

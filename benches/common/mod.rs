@@ -212,3 +212,32 @@ pub(crate) fn base_dir(place: &str) -> PathBuf {
             .join("bench-db"),
     }
 }
+
+/// The config of a bench's Boardroom: its database at `db`, listening on `port`, the
+/// homeserver at `homeserver`, logging at `info`; `more` adds sections.
+pub(crate) fn config_text(db: &Path, port: u16, homeserver: SocketAddr, more: &str) -> String {
+    let db = toml::Value::String(db.display().to_string());
+    format!(
+        r#"[homeserver]
+url = "http://{homeserver}"
+server_name = "localhost"
+
+[appservice]
+listen = "127.0.0.1:{port}"
+url = "http://127.0.0.1:{port}"
+as_token = "{AS_TOKEN}"
+hs_token = "{HS_TOKEN}"
+
+[database]
+path = {db}
+
+[permissions]
+board_creators = []
+
+[logging]
+level = "info"
+format = "pretty"
+
+{more}"#
+    )
+}

@@ -45,6 +45,10 @@ enum Cmd {
         #[arg(long)]
         requeue: bool,
     },
+    /// Show queue depths, the oldest event waiting, dead letters, boards, tasks, inbox
+    /// entries, the database's size and schema version. Works while `serve` runs (reads
+    /// the database as a RocksDB secondary instance, writing nothing there).
+    Status,
     /// Print a new ed25519 key pair for a signed webhook source: the private key for the
     /// sender (base64, and as a PEM file for `openssl pkeyutl`), the public key for
     /// `public_key` in `[[webhooks.sources]]`. Reads no config.
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Cmd::Serve => run_serve(settings),
         Cmd::Reindex => run_reindex(settings),
         Cmd::DeadLetters { requeue } => run_dead_letters(&settings, requeue),
+        Cmd::Status => run_status(&settings),
         Cmd::WebhookKeygen => run_webhook_keygen(),
     }
 }
@@ -148,6 +153,41 @@ fn run_dead_letters(settings: &Settings, requeue: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_status(settings: &Settings) -> ExitCode {
+    let db = &settings.raw.database.path;
+    // The secondary instance's own files (its log, its view of the manifest).
+    let scratch = std::env::temp_dir().join(format!("boardroom-status-{}", std::process::id()));
+    let status = boardroom::store::Store::open_secondary(db, &scratch).and_then(|s| s.status());
+    let _ = std::fs::remove_dir_all(&scratch);
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("boardroom status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let version = status.schema_version.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    println!(
+        "database          {} ({} bytes, schema version {version})",
+        db.display(),
+        status.size_bytes
+    );
+    println!("inbound waiting   {}", status.pending);
+    if let Some(o) = &status.oldest_pending {
+        let age = o.sent_ms.map_or_else(String::new, |sent| {
+            let now = boardroom::domain::now_ms();
+            format!(", sent {} s ago", now.saturating_sub(sent) / 1000)
+        });
+        println!("oldest waiting    #{} in {}{age}", o.seq, o.room_id);
+    }
+    println!("outbox waiting    {}", status.outbox);
+    println!("dead letters      {}", status.dead_letters);
+    println!("boards            {}", status.boards);
+    println!("tasks             {}", status.tasks);
+    println!("inbox entries     {}", status.inbox_entries);
+    ExitCode::SUCCESS
 }
 
 fn init_logging(settings: &Settings) {

@@ -203,6 +203,13 @@ fn encode_value(kind: EntryKind, room_id: &str, json: &[u8]) -> Vec<u8> {
     v
 }
 
+impl PendingEntry {
+    /// The entry stored at `seq` as `value`.
+    pub(crate) fn decode(seq: u64, value: &[u8]) -> Result<Self> {
+        decode_value(seq, value)
+    }
+}
+
 fn decode_value(seq: u64, v: &[u8]) -> Result<PendingEntry> {
     let (&kind, rest) = v.split_first().ok_or_else(|| Error::Store("empty pending".into()))?;
     let sep = rest

@@ -76,6 +76,40 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 16, name: "comment counts", run: Store::keep_comment_counts },
 ];
 
+/// What `boardroom status` shows ([`Store::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The schema version the database is at.
+    pub schema_version: Option<u64>,
+    /// Inbound entries waiting to be processed.
+    pub pending: u64,
+    /// The oldest of them.
+    pub oldest_pending: Option<OldestPending>,
+    /// Requests waiting to be sent to the homeserver.
+    pub outbox: u64,
+    /// Requests set aside (`boardroom dead-letters`).
+    pub dead_letters: u64,
+    /// Boards.
+    pub boards: u64,
+    /// Tasks on every board.
+    pub tasks: u64,
+    /// Notification inbox entries, every user's.
+    pub inbox_entries: u64,
+    /// The database's files, in bytes.
+    pub size_bytes: u64,
+}
+
+/// The oldest inbound entry waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldestPending {
+    /// Its place in the queue.
+    pub seq: u64,
+    /// Its room.
+    pub room_id: String,
+    /// When its event was sent (`origin_server_ts`), if it says.
+    pub sent_ms: Option<u64>,
+}
+
 /// The database: shared, cheap to clone.
 ///
 /// The RocksDB handle sits behind a lock so that it can be replaced: when a write fails
@@ -205,6 +239,82 @@ impl Store {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Opens the database at `path` to read it beside the process that has it open
+    /// (`boardroom serve`): a RocksDB secondary instance, which keeps its own small files
+    /// in `scratch` and writes nothing at `path`. Nothing is migrated; use it for reading.
+    pub fn open_secondary(path: &Path, scratch: &Path) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.set_max_open_files(-1);
+        opts.set_log_level(rocksdb::LogLevel::Fatal);
+        let names = maps::MAPS.iter().map(|m| m.name);
+        let db = DB::open_cf_as_secondary(&opts, path, scratch, names).map_err(|e| {
+            Error::Store(format!("cannot read the database at {}: {e}", path.display()))
+        })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                inbound: inbound::InboundState::load(&db)?,
+                outbox: outbox::OutboxState::load(&db)?,
+                inbox: inbox::InboxState::load(&db)?,
+                live: live::LiveLogs::default(),
+                db: RwLock::new(Some(Arc::new(db))),
+                write_failures: AtomicU64::new(0),
+                recovering: AtomicBool::new(false),
+                recovered: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    /// What `boardroom status` shows: queue depths, the oldest entry waiting, dead
+    /// letters, boards, tasks, inbox entries, the database's size and schema version.
+    /// Counting reads every key of the queues and of the inbox.
+    pub fn status(&self) -> Result<Status> {
+        let db = self.db()?;
+        let count = |map: &str| -> Result<u64> {
+            let mut n = 0;
+            for item in db.iterator_cf(cf(&db, map)?, rocksdb::IteratorMode::Start) {
+                item?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        let oldest_pending = match db
+            .iterator_cf(cf(&db, maps::SEQ_PENDING)?, rocksdb::IteratorMode::Start)
+            .next()
+        {
+            None => None,
+            Some(item) => {
+                let (key, value) = item?;
+                let seq = codec::decode_u64(&key)?;
+                let entry = inbound::PendingEntry::decode(seq, &value)?;
+                let sent_ms = serde_json::from_slice::<serde_json::Value>(&entry.json)
+                    .ok()
+                    .and_then(|v| v.get("origin_server_ts").and_then(serde_json::Value::as_u64));
+                Some(OldestPending { seq, room_id: entry.room_id, sent_ms })
+            }
+        };
+        let boards = self.boards()?;
+        let mut tasks = 0;
+        for b in &boards {
+            tasks += self.column_counts(&b.slug)?.iter().map(|(_, n)| n).sum::<u64>();
+        }
+        let mut size_bytes = 0;
+        for file in std::fs::read_dir(&self.inner.path)? {
+            size_bytes += file?.metadata()?.len();
+        }
+        Ok(Status {
+            schema_version: self.schema_version()?,
+            pending: count(maps::SEQ_PENDING)?,
+            oldest_pending,
+            outbox: count(maps::SEQ_OUTBOX)?,
+            dead_letters: count(maps::SEQ_OUTBOXDEAD)?,
+            boards: boards.len() as u64,
+            tasks,
+            inbox_entries: count(maps::USERIDID_NOTIFICATION)?,
+            size_bytes,
+        })
     }
 
     /// The open database. [`Error::Unavailable`] while it is being reopened.

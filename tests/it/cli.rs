@@ -143,3 +143,83 @@ fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
     }
     drop(held);
 }
+
+/// `boardroom status` reads a database another process holds open (as `serve` does), and
+/// shows what is in it, including writes made since that process opened it.
+#[test]
+fn status_reads_a_database_in_use() {
+    use boardroom::{
+        domain::inbox::{Kind, Notification},
+        store::inbound::{EntryKind, NewEntry},
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let path = dir.path().join("boardroom.toml");
+    std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
+        .expect("write");
+    let held = boardroom::store::Store::open(&db).expect("store");
+    let event = |id: &'static str| NewEntry {
+        kind: EntryKind::Timeline,
+        room_id: "!waiting:example.org",
+        event_id: Some(id),
+        json: br#"{"origin_server_ts": 1000}"#,
+    };
+    held.ingest("1", [1; 32], &[event("$a"), event("$b")]).expect("ingest");
+    held.enqueue_outbound(&[b"{}".to_vec()]).expect("outbox");
+    held.add_notifications(vec![Notification {
+        id: 0,
+        user_id: "@reader:example.org".try_into().expect("user"),
+        kind: Kind::Mention,
+        board: "launch".into(),
+        room_id: "!waiting:example.org".try_into().expect("room"),
+        thread_root: None,
+        event_id: "$a".try_into().expect("event"),
+        sender: "@alice:example.org".try_into().expect("user"),
+        excerpt: "hi".into(),
+        ts: 1,
+        read: false,
+        seq: 1,
+    }])
+    .expect("notification");
+    let status = || {
+        let out = Command::new(crate::harness::boardroom_exe())
+            .args(["status", "-c"])
+            .arg(&path)
+            .output()
+            .expect("run boardroom");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let line = |text: &str, name: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"))
+            .trim_start_matches(name)
+            .trim()
+            .to_owned()
+    };
+    let text = status();
+    assert_eq!(line(&text, "inbound waiting"), "2", "{text}");
+    assert!(
+        line(&text, "oldest waiting").starts_with("#1 in !waiting:example.org, sent "),
+        "{text}"
+    );
+    assert_eq!(line(&text, "outbox waiting"), "1", "{text}");
+    assert_eq!(line(&text, "dead letters"), "0", "{text}");
+    assert_eq!(line(&text, "boards"), "0", "{text}");
+    assert_eq!(line(&text, "inbox entries"), "1", "{text}");
+    assert!(
+        line(&text, "database")
+            .ends_with(&format!("schema version {})", boardroom::store::SCHEMA_VERSION)),
+        "{text}"
+    );
+    // What the holder writes next shows at the next look; the holder is undisturbed.
+    held.ingest("2", [2; 32], &[event("$c")]).expect("ingest");
+    assert_eq!(line(&status(), "inbound waiting"), "3");
+    held.complete_pending_group(&[1, 2, 3], &[]).expect("the holder still writes");
+    let text = status();
+    assert_eq!(line(&text, "inbound waiting"), "0", "{text}");
+    assert!(!text.contains("oldest waiting"), "{text}");
+    drop(held);
+}

@@ -52,6 +52,10 @@ pub struct Config {
     /// What `GET /_boardroom/ready` asks for.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The keys set by `BOARDROOM__…` environment variables (`section.key` and the
+    /// variable's name), so that a mistake in one is reported against the variable.
+    #[serde(skip)]
+    pub from_env: Vec<(String, String)>,
 }
 
 /// `[health]`: when `GET /_boardroom/ready` says Boardroom is not ready.
@@ -722,6 +726,25 @@ mod tests {
         let err =
             load(MINIMAL, &[("BOARDROOM__HTTP__IDLE_TIMEOUT_SECS", "soon")]).expect_err("bad");
         assert!(err.to_string().contains("http.idle_timeout_secs"), "{err}");
+        // A mistake an environment variable made is reported against the variable.
+        assert!(
+            err.to_string()
+                .contains("set by the environment variable BOARDROOM__HTTP__IDLE_TIMEOUT_SECS"),
+            "{err}"
+        );
+        let err = load(MINIMAL, &[("BOARDROOM__API__LISTEN", "nowhere")])
+            .expect("parses")
+            .validate()
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("api.listen"), "{text}");
+        assert!(text.contains("set by the environment variable BOARDROOM__API__LISTEN"), "{text}");
+        // The same mistake in the file says nothing of a variable.
+        let err = load(&format!("{MINIMAL}\n[api]\nlisten = \"nowhere\"\n"), &[])
+            .expect("parses")
+            .validate()
+            .expect_err("refused");
+        assert!(!err.to_string().contains("environment"), "{err}");
 
         for key in [
             "header_read_timeout_secs",

@@ -100,6 +100,7 @@ impl Config {
             key: "(file)".to_owned(),
             problem: format!("not valid TOML: {}", e.to_string().trim_end()),
         })?;
+        let mut from_env = Vec::new();
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -121,10 +122,11 @@ impl Config {
                     problem: "is not a table, so it cannot take an override".into(),
                 });
             };
+            from_env.push((format!("{section}.{key}"), name.clone()));
             section_table.insert(key, parse_env_value(&value));
         }
         let de = toml::Value::Table(table);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let parsed: Result<Self> = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().message().to_owned();
             // serde reports a missing field at its parent; name the key itself.
@@ -135,7 +137,10 @@ impl Config {
                 None => path,
             };
             Error::Config { key, problem: inner }
-        })
+        });
+        let mut config = parsed.map_err(|e| name_the_variable(e, &from_env))?;
+        config.from_env = from_env;
+        Ok(config)
     }
 
     /// A config for a Boardroom that reaches no homeserver (its URLs point at a closed
@@ -154,6 +159,10 @@ impl Config {
 
     /// Checks every key and reads the token files.
     pub fn validate(&self) -> Result<Settings> {
+        self.validate_file().map_err(|e| name_the_variable(e, &self.from_env))
+    }
+
+    fn validate_file(&self) -> Result<Settings> {
         let bad = |key: &str, problem: String| Error::Config { key: key.to_owned(), problem };
 
         let homeserver_url = self.homeserver.url.trim_end_matches('/').to_owned();
@@ -321,6 +330,23 @@ impl Config {
             hs_token,
             bot_user_id,
         })
+    }
+}
+
+/// A mistake in a key an environment variable set is reported against the variable, not
+/// the file.
+fn name_the_variable(e: Error, from_env: &[(String, String)]) -> Error {
+    match e {
+        Error::Config { key, problem } => {
+            match from_env.iter().find(|(k, _)| key == *k || key.starts_with(&format!("{k}."))) {
+                Some((_, var)) => Error::Config {
+                    key,
+                    problem: format!("{problem} (set by the environment variable {var})"),
+                },
+                None => Error::Config { key, problem },
+            }
+        }
+        other => other,
     }
 }
 

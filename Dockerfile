@@ -26,6 +26,10 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 
 WORKDIR /src
 COPY . .
+# The commit `boardroom --version` names (.git is not in the build context):
+# `docker build --build-arg BOARDROOM_COMMIT=$(git rev-parse --short=12 HEAD) .`
+ARG BOARDROOM_COMMIT=unknown
+ENV BOARDROOM_COMMIT=${BOARDROOM_COMMIT}
 
 # .cargo/config.toml sets ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu in [env]. Cargo's
 # [env] never overrides a variable already in the environment (unless `force = true`), so

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Boardroom: task boards on Matrix, as an application service.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOARDROOM_COMMIT"), ")"), about)]
 struct Cli {
     /// The config file.
     #[arg(

@@ -223,3 +223,23 @@ fn status_reads_a_database_in_use() {
     assert!(!text.contains("oldest waiting"), "{text}");
     drop(held);
 }
+
+/// `--version` names the commit the binary was built from.
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(crate::harness::boardroom_exe())
+        .arg("--version")
+        .output()
+        .expect("run boardroom");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(out.status.success(), "{text}");
+    let commit = text
+        .strip_prefix(&format!("boardroom {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `boardroom <version> (commit <id>)`: {text}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}

@@ -1,0 +1,32 @@
+//! The commit Boardroom is built from, for `boardroom --version`: `BOARDROOM_COMMIT` when
+//! it is set (a build without the repository, such as an image), else git's, else
+//! `unknown`.
+
+use std::{path::Path, process::Command};
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=BOARDROOM_COMMIT");
+    let commit = std::env::var("BOARDROOM_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=BOARDROOM_COMMIT={commit}");
+    // Built again when HEAD moves: a new commit, or another branch checked out. Only files
+    // that exist are named (a missing one would run this script at every build).
+    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+    if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(git(&["rev-parse", "--git-path", &head]));
+    }
+    watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+    for path in watched.into_iter().flatten() {
+        if Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+}

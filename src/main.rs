@@ -243,12 +243,19 @@ fn run_reindex(settings: Settings) -> ExitCode {
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("reading rooms {bar:40} {pos}/{len}")
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let result = runtime.block_on(boardroom::reindex::reindex(&settings, |done, total| {
+    // Without a terminal (a log, a unit's journal) the bar draws nothing: each phase's end
+    // is a line instead.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let result = runtime.block_on(boardroom::reindex::reindex(&settings, |phase, done, total| {
+        bar.set_message(phase.label());
         bar.set_length(total as u64);
         bar.set_position(done as u64);
+        if !terminal && done == total {
+            eprintln!("{}: {done}/{total}", phase.label());
+        }
     }));
     bar.finish_and_clear();
     match result {

@@ -44,10 +44,30 @@ pub struct Summary {
     pub comments: usize,
 }
 
-/// Rebuilds the board index. `progress(done, total)` is called as rooms are read.
+/// What a reindex is reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The state of every room the bot is in.
+    Rooms,
+    /// The threads of every task, for their comments.
+    TaskThreads,
+}
+
+impl Phase {
+    /// The phase in a few words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Rooms => "reading rooms",
+            Phase::TaskThreads => "reading task threads",
+        }
+    }
+}
+
+/// Rebuilds the board index. `progress(phase, done, total)` is called as rooms, then task
+/// threads, are read.
 pub async fn reindex(
     settings: &Settings,
-    mut progress: impl FnMut(usize, usize),
+    mut progress: impl FnMut(Phase, usize, usize),
 ) -> Result<Summary> {
     let store = Store::open(&settings.raw.database.path)?;
     let client = HomeserverClient::new(
@@ -57,20 +77,22 @@ pub async fn reindex(
     .with_retry(RetryPolicy::SHORT);
     let rooms = client.send(joined_rooms::v3::Request::new(), None).await?.joined_rooms;
     let total = rooms.len();
-    progress(0, total);
+    progress(Phase::Rooms, 0, total);
     let mut states: Vec<(OwnedRoomId, Vec<Raw<AnyStateEvent>>)> = Vec::with_capacity(total);
     for (i, room) in rooms.into_iter().enumerate() {
         let state = fetch_state(&client, &room).await?;
         let state = own_state(&client, &settings.bot_user_id, &room, state).await?;
         states.push((room, state));
-        progress(i + 1, total);
+        progress(Phase::Rooms, i + 1, total);
     }
     store.clear_board_index()?;
     store.clear_task_index()?;
     let (mut summary, threads) = rebuild(&store, &settings.bot_user_id, &states)?;
     summary.rooms = total;
-    for (room, slug, fields) in &threads {
+    progress(Phase::TaskThreads, 0, threads.len());
+    for (i, (room, slug, fields)) in threads.iter().enumerate() {
         summary.comments += reindex_comments(settings, &client, &store, room, slug, fields).await?;
+        progress(Phase::TaskThreads, i + 1, threads.len());
     }
     // The rebuild wrote the boards' logs as if everything were new, and what the index
     // held before is gone: a live stream resuming from before must refetch.

@@ -277,6 +277,12 @@ async fn reindex_restores_the_same_index_and_upgrades_keep_rooms_in_the_board() 
     let out = reindex_from_nothing(&stack);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("reindexed 1 boards and 3 board rooms"), "{said}");
+    // Without a terminal, each phase's end is a line: rooms, then task threads.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let rooms = progress.find("reading rooms: ").unwrap_or_else(|| panic!("{progress}"));
+    let threads = progress.find("reading task threads: ").unwrap_or_else(|| panic!("{progress}"));
+    assert!(rooms < threads, "{progress}");
+    assert!(progress.contains("reading task threads: 1/1"), "{progress}");
     assert!(said.contains("1 tasks with 2 comments"), "{said}");
     let after = index_dump(&stack).await;
     assert_eq!(after, before);

@@ -32,7 +32,12 @@ enum Cmd {
     /// Serve the appservice API and run the bot.
     Serve,
     /// Print the registration YAML for the homeserver.
-    Registration,
+    Registration {
+        /// First give every token still holding the example's placeholder (`change-me…`)
+        /// a new random one, written into the config file.
+        #[arg(short = 'g', long)]
+        generate: bool,
+    },
     /// Check the config; exits non-zero naming the wrong key.
     CheckConfig,
     /// Rebuild the board index from the homeserver (stop `serve` first).
@@ -60,6 +65,12 @@ fn main() -> ExitCode {
     if let Cmd::WebhookKeygen = cli.command {
         return run_webhook_keygen();
     }
+    if let Cmd::Registration { generate: true } = cli.command
+        && let Err(e) = generate_tokens(&cli.config)
+    {
+        eprintln!("boardroom: {}: {e}", cli.config.display());
+        return ExitCode::from(2);
+    }
     let settings = match Config::load(&cli.config).and_then(|c| c.validate()) {
         Ok(s) => s,
         Err(e) => {
@@ -77,7 +88,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Cmd::Registration => match registration::registration_yaml(&settings) {
+        Cmd::Registration { .. } => match registration::registration_yaml(&settings) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -93,6 +104,23 @@ fn main() -> ExitCode {
         Cmd::Status => run_status(&settings),
         Cmd::WebhookKeygen => run_webhook_keygen(),
     }
+}
+
+/// `registration --generate`: the config's placeholder tokens replaced by new ones, the
+/// file written again (through a new file renamed over it, with the same permissions).
+fn generate_tokens(config: &std::path::Path) -> boardroom::Result<()> {
+    let text = std::fs::read_to_string(config)?;
+    let (filled, n) = registration::fill_placeholder_tokens(&text)?;
+    if n == 0 {
+        eprintln!("no placeholder token in {}: nothing generated", config.display());
+        return Ok(());
+    }
+    let fresh = config.with_extension("toml.new");
+    std::fs::write(&fresh, filled)?;
+    std::fs::set_permissions(&fresh, std::fs::metadata(config)?.permissions())?;
+    std::fs::rename(&fresh, config)?;
+    eprintln!("wrote {n} new tokens into {}", config.display());
+    Ok(())
 }
 
 fn run_webhook_keygen() -> ExitCode {

@@ -2,7 +2,10 @@
 
 use ruma::api::appservice::{Namespace, Namespaces, Registration, RegistrationInit};
 
-use crate::config::Settings;
+use crate::{
+    config::Settings,
+    error::{Error, Result},
+};
 
 /// Builds the registration: id, url, tokens, the bot as `sender_localpart`, exclusive user
 /// and alias namespaces from the prefix, not rate limited, ephemeral events on.
@@ -143,5 +146,61 @@ mod tests {
         ] {
             assert!(yaml.contains(line), "missing {line:?} in\n{yaml}");
         }
+    }
+}
+
+/// The config's text with every token still holding the example's placeholder (a
+/// `…token = "change-me…"` line) given a new random one (32 bytes, in hex), and how many
+/// were; the rest of the text, comments included, as it was. `boardroom registration
+/// --generate` writes it back.
+pub fn fill_placeholder_tokens(text: &str) -> Result<(String, usize)> {
+    let mut out = String::with_capacity(text.len());
+    let mut filled = 0;
+    for line in text.split_inclusive('\n') {
+        let code = line.trim_start();
+        let placeholder = code
+            .split_once('=')
+            .filter(|(key, _)| key.trim().ends_with("token"))
+            .and_then(|(_, value)| value.trim().strip_prefix("\"change-me"))
+            .is_some();
+        if placeholder && !code.starts_with('#') {
+            let (key, _) = line.split_once('=').unwrap_or((line, ""));
+            let ending = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!("{key}= \"{}\"{ending}", new_token()?));
+            filled += 1;
+        } else {
+            out.push_str(line);
+        }
+    }
+    Ok((out, filled))
+}
+
+/// 32 random bytes, in hex.
+fn new_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod fill_tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_get_tokens_and_nothing_else_changes() {
+        let text = "[appservice]\n# a comment: token = \"change-me-x\"\nas_token = \"change-me-as-token\"\nhs_token = \"kept\"\nurl = \"change-me\"\n[[api.clients]]\n  token = \"change-me-client\"";
+        let (out, n) = fill_placeholder_tokens(text).expect("fill");
+        assert_eq!(n, 2);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "# a comment: token = \"change-me-x\"");
+        assert!(
+            lines[2].starts_with("as_token = \"") && lines[2].len() == "as_token = \"\"".len() + 64
+        );
+        assert_eq!(lines[3], "hs_token = \"kept\"");
+        assert_eq!(lines[4], "url = \"change-me\"", "only tokens");
+        assert!(lines[6].starts_with("  token = \"") && !lines[6].contains("change-me"));
+        assert!(!out.ends_with('\n'));
+        let (again, n) = fill_placeholder_tokens(&out).expect("fill");
+        assert_eq!((again, n), (out.clone(), 0), "a filled config stays as it is");
     }
 }

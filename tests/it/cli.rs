@@ -1,4 +1,5 @@
-//! The real binary: `check-config`, `registration`, `dead-letters` and `reindex`.
+//! The real binary: `check-config`, `registration` (and `--generate`), `dead-letters`,
+//! `reindex`, `status` and `--version`.
 
 use std::process::Command;
 
@@ -242,4 +243,49 @@ fn version_names_the_commit() {
             || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{text}"
     );
+}
+
+/// `registration --generate` gives the example's placeholder tokens new random ones in the
+/// config file, prints the registration with them, and leaves a filled config as it is.
+#[test]
+fn registration_generate_writes_new_tokens_into_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("boardroom.toml");
+    let example =
+        std::fs::read_to_string(crate::harness::project_root().join("config.example.toml"))
+            .expect("the example");
+    std::fs::write(&path, &example).expect("write");
+    // The example is refused as it is: its tokens are placeholders.
+    let out = boardroom(&["check-config"], &path);
+    assert!(!out.status.success());
+
+    let out = boardroom(&["registration", "--generate"], &path);
+    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{yaml}{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(&path).expect("read");
+    assert!(!written.contains("\"change-me"), "{written}");
+    let token = |key: &str| -> String {
+        written
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no {key}"))
+            .to_owned()
+    };
+    let (as_token, hs_token) = (token("as_token"), token("hs_token"));
+    assert_eq!(as_token.len(), 64);
+    assert_ne!(as_token, hs_token);
+    let yaml_line = |key: &str| {
+        yaml.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{yaml}")).to_owned()
+    };
+    assert!(yaml_line("as_token:").contains(&as_token), "{yaml}");
+    assert!(yaml_line("hs_token:").contains(&hs_token), "{yaml}");
+    // Nothing but the tokens changed: same lines, comments included.
+    assert_eq!(written.lines().count(), example.lines().count());
+    let changed = written.lines().zip(example.lines()).filter(|(a, b)| a != b).count();
+    assert_eq!(changed, 3, "as_token, hs_token and the client's token");
+    assert!(boardroom(&["check-config"], &path).status.success());
+    // Again: nothing to generate, the same tokens.
+    assert!(boardroom(&["registration", "-g"], &path).status.success());
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), written);
 }

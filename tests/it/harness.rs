@@ -791,8 +791,17 @@ impl Board {
         bob.join(space.as_str()).await.expect("bob joins the space");
         bob.join(tasks.as_str()).await.expect("bob joins tasks");
         bob.join(general.as_str()).await.expect("bob joins general");
-        let info = bob.command(&general, bot, "!board info").await;
-        assert!(info.contains("@bob:localhost (member)"), "{info}");
+        // Rooms are processed in lanes of their own: a command in `general` may come
+        // before Bob's join of the space is indexed. Ask again until it is (bounded).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = bob.command(&general, bot, "!board info").await;
+            if info.contains("@bob:localhost (member)") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{info}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Board { alice, bob, carol, general, tasks }
     }
 }

@@ -43,6 +43,13 @@ async fn board() -> Board {
     assert!(said.contains("Invited"), "{said}");
     mallory.join(space.as_str()).await.expect("mallory joins the space");
     mallory.join(general.as_str()).await.expect("mallory joins general");
+    // Rooms are processed in lanes of their own: the command in `general` may come before
+    // the space's join is indexed. Wait for it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stack.boardroom.store().boards_of(&mallory.user_id).expect("boards").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the join never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let info = mallory.command(&general, &bot, "!board info").await;
     assert!(info.contains("@mallory:localhost (member)"), "{info}");
     Board { stack, alice, mallory, space, general, tasks }

@@ -51,7 +51,13 @@ async fn board() -> Board {
     bob.join(space.as_str()).await.expect("bob joins the space");
     bob.join(general.as_str()).await.expect("bob joins general");
     bob.join(tasks.as_str()).await.expect("bob joins tasks");
-    // Bob's join has been indexed once a later command of his in the board is answered.
+    // Rooms are processed in lanes of their own, so a command in `general` may be
+    // handled before Bob's join of the space: wait until the join is indexed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stack.boardroom.store().boards_of(&bob.user_id).expect("boards").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "Bob's join never indexed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let info = bob.command(&general, &bot, "!board info").await;
     assert!(info.contains("@bob:localhost (member)"), "{info}");
     Board { stack, alice, bob, general, tasks }

@@ -34,8 +34,8 @@ pub(crate) fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// The stand-in homeserver: answers the bot's registration, the appservice ping, and
-/// anything else with `{}`. Keeps the requests it was asked.
+/// The stand-in homeserver: answers the bot's registration, the appservice ping, the
+/// probe of `/versions`, and anything else with `{}`. Keeps the requests it was asked.
 pub(crate) async fn stand_in() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let asked = Arc::new(Mutex::new(Vec::new()));
     let seen = asked.clone();
@@ -47,6 +47,9 @@ pub(crate) async fn stand_in() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                 json!({ "user_id": "@boardroom:localhost" })
             } else if path.contains("/appservice/") && path.ends_with("/ping") {
                 json!({ "duration_ms": 1 })
+            } else if path.ends_with("/client/versions") {
+                // Boardroom's probe of the homeserver.
+                json!({ "versions": ["v1.11"] })
             } else {
                 json!({})
             };

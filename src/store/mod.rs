@@ -223,35 +223,13 @@ impl Store {
     /// catalog, and brings the schema up to date. Refuses a database written by a newer
     /// Boardroom.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = open_db(path)?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                inbound: inbound::InboundState::load(&db)?,
-                outbox: outbox::OutboxState::load(&db)?,
-                inbox: inbox::InboxState::load(&db)?,
-                live: live::LiveLogs::default(),
-                db: RwLock::new(Some(Arc::new(db))),
-                write_failures: AtomicU64::new(0),
-                recovering: AtomicBool::new(false),
-                recovered: tokio::sync::Notify::new(),
-            }),
-        };
+        let store = Self::with_db(path, open_db(path)?)?;
         store.migrate()?;
         Ok(store)
     }
 
-    /// Opens the database at `path` to read it beside the process that has it open
-    /// (`boardroom serve`): a RocksDB secondary instance, which keeps its own small files
-    /// in `scratch` and writes nothing at `path`. Nothing is migrated; use it for reading.
-    pub fn open_secondary(path: &Path, scratch: &Path) -> Result<Self> {
-        let mut opts = Options::default();
-        opts.set_max_open_files(-1);
-        opts.set_log_level(rocksdb::LogLevel::Fatal);
-        let names = maps::MAPS.iter().map(|m| m.name);
-        let db = DB::open_cf_as_secondary(&opts, path, scratch, names).map_err(|e| {
-            Error::Store(format!("cannot read the database at {}: {e}", path.display()))
-        })?;
+    /// A store around `db`, open at `path`, with the counters kept in memory read from it.
+    fn with_db(path: &Path, db: DB) -> Result<Self> {
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -265,6 +243,20 @@ impl Store {
                 recovered: tokio::sync::Notify::new(),
             }),
         })
+    }
+
+    /// Opens the database at `path` to read it beside the process that has it open
+    /// (`boardroom serve`): a RocksDB secondary instance, which keeps its own small files
+    /// in `scratch` and writes nothing at `path`. Nothing is migrated; use it for reading.
+    pub fn open_secondary(path: &Path, scratch: &Path) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.set_max_open_files(-1);
+        opts.set_log_level(rocksdb::LogLevel::Fatal);
+        let names = maps::MAPS.iter().map(|m| m.name);
+        let db = DB::open_cf_as_secondary(&opts, path, scratch, names).map_err(|e| {
+            Error::Store(format!("cannot read the database at {}: {e}", path.display()))
+        })?;
+        Self::with_db(path, db)
     }
 
     /// What `boardroom status` shows: queue depths, the oldest entry waiting, dead

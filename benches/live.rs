@@ -35,7 +35,7 @@ use std::{
 };
 
 use boardroom::{
-    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    domain::board::{RoomKind, RoomRecord},
     store::Store,
 };
 use ruma::events::room::member::MembershipState;
@@ -384,19 +384,7 @@ fn seed(db: &Path) {
     let space: ruma::OwnedRoomId = SPACE.try_into().expect("room id");
     let general: ruma::OwnedRoomId = GENERAL.try_into().expect("room id");
     let alice: ruma::OwnedUserId = SENDER.try_into().expect("user id");
-    store
-        .put_board(&BoardRecord {
-            slug: BOARD.into(),
-            space_id: space.clone(),
-            name: "Bench".into(),
-            created_by: alice.clone(),
-            created_by_event: "$create:localhost".try_into().expect("event id"),
-            creators: vec![],
-            power_users: Default::default(),
-            users_default: 0,
-            columns: vec!["todo".into(), "doing".into(), "done".into()],
-        })
-        .expect("board");
+    store.put_board(&common::bench_board(BOARD, &space, &alice)).expect("board");
     let room = RoomRecord {
         board: BOARD.into(),
         name: "general".into(),

@@ -40,7 +40,7 @@ use std::{
 };
 
 use boardroom::{
-    domain::board::{BoardRecord, RoomKind, RoomRecord},
+    domain::board::{RoomKind, RoomRecord},
     store::Store,
 };
 use ruma::events::room::member::MembershipState;
@@ -325,19 +325,7 @@ fn seed(db: &Path) {
     let store = Store::open(db).expect("store");
     let space: ruma::OwnedRoomId = SPACE.try_into().expect("room id");
     let alice: ruma::OwnedUserId = MENTIONED.try_into().expect("user id");
-    store
-        .put_board(&BoardRecord {
-            slug: BOARD.into(),
-            space_id: space.clone(),
-            name: "Bench".into(),
-            created_by: alice,
-            created_by_event: "$create:localhost".try_into().expect("event id"),
-            creators: vec![],
-            power_users: Default::default(),
-            users_default: 0,
-            columns: vec!["todo".into(), "doing".into(), "done".into()],
-        })
-        .expect("board");
+    store.put_board(&common::bench_board(BOARD, &space, &alice)).expect("board");
     let members: Vec<(ruma::OwnedUserId, String)> = std::iter::once((MENTIONED.into(), "Alice"))
         .chain((0..SENDERS).map(|i| (sender(i), "User")))
         .map(|(u, name)| (u.try_into().expect("user id"), format!("{name} {}", name.len())))

@@ -244,3 +244,23 @@ format = "pretty"
 {more}"#
     )
 }
+
+/// A board as the benches seed it: `slug` in `space`, made by `created_by`, the default
+/// columns, nobody else with power.
+pub(crate) fn bench_board(
+    slug: &str,
+    space: &ruma::RoomId,
+    created_by: &ruma::UserId,
+) -> boardroom::domain::board::BoardRecord {
+    boardroom::domain::board::BoardRecord {
+        slug: slug.into(),
+        space_id: space.to_owned(),
+        name: "Bench".into(),
+        created_by: created_by.to_owned(),
+        created_by_event: "$create:localhost".try_into().expect("event id"),
+        creators: vec![],
+        power_users: Default::default(),
+        users_default: 0,
+        columns: vec!["todo".into(), "doing".into(), "done".into()],
+    }
+}

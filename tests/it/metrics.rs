@@ -86,6 +86,17 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
             assert!(resp.status().is_success(), "{}", resp.status());
         }
     };
+    // A transaction without the hs_token is refused before it is counted: a forger
+    // moves no metric.
+    let forged = http
+        .put(format!("http://{as_addr}/_matrix/app/v1/transactions/forged"))
+        .bearer_auth("not-the-hs-token")
+        .header("content-type", "application/json")
+        .body(transaction(100, 10))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(forged.status(), 403);
     put("1", transaction(0, 10)).await;
     // The same transaction again (a replay), and 5 events seen before with 5 new ones.
     put("1", transaction(0, 10)).await;

@@ -96,8 +96,11 @@ pub(crate) async fn follow(
     tracing::info!(board = %sub.slug, user_id = %actor.user_id, resume = last_event_id, "live stream opened");
     let idle = Duration::from_secs(ctx.settings.raw.http.idle_timeout_secs.max(2));
     let keepalive = Duration::from_secs(ctx.settings.raw.live.keepalive_secs).min(idle / 2);
+    // A client's stream ends when a reload changes the clients (its token may be gone).
+    let clients_changed = actor.client.as_ref().map(|_| ctx.streams.clients_changed.subscribe());
     let follower = Follower {
         stopping: ctx.streams.stopping.clone(),
+        clients_changed,
         ctx,
         actor,
         sub,
@@ -114,6 +117,16 @@ pub(crate) async fn follow(
     Ok(EventStream(Body::from_stream(frames)))
 }
 
+/// Returns when `rx` sees a change; never without one.
+async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 /// One subscriber's stream.
 struct Follower {
     ctx: Arc<Context>,
@@ -121,6 +134,7 @@ struct Follower {
     sub: Subscription,
     keepalive: Duration,
     stopping: CancellationToken,
+    clients_changed: Option<tokio::sync::watch::Receiver<u64>>,
     _permit: OwnedSemaphorePermit,
     _mine: crate::context::UserStream,
     started: bool,
@@ -145,6 +159,11 @@ impl Follower {
                 () = self.stopping.cancelled() => {
                     self.done = true;
                     return Some(Bytes::from_static(b": Boardroom is stopping; reconnect with Last-Event-ID\n\n"));
+                }
+                () = changed(&mut self.clients_changed) => {
+                    self.done = true;
+                    tracing::info!(board = %self.sub.slug, user_id = %self.actor.user_id, "live stream ended: the API clients were reloaded");
+                    return Some(Bytes::from_static(b": the API clients were reloaded; reconnect with Last-Event-ID\n\n"));
                 }
                 next = self.sub.next(&self.ctx, &req) => next,
                 () = tokio::time::sleep(self.keepalive) => {

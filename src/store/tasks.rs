@@ -729,7 +729,7 @@ impl Store {
     }
 }
 
-const TASK_MAPS: [&str; 8] = [
+pub(super) const TASK_MAPS: [&str; 8] = [
     maps::SLUG_TASKNEXT,
     maps::SLUGSTATUS_COUNT,
     maps::SLUGNUM_TASK,

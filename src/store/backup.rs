@@ -170,12 +170,15 @@ pub fn export_database_to_file(
 ) -> Result<Summary> {
     let tmp = temp_beside(output)?;
     let written = (|| {
-        let file = std::fs::File::create(&tmp)?;
+        let file = std::fs::File::create(&tmp)
+            .map_err(|e| Error::Backup(format!("cannot write {}: {e}", tmp.display())))?;
         let mut w = std::io::BufWriter::new(file);
         let summary = export_database(path, &mut w, created_ms, progress)?;
         let file = w.into_inner().map_err(|e| Error::Io(e.into_error()))?;
         file.sync_all()?;
-        std::fs::rename(&tmp, output)?;
+        std::fs::rename(&tmp, output).map_err(|e| {
+            Error::Backup(format!("cannot rename {} to {}: {e}", tmp.display(), output.display()))
+        })?;
         Ok(summary)
     })();
     if written.is_err() {
@@ -397,7 +400,9 @@ pub fn import(
         Input::Stdin => {
             let spool = temp_beside(path)?;
             let copied = (|| {
-                let mut f = std::fs::File::create(&spool)?;
+                let mut f = std::fs::File::create(&spool).map_err(|e| {
+                    Error::Backup(format!("cannot copy standard input to {}: {e}", spool.display()))
+                })?;
                 std::io::copy(&mut std::io::stdin().lock(), &mut f)?;
                 f.sync_all()?;
                 import_file(path, &spool, force, progress)

@@ -257,7 +257,27 @@ fn import_refuses_a_database_that_holds_records() {
     assert!(err.contains("useridid_notification"), "{err}");
     assert_eq!(boardroom(&conf_b, &["export"]).stdout, before, "the refusal changed it");
 
-    ok(&boardroom(&conf_b, &["import", "-i", export.to_str().expect("utf-8"), "--force"]));
+    // From standard input this time.
+    let mut child = Command::new(crate::harness::boardroom_exe())
+        .args(["import", "--force", "-c"])
+        .arg(&conf_b)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run boardroom");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&std::fs::read(&export).expect("read")).expect("write stdin");
+    }
+    ok(&child.wait_with_output().expect("wait"));
+    let leftover: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftover.is_empty(), "the copy of standard input is left: {leftover:?}");
     assert_eq!(
         boardroom(&conf_b, &["export"]).stdout,
         std::fs::read(&export).expect("read"),

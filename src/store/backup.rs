@@ -179,6 +179,11 @@ pub fn export_database_to_file(
         std::fs::rename(&tmp, output).map_err(|e| {
             Error::Backup(format!("cannot rename {} to {}: {e}", tmp.display(), output.display()))
         })?;
+        // The rename itself, on disk (best effort: not every system opens a directory).
+        let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
         Ok(summary)
     })();
     if written.is_err() {
@@ -478,7 +483,16 @@ pub fn import_file(
             });
         }
         Ok(())
-    })?;
+    });
+    // Past the check, only a failed write (a full disk) or a file changed since stops it.
+    let partway = |e: Error| {
+        Error::Backup(format!(
+            "the import stopped part-way, the database at {} holds part of the export: {e}; \
+             once that is fixed, import again with --force",
+            path.display()
+        ))
+    };
+    let summary = summary.map_err(partway)?;
     if !current.is_empty() {
         progress(Progress {
             map: &current,
@@ -492,7 +506,7 @@ pub fn import_file(
     batch.put_cf(super::cf(&db, maps::GLOBAL)?, SCHEMA_KEY, summary.schema_version.to_be_bytes());
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
-    store.checked(db.write_opt(batch, &wo))?;
+    store.checked(db.write_opt(batch, &wo)).map_err(partway)?;
     drop(db);
     drop(store);
     // Opened again: counters kept in memory read from the records, migrations run.

@@ -153,11 +153,28 @@ pub fn export_database(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Summary> {
     let scratch = scratch_dir("export");
-    let result = Store::open_secondary(path, &scratch)
-        .and_then(|store| store.export_to(out, created_ms, progress));
+    // Opening replays the primary's write-ahead log, which `serve` may rotate and delete
+    // meanwhile: a failed open is tried again, a few times.
+    let mut attempt = 1;
+    let store = loop {
+        match Store::open_secondary(path, &scratch) {
+            Ok(store) => break Ok(store),
+            Err(e) if attempt < OPEN_ATTEMPTS && path.join("CURRENT").exists() => {
+                tracing::warn!(error = %e, attempt, "cannot open the database to export it; trying again");
+                let _ = std::fs::remove_dir_all(&scratch);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                attempt += 1;
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let result = store.and_then(|store| store.export_to(out, created_ms, progress));
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
+
+/// How often an export tries to open the database.
+const OPEN_ATTEMPTS: u32 = 3;
 
 /// Exports the database at `path` into the file `output`: written beside it under a
 /// temporary name, synced, then renamed over `output`, so a failed export leaves no half

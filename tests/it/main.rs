@@ -7,6 +7,7 @@ mod api_chat;
 mod api_tasks;
 mod appservice;
 mod architecture;
+mod backup;
 mod boards;
 mod bot;
 mod cli;

@@ -10,6 +10,7 @@ mod architecture;
 mod boards;
 mod bot;
 mod cli;
+mod deploy;
 mod encryption;
 mod harness;
 mod hostile;

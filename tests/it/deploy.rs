@@ -669,7 +669,8 @@ fn operations_md_names_only_real_commands_metrics_and_files() {
             .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
             .collect();
         rest = &rest[at + name.len()..];
-        if name == "boardroom_" {
+        // `boardroom_boardroom-data` is a volume, not a metric.
+        if name == "boardroom_" || rest.starts_with('-') {
             continue;
         }
         // A counter is exported with `_total`, a histogram with `_bucket`, `_count`, `_sum`.

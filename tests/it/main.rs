@@ -11,6 +11,7 @@ mod backup;
 mod boards;
 mod bot;
 mod cli;
+mod deploy;
 mod encryption;
 mod harness;
 mod hostile;

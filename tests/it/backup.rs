@@ -36,20 +36,8 @@ fn room_id(id: &str) -> OwnedRoomId {
 /// A config whose database is `db`.
 fn config(dir: &Path, name: &str, db: &Path) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
-    let text = format!(
-        r#"
-[homeserver]
-url = "http://127.0.0.1:8008"
-server_name = "example.org"
-[appservice]
-url = "http://127.0.0.1:9009"
-as_token = "as-secret-token"
-hs_token = "hs-secret-token"
-[database]
-path = "{}"
-"#,
-        db.display()
-    );
+    let text = crate::harness::MINIMAL_CONFIG
+        .replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8 path"));
     std::fs::write(&path, text).expect("write config");
     path
 }

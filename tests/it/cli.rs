@@ -13,17 +13,7 @@ fn boardroom(args: &[&str], config: &std::path::Path) -> std::process::Output {
         .expect("run boardroom")
 }
 
-const GOOD: &str = r#"
-[homeserver]
-url = "http://127.0.0.1:8008"
-server_name = "example.org"
-[appservice]
-url = "http://127.0.0.1:9009"
-as_token = "as-secret-token"
-hs_token = "hs-secret-token"
-[database]
-path = "/tmp/boardroom-cli-test"
-"#;
+use crate::harness::MINIMAL_CONFIG as GOOD;
 
 #[test]
 fn check_config_names_a_missing_homeserver_url() {

@@ -325,17 +325,7 @@ fn the_image_exposes_the_default_listen_port() {
     assert_eq!(exposed_port(), settings.listen.port(), "EXPOSE and the default listen port");
 }
 
-const MINIMAL: &str = r#"
-[homeserver]
-url = "http://127.0.0.1:8008"
-server_name = "example.org"
-[appservice]
-url = "http://127.0.0.1:9009"
-as_token = "as-secret-token"
-hs_token = "hs-secret-token"
-[database]
-path = "/tmp/boardroom-deploy-test"
-"#;
+use crate::harness::MINIMAL_CONFIG as MINIMAL;
 
 #[test]
 fn the_compose_file_builds_the_image_and_mounts_what_it_reads() {
@@ -492,7 +482,7 @@ fn the_compose_health_check_asks_a_running_boardroom() {
     let port = free_port();
     let config = MINIMAL
         .replace("http://127.0.0.1:8008", &format!("http://127.0.0.1:{}", free_port()))
-        .replace("/tmp/boardroom-deploy-test", &dir.path().join("db").display().to_string())
+        .replace("/tmp/boardroom-cli-test", &dir.path().join("db").display().to_string())
         .replace("[appservice]\n", &format!("[appservice]\nlisten = \"127.0.0.1:{port}\"\n"));
     let path = dir.path().join("boardroom.toml");
     std::fs::write(&path, config).expect("write");

@@ -265,6 +265,20 @@ impl Drop for Synapse {
     }
 }
 
+/// The smallest valid config, for the binary's commands that reach no homeserver; its
+/// database path is `/tmp/boardroom-cli-test` (replace it for a real one).
+pub(crate) const MINIMAL_CONFIG: &str = r#"
+[homeserver]
+url = "http://127.0.0.1:8008"
+server_name = "example.org"
+[appservice]
+url = "http://127.0.0.1:9009"
+as_token = "as-secret-token"
+hs_token = "hs-secret-token"
+[database]
+path = "/tmp/boardroom-cli-test"
+"#;
+
 /// A Boardroom config for tests: loopback, a temporary database.
 pub(crate) fn test_config(hs_url: &str, listen: SocketAddr, db: &Path, extra: &str) -> Config {
     let text = format!(

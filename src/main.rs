@@ -43,8 +43,8 @@ enum Cmd {
     /// Rebuild the board index from the homeserver (stop `serve` first).
     Reindex,
     /// List the outbound requests set aside (refused for good, or failing with server
-    /// errors too long), with the homeserver's error; `--requeue` puts them back in the
-    /// outbox for the next `serve` (stop `serve` first).
+    /// errors too long), with the homeserver's error (works while `serve` runs);
+    /// `--requeue` puts them back in the outbox for the next `serve` (stop `serve` first).
     DeadLetters {
         /// Put them back in the outbox instead of listing them.
         #[arg(long)]
@@ -169,7 +169,15 @@ fn run_webhook_keygen() -> ExitCode {
 }
 
 fn run_dead_letters(settings: &Settings, requeue: bool) -> ExitCode {
-    let store = match boardroom::store::Store::open(&settings.raw.database.path) {
+    let db = &settings.raw.database.path;
+    // Listing reads the database as a secondary instance, so that it works while `serve`
+    // runs; requeueing writes, and needs `serve` stopped.
+    let scratch = std::env::temp_dir().join(format!("boardroom-dead-{}", std::process::id()));
+    let opened = match requeue {
+        true => boardroom::store::Store::open(db),
+        false => boardroom::store::Store::open_secondary(db, &scratch),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
             eprintln!("boardroom dead-letters: {e}");
@@ -192,7 +200,10 @@ fn run_dead_letters(settings: &Settings, requeue: bool) -> ExitCode {
             }
         };
     }
-    match store.outbox_dead_entries(usize::MAX) {
+    let listed = store.outbox_dead_entries(usize::MAX);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&scratch);
+    match listed {
         Ok(entries) => {
             for (seq, record) in &entries {
                 println!("#{seq} {record}");

@@ -100,14 +100,20 @@ fn dead_letters_are_listed_and_requeued() {
     );
     drop(store);
 
-    // While another process holds the database, it says what to do.
-    let _held = boardroom::store::Store::open(&db).expect("store");
+    // While another process holds the database (as `serve` does), the list is read beside
+    // it; a requeue, which writes, says what to do.
+    let held = boardroom::store::Store::open(&db).expect("store");
+    held.outbox_dead(2, b"{\"join_room\":{}}", "M_FORBIDDEN: still not invited").expect("dead");
     let out = boardroom(&["dead-letters"], &path);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("#2 ") && listed.contains("still not invited"), "{listed}");
+    let out = boardroom(&["dead-letters", "--requeue"], &path);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
 }
 
-/// `reindex` (and `dead-letters`) while another process holds the database: a sentence
+/// `reindex` (and `dead-letters --requeue`) while another process holds the database: a sentence
 /// that names it and says what to do, not RocksDB's lock error; `-c` names the config.
 #[test]
 fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
@@ -117,7 +123,7 @@ fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
     std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
         .expect("write");
     let held = boardroom::store::Store::open(&db).expect("store");
-    for args in [["reindex"].as_slice(), ["dead-letters"].as_slice()] {
+    for args in [["reindex"].as_slice(), ["dead-letters", "--requeue"].as_slice()] {
         let out = Command::new(crate::harness::boardroom_exe())
             .args(args)
             .arg("-c")

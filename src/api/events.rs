@@ -96,8 +96,10 @@ pub(crate) async fn follow(
     tracing::info!(board = %sub.slug, user_id = %actor.user_id, resume = last_event_id, "live stream opened");
     let idle = Duration::from_secs(ctx.settings.raw.http.idle_timeout_secs.max(2));
     let keepalive = Duration::from_secs(ctx.settings.raw.live.keepalive_secs).min(idle / 2);
+    let subscribed = Subscribed::new(ctx.metrics.clone());
     let follower = Follower {
         stopping: ctx.streams.stopping.clone(),
+        _subscribed: subscribed,
         ctx,
         actor,
         sub,
@@ -114,8 +116,26 @@ pub(crate) async fn follow(
     Ok(EventStream(Body::from_stream(frames)))
 }
 
+/// One live stream open, in the metrics' count until it is dropped (the stream ended or
+/// its connection closed).
+struct Subscribed(Arc<crate::metrics::Metrics>);
+
+impl Subscribed {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.live_subscribers.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.live_subscribers.dec();
+    }
+}
+
 /// One subscriber's stream.
 struct Follower {
+    _subscribed: Subscribed,
     ctx: Arc<Context>,
     actor: Actor,
     sub: Subscription,
@@ -167,6 +187,9 @@ impl Follower {
                 }
                 Next::End(why) => {
                     self.done = true;
+                    if matches!(why, Ended::Behind) {
+                        self.ctx.metrics.live_dropped_slow.inc();
+                    }
                     tracing::info!(board = %self.sub.slug, user_id = %self.actor.user_id, reason = ?why, "live stream ended");
                     return match why {
                         Ended::Removed => Some(Bytes::from_static(

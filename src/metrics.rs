@@ -485,4 +485,64 @@ mod tests {
         assert!(text.contains("boardroom_appservice_ingest_seconds_count 1"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    /// Requests are counted under their route's template, never their path; a path no
+    /// route matches under `unmatched`.
+    #[tokio::test]
+    async fn requests_count_under_their_route_template_and_status() {
+        use axum::{body::Body, routing::get};
+        use tower::ServiceExt;
+
+        let m = Arc::new(Metrics::new());
+        let router = axum::Router::new()
+            .route("/boards/{slug}", get(|| async { "ok" }))
+            .route("/refused", get(|| async { http::StatusCode::UNAUTHORIZED }))
+            .fallback(|| async { http::StatusCode::NOT_FOUND });
+        let router = layer(router, m.clone());
+        for path in ["/boards/launch", "/boards/@alice:x", "/refused", "/boards/a/b", "/secret"] {
+            let req = http::Request::get(path).body(Body::empty()).expect("request");
+            router.clone().oneshot(req).await.expect("response");
+        }
+        let text = m.render();
+        let line = |labels: &str, v: u64| format!("boardroom_http_requests_total{{{labels}}} {v}\n");
+        for want in [
+            line(r#"method="GET",route="/boards/{slug}",status="200""#, 2),
+            line(r#"method="GET",route="/refused",status="401""#, 1),
+            line(r#"method="GET",route="unmatched",status="404""#, 2),
+        ] {
+            assert!(text.contains(&want), "{want} in\n{text}");
+        }
+        assert!(
+            text.contains("boardroom_http_request_seconds_count{method=\"GET\",route=\"/boards/{slug}\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("alice") && !text.contains("secret"), "{text}");
+    }
+
+    /// What the store keeps is read at each scrape.
+    #[test]
+    fn store_gauges_are_read_at_scrape() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let m = Metrics::new();
+        m.watch(store.clone());
+        let text = m.render();
+        assert!(text.contains("boardroom_outbox_entries{state=\"waiting\"} 0\n"), "{text}");
+        assert!(text.contains("boardroom_inbox_entries 0\n"), "{text}");
+        assert!(text.contains("boardroom_inbound_queue_oldest_age_seconds 0.0\n"), "{text}");
+        store.enqueue_outbound(&[b"a".to_vec(), b"b".to_vec()]).expect("enqueue");
+        store.outbox_mark_sent(1, 7).expect("mark");
+        store.outbox_dead(2, b"b", "M_FORBIDDEN").expect("dead");
+        let text = m.render();
+        for (state, n) in [("waiting", 0), ("sent", 1), ("dead", 1)] {
+            let want = format!("boardroom_outbox_entries{{state=\"{state}\"}} {n}\n");
+            assert!(text.contains(&want), "{want} in\n{text}");
+        }
+        let size = text
+            .lines()
+            .find_map(|l| l.strip_prefix("boardroom_store_size_bytes "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("size");
+        assert!(size > 0, "{text}");
+    }
 }

@@ -504,7 +504,8 @@ mod tests {
             router.clone().oneshot(req).await.expect("response");
         }
         let text = m.render();
-        let line = |labels: &str, v: u64| format!("boardroom_http_requests_total{{{labels}}} {v}\n");
+        let line =
+            |labels: &str, v: u64| format!("boardroom_http_requests_total{{{labels}}} {v}\n");
         for want in [
             line(r#"method="GET",route="/boards/{slug}",status="200""#, 2),
             line(r#"method="GET",route="/refused",status="401""#, 1),
@@ -513,7 +514,9 @@ mod tests {
             assert!(text.contains(&want), "{want} in\n{text}");
         }
         assert!(
-            text.contains("boardroom_http_request_seconds_count{method=\"GET\",route=\"/boards/{slug}\"} 2"),
+            text.contains(
+                "boardroom_http_request_seconds_count{method=\"GET\",route=\"/boards/{slug}\"} 2"
+            ),
             "{text}"
         );
         assert!(!text.contains("alice") && !text.contains("secret"), "{text}");

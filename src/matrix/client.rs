@@ -560,9 +560,20 @@ fn failure_kind(e: &HsError) -> &'static str {
 }
 
 fn endpoint_name<R>() -> &'static str {
-    // `ruma_client_api::membership::join_room_by_id::v3::Request` → `join_room_by_id`
+    // `ruma_client_api::membership::join_room_by_id::v3::Request` → `join_room_by_id`;
+    // `ruma_client_api::discovery::get_supported_versions::Request` (no version module) →
+    // `get_supported_versions`.
     let full = std::any::type_name::<R>();
-    full.rsplit("::").nth(2).unwrap_or(full)
+    let mut parts = full.rsplit("::").skip(1);
+    let is_version = |p: &str| {
+        p == "unstable"
+            || p.strip_prefix('v').is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match parts.next() {
+        Some(p) if is_version(p) => parts.next().unwrap_or(full),
+        Some(p) => p,
+        None => full,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -681,6 +692,10 @@ mod tests {
         assert_eq!(
             endpoint_name::<ruma::api::client::membership::join_room_by_id::v3::Request>(),
             "join_room_by_id"
+        );
+        assert_eq!(
+            endpoint_name::<ruma::api::client::discovery::get_supported_versions::Request>(),
+            "get_supported_versions"
         );
     }
 }

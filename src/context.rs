@@ -54,6 +54,9 @@ pub struct Streams {
     pub stopping: tokio_util::sync::CancellationToken,
     /// One permit per stream served (`[live] max_subscribers`).
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Moved on by a reload that changed the API clients: every client's stream ends, and
+    /// the client resumes by id with its token checked against the new config.
+    pub clients_changed: tokio::sync::watch::Sender<u64>,
     /// Streams open per user, and the most one may hold (`[live] max_streams_per_user`).
     per_user: Mutex<std::collections::HashMap<ruma::OwnedUserId, usize>>,
     max_per_user: usize,
@@ -65,6 +68,7 @@ impl Streams {
         Self {
             stopping: tokio_util::sync::CancellationToken::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            clients_changed: tokio::sync::watch::Sender::new(0),
             per_user: Mutex::default(),
             max_per_user,
         }

@@ -530,8 +530,9 @@ pub fn config(text: &str, env: &[(String, String)]) {
     assert_eq!(settings.bot_user_id.server_name(), settings.server_name);
     assert_ne!(settings.as_token, settings.hs_token);
     assert!(!settings.homeserver_url.ends_with('/'));
-    for (i, c) in settings.api_clients.iter().enumerate() {
-        assert!(settings.api_clients[..i].iter().all(|o| o.token != c.token && o.name != c.name));
+    let access = settings.access();
+    for (i, c) in access.api_clients.iter().enumerate() {
+        assert!(access.api_clients[..i].iter().all(|o| o.token != c.token && o.name != c.name));
         assert!(c.token != settings.as_token && c.token != settings.hs_token);
     }
     assert!(!settings.is_virtual_user(&settings.bot_user_id), "the bot is no virtual user");

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Serve => run_serve(settings),
+        Cmd::Serve => run_serve(cli.config, settings),
         Cmd::Reindex => run_reindex(settings),
         Cmd::DeadLetters { requeue } => run_dead_letters(&settings, requeue),
         Cmd::Status => run_status(&settings),
@@ -218,21 +218,77 @@ fn run_status(settings: &Settings) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.raw.logging.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// How a reload changes the log level; `None` while `RUST_LOG` sets it.
+type LevelHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(settings: &Settings) -> Option<LevelHandle> {
+    use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_wins = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&settings.raw.logging.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
     match settings.raw.logging.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
+        LogFormat::Pretty => registry.with(fmt).init(),
+    }
+    (!env_wins).then_some(handle)
+}
+
+/// On each SIGHUP: reads the config file again (with the environment's overrides) and, if
+/// it is valid, applies what may change while Boardroom runs; a bad file is refused with
+/// its reason, and the running config kept.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    path: std::path::PathBuf,
+    ctx: std::sync::Arc<boardroom::context::Context>,
+    level: Option<LevelHandle>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the config is reloaded only by a restart");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let span = tracing::info_span!("reload", config = %path.display());
+        let _entered = span.enter();
+        let new = match Config::load(&path).and_then(|c| c.validate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload refused: the running config is kept");
+                continue;
+            }
+        };
+        let reloaded = app::reload(&ctx, &new);
+        if reloaded.applied.contains(&"logging.level") {
+            match (&level, tracing_subscriber::EnvFilter::try_new(&new.raw.logging.level)) {
+                (Some(handle), Ok(filter)) => {
+                    if let Err(e) = handle.reload(filter) {
+                        tracing::error!(error = %e, "the new log level could not be applied");
+                    }
+                }
+                (None, _) => tracing::warn!("logging.level changed, but RUST_LOG sets the level"),
+                (_, Err(e)) => tracing::error!(error = %e, "logging.level is not a filter"),
+            }
+        }
+        if !reloaded.restart_needed.is_empty() {
+            tracing::warn!(
+                keys = ?reloaded.restart_needed,
+                "these keys changed but apply only after a restart: they keep their running values"
+            );
+        }
+        tracing::info!(changed = ?reloaded.applied, "config reloaded");
     }
 }
 
-fn run_serve(settings: Settings) -> ExitCode {
-    init_logging(&settings);
+fn run_serve(config: std::path::PathBuf, settings: Settings) -> ExitCode {
+    let level = init_logging(&settings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -249,7 +305,12 @@ fn run_serve(settings: Settings) -> ExitCode {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        app::serve_app_on(app::App::new(settings)?, listeners, shutdown).await
+        let app = app::App::new(settings)?;
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(config, app.ctx.clone(), level));
+        #[cfg(not(unix))]
+        let _ = (config, level);
+        app::serve_app_on(app, listeners, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

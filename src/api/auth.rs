@@ -178,8 +178,9 @@ impl FromRequestParts<ApiState> for Caller {
                     .into(),
             ));
         }
+        let access = settings.access();
         if let Some(client) =
-            settings.api_clients.iter().find(|c| secret_eq(c.token.expose(), &token))
+            access.api_clients.iter().find(|c| secret_eq(c.token.expose(), &token))
         {
             let name = match parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok()) {
                 Some(name) => name.to_owned(),

@@ -96,9 +96,12 @@ pub(crate) async fn follow(
     tracing::info!(board = %sub.slug, user_id = %actor.user_id, resume = last_event_id, "live stream opened");
     let idle = Duration::from_secs(ctx.settings.raw.http.idle_timeout_secs.max(2));
     let keepalive = Duration::from_secs(ctx.settings.raw.live.keepalive_secs).min(idle / 2);
+    // A client's stream ends when a reload changes the clients (its token may be gone).
+    let clients_changed = actor.client.as_ref().map(|_| ctx.streams.clients_changed.subscribe());
     let subscribed = Subscribed::new(ctx.metrics.clone());
     let follower = Follower {
         stopping: ctx.streams.stopping.clone(),
+        clients_changed,
         _subscribed: subscribed,
         ctx,
         actor,
@@ -114,6 +117,16 @@ pub(crate) async fn follow(
         Some((Ok::<Bytes, std::convert::Infallible>(frame), f))
     });
     Ok(EventStream(Body::from_stream(frames)))
+}
+
+/// Returns when `rx` sees a change; never without one.
+async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// One live stream open, in the metrics' count until it is dropped (the stream ended or
@@ -141,6 +154,7 @@ struct Follower {
     sub: Subscription,
     keepalive: Duration,
     stopping: CancellationToken,
+    clients_changed: Option<tokio::sync::watch::Receiver<u64>>,
     _permit: OwnedSemaphorePermit,
     _mine: crate::context::UserStream,
     started: bool,
@@ -165,6 +179,11 @@ impl Follower {
                 () = self.stopping.cancelled() => {
                     self.done = true;
                     return Some(Bytes::from_static(b": Boardroom is stopping; reconnect with Last-Event-ID\n\n"));
+                }
+                () = changed(&mut self.clients_changed) => {
+                    self.done = true;
+                    tracing::info!(board = %self.sub.slug, user_id = %self.actor.user_id, "live stream ended: the API clients were reloaded");
+                    return Some(Bytes::from_static(b": the API clients were reloaded; reconnect with Last-Event-ID\n\n"));
                 }
                 next = self.sub.next(&self.ctx, &req) => next,
                 () = tokio::time::sleep(self.keepalive) => {
@@ -290,6 +309,7 @@ mod tests {
         let mut follower = Follower {
             _subscribed: Subscribed::new(metrics.clone()),
             stopping: ctx.streams.stopping.clone(),
+            clients_changed: None,
             _permit: ctx.streams.slots.clone().try_acquire_owned().expect("permit"),
             _mine: ctx.streams.open_for(&alice).expect("place"),
             ctx: ctx.clone(),

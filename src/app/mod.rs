@@ -36,6 +36,18 @@ pub struct App {
     pub restarts: Arc<appservice::catch_up::Restarts>,
 }
 
+/// A reload (`SIGHUP`): `new` is the config read and validated again. API clients, webhook
+/// sources and board creators apply at once (a client's live streams end, to be resumed
+/// with the new config); the keys that need a restart are named. `logging.level` is the
+/// caller's to apply (it owns the subscriber).
+pub fn reload(ctx: &Context, new: &Settings) -> crate::config::Reloaded {
+    let reloaded = ctx.settings.reload_from(new);
+    if reloaded.applied.contains(&"api.clients") {
+        ctx.streams.clients_changed.send_modify(|n| *n += 1);
+    }
+    reloaded
+}
+
 impl App {
     /// Opens the database and builds the client; starts nothing.
     pub fn new(settings: Settings) -> Result<Self> {

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 mod settings;
 
-pub use settings::{ApiClient, Settings, WebhookSource, glob_match, parse_public_key};
+pub use settings::{
+    Access, ApiClient, Reloaded, Settings, WebhookSource, glob_match, parse_public_key,
+};
 
 /// Prefix of environment variables that override config keys:
 /// `BOARDROOM__<SECTION>__<KEY>`, for example `BOARDROOM__HOMESERVER__URL`.
@@ -653,11 +655,63 @@ mod tests {
     fn api_client_names_must_differ_and_the_virtual_user_cap_defaults_to_1000() {
         let one = "[[api.clients]]\nname = \"tracker\"\ntoken = \"t1\"\n";
         let s = load(&format!("{MINIMAL}\n{one}"), &[]).expect("parses").validate().expect("valid");
-        assert_eq!(s.api_clients[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
+        assert_eq!(s.access().api_clients[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
         let twice =
             format!("{MINIMAL}\n{one}[[api.clients]]\nname = \"tracker\"\ntoken = \"t2\"\n");
         let err = load(&twice, &[]).expect("parses").validate().expect_err("same name");
         assert!(err.to_string().contains("api.clients[1].name"), "{err}");
+    }
+
+    #[test]
+    fn a_reload_applies_clients_creators_and_level_and_names_what_needs_a_restart() {
+        let settings = |extra: &str| {
+            load(&format!("{MINIMAL}\n{extra}"), &[]).expect("parses").validate().expect("valid")
+        };
+        let client =
+            |token: &str| format!("[[api.clients]]\nname = \"tracker\"\ntoken = \"{token}\"\n");
+        let running = settings(&client("old-token"));
+        let shared = running.clone();
+        // The same file again: nothing changes.
+        assert_eq!(running.reload_from(&settings(&client("old-token"))), Reloaded::default());
+
+        let new = settings(&format!(
+            "[logging]\nlevel = \"debug\"\n[permissions]\nboard_creators = [\"@ops:example.org\"]\n{}",
+            client("new-token")
+        ));
+        let reloaded = running.reload_from(&new);
+        assert_eq!(
+            reloaded.applied,
+            vec!["api.clients", "permissions.board_creators", "logging.level"]
+        );
+        assert!(reloaded.restart_needed.is_empty(), "{reloaded:?}");
+        // Every clone sees it: the old token is gone, the new one is the client's.
+        let access = shared.access();
+        assert_eq!(access.api_clients.len(), 1);
+        assert_eq!(access.api_clients[0].token.expose(), "new-token");
+        assert_eq!(access.log_level, "debug");
+        let ops = ruma::user_id!("@ops:example.org");
+        assert!(shared.is_board_creator(ops));
+
+        // Keys a running Boardroom cannot change are named, and keep their values.
+        let moved = load(
+            &format!("{MINIMAL}\n[live]\nkeepalive_secs = 3\n{}", client("new-token"))
+                .replace("127.0.0.1:9009", "127.0.0.1:9010")
+                .replace("hs-secret", "hs-other"),
+            &[],
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        let reloaded = running.reload_from(&moved);
+        assert_eq!(
+            reloaded.restart_needed,
+            vec!["appservice.hs_token", "appservice.url", "live.keepalive_secs"]
+        );
+        assert_eq!(running.hs_token.expose(), "hs-secret");
+        assert_eq!(running.raw.live.keepalive_secs, default_keepalive_secs());
+        // The creators and level of that file (none, info) apply: they are reloadable.
+        assert_eq!(reloaded.applied, vec!["permissions.board_creators", "logging.level"]);
+        assert!(!shared.is_board_creator(ops));
     }
 
     #[test]
@@ -666,8 +720,8 @@ mod tests {
         let source = |body: &str| format!("{MINIMAL}\n[[webhooks.sources]]\n{body}\n");
         let ok = format!("name = \"ci\"\npublic_key = \"{KEY}\"\nboards = [\"demo\"]");
         let s = load(&source(&ok), &[]).expect("parses").validate().expect("valid");
-        assert_eq!(s.webhook_sources[0].name, "ci");
-        assert_eq!(s.webhook_sources[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
+        assert_eq!(s.access().webhook_sources[0].name, "ci");
+        assert_eq!(s.access().webhook_sources[0].max_virtual_users, DEFAULT_MAX_VIRTUAL_USERS);
         // Unpadded base64, and a key from a file.
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("ci.pub");
@@ -677,9 +731,9 @@ mod tests {
             file.display().to_string()
         );
         let s = load(&source(&from_file), &[]).expect("parses").validate().expect("valid");
-        assert_eq!(s.webhook_sources[0].public_key.to_bytes(), {
+        assert_eq!(s.access().webhook_sources[0].public_key.to_bytes(), {
             let from_inline = load(&source(&ok), &[]).expect("p").validate().expect("v");
-            from_inline.webhook_sources[0].public_key.to_bytes()
+            from_inline.access().webhook_sources[0].public_key.to_bytes()
         });
         let twice = format!("{}[[webhooks.sources]]\n{ok}\n", source(&ok));
         let weak = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; // the identity point

@@ -4,6 +4,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::{Arc, RwLock},
 };
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
@@ -32,10 +33,40 @@ pub struct Settings {
     pub hs_token: Secret,
     /// `@<bot_localpart>:<server_name>`.
     pub bot_user_id: OwnedUserId,
+    /// What a reload may change while Boardroom runs (API clients, webhook sources, board
+    /// creators): [`Settings::access`]. Clones share it, so a reload reaches every part
+    /// holding one.
+    access: Arc<RwLock<Arc<Access>>>,
+}
+
+/// The part of the config a reload (`SIGHUP`) changes without a restart: who may call the
+/// API, send webhooks and create boards.
+#[derive(Clone, Debug)]
+pub struct Access {
     /// API clients with their tokens read.
     pub api_clients: Vec<ApiClient>,
     /// Webhook sources with their public keys read.
     pub webhook_sources: Vec<WebhookSource>,
+    /// `permissions.board_creators`: user-id globs.
+    pub board_creators: Vec<String>,
+    /// `logging.level`, as last loaded (applied by the process's log subscriber).
+    pub log_level: String,
+}
+
+impl Access {
+    /// Whether `board_creators` matches `user_id`.
+    pub fn is_board_creator(&self, user_id: &UserId) -> bool {
+        self.board_creators.iter().any(|g| glob_match(g, user_id.as_str()))
+    }
+}
+
+/// What [`Settings::reload_from`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The reloadable parts that changed and now apply, in words (`api.clients`, …).
+    pub applied: Vec<&'static str>,
+    /// Keys that changed but take effect only after a restart; still as they were.
+    pub restart_needed: Vec<String>,
 }
 
 /// A webhook source, validated.
@@ -317,9 +348,14 @@ impl Config {
 
         let webhook_sources = self.webhook_sources()?;
 
-        Ok(Settings {
+        let access = Access {
             api_clients,
             webhook_sources,
+            board_creators: self.permissions.board_creators.clone(),
+            log_level: self.logging.level.clone(),
+        };
+        Ok(Settings {
+            access: Arc::new(RwLock::new(Arc::new(access))),
             raw: self.clone(),
             homeserver_url,
             server_name,
@@ -448,9 +484,103 @@ impl Settings {
             && user_id.localpart().starts_with(&self.raw.appservice.namespace_prefix)
     }
 
-    /// Whether `permissions.board_creators` matches `user_id`.
+    /// Whether `permissions.board_creators`, as last loaded, matches `user_id`.
     pub fn is_board_creator(&self, user_id: &UserId) -> bool {
-        self.raw.permissions.board_creators.iter().any(|g| glob_match(g, user_id.as_str()))
+        self.access().is_board_creator(user_id)
+    }
+
+    /// API clients, webhook sources and board creators as last loaded.
+    pub fn access(&self) -> Arc<Access> {
+        self.access.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `access` in place of what API clients, webhook sources and board creators were,
+    /// for every holder of this settings' clones.
+    pub fn set_access(&self, access: Access) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(access);
+    }
+
+    /// A reload: takes from `new` (validated from the file read again) what may change
+    /// while Boardroom runs, and names the keys that changed but need a restart (they keep
+    /// their running values). `logging.level` is the caller's to apply (the subscriber is
+    /// the process's); it is reported here when it changed.
+    pub fn reload_from(&self, new: &Settings) -> Reloaded {
+        let old = self.access();
+        let fresh = new.access();
+        let mut applied = Vec::new();
+        let clients = |a: &Access| -> Vec<(String, Secret, Vec<String>, u64, bool)> {
+            a.api_clients
+                .iter()
+                .map(|c| {
+                    let (name, token) = (c.name.clone(), c.token.clone());
+                    (name, token, c.boards.clone(), c.max_virtual_users, c.create_boards)
+                })
+                .collect()
+        };
+        if clients(&old) != clients(&fresh) {
+            applied.push("api.clients");
+        }
+        let sources = |a: &Access| -> Vec<(String, [u8; 32], Vec<String>, u64)> {
+            a.webhook_sources
+                .iter()
+                .map(|s| {
+                    (s.name.clone(), s.public_key.to_bytes(), s.boards.clone(), s.max_virtual_users)
+                })
+                .collect()
+        };
+        if sources(&old) != sources(&fresh) {
+            applied.push("webhooks.sources");
+        }
+        if old.board_creators != fresh.board_creators {
+            applied.push("permissions.board_creators");
+        }
+        if old.log_level != fresh.log_level {
+            applied.push("logging.level");
+        }
+        self.set_access((*fresh).clone());
+
+        // Everything else: the file's keys, less the reloadable ones, compared leaf by leaf.
+        let mut restart_needed = Vec::new();
+        let strip = |c: &Config| {
+            let mut c = c.clone();
+            c.api.clients.clear();
+            c.webhooks.sources.clear();
+            c.permissions.board_creators.clear();
+            c.logging.level.clear();
+            serde_json::to_value(&c).unwrap_or_default()
+        };
+        diff_keys("", &strip(&self.raw), &strip(&new.raw), &mut restart_needed);
+        // Tokens read from files: the same key may now point at another token.
+        if self.as_token != new.as_token
+            && !restart_needed.iter().any(|k| k.starts_with("appservice.as_token"))
+        {
+            restart_needed.push("appservice.as_token".to_owned());
+        }
+        if self.hs_token != new.hs_token
+            && !restart_needed.iter().any(|k| k.starts_with("appservice.hs_token"))
+        {
+            restart_needed.push("appservice.hs_token".to_owned());
+        }
+        Reloaded { applied, restart_needed }
+    }
+}
+
+/// The dotted keys whose values differ between `a` and `b` (arrays compared whole).
+fn diff_keys(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let none = Value::Null;
+                diff_keys(&path, x.get(k).unwrap_or(&none), y.get(k).unwrap_or(&none), out);
+            }
+        }
+        _ if a != b => out.push(at.to_owned()),
+        _ => {}
     }
 }
 

@@ -132,8 +132,8 @@ async fn deliver(
     headers: HeaderMap,
     request: Request<Body>,
 ) -> Result<Json<Value>, Error> {
-    let settings = state.ctx.settings.clone();
-    let Some(src) = settings.webhook_sources.iter().find(|s| s.name == source) else {
+    let access = state.ctx.settings.access();
+    let Some(src) = access.webhook_sources.iter().find(|s| s.name == source) else {
         return Err(Error::NotFound(format!("there is no webhook source `{source}`")));
     };
     let raw = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)

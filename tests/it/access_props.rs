@@ -923,13 +923,15 @@ async fn build(wg: &WorldGen) -> Built {
     }
     if let Some(rescope) = &wg.rescope {
         built.model.scopes = scopes_of(&slugs, rescope);
+        let settings = &built.stack.boardroom.settings;
+        let mut access = (*settings.access()).clone();
         for (c, scope) in built.model.scopes.iter().enumerate() {
-            let client = &mut built.stack.boardroom.settings.api_clients[c];
-            client.boards = match scope {
+            access.api_clients[c].boards = match scope {
                 Scope::All => vec!["*".to_owned()],
                 Scope::Only(s) => s.iter().cloned().collect(),
             };
         }
+        settings.set_access(access);
         built.stack.restart_boardroom().await;
         // Typing is not stored: a restarted Boardroom knows of none until told again.
         set_typing(&built.api, &built.model).await;

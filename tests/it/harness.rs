@@ -882,6 +882,17 @@ impl Process {
         }
     }
 
+    /// Sends it `signal` (a name `kill` knows: `HUP`, …).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("boardroom is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     /// The last `lines` lines of its output.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

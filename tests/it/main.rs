@@ -18,6 +18,7 @@ mod metrics;
 mod notifications;
 mod outbox;
 mod plumbing;
+mod reload;
 mod scale;
 mod security_abuse;
 mod security_api;

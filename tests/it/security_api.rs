@@ -235,15 +235,11 @@ async fn an_inbox_entry_of_a_board_the_client_lost_scope_over_is_not_listed() {
     assert_eq!((status, body["unread"].as_u64()), (200, Some(2)), "{body}");
 
     // The operator takes `secret` out of gamma's scope.
-    let gamma = s
-        .stack
-        .boardroom
-        .settings
-        .api_clients
-        .iter_mut()
-        .find(|c| c.name == "gamma")
-        .expect("gamma");
+    let settings = &s.stack.boardroom.settings;
+    let mut access = (*settings.access()).clone();
+    let gamma = access.api_clients.iter_mut().find(|c| c.name == "gamma").expect("gamma");
     gamma.boards = vec!["demo".to_owned()];
+    settings.set_access(access);
     s.stack.restart_boardroom().await;
 
     // The secret entry is not listed, not counted, and cannot be marked read.

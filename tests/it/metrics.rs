@@ -76,9 +76,11 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
     let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (as_addr, m_addr) =
         (appservice.local_addr().expect("addr"), metrics.local_addr().expect("addr"));
-    let config =
-        Config::offline(&dir.path().join("db"), &format!("[metrics]\nlisten = \"{m_addr}\"\n"))
-            .expect("config");
+    let extra = format!(
+        "[metrics]\nlisten = \"{m_addr}\"\n{}",
+        ci_source("launch", "deliveries_per_second = 1\ndelivery_burst = 1\n")
+    );
+    let config = Config::offline(&dir.path().join("db"), &extra).expect("config");
     let settings = config.validate().expect("valid");
     assert_eq!(settings.metrics_listen, Some(m_addr));
     let app = App::new(settings).expect("app");
@@ -174,6 +176,11 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
     assert_eq!(no_token.status(), 401);
     let nowhere = http.get(format!("{api}/no/such/thing")).send().await.expect("GET");
     assert_eq!(nowhere.status(), 404);
+    // Webhook deliveries of a source allowed one a second: the first is refused (there is
+    // no board here), the next, right after it, is over the rate (429).
+    let hook = format!("http://{as_addr}/_boardroom/webhooks/v1/ci");
+    assert_eq!(deliver(&http, &hook, "w-1", ci_key(), "launch").await, 404);
+    assert_eq!(deliver(&http, &hook, "w-2", ci_key(), "launch").await, 429);
     // An outbox entry no action decodes from is set aside at once.
     ctx.store.enqueue_outbound(&[b"not an action".to_vec()]).expect("enqueue");
     ctx.outbox_notify.notify_one();
@@ -194,6 +201,13 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
     assert_eq!(value(&text, "boardroom_http_request_seconds_count", &tasks), 1.0);
     let unmatched = [("route", "unmatched"), ("status", "404")];
     assert_eq!(value(&text, "boardroom_http_requests_total", &unmatched), 1.0);
+    let webhook = [("method", "POST"), ("route", "/_boardroom/webhooks/v1/{source}")];
+    for (status, outcome) in [("404", "refused"), ("429", "rate_limited")] {
+        let labels = [webhook[0], webhook[1], ("status", status)];
+        assert_eq!(value(&text, "boardroom_http_requests_total", &labels), 1.0, "{text}");
+        let labels = [("outcome", outcome)];
+        assert_eq!(value(&text, "boardroom_webhook_deliveries_total", &labels), 1.0, "{text}");
+    }
     assert!(!text.contains("no/such/thing") && !text.contains("launch"), "{text}");
     assert_eq!(
         value(&text, "boardroom_outbox_dead_letters_total", &[("reason", "undecodable")]),
@@ -240,6 +254,40 @@ fn ci_key() -> SigningKey {
     SigningKey::from_bytes(&[42; 32])
 }
 
+/// A `task.create` delivery for `board` to the webhook URL `url` under the delivery id
+/// `id`, signed with `key`: the status answered.
+async fn deliver(http: &reqwest::Client, url: &str, id: &str, key: SigningKey, board: &str) -> u16 {
+    let body = json!({ "board": board, "actor": "deploy-bot",
+        "action": "task.create", "title": "Ship it" })
+    .to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let timestamp = now.as_millis().to_string();
+    let signature = key.sign(format!("{timestamp}.{body}").as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(signature.to_bytes());
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("X-Boardroom-Timestamp", timestamp)
+        .header("X-Boardroom-Delivery", id)
+        .header("X-Boardroom-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    resp.status().as_u16()
+}
+
+/// The webhook source `ci` (its key [`ci_key`]) for `boards`, with `rates` (TOML lines of
+/// `[webhooks]`).
+fn ci_source(boards: &str, rates: &str) -> String {
+    let public =
+        base64::engine::general_purpose::STANDARD.encode(ci_key().verifying_key().to_bytes());
+    format!(
+        "[webhooks]\n{rates}[[webhooks.sources]]\nname = \"ci\"\npublic_key = \"{public}\"\n\
+         boards = [\"{boards}\"]\n"
+    )
+}
+
 /// Once the queues are empty and stay so: the metrics then.
 async fn settled(metrics: &boardroom::metrics::Metrics) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -261,11 +309,9 @@ async fn settled(metrics: &boardroom::metrics::Metrics) -> String {
 /// Against a real Synapse, each metric moves as people use Boardroom.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_the_api_streams_webhooks_the_outbox_and_the_inbox() {
-    let public =
-        base64::engine::general_purpose::STANDARD.encode(ci_key().verifying_key().to_bytes());
     let config = format!(
-        "[permissions]\nboard_creators = [\"@alice:localhost\"]\n\
-         [[webhooks.sources]]\nname = \"ci\"\npublic_key = \"{public}\"\nboards = [\"launch\"]\n"
+        "[permissions]\nboard_creators = [\"@alice:localhost\"]\n{}",
+        ci_source("launch", "")
     );
     let s = crate::harness::Launch::start(&config).await;
     let ctx = s.stack.boardroom.ctx();
@@ -320,36 +366,8 @@ async fn metrics_follow_the_api_streams_webhooks_the_outbox_and_the_inbox() {
     }
 
     // Webhook deliveries: applied, the same again (a duplicate), and a forged one.
-    let deliver = |id: &'static str, key: SigningKey| {
-        let http = http.clone();
-        let url = format!("http://{}/_boardroom/webhooks/v1/ci", s.stack.boardroom.settings.listen);
-        async move {
-            let body = json!({ "board": "launch", "actor": "deploy-bot",
-                "action": "task.create", "title": "Ship it" })
-            .to_string();
-            let timestamp = u64::try_from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .expect("clock")
-                    .as_millis(),
-            )
-            .expect("ms")
-            .to_string();
-            let signature = key.sign(format!("{timestamp}.{body}").as_bytes());
-            let signature = base64::engine::general_purpose::STANDARD.encode(signature.to_bytes());
-            let resp = http
-                .post(url)
-                .header("content-type", "application/json")
-                .header("X-Boardroom-Timestamp", timestamp)
-                .header("X-Boardroom-Delivery", id)
-                .header("X-Boardroom-Signature", signature)
-                .body(body)
-                .send()
-                .await
-                .expect("POST");
-            resp.status().as_u16()
-        }
-    };
+    let url = format!("http://{}/_boardroom/webhooks/v1/ci", s.stack.boardroom.settings.listen);
+    let deliver = |id: &'static str, key: SigningKey| deliver(&http, &url, id, key, "launch");
     assert_eq!(deliver("d-1", ci_key()).await, 200);
     assert_eq!(deliver("d-1", ci_key()).await, 200);
     assert_eq!(deliver("d-2", SigningKey::from_bytes(&[7; 32])).await, 401);

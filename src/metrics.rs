@@ -103,7 +103,7 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
-/// A histogram family with [`latency_buckets`].
+/// A histogram family, each histogram with the latency buckets (50 µs to 10 s).
 pub type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {

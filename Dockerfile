@@ -13,16 +13,24 @@
 
 ARG RUST_VERSION=1.95
 
+# The librocksdb version both stages install: the binary links this one (docs/BUILD.md).
+ARG ROCKSDB_DEB_VERSION=7.8.3-2
+
 # ---- build ----------------------------------------------------------------------------
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+ARG ROCKSDB_DEB_VERSION
 
-# libclang-dev: bindgen (librocksdb-sys) needs it. librocksdb-dev: the library we link.
+# libclang-dev: bindgen (librocksdb-sys) needs it. librocksdb-dev: the library we link,
+# pinned to the version the runtime stage installs.
+# Not pinned (hadolint's DL3008): libclang-dev follows bookworm's point releases, and a
+# pinned Debian version disappears from the mirror once it is updated, breaking the build.
+# hadolint ignore=DL3008
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        libclang-dev librocksdb-dev
+        libclang-dev "librocksdb-dev=${ROCKSDB_DEB_VERSION}"
 
 WORKDIR /src
 COPY . .
@@ -40,21 +48,25 @@ ENV BOARDROOM_COMMIT=${BOARDROOM_COMMIT}
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    export ROCKSDB_LIB_DIR="/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" \
-        CARGO_TARGET_DIR=/src/target \
+    ROCKSDB_LIB_DIR="/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" \
+    && export ROCKSDB_LIB_DIR CARGO_TARGET_DIR=/src/target \
     && test -e "$ROCKSDB_LIB_DIR/librocksdb.so" \
     && cargo build --release --locked --bin boardroom \
     && install -D -m 0755 target/release/boardroom /out/boardroom
 
 # ---- runtime --------------------------------------------------------------------------
 FROM docker.io/library/debian:bookworm-slim
+ARG ROCKSDB_DEB_VERSION
 
 # librocksdb7.8 pulls in its own libraries (snappy, lz4, zstd, zlib, bzip2, gflags,
-# libstdc++). ca-certificates: reqwest (rustls) verifies an https:// homeserver URL
-# against the system's roots.
+# libstdc++); pinned to the version the binary was linked against. ca-certificates:
+# reqwest (rustls) verifies an https:// homeserver URL against the system's roots.
+# Not pinned (hadolint's DL3008): ca-certificates must take bookworm's security updates,
+# and a pinned version disappears from the mirror once it is updated.
+# hadolint ignore=DL3008
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        librocksdb7.8 ca-certificates \
+        "librocksdb7.8=${ROCKSDB_DEB_VERSION}" ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed, non-root uid: a bind-mounted config must be readable by uid 10001.
@@ -66,7 +78,8 @@ RUN groupadd --system --gid 10001 boardroom \
 
 COPY --from=build /out/boardroom /usr/local/bin/boardroom
 
-USER boardroom
+# Numeric, so that the runtime (and Kubernetes' runAsNonRoot) needs no /etc/passwd lookup.
+USER 10001:10001
 WORKDIR /data
 # The RocksDB database: set `[database] path = "/data/boardroom.db"` in the config.
 VOLUME ["/data"]

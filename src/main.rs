@@ -54,6 +54,28 @@ enum Cmd {
     /// entries, the database's size and schema version. Works while `serve` runs (reads
     /// the database as a RocksDB secondary instance, writing nothing there).
     Status,
+    /// Write Boardroom's own state (inbox, live-stream logs, queues, dead letters, webhook
+    /// deliveries, virtual users; not the board index, which `reindex` rebuilds) as
+    /// versioned JSON lines. Works while `serve` runs (a RocksDB secondary instance: the
+    /// state at one moment).
+    Export {
+        /// The file to write (through a temporary file renamed at the end); `-` for
+        /// standard output.
+        #[arg(short, long, default_value = "-")]
+        output: PathBuf,
+    },
+    /// Load an export into an empty database (stop `serve` first), then run `reindex` to
+    /// rebuild the board index from the homeserver. The whole file is checked before
+    /// anything is written.
+    Import {
+        /// The export to read; `-` for standard input.
+        #[arg(short, long, default_value = "-")]
+        input: PathBuf,
+        /// Import into a database that holds records: its own state is replaced by the
+        /// export's.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a new ed25519 key pair for a signed webhook source: the private key for the
     /// sender (base64, and as a PEM file for `openssl pkeyutl`), the public key for
     /// `public_key` in `[[webhooks.sources]]`. Reads no config.
@@ -102,6 +124,8 @@ fn main() -> ExitCode {
         Cmd::Reindex => run_reindex(settings),
         Cmd::DeadLetters { requeue } => run_dead_letters(&settings, requeue),
         Cmd::Status => run_status(&settings),
+        Cmd::Export { output } => run_export(&settings, &output),
+        Cmd::Import { input, force } => run_import(&settings, &input, force),
         Cmd::WebhookKeygen => run_webhook_keygen(),
     }
 }
@@ -216,6 +240,98 @@ fn run_status(settings: &Settings) -> ExitCode {
     println!("tasks             {}", status.tasks);
     println!("inbox entries     {}", status.inbox_entries);
     ExitCode::SUCCESS
+}
+
+/// A bar of records on a terminal; elsewhere a line on stderr as each map is done.
+/// Returns the bar, to clear at the end, and what draws it.
+fn backup_progress() -> (indicatif::ProgressBar, impl FnMut(boardroom::store::backup::Progress<'_>))
+{
+    let bar = indicatif::ProgressBar::new(0);
+    let drawn = bar.clone();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let draw = move |p: boardroom::store::backup::Progress<'_>| {
+        match p.total {
+            Some(total) => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_length(total);
+            }
+            None => bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} {pos} records")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+        }
+        bar.set_message(p.map.to_owned());
+        bar.set_position(p.records);
+        if p.map_done {
+            if terminal {
+                bar.println(format!("{}: {}", p.map, p.map_records));
+            } else {
+                eprintln!("{}: {}", p.map, p.map_records);
+            }
+        }
+    };
+    (drawn, draw)
+}
+
+fn run_export(settings: &Settings, output: &std::path::Path) -> ExitCode {
+    use boardroom::store::backup;
+    let db = &settings.raw.database.path;
+    let at = backup::export_time_ms();
+    let (bar, mut progress) = backup_progress();
+    let result = if output.as_os_str() == "-" {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        backup::export_database(db, &mut out, at, &mut progress)
+    } else {
+        backup::export_database_to_file(db, output, at, &mut progress)
+    };
+    bar.finish_and_clear();
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "exported {} records of {} maps (schema version {})",
+                s.records,
+                s.maps.len(),
+                s.schema_version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("boardroom export: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_import(settings: &Settings, input: &std::path::Path, force: bool) -> ExitCode {
+    use boardroom::store::backup;
+    let from = if input.as_os_str() == "-" {
+        backup::Input::Stdin
+    } else {
+        backup::Input::File(input.to_owned())
+    };
+    let (bar, mut progress) = backup_progress();
+    let result = backup::import(&settings.raw.database.path, &from, force, &mut progress);
+    bar.finish_and_clear();
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "imported {} records of {} maps (schema version {}, now {}); run \
+                 `boardroom reindex` to rebuild the board index from the homeserver",
+                s.records,
+                s.maps.len(),
+                s.schema_version,
+                s.schema_version_after
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("boardroom import: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// How a reload changes the log level; `None` while `RUST_LOG` sets it.

@@ -105,6 +105,10 @@ pub enum Error {
     /// A request to the homeserver failed.
     #[error("homeserver: {0}")]
     Homeserver(#[from] HsError),
+    /// A backup cannot be written or read back (`boardroom export`, `boardroom import`):
+    /// the sentence says where and why.
+    #[error("{0}")]
+    Backup(String),
     /// I/O failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -146,9 +150,11 @@ impl Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
             Error::Unrecognized => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized),
-            Error::Config { .. } | Error::Store(_) | Error::Io(_) | Error::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
-            }
+            Error::Config { .. }
+            | Error::Store(_)
+            | Error::Backup(_)
+            | Error::Io(_)
+            | Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
         }
     }
 

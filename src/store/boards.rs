@@ -553,7 +553,7 @@ impl Store {
 /// A membership and the display name that goes with it.
 type Membership = (MembershipState, Option<String>);
 
-const BOARD_MAPS: [&str; 7] = [
+pub(super) const BOARD_MAPS: [&str; 7] = [
     maps::SLUG_BOARD,
     maps::SPACEID_SLUG,
     maps::ROOMID_BOARDROOM,

@@ -95,6 +95,12 @@ impl<'a> KeyReader<'a> {
         Ok(u64::from_be_bytes(part.try_into().map_err(|_| corrupt("short u64"))?))
     }
 
+    /// Reads the rest of the key as one raw part (a digest after a string).
+    pub fn rest(&mut self) -> Result<&'a [u8]> {
+        self.skip_sep()?;
+        Ok(std::mem::take(&mut self.rest))
+    }
+
     /// Whether the whole key has been read.
     pub fn is_done(&self) -> bool {
         self.rest.is_empty()

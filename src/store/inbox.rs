@@ -29,7 +29,7 @@ use crate::{
 const NEXT_ID_KEY: &[u8] = b"notification_next_id";
 
 /// How many entries every inbox holds together, kept with each entry added or removed
-/// (since schema version 17).
+/// (since schema version 17); no key is none.
 const COUNT_KEY: &[u8] = b"notification_count";
 
 /// A `notification` event of the live stream, for `user` alone: a new entry, or entries
@@ -481,7 +481,11 @@ impl Store {
             item?;
             n += 1;
         }
-        self.checked(db.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, n.to_be_bytes()))?;
+        // None is no key: a fresh database holds nothing but its schema version (an import
+        // goes only into one such).
+        if n > 0 {
+            self.checked(db.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, n.to_be_bytes()))?;
+        }
         self.inner.inbox.entries.store(n, Ordering::Release);
         Ok(())
     }

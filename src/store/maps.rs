@@ -1,12 +1,40 @@
 //! Every column family, declared in one table. Names read `key_value`.
 
-/// One column family: its name and what it holds.
+use Backup::{Export, Reindex};
+use KeyPart::{Bytes as B, Str as S, U64 as U};
+
+/// One column family: its name, what it holds, and what a backup does with it.
 #[derive(Debug, Clone, Copy)]
 pub struct MapDesc {
     /// The column family's name.
     pub name: &'static str,
     /// Key → value, in words.
     pub doc: &'static str,
+    /// Whether `boardroom export` writes it, or `boardroom reindex` rebuilds it.
+    pub backup: Backup,
+}
+
+/// What a backup does with a column family (`store::backup`, docs/operations.md). Every
+/// map says, so that a new one cannot be left out of backups unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backup {
+    /// Boardroom's own state, found nowhere else (what it was given and acknowledged, what
+    /// it keeps of its own): `boardroom export` writes it, with keys made of these parts
+    /// (shown readable in the export where the key reads back as them).
+    Export(&'static [KeyPart]),
+    /// Rebuilt from the homeserver by `boardroom reindex`: left out of exports.
+    Reindex,
+}
+
+/// One part of a key, as [`codec::KeyBuf`](super::codec::KeyBuf) writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// A string (up to the next separator).
+    Str,
+    /// A big-endian `u64`.
+    U64,
+    /// The rest of the key, raw bytes (a digest).
+    Bytes,
 }
 
 /// Schema version, counters: `name` → value.
@@ -118,68 +146,158 @@ pub const ROOMIDKIND_NOTICE: &str = "roomidkind_notice";
 
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
-    MapDesc { name: GLOBAL, doc: "name → value (schema version)" },
-    MapDesc { name: TXNID_DIGEST, doc: "appservice txn id → SHA-256 of its body, write time" },
-    MapDesc { name: EVENTID_SEQ, doc: "event id → inbound seq, write time (deduplication)" },
-    MapDesc { name: SEQ_PENDING, doc: "inbound seq → event awaiting processing" },
-    MapDesc { name: SEQ_OUTBOX, doc: "outbound seq → request not yet accepted" },
-    MapDesc { name: SEQ_OUTBOXDEAD, doc: "outbound seq → request refused for good" },
-    MapDesc { name: SEQ_OUTBOXSENT, doc: "outbound seq → when the message was first sent (ms)" },
-    MapDesc { name: SLUG_BOARD, doc: "board slug → board record" },
-    MapDesc { name: SPACEID_SLUG, doc: "space room id → board slug" },
-    MapDesc { name: ROOMID_BOARDROOM, doc: "room id → board room record" },
-    MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()" },
-    MapDesc { name: ROOMUSERID_MEMBERSHIP, doc: "board space or room id, user id → membership" },
-    MapDesc { name: USERID_SLUG, doc: "user id, board slug → () for joined members" },
+    MapDesc { name: GLOBAL, doc: "name → value (schema version)", backup: Export(&[S]) },
+    MapDesc {
+        name: TXNID_DIGEST,
+        doc: "appservice txn id → SHA-256 of its body, write time",
+        backup: Export(&[S]),
+    },
+    MapDesc {
+        name: EVENTID_SEQ,
+        doc: "event id → inbound seq, write time (deduplication)",
+        backup: Export(&[S]),
+    },
+    MapDesc {
+        name: SEQ_PENDING,
+        doc: "inbound seq → event awaiting processing",
+        backup: Export(&[U]),
+    },
+    MapDesc {
+        name: SEQ_OUTBOX,
+        doc: "outbound seq → request not yet accepted",
+        backup: Export(&[U]),
+    },
+    MapDesc {
+        name: SEQ_OUTBOXDEAD,
+        doc: "outbound seq → request refused for good",
+        backup: Export(&[U]),
+    },
+    MapDesc {
+        name: SEQ_OUTBOXSENT,
+        doc: "outbound seq → when the message was first sent (ms)",
+        backup: Export(&[U]),
+    },
+    MapDesc { name: SLUG_BOARD, doc: "board slug → board record", backup: Reindex },
+    MapDesc { name: SPACEID_SLUG, doc: "space room id → board slug", backup: Reindex },
+    MapDesc { name: ROOMID_BOARDROOM, doc: "room id → board room record", backup: Reindex },
+    MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()", backup: Reindex },
+    MapDesc {
+        name: ROOMUSERID_MEMBERSHIP,
+        doc: "board space or room id, user id → membership",
+        backup: Reindex,
+    },
+    MapDesc {
+        name: USERID_SLUG,
+        doc: "user id, board slug → () for joined members",
+        backup: Reindex,
+    },
     MapDesc {
         name: ROOMNAMEUSER_MEMBER,
         doc: "room id, lowercase localpart or display name, user id → () for joined members",
+        backup: Reindex,
     },
-    MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number" },
-    MapDesc { name: SLUGSTATUS_COUNT, doc: "board slug, status → tasks not deleted there" },
-    MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record" },
+    MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number", backup: Reindex },
+    MapDesc {
+        name: SLUGSTATUS_COUNT,
+        doc: "board slug, status → tasks not deleted there",
+        backup: Reindex,
+    },
+    MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record", backup: Reindex },
     MapDesc {
         name: SLUGFACETNUM_TASK,
         doc: "board slug, facet (status, assignee, label), value, task number → ()",
+        backup: Reindex,
     },
-    MapDesc { name: ROOTEVENT_SLUGNUM, doc: "thread root event id → board slug, task number" },
-    MapDesc { name: SLUGNUMTS_COMMENT, doc: "board slug, task number, ts, event id → comment" },
-    MapDesc { name: EVENTID_COMMENTKEY, doc: "comment event id → its comment key" },
+    MapDesc {
+        name: ROOTEVENT_SLUGNUM,
+        doc: "thread root event id → board slug, task number",
+        backup: Reindex,
+    },
+    MapDesc {
+        name: SLUGNUMTS_COMMENT,
+        doc: "board slug, task number, ts, event id → comment",
+        backup: Reindex,
+    },
+    MapDesc {
+        name: EVENTID_COMMENTKEY,
+        doc: "comment event id → its comment key",
+        backup: Reindex,
+    },
     MapDesc {
         name: SLUGNUMUSEREVENT_COMMENT,
         doc: "board slug, task number, author, comment event id → ()",
+        backup: Reindex,
     },
-    MapDesc { name: SLUGNUM_COMMENTCOUNT, doc: "board slug, task number → comment count" },
-    MapDesc { name: CMDEVENT_SLUGNUM, doc: "`!task new` event id → board slug, task number" },
+    MapDesc {
+        name: SLUGNUM_COMMENTCOUNT,
+        doc: "board slug, task number → comment count",
+        backup: Reindex,
+    },
+    MapDesc {
+        name: CMDEVENT_SLUGNUM,
+        doc: "`!task new` event id → board slug, task number",
+        backup: Export(&[S]),
+    },
     MapDesc {
         name: CMDEVENT_RESERVEDNUM,
         doc: "unfinished `!task new` event id → board slug, reserved task number",
+        backup: Export(&[S]),
     },
-    MapDesc { name: USERIDID_NOTIFICATION, doc: "user id, notification id → notification" },
-    MapDesc { name: USERID_UNREAD, doc: "user id → unread count" },
-    MapDesc { name: USERROOMSEQID_UNREAD, doc: "user id, room id, seq, notification id → ()" },
-    MapDesc { name: EVENTIDUSER_NOTIFICATION, doc: "event id, user id → notification id" },
+    MapDesc {
+        name: USERIDID_NOTIFICATION,
+        doc: "user id, notification id → notification",
+        backup: Export(&[S, U]),
+    },
+    MapDesc { name: USERID_UNREAD, doc: "user id → unread count", backup: Export(&[S]) },
+    MapDesc {
+        name: USERROOMSEQID_UNREAD,
+        doc: "user id, room id, seq, notification id → ()",
+        backup: Export(&[S, S, U, U]),
+    },
+    MapDesc {
+        name: EVENTIDUSER_NOTIFICATION,
+        doc: "event id, user id → notification id",
+        backup: Export(&[S, S]),
+    },
     MapDesc {
         name: USERID_VIRTUALUSER,
         doc: "virtual user id → owning API client, registered with the homeserver",
+        backup: Export(&[S]),
     },
-    MapDesc { name: CLIENTUSERID_VIRTUALUSER, doc: "API client name, virtual user id → ()" },
+    MapDesc {
+        name: CLIENTUSERID_VIRTUALUSER,
+        doc: "API client name, virtual user id → ()",
+        backup: Export(&[S, S]),
+    },
     MapDesc {
         name: SOURCEDELIVERY_ANSWER,
         doc: "webhook source, delivery id → write time, answer (deduplication)",
+        backup: Export(&[S, S]),
     },
     MapDesc {
         name: SOURCESIGNED_DELIVERY,
         doc: "webhook source, SHA-256 of the signed message → write time, delivery id",
+        backup: Export(&[S, B]),
     },
-    MapDesc { name: SLUGID_LIVE, doc: "board slug, event id → live-stream event" },
-    MapDesc { name: SLUG_LIVEFLOOR, doc: "board slug → highest event id no longer logged" },
     MapDesc {
-        name: EVENTID_LOGGED, doc: "Matrix event id → write time, once in its board's log"
+        name: SLUGID_LIVE,
+        doc: "board slug, event id → live-stream event",
+        backup: Export(&[S, U]),
+    },
+    MapDesc {
+        name: SLUG_LIVEFLOOR,
+        doc: "board slug → highest event id no longer logged",
+        backup: Export(&[S]),
+    },
+    MapDesc {
+        name: EVENTID_LOGGED,
+        doc: "Matrix event id → write time, once in its board's log",
+        backup: Export(&[S]),
     },
     MapDesc {
         name: ROOMIDKIND_NOTICE,
         doc: "room id, kind → when the bot told the room what it cannot do there",
+        backup: Export(&[S, S]),
     },
 ];
 

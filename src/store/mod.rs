@@ -1,8 +1,10 @@
 //! RocksDB: the column-family catalog ([`maps`]), the key codec ([`codec`]), the schema
 //! version with its migrations, and one repository per aggregate ([`inbound`], [`outbox`],
-//! [`boards`], [`tasks`], [`inbox`], [`virtual_users`], [`webhooks`]).
-//! Nothing outside this module touches a raw column family.
+//! [`boards`], [`tasks`], [`inbox`], [`virtual_users`], [`webhooks`]), and backups of
+//! Boardroom's own state ([`backup`]). Nothing outside this module touches a raw column
+//! family.
 
+pub mod backup;
 pub mod boards;
 pub mod codec;
 pub mod inbound;

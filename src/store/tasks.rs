@@ -729,9 +729,10 @@ impl Store {
     }
 }
 
-const TASK_MAPS: [&str; 8] = [
+pub(super) const TASK_MAPS: [&str; 9] = [
     maps::SLUG_TASKNEXT,
     maps::SLUGSTATUS_COUNT,
+    maps::SLUGFACETNUM_TASK,
     maps::SLUGNUM_TASK,
     maps::ROOTEVENT_SLUGNUM,
     maps::SLUGNUMTS_COMMENT,
@@ -1166,6 +1167,13 @@ mod tests {
         store.index_task_facets().expect("reindex");
         assert_eq!(numbers(&doing, 0, 10).0, [2]);
         assert_eq!(numbers(&bug, 0, 10).0, [2]);
+        // `reindex` clears the facets with the records: a task recorded again in another
+        // column is listed there only.
+        store.clear_task_index().expect("clear");
+        store.put_task(&task(2, "$r2")).expect("put");
+        assert!(numbers(&doing, 0, 10).0.is_empty(), "a facet from before the rebuild");
+        assert!(numbers(&bug, 0, 10).0.is_empty(), "a label from before the rebuild");
+        assert_eq!(numbers(&Facet::Status("todo".into()), 0, 10).0, [2]);
     }
 
     /// A comment by `@b:x`.

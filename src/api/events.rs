@@ -98,9 +98,11 @@ pub(crate) async fn follow(
     let keepalive = Duration::from_secs(ctx.settings.raw.live.keepalive_secs).min(idle / 2);
     // A client's stream ends when a reload changes the clients (its token may be gone).
     let clients_changed = actor.client.as_ref().map(|_| ctx.streams.clients_changed.subscribe());
+    let subscribed = Subscribed::new(ctx.metrics.clone());
     let follower = Follower {
         stopping: ctx.streams.stopping.clone(),
         clients_changed,
+        _subscribed: subscribed,
         ctx,
         actor,
         sub,
@@ -127,8 +129,26 @@ async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     std::future::pending().await
 }
 
+/// One live stream open, in the metrics' count until it is dropped (the stream ended or
+/// its connection closed).
+struct Subscribed(Arc<crate::metrics::Metrics>);
+
+impl Subscribed {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.live_subscribers.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.live_subscribers.dec();
+    }
+}
+
 /// One subscriber's stream.
 struct Follower {
+    _subscribed: Subscribed,
     ctx: Arc<Context>,
     actor: Actor,
     sub: Subscription,
@@ -186,6 +206,9 @@ impl Follower {
                 }
                 Next::End(why) => {
                     self.done = true;
+                    if matches!(why, Ended::Behind) {
+                        self.ctx.metrics.live_dropped_slow.inc();
+                    }
                     tracing::info!(board = %self.sub.slug, user_id = %self.actor.user_id, reason = ?why, "live stream ended");
                     return match why {
                         Ended::Removed => Some(Bytes::from_static(
@@ -242,5 +265,77 @@ fn render(ctx: &Context, entry: &LiveEntry, id: u64) -> Option<Bytes> {
             tracing::error!(error = %e, "cannot render a live event");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{RoomId, events::room::member::MembershipState, owned_user_id};
+
+    use super::*;
+    use crate::{
+        Config,
+        app::App,
+        domain::{board::BoardRecord, task::TaskRecord},
+    };
+
+    /// The value of the sample `name` (no labels) in `text`.
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// A stream counts as a subscriber while it is served; one that falls behind is ended
+    /// and counted as dropped.
+    #[tokio::test]
+    async fn subscribers_are_counted_and_a_slow_one_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config =
+            Config::offline(&dir.path().join("db"), "[live]\nbuffer_events = 4\n").expect("config");
+        let app = App::new(config.validate().expect("valid")).expect("app");
+        let ctx = app.ctx.clone();
+        let space = RoomId::parse("!space:localhost").expect("room id");
+        let alice = owned_user_id!("@alice:localhost");
+        ctx.store.put_board(&BoardRecord::example("launch", &space, &alice)).expect("board");
+        ctx.store
+            .set_membership(&space, &alice, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+        let actor = Actor { user_id: alice.clone(), client: None, token: None };
+        let cause = <&ruma::EventId>::try_from(CAUSE).expect("cause");
+        let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
+        let sub = stream::subscribe(&ctx, &req, BoardRef::Slug("launch"), None).expect("sub");
+        let metrics = ctx.metrics.clone();
+        let mut follower = Follower {
+            _subscribed: Subscribed::new(metrics.clone()),
+            stopping: ctx.streams.stopping.clone(),
+            clients_changed: None,
+            _permit: ctx.streams.slots.clone().try_acquire_owned().expect("permit"),
+            _mine: ctx.streams.open_for(&alice).expect("place"),
+            ctx: ctx.clone(),
+            actor,
+            sub,
+            keepalive: Duration::from_secs(60),
+            started: false,
+            done: false,
+        };
+        let gauge = || sample(&metrics.render(), "boardroom_live_subscribers");
+        let dropped = || sample(&metrics.render(), "boardroom_live_slow_subscribers_dropped_total");
+        assert_eq!((gauge(), dropped()), (Some(1.0), Some(0.0)));
+        loop {
+            let frame = follower.step().await.expect("a frame");
+            if String::from_utf8_lossy(&frame).contains("event: ready") {
+                break;
+            }
+        }
+        // Ten changes while the subscriber reads nothing: past its buffer of four.
+        for n in 1..=10 {
+            let root = ruma::OwnedEventId::try_from(format!("$root{n}")).expect("event id");
+            ctx.store.put_task(&TaskRecord::example("launch", n, root)).expect("task");
+        }
+        while follower.step().await.is_some() {}
+        assert_eq!((gauge(), dropped()), (Some(1.0), Some(1.0)));
+        drop(follower);
+        assert_eq!((gauge(), dropped()), (Some(0.0), Some(1.0)));
     }
 }

@@ -58,10 +58,14 @@ impl App {
             usize::try_from(live.max_subscribers).unwrap_or(usize::MAX),
             usize::try_from(live.max_streams_per_user).unwrap_or(usize::MAX),
         );
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.inbound_depth.set(i64::try_from(store.pending_count()?).unwrap_or(i64::MAX));
+        metrics.watch(store.clone());
         let client = HomeserverClient::new(
             &settings.homeserver_url,
             Auth::Appservice(settings.as_token.clone()),
-        )?;
+        )?
+        .with_metrics(metrics.clone());
         let crypto: Arc<tokio::sync::OnceCell<crate::crypto::Crypto>> = Default::default();
         // Operations' direct sends (task roots) are encrypted in encrypted rooms too.
         let processing = client.clone().with_retry(RetryPolicy::BACKGROUND);
@@ -70,8 +74,6 @@ impl App {
             false => processing,
         };
         let limits = Arc::new(crate::ratelimit::Limits::from_config(&settings.raw));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        metrics.inbound_depth.set(i64::try_from(store.pending_count()?).unwrap_or(i64::MAX));
         let ctx = Arc::new(Context {
             settings: Arc::new(settings),
             store,
@@ -98,18 +100,22 @@ impl App {
             self.appservice_router_bare()
                 .merge(self.api_router_bare())
                 .merge(health::router(self.ctx.clone())),
+            &self.ctx.metrics,
         )
     }
 
     /// The appservice API alone (what the homeserver calls), when the HTTP API has a
     /// listener of its own.
     pub fn appservice_router(&self) -> Router {
-        finish(self.appservice_router_bare().merge(health::router(self.ctx.clone())))
+        finish(
+            self.appservice_router_bare().merge(health::router(self.ctx.clone())),
+            &self.ctx.metrics,
+        )
     }
 
     /// The HTTP API and the webhooks, for their own listener (`api.listen`).
     pub fn api_router(&self) -> Router {
-        finish(self.api_router_bare().merge(health::router(self.ctx.clone())))
+        finish(self.api_router_bare().merge(health::router(self.ctx.clone())), &self.ctx.metrics)
     }
 
     fn api_router_bare(&self) -> Router {
@@ -196,10 +202,10 @@ async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
 }
 
 /// Matrix-style 404 for unknown paths, `X-Content-Type-Options: nosniff` on every
-/// response, and a span per request.
-fn finish(router: Router) -> Router {
-    router
-        .fallback(|| async { Error::Unrecognized })
+/// response, each request counted by route and status (`metrics`), and a span per request.
+fn finish(router: Router, metrics: &Arc<crate::metrics::Metrics>) -> Router {
+    let router = router.fallback(|| async { Error::Unrecognized });
+    crate::metrics::layer(router, metrics.clone())
         .layer(axum::middleware::map_response(nosniff))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: a query string may carry a token.
@@ -392,7 +398,10 @@ mod tests {
 
     #[tokio::test]
     async fn every_response_says_nosniff() {
-        let router = finish(Router::new().route("/x", get(|| async { axum::Json("<b>x</b>") })));
+        let router = finish(
+            Router::new().route("/x", get(|| async { axum::Json("<b>x</b>") })),
+            &Arc::new(crate::metrics::Metrics::new()),
+        );
         for path in ["/x", "/no/such/path"] {
             let req = http::Request::get(path).body(Body::empty()).expect("request");
             let resp = router.clone().oneshot(req).await.expect("response");

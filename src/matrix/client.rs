@@ -79,6 +79,8 @@ pub struct HomeserverClient {
     /// Told when the homeserver answers again after an outage: every retry waiting on
     /// its backoff (shared by all clones) goes at once.
     back: Arc<tokio::sync::Notify>,
+    /// Where each request's latency and failure are counted, by endpoint.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl HomeserverClient {
@@ -101,7 +103,19 @@ impl HomeserverClient {
             retry: RetryPolicy::SHORT,
             device: None,
             back: Arc::new(tokio::sync::Notify::new()),
+            metrics: None,
         })
+    }
+
+    /// Where this client counts its requests, if anywhere.
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The same client, counting its requests (and those of its clones) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The homeserver answers again after an outage: every retry waiting on its backoff,
@@ -353,10 +367,37 @@ impl HomeserverClient {
         Ok(None)
     }
 
+    /// One attempt, counted in the metrics by endpoint: its latency, and its failure by
+    /// kind.
     async fn send_once<R>(
         &self,
         request: R,
         as_user: Option<&UserId>,
+    ) -> Result<R::IncomingResponse, HsError>
+    where
+        R: OutgoingRequest,
+        R::EndpointError: MatrixErrorInfo,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        R::PathBuilder: PathInput,
+    {
+        let started = std::time::Instant::now();
+        let mut timed_out = false;
+        let result = self.attempt(request, as_user, &mut timed_out).await;
+        if let Some(metrics) = &self.metrics {
+            let error = result.as_ref().err().map(|e| match e {
+                HsError::Connection { .. } if timed_out => "timeout",
+                e => failure_kind(e),
+            });
+            metrics.homeserver_request(endpoint_name::<R>(), started.elapsed(), error);
+        }
+        result
+    }
+
+    async fn attempt<R>(
+        &self,
+        request: R,
+        as_user: Option<&UserId>,
+        timed_out: &mut bool,
     ) -> Result<R::IncomingResponse, HsError>
     where
         R: OutgoingRequest,
@@ -390,16 +431,16 @@ impl HomeserverClient {
             HsError::Protocol { endpoint, message: format!("cannot build the request: {e}") }
         })?;
         let response = self.http.execute(reqwest_request).await.map_err(|e| {
+            *timed_out = e.is_timeout();
             // Only a connection that was never made leaves the request surely not sent.
             HsError::Connection { endpoint, message: error_chain(&e), sent: !e.is_connect() }
         })?;
         let status = response.status();
         let headers = response.headers().clone();
         // The homeserver answered: it carried the request out, or refused it.
-        let body = response.bytes().await.map_err(|e| HsError::Connection {
-            endpoint,
-            message: error_chain(&e),
-            sent: true,
+        let body = response.bytes().await.map_err(|e| {
+            *timed_out = e.is_timeout();
+            HsError::Connection { endpoint, message: error_chain(&e), sent: true }
         })?;
         let mut builder = http::Response::builder().status(status);
         if let Some(h) = builder.headers_mut() {
@@ -466,10 +507,73 @@ fn describe(err: &ruma::api::error::Error) -> (Option<ErrorKind>, String, Option
     }
 }
 
+/// The Matrix error codes of the spec a failure is counted under; any other is `other`.
+const ERRCODES: &[&str] = &[
+    "M_BAD_ALIAS",
+    "M_BAD_JSON",
+    "M_BAD_STATE",
+    "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM",
+    "M_CAPTCHA_INVALID",
+    "M_CAPTCHA_NEEDED",
+    "M_CONSENT_NOT_GIVEN",
+    "M_EXCLUSIVE",
+    "M_FORBIDDEN",
+    "M_GUEST_ACCESS_FORBIDDEN",
+    "M_INCOMPATIBLE_ROOM_VERSION",
+    "M_INVALID_PARAM",
+    "M_INVALID_ROOM_STATE",
+    "M_INVALID_USERNAME",
+    "M_LIMIT_EXCEEDED",
+    "M_MISSING_PARAM",
+    "M_MISSING_TOKEN",
+    "M_NOT_FOUND",
+    "M_NOT_JSON",
+    "M_RESOURCE_LIMIT_EXCEEDED",
+    "M_ROOM_IN_USE",
+    "M_SERVER_NOT_TRUSTED",
+    "M_THREEPID_IN_USE",
+    "M_TOO_LARGE",
+    "M_UNAUTHORIZED",
+    "M_UNKNOWN",
+    "M_UNKNOWN_TOKEN",
+    "M_UNRECOGNIZED",
+    "M_UNSUPPORTED_ROOM_VERSION",
+    "M_USER_DEACTIVATED",
+    "M_USER_IN_USE",
+    "M_USER_LOCKED",
+    "M_USER_SUSPENDED",
+    "M_WEAK_PASSWORD",
+];
+
+/// What failed, as the metrics count it: the Matrix error code (from a fixed set),
+/// `none` for an error answer without one, `network` or `protocol`.
+fn failure_kind(e: &HsError) -> &'static str {
+    match e {
+        HsError::Connection { .. } => "network",
+        HsError::Protocol { .. } => "protocol",
+        HsError::Status { kind: None, .. } => "none",
+        HsError::Status { kind: Some(kind), .. } => {
+            let code = kind.errcode();
+            ERRCODES.iter().find(|c| **c == code.as_str()).copied().unwrap_or("other")
+        }
+    }
+}
+
 fn endpoint_name<R>() -> &'static str {
-    // `ruma_client_api::membership::join_room_by_id::v3::Request` → `join_room_by_id`
+    // `ruma_client_api::membership::join_room_by_id::v3::Request` → `join_room_by_id`;
+    // `ruma_client_api::discovery::get_supported_versions::Request` (no version module) →
+    // `get_supported_versions`.
     let full = std::any::type_name::<R>();
-    full.rsplit("::").nth(2).unwrap_or(full)
+    let mut parts = full.rsplit("::").skip(1);
+    let is_version = |p: &str| {
+        p == "unstable"
+            || p.strip_prefix('v').is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match parts.next() {
+        Some(p) if is_version(p) => parts.next().unwrap_or(full),
+        Some(p) => p,
+        None => full,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -568,10 +672,30 @@ mod tests {
     }
 
     #[test]
+    fn failures_are_counted_under_a_fixed_set_of_kinds() {
+        let forbidden =
+            answered(403, serde_json::json!({ "errcode": "M_FORBIDDEN", "error": "no" }));
+        assert_eq!(failure_kind(&forbidden), "M_FORBIDDEN");
+        let custom =
+            answered(400, serde_json::json!({ "errcode": "ORG_EXAMPLE_ANYTHING", "error": "" }));
+        assert_eq!(failure_kind(&custom), "other");
+        let gateway = answered(502, serde_json::json!({ "nothing": "standard" }));
+        assert_eq!(failure_kind(&gateway), "none");
+        let conn = HsError::Connection { endpoint: "x", message: "refused".into(), sent: false };
+        assert_eq!(failure_kind(&conn), "network");
+        let bad = HsError::Protocol { endpoint: "x", message: "bad".into() };
+        assert_eq!(failure_kind(&bad), "protocol");
+    }
+
+    #[test]
     fn endpoint_names_are_short() {
         assert_eq!(
             endpoint_name::<ruma::api::client::membership::join_room_by_id::v3::Request>(),
             "join_room_by_id"
+        );
+        assert_eq!(
+            endpoint_name::<ruma::api::client::discovery::get_supported_versions::Request>(),
+            "get_supported_versions"
         );
     }
 }

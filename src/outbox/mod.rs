@@ -176,6 +176,7 @@ impl Worker {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(seq, error = %e, "outbox entry does not decode; moved aside");
+                self.count(|m| m.dead_letter("undecodable"));
                 let why = format!("undecodable: {e}");
                 self.record(seq, "move an undecodable outbox entry aside", || {
                     self.store.outbox_dead(seq, &value, &why)
@@ -207,6 +208,7 @@ impl Worker {
                 Ok(()) => {
                     self.record(seq, "remove a sent outbox entry", || self.store.outbox_done(seq))
                         .await;
+                    self.count(|m| m.outbox_sent.inc());
                     return;
                 }
                 Err(e) => e,
@@ -214,6 +216,7 @@ impl Worker {
             let why = match e.retry_kind() {
                 RetryKind::Permanent => {
                     tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver refused an outbound request for good");
+                    self.count(|m| m.dead_letter("refused"));
                     e.to_string()
                 }
                 RetryKind::Transient(asked) => {
@@ -221,6 +224,7 @@ impl Worker {
                     match next {
                         Ok(delay) => {
                             tracing::warn!(seq, room_id = %action.room_id(), attempt = backoff.attempts(), delay_ms = delay.as_millis() as u64, error = %e, "outbound request failed; will retry");
+                            self.count(|m| m.outbox_retries.inc());
                             if sleep_or_cancelled(self.client.wait_or_back(delay), &self.shutdown)
                                 .await
                             {
@@ -230,6 +234,7 @@ impl Worker {
                         }
                         Err(gave_up) => {
                             tracing::error!(seq, room_id = %action.room_id(), error = %e, "homeserver kept failing an outbound request; moved aside");
+                            self.count(|m| m.dead_letter("gave_up"));
                             format!("{gave_up}: {e}")
                         }
                     }
@@ -337,6 +342,13 @@ impl Worker {
 }
 
 impl Worker {
+    /// Counts in the client's metrics, if it keeps any.
+    fn count<T>(&self, f: impl FnOnce(&crate::metrics::Metrics) -> T) {
+        if let Some(m) = self.client.metrics() {
+            f(m);
+        }
+    }
+
     /// Makes a store write that records an entry's fate. While the database cannot write
     /// (its disk is full) it is retried until it lands, so that the lane does not move past
     /// an entry the outbox still holds; any other store error is logged, and the entry is

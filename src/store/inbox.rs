@@ -2,7 +2,13 @@
 //! `userroomseqid_unread`, `eventiduser_notification`. Every write keeps the unread count
 //! in the same batch, so reading it is one lookup.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use ruma::{EventId, OwnedUserId, RoomId, UserId};
@@ -21,6 +27,10 @@ use crate::{
 };
 
 const NEXT_ID_KEY: &[u8] = b"notification_next_id";
+
+/// How many entries every inbox holds together, kept with each entry added or removed
+/// (since schema version 17); no key is none.
+const COUNT_KEY: &[u8] = b"notification_count";
 
 /// A `notification` event of the live stream, for `user` alone: a new entry, or entries
 /// read, with the unread count after it.
@@ -43,16 +53,19 @@ fn notification_event(
 #[derive(Debug)]
 pub(crate) struct InboxState {
     next_id: Mutex<u64>,
+    /// Entries in every inbox together, as stored under [`COUNT_KEY`] (written under the
+    /// lock of `next_id`).
+    entries: AtomicU64,
 }
 
 impl InboxState {
     pub(crate) fn load(db: &DB) -> Result<Self> {
-        let next = db
-            .get_cf(super::cf(db, maps::GLOBAL)?, NEXT_ID_KEY)?
-            .map(|v| decode_u64(&v))
-            .transpose()?
-            .unwrap_or(1);
-        Ok(Self { next_id: Mutex::new(next) })
+        let read = |key: &[u8]| -> Result<Option<u64>> {
+            db.get_cf(super::cf(db, maps::GLOBAL)?, key)?.map(|v| decode_u64(&v)).transpose()
+        };
+        let next = read(NEXT_ID_KEY)?.unwrap_or(1);
+        let entries = read(COUNT_KEY)?.unwrap_or(0);
+        Ok(Self { next_id: Mutex::new(next), entries: AtomicU64::new(entries) })
     }
 }
 
@@ -62,10 +75,11 @@ impl InboxState {
     /// since removed (a sent outbox entry) are not on disk, and the workers have read past
     /// them.
     pub(crate) fn reload(&self, db: &DB) -> Result<()> {
-        let fresh = Self::load(db)?.next_id.into_inner().unwrap_or_else(|p| p.into_inner());
+        let fresh = Self::load(db)?;
         let mut current =
             self.next_id.lock().map_err(|_| Error::Internal("inbox lock poisoned".into()))?;
-        *current = (*current).max(fresh);
+        *current = (*current).max(fresh.next_id.into_inner().unwrap_or_else(|p| p.into_inner()));
+        self.entries.store(fresh.entries.into_inner(), Ordering::Release);
         Ok(())
     }
 }
@@ -147,8 +161,11 @@ impl Store {
             ));
         }
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
+        let entries = self.inner.inbox.entries.load(Ordering::Acquire) + added.len() as u64;
+        batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
         self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         *next = id;
+        self.inner.inbox.entries.store(entries, Ordering::Release);
         Ok(added)
     }
 
@@ -441,8 +458,36 @@ impl Store {
                 removed += 1;
             }
         }
+        let entries = self.inner.inbox.entries.load(Ordering::Acquire).saturating_sub(removed);
+        batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
         self.checked(db.write(batch))?;
+        self.inner.inbox.entries.store(entries, Ordering::Release);
         Ok(removed)
+    }
+
+    /// How many entries every inbox holds together (kept: no scan).
+    pub fn inbox_entry_count(&self) -> u64 {
+        self.inner.inbox.entries.load(Ordering::Acquire)
+    }
+
+    /// The migration to schema 17: counts the inbox entries once, and keeps the count.
+    pub(crate) fn keep_inbox_count(&self) -> Result<()> {
+        let db = self.db()?;
+        let _lock = self.lock_inbox()?;
+        let mut n = 0u64;
+        for item in
+            db.iterator_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, IteratorMode::Start)
+        {
+            item?;
+            n += 1;
+        }
+        // None is no key: a fresh database holds nothing but its schema version (an import
+        // goes only into one such).
+        if n > 0 {
+            self.checked(db.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, n.to_be_bytes()))?;
+        }
+        self.inner.inbox.entries.store(n, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -517,6 +562,14 @@ mod tests {
         assert_eq!(store.notifications(alice, None, 10).expect("list").len(), 3);
         assert_eq!(store.mark_all_read(ruma::user_id!("@bob:x")).expect("all"), 1);
         assert_eq!(store.unread_count(ruma::user_id!("@bob:x")).expect("count"), 0);
+        // Every inbox's entries together: five added, one redacted; kept across a reopen,
+        // and counted again by the migration to the same number.
+        assert_eq!(store.inbox_entry_count(), 4);
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.inbox_entry_count(), 4);
+        store.keep_inbox_count().expect("migration");
+        assert_eq!(store.inbox_entry_count(), 4);
     }
 
     #[test]

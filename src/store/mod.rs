@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod live;
 pub mod maps;
 pub mod outbox;
+pub use outbox::OutboxCounts;
 pub mod tasks;
 pub mod virtual_users;
 pub mod webhooks;
@@ -30,7 +31,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
-pub const SCHEMA_VERSION: u64 = 16;
+pub const SCHEMA_VERSION: u64 = 17;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -76,6 +77,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 15, name: "notices told once", run: |_| Ok(()) },
     // Every task's comment count, kept with each comment since (`slugnum_commentcount`).
     Migration { version: 16, name: "comment counts", run: Store::keep_comment_counts },
+    // How many inbox entries there are, kept with each entry since (for the metrics).
+    Migration { version: 17, name: "inbox entry count", run: Store::keep_inbox_count },
 ];
 
 /// What `boardroom status` shows ([`Store::status`]).
@@ -309,6 +312,23 @@ impl Store {
             inbox_entries: count(maps::USERIDID_NOTIFICATION)?,
             size_bytes,
         })
+    }
+
+    /// The database's data in bytes, as RocksDB keeps it (no file is read): every map's
+    /// table files plus its write buffers. The write-ahead log is not counted.
+    pub fn size_bytes(&self) -> Result<u64> {
+        let db = self.db()?;
+        let mut total = 0u64;
+        for m in maps::MAPS {
+            let cf = cf(&db, m.name)?;
+            for property in [
+                rocksdb::properties::TOTAL_SST_FILES_SIZE,
+                rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES,
+            ] {
+                total = total.saturating_add(db.property_int_value_cf(cf, property)?.unwrap_or(0));
+            }
+        }
+        Ok(total)
     }
 
     /// The open database. [`Error::Unavailable`] while it is being reopened.

@@ -4,17 +4,49 @@
 //! A message is marked in `seq_outboxsent` before it is first sent: after a crash or a
 //! broken connection it may have landed, and is looked for before it is sent again.
 
-use std::sync::Mutex;
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{Store, codec, maps};
 use crate::error::{Error, Result};
 
-/// Allocates outbox sequence numbers in write order.
+/// Allocates outbox sequence numbers in write order, and keeps how many entries each
+/// map holds (for the metrics: read without a scan).
 #[derive(Debug)]
 pub(crate) struct OutboxState {
     next_seq: Mutex<u64>,
+    /// Entries in `seq_outbox`.
+    queued: AtomicU64,
+    /// Entries in `seq_outboxsent`.
+    sent: AtomicU64,
+    /// Entries in `seq_outboxdead`.
+    dead: AtomicU64,
+}
+
+/// How many outbox entries are in each state ([`Store::outbox_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Queued and not yet sent (messages not yet sent, and every other request not yet
+    /// accepted).
+    pub waiting: u64,
+    /// Messages sent whose acceptance is not yet recorded.
+    pub sent: u64,
+    /// Requests set aside (dead letters).
+    pub dead: u64,
+}
+
+/// The number of entries in map `name` (a scan: at open and after a reopen only).
+fn count(db: &DB, name: &str) -> Result<u64> {
+    let mut n = 0;
+    for item in db.iterator_cf(super::cf(db, name)?, IteratorMode::Start) {
+        item?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 impl OutboxState {
@@ -22,7 +54,19 @@ impl OutboxState {
         // Dead entries keep their seq: never hand it out again.
         let next =
             super::next_seq(db, maps::SEQ_OUTBOX)?.max(super::next_seq(db, maps::SEQ_OUTBOXDEAD)?);
-        Ok(Self { next_seq: Mutex::new(next) })
+        Ok(Self {
+            next_seq: Mutex::new(next),
+            queued: AtomicU64::new(count(db, maps::SEQ_OUTBOX)?),
+            sent: AtomicU64::new(count(db, maps::SEQ_OUTBOXSENT)?),
+            dead: AtomicU64::new(count(db, maps::SEQ_OUTBOXDEAD)?),
+        })
+    }
+}
+
+/// Subtracts one from `n` when `present` (never below zero).
+fn take_one(n: &AtomicU64, present: bool) {
+    if present {
+        let _ = n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(1)));
     }
 }
 
@@ -32,10 +76,15 @@ impl OutboxState {
     /// since removed (a sent outbox entry) are not on disk, and the workers have read past
     /// them.
     pub(crate) fn reload(&self, db: &DB) -> Result<()> {
-        let fresh = Self::load(db)?.next_seq.into_inner().unwrap_or_else(|p| p.into_inner());
+        let fresh = Self::load(db)?;
         let mut current =
             self.next_seq.lock().map_err(|_| Error::Internal("outbox lock poisoned".into()))?;
-        *current = (*current).max(fresh);
+        *current = (*current).max(fresh.next_seq.into_inner().unwrap_or_else(|p| p.into_inner()));
+        for (kept, read) in
+            [(&self.queued, fresh.queued), (&self.sent, fresh.sent), (&self.dead, fresh.dead)]
+        {
+            kept.store(read.into_inner(), Ordering::Release);
+        }
         Ok(())
     }
 }
@@ -79,7 +128,26 @@ impl Store {
         }
         self.checked(db.write_opt(batch, opts))?;
         *next = seq;
+        self.inner.outbox.queued.fetch_add(outbound.len() as u64, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// How many outbox entries wait, were sent unconfirmed, and were set aside: counts kept
+    /// in memory, read without touching the database.
+    pub fn outbox_counts(&self) -> OutboxCounts {
+        let state = &self.inner.outbox;
+        let (queued, sent) =
+            (state.queued.load(Ordering::Acquire), state.sent.load(Ordering::Acquire));
+        OutboxCounts {
+            waiting: queued.saturating_sub(sent),
+            sent,
+            dead: state.dead.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether `map` holds `seq` (a point read, for the kept counts).
+    fn holds(db: &DB, map: &str, seq: u64) -> Result<bool> {
+        Ok(db.get_pinned_cf(super::cf(db, map)?, seq.to_be_bytes())?.is_some())
     }
 
     /// Queues outbound requests on their own.
@@ -106,10 +174,16 @@ impl Store {
     /// The homeserver accepted entry `seq`.
     pub fn outbox_done(&self, seq: u64) -> Result<()> {
         let db = self.db()?;
+        let (queued, sent) = (
+            Self::holds(&db, maps::SEQ_OUTBOX, seq)?,
+            Self::holds(&db, maps::SEQ_OUTBOXSENT, seq)?,
+        );
         let mut batch = WriteBatch::default();
         batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOX)?, seq.to_be_bytes());
         batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
         self.checked(db.write(batch))?;
+        take_one(&self.inner.outbox.queued, queued);
+        take_one(&self.inner.outbox.sent, sent);
         Ok(())
     }
 
@@ -118,11 +192,15 @@ impl Store {
     /// connection.
     pub fn outbox_mark_sent(&self, seq: u64, at_ms: u64) -> Result<()> {
         let db = self.db()?;
+        let marked = Self::holds(&db, maps::SEQ_OUTBOXSENT, seq)?;
         self.checked(db.put_cf(
             super::cf(&db, maps::SEQ_OUTBOXSENT)?,
             seq.to_be_bytes(),
             at_ms.to_be_bytes(),
         ))?;
+        if !marked {
+            self.inner.outbox.sent.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -137,6 +215,11 @@ impl Store {
     /// The homeserver refused entry `seq` for good: keep it, with the error, for the admin.
     pub fn outbox_dead(&self, seq: u64, value: &[u8], error: &str) -> Result<()> {
         let db = self.db()?;
+        let (queued, sent, dead) = (
+            Self::holds(&db, maps::SEQ_OUTBOX, seq)?,
+            Self::holds(&db, maps::SEQ_OUTBOXSENT, seq)?,
+            Self::holds(&db, maps::SEQ_OUTBOXDEAD, seq)?,
+        );
         let mut batch = WriteBatch::default();
         let record = serde_json::json!({
             "request": String::from_utf8_lossy(value),
@@ -146,6 +229,11 @@ impl Store {
         batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOX)?, seq.to_be_bytes());
         batch.delete_cf(super::cf(&db, maps::SEQ_OUTBOXSENT)?, seq.to_be_bytes());
         self.checked(db.write(batch))?;
+        take_one(&self.inner.outbox.queued, queued);
+        take_one(&self.inner.outbox.sent, sent);
+        if !dead {
+            self.inner.outbox.dead.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -168,6 +256,9 @@ impl Store {
         }
         let n = requests.len();
         self.write_with_outbox(batch, &requests)?;
+        for _ in 0..n {
+            take_one(&self.inner.outbox.dead, true);
+        }
         Ok(n)
     }
 
@@ -218,5 +309,35 @@ mod tests {
             vec![(3, b"c".to_vec()), (4, b"b".to_vec())]
         );
         assert!(store.outbox_dead_entries(10).expect("dead").is_empty());
+    }
+
+    #[test]
+    fn counts_follow_each_entry_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let counts = |store: &Store| {
+            let c = store.outbox_counts();
+            (c.waiting, c.sent, c.dead)
+        };
+        assert_eq!(counts(&store), (0, 0, 0));
+        store.enqueue_outbound(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).expect("enqueue");
+        assert_eq!(counts(&store), (3, 0, 0));
+        store.outbox_mark_sent(1, 7).expect("mark");
+        store.outbox_mark_sent(1, 8).expect("marked again");
+        store.outbox_mark_sent(2, 8).expect("mark");
+        assert_eq!(counts(&store), (1, 2, 0));
+        store.outbox_done(1).expect("done");
+        store.outbox_done(1).expect("done again: nothing to count");
+        assert_eq!(counts(&store), (1, 1, 0));
+        store.outbox_dead(2, b"b", "M_FORBIDDEN").expect("dead");
+        assert_eq!(counts(&store), (1, 0, 1));
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(counts(&store), (1, 0, 1));
+        assert_eq!(store.requeue_dead().expect("requeue"), 1);
+        assert_eq!(counts(&store), (2, 0, 0));
+        let db = store.db().expect("db");
+        store.inner.outbox.reload(&db).expect("reload");
+        assert_eq!(counts(&store), (2, 0, 0));
     }
 }

@@ -101,9 +101,34 @@ impl Drop for InFlight {
     }
 }
 
+/// Handles a delivery ([`deliver`]), counting it by outcome: `applied`, `duplicate`,
+/// `unauthorized` (a bad or missing signature), `rate_limited`, `refused` (any other
+/// 4xx) or `failed` (5xx).
 async fn handle(
     State(state): State<WebhookState>,
     Path(source): Path<String>,
+    headers: HeaderMap,
+    request: Request<Body>,
+) -> Result<Json<Value>, Error> {
+    let metrics = state.ctx.metrics.clone();
+    let result = deliver(state, source, headers, request).await;
+    let outcome = match &result {
+        Ok(Json(answer)) if answer.get("duplicate") == Some(&Value::Bool(true)) => "duplicate",
+        Ok(_) => "applied",
+        Err(e) => match e.status_and_kind().0.as_u16() {
+            401 => "unauthorized",
+            429 => "rate_limited",
+            400..=499 => "refused",
+            _ => "failed",
+        },
+    };
+    metrics.webhook_delivery(outcome);
+    result
+}
+
+async fn deliver(
+    state: WebhookState,
+    source: String,
     headers: HeaderMap,
     request: Request<Body>,
 ) -> Result<Json<Value>, Error> {

@@ -208,7 +208,10 @@ async fn a_request_that_keeps_getting_server_errors_is_set_aside_and_its_room_go
             message("!a:localhost", None, "$c2"),
         ])
         .expect("enqueue");
-    let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as"))).expect("client");
+    let metrics = Arc::new(boardroom::metrics::Metrics::new());
+    let client = HomeserverClient::new(&url, Auth::Appservice(Secret::new("as")))
+        .expect("client")
+        .with_metrics(metrics.clone());
     let shutdown = CancellationToken::new();
     let policy = outbox::OutboxPolicy {
         backoff: boardroom::matrix::RetryPolicy {
@@ -238,6 +241,18 @@ async fn a_request_that_keeps_getting_server_errors_is_set_aside_and_its_room_go
         "{}",
         dead[0].1
     );
+    // In the metrics: the first message's three attempts (two retries), given up; the
+    // second sent; each attempt under its endpoint, the 5xx under their error code.
+    let text = metrics.render();
+    for line in [
+        "boardroom_outbox_retries_total 2\n",
+        "boardroom_outbox_dead_letters_total{reason=\"gave_up\"} 1\n",
+        "boardroom_outbox_sent_total 1\n",
+        "boardroom_homeserver_request_seconds_count{endpoint=\"send_message_event\"} 4\n",
+        "boardroom_homeserver_request_errors_total{endpoint=\"send_message_event\",kind=\"M_UNKNOWN\"} 3\n",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
 }
 
 #[tokio::test]

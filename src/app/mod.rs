@@ -201,6 +201,49 @@ async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
+/// How often the database is looked at for [`release_memory_when_idle`].
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Write buffers smaller than this are left alone when idle.
+const IDLE_FLUSH_MIN_BYTES: u64 = 1 << 20;
+
+/// Gives memory back while nothing is written: when no write came in for `every` (one
+/// check to the next) and the write buffers hold more than a mebibyte, they are flushed to
+/// table files (the data stays, read from the files), and their memory is given back. A
+/// server that is busy now and then does not keep its write
+/// buffers' peak in between (docs/PERFORMANCE.md, "Memory").
+pub async fn release_memory_when_idle(store: Store, every: Duration, shutdown: CancellationToken) {
+    let mut seen = None;
+    let mut released_at = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Ok(now) = store.last_sequence() else { continue };
+        let idle = seen == Some(now) && released_at != Some(now);
+        seen = Some(now);
+        if !idle || store.memtable_bytes().unwrap_or(0) < IDLE_FLUSH_MIN_BYTES {
+            continue;
+        }
+        let flushing = store.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            let before = flushing.memtable_bytes().unwrap_or(0);
+            flushing.flush_write_buffers()?;
+            Ok::<_, Error>(before)
+        })
+        .await;
+        match flushed {
+            Ok(Ok(bytes)) => {
+                released_at = Some(now);
+                tracing::debug!(write_buffer_bytes = bytes, "idle: write buffers flushed");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "idle: cannot flush the write buffers"),
+            Err(e) => tracing::warn!(error = %e, "idle: the flush did not finish"),
+        }
+    }
+}
+
 /// Matrix-style 404 for unknown paths, `X-Content-Type-Options: nosniff` on every
 /// response, each request counted by route and status (`metrics`), and a span per request.
 fn finish(router: Router, metrics: &Arc<crate::metrics::Metrics>) -> Router {
@@ -331,6 +374,11 @@ pub async fn serve_app_on(
         streams.stopping.cancel();
     });
     tasks.spawn(trim_live_logs(app.ctx.clone(), shutdown.clone()));
+    tasks.spawn(release_memory_when_idle(
+        app.ctx.store.clone(),
+        IDLE_CHECK_EVERY,
+        shutdown.clone(),
+    ));
     if app.ctx.settings.raw.encryption.enabled {
         tasks.spawn(start_device(app.ctx.clone(), shutdown.clone()));
     }
@@ -395,6 +443,40 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    /// A database that stops being written gives its write buffers back (flushed to table
+    /// files, what they held still read back); one written all along keeps them.
+    #[tokio::test]
+    async fn an_idle_database_flushes_its_write_buffers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let entry = |i: usize| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(4000));
+        let entries: Vec<Vec<u8>> = (0..600).map(|i| entry(i).into_bytes()).collect();
+        store.enqueue_outbound(&entries).expect("enqueue");
+        let held = store.memtable_bytes().expect("bytes");
+        assert!(held > IDLE_FLUSH_MIN_BYTES, "{held}");
+
+        let shutdown = CancellationToken::new();
+        let every = Duration::from_millis(100);
+        let idle = tokio::spawn(release_memory_when_idle(store.clone(), every, shutdown.clone()));
+        // Written every 20 ms: never idle for a whole check, nothing flushed.
+        for i in 0..30 {
+            store.enqueue_outbound(&[entry(1000 + i).into_bytes()]).expect("enqueue");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(store.memtable_bytes().expect("bytes") >= held, "flushed while written");
+        // Then quiet: within a few checks the buffers are flushed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.memtable_bytes().expect("bytes") >= IDLE_FLUSH_MIN_BYTES {
+            assert!(tokio::time::Instant::now() < deadline, "never flushed");
+            tokio::time::sleep(every).await;
+        }
+        shutdown.cancel();
+        idle.await.expect("the task ends");
+        let read = store.outbox_from(0, 1000).expect("outbox");
+        assert_eq!(read.len(), 630);
+        assert_eq!(read[599].1, entry(599).into_bytes());
+    }
 
     #[tokio::test]
     async fn every_response_says_nosniff() {

@@ -331,6 +331,38 @@ impl Store {
         Ok(total)
     }
 
+    /// Bytes held in write buffers (memtables), over every map.
+    pub fn memtable_bytes(&self) -> Result<u64> {
+        let db = self.db()?;
+        let mut total = 0u64;
+        for m in maps::MAPS {
+            let cf = cf(&db, m.name)?;
+            let bytes =
+                db.property_int_value_cf(cf, rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES)?;
+            total = total.saturating_add(bytes.unwrap_or(0));
+        }
+        Ok(total)
+    }
+
+    /// RocksDB's last sequence number: it moves with every write, and only then.
+    pub fn last_sequence(&self) -> Result<u64> {
+        Ok(self.db()?.latest_sequence_number())
+    }
+
+    /// Writes every map's write buffers to table files and waits for it: what they held
+    /// is then read from the files (and the block cache), and their memory is given back.
+    /// Blocking: call it off the async threads.
+    pub fn flush_write_buffers(&self) -> Result<()> {
+        let db = self.db()?;
+        let mut opts = rocksdb::FlushOptions::default();
+        opts.set_wait(true);
+        for m in maps::MAPS {
+            let cf = cf(&db, m.name)?;
+            self.checked(db.flush_cf_opt(cf, &opts))?;
+        }
+        Ok(())
+    }
+
     /// The open database. [`Error::Unavailable`] while it is being reopened.
     pub(crate) fn db(&self) -> Result<Arc<DB>> {
         self.inner

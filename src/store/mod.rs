@@ -301,15 +301,22 @@ impl Store {
         for file in std::fs::read_dir(&self.inner.path)? {
             size_bytes += file?.metadata()?.len();
         }
+        let schema_version = self.schema_version()?;
+        // Kept with every inbox write since version 17: one read, however many entries;
+        // a database not migrated yet is counted.
+        let inbox_entries = match schema_version {
+            Some(v) if v >= 17 => self.inbox_entry_count(),
+            _ => count(maps::USERIDID_NOTIFICATION)?,
+        };
         Ok(Status {
-            schema_version: self.schema_version()?,
+            schema_version,
             pending: count(maps::SEQ_PENDING)?,
             oldest_pending,
             outbox: count(maps::SEQ_OUTBOX)?,
             dead_letters: count(maps::SEQ_OUTBOXDEAD)?,
             boards: boards.len() as u64,
             tasks,
-            inbox_entries: count(maps::USERIDID_NOTIFICATION)?,
+            inbox_entries,
             size_bytes,
         })
     }

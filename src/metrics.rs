@@ -24,7 +24,19 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::store::Store;
+/// What the store keeps, read into gauges at each scrape. The app gives it
+/// ([`Metrics::watch`]), so that this module, which the homeserver client and the store's
+/// callers use, does not depend on the store.
+pub trait Source: std::fmt::Debug + Send + Sync {
+    /// Outbox entries waiting, sent unconfirmed, set aside: counts kept in memory.
+    fn outbox_counts(&self) -> (u64, u64, u64);
+    /// Inbox entries, every user's: a count kept in memory.
+    fn inbox_entries(&self) -> u64;
+    /// How long the oldest inbound entry has waited (ms; `None`: none waits). Asks RocksDB.
+    fn oldest_pending_age_ms(&self) -> crate::Result<Option<u64>>;
+    /// The database's table files and write buffers, in bytes. Asks RocksDB.
+    fn size_bytes(&self) -> crate::Result<u64>;
+}
 
 /// Seconds buckets for work that takes from tens of microseconds to seconds.
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -115,7 +127,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     /// The store whose kept counts are read at each scrape ([`Metrics::watch`]).
-    store: OnceLock<Store>,
+    store: OnceLock<Box<dyn Source>>,
     /// When the gauges that ask RocksDB were last read ([`SLOW_GAUGES_EVERY`]).
     slow_read: Mutex<Option<Instant>>,
     /// Transactions the homeserver pushed (answered or not).
@@ -345,8 +357,8 @@ impl Metrics {
 
     /// Reads `store`'s kept counts into the gauges at each scrape (the first store given
     /// is kept).
-    pub fn watch(&self, store: Store) {
-        let _ = self.store.set(store);
+    pub fn watch(&self, store: impl Source + 'static) {
+        let _ = self.store.set(Box::new(store));
     }
 
     /// Counts an HTTP request answered `status` after `elapsed`.
@@ -390,13 +402,11 @@ impl Metrics {
     fn refresh(&self) {
         let Some(store) = self.store.get() else { return };
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let counts = store.outbox_counts();
-        for (state, n) in
-            [("waiting", counts.waiting), ("sent", counts.sent), ("dead", counts.dead)]
-        {
+        let (waiting, sent, dead) = store.outbox_counts();
+        for (state, n) in [("waiting", waiting), ("sent", sent), ("dead", dead)] {
             self.outbox_entries.get_or_create(&StateLabels { state }).set(gauge(n));
         }
-        self.inbox_entries.set(gauge(store.inbox_entry_count()));
+        self.inbox_entries.set(gauge(store.inbox_entries()));
         {
             let mut last = self.slow_read.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
@@ -411,13 +421,6 @@ impl Metrics {
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the oldest inbound entry's age"),
         }
-        let counts = store.outbox_counts();
-        for (state, n) in
-            [("waiting", counts.waiting), ("sent", counts.sent), ("dead", counts.dead)]
-        {
-            self.outbox_entries.get_or_create(&StateLabels { state }).set(gauge(n));
-        }
-        self.inbox_entries.set(gauge(store.inbox_entry_count()));
         match store.size_bytes() {
             Ok(size) => {
                 self.store_size.set(gauge(size));
@@ -551,7 +554,7 @@ mod tests {
     #[test]
     fn store_gauges_are_read_at_scrape() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = crate::store::Store::open(dir.path()).expect("open");
         let m = Metrics::new();
         m.watch(store.clone());
         let text = m.render();

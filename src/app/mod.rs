@@ -201,6 +201,22 @@ async fn trim_live_logs(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
+impl crate::metrics::Source for Store {
+    fn outbox_counts(&self) -> (u64, u64, u64) {
+        let c = Store::outbox_counts(self);
+        (c.waiting, c.sent, c.dead)
+    }
+    fn inbox_entries(&self) -> u64 {
+        self.inbox_entry_count()
+    }
+    fn oldest_pending_age_ms(&self) -> Result<Option<u64>> {
+        Store::oldest_pending_age_ms(self)
+    }
+    fn size_bytes(&self) -> Result<u64> {
+        Store::size_bytes(self)
+    }
+}
+
 /// How often the database is looked at for [`release_memory_when_idle`].
 const IDLE_CHECK_EVERY: Duration = Duration::from_secs(10);
 

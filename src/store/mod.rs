@@ -254,6 +254,13 @@ impl Store {
     /// (`boardroom serve`): a RocksDB secondary instance, which keeps its own small files
     /// in `scratch` and writes nothing at `path`. Nothing is migrated; use it for reading.
     pub fn open_secondary(path: &Path, scratch: &Path) -> Result<Self> {
+        // RocksDB would create the directory, and leave it empty, before failing.
+        if !path.join("CURRENT").is_file() {
+            return Err(Error::Store(format!(
+                "there is no database at {} (check [database] path)",
+                path.display()
+            )));
+        }
         let mut opts = Options::default();
         opts.set_max_open_files(-1);
         opts.set_log_level(rocksdb::LogLevel::Fatal);

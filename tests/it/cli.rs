@@ -141,6 +141,26 @@ fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
     drop(held);
 }
 
+/// `status`, `export` and the dead-letter list on a path with no database: they say so,
+/// and leave nothing behind (RocksDB would create the directory before failing).
+#[test]
+fn readers_on_a_missing_database_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let path = dir.path().join("boardroom.toml");
+    std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
+        .expect("write");
+    for args in
+        [["status"].as_slice(), ["dead-letters"].as_slice(), ["export", "-o", "-"].as_slice()]
+    {
+        let out = boardroom(args, &path);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains("there is no database at"), "{args:?}: {err}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+}
+
 /// `boardroom status` reads a database another process holds open (as `serve` does), and
 /// shows what is in it, including writes made since that process opened it.
 #[test]

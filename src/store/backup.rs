@@ -99,6 +99,20 @@ pub struct Progress<'a> {
     pub total: Option<u64>,
 }
 
+impl<'a> Progress<'a> {
+    /// Where a run stands: `map` with `map_records` so far (all of them when `map_done`),
+    /// `records` in all, out of `total` when known.
+    fn at(
+        map: &'a str,
+        map_records: u64,
+        map_done: bool,
+        records: u64,
+        total: Option<u64>,
+    ) -> Self {
+        Self { map, map_records, map_done, records, total }
+    }
+}
+
 /// What an export wrote, or an import read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -248,16 +262,10 @@ impl Store {
                 n += 1;
                 records += 1;
                 if n.is_multiple_of(PROGRESS_EVERY) {
-                    progress(Progress {
-                        map: name,
-                        map_records: n,
-                        map_done: false,
-                        records,
-                        total: None,
-                    });
+                    progress(Progress::at(name, n, false, records, None));
                 }
             }
-            progress(Progress { map: name, map_records: n, map_done: true, records, total: None });
+            progress(Progress::at(name, n, true, records, None));
             counts.insert(name.to_owned(), n);
             maps_out.push((name.to_owned(), n));
         }
@@ -473,13 +481,7 @@ pub fn import_file(
     let summary = read_export(open()?, &mut |map, key, value| {
         if map != current {
             if !current.is_empty() {
-                progress(Progress {
-                    map: &current,
-                    map_records,
-                    map_done: true,
-                    records,
-                    total: Some(total),
-                });
+                progress(Progress::at(&current, map_records, true, records, Some(total)));
             }
             current = map.to_owned();
             map_records = 0;
@@ -491,13 +493,7 @@ pub fn import_file(
             store.checked(db.write(std::mem::take(&mut batch)))?;
         }
         if records.is_multiple_of(PROGRESS_EVERY) {
-            progress(Progress {
-                map: &current,
-                map_records,
-                map_done: false,
-                records,
-                total: Some(total),
-            });
+            progress(Progress::at(&current, map_records, false, records, Some(total)));
         }
         Ok(())
     });
@@ -511,13 +507,7 @@ pub fn import_file(
     };
     let summary = summary.map_err(partway)?;
     if !current.is_empty() {
-        progress(Progress {
-            map: &current,
-            map_records,
-            map_done: true,
-            records,
-            total: Some(total),
-        });
+        progress(Progress::at(&current, map_records, true, records, Some(total)));
     }
     // The export's schema version, and everything before it on disk.
     batch.put_cf(super::cf(&db, maps::GLOBAL)?, SCHEMA_KEY, summary.schema_version.to_be_bytes());

@@ -36,9 +36,7 @@ fn room_id(id: &str) -> OwnedRoomId {
 /// A config whose database is `db`.
 fn config(dir: &Path, name: &str, db: &Path) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
-    let text = crate::harness::MINIMAL_CONFIG
-        .replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8 path"));
-    std::fs::write(&path, text).expect("write config");
+    crate::harness::write_minimal_config(&path, db);
     path
 }
 

@@ -70,13 +70,7 @@ fn registration_prints_what_synapse_needs() {
 #[test]
 fn dead_letters_are_listed_and_requeued() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("db");
-    let path = dir.path().join("boardroom.toml");
-    std::fs::write(
-        &path,
-        GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8 path")),
-    )
-    .expect("write");
+    let (db, path) = crate::harness::minimal_config_in(dir.path());
     {
         let store = boardroom::store::Store::open(&db).expect("store");
         store.enqueue_outbound(&[b"{\"join_room\":{}}".to_vec()]).expect("enqueue");
@@ -118,10 +112,7 @@ fn dead_letters_are_listed_and_requeued() {
 #[test]
 fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("db");
-    let path = dir.path().join("boardroom.toml");
-    std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
-        .expect("write");
+    let (db, path) = crate::harness::minimal_config_in(dir.path());
     let held = boardroom::store::Store::open(&db).expect("store");
     for args in [["reindex"].as_slice(), ["dead-letters", "--requeue"].as_slice()] {
         let out = Command::new(crate::harness::boardroom_exe())
@@ -146,10 +137,7 @@ fn a_database_in_use_is_named_and_the_config_takes_dash_c() {
 #[test]
 fn readers_on_a_missing_database_say_so_and_create_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("db");
-    let path = dir.path().join("boardroom.toml");
-    std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
-        .expect("write");
+    let (db, path) = crate::harness::minimal_config_in(dir.path());
     for args in
         [["status"].as_slice(), ["dead-letters"].as_slice(), ["export", "-o", "-"].as_slice()]
     {
@@ -170,10 +158,7 @@ fn status_reads_a_database_in_use() {
         store::inbound::{EntryKind, NewEntry},
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("db");
-    let path = dir.path().join("boardroom.toml");
-    std::fs::write(&path, GOOD.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8")))
-        .expect("write");
+    let (db, path) = crate::harness::minimal_config_in(dir.path());
     let held = boardroom::store::Store::open(&db).expect("store");
     let event = |id: &'static str| NewEntry {
         kind: EntryKind::Timeline,

@@ -279,6 +279,19 @@ hs_token = "hs-secret-token"
 path = "/tmp/boardroom-cli-test"
 "#;
 
+/// Writes [`MINIMAL_CONFIG`] at `path`, its database at `db`.
+pub(crate) fn write_minimal_config(path: &Path, db: &Path) {
+    let text = MINIMAL_CONFIG.replace("/tmp/boardroom-cli-test", db.to_str().expect("utf-8 path"));
+    std::fs::write(path, text).expect("write config");
+}
+
+/// In `dir`: a database path `db` (not created) and a [`MINIMAL_CONFIG`] naming it.
+pub(crate) fn minimal_config_in(dir: &Path) -> (PathBuf, PathBuf) {
+    let (db, path) = (dir.join("db"), dir.join("boardroom.toml"));
+    write_minimal_config(&path, &db);
+    (db, path)
+}
+
 /// A Boardroom config for tests: loopback, a temporary database.
 pub(crate) fn test_config(hs_url: &str, listen: SocketAddr, db: &Path, extra: &str) -> Config {
     let text = format!(

@@ -70,7 +70,7 @@ pub struct Reloaded {
 }
 
 /// A webhook source, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookSource {
     /// Its name (the URL's last segment, and the owner of its virtual users).
     pub name: String,
@@ -83,7 +83,7 @@ pub struct WebhookSource {
 }
 
 /// An API client, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiClient {
     /// Its name.
     pub name: String,
@@ -508,27 +508,10 @@ impl Settings {
         let old = self.access();
         let fresh = new.access();
         let mut applied = Vec::new();
-        let clients = |a: &Access| -> Vec<(String, Secret, Vec<String>, u64, bool)> {
-            a.api_clients
-                .iter()
-                .map(|c| {
-                    let (name, token) = (c.name.clone(), c.token.clone());
-                    (name, token, c.boards.clone(), c.max_virtual_users, c.create_boards)
-                })
-                .collect()
-        };
-        if clients(&old) != clients(&fresh) {
+        if old.api_clients != fresh.api_clients {
             applied.push("api.clients");
         }
-        let sources = |a: &Access| -> Vec<(String, [u8; 32], Vec<String>, u64)> {
-            a.webhook_sources
-                .iter()
-                .map(|s| {
-                    (s.name.clone(), s.public_key.to_bytes(), s.boards.clone(), s.max_virtual_users)
-                })
-                .collect()
-        };
-        if sources(&old) != sources(&fresh) {
+        if old.webhook_sources != fresh.webhook_sources {
             applied.push("webhooks.sources");
         }
         if old.board_creators != fresh.board_creators {

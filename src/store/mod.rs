@@ -165,8 +165,17 @@ const RECOVERY_DRAIN: Duration = Duration::from_secs(30);
 /// flushes the largest (a write buffer manager). Without it each of the dozens of maps
 /// could hold 64 MiB.
 const WRITE_BUFFERS_BYTES: usize = 24 << 20;
-/// One column family's write buffer, before it is flushed to a table file.
-const CF_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// One column family's write buffer, before it is flushed to a table file. RocksDB also
+/// reserves each new write-ahead log at this size (and a tenth), and starts a new log at
+/// every flush: on a tmpfs `/dev/shm` the reservation is zeroed memory, so a 16 MiB buffer
+/// made each flush cost a 17.6 MiB `fallocate` and its `ftruncate` (12 % of the CPU of a
+/// busy pipeline; docs/PERFORMANCE.md, "WAL reservations and flushes").
+const CF_WRITE_BUFFER_BYTES: usize = 4 << 20;
+/// The blocks a write buffer takes its memory in (RocksDB's default: an eighth of the
+/// buffer). At 1 MiB they are allocated with `mmap` (the allocator's threshold, set in
+/// `main`), so a flushed buffer's memory goes back to the system; smaller blocks stay in
+/// the allocator's heap after a flush.
+const ARENA_BLOCK_BYTES: usize = 1 << 20;
 /// The write-ahead log, at most, before the maps it holds back are flushed.
 const MAX_WAL_BYTES: u64 = 64 << 20;
 /// Blocks read from table files (and their indexes and filters), shared by every map.
@@ -204,6 +213,7 @@ fn open_db(path: &Path) -> Result<DB> {
         cf.set_block_based_table_factory(&table);
         cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
         cf.set_max_write_buffer_number(2);
+        cf.set_arena_block_size(ARENA_BLOCK_BYTES);
         inbound::seen_options(m.name, &mut cf);
         ColumnFamilyDescriptor::new(m.name, cf)
     });

@@ -44,6 +44,59 @@ pub struct Context {
     pub limits: Arc<crate::ratelimit::Limits>,
     /// What `GET /metrics` shows.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Entries stored and not yet processed.
+    pub backlog: Arc<Backlog>,
+}
+
+/// How many inbound entries are stored and not yet processed: what `inbound_queue_depth`
+/// shows, and what holds a transaction's answer back while processing is behind
+/// (`[appservice] max_backlog`).
+#[derive(Debug)]
+pub struct Backlog {
+    waiting: tokio::sync::watch::Sender<u64>,
+    gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+impl Backlog {
+    /// `waiting` entries to start with (those left pending at the last stop), shown on
+    /// `gauge`.
+    pub fn new(
+        waiting: u64,
+        gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
+    ) -> Self {
+        gauge.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        Self { waiting: tokio::sync::watch::Sender::new(waiting), gauge }
+    }
+
+    /// `n` more entries were stored.
+    pub fn stored(&self, n: u64) {
+        self.change(|w| w.saturating_add(n));
+    }
+
+    /// `n` entries were processed.
+    pub fn processed(&self, n: u64) {
+        self.change(|w| w.saturating_sub(n));
+    }
+
+    fn change(&self, f: impl FnOnce(u64) -> u64) {
+        self.waiting.send_modify(|w| {
+            *w = f(*w);
+            self.gauge.set(i64::try_from(*w).unwrap_or(i64::MAX));
+        });
+    }
+
+    /// Entries waiting now.
+    pub fn waiting(&self) -> u64 {
+        *self.waiting.borrow()
+    }
+
+    /// Waits until at most `limit` entries wait; `false` if `longest` passed first.
+    pub async fn down_to(&self, limit: u64, longest: std::time::Duration) -> bool {
+        let mut waiting = self.waiting.subscribe();
+        tokio::time::timeout(longest, waiting.wait_for(|w| *w <= limit))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
 }
 
 /// The live streams being served: their cap, and the signal that ends them all.
@@ -164,6 +217,7 @@ impl Context {
             device_counts: self.device_counts.clone(),
             limits: self.limits.clone(),
             metrics: self.metrics.clone(),
+            backlog: self.backlog.clone(),
         }
     }
 }

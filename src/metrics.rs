@@ -142,6 +142,9 @@ pub struct Metrics {
     pub ingest_seconds: Histogram,
     /// Entries stored and not yet processed.
     pub inbound_depth: Gauge<i64, AtomicI64>,
+    /// Seconds a stored transaction's answer was held while processing caught up
+    /// (`[appservice] max_backlog`).
+    pub transaction_hold_seconds: Histogram,
     /// Entries processed.
     pub events_processed: Counter,
     /// Seconds an entry took to process, from its handler's start to its completing write.
@@ -224,6 +227,12 @@ impl Metrics {
             "inbound_queue_depth",
             "Entries stored and not yet processed",
             inbound_depth.clone(),
+        );
+        let transaction_hold_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "appservice_transaction_hold_seconds",
+            "How long a stored transaction's answer was held while processing caught up (only held ones)",
+            transaction_hold_seconds.clone(),
         );
         let events_processed = Counter::default();
         registry.register(
@@ -335,6 +344,7 @@ impl Metrics {
             transactions_replayed,
             ingest_seconds,
             inbound_depth,
+            transaction_hold_seconds,
             events_processed,
             processing_seconds,
             homeserver_last_answer,

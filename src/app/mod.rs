@@ -59,7 +59,10 @@ impl App {
             usize::try_from(live.max_streams_per_user).unwrap_or(usize::MAX),
         );
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        metrics.inbound_depth.set(i64::try_from(store.pending_count()?).unwrap_or(i64::MAX));
+        let backlog = Arc::new(crate::context::Backlog::new(
+            store.pending_count()?,
+            metrics.inbound_depth.clone(),
+        ));
         metrics.watch(store.clone());
         let client = HomeserverClient::new(
             &settings.homeserver_url,
@@ -88,6 +91,7 @@ impl App {
             device_counts: Default::default(),
             limits,
             metrics,
+            backlog,
         });
         let restarts = appservice::catch_up::Restarts::after(ctx.store.last_ingest_ms()?);
         Ok(Self { ctx, client, restarts: Arc::new(restarts) })

@@ -292,7 +292,7 @@ async fn store(ctx: &Context, room: &RoomId, events: &[Raw<AnyTimelineEvent>]) -
     .await
     .map_err(|e| Error::Internal(format!("catch-up ingest: {e}")))??;
     ctx.metrics.events_accepted.inc_by(outcome.accepted as u64);
-    ctx.metrics.inbound_depth.inc_by(i64::try_from(outcome.accepted).unwrap_or(i64::MAX));
+    ctx.backlog.stored(outcome.accepted as u64);
     if outcome.accepted > 0 {
         tracing::info!(room_id = %room, stored = outcome.accepted, "events the homeserver never pushed");
     }

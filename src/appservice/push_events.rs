@@ -134,7 +134,7 @@ pub(crate) async fn handle(
             m.transactions_replayed.inc();
         }
         if outcome.accepted > 0 {
-            m.inbound_depth.inc_by(i64::try_from(outcome.accepted).unwrap_or(i64::MAX));
+            ctx.backlog.stored(outcome.accepted as u64);
             ctx.inbound_notify.notify_one();
         }
         state.restarts.saw(request.txn_id.as_str());
@@ -144,6 +144,7 @@ pub(crate) async fn handle(
             replayed = outcome.replayed,
             "transaction stored"
         );
+        hold_while_behind(ctx).await;
         PushResponse::new()
             .try_into_http_response::<Vec<u8>>()
             .map(|r| r.map(axum::body::Body::from))
@@ -151,6 +152,39 @@ pub(crate) async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Holds a stored transaction's answer while more entries wait than `[appservice]
+/// max_backlog`, until processing brings them back to it, at most `backlog_hold_secs`, or
+/// until Boardroom stops. The homeserver sends its next transaction only after this one's
+/// answer, so a homeserver pushing faster than Boardroom processes slows to its pace rather
+/// than growing the queue without end. The events are stored already: a hold delays only
+/// the answer.
+async fn hold_while_behind(ctx: &crate::context::Context) {
+    let a = &ctx.settings.raw.appservice;
+    if a.max_backlog == 0 || ctx.backlog.waiting() <= a.max_backlog {
+        return;
+    }
+    let held = std::time::Instant::now();
+    let longest = std::time::Duration::from_secs(a.backlog_hold_secs);
+    let caught_up = tokio::select! {
+        c = ctx.backlog.down_to(a.max_backlog, longest) => c,
+        () = ctx.streams.stopping.cancelled() => true,
+    };
+    ctx.metrics.transaction_hold_seconds.observe(held.elapsed().as_secs_f64());
+    if caught_up {
+        tracing::debug!(
+            held_ms = held.elapsed().as_millis() as u64,
+            "answer held while processing caught up"
+        );
+    } else {
+        tracing::warn!(
+            waiting = ctx.backlog.waiting(),
+            max_backlog = a.max_backlog,
+            held_secs = a.backlog_hold_secs,
+            "processing is behind: answering a transaction after holding it the longest allowed"
+        );
+    }
 }
 
 /// What the transaction brought for the bot's device, as an entry, when there is news for

@@ -469,6 +469,22 @@ pub struct AppserviceConfig {
     /// board aliases `#<prefix>…`.
     #[serde(default = "default_namespace_prefix")]
     pub namespace_prefix: String,
+    /// Entries waiting to be processed past which a transaction's answer is held (after
+    /// its events are stored) until processing brings the queue back to it: a homeserver
+    /// pushing faster than Boardroom processes slows to its pace. 0: never held.
+    #[serde(default = "default_max_backlog", deserialize_with = "de_u64")]
+    pub max_backlog: u64,
+    /// The longest a transaction's answer is held (seconds, 1 to 50: Synapse gives up on an
+    /// answer after 60 s and backs off).
+    #[serde(default = "default_backlog_hold_secs", deserialize_with = "de_u64")]
+    pub backlog_hold_secs: u64,
+}
+
+fn default_max_backlog() -> u64 {
+    10_000
+}
+fn default_backlog_hold_secs() -> u64 {
+    10
 }
 
 /// `[database]`
@@ -762,6 +778,23 @@ mod tests {
                 }
                 other => panic!("{key}: expected a config error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_backlog_hold_has_defaults_and_stays_under_the_homeservers_timeout() {
+        let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
+        assert_eq!(
+            (s.raw.appservice.max_backlog, s.raw.appservice.backlog_hold_secs),
+            (10_000, 10)
+        );
+        let c = load(MINIMAL, &[("BOARDROOM__APPSERVICE__MAX_BACKLOG", "0")]).expect("parses");
+        assert_eq!(c.validate().expect("0 turns holds off").raw.appservice.max_backlog, 0);
+        for secs in ["0", "51"] {
+            let c = load(MINIMAL, &[("BOARDROOM__APPSERVICE__BACKLOG_HOLD_SECS", secs)])
+                .expect("parses");
+            let err = c.validate().expect_err("refused");
+            assert!(err.to_string().contains("appservice.backlog_hold_secs"), "{secs}: {err}");
         }
     }
 

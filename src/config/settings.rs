@@ -293,6 +293,7 @@ impl Config {
             ("live.max_subscribers", self.live.max_subscribers, 1 << 20),
             ("live.keepalive_secs", self.live.keepalive_secs, 3600),
             ("health.max_queue_age_secs", self.health.max_queue_age_secs, 30 * 86_400),
+            ("appservice.backlog_hold_secs", a.backlog_hold_secs, 50),
         ] {
             if !(1..=max).contains(&value) {
                 return Err(bad(key, format!("must be between 1 and {max}")));

@@ -111,7 +111,7 @@ async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
                 }
             }
         }
-        ctx.metrics.inbound_depth.dec_by(i64::try_from(seqs.len()).unwrap_or(i64::MAX));
+        ctx.backlog.processed(seqs.len() as u64);
         ctx.metrics.events_processed.inc_by(seqs.len() as u64);
         if !outbound.is_empty() {
             ctx.outbox_notify.notify_one();

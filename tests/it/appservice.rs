@@ -19,7 +19,7 @@ struct Fixture {
     app: App,
     _dir: tempfile::TempDir,
     hs_token: String,
-    _tasks: JoinSet<()>,
+    tasks: std::sync::Mutex<JoinSet<()>>,
     shutdown: CancellationToken,
 }
 
@@ -30,23 +30,34 @@ impl Drop for Fixture {
 }
 
 fn fixture() -> Fixture {
+    let f = fixture_without_processing(|_| {});
+    f.start_processing();
+    f
+}
+
+/// A fixture whose inbound queue is not processed until [`Fixture::start_processing`].
+fn fixture_without_processing(tune: impl FnOnce(&mut boardroom::config::Config)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = test_config(
+    let mut config = test_config(
         "http://127.0.0.1:9",
         "127.0.0.1:9".parse().expect("addr"),
         &dir.path().join("db"),
         "[permissions]\nboard_creators = [\"@*:localhost\"]",
     );
+    tune(&mut config);
     let settings = config.validate().expect("valid");
     let hs_token = settings.hs_token.expose().to_owned();
     let app = App::new(settings).expect("app");
     let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    app.spawn_dispatcher(&mut tasks, &shutdown);
-    Fixture { app, _dir: dir, hs_token, _tasks: tasks, shutdown }
+    Fixture { app, _dir: dir, hs_token, tasks: std::sync::Mutex::new(JoinSet::new()), shutdown }
 }
 
 impl Fixture {
+    fn start_processing(&self) {
+        let mut tasks = self.tasks.lock().expect("tasks");
+        self.app.spawn_dispatcher(&mut tasks, &self.shutdown);
+    }
+
     async fn call(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.app.router().oneshot(req).await.expect("infallible");
         let status = resp.status();
@@ -306,4 +317,72 @@ async fn queries_and_ping() {
         .expect("request");
     let (status, body) = f.call(ping).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
+}
+
+fn messages(from: usize, n: usize) -> Value {
+    let events: Vec<Value> = (from..from + n)
+        .map(|i| message(&format!("$held{i}"), "@alice:localhost", &format!("message {i}")))
+        .collect();
+    json!({ "events": events })
+}
+
+/// Past `max_backlog` entries waiting, a transaction is stored at once and its answer held
+/// until processing brings the queue back to the limit: a homeserver sending one
+/// transaction at a time then sends no faster than Boardroom processes.
+#[tokio::test]
+async fn a_transaction_is_answered_once_processing_catches_up_past_max_backlog() {
+    let f = std::sync::Arc::new(fixture_without_processing(|c| {
+        c.appservice.max_backlog = 5;
+        c.appservice.backlog_hold_secs = 30;
+    }));
+    // Under the limit: answered at once.
+    assert_eq!(f.txn("1", messages(0, 5)).await, StatusCode::OK);
+    // Past it: stored, and the answer waits.
+    let held = {
+        let f = f.clone();
+        tokio::spawn(async move { f.txn("2", messages(5, 10)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.pending().len() < 15 {
+        assert!(Instant::now() < deadline, "the held transaction was not stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!held.is_finished(), "answered with 15 entries waiting and a limit of 5");
+    assert_eq!(f.app.ctx.backlog.waiting(), 15);
+
+    f.start_processing();
+    let status = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("answered once processing caught up")
+        .expect("task");
+    assert_eq!(status, StatusCode::OK);
+    assert!(f.pending().len() <= 5, "answered before the queue came back to the limit");
+    let text = f.app.ctx.metrics.render();
+    assert!(
+        text.contains("boardroom_appservice_transaction_hold_seconds_count 1"),
+        "one held transaction counted: {text}"
+    );
+    f.processed_outbox().await;
+    assert_eq!(f.app.ctx.backlog.waiting(), 0);
+}
+
+/// A hold ends after `backlog_hold_secs` even if processing stays behind (the homeserver
+/// would give up on the answer after 60 s); the events stay stored.
+#[tokio::test]
+async fn a_held_transaction_is_answered_after_the_longest_hold() {
+    let f = fixture_without_processing(|c| {
+        c.appservice.max_backlog = 2;
+        c.appservice.backlog_hold_secs = 1;
+    });
+    let started = Instant::now();
+    assert_eq!(f.txn("1", messages(0, 4)).await, StatusCode::OK);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(1), "answered after {took:?}, before the hold ended");
+    assert_eq!(f.pending().len(), 4);
+    // With the limit off, never held.
+    let f = fixture_without_processing(|c| c.appservice.max_backlog = 0);
+    let started = Instant::now();
+    assert_eq!(f.txn("1", messages(0, 4)).await, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(1), "held with max_backlog = 0");
 }

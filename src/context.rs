@@ -53,7 +53,9 @@ pub struct Context {
 /// (`[appservice] max_backlog`).
 #[derive(Debug)]
 pub struct Backlog {
-    waiting: tokio::sync::watch::Sender<u64>,
+    /// Signed: an entry can be processed (and counted out) before the ingest that stored
+    /// it counts it in; the count is right again once both have.
+    waiting: tokio::sync::watch::Sender<i64>,
     gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
@@ -64,38 +66,65 @@ impl Backlog {
         waiting: u64,
         gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
     ) -> Self {
-        gauge.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        let waiting = i64::try_from(waiting).unwrap_or(i64::MAX);
+        gauge.set(waiting);
         Self { waiting: tokio::sync::watch::Sender::new(waiting), gauge }
     }
 
     /// `n` more entries were stored.
     pub fn stored(&self, n: u64) {
-        self.change(|w| w.saturating_add(n));
+        self.change(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// `n` entries were processed.
     pub fn processed(&self, n: u64) {
-        self.change(|w| w.saturating_sub(n));
+        self.change(-i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    fn change(&self, f: impl FnOnce(u64) -> u64) {
+    fn change(&self, by: i64) {
         self.waiting.send_modify(|w| {
-            *w = f(*w);
-            self.gauge.set(i64::try_from(*w).unwrap_or(i64::MAX));
+            *w = w.saturating_add(by);
+            self.gauge.set(*w);
         });
     }
 
     /// Entries waiting now.
     pub fn waiting(&self) -> u64 {
-        *self.waiting.borrow()
+        u64::try_from(*self.waiting.borrow()).unwrap_or(0)
     }
 
     /// Waits until at most `limit` entries wait; `false` if `longest` passed first.
     pub async fn down_to(&self, limit: u64, longest: std::time::Duration) -> bool {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut waiting = self.waiting.subscribe();
         tokio::time::timeout(longest, waiting.wait_for(|w| *w <= limit))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatcher can count an entry out before the ingest that stored it counts it
+    /// in; the count must come back to what waits, or holds would start from nothing.
+    #[tokio::test]
+    async fn the_backlog_counts_right_whatever_order_ingest_and_processing_report_in() {
+        let gauge =
+            prometheus_client::metrics::gauge::Gauge::<i64, std::sync::atomic::AtomicI64>::default(
+            );
+        let backlog = Backlog::new(3, gauge.clone());
+        backlog.processed(5);
+        assert_eq!(backlog.waiting(), 0);
+        backlog.stored(2);
+        assert_eq!((backlog.waiting(), gauge.get()), (0, 0));
+        backlog.stored(4);
+        assert_eq!((backlog.waiting(), gauge.get()), (4, 4));
+        assert!(!backlog.down_to(3, std::time::Duration::from_millis(20)).await);
+        let waiter = async { backlog.down_to(3, std::time::Duration::from_secs(10)).await };
+        let (reached, ()) = tokio::join!(waiter, async { backlog.processed(1) });
+        assert!(reached);
     }
 }
 

@@ -169,17 +169,16 @@ async fn handle_timeline(
             // The message reaches its board's stream before what it causes (a task, a
             // comment, a notification); a task comment goes there as a comment, with its
             // index write (a command in a task's thread is no comment).
-            if command.is_some() || !comments::is_comment(ctx, &ev.sender, &ev.content) {
-                log_message(ctx, &ev);
-            }
             let Some(text) = command else {
                 let ts = u64::from(ev.origin_server_ts.0);
-                if let Err(e) =
-                    comments::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
+                let comment = comments::is_comment(ctx, &ev.sender, &ev.content);
+                if comment
+                    && let Err(e) =
+                        comments::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
                 {
                     tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
                 }
-                if let Err(e) = notify::on_message(
+                let notifications = notify::for_message(
                     ctx,
                     seq,
                     &ev.room_id,
@@ -189,11 +188,24 @@ async fn handle_timeline(
                     &ev.content,
                 )
                 .await
-                {
-                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot record notifications");
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot work out notifications");
+                    Vec::new()
+                });
+                // Any other message and its notifications: one write.
+                let message = match comment {
+                    true => Ok(Vec::new()),
+                    false => stream::events::message(ctx, &ev),
+                };
+                let logged = message.and_then(|log| {
+                    ctx.store.log_once_and_notify(Some((&ev.event_id, log)), notifications)
+                });
+                if let Err(e) = logged {
+                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
                 }
                 return Vec::new();
             };
+            log_message(ctx, &ev);
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
             let outcome = dispatch::run(
                 ctx,

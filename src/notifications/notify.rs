@@ -74,10 +74,11 @@ pub(crate) fn mentioned(
     mention::resolve(explicit, html, body, &RoomAudience::new(&ctx.store, room))
 }
 
-/// A message (not a command) in a board room: inbox entries for whom it mentions, and for
-/// the watchers of the task whose thread it is in. An edit notifies only the newly
-/// mentioned.
-pub(crate) async fn on_message(
+/// A message (not a command) in a board room: the inbox entries it makes, for whom it
+/// mentions and for the watchers of the task whose thread it is in (the caller adds them,
+/// with the message's own log entry: [`crate::store::Store::log_once_and_notify`]). An edit
+/// notifies only the newly mentioned.
+pub(crate) async fn for_message(
     ctx: &Context,
     seq: u64,
     room: &RoomId,
@@ -85,11 +86,11 @@ pub(crate) async fn on_message(
     sender: &UserId,
     ts: u64,
     content: &RoomMessageEventContent,
-) -> crate::Result<()> {
+) -> crate::Result<Vec<Notification>> {
     if sender == ctx.settings.bot_user_id {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let Some(room_rec) = ctx.store.room(room)? else { return Ok(()) };
+    let Some(room_rec) = ctx.store.room(room)? else { return Ok(Vec::new()) };
     let mut entries = Vec::new();
     let entry = |user: OwnedUserId,
                  kind: Kind,
@@ -122,7 +123,7 @@ pub(crate) async fn on_message(
         let added: Vec<OwnedUserId> =
             now.into_iter().filter(|u| u != sender && !before.contains(u)).collect();
         if added.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         // The edit does not say which thread the edited event is in. A comment's thread is
         // its task's, when the task's root is in this room (it is not for a comment from
@@ -145,8 +146,7 @@ pub(crate) async fn on_message(
                 r.new_content.msgtype.body(),
             ));
         }
-        ctx.store.add_notifications(entries)?;
-        return Ok(());
+        return Ok(entries);
     }
 
     let thread = match &content.relates_to {
@@ -182,8 +182,7 @@ pub(crate) async fn on_message(
             }
         }
     }
-    ctx.store.add_notifications(entries)?;
-    Ok(())
+    Ok(entries)
 }
 
 /// New assignees hear of it in their inbox (the feed entry also pushes to their devices).

@@ -110,10 +110,42 @@ impl Store {
     /// for an (event, user) pair already notified are skipped, so replays add nothing.
     /// Returns the entries added.
     pub fn add_notifications(&self, entries: Vec<Notification>) -> Result<Vec<Notification>> {
+        self.log_once_and_notify(None, entries)
+    }
+
+    /// [`Store::log_once`] of a message (`logged`: its event id and log entries) and
+    /// [`Store::add_notifications`] of what it causes, in one write: the message first on
+    /// its board's stream, then each entry. Nothing is written when there is nothing new
+    /// (the message logged before, every entry made before, or none at all).
+    pub fn log_once_and_notify(
+        &self,
+        logged: Option<(&EventId, LogAppend)>,
+        entries: Vec<Notification>,
+    ) -> Result<Vec<Notification>> {
+        if entries.is_empty() && logged.as_ref().is_none_or(|(_, log)| log.is_empty()) {
+            return Ok(Vec::new());
+        }
         let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        let mut log = LogAppend::new();
+        if let Some((event_id, message)) = logged
+            && !message.is_empty()
+        {
+            let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
+            if db.get_pinned_cf(cf, event_id.as_bytes())?.is_none() {
+                batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+                log.extend(message);
+            }
+        }
+        if entries.is_empty() {
+            if log.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
+            return Ok(Vec::new());
+        }
         let mut next = self.lock_inbox()?;
         let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
-        let mut batch = WriteBatch::default();
         let mut unread: HashMap<OwnedUserId, u64> = HashMap::new();
         let mut added = Vec::new();
         let mut id = *next;
@@ -139,6 +171,9 @@ impl Store {
             *unread.entry(n.user_id.clone()).or_default() += 1;
             added.push(n);
         }
+        if added.is_empty() && log.is_empty() {
+            return Ok(added);
+        }
         let mut counts: HashMap<OwnedUserId, u64> = HashMap::new();
         for (user, more) in unread {
             let before = self.unread_of(&user)?;
@@ -151,7 +186,6 @@ impl Store {
         }
         // Each entry goes to its owner's stream on its board, with the unread count it
         // makes.
-        let mut log = LogAppend::new();
         for n in &added {
             let count = counts.entry(n.user_id.clone()).or_default();
             *count += 1;
@@ -160,9 +194,11 @@ impl Store {
                 notification_event(&n.user_id, Some(n.clone()), Vec::new(), *count),
             ));
         }
-        batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
         let entries = self.inner.inbox.entries.load(Ordering::Acquire) + added.len() as u64;
-        batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
+        if !added.is_empty() {
+            batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
+            batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
+        }
         self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         *next = id;
         self.inner.inbox.entries.store(entries, Ordering::Release);
@@ -511,6 +547,72 @@ mod tests {
             read: false,
             seq,
         }
+    }
+
+    fn message(event: &str) -> LogAppend {
+        use crate::domain::stream::MessageEvent;
+        vec![(
+            "b".to_owned(),
+            StreamEvent::public(StreamData::Message(MessageEvent {
+                room: "general".into(),
+                room_id: ruma::owned_room_id!("!r:x"),
+                event_id: event.try_into().expect("event"),
+                sender: ruma::owned_user_id!("@s:x"),
+                display_name: None,
+                msgtype: Some("m.text".into()),
+                body: Some("hi @alice".into()),
+                formatted_body: None,
+                ts: 10,
+                thread_root: None,
+                replaces: None,
+                redacts: None,
+            })),
+        )]
+    }
+
+    /// A message and the entries it makes go to the board's log in one write, the message
+    /// first; a replay, or a message with nothing new, writes nothing at all.
+    #[test]
+    fn a_message_and_its_entries_are_written_together_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let written = || store.db().expect("db").latest_sequence_number();
+        let start = written();
+        let id = ruma::event_id!("$1");
+        let added = store
+            .log_once_and_notify(
+                Some((id, message("$1"))),
+                vec![n("@alice:x", "$1", "!r:x", 1, None)],
+            )
+            .expect("write");
+        assert_eq!(added.len(), 1);
+        let log = store.live_read("b", 0, 10).expect("log");
+        let kinds: Vec<_> = log.iter().map(|(id, e)| (*id, e.kind())).collect();
+        assert_eq!(kinds, vec![(1, "message"), (2, "notification")]);
+        assert_eq!(store.unread_count(ruma::user_id!("@alice:x")).expect("count"), 1);
+        let after = written();
+        assert!(after > start);
+
+        // Replayed (after a crash before the entry was marked processed): nothing new.
+        let again = store
+            .log_once_and_notify(
+                Some((id, message("$1"))),
+                vec![n("@alice:x", "$1", "!r:x", 1, None)],
+            )
+            .expect("replay");
+        assert!(again.is_empty());
+        assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 2);
+        assert_eq!(store.unread_count(ruma::user_id!("@alice:x")).expect("count"), 1);
+        // A message with no entries (most of them), and nothing at all: no write.
+        store.log_once_and_notify(Some((id, message("$1"))), Vec::new()).expect("logged");
+        store.log_once_and_notify(None, Vec::new()).expect("nothing");
+        assert_eq!(written(), after, "something was written for nothing new");
+        // A new message with no entries: its log entry alone.
+        store
+            .log_once_and_notify(Some((ruma::event_id!("$2"), message("$2"))), Vec::new())
+            .expect("logged");
+        assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 3);
+        assert_eq!(store.inbox_entry_count(), 1);
     }
 
     #[test]

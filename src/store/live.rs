@@ -208,17 +208,7 @@ impl Store {
     /// change no index to be logged with) to their boards' logs, once: the event is
     /// marked in the same write, and a replay after a crash finds it and writes nothing.
     pub fn log_once(&self, event_id: &ruma::EventId, log: LogAppend) -> Result<()> {
-        if log.is_empty() {
-            return Ok(());
-        }
-        let db = self.db()?;
-        let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
-        if db.get_pinned_cf(cf, event_id.as_bytes())?.is_some() {
-            return Ok(());
-        }
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
-        self.commit(&db, batch, &WriteOptions::default(), &[], log)
+        self.log_once_and_notify(Some((event_id, log)), Vec::new()).map(|_| ())
     }
 
     /// Writes `batch` (and `outbound` to the outbox) and appends `log` to the boards'

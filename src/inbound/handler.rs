@@ -194,12 +194,14 @@ async fn handle_timeline(
                 });
                 // Any other message and its notifications: one write.
                 let message = match comment {
-                    true => Ok(Vec::new()),
-                    false => stream::events::message(ctx, &ev),
+                    true => Vec::new(),
+                    false => stream::events::message(ctx, &ev).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message for the live stream");
+                        Vec::new()
+                    }),
                 };
-                let logged = message.and_then(|log| {
-                    ctx.store.log_once_and_notify(Some((&ev.event_id, log)), notifications)
-                });
+                let logged =
+                    ctx.store.log_once_and_notify(Some((&ev.event_id, message)), notifications);
                 if let Err(e) = logged {
                     tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
                 }

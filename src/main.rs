@@ -85,7 +85,7 @@ enum Cmd {
 /// glibc's allocator, told before any other thread starts: blocks of 1 MiB or more are
 /// mapped on their own and given back to the system when freed. Without it glibc raises
 /// that threshold (from 128 KiB) each time such a block is freed, and from then on
-/// RocksDB's write-buffer blocks (2 MiB) come from the heap and stay there after a flush. Measured in
+/// RocksDB's write-buffer blocks (1 MiB) come from the heap and stay there after a flush. Measured in
 /// docs/PERFORMANCE.md ("Memory"). An admin's own `GLIBC_TUNABLES` for the allocator wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

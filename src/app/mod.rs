@@ -230,8 +230,8 @@ const IDLE_FLUSH_MIN_BYTES: u64 = 1 << 20;
 /// Gives memory back while nothing is written: when no write came in for `every` (one
 /// check to the next) and the write buffers hold more than a mebibyte, they are flushed to
 /// table files (the data stays, read from the files), and their memory is given back. A
-/// server that is busy now and then does not keep its write
-/// buffers' peak in between (docs/PERFORMANCE.md, "Memory").
+/// server that is busy now and then does not keep its write buffers' peak in between
+/// (docs/PERFORMANCE.md, "Memory").
 pub async fn release_memory_when_idle(store: Store, every: Duration, shutdown: CancellationToken) {
     let mut seen = None;
     let mut released_at = None;

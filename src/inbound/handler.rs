@@ -89,28 +89,24 @@ fn parse_timeline(json: &[u8]) -> serde_json::Result<AnyTimelineEvent> {
     if let Ok(peek) = serde_json::from_slice::<Peek<'_>>(json)
         && peek.unsigned.is_none_or(|u| u.redacted_because.is_none())
     {
-        match (peek.ty.as_ref(), peek.state_key.is_some()) {
+        use ruma::events::{OriginalMessageLikeEvent, OriginalStateEvent};
+        let parsed = match (peek.ty.as_ref(), peek.state_key.is_some()) {
             ("m.room.message", false) => {
-                if let Ok(ev) = serde_json::from_slice::<
-                    ruma::events::OriginalMessageLikeEvent<RoomMessageEventContent>,
-                >(json)
-                {
-                    return Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
-                        MessageLikeEvent::Original(ev),
-                    )));
-                }
+                serde_json::from_slice::<OriginalMessageLikeEvent<RoomMessageEventContent>>(json)
+                    .ok()
+                    .map(|ev| AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(ev)))
+                    .map(AnyTimelineEvent::MessageLike)
             }
             ("m.room.member", true) => {
-                if let Ok(ev) = serde_json::from_slice::<
-                    ruma::events::OriginalStateEvent<RoomMemberEventContent>,
-                >(json)
-                {
-                    return Ok(AnyTimelineEvent::State(AnyStateEvent::RoomMember(
-                        StateEvent::Original(ev),
-                    )));
-                }
+                serde_json::from_slice::<OriginalStateEvent<RoomMemberEventContent>>(json)
+                    .ok()
+                    .map(|ev| AnyStateEvent::RoomMember(StateEvent::Original(ev)))
+                    .map(AnyTimelineEvent::State)
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(event) = parsed {
+            return Ok(event);
         }
     }
     serde_json::from_slice::<AnyTimelineEvent>(json)

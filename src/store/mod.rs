@@ -162,8 +162,8 @@ pub const RECOVERY_MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
 const RECOVERY_DRAIN: Duration = Duration::from_secs(30);
 
 /// All column families' write buffers (memtables) together, at most: past it RocksDB
-/// flushes the largest (a write buffer manager). Without it each of the dozens of maps
-/// could hold 64 MiB.
+/// flushes the map with the oldest buffer (a write buffer manager). Without it each of the
+/// dozens of maps could hold 64 MiB.
 const WRITE_BUFFERS_BYTES: usize = 24 << 20;
 /// One column family's write buffer, before it is flushed to a table file. RocksDB also
 /// reserves each new write-ahead log at this size (and a tenth), and starts a new log at

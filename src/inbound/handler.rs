@@ -18,7 +18,7 @@ use crate::{
     commands::dispatch::{self, ChatCommand},
     context::Context,
     crypto::DeviceUpdates,
-    domain::board::{BoardEventContent, BoardRoomEventContent},
+    domain::board::{BoardEventContent, BoardRoomEventContent, RoomRecord},
     domain::task::TaskEventContent,
     domain::{
         Action,
@@ -166,42 +166,17 @@ async fn handle_timeline(
             // comment, a notification); a task comment goes there as a comment, with its
             // index write (a command in a task's thread is no comment).
             let Some(text) = command else {
-                let ts = u64::from(ev.origin_server_ts.0);
-                let comment = comments::is_comment(ctx, &ev.sender, &ev.content);
-                if comment
-                    && let Err(e) =
-                        comments::index_message(ctx, &ev.sender, &ev.event_id, ts, &ev.content)
-                {
-                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
-                }
-                let notifications = notify::for_message(
-                    ctx,
-                    seq,
-                    &ev.room_id,
-                    &ev.event_id,
-                    &ev.sender,
-                    ts,
-                    &ev.content,
-                )
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot work out notifications");
-                    Vec::new()
-                });
-                // Any other message and its notifications: one write.
-                let message = match comment {
-                    true => Vec::new(),
-                    false => stream::events::message(ctx, &ev).unwrap_or_else(|e| {
-                        tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message for the live stream");
-                        Vec::new()
-                    }),
+                // Anything else counts only in a board room: logged for its stream,
+                // indexed as a comment, notifying whom it mentions.
+                let room = match ctx.store.room(&ev.room_id) {
+                    Ok(Some(room)) => room,
+                    Ok(None) => return Vec::new(),
+                    Err(e) => {
+                        tracing::error!(error = %e, event_id = %ev.event_id, "cannot read a message's room");
+                        return Vec::new();
+                    }
                 };
-                let logged =
-                    ctx.store.log_once_and_notify(Some((&ev.event_id, message)), notifications);
-                if let Err(e) = logged {
-                    tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
-                }
-                return Vec::new();
+                return on_message(ctx, &room, &ev, seq).await;
             };
             log_message(ctx, &ev);
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
@@ -422,10 +397,47 @@ async fn device_updates(ctx: &Context, updates: &DeviceUpdates) {
     }
 }
 
+/// A message (not a command) in the board room recorded as `room`: a comment is indexed
+/// (and goes to the stream as one); anything else goes to the stream as a message, in one
+/// write with the inbox entries it makes.
+async fn on_message(
+    ctx: &Context,
+    room: &RoomRecord,
+    ev: &OriginalRoomMessageEvent,
+    seq: u64,
+) -> Vec<Action> {
+    let ts = u64::from(ev.origin_server_ts.0);
+    let comment = comments::index_message(ctx, room, &ev.sender, &ev.event_id, ts, &ev.content)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
+            false
+        });
+    let notifications = notify::for_message(ctx, seq, room, ev).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, event_id = %ev.event_id, "cannot work out notifications");
+        Vec::new()
+    });
+    // The message reaches its board's stream before what it causes (a notification); a
+    // comment went there as a comment, with its index write.
+    let message = match comment {
+        true => Vec::new(),
+        false => stream::events::message(ctx, room, ev).unwrap_or_else(|e| {
+            tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message for the live stream");
+            Vec::new()
+        }),
+    };
+    if let Err(e) = ctx.store.log_once_and_notify(Some((&ev.event_id, message)), notifications) {
+        tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
+    }
+    Vec::new()
+}
+
 /// Logs a board room's message for its board's live stream (once: a replay logs nothing).
 fn log_message(ctx: &Context, ev: &OriginalRoomMessageEvent) {
-    let logged =
-        stream::events::message(ctx, ev).and_then(|log| ctx.store.log_once(&ev.event_id, log));
+    let logged = ctx.store.room(&ev.room_id).and_then(|room| match room {
+        Some(room) => stream::events::message(ctx, &room, ev)
+            .and_then(|log| ctx.store.log_once(&ev.event_id, log)),
+        None => Ok(()),
+    });
     if let Err(e) = logged {
         tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message for the live stream");
     }

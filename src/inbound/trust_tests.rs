@@ -350,3 +350,68 @@ async fn forged_create_naming_a_board_room_as_predecessor_adopts_nothing() {
     .await;
     assert!(app.ctx.store.room(room_id!("!attacker:localhost")).expect("get").is_none());
 }
+
+/// A message as the homeserver delivers it.
+fn message(room: &str, sender: &UserId, content: Value) -> Value {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    json!({
+        "type": "m.room.message",
+        "room_id": room,
+        "sender": sender,
+        "content": content,
+        "event_id": format!("$message{n}"),
+        "origin_server_ts": 1_700_000_000_000u64 + n,
+    })
+}
+
+/// A reply in a task's thread is a comment only in that task's board's tasks room: the
+/// relation names any event id its sender likes, so from another room (Mallory's own, the
+/// board's chat room) it comments on nothing, and an author's edit sent elsewhere changes
+/// no comment.
+#[tokio::test]
+async fn a_thread_reply_outside_the_tasks_room_comments_on_no_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let store = &app.ctx.store;
+    let reply = |room: &str, body: &str| {
+        let thread = json!({ "rel_type": "m.thread", "event_id": "$root1" });
+        message(
+            room,
+            mallory(),
+            json!({ "msgtype": "m.text", "body": body, "m.relates_to": thread }),
+        )
+    };
+    let edit = |room: &str, of: &str, body: &str| {
+        message(
+            room,
+            mallory(),
+            json!({
+                "msgtype": "m.text",
+                "body": format!("* {body}"),
+                "m.new_content": { "msgtype": "m.text", "body": body },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": of },
+            }),
+        )
+    };
+    let bodies = || -> Vec<String> {
+        store.comments("launch", 1).expect("comments").into_iter().map(|c| c.body).collect()
+    };
+    for room in [ATTACKER, GENERAL] {
+        let actions = deliver(&app, reply(room, "forged from another room")).await;
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+    assert!(bodies().is_empty(), "{:?}", bodies());
+    assert!(store.commenters("launch", 1).expect("commenters").is_empty());
+
+    // The same reply in the tasks room is a comment, and its author can edit it there.
+    let real = reply(TASKS, "a real comment");
+    let real_id = real["event_id"].as_str().expect("id").to_owned();
+    deliver(&app, real).await;
+    assert_eq!(bodies(), ["a real comment"]);
+    for room in [ATTACKER, GENERAL] {
+        deliver(&app, edit(room, &real_id, "edited from another room")).await;
+    }
+    assert_eq!(bodies(), ["a real comment"]);
+    deliver(&app, edit(TASKS, &real_id, "edited in its room")).await;
+    assert_eq!(bodies(), ["edited in its room"]);
+}

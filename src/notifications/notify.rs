@@ -11,7 +11,7 @@ use ruma::{
         receipt::{ReceiptEvent, ReceiptThread, ReceiptType},
         room::{
             member::MembershipState,
-            message::{MessageType, Relation, RoomMessageEventContent},
+            message::{MessageType, OriginalRoomMessageEvent, Relation},
         },
     },
 };
@@ -19,7 +19,7 @@ use ruma::{
 use crate::{
     context::Context,
     domain::{
-        board::RoomKind,
+        board::RoomRecord,
         inbox::{Kind, Notification, ReceiptScope, excerpt},
         mention::{self, Audience},
     },
@@ -81,16 +81,14 @@ pub(crate) fn mentioned(
 pub(crate) async fn for_message(
     ctx: &Context,
     seq: u64,
-    room: &RoomId,
-    event_id: &EventId,
-    sender: &UserId,
-    ts: u64,
-    content: &RoomMessageEventContent,
+    room_rec: &RoomRecord,
+    ev: &OriginalRoomMessageEvent,
 ) -> crate::Result<Vec<Notification>> {
+    let (room, event_id, sender, content) = (&*ev.room_id, &*ev.event_id, &*ev.sender, &ev.content);
+    let ts = u64::from(ev.origin_server_ts.0);
     if sender == ctx.settings.bot_user_id {
         return Ok(Vec::new());
     }
-    let Some(room_rec) = ctx.store.room(room)? else { return Ok(Vec::new()) };
     let mut entries = Vec::new();
     let entry = |user: OwnedUserId,
                  kind: Kind,
@@ -165,9 +163,8 @@ pub(crate) async fn for_message(
             content.body(),
         ));
     }
-    if room_rec.kind == RoomKind::Tasks
-        && let Some(root) = &thread
-        && let Some(task) = ctx.store.task_by_root(root)?
+    if let Some(root) = &thread
+        && let Some(task) = crate::tasks::comments::task_of_thread(ctx, room_rec, root)?
     {
         let audience = RoomAudience::new(&ctx.store, room);
         for w in ctx.store.watchers(&task.board, task.fields.number)? {

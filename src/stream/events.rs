@@ -11,16 +11,19 @@ use crate::{
     chat::history::formatted,
     context::Context,
     domain::{
+        board::RoomRecord,
         now_ms,
         stream::{MessageEvent, PresenceEvent, StreamData, StreamEvent, TypingEvent},
     },
     store::live::LogAppend,
 };
 
-/// A board room's message (or an edit of one) for its board's log; nothing for a room
-/// that is no board's.
-pub(crate) fn message(ctx: &Context, ev: &OriginalRoomMessageEvent) -> crate::Result<LogAppend> {
-    let Some(room) = ctx.store.room(&ev.room_id)? else { return Ok(LogAppend::new()) };
+/// A message (or an edit of one) in the board room recorded as `room`, for its board's log.
+pub(crate) fn message(
+    ctx: &Context,
+    room: &RoomRecord,
+    ev: &OriginalRoomMessageEvent,
+) -> crate::Result<LogAppend> {
     let display_name = ctx.store.member(&ev.room_id, &ev.sender)?.and_then(|(_, name)| name);
     let (msgtype, replaces, thread_root) = match &ev.content.relates_to {
         Some(Relation::Replacement(r)) => (&r.new_content.msgtype, Some(r.event_id.clone()), None),
@@ -44,7 +47,7 @@ pub(crate) fn message(ctx: &Context, ev: &OriginalRoomMessageEvent) -> crate::Re
     if room.private {
         event.private_room = Some(ev.room_id.clone());
     }
-    Ok(vec![(room.board, event)])
+    Ok(vec![(room.board.clone(), event)])
 }
 
 /// A redaction in a board room, for its board's log.

@@ -18,8 +18,9 @@ use crate::{
     boards::{access, messages},
     context::Context,
     domain::{
+        board::{RoomKind, RoomRecord},
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
-        task::Comment,
+        task::{Comment, TaskRecord},
     },
 };
 
@@ -71,21 +72,41 @@ pub(crate) async fn comment(
     Ok(event_id)
 }
 
-/// A message in a tasks room: a reply in a task's thread (not from the bot) is a comment;
-/// an edit of a comment changes its text.
+/// The task a reply in `root`'s thread, sent in the room recorded as `room`, comments on:
+/// only a reply in that task's own board's tasks room is a comment. The relation names
+/// any event id its sender likes, so a reply from another room (a room that is no
+/// board's, another board's, a board's chat room) never reaches a task.
+pub(crate) fn task_of_thread(
+    ctx: &Context,
+    room: &RoomRecord,
+    root: &EventId,
+) -> crate::Result<Option<TaskRecord>> {
+    if room.kind != RoomKind::Tasks {
+        return Ok(None);
+    }
+    Ok(ctx.store.task_by_root(root)?.filter(|task| task.board == room.board))
+}
+
+/// A message in a board room (recorded as `room`): a reply in a task's thread, in that
+/// task's board's tasks room and not from the bot, is a comment, indexed; an author's edit
+/// of a comment, sent there too, changes its text. Whether it was either (a comment goes
+/// to the board's stream as a comment, not as a message).
 pub(crate) fn index_message(
     ctx: &Context,
+    room: &RoomRecord,
     sender: &UserId,
     event_id: &EventId,
     ts: u64,
     content: &RoomMessageEventContent,
-) -> crate::Result<()> {
-    if sender == ctx.settings.bot_user_id {
-        return Ok(());
+) -> crate::Result<bool> {
+    if sender == ctx.settings.bot_user_id || room.kind != RoomKind::Tasks {
+        return Ok(false);
     }
     match &content.relates_to {
         Some(Relation::Thread(thread)) => {
-            let Some(task) = ctx.store.task_by_root(&thread.event_id)? else { return Ok(()) };
+            let Some(task) = task_of_thread(ctx, room, &thread.event_id)? else {
+                return Ok(false);
+            };
             let comment = Comment {
                 event_id: event_id.to_owned(),
                 author: sender.to_owned(),
@@ -93,40 +114,22 @@ pub(crate) fn index_message(
                 ts,
             };
             ctx.store.put_comment(&task.board, task.fields.number, &comment)?;
+            Ok(true)
         }
         Some(Relation::Replacement(r)) => {
-            if let Some(mut comment) = ctx.store.comment(&r.event_id)?
-                && comment.author == sender
-            {
-                comment.body = r.new_content.msgtype.body().to_owned();
-                ctx.store.update_comment(&comment)?;
+            let Some(mut comment) = ctx.store.comment(&r.event_id)?.filter(|c| c.author == sender)
+            else {
+                return Ok(false);
+            };
+            if ctx.store.task_of_comment(&r.event_id)?.is_none_or(|t| t.board != room.board) {
+                return Ok(false);
             }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Whether a message is a task comment or an author's edit of one ([`index_message`]
-/// indexes it as such).
-pub(crate) fn is_comment(
-    ctx: &Context,
-    sender: &UserId,
-    content: &RoomMessageEventContent,
-) -> bool {
-    if sender == ctx.settings.bot_user_id {
-        return false;
-    }
-    let found = match &content.relates_to {
-        Some(Relation::Thread(thread)) => {
-            ctx.store.task_by_root(&thread.event_id).map(|t| t.is_some())
-        }
-        Some(Relation::Replacement(r)) => {
-            ctx.store.comment(&r.event_id).map(|c| c.is_some_and(|c| c.author == sender))
+            comment.body = r.new_content.msgtype.body().to_owned();
+            ctx.store.update_comment(&comment)?;
+            Ok(true)
         }
         _ => Ok(false),
-    };
-    found.unwrap_or(false)
+    }
 }
 
 /// A redaction: a redacted comment leaves the index.

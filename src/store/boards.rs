@@ -232,6 +232,16 @@ impl Store {
         // The names this member went by, out; the names they go by now if joined, in.
         let names = super::cf(&db, maps::ROOMNAMEUSER_MEMBER)?;
         let before = self.member(room_id, user)?;
+        // The same membership under the same name (a profile change the index does not
+        // keep, such as a new avatar, comes as a join after a join): nothing to write.
+        let display_name_kept = display_name.filter(|n| !n.is_empty());
+        if before.as_ref().is_some_and(|(m, name)| {
+            m == membership
+                && *membership != MembershipState::Leave
+                && name.as_deref() == display_name_kept
+        }) {
+            return Ok(());
+        }
         if let Some((MembershipState::Join, old_name)) = &before {
             for name in member_names(user, old_name.as_deref()) {
                 batch.delete_cf(names, name_key(room_id, &name, user));
@@ -603,6 +613,36 @@ mod tests {
         assert!(matches!(store.put_board(&board("other", "!space:x")), Err(Error::Forbidden(_))));
         assert_eq!(store.board("other").expect("get"), None);
         assert_eq!(store.board_by_space(&real.space_id).expect("get"), Some(renamed));
+    }
+
+    /// A join after a join under the same name (a new avatar) writes nothing; a new name
+    /// is written, and the name index follows it.
+    #[test]
+    fn an_unchanged_membership_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let (room, alice) = (ruma::room_id!("!general:x"), ruma::user_id!("@alice:x"));
+        let join = |name: Option<&str>| {
+            store.set_membership(room, alice, &MembershipState::Join, name, None).expect("m")
+        };
+        join(Some("Alice"));
+        let written = store.last_sequence().expect("seq");
+        join(Some("Alice"));
+        assert_eq!(store.last_sequence().expect("seq"), written, "the same join wrote again");
+        assert_eq!(store.name_at(room, "alice").expect("name").map(|(_, u)| u), Some(alice.into()));
+
+        join(Some("Ally"));
+        assert!(store.last_sequence().expect("seq") > written);
+        assert_eq!(
+            store.member(room, alice).expect("m"),
+            Some((MembershipState::Join, Some("Ally".into())))
+        );
+        assert_eq!(store.name_at(room, "ally").expect("name").map(|(_, u)| u), Some(alice.into()));
+        join(None);
+        assert_eq!(store.member(room, alice).expect("m"), Some((MembershipState::Join, None)));
+        assert_eq!(store.name_at(room, "ally").expect("name"), None, "the old name stays indexed");
+        store.set_membership(room, alice, &MembershipState::Leave, None, None).expect("m");
+        assert_eq!(store.member(room, alice).expect("m"), None);
     }
 
     #[test]

@@ -26,22 +26,60 @@ use crate::{
         bot::{self, InviteDecision},
     },
     notifications::notify,
-    store::inbound::{EntryKind, PendingEntry},
+    store::{
+        inbound::{EntryKind, PendingEntry},
+        inbox::Once,
+    },
     stream,
     tasks::{self, comments, moves::move_tasks},
 };
 
-/// Handles one entry.
+/// What handling an entry came to.
+#[derive(Debug, Default)]
+pub(crate) struct Handled {
+    /// The actions it calls for, to queue in the outbox.
+    pub(crate) actions: Vec<Action>,
+    /// Whether its own write took it off the inbound queue (a message, logged with the
+    /// entries it makes): nothing is left to mark it processed.
+    pub(crate) completed: bool,
+}
+
+impl From<Vec<Action>> for Handled {
+    fn from(actions: Vec<Action>) -> Self {
+        Self { actions, completed: false }
+    }
+}
+
+/// Where an entry stands: its seq, and whether it is on the inbound queue (then a message's
+/// write takes it off, and that keeps a replay from logging it twice; handed in directly, a
+/// mark under the event's id does).
+#[derive(Debug, Clone, Copy)]
+struct At {
+    seq: u64,
+    queued: bool,
+}
+
+/// Handles one entry handed in directly (not read from the inbound queue, which it leaves
+/// as it is).
 pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
+    handle_at(ctx, entry, At { seq: entry.seq, queued: false }).await.actions
+}
+
+/// Handles one entry read from the inbound queue.
+pub(crate) async fn handle_queued(ctx: &Context, entry: &PendingEntry) -> Handled {
+    handle_at(ctx, entry, At { seq: entry.seq, queued: true }).await
+}
+
+async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
     match entry.kind {
         EntryKind::Timeline => {
             // Most events are parsed once, straight from the stored bytes; those about
             // encryption (and any that do not parse) take the slower path below.
             match parse_timeline(&entry.json) {
                 Ok(event) if !about_encryption(&event) => {
-                    handle_timeline(ctx, &entry.json, event, entry.seq).await
+                    handle_timeline(ctx, &entry.json, event, at).await
                 }
-                _ => handle_raw(ctx, entry).await,
+                _ => handle_raw(ctx, entry, at).await,
             }
         }
         EntryKind::Device => {
@@ -49,7 +87,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                 Ok(updates) => device_updates(ctx, &updates).await,
                 Err(e) => tracing::warn!(error = %e, "skipping device updates that do not parse"),
             }
-            Vec::new()
+            Handled::default()
         }
         EntryKind::Receipt => {
             match serde_json::from_slice::<ReceiptEvent>(&entry.json) {
@@ -60,7 +98,7 @@ pub async fn handle(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping a receipt that does not parse"),
             }
-            Vec::new()
+            Handled::default()
         }
     }
 }
@@ -124,40 +162,36 @@ fn about_encryption(event: &AnyTimelineEvent) -> bool {
 
 /// A timeline event read as raw JSON first: decrypted when it is encrypted, and skipped
 /// (logged) when it does not parse.
-async fn handle_raw(ctx: &Context, entry: &PendingEntry) -> Vec<Action> {
+async fn handle_raw(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
     let raw: Raw<AnyTimelineEvent> = match serde_json::from_slice(&entry.json) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "skipping an event that is not JSON");
-            return Vec::new();
+            return Handled::default();
         }
     };
     let raw = match encrypted(ctx, &raw, &entry.room_id).await {
         Decrypted::Plain => raw,
         Decrypted::Clear(clear) => clear,
-        Decrypted::Unreadable => return Vec::new(),
-        Decrypted::CannotRead(why) => return tell_once(ctx, &raw, why),
+        Decrypted::Unreadable => return Handled::default(),
+        Decrypted::CannotRead(why) => return tell_once(ctx, &raw, why).into(),
     };
     match raw.deserialize() {
-        Ok(event) => handle_timeline(ctx, raw.json().get().as_bytes(), event, entry.seq).await,
+        Ok(event) => handle_timeline(ctx, raw.json().get().as_bytes(), event, at).await,
         Err(e) => {
             let event_id = raw.get_field::<String>("event_id").ok().flatten();
             tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
-            Vec::new()
+            Handled::default()
         }
     }
 }
 
 /// `json` is the event as it came (or as decrypted), for the fields its parsed form does
 /// not keep.
-async fn handle_timeline(
-    ctx: &Context,
-    json: &[u8],
-    event: AnyTimelineEvent,
-    seq: u64,
-) -> Vec<Action> {
+async fn handle_timeline(ctx: &Context, json: &[u8], event: AnyTimelineEvent, at: At) -> Handled {
+    let seq = at.seq;
     match event {
-        AnyTimelineEvent::State(state) => handle_state(ctx, json, state).await,
+        AnyTimelineEvent::State(state) => handle_state(ctx, json, state).await.into(),
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
         )) => {
@@ -170,13 +204,13 @@ async fn handle_timeline(
                 // indexed as a comment, notifying whom it mentions.
                 let room = match ctx.store.room(&ev.room_id) {
                     Ok(Some(room)) => room,
-                    Ok(None) => return Vec::new(),
+                    Ok(None) => return Handled::default(),
                     Err(e) => {
                         tracing::error!(error = %e, event_id = %ev.event_id, "cannot read a message's room");
-                        return Vec::new();
+                        return Handled::default();
                     }
                 };
-                return on_message(ctx, &room, &ev, seq).await;
+                return on_message(ctx, &room, &ev, at).await;
             };
             log_message(ctx, &ev);
             tracing::info!(event_id = %ev.event_id, sender = %ev.sender, "answering a command");
@@ -210,7 +244,7 @@ async fn handle_timeline(
                     },
                 );
             }
-            actions
+            actions.into()
         }
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
             RoomRedactionEvent::Original(ev),
@@ -230,15 +264,19 @@ async fn handle_timeline(
                     tracing::error!(error = %e, "cannot log a redaction for the live stream");
                 }
             }
+            // It takes away what the redacted event made only when both are in one room:
+            // `redacts` can name any event id.
             if let Some(redacts) = ev.content.redacts.as_ref().or(ev.redacts.as_ref())
-                && let Err(e) = comments::index_redaction(ctx, redacts)
-                    .and_then(|()| ctx.store.remove_notifications_of(redacts).map(|_| ()))
+                && let Err(e) =
+                    comments::index_redaction(ctx, &ev.room_id, redacts).and_then(|()| {
+                        ctx.store.remove_notifications_of(&ev.room_id, redacts).map(|_| ())
+                    })
             {
                 tracing::error!(error = %e, "cannot apply a redaction");
             }
-            Vec::new()
+            Handled::default()
         }
-        _ => Vec::new(),
+        _ => Handled::default(),
     }
 }
 
@@ -404,15 +442,15 @@ async fn on_message(
     ctx: &Context,
     room: &RoomRecord,
     ev: &OriginalRoomMessageEvent,
-    seq: u64,
-) -> Vec<Action> {
+    at: At,
+) -> Handled {
     let ts = u64::from(ev.origin_server_ts.0);
     let comment = comments::index_message(ctx, room, &ev.sender, &ev.event_id, ts, &ev.content)
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
             false
         });
-    let notifications = notify::for_message(ctx, seq, room, ev).await.unwrap_or_else(|e| {
+    let notifications = notify::for_message(ctx, at.seq, room, ev).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, event_id = %ev.event_id, "cannot work out notifications");
         Vec::new()
     });
@@ -425,10 +463,17 @@ async fn on_message(
             Vec::new()
         }),
     };
-    if let Err(e) = ctx.store.log_once_and_notify(Some((&ev.event_id, message)), notifications) {
-        tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
+    let once = match at.queued {
+        true => Once::Entry(at.seq),
+        false => Once::Event(&ev.event_id),
+    };
+    match ctx.store.log_once_and_notify(Some((once, message)), notifications) {
+        Ok(logged) => Handled { actions: Vec::new(), completed: logged.completed },
+        Err(e) => {
+            tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
+            Handled::default()
+        }
     }
-    Vec::new()
 }
 
 /// Logs a board room's message for its board's live stream (once: a replay logs nothing).

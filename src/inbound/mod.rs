@@ -54,21 +54,22 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
 /// together, in the order they were handled, in one write (a group commit), so that a
 /// busy queue costs one write per group rather than one per entry. Until that write an
 /// entry stays pending: a crash before it handles the entry again, as before any
-/// completing write.
+/// completing write. An entry its own write took off the queue (a message) is only
+/// counted.
 #[derive(Default)]
 struct Completions {
-    waiting: std::sync::Mutex<Vec<(u64, Vec<Vec<u8>>)>>,
+    waiting: std::sync::Mutex<Vec<Completion>>,
     wake: tokio::sync::Notify,
     closed: std::sync::atomic::AtomicBool,
 }
 
 impl Completions {
-    fn push(&self, seq: u64, encoded: Vec<Vec<u8>>) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).push((seq, encoded));
+    fn push(&self, done: Completion) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).push(done);
         self.wake.notify_one();
     }
 
-    fn take(&self) -> Vec<(u64, Vec<Vec<u8>>)> {
+    fn take(&self) -> Vec<Completion> {
         std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -95,10 +96,11 @@ async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
             completions.wake.notified().await;
             continue;
         }
-        let seqs: Vec<u64> = group.iter().map(|(seq, _)| *seq).collect();
-        let outbound: Vec<Vec<u8>> = group.into_iter().flat_map(|(_, actions)| actions).collect();
+        let handled = group.len() as u64;
+        let seqs: Vec<u64> = group.iter().filter(|c| !c.off_the_queue).map(|c| c.seq).collect();
+        let outbound: Vec<Vec<u8>> = group.into_iter().flat_map(|c| c.actions).collect();
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
-        loop {
+        while !seqs.is_empty() || !outbound.is_empty() {
             match ctx.store.complete_pending_group(&seqs, &outbound) {
                 Ok(()) => break,
                 Err(e) => {
@@ -111,12 +113,20 @@ async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
                 }
             }
         }
-        ctx.backlog.processed(seqs.len() as u64);
-        ctx.metrics.events_processed.inc_by(seqs.len() as u64);
+        ctx.backlog.processed(handled);
+        ctx.metrics.events_processed.inc_by(handled);
         if !outbound.is_empty() {
             ctx.outbox_notify.notify_one();
         }
     }
+}
+
+/// An entry handled: its actions, encoded for the outbox.
+struct Completion {
+    seq: u64,
+    actions: Vec<Vec<u8>>,
+    /// Its own write took it off the queue already.
+    off_the_queue: bool,
 }
 
 async fn process_entry(
@@ -131,11 +141,11 @@ async fn process_entry(
         // is handled again at the next start.
         let started = std::time::Instant::now();
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
-        let actions = loop {
+        let handled = loop {
             let failures = ctx.store.write_failures();
-            let Some(actions) = handle_caught(ctx, &entry, shutdown).await else { return };
+            let Some(handled) = handle_caught(ctx, &entry, shutdown).await else { return };
             if ctx.store.write_failures() == failures {
-                break actions;
+                break handled;
             }
             // The database could not write while the entry was handled (its disk is full):
             // some of its writes may be missing. It stays pending, and is handled again, as
@@ -150,8 +160,8 @@ async fn process_entry(
                 }
             }
         };
-        let mut encoded = Vec::with_capacity(actions.len());
-        for a in &actions {
+        let mut encoded = Vec::with_capacity(handled.actions.len());
+        for a in &handled.actions {
             match serde_json::to_vec(a) {
                 Ok(v) => encoded.push(v),
                 Err(e) => tracing::error!(error = %e, "cannot encode an action; dropped"),
@@ -160,7 +170,11 @@ async fn process_entry(
         // The write that marks the entry done also queues its actions (with others
         // completed about the same time).
         ctx.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
-        completions.push(entry.seq, encoded);
+        completions.push(Completion {
+            seq: entry.seq,
+            actions: encoded,
+            off_the_queue: handled.completed,
+        });
     }
     .instrument(span)
     .await
@@ -173,15 +187,15 @@ async fn handle_caught(
     ctx: &Arc<Context>,
     entry: &PendingEntry,
     shutdown: &CancellationToken,
-) -> Option<Vec<crate::domain::Action>> {
+) -> Option<handler::Handled> {
     use futures_util::FutureExt;
-    let handled = std::panic::AssertUnwindSafe(handler::handle(ctx, entry)).catch_unwind();
+    let handled = std::panic::AssertUnwindSafe(handler::handle_queued(ctx, entry)).catch_unwind();
     tokio::select! {
         r = handled => match r {
-            Ok(actions) => Some(actions),
+            Ok(handled) => Some(handled),
             Err(_) => {
                 tracing::error!("the handler panicked on this entry; skipped");
-                Some(Vec::new())
+                Some(handler::Handled::default())
             }
         },
         () = shutdown.cancelled() => None,

@@ -415,3 +415,53 @@ async fn a_thread_reply_outside_the_tasks_room_comments_on_no_task() {
     deliver(&app, edit(TASKS, &real_id, "edited in its room")).await;
     assert_eq!(bodies(), ["edited in its room"]);
 }
+
+/// A redaction takes away what the redacted event made only in the event's own room:
+/// `redacts` names any event id, so one sent from another room removes no comment and no
+/// inbox entry.
+#[tokio::test]
+async fn a_redaction_from_another_room_takes_away_no_comment_and_no_inbox_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let store = &app.ctx.store;
+    let tasks = RoomId::parse(TASKS).expect("room id");
+    for user in [alice(), mallory()] {
+        store.set_membership(&tasks, user, &MembershipState::Join, None, None).expect("member");
+    }
+    let comment = message(
+        TASKS,
+        mallory(),
+        json!({
+            "msgtype": "m.text",
+            "body": "alice: could you look?",
+            "m.mentions": { "user_ids": [alice()] },
+            "m.relates_to": { "rel_type": "m.thread", "event_id": "$root1" },
+        }),
+    );
+    let comment_id = comment["event_id"].as_str().expect("id").to_owned();
+    deliver(&app, comment).await;
+    let left = || {
+        let comments = store.comments("launch", 1).expect("comments").len();
+        (comments, store.unread_count(alice()).expect("count"))
+    };
+    assert_eq!(left(), (1, 1), "a comment and Alice's mention");
+
+    let redaction = |room: &str| {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        json!({
+            "type": "m.room.redaction",
+            "room_id": room,
+            "sender": mallory(),
+            "redacts": comment_id,
+            "content": { "redacts": comment_id },
+            "event_id": format!("$redaction{n}"),
+            "origin_server_ts": 1_700_000_000_000u64 + n,
+        })
+    };
+    for room in [ATTACKER, GENERAL] {
+        deliver(&app, redaction(room)).await;
+        assert_eq!(left(), (1, 1), "a redaction in {room} took something away");
+    }
+    deliver(&app, redaction(TASKS)).await;
+    assert_eq!(left(), (0, 0), "the redaction in the comment's own room");
+}

@@ -84,6 +84,25 @@ impl InboxState {
     }
 }
 
+/// How a message is kept from being logged twice ([`Store::log_once_and_notify`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Once<'a> {
+    /// By a mark under its event id, written with it: a replay finds the mark.
+    Event(&'a EventId),
+    /// By the inbound entry (its seq) that brought it: the write takes the entry off the
+    /// queue, so it is never handled again, and writes nothing once it is gone. No mark.
+    Entry(u64),
+}
+
+/// What [`Store::log_once_and_notify`] wrote.
+#[derive(Debug, Default)]
+pub struct Logged {
+    /// The inbox entries added.
+    pub notifications: Vec<Notification>,
+    /// Whether the inbound entry of [`Once::Entry`] was taken off the queue by the write.
+    pub completed: bool,
+}
+
 fn entry_key(user: &UserId, id: u64) -> Vec<u8> {
     KeyBuf::new().str(user.as_str()).u64(id).build()
 }
@@ -110,39 +129,55 @@ impl Store {
     /// for an (event, user) pair already notified are skipped, so replays add nothing.
     /// Returns the entries added.
     pub fn add_notifications(&self, entries: Vec<Notification>) -> Result<Vec<Notification>> {
-        self.log_once_and_notify(None, entries)
+        Ok(self.log_once_and_notify(None, entries)?.notifications)
     }
 
-    /// [`Store::log_once`] of a message (`logged`: its event id and log entries) and
-    /// [`Store::add_notifications`] of what it causes, in one write: the message first on
-    /// its board's stream, then each entry. Nothing is written when there is nothing new
-    /// (the message logged before, every entry made before, or none at all).
+    /// [`Store::log_once`] of a message (`logged`: how it is kept from being logged twice,
+    /// and its log entries) and [`Store::add_notifications`] of what it causes, in one
+    /// write: the message first on its board's stream, then each entry. Nothing is written
+    /// when there is nothing new (the message logged before, every entry made before, or
+    /// none at all).
     pub fn log_once_and_notify(
         &self,
-        logged: Option<(&EventId, LogAppend)>,
+        logged: Option<(Once<'_>, LogAppend)>,
         entries: Vec<Notification>,
-    ) -> Result<Vec<Notification>> {
-        if entries.is_empty() && logged.as_ref().is_none_or(|(_, log)| log.is_empty()) {
-            return Ok(Vec::new());
+    ) -> Result<Logged> {
+        let (once, message) = logged.unzip();
+        let message = message.unwrap_or_default();
+        if entries.is_empty() && message.is_empty() {
+            return Ok(Logged::default());
         }
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         let mut log = LogAppend::new();
-        if let Some((event_id, message)) = logged
-            && !message.is_empty()
-        {
-            let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
-            if db.get_pinned_cf(cf, event_id.as_bytes())?.is_none() {
-                batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+        let mut completed = false;
+        match once {
+            Some(Once::Event(event_id)) if !message.is_empty() => {
+                let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
+                if db.get_pinned_cf(cf, event_id.as_bytes())?.is_none() {
+                    batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+                    log.extend(message);
+                }
+            }
+            Some(Once::Entry(seq)) => {
+                // Its own lane handles an entry, one at a time: present now, it is removed
+                // by this write alone.
+                let cf = super::cf(&db, maps::SEQ_PENDING)?;
+                if db.get_pinned_cf(cf, seq.to_be_bytes())?.is_none() {
+                    return Ok(Logged::default());
+                }
+                batch.delete_cf(cf, seq.to_be_bytes());
+                completed = true;
                 log.extend(message);
             }
+            _ => log.extend(message),
         }
         if entries.is_empty() {
-            if log.is_empty() {
-                return Ok(Vec::new());
+            if log.is_empty() && !completed {
+                return Ok(Logged::default());
             }
             self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
-            return Ok(Vec::new());
+            return Ok(Logged { completed, ..Logged::default() });
         }
         let mut next = self.lock_inbox()?;
         let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
@@ -171,8 +206,8 @@ impl Store {
             *unread.entry(n.user_id.clone()).or_default() += 1;
             added.push(n);
         }
-        if added.is_empty() && log.is_empty() {
-            return Ok(added);
+        if added.is_empty() && log.is_empty() && !completed {
+            return Ok(Logged::default());
         }
         let mut counts: HashMap<OwnedUserId, u64> = HashMap::new();
         for (user, more) in unread {
@@ -202,7 +237,7 @@ impl Store {
         self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         *next = id;
         self.inner.inbox.entries.store(entries, Ordering::Release);
-        Ok(added)
+        Ok(Logged { notifications: added, completed })
     }
 
     /// Everyone an event has notified.
@@ -463,8 +498,9 @@ impl Store {
         })
     }
 
-    /// An event was redacted: the entries it caused go.
-    pub fn remove_notifications_of(&self, event_id: &EventId) -> Result<u64> {
+    /// Event `event_id` was redacted in `room`: the entries it caused there go (an entry of
+    /// another room stays: a redaction takes away only an event of its own room).
+    pub fn remove_notifications_of(&self, room: &RoomId, event_id: &EventId) -> Result<u64> {
         let db = self.db()?;
         let users = self.notified_by(event_id)?;
         let _lock = self.lock_inbox()?;
@@ -477,10 +513,13 @@ impl Store {
             else {
                 continue;
             };
-            batch.delete_cf(by_event, &ek);
             let key = entry_key(&user, id);
             if let Some(v) = db.get_pinned_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, &key)? {
                 let n: Notification = decode(&v)?;
+                if n.room_id != room {
+                    continue;
+                }
+                batch.delete_cf(by_event, &ek);
                 if !n.read {
                     batch.delete_cf(super::cf(&db, maps::USERROOMSEQID_UNREAD)?, unread_key(&n));
                     let count = self.unread_of(&user)?.saturating_sub(1);
@@ -493,6 +532,9 @@ impl Store {
                 batch.delete_cf(super::cf(&db, maps::USERIDID_NOTIFICATION)?, &key);
                 removed += 1;
             }
+        }
+        if removed == 0 {
+            return Ok(0);
         }
         let entries = self.inner.inbox.entries.load(Ordering::Acquire).saturating_sub(removed);
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
@@ -581,11 +623,12 @@ mod tests {
         let id = ruma::event_id!("$1");
         let added = store
             .log_once_and_notify(
-                Some((id, message("$1"))),
+                Some((Once::Event(id), message("$1"))),
                 vec![n("@alice:x", "$1", "!r:x", 1, None)],
             )
             .expect("write");
-        assert_eq!(added.len(), 1);
+        assert_eq!(added.notifications.len(), 1);
+        assert!(!added.completed);
         let log = store.live_read("b", 0, 10).expect("log");
         let kinds: Vec<_> = log.iter().map(|(id, e)| (*id, e.kind())).collect();
         assert_eq!(kinds, vec![(1, "message"), (2, "notification")]);
@@ -596,23 +639,79 @@ mod tests {
         // Replayed (after a crash before the entry was marked processed): nothing new.
         let again = store
             .log_once_and_notify(
-                Some((id, message("$1"))),
+                Some((Once::Event(id), message("$1"))),
                 vec![n("@alice:x", "$1", "!r:x", 1, None)],
             )
             .expect("replay");
-        assert!(again.is_empty());
+        assert!(again.notifications.is_empty());
         assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 2);
         assert_eq!(store.unread_count(ruma::user_id!("@alice:x")).expect("count"), 1);
         // A message with no entries (most of them), and nothing at all: no write.
-        store.log_once_and_notify(Some((id, message("$1"))), Vec::new()).expect("logged");
+        store
+            .log_once_and_notify(Some((Once::Event(id), message("$1"))), Vec::new())
+            .expect("logged");
         store.log_once_and_notify(None, Vec::new()).expect("nothing");
         assert_eq!(written(), after, "something was written for nothing new");
         // A new message with no entries: its log entry alone.
         store
-            .log_once_and_notify(Some((ruma::event_id!("$2"), message("$2"))), Vec::new())
+            .log_once_and_notify(
+                Some((Once::Event(ruma::event_id!("$2")), message("$2"))),
+                Vec::new(),
+            )
             .expect("logged");
         assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 3);
         assert_eq!(store.inbox_entry_count(), 1);
+    }
+
+    /// A message from the inbound queue is kept from being logged twice by its entry: the
+    /// write takes the entry off the queue (no mark), and once it is gone nothing is
+    /// written again.
+    #[test]
+    fn a_queued_message_takes_its_entry_off_the_queue_in_its_write() {
+        use crate::store::inbound::{EntryKind, NewEntry};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let json = br#"{"type":"m.room.message"}"#;
+        let entry =
+            |id| NewEntry { kind: EntryKind::Timeline, room_id: "!r:x", event_id: Some(id), json };
+        store.ingest("t", [0; 32], &[entry("$1"), entry("$2")]).expect("ingest");
+        let queued: Vec<u64> =
+            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
+        let [first, second] = queued[..] else { panic!("{queued:?}") };
+
+        let logged = store
+            .log_once_and_notify(
+                Some((Once::Entry(first), message("$1"))),
+                vec![n("@alice:x", "$1", "!r:x", first, None)],
+            )
+            .expect("write");
+        assert!(logged.completed);
+        assert_eq!(logged.notifications.len(), 1);
+        let left: Vec<u64> =
+            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
+        assert_eq!(left, [second], "the message's entry is still queued");
+        let kinds: Vec<_> =
+            store.live_read("b", 0, 10).expect("log").iter().map(|(i, e)| (*i, e.kind())).collect();
+        assert_eq!(kinds, vec![(1, "message"), (2, "notification")]);
+        let marks = store.dump_maps(&[maps::EVENTID_LOGGED]).expect("dump");
+        assert!(marks.is_empty(), "{marks:?}");
+
+        // Handled again (the entry is gone): nothing is written.
+        let written = store.last_sequence().expect("seq");
+        let again = store
+            .log_once_and_notify(
+                Some((Once::Entry(first), message("$1"))),
+                vec![n("@alice:x", "$1", "!r:x", first, None)],
+            )
+            .expect("again");
+        assert!(!again.completed && again.notifications.is_empty());
+        assert_eq!(store.last_sequence().expect("seq"), written);
+        assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 2);
+        // A message with nothing to log or notify leaves its entry for the completion.
+        let nothing =
+            store.log_once_and_notify(Some((Once::Entry(second), Vec::new())), Vec::new());
+        assert!(!nothing.expect("nothing").completed);
+        assert_eq!(store.pending_from(0, 10).expect("pending").len(), 1);
     }
 
     #[test]
@@ -659,7 +758,11 @@ mod tests {
         );
         assert_eq!(store.unread_count(alice).expect("count"), 1);
 
-        assert_eq!(store.remove_notifications_of(ruma::event_id!("$2")).expect("rm"), 1);
+        // A redaction from another room takes away nothing; from the event's own, its entry.
+        let (other, own) = (ruma::room_id!("!q:x"), ruma::room_id!("!r:x"));
+        assert_eq!(store.remove_notifications_of(other, ruma::event_id!("$2")).expect("rm"), 0);
+        assert_eq!(store.unread_count(alice).expect("count"), 1);
+        assert_eq!(store.remove_notifications_of(own, ruma::event_id!("$2")).expect("rm"), 1);
         assert_eq!(store.unread_count(alice).expect("count"), 0);
         assert_eq!(store.notifications(alice, None, 10).expect("list").len(), 3);
         assert_eq!(store.mark_all_read(ruma::user_id!("@bob:x")).expect("all"), 1);

@@ -208,7 +208,8 @@ impl Store {
     /// change no index to be logged with) to their boards' logs, once: the event is
     /// marked in the same write, and a replay after a crash finds it and writes nothing.
     pub fn log_once(&self, event_id: &ruma::EventId, log: LogAppend) -> Result<()> {
-        self.log_once_and_notify(Some((event_id, log)), Vec::new()).map(|_| ())
+        self.log_once_and_notify(Some((super::inbox::Once::Event(event_id), log)), Vec::new())
+            .map(|_| ())
     }
 
     /// Writes `batch` (and `outbound` to the outbox) and appends `log` to the boards'

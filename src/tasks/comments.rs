@@ -3,7 +3,7 @@
 //! user, with mentions resolved so that the mentioned are notified.
 
 use ruma::{
-    EventId, OwnedEventId, TransactionId, UserId,
+    EventId, OwnedEventId, RoomId, TransactionId, UserId,
     events::{
         relation::Thread,
         room::{
@@ -132,9 +132,17 @@ pub(crate) fn index_message(
     }
 }
 
-/// A redaction: a redacted comment leaves the index.
-pub(crate) fn index_redaction(ctx: &Context, redacts: &EventId) -> crate::Result<()> {
-    if ctx.store.remove_comment(redacts)? {
+/// A redaction in `room`: a redacted comment leaves the index, when `room` is its task's
+/// board's tasks room (where the comment is).
+pub(crate) fn index_redaction(
+    ctx: &Context,
+    room: &RoomId,
+    redacts: &EventId,
+) -> crate::Result<()> {
+    let Some(task) = ctx.store.task_of_comment(redacts)? else { return Ok(()) };
+    let in_its_room =
+        ctx.store.room(room)?.is_some_and(|r| r.kind == RoomKind::Tasks && r.board == task.board);
+    if in_its_room && ctx.store.remove_comment(redacts)? {
         tracing::debug!(event_id = %redacts, "comment redacted");
     }
     Ok(())

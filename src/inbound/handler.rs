@@ -75,7 +75,11 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
         EntryKind::Timeline => {
             // Most events are parsed once, straight from the stored bytes; those about
             // encryption (and any that do not parse) take the slower path below.
-            match parse_timeline(&entry.json) {
+            let peek = serde_json::from_slice::<Peek<'_>>(&entry.json).ok();
+            if peek.as_ref().is_some_and(|p| nothing_to_do(ctx, p)) {
+                return Handled::default();
+            }
+            match parse_peeked(&entry.json, peek) {
                 Ok(event) if !about_encryption(&event) => {
                     handle_timeline(ctx, &entry.json, event, at).await
                 }
@@ -103,13 +107,18 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
     }
 }
 
-/// What [`parse_timeline`] reads first: the type, whether it is state, whether redacted.
+/// What [`parse_timeline`] reads first: the type, whether it is state, whether redacted;
+/// and for [`nothing_to_do`], the room and what a command needs of a message's content.
 #[derive(serde::Deserialize)]
 struct Peek<'a> {
     #[serde(rename = "type", borrow)]
     ty: std::borrow::Cow<'a, str>,
     state_key: Option<serde::de::IgnoredAny>,
     unsigned: Option<PeekUnsigned>,
+    #[serde(borrow)]
+    room_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<PeekContent<'a>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -117,14 +126,51 @@ struct PeekUnsigned {
     redacted_because: Option<serde::de::IgnoredAny>,
 }
 
+#[derive(serde::Deserialize)]
+struct PeekContent<'a> {
+    #[serde(borrow)]
+    msgtype: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    body: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Whether an event, as peeked, calls for nothing at all, so it need not be read further:
+/// a message that cannot be a command (not text, or without a `!` anywhere in its body) in
+/// a room that is no board's. Anything else (and any doubt: no room id, a redacted event,
+/// a room that cannot be read) is read and handled.
+fn nothing_to_do(ctx: &Context, peek: &Peek<'_>) -> bool {
+    let no_command = match &peek.content {
+        Some(c) => {
+            c.msgtype.as_deref() != Some("m.text") || !c.body.as_deref().unwrap_or("").contains('!')
+        }
+        None => false,
+    };
+    if peek.ty != "m.room.message" || peek.state_key.is_some() || !no_command {
+        return false;
+    }
+    if peek.unsigned.as_ref().is_some_and(|u| u.redacted_because.is_some()) {
+        return false;
+    }
+    let Some(room) = peek.room_id.as_deref().and_then(|r| <&ruma::RoomId>::try_from(r).ok()) else {
+        return false;
+    };
+    matches!(ctx.store.room(room), Ok(None))
+}
+
 /// A timeline event from its JSON. ruma's `AnyTimelineEvent` finds an event's kind by
 /// reading it again at each level of its enums (five passes over the JSON, two copies);
 /// the two kinds most events are (a message, a membership) are read here in two passes:
 /// their type, then their own struct. Anything else (or either of them that does not parse
 /// that way) goes through `AnyTimelineEvent`, with its errors.
+#[cfg(test)]
 fn parse_timeline(json: &[u8]) -> serde_json::Result<AnyTimelineEvent> {
+    parse_peeked(json, serde_json::from_slice::<Peek<'_>>(json).ok())
+}
+
+/// [`parse_timeline`] with the event already peeked (`None`: the peek failed).
+fn parse_peeked(json: &[u8], peek: Option<Peek<'_>>) -> serde_json::Result<AnyTimelineEvent> {
     use ruma::events::room::{member::RoomMemberEventContent, message::RoomMessageEventContent};
-    if let Ok(peek) = serde_json::from_slice::<Peek<'_>>(json)
+    if let Some(peek) = peek
         && peek.unsigned.is_none_or(|u| u.redacted_because.is_none())
     {
         use ruma::events::{OriginalMessageLikeEvent, OriginalStateEvent};

@@ -465,3 +465,33 @@ async fn a_redaction_from_another_room_takes_away_no_comment_and_no_inbox_entry(
     deliver(&app, redaction(TASKS)).await;
     assert_eq!(left(), (0, 0), "the redaction in the comment's own room");
 }
+
+/// In a room that is no board's, a message that cannot be a command is not read further
+/// (nothing is logged, indexed or notified), and a command still is answered; in a board
+/// room every message is logged.
+#[tokio::test]
+async fn outside_a_board_only_commands_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let before = index(&app);
+    let text = |body: &str| json!({ "msgtype": "m.text", "body": body });
+    for content in [
+        text("hello, no command here"),
+        json!({ "msgtype": "m.notice", "body": "!help" }),
+        json!({ "msgtype": "m.text", "body": "alice: look", "m.mentions": { "user_ids": [alice()] } }),
+    ] {
+        let actions = deliver(&app, message(ATTACKER, mallory(), content)).await;
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+    assert_eq!(index(&app), before);
+    assert_eq!(app.ctx.store.unread_count(alice()).expect("count"), 0);
+    let actions = deliver(&app, message(ATTACKER, mallory(), text("!help"))).await;
+    assert!(
+        matches!(actions.first(), Some(crate::domain::Action::SendMessage { room_id, .. }) if room_id == ATTACKER),
+        "{actions:?}"
+    );
+    let head = app.ctx.store.live_head("launch").expect("head");
+    deliver(&app, message(GENERAL, mallory(), text("hello, no command here"))).await;
+    let log = app.ctx.store.live_read("launch", head, 10).expect("log");
+    assert_eq!(log.iter().map(|(_, e)| e.kind()).collect::<Vec<_>>(), ["message"]);
+}

@@ -140,8 +140,9 @@ pub struct Metrics {
     pub transactions_replayed: Counter,
     /// Seconds from a transaction's request to its durable write.
     pub ingest_seconds: Histogram,
-    /// Entries stored and not yet processed.
-    pub inbound_depth: Gauge<i64, AtomicI64>,
+    /// Entries stored and not yet processed: set by `context::Backlog` alone, which owns
+    /// the count.
+    pub(crate) inbound_depth: Gauge<i64, AtomicI64>,
     /// Seconds a stored transaction's answer was held while processing caught up
     /// (`[appservice] max_backlog`).
     pub transaction_hold_seconds: Histogram,

@@ -28,7 +28,7 @@ use crate::{
     notifications::notify,
     store::{
         inbound::{EntryKind, PendingEntry},
-        inbox::Once,
+        live::Once,
     },
     stream,
     tasks::{self, comments, moves::move_tasks},

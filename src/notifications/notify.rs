@@ -164,7 +164,7 @@ pub(crate) async fn for_message(
         ));
     }
     if let Some(root) = &thread
-        && let Some(task) = crate::tasks::comments::task_of_thread(ctx, room_rec, root)?
+        && let Some(task) = ctx.store.task_of_thread(room_rec, root)?
     {
         let audience = RoomAudience::new(&ctx.store, room);
         for w in ctx.store.watchers(&task.board, task.fields.number)? {

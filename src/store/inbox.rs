@@ -17,7 +17,7 @@ use super::{
     Store,
     codec::{KeyBuf, KeyReader, decode_u64},
     decode, encode,
-    live::LogAppend,
+    live::{LogAppend, Once},
     maps, scan,
 };
 use crate::{
@@ -82,16 +82,6 @@ impl InboxState {
         self.entries.store(fresh.entries.into_inner(), Ordering::Release);
         Ok(())
     }
-}
-
-/// How a message is kept from being logged twice ([`Store::log_once_and_notify`]).
-#[derive(Debug, Clone, Copy)]
-pub enum Once<'a> {
-    /// By a mark under its event id, written with it: a replay finds the mark.
-    Event(&'a EventId),
-    /// By the inbound entry (its seq) that brought it: the write takes the entry off the
-    /// queue, so it is never handled again, and writes nothing once it is gone. No mark.
-    Entry(u64),
 }
 
 /// What [`Store::log_once_and_notify`] wrote.

@@ -35,6 +35,16 @@ pub const DEFAULT_BUFFER_EVENTS: usize = 1024;
 /// Events to append to boards' logs: (board slug, event).
 pub type LogAppend = Vec<(String, StreamEvent)>;
 
+/// How a message is kept from being logged twice ([`Store::log_once_and_notify`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Once<'a> {
+    /// By a mark under its event id, written with it: a replay finds the mark.
+    Event(&'a ruma::EventId),
+    /// By the inbound entry (its seq) that brought it: the write takes the entry off the
+    /// queue, so it is never handled again, and writes nothing once it is gone. No mark.
+    Entry(u64),
+}
+
 /// One event as subscribers receive it.
 #[derive(Debug)]
 pub struct LiveEntry {
@@ -208,8 +218,7 @@ impl Store {
     /// change no index to be logged with) to their boards' logs, once: the event is
     /// marked in the same write, and a replay after a crash finds it and writes nothing.
     pub fn log_once(&self, event_id: &ruma::EventId, log: LogAppend) -> Result<()> {
-        self.log_once_and_notify(Some((super::inbox::Once::Event(event_id), log)), Vec::new())
-            .map(|_| ())
+        self.log_once_and_notify(Some((Once::Event(event_id), log)), Vec::new()).map(|_| ())
     }
 
     /// Writes `batch` (and `outbound` to the outbox) and appends `log` to the boards'

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     domain::{
+        board::{RoomKind, RoomRecord},
         stream::{CommentChange, CommentEvent, StreamData, StreamEvent, TaskChange, TaskEvent},
         task::{Comment, TaskRecord},
     },
@@ -291,6 +292,17 @@ impl Store {
     /// The task whose thread root is `root`.
     pub fn task_by_root(&self, root: &EventId) -> Result<Option<TaskRecord>> {
         self.task_by_event(maps::ROOTEVENT_SLUGNUM, root)
+    }
+
+    /// The task a reply in `root`'s thread, sent in the board room recorded as `room`,
+    /// comments on: only a reply in that task's own board's tasks room is a comment. The
+    /// relation names any event id its sender likes, so a reply from another room (a room
+    /// that is no board's, another board's, a board's chat room) never reaches a task.
+    pub fn task_of_thread(&self, room: &RoomRecord, root: &EventId) -> Result<Option<TaskRecord>> {
+        if room.kind != RoomKind::Tasks {
+            return Ok(None);
+        }
+        Ok(self.task_by_root(root)?.filter(|task| task.board == room.board))
     }
 
     /// Every task of a board, by number.

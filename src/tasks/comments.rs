@@ -20,7 +20,7 @@ use crate::{
     domain::{
         board::{RoomKind, RoomRecord},
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
-        task::{Comment, TaskRecord},
+        task::Comment,
     },
 };
 
@@ -72,21 +72,6 @@ pub(crate) async fn comment(
     Ok(event_id)
 }
 
-/// The task a reply in `root`'s thread, sent in the room recorded as `room`, comments on:
-/// only a reply in that task's own board's tasks room is a comment. The relation names
-/// any event id its sender likes, so a reply from another room (a room that is no
-/// board's, another board's, a board's chat room) never reaches a task.
-pub(crate) fn task_of_thread(
-    ctx: &Context,
-    room: &RoomRecord,
-    root: &EventId,
-) -> crate::Result<Option<TaskRecord>> {
-    if room.kind != RoomKind::Tasks {
-        return Ok(None);
-    }
-    Ok(ctx.store.task_by_root(root)?.filter(|task| task.board == room.board))
-}
-
 /// A message in a board room (recorded as `room`): a reply in a task's thread, in that
 /// task's board's tasks room and not from the bot, is a comment, indexed; an author's edit
 /// of a comment, sent there too, changes its text. Whether it was either (a comment goes
@@ -104,7 +89,7 @@ pub(crate) fn index_message(
     }
     match &content.relates_to {
         Some(Relation::Thread(thread)) => {
-            let Some(task) = task_of_thread(ctx, room, &thread.event_id)? else {
+            let Some(task) = ctx.store.task_of_thread(room, &thread.event_id)? else {
                 return Ok(false);
             };
             let comment = Comment {

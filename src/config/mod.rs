@@ -551,10 +551,24 @@ fn default_level() -> String {
     "info".to_owned()
 }
 
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+/// A secret string: never printed by `Debug` or `Display`, compared in constant time.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    /// The SHA-256 of each side compared in constant time: how long a comparison takes
+    /// tells nothing of how much of a secret matched, nor of its length.
+    fn eq(&self, other: &Self) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let a = sha2::Sha256::digest(self.0.as_bytes());
+        let b = sha2::Sha256::digest(other.0.as_bytes());
+        a.as_slice().ct_eq(b.as_slice()).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Wraps a secret.
@@ -577,6 +591,16 @@ impl fmt::Debug for Secret {
 mod tests {
     use super::*;
     use crate::error::{Error, Result};
+
+    #[test]
+    fn secrets_compare_by_their_whole_value() {
+        let s = |v: &str| Secret::new(v);
+        assert_eq!(s("as-token-1"), s("as-token-1"));
+        assert_ne!(s("as-token-1"), s("as-token-2"));
+        assert_ne!(s("as-token-1"), s("as-token-1 "));
+        assert_ne!(s(""), s("x"));
+        assert_eq!(s(""), s(""));
+    }
 
     const MINIMAL: &str = r#"
         [homeserver]

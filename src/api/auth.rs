@@ -15,8 +15,7 @@ use super::ApiState;
 use crate::domain::op::{Actor, ClientScope};
 use crate::{
     actors::Owner,
-    appservice::auth::secret_eq,
-    config::{ApiClient, Secret},
+    config::{ApiClient, Secret, secret_eq},
     error::Error,
     matrix::Auth,
 };

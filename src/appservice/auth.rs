@@ -8,18 +8,9 @@ use axum::{
 };
 use http::StatusCode;
 use ruma::api::error::{ErrorBody, ErrorKind, StandardErrorBody};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::error::matrix_error_response;
-
-/// Compares two secrets in constant time (lengths included: both are hashed first).
-pub(crate) fn secret_eq(a: &str, b: &str) -> bool {
-    let ha = Sha256::digest(a.as_bytes());
-    let hb = Sha256::digest(b.as_bytes());
-    ha.as_slice().ct_eq(hb.as_slice()).into()
-}
+use crate::{config::secret_eq, error::matrix_error_response};
 
 /// The bearer token of a request: the `Authorization` header, else `?access_token=`.
 pub(crate) fn bearer_token(req: &Request) -> Option<String> {

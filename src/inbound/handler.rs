@@ -76,12 +76,14 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
             // Most events are parsed once, straight from the stored bytes; those about
             // encryption (and any that do not parse) take the slower path below.
             let peek = serde_json::from_slice::<Peek<'_>>(&entry.json).ok();
-            if peek.as_ref().is_some_and(|p| nothing_to_do(ctx, p)) {
-                return Handled::default();
-            }
+            let room = match peek.as_ref().map(|p| plain_message(ctx, p)) {
+                Some(Plain::ElsewhereThanABoard) => return Handled::default(),
+                Some(Plain::InBoardRoom(room)) => Some(room),
+                Some(Plain::Unknown) | None => None,
+            };
             match parse_peeked(&entry.json, peek) {
                 Ok(event) if !about_encryption(&event) => {
-                    handle_timeline(ctx, &entry.json, event, at).await
+                    handle_timeline(ctx, &entry.json, event, at, room).await
                 }
                 _ => handle_raw(ctx, entry, at).await,
             }
@@ -108,7 +110,7 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
 }
 
 /// What [`parse_timeline`] reads first: the type, whether it is state, whether redacted;
-/// and for [`nothing_to_do`], the room and what a command needs of a message's content.
+/// and for [`plain_message`], the room and what a command needs of a message's content.
 #[derive(serde::Deserialize)]
 struct Peek<'a> {
     #[serde(rename = "type", borrow)]
@@ -134,11 +136,19 @@ struct PeekContent<'a> {
     body: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Whether an event, as peeked, calls for nothing at all, so it need not be read further:
-/// a message that cannot be a command (not text, or without a `!` anywhere in its body) in
-/// a room that is no board's. Anything else (and any doubt: no room id, a redacted event,
-/// a room that cannot be read) is read and handled.
-fn nothing_to_do(ctx: &Context, peek: &Peek<'_>) -> bool {
+/// What the first pass says of a message that cannot be a command (not text, or without a
+/// `!` anywhere in its body).
+enum Plain {
+    /// Not such a message, or in doubt (no room id, a redacted event, a room that cannot be
+    /// read): read and handled in full.
+    Unknown,
+    /// In a room that is no board's: it calls for nothing, and is not read further.
+    ElsewhereThanABoard,
+    /// In the board room recorded so: read once here, not again by the handler.
+    InBoardRoom(RoomRecord),
+}
+
+fn plain_message(ctx: &Context, peek: &Peek<'_>) -> Plain {
     let no_command = match &peek.content {
         Some(c) => {
             c.msgtype.as_deref() != Some("m.text") || !c.body.as_deref().unwrap_or("").contains('!')
@@ -146,15 +156,19 @@ fn nothing_to_do(ctx: &Context, peek: &Peek<'_>) -> bool {
         None => false,
     };
     if peek.ty != "m.room.message" || peek.state_key.is_some() || !no_command {
-        return false;
+        return Plain::Unknown;
     }
     if peek.unsigned.as_ref().is_some_and(|u| u.redacted_because.is_some()) {
-        return false;
+        return Plain::Unknown;
     }
     let Some(room) = peek.room_id.as_deref().and_then(|r| <&ruma::RoomId>::try_from(r).ok()) else {
-        return false;
+        return Plain::Unknown;
     };
-    matches!(ctx.store.room(room), Ok(None))
+    match ctx.store.room(room) {
+        Ok(None) => Plain::ElsewhereThanABoard,
+        Ok(Some(record)) => Plain::InBoardRoom(record),
+        Err(_) => Plain::Unknown,
+    }
 }
 
 /// A timeline event from its JSON. ruma's `AnyTimelineEvent` finds an event's kind by
@@ -223,7 +237,7 @@ async fn handle_raw(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
         Decrypted::CannotRead(why) => return tell_once(ctx, &raw, why).into(),
     };
     match raw.deserialize() {
-        Ok(event) => handle_timeline(ctx, raw.json().get().as_bytes(), event, at).await,
+        Ok(event) => handle_timeline(ctx, raw.json().get().as_bytes(), event, at, None).await,
         Err(e) => {
             let event_id = raw.get_field::<String>("event_id").ok().flatten();
             tracing::warn!(error = %e, event_id, "skipping an event that does not parse");
@@ -233,8 +247,14 @@ async fn handle_raw(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
 }
 
 /// `json` is the event as it came (or as decrypted), for the fields its parsed form does
-/// not keep.
-async fn handle_timeline(ctx: &Context, json: &[u8], event: AnyTimelineEvent, at: At) -> Handled {
+/// not keep; `room`, its room's record when the first pass read it already.
+async fn handle_timeline(
+    ctx: &Context,
+    json: &[u8],
+    event: AnyTimelineEvent,
+    at: At,
+    room: Option<RoomRecord>,
+) -> Handled {
     let seq = at.seq;
     match event {
         AnyTimelineEvent::State(state) => handle_state(ctx, json, state).await.into(),
@@ -248,7 +268,7 @@ async fn handle_timeline(ctx: &Context, json: &[u8], event: AnyTimelineEvent, at
             let Some(text) = command else {
                 // Anything else counts only in a board room: logged for its stream,
                 // indexed as a comment, notifying whom it mentions.
-                let room = match ctx.store.room(&ev.room_id) {
+                let room = match room.map_or_else(|| ctx.store.room(&ev.room_id), |r| Ok(Some(r))) {
                     Ok(Some(room)) => room,
                     Ok(None) => return Handled::default(),
                     Err(e) => {

@@ -41,12 +41,12 @@ pub(crate) struct Handled {
     pub(crate) actions: Vec<Action>,
     /// Whether its own write took it off the inbound queue (a message, logged with the
     /// entries it makes): nothing is left to mark it processed.
-    pub(crate) completed: bool,
+    pub(crate) off_the_queue: bool,
 }
 
 impl From<Vec<Action>> for Handled {
     fn from(actions: Vec<Action>) -> Self {
-        Self { actions, completed: false }
+        Self { actions, off_the_queue: false }
     }
 }
 
@@ -534,7 +534,7 @@ async fn on_message(
         false => Once::Event(&ev.event_id),
     };
     match ctx.store.log_once_and_notify(Some((once, message)), notifications) {
-        Ok(logged) => Handled { actions: Vec::new(), completed: logged.completed },
+        Ok(logged) => Handled { actions: Vec::new(), off_the_queue: logged.off_the_queue },
         Err(e) => {
             tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
             Handled::default()

@@ -173,7 +173,7 @@ async fn process_entry(
         completions.push(Completion {
             seq: entry.seq,
             actions: encoded,
-            off_the_queue: handled.completed,
+            off_the_queue: handled.off_the_queue,
         });
     }
     .instrument(span)

@@ -90,7 +90,7 @@ pub struct Logged {
     /// The inbox entries added.
     pub notifications: Vec<Notification>,
     /// Whether the inbound entry of [`Once::Entry`] was taken off the queue by the write.
-    pub completed: bool,
+    pub off_the_queue: bool,
 }
 
 fn entry_key(user: &UserId, id: u64) -> Vec<u8> {
@@ -140,7 +140,7 @@ impl Store {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         let mut log = LogAppend::new();
-        let mut completed = false;
+        let mut off_the_queue = false;
         match once {
             Some(Once::Event(event_id)) if !message.is_empty() => {
                 let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
@@ -157,17 +157,17 @@ impl Store {
                     return Ok(Logged::default());
                 }
                 batch.delete_cf(cf, seq.to_be_bytes());
-                completed = true;
+                off_the_queue = true;
                 log.extend(message);
             }
             _ => log.extend(message),
         }
         if entries.is_empty() {
-            if log.is_empty() && !completed {
+            if log.is_empty() && !off_the_queue {
                 return Ok(Logged::default());
             }
             self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
-            return Ok(Logged { completed, ..Logged::default() });
+            return Ok(Logged { off_the_queue, ..Logged::default() });
         }
         let mut next = self.lock_inbox()?;
         let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
@@ -196,7 +196,7 @@ impl Store {
             *unread.entry(n.user_id.clone()).or_default() += 1;
             added.push(n);
         }
-        if added.is_empty() && log.is_empty() && !completed {
+        if added.is_empty() && log.is_empty() && !off_the_queue {
             return Ok(Logged::default());
         }
         let mut counts: HashMap<OwnedUserId, u64> = HashMap::new();
@@ -227,7 +227,7 @@ impl Store {
         self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
         *next = id;
         self.inner.inbox.entries.store(entries, Ordering::Release);
-        Ok(Logged { notifications: added, completed })
+        Ok(Logged { notifications: added, off_the_queue })
     }
 
     /// Everyone an event has notified.
@@ -618,7 +618,7 @@ mod tests {
             )
             .expect("write");
         assert_eq!(added.notifications.len(), 1);
-        assert!(!added.completed);
+        assert!(!added.off_the_queue);
         let log = store.live_read("b", 0, 10).expect("log");
         let kinds: Vec<_> = log.iter().map(|(id, e)| (*id, e.kind())).collect();
         assert_eq!(kinds, vec![(1, "message"), (2, "notification")]);
@@ -675,7 +675,7 @@ mod tests {
                 vec![n("@alice:x", "$1", "!r:x", first, None)],
             )
             .expect("write");
-        assert!(logged.completed);
+        assert!(logged.off_the_queue);
         assert_eq!(logged.notifications.len(), 1);
         let left: Vec<u64> =
             store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
@@ -694,13 +694,13 @@ mod tests {
                 vec![n("@alice:x", "$1", "!r:x", first, None)],
             )
             .expect("again");
-        assert!(!again.completed && again.notifications.is_empty());
+        assert!(!again.off_the_queue && again.notifications.is_empty());
         assert_eq!(store.last_sequence().expect("seq"), written);
         assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 2);
         // A message with nothing to log or notify leaves its entry for the completion.
         let nothing =
             store.log_once_and_notify(Some((Once::Entry(second), Vec::new())), Vec::new());
-        assert!(!nothing.expect("nothing").completed);
+        assert!(!nothing.expect("nothing").off_the_queue);
         assert_eq!(store.pending_from(0, 10).expect("pending").len(), 1);
     }
 

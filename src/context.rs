@@ -57,18 +57,38 @@ pub struct Backlog {
     /// it counts it in; the count is right again once both have.
     waiting: tokio::sync::watch::Sender<i64>,
     gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Of those, the entries whose handling can make a room a board's (signed, as
+    /// `waiting`): while any waits, ingest stores every message.
+    may_change_rooms: std::sync::atomic::AtomicI64,
 }
 
 impl Backlog {
     /// `waiting` entries to start with (those left pending at the last stop), shown on
-    /// `gauge`.
+    /// `gauge`, `may_change_rooms` of them able to make a room a board's.
     pub fn new(
-        waiting: u64,
+        (waiting, may_change_rooms): (u64, u64),
         gauge: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
     ) -> Self {
         let waiting = i64::try_from(waiting).unwrap_or(i64::MAX);
         gauge.set(waiting);
-        Self { waiting: tokio::sync::watch::Sender::new(waiting), gauge }
+        Self {
+            waiting: tokio::sync::watch::Sender::new(waiting),
+            gauge,
+            may_change_rooms: i64::try_from(may_change_rooms).unwrap_or(i64::MAX).into(),
+        }
+    }
+
+    /// `n` entries that can make a room a board's were stored (`true`) or processed.
+    pub fn rooms_may_change(&self, stored: bool, n: u64) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let by = if stored { n } else { -n };
+        self.may_change_rooms.fetch_add(by, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Whether no entry waits whose handling can make a room a board's: then a room that
+    /// is no board's stays so until the next such entry is stored.
+    pub fn rooms_settled(&self) -> bool {
+        self.may_change_rooms.load(std::sync::atomic::Ordering::Acquire) <= 0
     }
 
     /// `n` more entries were stored.
@@ -114,7 +134,7 @@ mod tests {
         let gauge =
             prometheus_client::metrics::gauge::Gauge::<i64, std::sync::atomic::AtomicI64>::default(
             );
-        let backlog = Backlog::new(3, gauge.clone());
+        let backlog = Backlog::new((3, 0), gauge.clone());
         backlog.processed(5);
         assert_eq!(backlog.waiting(), 0);
         backlog.stored(2);

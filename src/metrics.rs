@@ -136,6 +136,8 @@ pub struct Metrics {
     pub events_accepted: Counter,
     /// Timeline events seen before, skipped.
     pub events_duplicate: Counter,
+    /// Messages left unstored: in a room that is no board's, and unable to be a command.
+    pub events_ignored: Counter,
     /// Transactions that were byte-for-byte replays of one stored before.
     pub transactions_replayed: Counter,
     /// Seconds from a transaction's request to its durable write.
@@ -216,6 +218,12 @@ impl Metrics {
             "appservice_events_duplicate",
             "Timeline events seen before, skipped",
             events_duplicate.clone(),
+        );
+        let events_ignored = Counter::default();
+        registry.register(
+            "appservice_events_ignored",
+            "Messages not stored: in a room that is no board's, and unable to be a command",
+            events_ignored.clone(),
         );
         let ingest_seconds = Histogram::new(latency_buckets());
         registry.register(
@@ -342,6 +350,7 @@ impl Metrics {
             transactions,
             events_accepted,
             events_duplicate,
+            events_ignored,
             transactions_replayed,
             ingest_seconds,
             inbound_depth,

@@ -60,7 +60,7 @@ impl App {
         );
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let backlog = Arc::new(crate::context::Backlog::new(
-            store.pending_count()?,
+            store.pending_counts()?,
             metrics.inbound_depth.clone(),
         ));
         metrics.watch(store.clone());

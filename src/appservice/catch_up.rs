@@ -264,33 +264,44 @@ async fn store(ctx: &Context, room: &RoomId, events: &[Raw<AnyTimelineEvent>]) -
     for raw in events {
         let Some(id) = raw.get_field::<String>("event_id").ok().flatten() else { continue };
         // The room id is the one asked for, whatever the event says.
-        owned.push((id, raw.json().get().as_bytes().to_vec()));
+        let json = raw.json().get().as_bytes().to_vec();
+        let may_change_rooms = crate::inbound::peek::may_change_rooms(&json, &ctx.settings);
+        owned.push((id, json, may_change_rooms));
     }
     if owned.is_empty() {
         return Ok(0);
     }
     let mut digest = Sha256::new();
-    for (id, _) in &owned {
+    for (id, ..) in &owned {
         digest.update(id.as_bytes());
     }
     let digest: [u8; 32] = digest.finalize().into();
     let txn_id = format!("catch-up.{room}.{}", now_ms());
+    let changing = owned.iter().filter(|(.., changing)| *changing).count() as u64;
+    ctx.backlog.rooms_may_change(true, changing);
     let room_id = room.to_string();
     let store = ctx.store.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let entries: Vec<NewEntry<'_>> = owned
             .iter()
-            .map(|(id, json)| NewEntry {
+            .map(|(id, json, may_change_rooms)| NewEntry {
                 kind: EntryKind::Timeline,
                 room_id: &room_id,
                 event_id: Some(id),
                 json,
+                may_change_rooms: *may_change_rooms,
             })
             .collect();
         store.ingest(&txn_id, digest, &entries)
     })
     .await
-    .map_err(|e| Error::Internal(format!("catch-up ingest: {e}")))??;
+    .map_err(|e| Error::Internal(format!("catch-up ingest: {e}")))
+    .and_then(|r| r);
+    // Counted before they are stored, as a transaction's (what was not stored is counted
+    // out after).
+    let stored_changing = outcome.as_ref().map_or(0, |o| o.may_change_rooms as u64);
+    ctx.backlog.rooms_may_change(false, changing - stored_changing);
+    let outcome = outcome?;
     ctx.metrics.events_accepted.inc_by(outcome.accepted as u64);
     ctx.backlog.stored(outcome.accepted as u64);
     if outcome.accepted > 0 {

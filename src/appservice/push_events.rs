@@ -9,7 +9,7 @@
 
 use axum::{extract::State, response::Response};
 use ruma::{
-    OwnedRoomId,
+    OwnedRoomId, RoomId,
     api::{
         OutgoingResponseExt,
         appservice::event::push_events::v1::{EphemeralData, Request, Response as PushResponse},
@@ -25,6 +25,7 @@ use super::{AppState, extract::Ruma};
 use crate::{
     crypto::DeviceUpdates,
     error::{Error, Result},
+    inbound::peek::{Peek, Plain, plain_message},
     store::inbound::{DEVICE_LANE, EntryKind, NewEntry},
 };
 
@@ -43,6 +44,17 @@ struct Owned {
     room_id: String,
     event_id: Option<String>,
     json: Box<serde_json::value::RawValue>,
+    may_change_rooms: bool,
+}
+
+/// What ingest does with a timeline event.
+enum Timeline {
+    /// Stores it for processing.
+    Store(Owned),
+    /// Leaves it: a message in a room that is no board's that cannot be a command.
+    CallsForNothing,
+    /// Skips it: it has no event id or room id.
+    Malformed,
 }
 
 /// Handles a transaction.
@@ -64,14 +76,22 @@ pub(crate) async fn handle(
             None => UnstableEphemeral { ephemeral: Vec::new() },
         };
 
-        let mut owned = Vec::with_capacity(request.events.len());
-        for raw in &request.events {
-            match timeline_entry(raw) {
-                Some(o) => owned.push(o),
-                None => tracing::warn!("skipping an event without event_id or room_id"),
+        // A message in a room that is no board's and that cannot be a command calls for
+        // nothing: it is not stored, unless an entry waits that can make a room a board's.
+        let rooms_settled = ctx.backlog.rooms_settled();
+        let Request { txn_id, events, ephemeral, .. } = request;
+        let mut owned = Vec::with_capacity(events.len());
+        let mut ignored = 0u64;
+        for raw in events {
+            match timeline_entry(ctx, raw, rooms_settled) {
+                Timeline::Store(o) => owned.push(o),
+                Timeline::CallsForNothing => ignored += 1,
+                Timeline::Malformed => {
+                    tracing::warn!("skipping an event without event_id or room_id")
+                }
             }
         }
-        for raw in request.ephemeral.iter().chain(&unstable.ephemeral) {
+        for raw in ephemeral.iter().chain(&unstable.ephemeral) {
             match raw.deserialize() {
                 Ok(EphemeralData::Typing(t)) => {
                     let users = t
@@ -98,6 +118,7 @@ pub(crate) async fn handle(
                     room_id: r.room_id.to_string(),
                     event_id: None,
                     json: raw.json().to_owned(),
+                    may_change_rooms: false,
                 }),
                 Ok(other) => tracing::debug!(kind = other.data_type(), "ignoring ephemeral data"),
                 Err(e) => tracing::warn!(error = %e, "skipping ephemeral data that does not parse"),
@@ -110,8 +131,12 @@ pub(crate) async fn handle(
             owned.push(o);
         }
 
-        let txn_id = request.txn_id.to_string();
+        // Counted before they are stored, so that no message is left out meanwhile; what
+        // was not stored (a duplicate, a failed write) is counted out after.
+        let changing = owned.iter().filter(|o| o.may_change_rooms).count() as u64;
+        ctx.backlog.rooms_may_change(true, changing);
         let store = ctx.store.clone();
+        let txn = txn_id.to_string();
         let outcome = tokio::task::spawn_blocking(move || {
             let entries: Vec<NewEntry<'_>> = owned
                 .iter()
@@ -120,13 +145,19 @@ pub(crate) async fn handle(
                     room_id: &o.room_id,
                     event_id: o.event_id.as_deref(),
                     json: o.json.get().as_bytes(),
+                    may_change_rooms: o.may_change_rooms,
                 })
                 .collect();
-            store.ingest(&txn_id, digest, &entries)
+            store.ingest(&txn, digest, &entries)
         })
         .await
-        .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
+        .map_err(|e| Error::Internal(format!("ingest task: {e}")))
+        .and_then(|r| r);
+        let stored_changing = outcome.as_ref().map_or(0, |o| o.may_change_rooms as u64);
+        ctx.backlog.rooms_may_change(false, changing - stored_changing);
+        let outcome = outcome?;
         let m = &ctx.metrics;
+        m.events_ignored.inc_by(ignored);
         m.ingest_seconds.observe(started.elapsed().as_secs_f64());
         m.events_accepted.inc_by(outcome.accepted as u64);
         m.events_duplicate.inc_by(outcome.duplicates as u64);
@@ -137,11 +168,12 @@ pub(crate) async fn handle(
             ctx.backlog.stored(outcome.accepted as u64);
             ctx.inbound_notify.notify_one();
         }
-        state.restarts.saw(request.txn_id.as_str());
+        state.restarts.saw(txn_id.as_str());
         tracing::debug!(
             accepted = outcome.accepted,
             duplicates = outcome.duplicates,
             replayed = outcome.replayed,
+            ignored,
             "transaction stored"
         );
         hold_while_behind(ctx).await;
@@ -208,16 +240,54 @@ fn device_entry(ctx: &crate::context::Context, body: &[u8]) -> Result<Option<Own
         room_id: DEVICE_LANE.to_owned(),
         event_id: None,
         json,
+        may_change_rooms: false,
     }))
 }
 
-fn timeline_entry(raw: &Raw<AnyTimelineEvent>) -> Option<Owned> {
-    let event_id = raw.get_field::<String>("event_id").ok().flatten()?;
-    let room_id = raw.get_field::<OwnedRoomId>("room_id").ok().flatten()?;
-    Some(Owned {
+/// One pass over the event (borrowed from the body) for its ids and what it can call for.
+fn timeline_entry(
+    ctx: &crate::context::Context,
+    raw: Raw<AnyTimelineEvent>,
+    rooms_settled: bool,
+) -> Timeline {
+    let json = raw.into_json();
+    let peeked = Peek::of(json.get().as_bytes()).map(|peek| {
+        let room = peek.room_id.as_deref().and_then(|r| <&RoomId>::try_from(r).ok());
+        let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), room) else {
+            return Err(Timeline::Malformed);
+        };
+        if rooms_settled && matches!(plain_message(&ctx.store, &peek), Plain::ElsewhereThanABoard)
+        {
+            return Err(Timeline::CallsForNothing);
+        }
+        Ok((event_id.to_owned(), room.to_string(), peek.may_change_rooms(&ctx.settings)))
+    });
+    let (event_id, room_id, may_change_rooms) = match peeked {
+        Some(Ok(read)) => read,
+        Some(Err(leave)) => return leave,
+        // Not read by the first pass: stored, and read in full (with its errors) by the
+        // handler.
+        None => {
+            let raw = Raw::<AnyTimelineEvent>::from_json(json);
+            let event_id = raw.get_field::<String>("event_id").ok().flatten();
+            let room_id = raw.get_field::<OwnedRoomId>("room_id").ok().flatten();
+            let (Some(event_id), Some(room_id)) = (event_id, room_id) else {
+                return Timeline::Malformed;
+            };
+            return Timeline::Store(Owned {
+                kind: EntryKind::Timeline,
+                room_id: room_id.to_string(),
+                event_id: Some(event_id),
+                json: raw.into_json(),
+                may_change_rooms: true,
+            });
+        }
+    };
+    Timeline::Store(Owned {
         kind: EntryKind::Timeline,
-        room_id: room_id.to_string(),
+        room_id,
         event_id: Some(event_id),
-        json: raw.json().to_owned(),
+        json,
+        may_change_rooms,
     })
 }

@@ -13,6 +13,7 @@ use ruma::{
     serde::Raw,
 };
 
+use super::peek::{Peek, Plain, plain_message};
 use crate::{
     boards::{index, upgrade},
     commands::dispatch::{self, ChatCommand},
@@ -26,9 +27,11 @@ use crate::{
         bot::{self, InviteDecision},
     },
     notifications::notify,
+    domain::inbox::Notification,
     store::{
         inbound::{EntryKind, PendingEntry},
-        live::Once,
+        inbox::Message,
+        live::{LogAppend, Once},
     },
     stream,
     tasks::{self, comments, moves::move_tasks},
@@ -75,8 +78,8 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
         EntryKind::Timeline => {
             // Most events are parsed once, straight from the stored bytes; those about
             // encryption (and any that do not parse) take the slower path below.
-            let peek = serde_json::from_slice::<Peek<'_>>(&entry.json).ok();
-            let room = match peek.as_ref().map(|p| plain_message(ctx, p)) {
+            let peek = Peek::of(&entry.json);
+            let room = match peek.as_ref().map(|p| plain_message(&ctx.store, p)) {
                 Some(Plain::ElsewhereThanABoard) => return Handled::default(),
                 Some(Plain::InBoardRoom(room)) => Some(room),
                 Some(Plain::Unknown) | None => None,
@@ -109,68 +112,6 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
     }
 }
 
-/// What [`parse_timeline`] reads first: the type, whether it is state, whether redacted;
-/// and for [`plain_message`], the room and what a command needs of a message's content.
-#[derive(serde::Deserialize)]
-struct Peek<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: std::borrow::Cow<'a, str>,
-    state_key: Option<serde::de::IgnoredAny>,
-    unsigned: Option<PeekUnsigned>,
-    #[serde(borrow)]
-    room_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    content: Option<PeekContent<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct PeekUnsigned {
-    redacted_because: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(serde::Deserialize)]
-struct PeekContent<'a> {
-    #[serde(borrow)]
-    msgtype: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    body: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// What the first pass says of a message that cannot be a command (not text, or without a
-/// `!` anywhere in its body).
-enum Plain {
-    /// Not such a message, or in doubt (no room id, a redacted event, a room that cannot be
-    /// read): read and handled in full.
-    Unknown,
-    /// In a room that is no board's: it calls for nothing, and is not read further.
-    ElsewhereThanABoard,
-    /// In the board room recorded so: read once here, not again by the handler.
-    InBoardRoom(RoomRecord),
-}
-
-fn plain_message(ctx: &Context, peek: &Peek<'_>) -> Plain {
-    let no_command = match &peek.content {
-        Some(c) => {
-            c.msgtype.as_deref() != Some("m.text") || !c.body.as_deref().unwrap_or("").contains('!')
-        }
-        None => false,
-    };
-    if peek.ty != "m.room.message" || peek.state_key.is_some() || !no_command {
-        return Plain::Unknown;
-    }
-    if peek.unsigned.as_ref().is_some_and(|u| u.redacted_because.is_some()) {
-        return Plain::Unknown;
-    }
-    let Some(room) = peek.room_id.as_deref().and_then(|r| <&ruma::RoomId>::try_from(r).ok()) else {
-        return Plain::Unknown;
-    };
-    match ctx.store.room(room) {
-        Ok(None) => Plain::ElsewhereThanABoard,
-        Ok(Some(record)) => Plain::InBoardRoom(record),
-        Err(_) => Plain::Unknown,
-    }
-}
-
 /// A timeline event from its JSON. ruma's `AnyTimelineEvent` finds an event's kind by
 /// reading it again at each level of its enums (five passes over the JSON, two copies);
 /// the two kinds most events are (a message, a membership) are read here in two passes:
@@ -178,14 +119,14 @@ fn plain_message(ctx: &Context, peek: &Peek<'_>) -> Plain {
 /// that way) goes through `AnyTimelineEvent`, with its errors.
 #[cfg(test)]
 fn parse_timeline(json: &[u8]) -> serde_json::Result<AnyTimelineEvent> {
-    parse_peeked(json, serde_json::from_slice::<Peek<'_>>(json).ok())
+    parse_peeked(json, Peek::of(json))
 }
 
 /// [`parse_timeline`] with the event already peeked (`None`: the peek failed).
 fn parse_peeked(json: &[u8], peek: Option<Peek<'_>>) -> serde_json::Result<AnyTimelineEvent> {
     use ruma::events::room::{member::RoomMemberEventContent, message::RoomMessageEventContent};
     if let Some(peek) = peek
-        && peek.unsigned.is_none_or(|u| u.redacted_because.is_none())
+        && !peek.redacted()
     {
         use ruma::events::{OriginalMessageLikeEvent, OriginalStateEvent};
         let parsed = match (peek.ty.as_ref(), peek.state_key.is_some()) {
@@ -510,13 +451,36 @@ async fn on_message(
     ev: &OriginalRoomMessageEvent,
     at: At,
 ) -> Handled {
+    let (message, notifications) = prepare_message(ctx, room, ev, at.seq).await;
+    let once = match at.queued {
+        true => Once::Entry(at.seq),
+        false => Once::Event(&ev.event_id),
+    };
+    match ctx.store.log_once_and_notify(Some((once, message)), notifications) {
+        Ok(logged) => Handled { actions: Vec::new(), off_the_queue: logged.off_the_queue },
+        Err(e) => {
+            tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
+            Handled::default()
+        }
+    }
+}
+
+/// What [`on_message`] writes, made ready: a comment indexed (its own write), the
+/// message's entries in its board's log (none for a comment: it went there with its index
+/// write), and the inbox entries it makes.
+async fn prepare_message(
+    ctx: &Context,
+    room: &RoomRecord,
+    ev: &OriginalRoomMessageEvent,
+    seq: u64,
+) -> (LogAppend, Vec<Notification>) {
     let ts = u64::from(ev.origin_server_ts.0);
     let comment = comments::index_message(ctx, room, &ev.sender, &ev.event_id, ts, &ev.content)
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, event_id = %ev.event_id, "cannot index a comment");
             false
         });
-    let notifications = notify::for_message(ctx, at.seq, room, ev).await.unwrap_or_else(|e| {
+    let notifications = notify::for_message(ctx, seq, room, ev).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, event_id = %ev.event_id, "cannot work out notifications");
         Vec::new()
     });
@@ -529,17 +493,36 @@ async fn on_message(
             Vec::new()
         }),
     };
-    let once = match at.queued {
-        true => Once::Entry(at.seq),
-        false => Once::Event(&ev.event_id),
+    (message, notifications)
+}
+
+/// A queued entry made ready for a write shared with the entries after it in its lane's
+/// turn, when it is a message that is not a command, not an edit, in a board room: its
+/// log entries and inbox entries, and its removal from the queue ([`Once::Entry`]), for
+/// [`crate::store::Store::log_messages_and_notify`]. `None`: it is handled on its own
+/// ([`handle_queued`]), after what was made ready before it is written.
+pub(crate) async fn prepare_in_turn(
+    ctx: &Context,
+    entry: &PendingEntry,
+) -> Option<Message<'static>> {
+    use ruma::events::{
+        OriginalMessageLikeEvent,
+        room::message::{Relation, RoomMessageEventContent},
     };
-    match ctx.store.log_once_and_notify(Some((once, message)), notifications) {
-        Ok(logged) => Handled { actions: Vec::new(), off_the_queue: logged.off_the_queue },
-        Err(e) => {
-            tracing::error!(error = %e, event_id = %ev.event_id, "cannot log a message or record its notifications");
-            Handled::default()
-        }
+    if entry.kind != EntryKind::Timeline {
+        return None;
     }
+    let peek = Peek::of(&entry.json)?;
+    let Plain::InBoardRoom(room) = plain_message(&ctx.store, &peek) else { return None };
+    let ev: OriginalRoomMessageEvent =
+        serde_json::from_slice::<OriginalMessageLikeEvent<RoomMessageEventContent>>(&entry.json)
+            .ok()?;
+    // An edit reads what its original made (who it notified), which may be in this turn.
+    if matches!(ev.content.relates_to, Some(Relation::Replacement(_))) {
+        return None;
+    }
+    let (log, notifications) = prepare_message(ctx, &room, &ev, entry.seq).await;
+    Some(Message { once: Some(Once::Entry(entry.seq)), log, notifications })
 }
 
 /// Logs a board room's message for its board's live stream (once: a replay logs nothing).

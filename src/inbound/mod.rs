@@ -3,6 +3,7 @@
 //! are queued in the outbox in the same atomic write that marks the entry processed.
 
 pub(crate) mod handler;
+pub(crate) mod peek;
 #[cfg(test)]
 mod trust_tests;
 
@@ -14,7 +15,7 @@ use tracing::Instrument;
 use crate::{
     context::Context,
     matrix::{Backoff, RetryPolicy, lanes},
-    store::inbound::PendingEntry,
+    store::{inbound::PendingEntry, inbox::Message},
 };
 
 /// Entries read from the queue and not yet processed, at most: a long backlog (after a
@@ -37,9 +38,9 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
     let writer = tokio::spawn(write_completions(ctx.clone(), completions.clone()));
     let handler: lanes::Handler<PendingEntry> = {
         let (shutdown, completions) = (shutdown.clone(), completions.clone());
-        Arc::new(move |entry| {
+        Arc::new(move |turn| {
             let (ctx, shutdown, completions) = (ctx.clone(), shutdown.clone(), completions.clone());
-            Box::pin(async move { process_entry(&ctx, entry, &shutdown, &completions).await })
+            Box::pin(async move { process_turn(&ctx, turn, &shutdown, &completions).await })
         })
     };
     lanes::drain("inbound", read, &notify, &shutdown, MAX_IN_FLIGHT, handler).await;
@@ -65,7 +66,11 @@ struct Completions {
 
 impl Completions {
     fn push(&self, done: Completion) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).push(done);
+        self.push_all(std::iter::once(done));
+    }
+
+    fn push_all(&self, done: impl IntoIterator<Item = Completion>) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).extend(done);
         self.wake.notify_one();
     }
 
@@ -129,6 +134,96 @@ struct Completion {
     off_the_queue: bool,
 }
 
+/// A lane's turn, in order: the messages that are not commands in board rooms are made
+/// ready and written together, in one write with their removal from the queue
+/// ([`handler::prepare_in_turn`]); any other entry is handled on its own
+/// ([`process_entry`]), after what was made ready before it is written, so that it sees
+/// it.
+async fn process_turn(
+    ctx: &Arc<Context>,
+    turn: Vec<PendingEntry>,
+    shutdown: &CancellationToken,
+    completions: &Completions,
+) {
+    use futures_util::FutureExt;
+    let mut held = Held::default();
+    for entry in turn {
+        // At shutdown what is left stays pending, and is handled again at the next start.
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        if held.entries.is_empty() {
+            held.failures = ctx.store.write_failures();
+        }
+        let span = tracing::debug_span!("prepare", seq = entry.seq, room_id = %entry.room_id);
+        let prepared = std::panic::AssertUnwindSafe(handler::prepare_in_turn(ctx, &entry))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+        match prepared {
+            Ok(Some(message)) => held.entries.push((entry, message, started)),
+            // Handled on its own (a panic is caught and logged there).
+            Ok(None) | Err(_) => {
+                write_held(ctx, &mut held, shutdown, completions).await;
+                process_entry(ctx, entry, shutdown, completions).await;
+            }
+        }
+    }
+    write_held(ctx, &mut held, shutdown, completions).await;
+}
+
+/// Messages of a turn made ready and not yet written, with when each was started, and the
+/// store's write failures before the first.
+#[derive(Default)]
+struct Held {
+    entries: Vec<(PendingEntry, Message<'static>, std::time::Instant)>,
+    failures: u64,
+}
+
+/// Writes the messages `held`, in one write. When it fails, or a write failed while they
+/// were made ready (their comment index), each is handled again on its own, with
+/// [`process_entry`]'s retries: nothing of the failed write landed, and a comment is
+/// indexed once whatever the replays.
+async fn write_held(
+    ctx: &Arc<Context>,
+    held: &mut Held,
+    shutdown: &CancellationToken,
+    completions: &Completions,
+) {
+    if held.entries.is_empty() {
+        return;
+    }
+    let mut entries = std::mem::take(&mut held.entries);
+    let messages = entries.iter_mut().map(|(_, m, _)| std::mem::take(m)).collect();
+    let written = ctx.store.log_messages_and_notify(messages);
+    let logged = match written {
+        Ok(logged) if ctx.store.write_failures() == held.failures => logged,
+        other => {
+            if let Err(e) = other {
+                tracing::warn!(error = %e, entries = entries.len(), "cannot write a turn's messages; handling each on its own");
+            }
+            for (entry, ..) in entries {
+                process_entry(ctx, entry, shutdown, completions).await;
+            }
+            return;
+        }
+    };
+    let mut done = Vec::with_capacity(entries.len());
+    for ((entry, _, started), logged) in entries.into_iter().zip(logged) {
+        ctx.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
+        if entry.may_change_rooms {
+            ctx.backlog.rooms_may_change(false, 1);
+        }
+        done.push(Completion {
+            seq: entry.seq,
+            actions: Vec::new(),
+            off_the_queue: logged.off_the_queue,
+        });
+    }
+    completions.push_all(done);
+}
+
 async fn process_entry(
     ctx: &Arc<Context>,
     entry: PendingEntry,
@@ -160,6 +255,9 @@ async fn process_entry(
                 }
             }
         };
+        if entry.may_change_rooms {
+            ctx.backlog.rooms_may_change(false, 1);
+        }
         let mut encoded = Vec::with_capacity(handled.actions.len());
         for a in &handled.actions {
             match serde_json::to_vec(a) {

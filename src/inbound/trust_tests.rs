@@ -101,6 +101,7 @@ async fn deliver(app: &App, event: Value) -> Vec<crate::domain::Action> {
         kind: EntryKind::Timeline,
         room_id: event["room_id"].as_str().expect("room").to_owned(),
         json: serde_json::to_vec(&event).expect("json"),
+        may_change_rooms: false,
     };
     handler::handle(&app.ctx, &entry).await
 }

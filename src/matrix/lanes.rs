@@ -29,11 +29,15 @@ pub(crate) type Item<T> = (u64, String, T);
 /// What a handler returns.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Handles one item; the lane waits for it before the next item of that key.
-pub(crate) type Handler<T> = Arc<dyn Fn(T) -> HandlerFuture + Send + Sync>;
+/// Handles a lane's turn: the items of one key that were waiting when the lane took the
+/// first (at most [`TURN`]), to handle in order; the lane waits for it before its next turn.
+pub(crate) type Handler<T> = Arc<dyn Fn(Vec<T>) -> HandlerFuture + Send + Sync>;
 
 /// Items read at most at once.
 const BATCH: usize = 1024;
+
+/// Items a lane takes in one turn, at most.
+pub(crate) const TURN: usize = 64;
 
 /// Lanes kept before idle ones are dropped even while the queue is busy.
 const PRUNE_ABOVE: usize = 4096;
@@ -161,14 +165,23 @@ fn spawn_lane<T: Send + 'static>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let counter = in_flight.clone();
     tasks.spawn(async move {
+        let mut places = Vec::new();
         loop {
-            let (item, place) = tokio::select! {
+            let first = tokio::select! {
                 e = rx.recv() => match e { Some(e) => e, None => return },
                 () = shutdown.cancelled() => return,
             };
-            handler(item).await;
-            counter.fetch_sub(1, Ordering::AcqRel);
-            drop(place);
+            let mut items = Vec::with_capacity(1);
+            for (item, place) in std::iter::once(first)
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(TURN - 1))
+            {
+                items.push(item);
+                places.push(place);
+            }
+            let n = items.len();
+            handler(items).await;
+            counter.fetch_sub(n, Ordering::AcqRel);
+            places.clear();
         }
     });
     Lane { tx, in_flight }
@@ -190,16 +203,18 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler<(String, u64)> = {
             let (gate, seen) = (gate.clone(), seen.clone());
-            Arc::new(move |(key, n): (String, u64)| {
+            Arc::new(move |turn: Vec<(String, u64)>| {
                 let (gate, seen) = (gate.clone(), seen.clone());
                 Box::pin(async move {
-                    if key == "a" && n == 1 {
-                        gate.notified().await;
+                    for (key, n) in turn {
+                        if key == "a" && n == 1 {
+                            gate.notified().await;
+                        }
+                        if key == "b" {
+                            gate.notify_one();
+                        }
+                        seen.lock().expect("lock").push((key, n));
                     }
-                    if key == "b" {
-                        gate.notify_one();
-                    }
-                    seen.lock().expect("lock").push((key, n));
                 })
             })
         };

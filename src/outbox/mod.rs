@@ -131,9 +131,13 @@ async fn run_inner(
         policy,
         shutdown: shutdown.clone(),
     });
-    let handler: lanes::Handler<Queued> = Arc::new(move |q| {
+    let handler: lanes::Handler<Queued> = Arc::new(move |turn| {
         let worker = worker.clone();
-        Box::pin(async move { worker.deliver(q).await })
+        Box::pin(async move {
+            for q in turn {
+                worker.deliver(q).await;
+            }
+        })
     });
     lanes::drain("outbox", read, &notify, &shutdown, MAX_QUEUED, handler).await;
 }

@@ -54,6 +54,9 @@ pub struct NewEntry<'a> {
     pub event_id: Option<&'a str>,
     /// The event as the homeserver sent it.
     pub json: &'a [u8],
+    /// Whether handling it can make a room a board's: kept with the entry, and counted in
+    /// [`IngestOutcome::may_change_rooms`] and [`Store::pending_counts`].
+    pub may_change_rooms: bool,
 }
 
 /// An entry waiting to be processed.
@@ -67,6 +70,8 @@ pub struct PendingEntry {
     pub room_id: String,
     /// The event as the homeserver sent it.
     pub json: Vec<u8>,
+    /// Whether handling it can make a room a board's (as ingest said).
+    pub may_change_rooms: bool,
 }
 
 /// What became of a transaction.
@@ -78,6 +83,8 @@ pub struct IngestOutcome {
     pub duplicates: usize,
     /// The same transaction id with the same body was stored before: nothing was done.
     pub replayed: bool,
+    /// Of the entries stored, those whose handling can make a room a board's.
+    pub may_change_rooms: usize,
 }
 
 const NEXT_SEQ_KEY: &[u8] = b"inbound_next_seq";
@@ -194,9 +201,13 @@ impl InboundState {
     }
 }
 
-fn encode_value(kind: EntryKind, room_id: &str, json: &[u8]) -> Vec<u8> {
+/// The bit of an entry's first byte (after its kind) that says its handling can make a room
+/// a board's. Entries stored before it was kept do not have it.
+const MAY_CHANGE_ROOMS: u8 = 0x80;
+
+fn encode_value(kind: EntryKind, room_id: &str, json: &[u8], may_change_rooms: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(2 + room_id.len() + json.len());
-    v.push(kind as u8);
+    v.push(kind as u8 | if may_change_rooms { MAY_CHANGE_ROOMS } else { 0 });
     v.extend_from_slice(room_id.as_bytes());
     v.push(codec::SEP);
     v.extend_from_slice(json);
@@ -220,9 +231,10 @@ fn decode_value(seq: u64, v: &[u8]) -> Result<PendingEntry> {
         .map_err(|_| Error::Store("pending room id is not UTF-8".into()))?;
     Ok(PendingEntry {
         seq,
-        kind: EntryKind::from_byte(kind)?,
+        kind: EntryKind::from_byte(kind & !MAY_CHANGE_ROOMS)?,
         room_id: room_id.to_owned(),
         json: rest[sep + 1..].to_vec(),
+        may_change_rooms: kind & MAY_CHANGE_ROOMS != 0,
     })
 }
 
@@ -274,9 +286,14 @@ impl Store {
                 }
                 batch.put_cf(seen_cf, id.as_bytes(), stamped(&seq.to_be_bytes(), now));
             }
-            batch.put_cf(pending_cf, seq.to_be_bytes(), encode_value(e.kind, e.room_id, e.json));
+            batch.put_cf(
+                pending_cf,
+                seq.to_be_bytes(),
+                encode_value(e.kind, e.room_id, e.json, e.may_change_rooms),
+            );
             seq += 1;
             outcome.accepted += 1;
+            outcome.may_change_rooms += usize::from(e.may_change_rooms);
         }
         batch.put_cf(txn_cf, txn_id.as_bytes(), stamped(&digest, now));
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
@@ -328,16 +345,18 @@ impl Store {
         Ok(Some(now_ms().saturating_sub(since)))
     }
 
-    /// How many entries wait to be processed (read at start-up: it reads every key).
-    pub fn pending_count(&self) -> Result<u64> {
+    /// How many entries wait to be processed, and how many of them may make a room a
+    /// board's (read at start-up: it reads every entry).
+    pub fn pending_counts(&self) -> Result<(u64, u64)> {
         let db = self.db()?;
         let cf = super::cf(&db, maps::SEQ_PENDING)?;
-        let mut n = 0;
+        let (mut n, mut changing) = (0, 0);
         for item in db.iterator_cf(cf, IteratorMode::Start) {
-            item?;
+            let (_, v) = item?;
             n += 1;
+            changing += u64::from(v.first().is_some_and(|b| b & MAY_CHANGE_ROOMS != 0));
         }
-        Ok(n)
+        Ok((n, changing))
     }
 
     /// Marks entry `seq` processed and, in the same atomic write, queues the outbound
@@ -381,7 +400,13 @@ mod tests {
     use super::*;
 
     fn entry<'a>(id: &'a str, json: &'a [u8]) -> NewEntry<'a> {
-        NewEntry { kind: EntryKind::Timeline, room_id: "!r", event_id: Some(id), json }
+        NewEntry {
+            kind: EntryKind::Timeline,
+            room_id: "!r",
+            event_id: Some(id),
+            json,
+            may_change_rooms: false,
+        }
     }
 
     #[test]
@@ -390,12 +415,12 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let a = [entry("$a", b"{}"), entry("$b", b"{}"), entry("$a", b"{}")];
         let out = store.ingest("1", [1; 32], &a).expect("ingest");
-        assert_eq!(out, IngestOutcome { accepted: 2, duplicates: 1, replayed: false });
+        assert_eq!(out, IngestOutcome { accepted: 2, duplicates: 1, ..Default::default() });
         let out = store.ingest("1", [1; 32], &a).expect("ingest");
         assert!(out.replayed);
         // Same events, new transaction id: nothing new.
         let out = store.ingest("2", [2; 32], &a[..2]).expect("ingest");
-        assert_eq!(out, IngestOutcome { accepted: 0, duplicates: 2, replayed: false });
+        assert_eq!(out, IngestOutcome { accepted: 0, duplicates: 2, ..Default::default() });
         // Reused transaction id, new body: processed.
         let out = store.ingest("1", [3; 32], &[entry("$c", b"{\"x\":1}")]).expect("ingest");
         assert_eq!(out.accepted, 1);

@@ -93,6 +93,17 @@ pub struct Logged {
     pub off_the_queue: bool,
 }
 
+/// A message for [`Store::log_messages_and_notify`].
+#[derive(Debug, Default)]
+pub struct Message<'a> {
+    /// How it is kept from being logged twice (`None`: it is not, as for entries alone).
+    pub once: Option<Once<'a>>,
+    /// Its entries in boards' logs.
+    pub log: LogAppend,
+    /// The inbox entries it makes (their ids are assigned by the write).
+    pub notifications: Vec<Notification>,
+}
+
 fn entry_key(user: &UserId, id: u64) -> Vec<u8> {
     KeyBuf::new().str(user.as_str()).u64(id).build()
 }
@@ -133,101 +144,114 @@ impl Store {
         entries: Vec<Notification>,
     ) -> Result<Logged> {
         let (once, message) = logged.unzip();
-        let message = message.unwrap_or_default();
-        if entries.is_empty() && message.is_empty() {
-            return Ok(Logged::default());
+        let mut all = self.log_messages_and_notify(vec![Message {
+            once,
+            log: message.unwrap_or_default(),
+            notifications: entries,
+        }])?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Store::log_once_and_notify`] of several messages, in order, in one write: each
+    /// message on its board's stream followed by its inbox entries. One [`Logged`] per
+    /// message.
+    pub fn log_messages_and_notify(&self, messages: Vec<Message<'_>>) -> Result<Vec<Logged>> {
+        let mut outcomes: Vec<Logged> = Vec::with_capacity(messages.len());
+        if messages.iter().all(|m| m.log.is_empty() && m.notifications.is_empty()) {
+            outcomes.resize_with(messages.len(), Logged::default);
+            return Ok(outcomes);
         }
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         let mut log = LogAppend::new();
-        let mut off_the_queue = false;
-        match once {
-            Some(Once::Event(event_id)) if !message.is_empty() => {
-                let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
-                if db.get_pinned_cf(cf, event_id.as_bytes())?.is_none() {
-                    batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+        let any_entries = messages.iter().any(|m| !m.notifications.is_empty());
+        // Taken only when an entry may be added: it orders the entries' ids.
+        let mut next = match any_entries {
+            true => Some(self.lock_inbox()?),
+            false => None,
+        };
+        let mut id = next.as_deref().copied().unwrap_or(0);
+        let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
+        // Each user's unread count as the entries so far make it.
+        let mut counts: HashMap<OwnedUserId, u64> = HashMap::new();
+        let mut added_in_all = 0u64;
+        // The (event, user) keys of the entries added by this write: one each.
+        let mut added_keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let mut written = false;
+        for Message { once, log: message, notifications } in messages {
+            let mut outcome = Logged::default();
+            match once {
+                Some(Once::Event(event_id)) if !message.is_empty() => {
+                    let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
+                    if db.get_pinned_cf(cf, event_id.as_bytes())?.is_none() {
+                        batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+                        log.extend(message);
+                    }
+                }
+                Some(Once::Entry(seq)) => {
+                    // Its own lane handles an entry, one at a time: present now, it is removed
+                    // by this write alone.
+                    let cf = super::cf(&db, maps::SEQ_PENDING)?;
+                    if db.get_pinned_cf(cf, seq.to_be_bytes())?.is_none() {
+                        outcomes.push(outcome);
+                        continue;
+                    }
+                    batch.delete_cf(cf, seq.to_be_bytes());
+                    outcome.off_the_queue = true;
+                    written = true;
                     log.extend(message);
                 }
+                _ => log.extend(message),
             }
-            Some(Once::Entry(seq)) => {
-                // Its own lane handles an entry, one at a time: present now, it is removed
-                // by this write alone.
-                let cf = super::cf(&db, maps::SEQ_PENDING)?;
-                if db.get_pinned_cf(cf, seq.to_be_bytes())?.is_none() {
-                    return Ok(Logged::default());
+            for mut n in notifications {
+                let ek = KeyBuf::new().str(n.event_id.as_str()).str(n.user_id.as_str()).build();
+                if added_keys.contains(&ek) || db.get_pinned_cf(by_event, &ek)?.is_some() {
+                    continue;
                 }
-                batch.delete_cf(cf, seq.to_be_bytes());
-                off_the_queue = true;
-                log.extend(message);
+                n.id = id;
+                n.read = false;
+                id += 1;
+                batch.put_cf(
+                    super::cf(&db, maps::USERIDID_NOTIFICATION)?,
+                    entry_key(&n.user_id, n.id),
+                    encode(&n)?,
+                );
+                batch.put_cf(by_event, &ek, n.id.to_be_bytes());
+                added_keys.insert(ek);
+                batch.put_cf(super::cf(&db, maps::USERROOMSEQID_UNREAD)?, unread_key(&n), []);
+                let count = match counts.get_mut(&n.user_id) {
+                    Some(c) => c,
+                    None => counts.entry(n.user_id.clone()).or_insert(self.unread_of(&n.user_id)?),
+                };
+                *count += 1;
+                // Each entry goes to its owner's stream on its board, with the unread count
+                // it makes.
+                log.push((
+                    n.board.clone(),
+                    notification_event(&n.user_id, Some(n.clone()), Vec::new(), *count),
+                ));
+                added_in_all += 1;
+                outcome.notifications.push(n);
             }
-            _ => log.extend(message),
+            outcomes.push(outcome);
         }
-        if entries.is_empty() {
-            if log.is_empty() && !off_the_queue {
-                return Ok(Logged::default());
-            }
-            self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
-            return Ok(Logged { off_the_queue, ..Logged::default() });
+        if added_in_all == 0 && log.is_empty() && !written {
+            return Ok(outcomes);
         }
-        let mut next = self.lock_inbox()?;
-        let by_event = super::cf(&db, maps::EVENTIDUSER_NOTIFICATION)?;
-        let mut unread: HashMap<OwnedUserId, u64> = HashMap::new();
-        let mut added = Vec::new();
-        let mut id = *next;
-        for mut n in entries {
-            let ek = KeyBuf::new().str(n.event_id.as_str()).str(n.user_id.as_str()).build();
-            if db.get_pinned_cf(by_event, &ek)?.is_some()
-                || added
-                    .iter()
-                    .any(|a: &Notification| a.event_id == n.event_id && a.user_id == n.user_id)
-            {
-                continue;
-            }
-            n.id = id;
-            n.read = false;
-            id += 1;
-            batch.put_cf(
-                super::cf(&db, maps::USERIDID_NOTIFICATION)?,
-                entry_key(&n.user_id, n.id),
-                encode(&n)?,
-            );
-            batch.put_cf(by_event, ek, n.id.to_be_bytes());
-            batch.put_cf(super::cf(&db, maps::USERROOMSEQID_UNREAD)?, unread_key(&n), []);
-            *unread.entry(n.user_id.clone()).or_default() += 1;
-            added.push(n);
+        for (user, count) in &counts {
+            batch.put_cf(super::cf(&db, maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
         }
-        if added.is_empty() && log.is_empty() && !off_the_queue {
-            return Ok(Logged::default());
-        }
-        let mut counts: HashMap<OwnedUserId, u64> = HashMap::new();
-        for (user, more) in unread {
-            let before = self.unread_of(&user)?;
-            batch.put_cf(
-                super::cf(&db, maps::USERID_UNREAD)?,
-                user.as_bytes(),
-                (before + more).to_be_bytes(),
-            );
-            counts.insert(user, before);
-        }
-        // Each entry goes to its owner's stream on its board, with the unread count it
-        // makes.
-        for n in &added {
-            let count = counts.entry(n.user_id.clone()).or_default();
-            *count += 1;
-            log.push((
-                n.board.clone(),
-                notification_event(&n.user_id, Some(n.clone()), Vec::new(), *count),
-            ));
-        }
-        let entries = self.inner.inbox.entries.load(Ordering::Acquire) + added.len() as u64;
-        if !added.is_empty() {
+        let entries = self.inner.inbox.entries.load(Ordering::Acquire) + added_in_all;
+        if added_in_all > 0 {
             batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
             batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
         }
         self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
-        *next = id;
+        if let Some(next) = next.as_deref_mut() {
+            *next = id;
+        }
         self.inner.inbox.entries.store(entries, Ordering::Release);
-        Ok(Logged { notifications: added, off_the_queue })
+        Ok(outcomes)
     }
 
     /// Everyone an event has notified.
@@ -663,7 +687,13 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let json = br#"{"type":"m.room.message"}"#;
         let entry =
-            |id| NewEntry { kind: EntryKind::Timeline, room_id: "!r:x", event_id: Some(id), json };
+            |id| NewEntry {
+            kind: EntryKind::Timeline,
+            room_id: "!r:x",
+            event_id: Some(id),
+            json,
+            may_change_rooms: false,
+        };
         store.ingest("t", [0; 32], &[entry("$1"), entry("$2")]).expect("ingest");
         let queued: Vec<u64> =
             store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();

@@ -467,6 +467,7 @@ async fn command_entry(user: &User, room: &OwnedRoomId, body: &str) -> PendingEn
         kind: EntryKind::Timeline,
         room_id: room.to_string(),
         json: raw.json().get().as_bytes().to_vec(),
+        may_change_rooms: false,
     }
 }
 

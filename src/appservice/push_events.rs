@@ -77,14 +77,18 @@ pub(crate) async fn handle(
         };
 
         // A message in a room that is no board's and that cannot be a command calls for
-        // nothing: it is not stored, unless an entry waits that can make a room a board's.
-        let rooms_settled = ctx.backlog.rooms_settled();
+        // nothing: it is not stored, unless an entry waits that can make a room a board's
+        // (one stored before, or one earlier in this transaction).
+        let mut rooms_settled = ctx.backlog.rooms_settled();
         let Request { txn_id, events, ephemeral, .. } = request;
         let mut owned = Vec::with_capacity(events.len());
         let mut ignored = 0u64;
         for raw in events {
             match timeline_entry(ctx, raw, rooms_settled) {
-                Timeline::Store(o) => owned.push(o),
+                Timeline::Store(o) => {
+                    rooms_settled &= !o.may_change_rooms;
+                    owned.push(o);
+                }
                 Timeline::CallsForNothing => ignored += 1,
                 Timeline::Malformed => {
                     tracing::warn!("skipping an event without event_id or room_id")
@@ -256,8 +260,7 @@ fn timeline_entry(
         let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), room) else {
             return Err(Timeline::Malformed);
         };
-        if rooms_settled && matches!(plain_message(&ctx.store, &peek), Plain::ElsewhereThanABoard)
-        {
+        if rooms_settled && matches!(plain_message(&ctx.store, &peek), Plain::ElsewhereThanABoard) {
             return Err(Timeline::CallsForNothing);
         }
         Ok((event_id.to_owned(), room.to_string(), peek.may_change_rooms(&ctx.settings)))

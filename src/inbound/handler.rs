@@ -20,6 +20,7 @@ use crate::{
     context::Context,
     crypto::DeviceUpdates,
     domain::board::{BoardEventContent, BoardRoomEventContent, RoomRecord},
+    domain::inbox::Notification,
     domain::task::TaskEventContent,
     domain::{
         Action,
@@ -27,7 +28,6 @@ use crate::{
         bot::{self, InviteDecision},
     },
     notifications::notify,
-    domain::inbox::Notification,
     store::{
         inbound::{EntryKind, PendingEntry},
         inbox::Message,

@@ -6,6 +6,8 @@ pub(crate) mod handler;
 pub(crate) mod peek;
 #[cfg(test)]
 mod trust_tests;
+#[cfg(test)]
+mod turn_tests;
 
 use std::sync::Arc;
 

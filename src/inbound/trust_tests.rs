@@ -23,22 +23,22 @@ use crate::{
 };
 
 const SPACE: &str = "!space:localhost";
-const GENERAL: &str = "!general:localhost";
+pub(super) const GENERAL: &str = "!general:localhost";
 const TASKS: &str = "!tasks:localhost";
 const ATTACKER: &str = "!attacker:localhost";
 
-fn alice() -> &'static UserId {
+pub(super) fn alice() -> &'static UserId {
     user_id!("@alice:localhost")
 }
 
-fn mallory() -> &'static UserId {
+pub(super) fn mallory() -> &'static UserId {
     user_id!("@mallory:localhost")
 }
 
 /// The board `launch` (Alice owns it) with its general and tasks rooms and task #1; Mallory
 /// is a member (so the bot accepts her invites) and has a room of her own, which the bot
 /// has joined.
-fn board(dir: &std::path::Path) -> App {
+pub(super) fn board(dir: &std::path::Path) -> App {
     let config = Config::offline(&dir.join("db"), "").expect("config");
     let app = App::new(config.validate().expect("valid")).expect("app");
     let store = &app.ctx.store;
@@ -353,7 +353,7 @@ async fn forged_create_naming_a_board_room_as_predecessor_adopts_nothing() {
 }
 
 /// A message as the homeserver delivers it.
-fn message(room: &str, sender: &UserId, content: Value) -> Value {
+pub(super) fn message(room: &str, sender: &UserId, content: Value) -> Value {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     json!({
         "type": "m.room.message",

@@ -457,6 +457,40 @@ mod tests {
         assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 1);
     }
 
+    /// Whether an entry can make a room a board's is kept with it: read back with the
+    /// entry, and counted again when the store is opened.
+    #[test]
+    fn an_entry_that_may_change_rooms_is_known_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let changing = NewEntry { may_change_rooms: true, ..entry("$tomb", b"{}") };
+            let out = store
+                .ingest("1", [0; 32], &[entry("$a", b"{}"), changing, entry("$b", b"{}")])
+                .expect("ingest");
+            assert_eq!((out.accepted, out.may_change_rooms), (3, 1));
+            // Seen again: not stored, not counted.
+            let out = store.ingest("2", [1; 32], &[changing]).expect("ingest");
+            assert_eq!((out.accepted, out.may_change_rooms), (0, 0));
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.pending_counts().expect("counts"), (3, 1));
+        let flags: Vec<(EntryKind, bool)> = store
+            .pending_from(0, 10)
+            .expect("pending")
+            .iter()
+            .map(|e| (e.kind, e.may_change_rooms))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                (EntryKind::Timeline, false),
+                (EntryKind::Timeline, true),
+                (EntryKind::Timeline, false)
+            ]
+        );
+    }
+
     #[test]
     fn the_oldest_waiting_entry_has_the_age_of_its_transaction() {
         let dir = tempfile::tempdir().expect("tempdir");

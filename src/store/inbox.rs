@@ -184,7 +184,11 @@ impl Store {
                 Some(Once::Event(event_id)) if !message.is_empty() => {
                     let cf = super::cf(&db, maps::EVENTID_LOGGED)?;
                     if db.get_pinned_cf(cf, event_id.as_bytes())?.is_none() {
-                        batch.put_cf(cf, event_id.as_bytes(), crate::domain::now_ms().to_be_bytes());
+                        batch.put_cf(
+                            cf,
+                            event_id.as_bytes(),
+                            crate::domain::now_ms().to_be_bytes(),
+                        );
                         log.extend(message);
                     }
                 }
@@ -239,7 +243,11 @@ impl Store {
             return Ok(outcomes);
         }
         for (user, count) in &counts {
-            batch.put_cf(super::cf(&db, maps::USERID_UNREAD)?, user.as_bytes(), count.to_be_bytes());
+            batch.put_cf(
+                super::cf(&db, maps::USERID_UNREAD)?,
+                user.as_bytes(),
+                count.to_be_bytes(),
+            );
         }
         let entries = self.inner.inbox.entries.load(Ordering::Acquire) + added_in_all;
         if added_in_all > 0 {
@@ -686,8 +694,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let json = br#"{"type":"m.room.message"}"#;
-        let entry =
-            |id| NewEntry {
+        let entry = |id| NewEntry {
             kind: EntryKind::Timeline,
             room_id: "!r:x",
             event_id: Some(id),
@@ -732,6 +739,94 @@ mod tests {
             store.log_once_and_notify(Some((Once::Entry(second), Vec::new())), Vec::new());
         assert!(!nothing.expect("nothing").off_the_queue);
         assert_eq!(store.pending_from(0, 10).expect("pending").len(), 1);
+    }
+
+    /// A lane's turn writes its messages together, in one write: each message followed on
+    /// the stream by its entries, unread counts that run on across the messages, and each
+    /// message's entry taken off the queue; one already gone adds nothing.
+    #[test]
+    fn a_turn_s_messages_are_written_in_one_write_in_order() {
+        use crate::store::inbound::{EntryKind, NewEntry};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let json = br#"{"type":"m.room.message"}"#;
+        let entry = |id| NewEntry {
+            kind: EntryKind::Timeline,
+            room_id: "!r:x",
+            event_id: Some(id),
+            json,
+            may_change_rooms: false,
+        };
+        store.ingest("t", [0; 32], &[entry("$1"), entry("$2"), entry("$3")]).expect("ingest");
+        let seqs: Vec<u64> =
+            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
+        let [s1, s2, s3] = seqs[..] else { panic!("{seqs:?}") };
+        // The third was handled before (a replay): its entry is gone.
+        store.complete_pending(s3, &[]).expect("complete");
+        let message_of = |seq, event: &str, mentions: Vec<Notification>| Message {
+            once: Some(Once::Entry(seq)),
+            log: message(event),
+            notifications: mentions,
+        };
+        let logged = store
+            .log_messages_and_notify(vec![
+                message_of(
+                    s1,
+                    "$1",
+                    vec![
+                        n("@alice:x", "$1", "!r:x", s1, None),
+                        n("@alice:x", "$1", "!r:x", s1, None),
+                    ],
+                ),
+                message_of(s2, "$2", Vec::new()),
+                message_of(
+                    s3,
+                    "$3",
+                    vec![
+                        n("@alice:x", "$3", "!r:x", s3, None),
+                        n("@bob:x", "$3", "!r:x", s3, None),
+                    ],
+                ),
+            ])
+            .expect("write");
+        let off: Vec<bool> = logged.iter().map(|l| l.off_the_queue).collect();
+        assert_eq!(off, [true, true, false]);
+        // An (event, user) pair once; nothing for the message whose entry was gone.
+        let added: Vec<usize> = logged.iter().map(|l| l.notifications.len()).collect();
+        assert_eq!(added, [1, 0, 0]);
+        assert!(store.pending_from(0, 10).expect("pending").is_empty());
+        let log = store.live_read("b", 0, 10).expect("log");
+        let kinds: Vec<_> = log.iter().map(|(id, e)| (*id, e.kind())).collect();
+        assert_eq!(kinds, vec![(1, "message"), (2, "notification"), (3, "message")]);
+        assert_eq!(store.unread_count(ruma::user_id!("@alice:x")).expect("count"), 1);
+        assert_eq!(store.unread_count(ruma::user_id!("@bob:x")).expect("count"), 0);
+
+        // Two messages of a turn mentioning one user: the counts on the stream run on.
+        store.ingest("u", [1; 32], &[entry("$4"), entry("$5")]).expect("ingest");
+        let seqs: Vec<u64> =
+            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
+        let [s4, s5] = seqs[..] else { panic!("{seqs:?}") };
+        let logged = store
+            .log_messages_and_notify(vec![
+                message_of(s4, "$4", vec![n("@alice:x", "$4", "!r:x", s4, None)]),
+                message_of(s5, "$5", vec![n("@alice:x", "$5", "!r:x", s5, None)]),
+            ])
+            .expect("write");
+        let ids: Vec<Vec<u64>> =
+            logged.iter().map(|l| l.notifications.iter().map(|n| n.id).collect()).collect();
+        assert_eq!(ids, [[2], [3]], "ids follow the entries made before");
+        assert_eq!(store.unread_count(ruma::user_id!("@alice:x")).expect("count"), 3);
+        let counts: Vec<u64> = store
+            .live_read("b", 3, 10)
+            .expect("log")
+            .iter()
+            .filter_map(|(_, e)| match &e.data {
+                StreamData::Notification(n) => Some(n.unread_count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts, [2, 3]);
+        assert_eq!(store.inbox_entry_count(), 3);
     }
 
     #[test]

@@ -319,9 +319,21 @@ async fn queries_and_ping() {
     assert_eq!((status, body), (StatusCode::OK, json!({})));
 }
 
-fn messages(from: usize, n: usize) -> Value {
+/// `n` people joining a room that is no board's: each is stored and processed (a message
+/// there that cannot be a command would not be stored at all).
+fn joins(from: usize, n: usize) -> Value {
     let events: Vec<Value> = (from..from + n)
-        .map(|i| message(&format!("$held{i}"), "@alice:localhost", &format!("message {i}")))
+        .map(|i| {
+            json!({
+                "type": "m.room.member",
+                "event_id": format!("$held{i}"),
+                "room_id": "!room:localhost",
+                "sender": format!("@user{i}:localhost"),
+                "state_key": format!("@user{i}:localhost"),
+                "origin_server_ts": 1,
+                "content": { "membership": "join" },
+            })
+        })
         .collect();
     json!({ "events": events })
 }
@@ -336,11 +348,11 @@ async fn a_transaction_is_answered_once_processing_catches_up_past_max_backlog()
         c.appservice.backlog_hold_secs = 30;
     }));
     // Under the limit: answered at once.
-    assert_eq!(f.txn("1", messages(0, 5)).await, StatusCode::OK);
+    assert_eq!(f.txn("1", joins(0, 5)).await, StatusCode::OK);
     // Past it: stored, and the answer waits.
     let held = {
         let f = f.clone();
-        tokio::spawn(async move { f.txn("2", messages(5, 10)).await })
+        tokio::spawn(async move { f.txn("2", joins(5, 10)).await })
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while f.pending().len() < 15 {
@@ -376,13 +388,103 @@ async fn a_held_transaction_is_answered_after_the_longest_hold() {
         c.appservice.backlog_hold_secs = 1;
     });
     let started = Instant::now();
-    assert_eq!(f.txn("1", messages(0, 4)).await, StatusCode::OK);
+    assert_eq!(f.txn("1", joins(0, 4)).await, StatusCode::OK);
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(1), "answered after {took:?}, before the hold ended");
     assert_eq!(f.pending().len(), 4);
     // With the limit off, never held.
     let f = fixture_without_processing(|c| c.appservice.max_backlog = 0);
     let started = Instant::now();
-    assert_eq!(f.txn("1", messages(0, 4)).await, StatusCode::OK);
+    assert_eq!(f.txn("1", joins(0, 4)).await, StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(1), "held with max_backlog = 0");
+}
+
+fn in_room(mut event: Value, room: &str) -> Value {
+    event["room_id"] = json!(room);
+    event
+}
+
+fn pending_ids(f: &Fixture) -> Vec<String> {
+    f.pending()
+        .iter()
+        .map(|p| {
+            let v: Value = serde_json::from_slice(&p.json).expect("json");
+            v["event_id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+fn ignored(f: &Fixture) -> u64 {
+    let text = f.app.ctx.metrics.render();
+    text.lines()
+        .find_map(|l| l.strip_prefix("boardroom_appservice_events_ignored_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ignored count in\n{text}"))
+}
+
+/// A message in a room that is no board's that cannot be a command calls for nothing: it is
+/// not stored. Commands, events in board rooms and state are. While an entry waits that
+/// can make a room a board's (a tombstone, Boardroom's own state, the bot's membership, a
+/// command), every message is stored, whatever its room.
+#[tokio::test]
+async fn messages_that_call_for_nothing_are_not_stored_while_no_room_may_change() {
+    use boardroom::domain::board::{RoomKind, RoomRecord};
+    let f = fixture_without_processing(|_| {});
+    let record = RoomRecord {
+        board: "ops".into(),
+        name: "general".into(),
+        kind: RoomKind::Chat,
+        private: false,
+        pending_move_from: None,
+    };
+    f.app.ctx.store.put_room(ruma::room_id!("!board:localhost"), &record).expect("room");
+    let image = json!({
+        "type": "m.room.message", "event_id": "$image", "room_id": "!room:localhost",
+        "sender": "@alice:localhost", "origin_server_ts": 1,
+        "content": { "msgtype": "m.image", "body": "!a.png", "url": "mxc://localhost/a" },
+    });
+    let member = json!({
+        "type": "m.room.member", "event_id": "$member", "room_id": "!room:localhost",
+        "sender": "@bob:localhost", "state_key": "@bob:localhost", "origin_server_ts": 1,
+        "content": { "membership": "join" },
+    });
+    let body = json!({ "events": [
+        message("$talk", "@alice:localhost", "just talking"),
+        image,
+        message("$bang", "@alice:localhost", "ship it!"),
+        in_room(message("$board", "@alice:localhost", "just talking"), "!board:localhost"),
+        member,
+    ]});
+    assert_eq!(f.txn("1", body).await, StatusCode::OK);
+    assert_eq!(pending_ids(&f), ["$bang", "$board", "$member"]);
+    assert_eq!(ignored(&f), 2);
+    // "ship it!" can be a command: while it waits, nothing is left out.
+    assert!(!f.app.ctx.backlog.rooms_settled());
+    let later = json!({ "events": [message("$later", "@alice:localhost", "more talk")] });
+    assert_eq!(f.txn("2", later).await, StatusCode::OK);
+    assert_eq!(pending_ids(&f), ["$bang", "$board", "$member", "$later"]);
+
+    f.start_processing();
+    f.processed_outbox().await;
+    assert!(f.app.ctx.backlog.rooms_settled(), "every entry that could change rooms is done");
+    let quiet = json!({ "events": [message("$quiet", "@alice:localhost", "quiet talk")] });
+    assert_eq!(f.txn("3", quiet).await, StatusCode::OK);
+    assert_eq!(ignored(&f), 3);
+    // A tombstone earlier in the same transaction: the message after it is stored.
+    let tombstone = json!({
+        "type": "m.room.tombstone", "event_id": "$tomb", "room_id": "!room:localhost",
+        "sender": "@alice:localhost", "state_key": "", "origin_server_ts": 2,
+        "content": { "body": "moved", "replacement_room": "!new:localhost" },
+    });
+    let upgrade = json!({ "events": [
+        tombstone,
+        in_room(message("$first", "@alice:localhost", "hello new room"), "!new:localhost"),
+    ]});
+    assert_eq!(f.txn("4", upgrade).await, StatusCode::OK);
+    assert_eq!(ignored(&f), 3, "nothing left out after the tombstone");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f.app.ctx.backlog.rooms_settled() {
+        assert!(Instant::now() < deadline, "the tombstone was never processed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

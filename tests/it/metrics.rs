@@ -56,13 +56,16 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn transaction(from: usize, n: usize) -> String {
     let events: Vec<_> = (from..from + n)
         .map(|i| {
+            // Joins are stored and processed wherever they are; a message that cannot be a
+            // command, in a room that is no board's, would not be stored.
             json!({
-                "type": "m.room.message",
+                "type": "m.room.member",
                 "room_id": format!("!elsewhere{}:localhost", i % 3),
-                "sender": "@alice:localhost",
+                "sender": format!("@user{i}:localhost"),
+                "state_key": format!("@user{i}:localhost"),
                 "event_id": format!("$metrics{i}"),
                 "origin_server_ts": 1_780_000_000_000u64 + i as u64,
-                "content": { "msgtype": "m.text", "body": format!("message {i}") },
+                "content": { "membership": "join" },
             })
         })
         .collect();
@@ -135,6 +138,13 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
     // The same transaction again (a replay), and 5 events seen before with 5 new ones.
     put("1", transaction(0, 10)).await;
     put("2", transaction(5, 10)).await;
+    // A message that calls for nothing: counted, not stored.
+    let talk = json!({ "events": [{
+        "type": "m.room.message", "room_id": "!elsewhere0:localhost", "sender": "@alice:localhost",
+        "event_id": "$talk", "origin_server_ts": 1_780_000_000_000u64,
+        "content": { "msgtype": "m.text", "body": "just talking" },
+    }]});
+    put("3", talk.to_string()).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let after = loop {
@@ -145,13 +155,14 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
         assert!(tokio::time::Instant::now() < deadline, "not processed in 20 s:\n{text}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(sample(&after, "boardroom_appservice_transactions_total"), 3.0);
+    assert_eq!(sample(&after, "boardroom_appservice_transactions_total"), 4.0);
+    assert_eq!(sample(&after, "boardroom_appservice_events_ignored_total"), 1.0);
     assert_eq!(sample(&after, "boardroom_appservice_transactions_replayed_total"), 1.0);
     assert_eq!(sample(&after, "boardroom_appservice_events_accepted_total"), 15.0);
     assert_eq!(sample(&after, "boardroom_appservice_events_duplicate_total"), 5.0);
     assert_eq!(sample(&after, "boardroom_inbound_entries_processed_total"), 15.0);
     assert_eq!(sample(&after, "boardroom_inbound_queue_depth"), 0.0);
-    assert_eq!(sample(&after, "boardroom_appservice_ingest_seconds_count"), 3.0);
+    assert_eq!(sample(&after, "boardroom_appservice_ingest_seconds_count"), 4.0);
     assert_eq!(sample(&after, "boardroom_inbound_processing_seconds_count"), 15.0);
     let transactions = [("route", "/_matrix/app/v1/transactions/{txn_id}")];
     assert_eq!(
@@ -161,9 +172,9 @@ async fn metrics_move_as_transactions_arrive_and_are_processed() {
     );
     assert_eq!(
         value(&after, "boardroom_http_requests_total", &[transactions[0], ("status", "200")]),
-        3.0
+        4.0
     );
-    assert_eq!(value(&after, "boardroom_http_request_seconds_count", &transactions), 4.0);
+    assert_eq!(value(&after, "boardroom_http_request_seconds_count", &transactions), 5.0);
     for state in ["waiting", "sent", "dead"] {
         assert_eq!(value(&after, "boardroom_outbox_entries", &[("state", state)]), 0.0);
     }

@@ -374,7 +374,8 @@ async fn disk_full_synapse_keeps_the_transaction_and_redelivers_it() {
     let mut junk = 0;
     loop {
         let events: Vec<Value> =
-            (0..8).map(|i| message(&format!("$junk{junk}.{i}"), &"y".repeat(8 * 1024))).collect();
+            // (A `!` makes each a message that may be a command: stored.)
+            (0..8).map(|i| message(&format!("$junk{junk}.{i}"), &format!("{}!", "y".repeat(8 * 1024)))).collect();
         let body = json!({ "events": events }).to_string();
         let (status, _, _) = call(&router, put_txn(&hs_token, &format!("junk{junk}"), body)).await;
         if status == StatusCode::SERVICE_UNAVAILABLE {

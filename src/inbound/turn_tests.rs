@@ -1,0 +1,114 @@
+//! A lane's turn ([`super::process_turn`]): a room's messages that are not commands are
+//! written together, and any other entry is handled on its own after what came before it
+//! is written, so that it sees it.
+
+use ruma::{RoomId, events::room::member::MembershipState};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Completions,
+    trust_tests::{GENERAL, alice, board, mallory, message},
+};
+use crate::store::inbound::{EntryKind, NewEntry};
+
+/// Mallory mentions Alice, talks, redacts her mention, and mentions Alice again, all in one
+/// turn of the general room's lane: the stream has each message followed by what it made,
+/// in order; the redaction, handled on its own after the two messages before it were
+/// written, took away the first mention; the messages' entries left the queue with their
+/// write.
+#[tokio::test]
+async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_between() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let (ctx, store) = (&app.ctx, &app.ctx.store);
+    let general = RoomId::parse(GENERAL).expect("room id");
+    for user in [alice(), mallory()] {
+        store.set_membership(&general, user, &MembershipState::Join, None, None).expect("member");
+    }
+    let mention = |body: &str| {
+        message(
+            GENERAL,
+            mallory(),
+            json!({ "msgtype": "m.text", "body": body, "m.mentions": { "user_ids": [alice()] } }),
+        )
+    };
+    let first = mention("alice: the first look");
+    let first_id = first["event_id"].as_str().expect("id").to_owned();
+    let redaction = json!({
+        "type": "m.room.redaction",
+        "room_id": GENERAL,
+        "sender": mallory(),
+        "redacts": first_id,
+        "content": { "redacts": first_id },
+        "event_id": "$turn-redaction",
+        "origin_server_ts": 1_700_000_000_000u64,
+    });
+    let events = [
+        first,
+        message(GENERAL, mallory(), json!({ "msgtype": "m.text", "body": "just talking" })),
+        redaction,
+        mention("alice: the second look"),
+    ];
+    let jsons: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| {
+            (e["event_id"].as_str().expect("id").to_owned(), serde_json::to_vec(e).expect("json"))
+        })
+        .collect();
+    let entries: Vec<NewEntry<'_>> = jsons
+        .iter()
+        .map(|(id, json)| NewEntry {
+            kind: EntryKind::Timeline,
+            room_id: GENERAL,
+            event_id: Some(id),
+            json,
+            may_change_rooms: false,
+        })
+        .collect();
+    store.ingest("turn", [7; 32], &entries).expect("ingest");
+    let turn = store.pending_from(0, 10).expect("pending");
+    let seqs: Vec<u64> = turn.iter().map(|e| e.seq).collect();
+    let head = store.live_head("launch").expect("head");
+
+    let completions = Completions::default();
+    super::process_turn(ctx, turn, &CancellationToken::new(), &completions).await;
+
+    let log = store.live_read("launch", head, 20).expect("log");
+    let seen: Vec<(&str, Option<String>)> = log
+        .iter()
+        .map(|(_, e)| {
+            let redacts = match &e.data {
+                crate::domain::stream::StreamData::Message(m) => {
+                    m.redacts.as_ref().map(|r| r.to_string())
+                }
+                _ => None,
+            };
+            (e.kind(), redacts)
+        })
+        .collect();
+    let plain = |kind| (kind, None);
+    assert_eq!(
+        seen,
+        [
+            plain("message"),
+            plain("notification"),
+            plain("message"),
+            ("message", Some(first_id.clone())),
+            plain("message"),
+            plain("notification"),
+        ],
+        "each message with what it made, in order, the redaction between"
+    );
+    assert_eq!(store.unread_count(alice()).expect("count"), 1, "the first mention was redacted");
+    let done: Vec<(u64, bool)> =
+        completions.take().iter().map(|c| (c.seq, c.off_the_queue)).collect();
+    assert_eq!(
+        done,
+        [(seqs[0], true), (seqs[1], true), (seqs[2], false), (seqs[3], true)],
+        "every entry completed, in order; the messages' own write took them off the queue"
+    );
+    let left: Vec<u64> =
+        store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
+    assert_eq!(left, [seqs[2]], "the redaction waits for the completion writer");
+}

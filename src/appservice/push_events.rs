@@ -25,7 +25,7 @@ use super::{AppState, extract::Ruma};
 use crate::{
     crypto::DeviceUpdates,
     error::{Error, Result},
-    inbound::peek::{Peek, Plain, plain_message},
+    inbound::peek::Peek,
     store::inbound::{DEVICE_LANE, EntryKind, NewEntry},
 };
 
@@ -83,8 +83,9 @@ pub(crate) async fn handle(
         let Request { txn_id, events, ephemeral, .. } = request;
         let mut owned = Vec::with_capacity(events.len());
         let mut ignored = 0u64;
+        let mut no_boards = std::collections::HashMap::new();
         for raw in events {
-            match timeline_entry(ctx, raw, rooms_settled) {
+            match timeline_entry(ctx, raw, rooms_settled, &mut no_boards) {
                 Timeline::Store(o) => {
                     rooms_settled &= !o.may_change_rooms;
                     owned.push(o);
@@ -248,11 +249,13 @@ fn device_entry(ctx: &crate::context::Context, body: &[u8]) -> Result<Option<Own
     }))
 }
 
-/// One pass over the event (borrowed from the body) for its ids and what it can call for.
+/// One pass over the event (borrowed from the body) for its ids and what it can call for;
+/// `no_boards` remembers, for the transaction, which rooms were found to be no board's.
 fn timeline_entry(
     ctx: &crate::context::Context,
     raw: Raw<AnyTimelineEvent>,
     rooms_settled: bool,
+    no_boards: &mut std::collections::HashMap<String, bool>,
 ) -> Timeline {
     let json = raw.into_json();
     let peeked = Peek::of(json.get().as_bytes()).map(|peek| {
@@ -260,8 +263,19 @@ fn timeline_entry(
         let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), room) else {
             return Err(Timeline::Malformed);
         };
-        if rooms_settled && matches!(plain_message(&ctx.store, &peek), Plain::ElsewhereThanABoard) {
-            return Err(Timeline::CallsForNothing);
+        if rooms_settled && peek.cannot_be_a_command() {
+            // Each room is looked up once per transaction.
+            let elsewhere = match no_boards.get(room.as_str()) {
+                Some(&elsewhere) => elsewhere,
+                None => {
+                    let elsewhere = matches!(ctx.store.room(room), Ok(None));
+                    no_boards.insert(room.as_str().to_owned(), elsewhere);
+                    elsewhere
+                }
+            };
+            if elsewhere {
+                return Err(Timeline::CallsForNothing);
+            }
         }
         Ok((event_id.to_owned(), room.to_string(), peek.may_change_rooms(&ctx.settings)))
     });

@@ -685,26 +685,33 @@ mod tests {
         assert_eq!(store.inbox_entry_count(), 1);
     }
 
+    /// Messages `ids` put on the inbound queue by transaction `txn`: their seqs.
+    fn queue(store: &Store, txn: &str, ids: &[&str]) -> Vec<u64> {
+        use crate::store::inbound::{EntryKind, NewEntry};
+        let json = br#"{"type":"m.room.message"}"#;
+        let entries: Vec<NewEntry<'_>> = ids
+            .iter()
+            .map(|id| NewEntry {
+                kind: EntryKind::Timeline,
+                room_id: "!r:x",
+                event_id: Some(id),
+                json,
+                may_change_rooms: false,
+            })
+            .collect();
+        let before = store.pending_from(0, 100).expect("pending").len();
+        store.ingest(txn, [0; 32], &entries).expect("ingest");
+        store.pending_from(0, 100).expect("pending")[before..].iter().map(|e| e.seq).collect()
+    }
+
     /// A message from the inbound queue is kept from being logged twice by its entry: the
     /// write takes the entry off the queue (no mark), and once it is gone nothing is
     /// written again.
     #[test]
     fn a_queued_message_takes_its_entry_off_the_queue_in_its_write() {
-        use crate::store::inbound::{EntryKind, NewEntry};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let json = br#"{"type":"m.room.message"}"#;
-        let entry = |id| NewEntry {
-            kind: EntryKind::Timeline,
-            room_id: "!r:x",
-            event_id: Some(id),
-            json,
-            may_change_rooms: false,
-        };
-        store.ingest("t", [0; 32], &[entry("$1"), entry("$2")]).expect("ingest");
-        let queued: Vec<u64> =
-            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
-        let [first, second] = queued[..] else { panic!("{queued:?}") };
+        let [first, second] = queue(&store, "t", &["$1", "$2"])[..] else { panic!() };
 
         let logged = store
             .log_once_and_notify(
@@ -746,47 +753,22 @@ mod tests {
     /// message's entry taken off the queue; one already gone adds nothing.
     #[test]
     fn a_turn_s_messages_are_written_in_one_write_in_order() {
-        use crate::store::inbound::{EntryKind, NewEntry};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let json = br#"{"type":"m.room.message"}"#;
-        let entry = |id| NewEntry {
-            kind: EntryKind::Timeline,
-            room_id: "!r:x",
-            event_id: Some(id),
-            json,
-            may_change_rooms: false,
-        };
-        store.ingest("t", [0; 32], &[entry("$1"), entry("$2"), entry("$3")]).expect("ingest");
-        let seqs: Vec<u64> =
-            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
-        let [s1, s2, s3] = seqs[..] else { panic!("{seqs:?}") };
+        let [s1, s2, s3] = queue(&store, "t", &["$1", "$2", "$3"])[..] else { panic!() };
         // The third was handled before (a replay): its entry is gone.
         store.complete_pending(s3, &[]).expect("complete");
-        let message_of = |seq, event: &str, mentions: Vec<Notification>| Message {
+        // A queued message mentioning `users`.
+        let message_of = |seq, event: &str, users: &[&str]| Message {
             once: Some(Once::Entry(seq)),
             log: message(event),
-            notifications: mentions,
+            notifications: users.iter().map(|u| n(u, event, "!r:x", seq, None)).collect(),
         };
         let logged = store
             .log_messages_and_notify(vec![
-                message_of(
-                    s1,
-                    "$1",
-                    vec![
-                        n("@alice:x", "$1", "!r:x", s1, None),
-                        n("@alice:x", "$1", "!r:x", s1, None),
-                    ],
-                ),
-                message_of(s2, "$2", Vec::new()),
-                message_of(
-                    s3,
-                    "$3",
-                    vec![
-                        n("@alice:x", "$3", "!r:x", s3, None),
-                        n("@bob:x", "$3", "!r:x", s3, None),
-                    ],
-                ),
+                message_of(s1, "$1", &["@alice:x", "@alice:x"]),
+                message_of(s2, "$2", &[]),
+                message_of(s3, "$3", &["@alice:x", "@bob:x"]),
             ])
             .expect("write");
         let off: Vec<bool> = logged.iter().map(|l| l.off_the_queue).collect();
@@ -802,14 +784,11 @@ mod tests {
         assert_eq!(store.unread_count(ruma::user_id!("@bob:x")).expect("count"), 0);
 
         // Two messages of a turn mentioning one user: the counts on the stream run on.
-        store.ingest("u", [1; 32], &[entry("$4"), entry("$5")]).expect("ingest");
-        let seqs: Vec<u64> =
-            store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
-        let [s4, s5] = seqs[..] else { panic!("{seqs:?}") };
+        let [s4, s5] = queue(&store, "u", &["$4", "$5"])[..] else { panic!() };
         let logged = store
             .log_messages_and_notify(vec![
-                message_of(s4, "$4", vec![n("@alice:x", "$4", "!r:x", s4, None)]),
-                message_of(s5, "$5", vec![n("@alice:x", "$5", "!r:x", s5, None)]),
+                message_of(s4, "$4", &["@alice:x"]),
+                message_of(s5, "$5", &["@alice:x"]),
             ])
             .expect("write");
         let ids: Vec<Vec<u64>> =

@@ -85,10 +85,19 @@ impl Backlog {
         self.may_change_rooms.fetch_add(by, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Whether no entry waits whose handling can make a room a board's: then a room that
-    /// is no board's stays so until the next such entry is stored.
+    /// Whether no entry waits whose handling can make a room a board's, and no board or
+    /// room is being created: then a room that is no board's stays so until the next such
+    /// entry is stored.
     pub fn rooms_settled(&self) -> bool {
         self.may_change_rooms.load(std::sync::atomic::Ordering::Acquire) <= 0
+    }
+
+    /// Keeps [`Backlog::rooms_settled`] false while the guard lives: held by a board's or a
+    /// room's creation (from a command or over the API), whose rooms exist on the
+    /// homeserver before Boardroom records them.
+    pub fn changing_rooms(&self) -> RoomsChanging<'_> {
+        self.rooms_may_change(true, 1);
+        RoomsChanging(self)
     }
 
     /// `n` more entries were stored.
@@ -123,6 +132,16 @@ impl Backlog {
     }
 }
 
+/// A creation in progress ([`Backlog::changing_rooms`]); dropped when it ends, however.
+#[derive(Debug)]
+pub struct RoomsChanging<'a>(&'a Backlog);
+
+impl Drop for RoomsChanging<'_> {
+    fn drop(&mut self) {
+        self.0.rooms_may_change(false, 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +164,29 @@ mod tests {
         let waiter = async { backlog.down_to(3, std::time::Duration::from_secs(10)).await };
         let (reached, ()) = tokio::join!(waiter, async { backlog.processed(1) });
         assert!(reached);
+    }
+
+    /// Rooms are settled only when no entry that can change them waits (counted from
+    /// start-up, from before each is stored until it is processed) and no creation runs.
+    #[test]
+    fn rooms_are_settled_only_with_no_room_change_waiting_or_running() {
+        let gauge =
+            prometheus_client::metrics::gauge::Gauge::<i64, std::sync::atomic::AtomicI64>::default(
+            );
+        let backlog = Backlog::new((5, 2), gauge);
+        assert!(!backlog.rooms_settled(), "two left waiting at the last stop");
+        backlog.rooms_may_change(false, 2);
+        assert!(backlog.rooms_settled());
+        backlog.rooms_may_change(true, 1);
+        assert!(!backlog.rooms_settled());
+        backlog.rooms_may_change(false, 1);
+        let creating = backlog.changing_rooms();
+        let another = backlog.changing_rooms();
+        assert!(!backlog.rooms_settled());
+        drop(creating);
+        assert!(!backlog.rooms_settled(), "one creation still runs");
+        drop(another);
+        assert!(backlog.rooms_settled());
     }
 }
 

@@ -92,12 +92,15 @@ impl Backlog {
         self.may_change_rooms.load(std::sync::atomic::Ordering::Acquire) <= 0
     }
 
-    /// Keeps [`Backlog::rooms_settled`] false while the guard lives: held by a board's or a
-    /// room's creation (from a command or over the API), whose rooms exist on the
-    /// homeserver before Boardroom records them.
-    pub fn changing_rooms(&self) -> RoomsChanging<'_> {
-        self.rooms_may_change(true, 1);
-        RoomsChanging(self)
+    /// Keeps [`Backlog::rooms_settled`] false while the guard lives, counting `n`: held by
+    /// a board's or a room's creation (from a command or over the API: its rooms exist on
+    /// the homeserver before Boardroom records them, `n` = 1), and by an ingest for the
+    /// entries it is about to store that can make a room a board's (so that none is left
+    /// uncounted meanwhile; [`RoomsChanging::stored`] hands those stored over to
+    /// processing, which counts each out).
+    pub fn changing_rooms(&self, n: u64) -> RoomsChanging<'_> {
+        self.rooms_may_change(true, n);
+        RoomsChanging { backlog: self, held: n }
     }
 
     /// `n` more entries were stored.
@@ -132,13 +135,24 @@ impl Backlog {
     }
 }
 
-/// A creation in progress ([`Backlog::changing_rooms`]); dropped when it ends, however.
+/// Room changes in progress ([`Backlog::changing_rooms`]): counted out when dropped,
+/// however the work ends, but those handed over as stored.
 #[derive(Debug)]
-pub struct RoomsChanging<'a>(&'a Backlog);
+pub struct RoomsChanging<'a> {
+    backlog: &'a Backlog,
+    held: u64,
+}
+
+impl RoomsChanging<'_> {
+    /// `n` of them are stored entries now: counted out when each is processed.
+    pub fn stored(mut self, n: u64) {
+        self.held = self.held.saturating_sub(n);
+    }
+}
 
 impl Drop for RoomsChanging<'_> {
     fn drop(&mut self) {
-        self.0.rooms_may_change(false, 1);
+        self.backlog.rooms_may_change(false, self.held);
     }
 }
 
@@ -177,11 +191,19 @@ mod tests {
         assert!(!backlog.rooms_settled(), "two left waiting at the last stop");
         backlog.rooms_may_change(false, 2);
         assert!(backlog.rooms_settled());
-        backlog.rooms_may_change(true, 1);
+        // An ingest of three such entries, two of them stored (one a duplicate):
+        // those two wait for processing, the third is counted out at once.
+        let ingest = backlog.changing_rooms(3);
         assert!(!backlog.rooms_settled());
-        backlog.rooms_may_change(false, 1);
-        let creating = backlog.changing_rooms();
-        let another = backlog.changing_rooms();
+        ingest.stored(2);
+        assert!(!backlog.rooms_settled());
+        backlog.rooms_may_change(false, 2);
+        assert!(backlog.rooms_settled(), "both processed");
+        // A failed ingest counts all of its own out.
+        drop(backlog.changing_rooms(4));
+        assert!(backlog.rooms_settled());
+        let creating = backlog.changing_rooms(1);
+        let another = backlog.changing_rooms(1);
         assert!(!backlog.rooms_settled());
         drop(creating);
         assert!(!backlog.rooms_settled(), "one creation still runs");

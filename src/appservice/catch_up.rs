@@ -277,8 +277,9 @@ async fn store(ctx: &Context, room: &RoomId, events: &[Raw<AnyTimelineEvent>]) -
     }
     let digest: [u8; 32] = digest.finalize().into();
     let txn_id = format!("catch-up.{room}.{}", now_ms());
-    let changing = owned.iter().filter(|(.., changing)| *changing).count() as u64;
-    ctx.backlog.rooms_may_change(true, changing);
+    // Counted before they are stored, as a transaction's.
+    let changing =
+        ctx.backlog.changing_rooms(owned.iter().filter(|(.., changing)| *changing).count() as u64);
     let room_id = room.to_string();
     let store = ctx.store.clone();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -295,13 +296,8 @@ async fn store(ctx: &Context, room: &RoomId, events: &[Raw<AnyTimelineEvent>]) -
         store.ingest(&txn_id, digest, &entries)
     })
     .await
-    .map_err(|e| Error::Internal(format!("catch-up ingest: {e}")))
-    .and_then(|r| r);
-    // Counted before they are stored, as a transaction's (what was not stored is counted
-    // out after).
-    let stored_changing = outcome.as_ref().map_or(0, |o| o.may_change_rooms as u64);
-    ctx.backlog.rooms_may_change(false, changing - stored_changing);
-    let outcome = outcome?;
+    .map_err(|e| Error::Internal(format!("catch-up ingest: {e}")))??;
+    changing.stored(outcome.may_change_rooms as u64);
     ctx.metrics.events_accepted.inc_by(outcome.accepted as u64);
     ctx.backlog.stored(outcome.accepted as u64);
     if outcome.accepted > 0 {

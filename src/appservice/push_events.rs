@@ -9,7 +9,7 @@
 
 use axum::{extract::State, response::Response};
 use ruma::{
-    OwnedRoomId, RoomId,
+    OwnedRoomId,
     api::{
         OutgoingResponseExt,
         appservice::event::push_events::v1::{EphemeralData, Request, Response as PushResponse},
@@ -138,8 +138,8 @@ pub(crate) async fn handle(
 
         // Counted before they are stored, so that no message is left out meanwhile; what
         // was not stored (a duplicate, a failed write) is counted out after.
-        let changing = owned.iter().filter(|o| o.may_change_rooms).count() as u64;
-        ctx.backlog.rooms_may_change(true, changing);
+        let changing =
+            ctx.backlog.changing_rooms(owned.iter().filter(|o| o.may_change_rooms).count() as u64);
         let store = ctx.store.clone();
         let txn = txn_id.to_string();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -156,11 +156,8 @@ pub(crate) async fn handle(
             store.ingest(&txn, digest, &entries)
         })
         .await
-        .map_err(|e| Error::Internal(format!("ingest task: {e}")))
-        .and_then(|r| r);
-        let stored_changing = outcome.as_ref().map_or(0, |o| o.may_change_rooms as u64);
-        ctx.backlog.rooms_may_change(false, changing - stored_changing);
-        let outcome = outcome?;
+        .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
+        changing.stored(outcome.may_change_rooms as u64);
         let m = &ctx.metrics;
         m.events_ignored.inc_by(ignored);
         m.ingest_seconds.observe(started.elapsed().as_secs_f64());
@@ -259,8 +256,7 @@ fn timeline_entry(
 ) -> Timeline {
     let json = raw.into_json();
     let peeked = Peek::of(json.get().as_bytes()).map(|peek| {
-        let room = peek.room_id.as_deref().and_then(|r| <&RoomId>::try_from(r).ok());
-        let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), room) else {
+        let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), peek.room()) else {
             return Err(Timeline::Malformed);
         };
         if rooms_settled && peek.cannot_be_a_command() {

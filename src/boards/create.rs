@@ -60,7 +60,7 @@ pub(crate) async fn create(
     access::may_create_boards(ctx, req.actor)?;
     access::in_scope(req.actor, &input.slug)?;
     // Its rooms' first messages are stored, whatever ingest knows of them meanwhile.
-    let _changing = ctx.backlog.changing_rooms();
+    let _changing = ctx.backlog.changing_rooms(1);
     let settings = &ctx.settings;
     let (slug, name, sender) = (input.slug.as_str(), input.name.as_str(), req.actor.user_id());
     if let Err(why) = validate_slug(slug) {

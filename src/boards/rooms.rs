@@ -70,7 +70,7 @@ pub(crate) async fn add_room(
 ) -> OpResult<AddedRoom> {
     let board = access::board(ctx, req.actor, at, &ADD_ROOM)?;
     // Its first messages are stored, whatever ingest knows of it meanwhile.
-    let _changing = ctx.backlog.changing_rooms();
+    let _changing = ctx.backlog.changing_rooms(1);
     let (name, private, sender) = (input.name.as_str(), input.private, req.actor.user_id());
     if let Err(why) = validate_room_name(name) {
         return Err(Refusal::invalid(format!("Cannot add the room: {why}.")));

@@ -47,6 +47,11 @@ impl<'a> Peek<'a> {
 }
 
 impl Peek<'_> {
+    /// Its room id, when it has a valid one.
+    pub(crate) fn room(&self) -> Option<&ruma::RoomId> {
+        self.room_id.as_deref().and_then(|r| <&ruma::RoomId>::try_from(r).ok())
+    }
+
     /// Whether it is redacted (`unsigned.redacted_because`).
     pub(crate) fn redacted(&self) -> bool {
         self.unsigned.as_ref().is_some_and(|u| u.redacted_because.is_some())
@@ -104,7 +109,7 @@ pub(crate) fn plain_message(store: &Store, peek: &Peek<'_>) -> Plain {
     if !peek.cannot_be_a_command() {
         return Plain::Unknown;
     }
-    let Some(room) = peek.room_id.as_deref().and_then(|r| <&ruma::RoomId>::try_from(r).ok()) else {
+    let Some(room) = peek.room() else {
         return Plain::Unknown;
     };
     match store.room(room) {

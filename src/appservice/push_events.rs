@@ -77,15 +77,16 @@ pub(crate) async fn handle(
         };
 
         // A message in a room that is no board's and that cannot be a command calls for
-        // nothing: it is not stored, unless an entry waits that can make a room a board's
+        // nothing, nor does another user's membership in a room that is neither a board's
+        // room nor its space: it is not stored, unless an entry waits that can make a room a board's
         // (one stored before, or one earlier in this transaction).
         let mut rooms_settled = ctx.backlog.rooms_settled();
         let Request { txn_id, events, ephemeral, .. } = request;
         let mut owned = Vec::with_capacity(events.len());
         let mut ignored = 0u64;
-        let mut no_boards = std::collections::HashMap::new();
+        let mut places = std::collections::HashMap::new();
         for raw in events {
-            match timeline_entry(ctx, raw, rooms_settled, &mut no_boards) {
+            match timeline_entry(ctx, raw, rooms_settled, &mut places) {
                 Timeline::Store(o) => {
                     rooms_settled &= !o.may_change_rooms;
                     owned.push(o);
@@ -246,30 +247,56 @@ fn device_entry(ctx: &crate::context::Context, body: &[u8]) -> Result<Option<Own
     }))
 }
 
+/// What a room is to Boardroom, as ingest's first pass asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A board's chat or tasks room.
+    BoardRoom,
+    /// A board's space.
+    BoardSpace,
+    /// Neither.
+    Elsewhere,
+    /// It cannot be read: as if it were a board room (everything is stored).
+    Unknown,
+}
+
+impl Place {
+    fn of(ctx: &crate::context::Context, room: &ruma::RoomId) -> Self {
+        match (ctx.store.room(room), ctx.store.board_by_space(room)) {
+            (Ok(Some(_)), _) => Place::BoardRoom,
+            (Ok(None), Ok(Some(_))) => Place::BoardSpace,
+            (Ok(None), Ok(None)) => Place::Elsewhere,
+            _ => Place::Unknown,
+        }
+    }
+}
+
 /// One pass over the event (borrowed from the body) for its ids and what it can call for;
-/// `no_boards` remembers, for the transaction, which rooms were found to be no board's.
+/// `places` remembers, for the transaction, what each room was found to be.
 fn timeline_entry(
     ctx: &crate::context::Context,
     raw: Raw<AnyTimelineEvent>,
     rooms_settled: bool,
-    no_boards: &mut std::collections::HashMap<String, bool>,
+    places: &mut std::collections::HashMap<String, Place>,
 ) -> Timeline {
     let json = raw.into_json();
     let peeked = Peek::of(json.get().as_bytes()).map(|peek| {
         let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), peek.room()) else {
             return Err(Timeline::Malformed);
         };
-        if rooms_settled && peek.cannot_be_a_command() {
+        let message = peek.cannot_be_a_command();
+        if rooms_settled && (message || peek.others_membership(&ctx.settings)) {
             // Each room is looked up once per transaction.
-            let elsewhere = match no_boards.get(room.as_str()) {
-                Some(&elsewhere) => elsewhere,
+            let place = match places.get(room.as_str()) {
+                Some(&place) => place,
                 None => {
-                    let elsewhere = matches!(ctx.store.room(room), Ok(None));
-                    no_boards.insert(room.as_str().to_owned(), elsewhere);
-                    elsewhere
+                    let place = Place::of(ctx, room);
+                    places.insert(room.as_str().to_owned(), place);
+                    place
                 }
             };
-            if elsewhere {
+            // A message counts in a board room only; a membership in a board's space too.
+            if place == Place::Elsewhere || (message && place == Place::BoardSpace) {
                 return Err(Timeline::CallsForNothing);
             }
         }

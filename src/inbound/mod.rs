@@ -1,5 +1,5 @@
-//! Drains the durable inbound queue: in order within a room (one lane per room), in
-//! parallel across rooms. Each entry is handled ([`handler`]) into outbound actions, which
+//! Drains the durable inbound queue: in order within a room, in parallel across lanes (a
+//! room's own, or its board's; see [`route`]). Each entry is handled ([`handler`]) into outbound actions, which
 //! are queued in the outbox in the same atomic write that marks the entry processed.
 
 pub(crate) mod handler;
@@ -33,7 +33,7 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
         Ok(store
             .pending_from(from, limit)?
             .into_iter()
-            .map(|e| (e.seq, e.room_id.clone(), e))
+            .map(|e| (e.seq, route(&store, &e), e))
             .collect())
     };
     let completions = Arc::new(Completions::default());
@@ -51,6 +51,45 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "the completion writer ended abnormally");
     }
+}
+
+/// Where an entry is handled: in its room's lane, in order with the room's other entries.
+/// A board room's timeline events that cannot change rooms (messages that are not
+/// commands, other users' memberships, redactions) share their board's lanes (one per
+/// core, by room), so that what
+/// one transaction brings a board is handled in a few turns and written in a few writes
+/// rather than room by room. Commands, state that may change rooms and encrypted events
+/// ask for their room's own lane, where one waiting on the homeserver holds up only its
+/// room (a room stays in the lane its last entry went to while that lane is busy).
+fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
+    let board = match (entry.kind, entry.may_change_rooms) {
+        (crate::store::inbound::EntryKind::Timeline, false) => {
+            <&ruma::RoomId>::try_from(entry.room_id.as_str())
+                .ok()
+                .and_then(|room| store.room(room).ok().flatten())
+                .map(|record| {
+                    // Spread over as many lanes as the machine has cores, by room.
+                    let part = fnv1a(entry.room_id.as_bytes()) % *BOARD_LANES;
+                    format!("board {part} {}", record.board)
+                })
+        }
+        _ => None,
+    };
+    lanes::Route { key: entry.room_id.clone(), shared: board }
+}
+
+/// Lanes a board's rooms share: one per core, so that a busy board's processing can keep
+/// up with ingest.
+static BOARD_LANES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64).clamp(1, 16)
+});
+
+/// FNV-1a: a hash that is the same in every process (a room's lane does not matter across
+/// restarts, but a stable spread is easier to reason about).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Entries handled and not yet marked processed, with the actions each queues: written

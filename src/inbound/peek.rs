@@ -72,6 +72,17 @@ impl Peek<'_> {
         }
     }
 
+    /// Another user's membership (not the bot's, not a virtual user's): it counts only in
+    /// a board's space or rooms, where the index keeps who is a member.
+    pub(crate) fn others_membership(&self, settings: &Settings) -> bool {
+        self.ty == "m.room.member"
+            && self
+                .state_key
+                .as_deref()
+                .and_then(|k| <&UserId>::try_from(k).ok())
+                .is_some_and(|u| !settings.is_ours(u))
+    }
+
     /// Whether handling it can make a room a board's: any state event but another
     /// user's membership (a tombstone, Boardroom's own state, the bot or a virtual user
     /// joining or invited), and any message that can be a command (`!board create`

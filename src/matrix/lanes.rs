@@ -1,6 +1,10 @@
-//! Draining a durable queue in per-key lanes: items with the same key (a room) are handled
-//! one after another in queue order; items with different keys run in parallel. Both the
-//! inbound queue (`inbound`) and the outbox (`outbox`) run on it.
+//! Draining a durable queue in lanes: items with the same key (a room) are handled one
+//! after another in queue order, in one lane; items in different lanes run in parallel.
+//! An item goes to its key's own lane, or to a lane it shares with other keys (a board's
+//! rooms share one, so that their items are handled, and written, together): one key's
+//! items are never in two lanes at once (a key stays in the lane its last item went to
+//! while that lane has items in flight). Both the inbound queue (`inbound`) and the outbox
+//! (`outbox`) run on it.
 //!
 //! The queue stays the record: an item leaves it only when its handler removes it, so a
 //! stop at any point leaves the unhandled items there for the next start, which reads the
@@ -23,8 +27,23 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// An item read from a queue: its seq (queue order), the key of its lane, the item.
-pub(crate) type Item<T> = (u64, String, T);
+/// An item read from a queue: its seq (queue order), where it goes, the item.
+pub(crate) type Item<T> = (u64, Route, T);
+
+/// Where an item goes: its key (one key's items are handled in queue order), and the lane
+/// it may share with other keys (`None`: its key's own). A shared lane's name must be no
+/// key's.
+pub(crate) struct Route {
+    pub(crate) key: String,
+    pub(crate) shared: Option<String>,
+}
+
+impl Route {
+    /// The key's own lane.
+    pub(crate) fn own(key: String) -> Self {
+        Self { key, shared: None }
+    }
+}
 
 /// What a handler returns.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -80,7 +99,7 @@ pub(crate) async fn drain<T: Send + 'static>(
                 () = shutdown.cancelled() => break,
             }
         }
-        for (seq, key, item) in batch {
+        for (seq, route, item) in batch {
             let place = tokio::select! {
                 p = places.clone().acquire_owned() => match p {
                     Ok(p) => p,
@@ -89,7 +108,7 @@ pub(crate) async fn drain<T: Send + 'static>(
                 () = shutdown.cancelled() => break 'read,
             };
             next = seq + 1;
-            lanes.send(&key, shutdown, &mut tasks, item, place);
+            lanes.send(&route, shutdown, &mut tasks, item, place);
         }
         if lanes.len() > PRUNE_ABOVE {
             lanes.prune(&mut tasks);
@@ -106,6 +125,8 @@ pub(crate) async fn drain<T: Send + 'static>(
 /// an old and a new lane of one key never run at once.
 pub(crate) struct Lanes<T> {
     lanes: HashMap<String, Lane<T>>,
+    /// Keys whose last item went to a lane not their own, and that lane.
+    placed: HashMap<String, String>,
     handler: Handler<T>,
 }
 
@@ -119,34 +140,54 @@ struct Lane<T> {
 
 impl<T: Send + 'static> Lanes<T> {
     pub(crate) fn new(handler: Handler<T>) -> Self {
-        Self { lanes: HashMap::new(), handler }
+        Self { lanes: HashMap::new(), placed: HashMap::new(), handler }
     }
 
-    /// Hands `item` to the lane of `key`, starting one if needed.
+    /// Hands `item` to its lane, starting one if needed: the lane the key's last item went
+    /// to while that lane has items in flight (they may be the key's), else the one
+    /// `route` asks for.
     pub(crate) fn send(
         &mut self,
-        key: &str,
+        route: &Route,
         shutdown: &CancellationToken,
         tasks: &mut JoinSet<()>,
         item: T,
         place: OwnedSemaphorePermit,
     ) {
-        if !self.lanes.contains_key(key) {
-            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks);
-            self.lanes.insert(key.to_owned(), lane);
+        let key = route.key.as_str();
+        let last = self.placed.get(key).map_or(key, String::as_str);
+        let busy = self.lanes.get(last).is_some_and(|l| l.in_flight.load(Ordering::Acquire) > 0);
+        if !busy {
+            match route.shared.as_deref() {
+                Some(shared) if shared != key => {
+                    if self.placed.get(key).is_none_or(|l| l != shared) {
+                        self.placed.insert(key.to_owned(), shared.to_owned());
+                    }
+                }
+                _ => {
+                    self.placed.remove(key);
+                }
+            }
         }
-        let Some(lane) = self.lanes.get(key) else { return };
+        let to = self.placed.get(key).map_or(key, String::as_str);
+        if !self.lanes.contains_key(to) {
+            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks);
+            self.lanes.insert(to.to_owned(), lane);
+        }
+        let Some(lane) = self.lanes.get(to) else { return };
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
         if lane.tx.send((item, place)).is_err() {
             // The lane ended (shutdown): the item stays in the queue for the next start.
             lane.in_flight.fetch_sub(1, Ordering::AcqRel);
-            tracing::debug!(key, "lane closed");
+            tracing::debug!(key, lane = to, "lane closed");
         }
     }
 
     /// Drops the lanes with nothing in flight, and reaps the tasks of lanes that ended.
     pub(crate) fn prune(&mut self, tasks: &mut JoinSet<()>) {
         self.lanes.retain(|_, lane| lane.in_flight.load(Ordering::Acquire) > 0);
+        let lanes = &self.lanes;
+        self.placed.retain(|_, lane| lanes.contains_key(lane));
         while tasks.try_join_next().is_some() {}
     }
 
@@ -222,7 +263,13 @@ mod tests {
         let places = Arc::new(Semaphore::new(3));
         let place = || places.clone().try_acquire_owned().expect("a free place");
         for (key, n) in [("a", 1), ("a", 2), ("b", 1)] {
-            lanes.send(key, &shutdown, &mut tasks, (key.to_owned(), n), place());
+            lanes.send(
+                &Route::own(key.into()),
+                &shutdown,
+                &mut tasks,
+                (key.to_owned(), n),
+                place(),
+            );
         }
         assert_eq!(lanes.len(), 2);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -243,8 +290,67 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
             while tasks.try_join_next().is_some() {}
         }
-        lanes.send("a", &shutdown, &mut tasks, ("a".to_owned(), 3), place());
+        lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a".to_owned(), 3), place());
         assert_eq!((lanes.len(), tasks.len()), (1, 1));
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Keys that share a lane are handled in that lane's turns, together; a key whose
+    /// items are in flight in a lane stays there, whatever lane its next item asks for.
+    #[tokio::test]
+    async fn keys_share_a_lane_and_a_key_is_never_in_two_lanes_at_once() {
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let gate = Arc::new(Notify::new());
+        let turns = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler<(&'static str, u64)> = {
+            let (gate, turns) = (gate.clone(), turns.clone());
+            Arc::new(move |turn: Vec<(&'static str, u64)>| {
+                let (gate, turns) = (gate.clone(), turns.clone());
+                Box::pin(async move {
+                    if turn.first() == Some(&("a", 1)) {
+                        gate.notified().await;
+                    }
+                    turns.lock().expect("lock").push(turn);
+                })
+            })
+        };
+        let mut lanes = Lanes::new(handler);
+        let places = Arc::new(Semaphore::new(8));
+        let place = || places.clone().try_acquire_owned().expect("a free place");
+        let shared = |key: &str| Route { key: key.into(), shared: Some("board".into()) };
+        // Sent before the lane's task first runs: one turn.
+        lanes.send(&shared("a"), &shutdown, &mut tasks, ("a", 1), place());
+        lanes.send(&shared("b"), &shutdown, &mut tasks, ("b", 1), place());
+        assert_eq!(lanes.len(), 1);
+        // "a" asks for its own lane while its first item waits in the shared one: it stays.
+        lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a", 2), place());
+        lanes.send(&Route::own("c".into()), &shutdown, &mut tasks, ("c", 1), place());
+        assert_eq!(lanes.len(), 2, "a stayed in the shared lane; c has its own");
+        assert!(lanes.lanes.contains_key("board") && lanes.lanes.contains_key("c"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while turns.lock().expect("lock").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "c was not handled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(turns.lock().expect("lock")[0], [("c", 1)], "c ran while the board waited");
+        gate.notify_one();
+        while lanes.len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "lanes were not dropped");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            lanes.prune(&mut tasks);
+        }
+        let turns = turns.lock().expect("lock").clone();
+        assert_eq!(
+            turns[1..],
+            [vec![("a", 1), ("b", 1), ("a", 2)]],
+            "a and b in one turn, in order"
+        );
+        assert!(lanes.placed.is_empty(), "nothing placed once the lanes are gone");
+        // Idle now: "a" goes where it asks.
+        lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a", 3), place());
+        assert!(lanes.lanes.contains_key("a"));
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
     }

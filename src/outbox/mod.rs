@@ -116,7 +116,7 @@ async fn run_inner(
                 // An entry that does not decode has a lane of its own: it is only moved aside.
                 let room =
                     action.as_ref().map_or_else(|_| String::new(), |a| a.room_id().to_string());
-                (seq, room, Queued { seq, value, action })
+                (seq, lanes::Route::own(room), Queued { seq, value, action })
             })
             .collect())
     };

@@ -155,8 +155,9 @@ impl Store {
             KeyBuf::new().str(&room.board).str(room_id.as_str()).build(),
             [],
         );
-        self.checked(db.write(batch))?;
-        Ok(())
+        let written = self.checked(db.write(batch));
+        self.inner.rooms.forget(room_id.as_bytes());
+        written
     }
 
     /// Removes a room from its board (unlinked from the space, or replaced by an upgrade).
@@ -179,16 +180,20 @@ impl Store {
             super::cf(&db, maps::SLUGROOMID)?,
             KeyBuf::new().str(&old.board).str(room_id.as_str()).build(),
         );
-        self.checked(db.write(batch))?;
-        Ok(Some(old))
+        let written = self.checked(db.write(batch));
+        self.inner.rooms.forget(room_id.as_bytes());
+        self.inner.members.forget_all();
+        written.map(|()| Some(old))
     }
 
     /// The board room record of `room_id`.
     pub fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
-        let db = self.db()?;
-        db.get_pinned_cf(super::cf(&db, maps::ROOMID_BOARDROOM)?, room_id.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        self.inner.rooms.get_or(room_id.as_bytes(), || {
+            let db = self.db()?;
+            db.get_pinned_cf(super::cf(&db, maps::ROOMID_BOARDROOM)?, room_id.as_bytes())?
+                .map(|v| decode(&v))
+                .transpose()
+        })
     }
 
     /// A board's rooms.
@@ -297,7 +302,9 @@ impl Store {
                 ));
             }
         }
-        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)
+        let written = self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log);
+        self.inner.members.forget(&key);
+        written
     }
 
     /// `user`'s membership in a board space or room (`None`: none, or left).
@@ -343,6 +350,13 @@ impl Store {
     }
 
     pub(crate) fn clear_maps(&self, names: &[&str]) -> Result<()> {
+        let cleared = self.clear_maps_uncached(names);
+        self.inner.rooms.forget_all();
+        self.inner.members.forget_all();
+        cleared
+    }
+
+    fn clear_maps_uncached(&self, names: &[&str]) -> Result<()> {
         let db = self.db()?;
         for name in names {
             let cf = super::cf(&db, name)?;
@@ -469,11 +483,13 @@ impl Store {
         room_id: &RoomId,
         user: &UserId,
     ) -> Result<Option<(MembershipState, Option<String>)>> {
-        let db = self.db()?;
         let key = KeyBuf::new().str(room_id.as_str()).str(user.as_str()).build();
-        db.get_pinned_cf(super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?, key)?
-            .map(|v| decode_membership(&v))
-            .transpose()
+        self.inner.members.get_or(&key, || {
+            let db = self.db()?;
+            db.get_pinned_cf(super::cf(&db, maps::ROOMUSERID_MEMBERSHIP)?, &key)?
+                .map(|v| decode_membership(&v))
+                .transpose()
+        })
     }
 
     /// Fills `roomnameuser_member` from the memberships already indexed (migration 8).
@@ -561,7 +577,7 @@ impl Store {
 }
 
 /// A membership and the display name that goes with it.
-type Membership = (MembershipState, Option<String>);
+pub(super) type Membership = (MembershipState, Option<String>);
 
 pub(super) const BOARD_MAPS: [&str; 7] = [
     maps::SLUG_BOARD,

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod boards;
+mod cache;
 pub mod codec;
 pub mod inbound;
 pub mod inbox;
@@ -139,6 +140,10 @@ struct Inner {
     inbox: inbox::InboxState,
     /// The boards' event logs: next ids, log locks, live tails.
     live: live::LiveLogs,
+    /// Board room records by room id, as read (`None`: not a board room).
+    rooms: cache::Cached<crate::domain::board::RoomRecord>,
+    /// Memberships in board spaces and rooms by (room, user), as read (`None`: none).
+    members: cache::Cached<boards::Membership>,
     /// Writes refused because the database could not write (see [`Store::write_failures`]).
     write_failures: AtomicU64,
     /// A recovery thread is running.
@@ -242,13 +247,15 @@ impl Store {
     /// catalog, and brings the schema up to date. Refuses a database written by a newer
     /// Boardroom.
     pub fn open(path: &Path) -> Result<Self> {
-        let store = Self::with_db(path, open_db(path)?)?;
+        let store = Self::with_db(path, open_db(path)?, true)?;
         store.migrate()?;
         Ok(store)
     }
 
-    /// A store around `db`, open at `path`, with the counters kept in memory read from it.
-    fn with_db(path: &Path, db: DB) -> Result<Self> {
+    /// A store around `db`, open at `path`, with the counters kept in memory read from it;
+    /// `cached`: records may be kept in memory (not for a secondary, whose database
+    /// another process writes).
+    fn with_db(path: &Path, db: DB, cached: bool) -> Result<Self> {
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -256,6 +263,8 @@ impl Store {
                 outbox: outbox::OutboxState::load(&db)?,
                 inbox: inbox::InboxState::load(&db)?,
                 live: live::LiveLogs::default(),
+                rooms: cache::Cached::new(cached),
+                members: cache::Cached::new(cached),
                 db: RwLock::new(Some(Arc::new(db))),
                 write_failures: AtomicU64::new(0),
                 recovering: AtomicBool::new(false),
@@ -282,7 +291,7 @@ impl Store {
         let db = DB::open_cf_as_secondary(&opts, path, scratch, names).map_err(|e| {
             Error::Store(format!("cannot read the database at {}: {e}", path.display()))
         })?;
-        Self::with_db(path, db)
+        Self::with_db(path, db, false)
     }
 
     /// What `boardroom status` shows: queue depths, the oldest entry waiting, dead

@@ -319,15 +319,28 @@ async fn queries_and_ping() {
     assert_eq!((status, body), (StatusCode::OK, json!({})));
 }
 
-/// `n` people joining a room that is no board's: each is stored and processed (a message
-/// there that cannot be a command would not be stored at all).
+/// Records `!board:localhost` as a board's chat room.
+fn board_room(f: &Fixture) {
+    use boardroom::domain::board::{RoomKind, RoomRecord};
+    let record = RoomRecord {
+        board: "ops".into(),
+        name: "general".into(),
+        kind: RoomKind::Chat,
+        private: false,
+        pending_move_from: None,
+    };
+    f.app.ctx.store.put_room(ruma::room_id!("!board:localhost"), &record).expect("room");
+}
+
+/// `n` people joining the board room of [`board_room`]: each is stored and processed (in a
+/// room that is no board's they would not be stored at all).
 fn joins(from: usize, n: usize) -> Value {
     let events: Vec<Value> = (from..from + n)
         .map(|i| {
             json!({
                 "type": "m.room.member",
                 "event_id": format!("$held{i}"),
-                "room_id": "!room:localhost",
+                "room_id": "!board:localhost",
                 "sender": format!("@user{i}:localhost"),
                 "state_key": format!("@user{i}:localhost"),
                 "origin_server_ts": 1,
@@ -347,6 +360,7 @@ async fn a_transaction_is_answered_once_processing_catches_up_past_max_backlog()
         c.appservice.max_backlog = 5;
         c.appservice.backlog_hold_secs = 30;
     }));
+    board_room(&f);
     // Under the limit: answered at once.
     assert_eq!(f.txn("1", joins(0, 5)).await, StatusCode::OK);
     // Past it: stored, and the answer waits.
@@ -387,6 +401,7 @@ async fn a_held_transaction_is_answered_after_the_longest_hold() {
         c.appservice.max_backlog = 2;
         c.appservice.backlog_hold_secs = 1;
     });
+    board_room(&f);
     let started = Instant::now();
     assert_eq!(f.txn("1", joins(0, 4)).await, StatusCode::OK);
     let took = started.elapsed();
@@ -394,6 +409,7 @@ async fn a_held_transaction_is_answered_after_the_longest_hold() {
     assert_eq!(f.pending().len(), 4);
     // With the limit off, never held.
     let f = fixture_without_processing(|c| c.appservice.max_backlog = 0);
+    board_room(&f);
     let started = Instant::now();
     assert_eq!(f.txn("1", joins(0, 4)).await, StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(1), "held with max_backlog = 0");
@@ -422,22 +438,64 @@ fn ignored(f: &Fixture) -> u64 {
         .unwrap_or_else(|| panic!("no ignored count in\n{text}"))
 }
 
+/// Another user's membership in a room that is neither a board's room nor its space calls
+/// for nothing either: it is not stored. In a board room or space it is (the index keeps
+/// who is a member), and so is the bot's own (an invite it answers).
+#[tokio::test]
+async fn memberships_that_call_for_nothing_are_not_stored() {
+    use boardroom::domain::board::BoardRecord;
+    let f = fixture_without_processing(|_| {});
+    let store = &f.app.ctx.store;
+    board_room(&f);
+    store
+        .put_board(&BoardRecord {
+            slug: "ops".into(),
+            space_id: ruma::owned_room_id!("!space:localhost"),
+            name: "Ops".into(),
+            created_by: ruma::owned_user_id!("@alice:localhost"),
+            created_by_event: ruma::owned_event_id!("$create"),
+            creators: vec![],
+            power_users: Default::default(),
+            users_default: 0,
+            columns: vec!["todo".into()],
+        })
+        .expect("board");
+    let member = |event_id: &str, room: &str, user: &str, membership: &str| {
+        json!({
+            "type": "m.room.member", "event_id": event_id, "room_id": room,
+            "sender": user, "state_key": user, "origin_server_ts": 1,
+            "content": { "membership": membership, "displayname": "Someone" },
+        })
+    };
+    let bot = f.app.ctx.settings.bot_user_id.to_string();
+    let body = json!({ "events": [
+        member("$elsewhere", "!room:localhost", "@bob:localhost", "join"),
+        member("$in_board_room", "!board:localhost", "@bob:localhost", "join"),
+        member("$in_space", "!space:localhost", "@bob:localhost", "join"),
+        member("$left_elsewhere", "!room:localhost", "@carol:localhost", "leave"),
+        // A message in the space calls for nothing: only a board room's messages count.
+        in_room(message("$talk_in_space", "@alice:localhost", "hello"), "!space:localhost"),
+        // The bot's own membership is stored (and, as it may change rooms, so is all that
+        // follows in the transaction).
+        member("$bot", "!room:localhost", &bot, "leave"),
+        member("$after_bot", "!room:localhost", "@dave:localhost", "join"),
+    ]});
+    assert_eq!(f.txn("1", body).await, StatusCode::OK);
+    assert_eq!(pending_ids(&f), ["$in_board_room", "$in_space", "$bot", "$after_bot"]);
+    assert_eq!(ignored(&f), 3);
+    for id in ["$elsewhere", "$left_elsewhere", "$talk_in_space"] {
+        assert!(!store.is_event_seen(id).expect("store"), "{id} was stored");
+    }
+}
+
 /// A message in a room that is no board's that cannot be a command calls for nothing: it is
 /// not stored. Commands, events in board rooms and state are. While an entry waits that
 /// can make a room a board's (a tombstone, Boardroom's own state, the bot's membership, a
 /// command), every message is stored, whatever its room.
 #[tokio::test]
 async fn messages_that_call_for_nothing_are_not_stored_while_no_room_may_change() {
-    use boardroom::domain::board::{RoomKind, RoomRecord};
     let f = fixture_without_processing(|_| {});
-    let record = RoomRecord {
-        board: "ops".into(),
-        name: "general".into(),
-        kind: RoomKind::Chat,
-        private: false,
-        pending_move_from: None,
-    };
-    f.app.ctx.store.put_room(ruma::room_id!("!board:localhost"), &record).expect("room");
+    board_room(&f);
     let image = json!({
         "type": "m.room.message", "event_id": "$image", "room_id": "!room:localhost",
         "sender": "@alice:localhost", "origin_server_ts": 1,

@@ -24,7 +24,7 @@ use crate::{
 
 const SPACE: &str = "!space:localhost";
 pub(super) const GENERAL: &str = "!general:localhost";
-const TASKS: &str = "!tasks:localhost";
+pub(super) const TASKS: &str = "!tasks:localhost";
 const ATTACKER: &str = "!attacker:localhost";
 
 pub(super) fn alice() -> &'static UserId {

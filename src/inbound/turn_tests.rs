@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Completions,
-    trust_tests::{GENERAL, alice, board, mallory, message},
+    trust_tests::{GENERAL, TASKS, alice, board, mallory, message},
 };
 use crate::store::inbound::{EntryKind, NewEntry};
 
@@ -111,4 +111,56 @@ async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_betwee
     let left: Vec<u64> =
         store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
     assert_eq!(left, [seqs[2]], "the redaction waits for the completion writer");
+}
+
+/// A board room's entries that cannot change rooms go to a lane the board's rooms share;
+/// a possible command, an entry of another kind, or one outside a board, to the room's
+/// own. A room moved to another board goes to that board's lanes at once.
+#[tokio::test]
+async fn entries_share_their_board_s_lanes_unless_they_may_change_rooms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let store = &app.ctx.store;
+    let entry = |room: &'static str, kind: EntryKind, may_change_rooms: bool| NewEntry {
+        kind,
+        room_id: room,
+        event_id: None,
+        json: b"{}",
+        may_change_rooms,
+    };
+    let entries = [
+        entry(GENERAL, EntryKind::Timeline, false),
+        entry(TASKS, EntryKind::Timeline, false),
+        entry(GENERAL, EntryKind::Timeline, true),
+        entry(GENERAL, EntryKind::Receipt, false),
+        entry("!elsewhere:localhost", EntryKind::Timeline, false),
+    ];
+    store.ingest("route", [8; 32], &entries).expect("ingest");
+    let pending = store.pending_from(0, 10).expect("pending");
+    let routes: Vec<(String, Option<String>)> = pending
+        .iter()
+        .map(|e| {
+            let r = super::route(store, e);
+            (r.key, r.shared)
+        })
+        .collect();
+    let lanes = *super::BOARD_LANES;
+    let shared =
+        |room: &str| Some(format!("board {} launch", super::fnv1a(room.as_bytes()) % lanes));
+    assert_eq!(
+        routes,
+        [
+            (GENERAL.to_owned(), shared(GENERAL)),
+            (TASKS.to_owned(), shared(TASKS)),
+            (GENERAL.to_owned(), None),
+            (GENERAL.to_owned(), None),
+            ("!elsewhere:localhost".to_owned(), None),
+        ]
+    );
+    let general = RoomId::parse(GENERAL).expect("room id");
+    let mut moved = store.room(&general).expect("read").expect("a board room");
+    moved.board = "other".into();
+    store.put_room(&general, &moved).expect("room");
+    let shared = super::route(store, &pending[0]).shared.expect("a shared lane");
+    assert!(shared.ends_with(" other"), "{shared}");
 }

@@ -608,6 +608,44 @@ mod tests {
         }
     }
 
+    /// Room records and memberships are kept in memory once read: every write is seen by
+    /// the next read, absence included, and a cleared index leaves nothing behind.
+    #[test]
+    fn kept_records_follow_every_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let room = ruma::room_id!("!r:x");
+        let user = ruma::user_id!("@u:x");
+        assert_eq!(store.room(room).expect("read"), None);
+        assert_eq!(store.member(room, user).expect("read"), None);
+        let record = RoomRecord {
+            board: "launch".into(),
+            name: "general".into(),
+            kind: RoomKind::Chat,
+            private: false,
+            pending_move_from: None,
+        };
+        store.put_room(room, &record).expect("room");
+        assert_eq!(store.room(room).expect("read").map(|r| r.board), Some("launch".into()));
+        store.set_membership(room, user, &MembershipState::Join, Some("U"), None).expect("join");
+        assert_eq!(
+            store.member(room, user).expect("read"),
+            Some((MembershipState::Join, Some("U".into())))
+        );
+        store.set_membership(room, user, &MembershipState::Leave, None, None).expect("leave");
+        assert_eq!(store.member(room, user).expect("read"), None);
+        store.set_membership(room, user, &MembershipState::Join, None, None).expect("join");
+        store.remove_room(room).expect("remove");
+        assert_eq!(store.room(room).expect("read"), None, "the room's record went");
+        assert_eq!(store.member(room, user).expect("read"), None, "its memberships went");
+        store.put_room(room, &record).expect("room");
+        store.set_membership(room, user, &MembershipState::Join, None, None).expect("join");
+        assert!(store.member(room, user).expect("read").is_some());
+        store.clear_board_index().expect("clear");
+        assert_eq!(store.room(room).expect("read"), None);
+        assert_eq!(store.member(room, user).expect("read"), None);
+    }
+
     #[test]
     fn a_slug_bound_to_a_space_is_never_rebound_by_the_store() {
         let dir = tempfile::tempdir().expect("tempdir");

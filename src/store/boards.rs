@@ -58,7 +58,9 @@ impl Store {
             Some(before) => self.role_changes(&before, board)?,
             None => LogAppend::new(),
         };
-        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)
+        let written = self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log);
+        self.inner.spaces.forget(board.space_id.as_bytes());
+        written
     }
 
     /// The members of a board's space whose role differs between two of its records.
@@ -115,15 +117,22 @@ impl Store {
 
     /// The board whose space this is.
     pub fn board_by_space(&self, space_id: &RoomId) -> Result<Option<BoardRecord>> {
-        let db = self.db()?;
-        let Some(slug) =
-            db.get_pinned_cf(super::cf(&db, maps::SPACEID_SLUG)?, space_id.as_bytes())?
-        else {
-            return Ok(None);
-        };
-        let slug =
-            std::str::from_utf8(&slug).map_err(|_| Error::Store("slug is not UTF-8".into()))?;
-        self.board(slug)
+        let slug = self.inner.spaces.get_or(space_id.as_bytes(), || {
+            let db = self.db()?;
+            let Some(slug) =
+                db.get_pinned_cf(super::cf(&db, maps::SPACEID_SLUG)?, space_id.as_bytes())?
+            else {
+                return Ok(None);
+            };
+            std::str::from_utf8(&slug)
+                .map(str::to_owned)
+                .map(Some)
+                .map_err(|_| Error::Store("slug is not UTF-8".into()))
+        })?;
+        match slug {
+            Some(slug) => self.board(&slug),
+            None => Ok(None),
+        }
     }
 
     /// Every board, by slug.
@@ -353,6 +362,7 @@ impl Store {
         let cleared = self.clear_maps_uncached(names);
         self.inner.rooms.forget_all();
         self.inner.members.forget_all();
+        self.inner.spaces.forget_all();
         cleared
     }
 
@@ -608,7 +618,7 @@ mod tests {
         }
     }
 
-    /// Room records and memberships are kept in memory once read: every write is seen by
+    /// Room records, memberships and spaces' boards are kept in memory once read: every write is seen by
     /// the next read, absence included, and a cleared index leaves nothing behind.
     #[test]
     fn kept_records_follow_every_write() {
@@ -641,7 +651,15 @@ mod tests {
         store.put_room(room, &record).expect("room");
         store.set_membership(room, user, &MembershipState::Join, None, None).expect("join");
         assert!(store.member(room, user).expect("read").is_some());
+        let space = ruma::room_id!("!space:x");
+        assert!(store.board_by_space(space).expect("read").is_none());
+        store.put_board(&board("launch", "!space:x")).expect("board");
+        assert_eq!(
+            store.board_by_space(space).expect("read").map(|b| b.slug),
+            Some("launch".into())
+        );
         store.clear_board_index().expect("clear");
+        assert!(store.board_by_space(space).expect("read").is_none());
         assert_eq!(store.room(room).expect("read"), None);
         assert_eq!(store.member(room, user).expect("read"), None);
     }

@@ -144,6 +144,8 @@ struct Inner {
     rooms: cache::Cached<crate::domain::board::RoomRecord>,
     /// Memberships in board spaces and rooms by (room, user), as read (`None`: none).
     members: cache::Cached<boards::Membership>,
+    /// The slug of the board whose space each room is, as read (`None`: no board's).
+    spaces: cache::Cached<String>,
     /// Writes refused because the database could not write (see [`Store::write_failures`]).
     write_failures: AtomicU64,
     /// A recovery thread is running.
@@ -265,6 +267,7 @@ impl Store {
                 live: live::LiveLogs::default(),
                 rooms: cache::Cached::new(cached),
                 members: cache::Cached::new(cached),
+                spaces: cache::Cached::new(cached),
                 db: RwLock::new(Some(Arc::new(db))),
                 write_failures: AtomicU64::new(0),
                 recovering: AtomicBool::new(false),

@@ -106,13 +106,15 @@ struct Completions {
 }
 
 impl Completions {
-    fn push(&self, done: Completion) {
-        self.push_all(std::iter::once(done));
-    }
-
     fn push_all(&self, done: impl IntoIterator<Item = Completion>) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).extend(done);
-        self.wake.notify_one();
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let before = waiting.len();
+        waiting.extend(done);
+        let added = waiting.len() > before;
+        drop(waiting);
+        if added {
+            self.wake.notify_one();
+        }
     }
 
     fn take(&self) -> Vec<Completion> {
@@ -191,6 +193,7 @@ async fn process_turn(
     for entry in turn {
         // At shutdown what is left stays pending, and is handled again at the next start.
         if shutdown.is_cancelled() {
+            completions.push_all(std::mem::take(&mut held.done));
             return;
         }
         let started = std::time::Instant::now();
@@ -207,25 +210,30 @@ async fn process_turn(
             // Handled on its own (a panic is caught and logged there).
             Ok(None) | Err(_) => {
                 write_held(ctx, &mut held, shutdown, completions).await;
-                process_entry(ctx, entry, shutdown, completions).await;
+                held.done.extend(process_entry(ctx, entry, shutdown).await);
             }
         }
     }
     write_held(ctx, &mut held, shutdown, completions).await;
+    // Completions no message came after: the completion writer writes them.
+    completions.push_all(held.done);
 }
 
 /// Messages of a turn made ready and not yet written, with when each was started, and the
-/// store's write failures before the first.
+/// store's write failures before the first; and the completions of entries handled on
+/// their own since the last write, which go in the next one.
 #[derive(Default)]
 struct Held {
     entries: Vec<(PendingEntry, Message<'static>, std::time::Instant)>,
     failures: u64,
+    done: Vec<Completion>,
 }
 
-/// Writes the messages `held`, in one write. When it fails, or a write failed while they
-/// were made ready (their comment index), each is handled again on its own, with
-/// [`process_entry`]'s retries: nothing of the failed write landed, and a comment is
-/// indexed once whatever the replays.
+/// Writes the messages `held`, in one write, with the completions of the entries handled
+/// on their own before them (their removal from the queue and the actions they queue).
+/// When it fails, or a write failed while they were made ready (their comment index),
+/// each message is handled again on its own, with [`process_entry`]'s retries: nothing of
+/// the failed write landed, and a comment is indexed once whatever the replays.
 async fn write_held(
     ctx: &Arc<Context>,
     held: &mut Held,
@@ -237,7 +245,22 @@ async fn write_held(
     }
     let mut entries = std::mem::take(&mut held.entries);
     let messages = entries.iter_mut().map(|(_, m, _)| std::mem::take(m)).collect();
-    let written = ctx.store.log_messages_and_notify(messages);
+    let mut before = std::mem::take(&mut held.done);
+    let seqs: Vec<u64> = before.iter().filter(|c| !c.off_the_queue).map(|c| c.seq).collect();
+    let outbound: Vec<Vec<u8>> = before.iter().flat_map(|c| c.actions.iter().cloned()).collect();
+    let written = ctx.store.log_messages_and_complete(messages, &seqs, &outbound);
+    if written.is_ok() {
+        // Written: what is left is counting them. (Not written, the completion writer
+        // writes them.)
+        for c in &mut before {
+            c.off_the_queue = true;
+            c.actions.clear();
+        }
+        if !outbound.is_empty() {
+            ctx.outbox_notify.notify_one();
+        }
+    }
+    completions.push_all(before);
     let logged = match written {
         Ok(logged) if ctx.store.write_failures() == held.failures => logged,
         other => {
@@ -245,7 +268,7 @@ async fn write_held(
                 tracing::warn!(error = %e, entries = entries.len(), "cannot write a turn's messages; handling each on its own");
             }
             for (entry, ..) in entries {
-                process_entry(ctx, entry, shutdown, completions).await;
+                completions.push_all(process_entry(ctx, entry, shutdown).await);
             }
             return;
         }
@@ -265,12 +288,13 @@ async fn write_held(
     completions.push_all(done);
 }
 
+/// Handles `entry` on its own; its completion, to write (`None` at shutdown: it stays
+/// pending).
 async fn process_entry(
     ctx: &Arc<Context>,
     entry: PendingEntry,
     shutdown: &CancellationToken,
-    completions: &Completions,
-) {
+) -> Option<Completion> {
     let span = tracing::info_span!("process", seq = entry.seq, room_id = %entry.room_id);
     async move {
         // A handler waiting on the homeserver stops at shutdown; its entry stays pending and
@@ -279,7 +303,7 @@ async fn process_entry(
         let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
         let handled = loop {
             let failures = ctx.store.write_failures();
-            let Some(handled) = handle_caught(ctx, &entry, shutdown).await else { return };
+            let handled = handle_caught(ctx, &entry, shutdown).await?;
             if ctx.store.write_failures() == failures {
                 break handled;
             }
@@ -289,7 +313,7 @@ async fn process_entry(
             tracing::warn!("the database could not write while handling this entry; will retry");
             loop {
                 if backoff.pause_or_cancelled(shutdown).await {
-                    return;
+                    return None;
                 }
                 if ctx.store.is_writable() {
                     break;
@@ -309,11 +333,7 @@ async fn process_entry(
         // The write that marks the entry done also queues its actions (with others
         // completed about the same time).
         ctx.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
-        completions.push(Completion {
-            seq: entry.seq,
-            actions: encoded,
-            off_the_queue: handled.off_the_queue,
-        });
+        Some(Completion { seq: entry.seq, actions: encoded, off_the_queue: handled.off_the_queue })
     }
     .instrument(span)
     .await

@@ -1,6 +1,7 @@
-//! A lane's turn ([`super::process_turn`]): a room's messages that are not commands are
-//! written together, and any other entry is handled on its own after what came before it
-//! is written, so that it sees it.
+//! A lane's turn ([`super::process_turn`]): the messages that are not commands are written
+//! together, and any other entry is handled on its own after what came before it is
+//! written, so that it sees it (its completion goes with the next write); and where
+//! entries go ([`super::route`]).
 
 use ruma::{RoomId, events::room::member::MembershipState};
 use serde_json::json;
@@ -12,11 +13,12 @@ use super::{
 };
 use crate::store::inbound::{EntryKind, NewEntry};
 
-/// Mallory mentions Alice, talks, redacts her mention, and mentions Alice again, all in one
-/// turn of the general room's lane: the stream has each message followed by what it made,
-/// in order; the redaction, handled on its own after the two messages before it were
+/// Mallory mentions Alice, talks, redacts her mention, mentions Alice again and redacts
+/// her talk, all in one turn: the stream has each message followed by what it made, in
+/// order; the first redaction, handled on its own after the two messages before it were
 /// written, took away the first mention; the messages' entries left the queue with their
-/// write.
+/// write, and so did the first redaction's, with the write after it; the last redaction's
+/// completion is left for the completion writer.
 #[tokio::test]
 async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_between() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,12 +46,13 @@ async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_betwee
         "event_id": "$turn-redaction",
         "origin_server_ts": 1_700_000_000_000u64,
     });
-    let events = [
-        first,
-        message(GENERAL, mallory(), json!({ "msgtype": "m.text", "body": "just talking" })),
-        redaction,
-        mention("alice: the second look"),
-    ];
+    let talk = message(GENERAL, mallory(), json!({ "msgtype": "m.text", "body": "just talking" }));
+    let talk_id = talk["event_id"].as_str().expect("id").to_owned();
+    let mut last = redaction.clone();
+    last["redacts"] = json!(talk_id);
+    last["content"]["redacts"] = json!(talk_id);
+    last["event_id"] = json!("$turn-last-redaction");
+    let events = [first, talk, redaction, mention("alice: the second look"), last];
     let jsons: Vec<(String, Vec<u8>)> = events
         .iter()
         .map(|e| {
@@ -97,20 +100,26 @@ async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_betwee
             ("message", Some(first_id.clone())),
             plain("message"),
             plain("notification"),
+            ("message", Some(talk_id)),
         ],
-        "each message with what it made, in order, the redaction between"
+        "each message with what it made, in order, the redactions where they came"
     );
     assert_eq!(store.unread_count(alice()).expect("count"), 1, "the first mention was redacted");
     let done: Vec<(u64, bool)> =
         completions.take().iter().map(|c| (c.seq, c.off_the_queue)).collect();
     assert_eq!(
         done,
-        [(seqs[0], true), (seqs[1], true), (seqs[2], false), (seqs[3], true)],
-        "every entry completed, in order; the messages' own write took them off the queue"
+        [(seqs[0], true), (seqs[1], true), (seqs[2], true), (seqs[3], true), (seqs[4], false)],
+        "every entry completed, in order; the messages' own write took them off the queue, \
+         and the write of the message after it the first redaction"
     );
     let left: Vec<u64> =
         store.pending_from(0, 10).expect("pending").iter().map(|e| e.seq).collect();
-    assert_eq!(left, [seqs[2]], "the redaction waits for the completion writer");
+    assert_eq!(
+        left,
+        [seqs[4]],
+        "the last redaction, after every message, waits for the completion writer"
+    );
 }
 
 /// A board room's entries that cannot change rooms go to a lane the board's rooms share;

@@ -156,13 +156,31 @@ impl Store {
     /// message on its board's stream followed by its inbox entries. One [`Logged`] per
     /// message.
     pub fn log_messages_and_notify(&self, messages: Vec<Message<'_>>) -> Result<Vec<Logged>> {
+        self.log_messages_and_complete(messages, &[], &[])
+    }
+
+    /// [`Store::log_messages_and_notify`], in the same write as what entries handled on
+    /// their own before completed (as [`Store::complete_pending_group`] writes it): their
+    /// removal from the inbound queue (`completed`) and the actions they queue in the
+    /// outbox (`outbound`).
+    pub fn log_messages_and_complete(
+        &self,
+        messages: Vec<Message<'_>>,
+        completed: &[u64],
+        outbound: &[Vec<u8>],
+    ) -> Result<Vec<Logged>> {
         let mut outcomes: Vec<Logged> = Vec::with_capacity(messages.len());
-        if messages.iter().all(|m| m.log.is_empty() && m.notifications.is_empty()) {
+        let nothing_else = completed.is_empty() && outbound.is_empty();
+        if nothing_else && messages.iter().all(|m| m.log.is_empty() && m.notifications.is_empty()) {
             outcomes.resize_with(messages.len(), Logged::default);
             return Ok(outcomes);
         }
         let db = self.db()?;
         let mut batch = WriteBatch::default();
+        let pending = super::cf(&db, maps::SEQ_PENDING)?;
+        for seq in completed {
+            batch.delete_cf(pending, seq.to_be_bytes());
+        }
         let mut log = LogAppend::new();
         let any_entries = messages.iter().any(|m| !m.notifications.is_empty());
         // Taken only when an entry may be added: it orders the entries' ids.
@@ -195,12 +213,11 @@ impl Store {
                 Some(Once::Entry(seq)) => {
                     // Its own lane handles an entry, one at a time: present now, it is removed
                     // by this write alone.
-                    let cf = super::cf(&db, maps::SEQ_PENDING)?;
-                    if db.get_pinned_cf(cf, seq.to_be_bytes())?.is_none() {
+                    if db.get_pinned_cf(pending, seq.to_be_bytes())?.is_none() {
                         outcomes.push(outcome);
                         continue;
                     }
-                    batch.delete_cf(cf, seq.to_be_bytes());
+                    batch.delete_cf(pending, seq.to_be_bytes());
                     outcome.off_the_queue = true;
                     written = true;
                     log.extend(message);
@@ -239,7 +256,7 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        if added_in_all == 0 && log.is_empty() && !written {
+        if added_in_all == 0 && log.is_empty() && !written && nothing_else {
             return Ok(outcomes);
         }
         for (user, count) in &counts {
@@ -254,7 +271,7 @@ impl Store {
             batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());
             batch.put_cf(super::cf(&db, maps::GLOBAL)?, COUNT_KEY, entries.to_be_bytes());
         }
-        self.commit(&db, batch, &rocksdb::WriteOptions::default(), &[], log)?;
+        self.commit(&db, batch, &rocksdb::WriteOptions::default(), outbound, log)?;
         if let Some(next) = next.as_deref_mut() {
             *next = id;
         }

@@ -136,7 +136,8 @@ pub struct Metrics {
     pub events_accepted: Counter,
     /// Timeline events seen before, skipped.
     pub events_duplicate: Counter,
-    /// Messages left unstored: in a room that is no board's, and unable to be a command.
+    /// Events left unstored because they call for nothing: messages in a room that is no
+    /// board's that cannot be a command, other users' memberships outside boards.
     pub events_ignored: Counter,
     /// Transactions that were byte-for-byte replays of one stored before.
     pub transactions_replayed: Counter,
@@ -222,7 +223,7 @@ impl Metrics {
         let events_ignored = Counter::default();
         registry.register(
             "appservice_events_ignored",
-            "Messages not stored: in a room that is no board's, and unable to be a command",
+            "Events not stored because they call for nothing (messages outside boards that cannot be commands, other users' memberships outside boards)",
             events_ignored.clone(),
         );
         let ingest_seconds = Histogram::new(latency_buckets());

@@ -604,6 +604,17 @@ mod tests {
     use super::*;
     use crate::domain::board::RoomKind;
 
+    /// The chat room `general` of the board `launch`.
+    fn general() -> RoomRecord {
+        RoomRecord {
+            board: "launch".into(),
+            name: "general".into(),
+            kind: RoomKind::Chat,
+            private: false,
+            pending_move_from: None,
+        }
+    }
+
     fn board(slug: &str, space: &str) -> BoardRecord {
         BoardRecord {
             slug: slug.into(),
@@ -628,13 +639,7 @@ mod tests {
         let user = ruma::user_id!("@u:x");
         assert_eq!(store.room(room).expect("read"), None);
         assert_eq!(store.member(room, user).expect("read"), None);
-        let record = RoomRecord {
-            board: "launch".into(),
-            name: "general".into(),
-            kind: RoomKind::Chat,
-            private: false,
-            pending_move_from: None,
-        };
+        let record = general();
         store.put_room(room, &record).expect("room");
         assert_eq!(store.room(room).expect("read").map(|r| r.board), Some("launch".into()));
         store.set_membership(room, user, &MembershipState::Join, Some("U"), None).expect("join");
@@ -724,13 +729,7 @@ mod tests {
         let board = board("launch", "!space:x");
         store.put_board(&board).expect("put");
         assert_eq!(store.board_by_space(&board.space_id).expect("get"), Some(board.clone()));
-        let room = RoomRecord {
-            board: "launch".into(),
-            name: "general".into(),
-            kind: RoomKind::Chat,
-            private: false,
-            pending_move_from: None,
-        };
+        let room = general();
         let rid = ruma::room_id!("!general:x");
         store.put_room(rid, &room).expect("room");
         assert_eq!(store.rooms_of("launch").expect("rooms"), vec![(rid.to_owned(), room)]);
@@ -818,13 +817,7 @@ mod tests {
         assert_eq!(named("al"), ["@al:x"]);
 
         // A room that leaves the index takes its names along.
-        let record = RoomRecord {
-            board: "launch".into(),
-            name: "general".into(),
-            kind: RoomKind::Chat,
-            private: false,
-            pending_move_from: None,
-        };
+        let record = general();
         store.put_room(room, &record).expect("room");
         store.remove_room(room).expect("remove");
         assert!(named("").is_empty());

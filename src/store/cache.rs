@@ -17,19 +17,21 @@ use std::{
 
 use crate::error::Result;
 
-/// Records kept at most; past that the cache starts again empty.
-const MAX_KEPT: usize = 65_536;
+/// Records kept at most by default; past that the cache starts again empty. About 2 MiB
+/// of memberships (the largest records kept) when full.
+pub(super) const MAX_KEPT: usize = 16_384;
 
 pub(super) struct Cached<V> {
     /// Off for a store that reads a database another process writes (a secondary).
     enabled: bool,
+    max: usize,
     kept: RwLock<HashMap<Box<[u8]>, Option<V>>>,
     generation: AtomicU64,
 }
 
 impl<V: Clone> Cached<V> {
-    pub(super) fn new(enabled: bool) -> Self {
-        Self { enabled, kept: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
+    pub(super) fn new(enabled: bool, max: usize) -> Self {
+        Self { enabled, max, kept: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
     }
 
     /// The record of `key`, kept or else `read` (and kept).
@@ -48,7 +50,7 @@ impl<V: Clone> Cached<V> {
         let value = read()?;
         let mut kept = self.kept.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
-            if kept.len() >= MAX_KEPT {
+            if kept.len() >= self.max {
                 kept.clear();
             }
             kept.insert(key.into(), value.clone());
@@ -77,7 +79,7 @@ mod tests {
 
     #[test]
     fn a_read_racing_a_write_keeps_nothing_and_writes_are_seen_at_once() {
-        let cache = Cached::<u32>::new(true);
+        let cache = Cached::<u32>::new(true, MAX_KEPT);
         assert_eq!(cache.get_or(b"a", || Ok(Some(1))).expect("read"), Some(1));
         // Kept: the map is not read again.
         assert_eq!(cache.get_or(b"a", || panic!("read again")).expect("read"), Some(1));
@@ -103,8 +105,19 @@ mod tests {
     }
 
     #[test]
+    fn a_full_cache_starts_again_empty() {
+        let cache = Cached::<u32>::new(true, 2);
+        for key in [b"a", b"b"] {
+            cache.get_or(key, || Ok(Some(1))).expect("read");
+        }
+        assert_eq!(cache.get_or(b"a", || panic!("read again")).expect("read"), Some(1));
+        cache.get_or(b"c", || Ok(Some(3))).expect("read");
+        assert_eq!(cache.get_or(b"a", || Ok(Some(2))).expect("read"), Some(2), "forgotten");
+    }
+
+    #[test]
     fn a_secondary_always_reads_the_map() {
-        let cache = Cached::<u32>::new(false);
+        let cache = Cached::<u32>::new(false, MAX_KEPT);
         assert_eq!(cache.get_or(b"a", || Ok(Some(1))).expect("read"), Some(1));
         assert_eq!(cache.get_or(b"a", || Ok(Some(2))).expect("read"), Some(2));
     }

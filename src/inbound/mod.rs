@@ -1,6 +1,7 @@
 //! Drains the durable inbound queue: in order within a room, in parallel across lanes (a
-//! room's own, or its board's; see [`route`]). Each entry is handled ([`handler`]) into outbound actions, which
-//! are queued in the outbox in the same atomic write that marks the entry processed.
+//! room's own, or its board's; see [`route`]). Each entry is handled ([`handler`]) into
+//! outbound actions, which are queued in the outbox in the same atomic write that marks
+//! the entry processed.
 
 pub(crate) mod handler;
 pub(crate) mod peek;
@@ -56,9 +57,8 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
 /// Where an entry is handled: in its room's lane, in order with the room's other entries.
 /// A board room's timeline events that cannot change rooms (messages that are not
 /// commands, other users' memberships, redactions) share their board's lanes (one per
-/// core, by room), so that what
-/// one transaction brings a board is handled in a few turns and written in a few writes
-/// rather than room by room. Commands, state that may change rooms and encrypted events
+/// core, by room), so that what one transaction brings a board is handled in a few turns
+/// and written in a few writes rather than room by room. Commands, state that may change rooms and encrypted events
 /// ask for their room's own lane, where one waiting on the homeserver holds up only its
 /// room (a room stays in the lane its last entry went to while that lane is busy).
 fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {

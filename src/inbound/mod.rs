@@ -25,8 +25,8 @@ use crate::{
 /// restart, or one busy room) is read as lanes make room, not into memory at once.
 const MAX_IN_FLIGHT: usize = 4096;
 
-/// Runs until `shutdown`: hands pending entries to per-room lanes ([`crate::matrix::lanes`]), and
-/// waits for the lanes before it returns.
+/// Runs until `shutdown`: hands pending entries to lanes ([`crate::matrix::lanes`], by
+/// [`route`]), and waits for the lanes before it returns.
 pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
     let store = ctx.store.clone();
     let notify = ctx.inbound_notify.clone();

@@ -1,7 +1,7 @@
 //! Speaking Matrix: a typed client ([`client`]) over ruma's request types with identity
 //! assertion and retry, its errors keeping ruma's `ErrorKind`; the one retry mechanism
-//! ([`backoff`]); acting as the bot or a virtual user ([`intent`]); per-room lanes that drain a durable queue
-//! (`lanes`); escaping for `formatted_body` (`html`).
+//! ([`backoff`]); acting as the bot or a virtual user ([`intent`]); lanes that drain a
+//! durable queue in order per room (`lanes`); escaping for `formatted_body` (`html`).
 
 pub mod backoff;
 pub mod client;

@@ -533,8 +533,8 @@ impl Store {
                     commenter_key(slug, n, comment),
                     [],
                 );
-                // Writers of one task's comments run one at a time (its room's lane, or
-                // reindex alone), as for the column counts.
+                // Writers of one task's comments run one at a time (the lane its room's
+                // entries are in, or reindex alone), as for the column counts.
                 let now = self.comment_count(slug, n)? + 1;
                 batch.put_cf(
                     super::cf(&db, maps::SLUGNUM_COMMENTCOUNT)?,

@@ -412,10 +412,22 @@ pub fn transaction(txn_id: &str, body: &[u8]) {
     let Ok(json) = serde_json::from_slice::<Value>(body) else {
         panic!("accepted a body that is not JSON")
     };
-    for event in json["events"].as_array().into_iter().flatten() {
+    // Each event as sent: one that names its `event_id` or `room_id` twice is ambiguous
+    // (`Value` keeps the last; ingest refuses it, or reads the first), and is skipped as
+    // malformed.
+    #[derive(serde::Deserialize)]
+    struct Events<'a> {
+        #[serde(borrow, default)]
+        events: Vec<&'a serde_json::value::RawValue>,
+    }
+    let raws = serde_json::from_slice::<Events<'_>>(body).map(|e| e.events).unwrap_or_default();
+    for (i, event) in json["events"].as_array().into_iter().flatten().enumerate() {
         let (Some(id), Some(room)) = (event["event_id"].as_str(), event["room_id"].as_str()) else {
             continue;
         };
+        if raws.get(i).is_none_or(|raw| names_twice(raw.get(), &["event_id", "room_id"])) {
+            continue;
+        }
         let Ok(room) = ruma::RoomId::parse(room) else { continue };
         if !f.app.ctx.store.is_event_seen(id).expect("store") {
             // Only what calls for nothing is left unstored: a message (not state, not
@@ -447,6 +459,28 @@ pub fn transaction(txn_id: &str, body: &[u8]) {
     }
     let (again, _, answer) = f.call(put());
     assert_eq!(again, 200, "a retry: {}", String::from_utf8_lossy(&answer));
+}
+
+/// Whether the JSON object `json` names one of `keys` twice.
+fn names_twice(json: &str, keys: &[&str]) -> bool {
+    struct Keys<'k>(&'k [&'k str]);
+    impl<'de> serde::de::Visitor<'de> for Keys<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut twice = false;
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                twice |= self.0.contains(&key.as_str()) && !seen.insert(key);
+            }
+            Ok(twice)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde::Deserializer::deserialize_map(&mut de, Keys(keys)).unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -730,4 +764,24 @@ fn live_stream(f: &Fixture, query: &str, last_event_id: Option<&[u8]>) {
         assert!(opened.is_ok(), "the stream never got ready: {}", String::from_utf8_lossy(&text));
         assert!(text.starts_with(b"retry: "), "{}", String::from_utf8_lossy(&text));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    /// The input that broke the transactions law (found by `scripts/fuzz.sh`, 2026-12-02):
+    /// an event naming `room_id` twice, first an invalid id, then a valid one. Ingest
+    /// skips it as malformed; the law read the last and wanted it stored. The law now
+    /// skips such an event; one named once is still held to it.
+    #[test]
+    fn an_event_naming_its_room_id_twice_is_ambiguous() {
+        let twice = r#"{"type": "m.ronm.message", "event_id": "$twice", "room_id": "1room:$plain", "room_id": "!room:localhost", "sender": "@alice:localhost", "origin_server_ts": 1, "content": {}}"#;
+        assert!(super::names_twice(twice, &["event_id", "room_id"]));
+        assert!(!super::names_twice(
+            r#"{"room_id": "!a:x", "type": "t", "type": "u"}"#,
+            &["room_id"]
+        ));
+        let body = format!(r#"{{"events": [{twice}]}}"#);
+        super::transaction("twice", body.as_bytes());
+        assert!(!super::fixture().app.ctx.store.is_event_seen("$twice").expect("store"));
+    }
 }

@@ -390,8 +390,8 @@ fn formatted_of(content: &RoomMessageEventContent) -> Option<&str> {
 
 /// `PUT /_matrix/app/v1/transactions/{txn_id}` with `body`, through the real router and
 /// into the store: answered 200 (then every event with an `event_id` and a valid
-/// `room_id` is durable, but one that calls for nothing, and the same request again
-/// is 200 too) or a 4xx, never a 5xx.
+/// `room_id` is durable, but one that calls for nothing or names either twice, and the
+/// same request again is 200 too) or a 4xx, never a 5xx.
 pub fn transaction(txn_id: &str, body: &[u8]) {
     let f = fixture();
     let txn: String =

@@ -25,7 +25,7 @@ use super::{AppState, extract::Ruma};
 use crate::{
     crypto::DeviceUpdates,
     error::{Error, Result},
-    inbound::peek::Peek,
+    inbound::peek::{Peek, calls_for_nothing},
     store::inbound::{DEVICE_LANE, EntryKind, NewEntry},
 };
 
@@ -76,17 +76,15 @@ pub(crate) async fn handle(
             None => UnstableEphemeral { ephemeral: Vec::new() },
         };
 
-        // A message in a room that is no board's and that cannot be a command calls for
-        // nothing, nor does another user's membership in a room that is neither a board's
-        // room nor its space: it is not stored, unless an entry waits that can make a room a board's
-        // (one stored before, or one earlier in this transaction).
+        // An event that calls for nothing (`peek::calls_for_nothing`) is not stored, unless
+        // an entry waits that can make a room a board's (one stored before, or one earlier
+        // in this transaction).
         let mut rooms_settled = ctx.backlog.rooms_settled();
         let Request { txn_id, events, ephemeral, .. } = request;
         let mut owned = Vec::with_capacity(events.len());
         let mut ignored = 0u64;
-        let mut places = std::collections::HashMap::new();
         for raw in events {
-            match timeline_entry(ctx, raw, rooms_settled, &mut places) {
+            match timeline_entry(ctx, raw, rooms_settled) {
                 Timeline::Store(o) => {
                     rooms_settled &= !o.may_change_rooms;
                     owned.push(o);
@@ -247,58 +245,19 @@ fn device_entry(ctx: &crate::context::Context, body: &[u8]) -> Result<Option<Own
     }))
 }
 
-/// What a room is to Boardroom, as ingest's first pass asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// A board's chat or tasks room.
-    BoardRoom,
-    /// A board's space.
-    BoardSpace,
-    /// Neither.
-    Elsewhere,
-    /// It cannot be read: as if it were a board room (everything is stored).
-    Unknown,
-}
-
-impl Place {
-    fn of(ctx: &crate::context::Context, room: &ruma::RoomId) -> Self {
-        match (ctx.store.room(room), ctx.store.board_by_space(room)) {
-            (Ok(Some(_)), _) => Place::BoardRoom,
-            (Ok(None), Ok(Some(_))) => Place::BoardSpace,
-            (Ok(None), Ok(None)) => Place::Elsewhere,
-            _ => Place::Unknown,
-        }
-    }
-}
-
-/// One pass over the event (borrowed from the body) for its ids and what it can call for;
-/// `places` remembers, for the transaction, what each room was found to be.
+/// One pass over the event (borrowed from the body) for its ids and what it can call for.
 fn timeline_entry(
     ctx: &crate::context::Context,
     raw: Raw<AnyTimelineEvent>,
     rooms_settled: bool,
-    places: &mut std::collections::HashMap<String, Place>,
 ) -> Timeline {
     let json = raw.into_json();
     let peeked = Peek::of(json.get().as_bytes()).map(|peek| {
         let (Some(event_id), Some(room)) = (peek.event_id.as_deref(), peek.room()) else {
             return Err(Timeline::Malformed);
         };
-        let message = peek.cannot_be_a_command();
-        if rooms_settled && (message || peek.others_membership(&ctx.settings)) {
-            // Each room is looked up once per transaction.
-            let place = match places.get(room.as_str()) {
-                Some(&place) => place,
-                None => {
-                    let place = Place::of(ctx, room);
-                    places.insert(room.as_str().to_owned(), place);
-                    place
-                }
-            };
-            // A message counts in a board room only; a membership in a board's space too.
-            if place == Place::Elsewhere || (message && place == Place::BoardSpace) {
-                return Err(Timeline::CallsForNothing);
-            }
+        if rooms_settled && calls_for_nothing(&ctx.store, &ctx.settings, &peek) {
+            return Err(Timeline::CallsForNothing);
         }
         Ok((event_id.to_owned(), room.to_string(), peek.may_change_rooms(&ctx.settings)))
     });

@@ -130,6 +130,22 @@ pub(crate) fn plain_message(store: &Store, peek: &Peek<'_>) -> Plain {
     }
 }
 
+/// Whether the event calls for nothing, wherever it is handled: a message that cannot be
+/// a command, in a room that is no board's; another user's membership in a room that is
+/// neither a board's room nor its space. In doubt (a room that cannot be read), it may
+/// call for something.
+pub(crate) fn calls_for_nothing(store: &Store, settings: &Settings, peek: &Peek<'_>) -> bool {
+    let message = peek.cannot_be_a_command();
+    if !message && !peek.others_membership(settings) {
+        return false;
+    }
+    let Some(room) = peek.room() else { return false };
+    if !matches!(store.room(room), Ok(None)) {
+        return false;
+    }
+    message || matches!(store.slug_of_space(room), Ok(None))
+}
+
 /// [`Peek::may_change_rooms`] of `json`; an event the first pass cannot read may.
 pub(crate) fn may_change_rooms(json: &[u8], settings: &Settings) -> bool {
     Peek::of(json).is_none_or(|p| p.may_change_rooms(settings))

@@ -117,7 +117,15 @@ impl Store {
 
     /// The board whose space this is.
     pub fn board_by_space(&self, space_id: &RoomId) -> Result<Option<BoardRecord>> {
-        let slug = self.inner.spaces.get_or(space_id.as_bytes(), || {
+        match self.slug_of_space(space_id)? {
+            Some(slug) => self.board(&slug),
+            None => Ok(None),
+        }
+    }
+
+    /// The slug of the board whose space this is (kept in memory once read).
+    pub fn slug_of_space(&self, space_id: &RoomId) -> Result<Option<String>> {
+        self.inner.spaces.get_or(space_id.as_bytes(), || {
             let db = self.db()?;
             let Some(slug) =
                 db.get_pinned_cf(super::cf(&db, maps::SPACEID_SLUG)?, space_id.as_bytes())?
@@ -128,11 +136,7 @@ impl Store {
                 .map(str::to_owned)
                 .map(Some)
                 .map_err(|_| Error::Store("slug is not UTF-8".into()))
-        })?;
-        match slug {
-            Some(slug) => self.board(&slug),
-            None => Ok(None),
-        }
+        })
     }
 
     /// Every board, by slug.

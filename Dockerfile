@@ -50,7 +50,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     ROCKSDB_LIB_DIR="/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" \
     && export ROCKSDB_LIB_DIR CARGO_TARGET_DIR=/src/target \
-    && test -e "$ROCKSDB_LIB_DIR/librocksdb.so" \
+    && test -e "$ROCKSDB_LIB_DIR/librocksdb.a" \
     && cargo build --release --locked --bin boardroom \
     && install -D -m 0755 target/release/boardroom /out/boardroom
 
@@ -58,8 +58,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM docker.io/library/debian:bookworm-slim
 ARG ROCKSDB_DEB_VERSION
 
-# librocksdb7.8 pulls in its own libraries (snappy, lz4, zstd, zlib, bzip2, gflags,
-# libstdc++); pinned to the version the binary was linked against. ca-certificates:
+# The binary links RocksDB statically (.cargo/config.toml); librocksdb7.8 pulls in the
+# libraries it calls (snappy, lz4, zstd, zlib, bzip2, libstdc++), pinned to the version
+# the binary was built with. ca-certificates:
 # reqwest (rustls) verifies an https:// homeserver URL against the system's roots.
 # Not pinned (hadolint's DL3008): ca-certificates must take bookworm's security updates,
 # and a pinned version disappears from the mirror once it is updated.

@@ -10,6 +10,7 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
+    link_rocksdb_dependencies();
     println!("cargo:rerun-if-env-changed=BOARDROOM_COMMIT");
     let commit = std::env::var("BOARDROOM_COMMIT")
         .ok()
@@ -28,5 +29,18 @@ fn main() {
         if Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
+    }
+}
+
+/// With `ROCKSDB_STATIC` set (see `.cargo/config.toml`), RocksDB is linked from Debian's
+/// static `librocksdb.a`, which leaves the compression libraries it calls to the final
+/// link: named here, for every binary that links Boardroom (the fuzz targets too).
+fn link_rocksdb_dependencies() {
+    println!("cargo:rerun-if-env-changed=ROCKSDB_STATIC");
+    if std::env::var_os("ROCKSDB_STATIC").is_none() {
+        return;
+    }
+    for lib in ["snappy", "lz4", "zstd", "bz2", "z"] {
+        println!("cargo:rustc-link-lib=dylib={lib}");
     }
 }

@@ -38,7 +38,8 @@
 //! 320 commands), or `cargo bench --bench commands -- --cycles 40 --settle-ms 100`
 //! (`--disk` puts Boardroom's database on disk rather than `/dev/shm`; `--pause-secs N`
 //! waits before the measured cycles, to attach a profiler to Boardroom's printed pid;
-//! `--keep` keeps the directories and logs). Figures go in docs/PERFORMANCE.md.
+//! `--keep` keeps the directories and logs; `--binary PATH` runs another build of Boardroom,
+//! for an A/B in one sitting). Figures go in docs/PERFORMANCE.md.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -82,6 +83,8 @@ struct Args {
     kinds: Vec<Kind>,
     /// A nice value for Boardroom and this process (not Synapse), set after Synapse starts.
     nice: Option<i32>,
+    /// The Boardroom binary to run (another build, for an A/B in one sitting).
+    binary: std::path::PathBuf,
 }
 
 fn parse_args() -> Args {
@@ -93,6 +96,7 @@ fn parse_args() -> Args {
         keep: false,
         kinds: Kind::CYCLE.to_vec(),
         nice: None,
+        binary: env!("CARGO_BIN_EXE_boardroom").into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -128,6 +132,7 @@ fn parse_args() -> Args {
             }
             "--disk" => args.disk = true,
             "--keep" => args.keep = true,
+            "--binary" => args.binary = it.next().expect("--binary PATH").into(),
             other => eprintln!("commands: ignoring argument `{other}`"),
         }
     }
@@ -1001,7 +1006,7 @@ async fn run(args: Args) {
     let config = dir.path().join("boardroom.toml");
     fs::write(&config, boardroom_config(&db, listen, as_proxy_port, hs_proxy_port))
         .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+    let out = Command::new(&args.binary)
         .args(["registration", "--config"])
         .arg(&config)
         .output()
@@ -1056,7 +1061,7 @@ async fn run(args: Args) {
     // Boardroom, the release binary.
     let log = dir.path().join("boardroom.log");
     let out = fs::File::create(&log).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+    let child = Command::new(&args.binary)
         .args(["serve", "--config"])
         .arg(&config)
         .env_remove("RUST_LOG")

@@ -303,8 +303,11 @@ async fn apply_changes(
     }
     let in_thread = req.thread == Some(root.as_ref()) && req.room == Some(room.as_ref());
     let feed_text = format!("{sender} {said} ({slug}#{n})");
+    // The feed entry goes first: in the task's thread it is the command's answer, which
+    // then does not wait for the root edit's round trip to the homeserver (the two share
+    // the tasks room's outbox lane). Their transaction ids come from the indexes, not from
+    // the order.
     let actions = vec![
-        root_edit(&room, slug, &record.fields, req.cause, 1),
         feed_entry(
             &room,
             &root,
@@ -314,6 +317,7 @@ async fn apply_changes(
             req.cause,
             2,
         ),
+        root_edit(&room, slug, &record.fields, req.cause, 1),
     ];
     let link = thread_link(ctx, &room, &root);
     Ok(Done { value: TaskChanged { fields: record.fields, feed_text, in_thread, link }, actions })

@@ -30,9 +30,12 @@ const MAX_IN_FLIGHT: usize = 4096;
 pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToken) {
     let store = ctx.store.clone();
     let notify = ctx.inbound_notify.clone();
+    // What ingest stores from now on comes from memory; what was stored before, and what
+    // does not fit there, from the database.
+    store.hand_arrivals_over();
     let read = |from: u64, limit: usize| {
         Ok(store
-            .pending_from(from, limit)?
+            .arrived_from(from, limit)?
             .into_iter()
             .map(|e| (e.seq, route(&store, &e), e))
             .collect())

@@ -161,6 +161,32 @@ pub(crate) struct InboundState {
     /// before the store was opened count from the time it was opened. Kept in memory
     /// only, for the age of the oldest entry waiting.
     arrivals: Mutex<std::collections::VecDeque<(u64, u64)>>,
+    /// Entries this process stored and the dispatcher has not read yet, in seq order,
+    /// once the dispatcher asked for them ([`Store::hand_arrivals_over`]): it takes them
+    /// from here rather than reading them back from the database.
+    arrived: Mutex<Arrived>,
+    /// The seq after the last entry stored: no entry is at or past it.
+    stored_up_to: std::sync::atomic::AtomicU64,
+}
+
+/// Entries stored and not yet read, at most this many bytes of events: past it, new ones
+/// are read from the database (a backlog is read as lanes make room).
+const MAX_ARRIVED_BYTES: usize = 2 << 20;
+
+#[derive(Debug, Default)]
+struct Arrived {
+    /// Whether the dispatcher takes them ([`Store::hand_arrivals_over`]).
+    wanted: bool,
+    entries: std::collections::VecDeque<PendingEntry>,
+    bytes: usize,
+}
+
+impl Arrived {
+    fn pop(&mut self) -> Option<PendingEntry> {
+        let e = self.entries.pop_front()?;
+        self.bytes -= e.json.len();
+        Some(e)
+    }
 }
 
 impl InboundState {
@@ -180,9 +206,12 @@ impl InboundState {
                 max + 1
             }
         };
+        let next = super::next_seq(db, maps::SEQ_PENDING)?.max(stored);
         Ok(Self {
-            next_seq: Mutex::new(super::next_seq(db, maps::SEQ_PENDING)?.max(stored)),
+            next_seq: Mutex::new(next),
             arrivals: Mutex::new(std::collections::VecDeque::from([(0, now_ms())])),
+            arrived: Mutex::new(Arrived::default()),
+            stored_up_to: std::sync::atomic::AtomicU64::new(next),
         })
     }
 }
@@ -197,6 +226,11 @@ impl InboundState {
         let mut current =
             self.next_seq.lock().map_err(|_| Error::Internal("inbound lock poisoned".into()))?;
         *current = (*current).max(fresh);
+        self.stored_up_to.fetch_max(*current, std::sync::atomic::Ordering::AcqRel);
+        // What the reopened database holds is read from it.
+        let mut arrived = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        arrived.entries.clear();
+        arrived.bytes = 0;
         Ok(())
     }
 }
@@ -278,7 +312,9 @@ impl Store {
         let mut outcome = IngestOutcome::default();
         let mut seq = *next;
         let now = now_ms();
-        for e in entries {
+        // The entries stored, by their place in `entries`.
+        let mut stored = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
             if let Some(id) = e.event_id {
                 if !already.insert(id) {
                     outcome.duplicates += 1;
@@ -292,6 +328,7 @@ impl Store {
                 encode_value(e.kind, e.room_id, e.json, e.may_change_rooms),
             );
             seq += 1;
+            stored.push(i);
             outcome.accepted += 1;
             outcome.may_change_rooms += usize::from(e.may_change_rooms);
         }
@@ -305,9 +342,70 @@ impl Store {
             let mut arrivals =
                 self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
             arrivals.push_back((*next, now));
+            drop(arrivals);
+            self.arrived(*next, stored.iter().filter_map(|&i| entries.get(i)));
         }
         *next = seq;
+        self.inner.inbound.stored_up_to.store(seq, std::sync::atomic::Ordering::Release);
         Ok(outcome)
+    }
+
+    /// Keeps the entries an ingest just stored (`stored`, numbered from `first`) for the
+    /// dispatcher, while it wants them and they fit.
+    fn arrived<'e>(&self, first: u64, stored: impl Iterator<Item = &'e NewEntry<'e>>) {
+        let mut arrived = self.inner.inbound.arrived.lock().unwrap_or_else(|p| p.into_inner());
+        if !arrived.wanted {
+            return;
+        }
+        for (seq, e) in (first..).zip(stored) {
+            if arrived.bytes + e.json.len() > MAX_ARRIVED_BYTES {
+                // The rest is read from the database, after what is kept here.
+                return;
+            }
+            arrived.bytes += e.json.len();
+            arrived.entries.push_back(PendingEntry {
+                seq,
+                kind: e.kind,
+                room_id: e.room_id.to_owned(),
+                json: e.json.to_vec(),
+                may_change_rooms: e.may_change_rooms,
+            });
+        }
+    }
+
+    /// From now on the entries this process stores are also kept in memory until
+    /// [`Store::arrived_from`] takes them: for the dispatcher, the only reader of the queue
+    /// in order (another reader would find them missing and read the database).
+    pub(crate) fn hand_arrivals_over(&self) {
+        self.inner.inbound.arrived.lock().unwrap_or_else(|p| p.into_inner()).wanted = true;
+    }
+
+    /// [`Store::pending_from`], from the entries this process just stored when they start
+    /// at `from` (each is durable: it was kept after its write), else from the database.
+    /// Entries kept before `from` were read already, from the database, and are let go.
+    pub(crate) fn arrived_from(&self, from: u64, limit: usize) -> Result<Vec<PendingEntry>> {
+        {
+            let mut arrived = self.inner.inbound.arrived.lock().unwrap_or_else(|p| p.into_inner());
+            while arrived.entries.front().is_some_and(|e| e.seq < from) {
+                arrived.pop();
+            }
+            if arrived.entries.front().is_some_and(|e| e.seq == from) {
+                let mut out = Vec::with_capacity(limit.min(arrived.entries.len()));
+                while out.len() < limit
+                    && arrived.entries.front().is_some_and(|e| e.seq == from + out.len() as u64)
+                    && let Some(e) = arrived.pop()
+                {
+                    out.push(e);
+                }
+                return Ok(out);
+            }
+        }
+        // Nothing stored at or past `from` yet (the ingest that stores it wakes the
+        // dispatcher after): no need to look.
+        if from >= self.inner.inbound.stored_up_to.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Vec::new());
+        }
+        self.pending_from(from, limit)
     }
 
     /// Up to `limit` pending entries with `seq >= from`, in order.
@@ -430,6 +528,56 @@ mod tests {
             rooms,
             vec![(1, b"{}".to_vec()), (2, b"{}".to_vec()), (3, b"{\"x\":1}".to_vec())]
         );
+    }
+
+    /// (seq, json) of entries.
+    fn seqs(entries: &[PendingEntry]) -> Vec<(u64, String)> {
+        entries.iter().map(|e| (e.seq, String::from_utf8_lossy(&e.json).into_owned())).collect()
+    }
+
+    #[test]
+    fn the_dispatcher_takes_what_was_just_stored_from_memory_and_the_rest_from_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        // Stored before the dispatcher asked: only in the database.
+        store.ingest("1", [1; 32], &[entry("$a", b"1")]).expect("ingest");
+        store.hand_arrivals_over();
+        // A duplicate in the middle takes no seq.
+        let b = [entry("$b", b"2"), entry("$a", b"dup"), entry("$c", b"3")];
+        store.ingest("2", [2; 32], &b).expect("ingest");
+        let kept = |s: &Store| s.inner.inbound.arrived.lock().expect("lock").entries.len();
+        assert_eq!(kept(&store), 2);
+
+        // From the start: the database has them all (and the kept ones are let go once read).
+        let first = store.arrived_from(0, 2).expect("read");
+        assert_eq!(seqs(&first), [(1, "1".into()), (2, "2".into())]);
+        let rest = store.arrived_from(3, 10).expect("read");
+        assert_eq!(seqs(&rest), [(3, "3".into())]);
+        assert_eq!(kept(&store), 0);
+        // Nothing past the last stored: nothing, without a read.
+        assert!(store.arrived_from(4, 10).expect("read").is_empty());
+
+        // Kept in memory, taken from there, in order, `limit` at a time; the database still
+        // holds them until they are processed.
+        let d = [entry("$d", b"4"), entry("$e", b"5"), entry("$f", b"6")];
+        store.ingest("3", [3; 32], &d).expect("ingest");
+        assert_eq!(
+            seqs(&store.arrived_from(4, 2).expect("read")),
+            [(4, "4".into()), (5, "5".into())]
+        );
+        assert_eq!(kept(&store), 1);
+        assert_eq!(seqs(&store.arrived_from(6, 10).expect("read")), [(6, "6".into())]);
+        assert_eq!(store.pending_from(4, 10).expect("pending").len(), 3);
+
+        // Past the bound, the rest is read from the database, after what is kept.
+        let big = vec![b'x'; MAX_ARRIVED_BYTES];
+        let over = [entry("$g", &big), entry("$h", b"8"), entry("$i", b"9")];
+        store.ingest("4", [4; 32], &over).expect("ingest");
+        store.ingest("5", [5; 32], &[entry("$j", b"10")]).expect("ingest");
+        assert_eq!(store.arrived_from(7, 10).expect("read").len(), 1, "only $g was kept");
+        let read = store.arrived_from(8, 10).expect("read");
+        assert_eq!(seqs(&read), [(8, "8".into()), (9, "9".into()), (10, "10".into())]);
+        assert_eq!(kept(&store), 0, "$j, kept after the gap, was read from the database");
     }
 
     #[test]

@@ -196,6 +196,20 @@ impl Store {
         // The (event, user) keys of the entries added by this write: one each.
         let mut added_keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut written = false;
+        // Which queued entries are still on the queue: one read for all of them.
+        let queued: Vec<[u8; 8]> = messages
+            .iter()
+            .filter_map(|m| match m.once {
+                Some(Once::Entry(seq)) => Some(seq.to_be_bytes()),
+                _ => None,
+            })
+            .collect();
+        let mut still_queued = std::collections::HashSet::with_capacity(queued.len());
+        for (key, got) in queued.iter().zip(db.batched_multi_get_cf(pending, &queued, false)) {
+            if got?.is_some() {
+                still_queued.insert(*key);
+            }
+        }
         for Message { once, log: message, notifications } in messages {
             let mut outcome = Logged::default();
             match once {
@@ -213,7 +227,7 @@ impl Store {
                 Some(Once::Entry(seq)) => {
                     // Its own lane handles an entry, one at a time: present now, it is removed
                     // by this write alone.
-                    if db.get_pinned_cf(pending, seq.to_be_bytes())?.is_none() {
+                    if !still_queued.contains(&seq.to_be_bytes()) {
                         outcomes.push(outcome);
                         continue;
                     }

@@ -171,7 +171,7 @@ pub(crate) struct InboundState {
 
 /// Entries stored and not yet read, at most this many bytes of events: past it, new ones
 /// are read from the database (a backlog is read as lanes make room).
-const MAX_ARRIVED_BYTES: usize = 2 << 20;
+const MAX_ARRIVED_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default)]
 struct Arrived {

@@ -107,9 +107,12 @@ async fn run_inner(
     device: Option<Arc<tokio::sync::OnceCell<Crypto>>>,
 ) {
     let reader = store.clone();
+    // What is queued from now on comes from memory; what was queued before, from the
+    // database.
+    reader.hand_outbox_over();
     let read = |from: u64, limit: usize| {
         Ok(reader
-            .outbox_from(from, limit)?
+            .outbox_arrived_from(from, limit)?
             .into_iter()
             .map(|(seq, value)| {
                 let action = serde_json::from_slice::<Action>(&value).map_err(|e| e.to_string());

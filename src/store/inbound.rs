@@ -161,33 +161,15 @@ pub(crate) struct InboundState {
     /// before the store was opened count from the time it was opened. Kept in memory
     /// only, for the age of the oldest entry waiting.
     arrivals: Mutex<std::collections::VecDeque<(u64, u64)>>,
-    /// Entries this process stored and the dispatcher has not read yet, in seq order,
-    /// once the dispatcher asked for them ([`Store::hand_arrivals_over`]): it takes them
-    /// from here rather than reading them back from the database.
-    arrived: Mutex<Arrived>,
-    /// The seq after the last entry stored: no entry is at or past it.
-    stored_up_to: std::sync::atomic::AtomicU64,
+    /// Entries this process stored and the dispatcher has not read yet, once it asked for
+    /// them ([`Store::hand_arrivals_over`]): it takes them from here rather than reading
+    /// them back from the database.
+    arrived: super::arrived::Arrived<PendingEntry>,
 }
 
 /// Entries stored and not yet read, at most this many bytes of events: past it, new ones
 /// are read from the database (a backlog is read as lanes make room).
 const MAX_ARRIVED_BYTES: usize = 1 << 20;
-
-#[derive(Debug, Default)]
-struct Arrived {
-    /// Whether the dispatcher takes them ([`Store::hand_arrivals_over`]).
-    wanted: bool,
-    entries: std::collections::VecDeque<PendingEntry>,
-    bytes: usize,
-}
-
-impl Arrived {
-    fn pop(&mut self) -> Option<PendingEntry> {
-        let e = self.entries.pop_front()?;
-        self.bytes -= e.json.len();
-        Some(e)
-    }
-}
 
 impl InboundState {
     pub(crate) fn load(db: &DB) -> Result<Self> {
@@ -210,8 +192,7 @@ impl InboundState {
         Ok(Self {
             next_seq: Mutex::new(next),
             arrivals: Mutex::new(std::collections::VecDeque::from([(0, now_ms())])),
-            arrived: Mutex::new(Arrived::default()),
-            stored_up_to: std::sync::atomic::AtomicU64::new(next),
+            arrived: super::arrived::Arrived::new(next, MAX_ARRIVED_BYTES),
         })
     }
 }
@@ -226,11 +207,7 @@ impl InboundState {
         let mut current =
             self.next_seq.lock().map_err(|_| Error::Internal("inbound lock poisoned".into()))?;
         *current = (*current).max(fresh);
-        self.stored_up_to.fetch_max(*current, std::sync::atomic::Ordering::AcqRel);
-        // What the reopened database holds is read from it.
-        let mut arrived = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
-        arrived.entries.clear();
-        arrived.bytes = 0;
+        self.arrived.reset(*current);
         Ok(())
     }
 }
@@ -342,68 +319,34 @@ impl Store {
             let mut arrivals =
                 self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
             arrivals.push_back((*next, now));
-            drop(arrivals);
-            self.arrived(*next, stored.iter().filter_map(|&i| entries.get(i)));
         }
-        *next = seq;
-        self.inner.inbound.stored_up_to.store(seq, std::sync::atomic::Ordering::Release);
-        Ok(outcome)
-    }
-
-    /// Keeps the entries an ingest just stored (`stored`, numbered from `first`) for the
-    /// dispatcher, while it wants them and they fit.
-    fn arrived<'e>(&self, first: u64, stored: impl Iterator<Item = &'e NewEntry<'e>>) {
-        let mut arrived = self.inner.inbound.arrived.lock().unwrap_or_else(|p| p.into_inner());
-        if !arrived.wanted {
-            return;
-        }
-        for (seq, e) in (first..).zip(stored) {
-            if arrived.bytes + e.json.len() > MAX_ARRIVED_BYTES {
-                // The rest is read from the database, after what is kept here.
-                return;
-            }
-            arrived.bytes += e.json.len();
-            arrived.entries.push_back(PendingEntry {
-                seq,
+        let kept = stored.iter().filter_map(|&i| entries.get(i)).zip(*next..).map(|(e, at)| {
+            let make = move || PendingEntry {
+                seq: at,
                 kind: e.kind,
                 room_id: e.room_id.to_owned(),
                 json: e.json.to_vec(),
                 may_change_rooms: e.may_change_rooms,
-            });
-        }
+            };
+            (at, e.json.len(), make)
+        });
+        self.inner.inbound.arrived.written(kept, seq);
+        *next = seq;
+        Ok(outcome)
     }
 
     /// From now on the entries this process stores are also kept in memory until
     /// [`Store::arrived_from`] takes them: for the dispatcher, the only reader of the queue
     /// in order (another reader would find them missing and read the database).
     pub(crate) fn hand_arrivals_over(&self) {
-        self.inner.inbound.arrived.lock().unwrap_or_else(|p| p.into_inner()).wanted = true;
+        self.inner.inbound.arrived.want();
     }
 
     /// [`Store::pending_from`], from the entries this process just stored when they start
     /// at `from` (each is durable: it was kept after its write), else from the database.
-    /// Entries kept before `from` were read already, from the database, and are let go.
     pub(crate) fn arrived_from(&self, from: u64, limit: usize) -> Result<Vec<PendingEntry>> {
-        {
-            let mut arrived = self.inner.inbound.arrived.lock().unwrap_or_else(|p| p.into_inner());
-            while arrived.entries.front().is_some_and(|e| e.seq < from) {
-                arrived.pop();
-            }
-            if arrived.entries.front().is_some_and(|e| e.seq == from) {
-                let mut out = Vec::with_capacity(limit.min(arrived.entries.len()));
-                while out.len() < limit
-                    && arrived.entries.front().is_some_and(|e| e.seq == from + out.len() as u64)
-                    && let Some(e) = arrived.pop()
-                {
-                    out.push(e);
-                }
-                return Ok(out);
-            }
-        }
-        // Nothing stored at or past `from` yet (the ingest that stores it wakes the
-        // dispatcher after): no need to look.
-        if from >= self.inner.inbound.stored_up_to.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(Vec::new());
+        if let Some(kept) = self.inner.inbound.arrived.take_from(from, limit) {
+            return Ok(kept.into_iter().map(|(_, e)| e).collect());
         }
         self.pending_from(from, limit)
     }
@@ -545,7 +488,7 @@ mod tests {
         // A duplicate in the middle takes no seq.
         let b = [entry("$b", b"2"), entry("$a", b"dup"), entry("$c", b"3")];
         store.ingest("2", [2; 32], &b).expect("ingest");
-        let kept = |s: &Store| s.inner.inbound.arrived.lock().expect("lock").entries.len();
+        let kept = |s: &Store| s.inner.inbound.arrived.kept_len();
         assert_eq!(kept(&store), 2);
 
         // From the start: the database has them all (and the kept ones are let go once read).

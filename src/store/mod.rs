@@ -4,6 +4,7 @@
 //! Boardroom's own state ([`backup`]). Nothing outside this module touches a raw column
 //! family.
 
+mod arrived;
 pub mod backup;
 pub mod boards;
 mod cache;

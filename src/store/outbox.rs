@@ -25,7 +25,14 @@ pub(crate) struct OutboxState {
     sent: AtomicU64,
     /// Entries in `seq_outboxdead`.
     dead: AtomicU64,
+    /// Entries written and not yet read by the outbox worker, once it asked for them
+    /// ([`Store::hand_outbox_over`]).
+    arrived: super::arrived::Arrived<Vec<u8>>,
 }
+
+/// Outbox entries written and not yet read, at most this many bytes: past it, they are
+/// read from the database.
+const MAX_ARRIVED_BYTES: usize = 1 << 20;
 
 /// How many outbox entries are in each state ([`Store::outbox_counts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +63,7 @@ impl OutboxState {
             super::next_seq(db, maps::SEQ_OUTBOX)?.max(super::next_seq(db, maps::SEQ_OUTBOXDEAD)?);
         Ok(Self {
             next_seq: Mutex::new(next),
+            arrived: super::arrived::Arrived::new(next, MAX_ARRIVED_BYTES),
             queued: AtomicU64::new(count(db, maps::SEQ_OUTBOX)?),
             sent: AtomicU64::new(count(db, maps::SEQ_OUTBOXSENT)?),
             dead: AtomicU64::new(count(db, maps::SEQ_OUTBOXDEAD)?),
@@ -80,6 +88,7 @@ impl OutboxState {
         let mut current =
             self.next_seq.lock().map_err(|_| Error::Internal("outbox lock poisoned".into()))?;
         *current = (*current).max(fresh.next_seq.into_inner().unwrap_or_else(|p| p.into_inner()));
+        self.arrived.reset(*current);
         for (kept, read) in
             [(&self.queued, fresh.queued), (&self.sent, fresh.sent), (&self.dead, fresh.dead)]
         {
@@ -127,9 +136,31 @@ impl Store {
             seq += 1;
         }
         self.checked(db.write_opt(batch, opts))?;
+        let kept = (*next..).zip(outbound).map(|(at, v)| (at, v.len(), || v.clone()));
+        self.inner.outbox.arrived.written(kept, seq);
         *next = seq;
         self.inner.outbox.queued.fetch_add(outbound.len() as u64, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// From now on the entries written to the outbox are also kept in memory until
+    /// [`Store::outbox_arrived_from`] takes them: for the outbox worker, the only reader of
+    /// the outbox in order.
+    pub(crate) fn hand_outbox_over(&self) {
+        self.inner.outbox.arrived.want();
+    }
+
+    /// [`Store::outbox_from`], from the entries just written when they start at `from`,
+    /// else from the database.
+    pub(crate) fn outbox_arrived_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        match self.inner.outbox.arrived.take_from(from, limit) {
+            Some(kept) => Ok(kept),
+            None => self.outbox_from(from, limit),
+        }
     }
 
     /// How many outbox entries wait, were sent unconfirmed, and were set aside: counts kept

@@ -289,9 +289,9 @@ impl Store {
         let mut outcome = IngestOutcome::default();
         let mut seq = *next;
         let now = now_ms();
-        // The entries stored, by their place in `entries`.
+        // The entries stored, in seq order.
         let mut stored = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
+        for e in entries {
             if let Some(id) = e.event_id {
                 if !already.insert(id) {
                     outcome.duplicates += 1;
@@ -305,7 +305,7 @@ impl Store {
                 encode_value(e.kind, e.room_id, e.json, e.may_change_rooms),
             );
             seq += 1;
-            stored.push(i);
+            stored.push(e);
             outcome.accepted += 1;
             outcome.may_change_rooms += usize::from(e.may_change_rooms);
         }
@@ -320,7 +320,7 @@ impl Store {
                 self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
             arrivals.push_back((*next, now));
         }
-        let kept = stored.iter().filter_map(|&i| entries.get(i)).zip(*next..).map(|(e, at)| {
+        let kept = stored.into_iter().zip(*next..).map(|(e, at)| {
             let make = move || PendingEntry {
                 seq: at,
                 kind: e.kind,

@@ -26,7 +26,8 @@
 //! transactions each), or spelled out:
 //! `cargo bench --bench pipeline -- --place shm --in-flight 1,4,16 --txns 1000 --idle-secs 20`
 //! (`--pause-secs N` waits before the load, to attach a profiler; `--binary PATH` runs
-//! another build of Boardroom, for an A/B in one sitting). Figures go in
+//! another build of Boardroom, for an A/B in one sitting; `--events N` sends transactions
+//! of N events rather than 100, as Synapse does when events trickle in). Figures go in
 //! docs/PERFORMANCE.md.
 
 use std::{
@@ -63,6 +64,8 @@ const MENTIONED: &str = "@alice:localhost";
 
 struct Args {
     txns: usize,
+    /// Events per transaction (100: Synapse's most).
+    events: usize,
     in_flight: Vec<usize>,
     places: Vec<String>,
     idle: Duration,
@@ -74,6 +77,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         txns: 1_000,
+        events: EVENTS_PER_TXN,
         in_flight: vec![1, 4, 16],
         places: vec!["shm".into(), "disk".into()],
         idle: Duration::from_secs(10),
@@ -88,6 +92,7 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--bench" => {}
             "--txns" => args.txns = it.next().and_then(|v| v.parse().ok()).expect("--txns N"),
+            "--events" => args.events = it.next().and_then(|v| v.parse().ok()).expect("--events N"),
             "--in-flight" => {
                 args.in_flight =
                     list(it.next()).iter().map(|v| v.parse().expect("--in-flight 1,4")).collect();
@@ -106,6 +111,7 @@ fn parse_args() -> Args {
         }
     }
     args.txns = args.txns.max(1);
+    args.events = args.events.clamp(1, EVENTS_PER_TXN);
     args
 }
 
@@ -186,7 +192,7 @@ async fn run(
     // Every body made before the clock starts.
     let run_id = format!("{place}{in_flight}");
     let bodies: Arc<Vec<(String, String)>> =
-        Arc::new((0..args.txns).map(|t| transaction(&run_id, t)).collect());
+        Arc::new((0..args.txns).map(|t| transaction(&run_id, t, args.events)).collect());
     let body_bytes = bodies.iter().map(|(_, b)| b.len()).sum::<usize>() / bodies.len();
     let url = format!("http://127.0.0.1:{port}/_matrix/app/v1/transactions");
     let rss_before = rss_kib(pid);
@@ -223,7 +229,7 @@ async fn run(
     }
     let sent = started.elapsed();
     let depth_at_last_answer = read_metrics(&http, &metrics_url).await.0;
-    let events = args.txns * EVENTS_PER_TXN;
+    let events = args.txns * args.events;
     loop {
         let (depth, processed) = read_metrics(&http, &metrics_url).await;
         if depth == 0 && processed >= events as u64 {
@@ -416,10 +422,10 @@ fn event(run_id: &str, n: usize) -> Value {
     }
 }
 
-/// Transaction `t` of a run: its id and body.
-fn transaction(run_id: &str, t: usize) -> (String, String) {
-    let start = t * EVENTS_PER_TXN;
-    let events: Vec<Value> = (start..start + EVENTS_PER_TXN).map(|n| event(run_id, n)).collect();
+/// Transaction `t` of a run, of `size` events: its id and body.
+fn transaction(run_id: &str, t: usize, size: usize) -> (String, String) {
+    let start = t * size;
+    let events: Vec<Value> = (start..start + size).map(|n| event(run_id, n)).collect();
     (format!("{run_id}-{t}"), json!({ "events": events }).to_string())
 }
 

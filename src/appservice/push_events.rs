@@ -141,7 +141,7 @@ pub(crate) async fn handle(
             ctx.backlog.changing_rooms(owned.iter().filter(|o| o.may_change_rooms).count() as u64);
         let store = ctx.store.clone();
         let txn = txn_id.to_string();
-        let outcome = tokio::task::spawn_blocking(move || {
+        let ingest = move || {
             let entries: Vec<NewEntry<'_>> = owned
                 .iter()
                 .map(|o| NewEntry {
@@ -153,9 +153,15 @@ pub(crate) async fn handle(
                 })
                 .collect();
             store.ingest(&txn, digest, &entries)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
+        };
+        // On this worker when the disk is quick and no other ingest is on one; else on the
+        // blocking pool.
+        let outcome = match ctx.store.claim_quick_ingest() {
+            Some(_place) => ingest()?,
+            None => tokio::task::spawn_blocking(ingest)
+                .await
+                .map_err(|e| Error::Internal(format!("ingest task: {e}")))??,
+        };
         changing.stored(outcome.may_change_rooms as u64);
         let m = &ctx.metrics;
         m.events_ignored.inc_by(ignored);

@@ -109,14 +109,27 @@ struct Completions {
 }
 
 impl Completions {
-    fn push_all(&self, done: impl IntoIterator<Item = Completion>) {
+    /// Hands `done` to the completion writer. Those with nothing left to write (their own
+    /// write took them off the queue and queued their actions) are only counted, here,
+    /// without waking it.
+    fn push_all(&self, ctx: &Context, done: impl IntoIterator<Item = Completion>) {
+        let mut counted = 0u64;
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let before = waiting.len();
-        waiting.extend(done);
+        for c in done {
+            if c.off_the_queue && c.actions.is_empty() {
+                counted += 1;
+            } else {
+                waiting.push(c);
+            }
+        }
         let added = waiting.len() > before;
         drop(waiting);
         if added {
             self.wake.notify_one();
+        }
+        if counted > 0 {
+            count_processed(ctx, counted);
         }
     }
 
@@ -164,12 +177,17 @@ async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
                 }
             }
         }
-        ctx.backlog.processed(handled);
-        ctx.metrics.events_processed.inc_by(handled);
+        count_processed(&ctx, handled);
         if !outbound.is_empty() {
             ctx.outbox_notify.notify_one();
         }
     }
+}
+
+/// `n` entries handled and written: fewer wait.
+fn count_processed(ctx: &Context, n: u64) {
+    ctx.backlog.processed(n);
+    ctx.metrics.events_processed.inc_by(n);
 }
 
 /// An entry handled: its actions, encoded for the outbox.
@@ -196,7 +214,7 @@ async fn process_turn(
     for entry in turn {
         // At shutdown what is left stays pending, and is handled again at the next start.
         if shutdown.is_cancelled() {
-            completions.push_all(std::mem::take(&mut held.done));
+            completions.push_all(ctx, std::mem::take(&mut held.done));
             return;
         }
         let started = std::time::Instant::now();
@@ -219,7 +237,7 @@ async fn process_turn(
     }
     write_held(ctx, &mut held, shutdown, completions).await;
     // Completions no message came after: the completion writer writes them.
-    completions.push_all(held.done);
+    completions.push_all(ctx, held.done);
 }
 
 /// Messages of a turn made ready and not yet written, with when each was started, and the
@@ -263,7 +281,7 @@ async fn write_held(
             ctx.outbox_notify.notify_one();
         }
     }
-    completions.push_all(before);
+    completions.push_all(ctx, before);
     let logged = match written {
         Ok(logged) if ctx.store.write_failures() == held.failures => logged,
         other => {
@@ -271,7 +289,7 @@ async fn write_held(
                 tracing::warn!(error = %e, entries = entries.len(), "cannot write a turn's messages; handling each on its own");
             }
             for (entry, ..) in entries {
-                completions.push_all(process_entry(ctx, entry, shutdown).await);
+                completions.push_all(ctx, process_entry(ctx, entry, shutdown).await);
             }
             return;
         }
@@ -288,7 +306,7 @@ async fn write_held(
             off_the_queue: logged.off_the_queue,
         });
     }
-    completions.push_all(done);
+    completions.push_all(ctx, done);
 }
 
 /// Handles `entry` on its own; its completion, to write (`None` at shutdown: it stays

@@ -5,7 +5,14 @@
 //! with the time it was written, and a compaction filter drops what is older, so these two
 //! maps stop growing once a deployment is older than the retention.
 
-use std::{collections::HashSet, sync::Mutex, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
@@ -165,6 +172,23 @@ pub(crate) struct InboundState {
     /// them ([`Store::hand_arrivals_over`]): it takes them from here rather than reading
     /// them back from the database.
     arrived: super::arrived::Arrived<PendingEntry>,
+    /// Whether an ingest runs on an async worker now ([`Store::claim_quick_ingest`]).
+    quick_claimed: AtomicBool,
+    /// How long the last synced ingest write took, in µs.
+    last_sync_us: AtomicU64,
+}
+
+/// A synced write that took less than this may run on an async worker: a fast disk's (or
+/// tmpfs's) is tens of µs, less than the two thread hand-offs the blocking pool costs.
+const QUICK_SYNC: Duration = Duration::from_millis(1);
+
+/// The place [`Store::claim_quick_ingest`] hands out, given back when dropped.
+pub(crate) struct QuickIngest<'a>(&'a AtomicBool);
+
+impl Drop for QuickIngest<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Entries stored and not yet read, at most this many bytes of events: past it, new ones
@@ -193,6 +217,8 @@ impl InboundState {
             next_seq: Mutex::new(next),
             arrivals: Mutex::new(std::collections::VecDeque::from([(0, now_ms())])),
             arrived: super::arrived::Arrived::new(next, MAX_ARRIVED_BYTES),
+            quick_claimed: AtomicBool::new(false),
+            last_sync_us: AtomicU64::new(0),
         })
     }
 }
@@ -314,7 +340,11 @@ impl Store {
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, LAST_INGEST_KEY, now.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.checked(db.write_opt(batch, &wo))?;
+        let syncing = Instant::now();
+        let written = self.checked(db.write_opt(batch, &wo));
+        let took = u64::try_from(syncing.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.inner.inbound.last_sync_us.store(took, Ordering::Relaxed);
+        written?;
         if outcome.accepted > 0 {
             let mut arrivals =
                 self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
@@ -333,6 +363,23 @@ impl Store {
         self.inner.inbound.arrived.written(kept, seq);
         *next = seq;
         Ok(outcome)
+    }
+
+    /// Whether the caller, an async worker, may run the next [`Store::ingest`] itself
+    /// rather than hand it to the blocking pool (two thread hand-offs, each a wake-up):
+    /// granted while no other ingest holds the place and the last synced write took less
+    /// than [`QUICK_SYNC`], so that at most one worker waits on the disk at a time, and
+    /// none on a slow one (whose writes then go to the pool, and are still timed: a disk
+    /// that speeds up gets the place back).
+    pub(crate) fn claim_quick_ingest(&self) -> Option<QuickIngest<'_>> {
+        let state = &self.inner.inbound;
+        let quick = state.last_sync_us.load(Ordering::Relaxed) < QUICK_SYNC.as_micros() as u64;
+        (quick
+            && state
+                .quick_claimed
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+        .then(|| QuickIngest(&state.quick_claimed))
     }
 
     /// From now on the entries this process stores are also kept in memory until
@@ -476,6 +523,31 @@ mod tests {
     /// (seq, json) of entries.
     fn seqs(entries: &[PendingEntry]) -> Vec<(u64, String)> {
         entries.iter().map(|e| (e.seq, String::from_utf8_lossy(&e.json).into_owned())).collect()
+    }
+
+    #[test]
+    fn one_ingest_at_a_time_runs_on_a_worker_and_none_after_a_slow_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let first = store.claim_quick_ingest();
+        assert!(first.is_some(), "a fresh store's first ingest may run on its worker");
+        assert!(store.claim_quick_ingest().is_none(), "a second at the same time may not");
+        drop(first);
+        let again = store.claim_quick_ingest();
+        assert!(again.is_some(), "the place is given back when the ingest ends");
+        drop(again);
+        // Each ingest times its synced write (on a temporary directory, well under a
+        // minute).
+        store.inner.inbound.last_sync_us.store(u64::MAX, Ordering::Relaxed);
+        store.ingest("1", [1; 32], &[entry("$a", b"1")]).expect("ingest");
+        let took = store.inner.inbound.last_sync_us.load(Ordering::Relaxed);
+        assert!(took < 60_000_000, "the write's time is kept, in µs: {took}");
+        // After a slow synced write no ingest runs on a worker, until a quick one.
+        let slow = QUICK_SYNC.as_micros() as u64;
+        store.inner.inbound.last_sync_us.store(slow, Ordering::Relaxed);
+        assert!(store.claim_quick_ingest().is_none(), "a slow disk keeps ingest off the workers");
+        store.inner.inbound.last_sync_us.store(slow - 1, Ordering::Relaxed);
+        assert!(store.claim_quick_ingest().is_some(), "a quick disk gets the place back");
     }
 
     #[test]

@@ -174,6 +174,10 @@ pub(crate) async fn handle(
         if outcome.accepted > 0 {
             ctx.backlog.stored(outcome.accepted as u64);
             ctx.inbound_notify.notify_one();
+            // The dispatcher, just woken, runs next on this worker (a command starts on
+            // its way to its reply) while this task, at the back of the queue, can be
+            // taken by the other worker to send the answer.
+            tokio::task::yield_now().await;
         }
         state.restarts.saw(txn_id.as_str());
         tracing::debug!(

@@ -12,6 +12,10 @@ use std::{
     },
 };
 
+/// What each queue keeps, at most, in bytes of entries: past it, new ones are read from
+/// the database (a backlog is read as the reader makes room).
+pub(super) const MAX_BYTES: usize = 1 << 20;
+
 /// Entries by seq, oldest first, and the seq after the last one written.
 #[derive(Debug)]
 pub(crate) struct Arrived<T> {

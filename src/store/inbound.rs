@@ -191,10 +191,6 @@ impl Drop for QuickIngest<'_> {
     }
 }
 
-/// Entries stored and not yet read, at most this many bytes of events: past it, new ones
-/// are read from the database (a backlog is read as lanes make room).
-const MAX_ARRIVED_BYTES: usize = 1 << 20;
-
 impl InboundState {
     pub(crate) fn load(db: &DB) -> Result<Self> {
         // The counter is also written with every ingest: seqs keep growing even when the
@@ -216,7 +212,7 @@ impl InboundState {
         Ok(Self {
             next_seq: Mutex::new(next),
             arrivals: Mutex::new(std::collections::VecDeque::from([(0, now_ms())])),
-            arrived: super::arrived::Arrived::new(next, MAX_ARRIVED_BYTES),
+            arrived: super::arrived::Arrived::new(next, super::arrived::MAX_BYTES),
             quick_claimed: AtomicBool::new(false),
             last_sync_us: AtomicU64::new(0),
         })
@@ -585,7 +581,7 @@ mod tests {
         assert_eq!(store.pending_from(4, 10).expect("pending").len(), 3);
 
         // Past the bound, the rest is read from the database, after what is kept.
-        let big = vec![b'x'; MAX_ARRIVED_BYTES];
+        let big = vec![b'x'; super::super::arrived::MAX_BYTES];
         let over = [entry("$g", &big), entry("$h", b"8"), entry("$i", b"9")];
         store.ingest("4", [4; 32], &over).expect("ingest");
         store.ingest("5", [5; 32], &[entry("$j", b"10")]).expect("ingest");

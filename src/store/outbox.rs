@@ -30,10 +30,6 @@ pub(crate) struct OutboxState {
     arrived: super::arrived::Arrived<Vec<u8>>,
 }
 
-/// Outbox entries written and not yet read, at most this many bytes: past it, they are
-/// read from the database.
-const MAX_ARRIVED_BYTES: usize = 1 << 20;
-
 /// How many outbox entries are in each state ([`Store::outbox_counts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
@@ -63,7 +59,7 @@ impl OutboxState {
             super::next_seq(db, maps::SEQ_OUTBOX)?.max(super::next_seq(db, maps::SEQ_OUTBOXDEAD)?);
         Ok(Self {
             next_seq: Mutex::new(next),
-            arrived: super::arrived::Arrived::new(next, MAX_ARRIVED_BYTES),
+            arrived: super::arrived::Arrived::new(next, super::arrived::MAX_BYTES),
             queued: AtomicU64::new(count(db, maps::SEQ_OUTBOX)?),
             sent: AtomicU64::new(count(db, maps::SEQ_OUTBOXSENT)?),
             dead: AtomicU64::new(count(db, maps::SEQ_OUTBOXDEAD)?),

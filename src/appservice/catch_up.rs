@@ -291,6 +291,9 @@ async fn store(ctx: &Context, room: &RoomId, events: &[Raw<AnyTimelineEvent>]) -
                 event_id: Some(id),
                 json,
                 may_change_rooms: *may_change_rooms,
+                // The room is the one asked for, not read from the event: processing reads
+                // the event in full.
+                plain: false,
             })
             .collect();
         store.ingest(&txn_id, digest, &entries)

@@ -45,6 +45,8 @@ struct Owned {
     event_id: Option<String>,
     json: Box<serde_json::value::RawValue>,
     may_change_rooms: bool,
+    /// A message that cannot be a command, as the first pass read it.
+    plain: bool,
 }
 
 /// What ingest does with a timeline event.
@@ -123,6 +125,7 @@ pub(crate) async fn handle(
                     event_id: None,
                     json: raw.json().to_owned(),
                     may_change_rooms: false,
+                    plain: false,
                 }),
                 Ok(other) => tracing::debug!(kind = other.data_type(), "ignoring ephemeral data"),
                 Err(e) => tracing::warn!(error = %e, "skipping ephemeral data that does not parse"),
@@ -150,6 +153,7 @@ pub(crate) async fn handle(
                     event_id: o.event_id.as_deref(),
                     json: o.json.get().as_bytes(),
                     may_change_rooms: o.may_change_rooms,
+                    plain: o.plain,
                 })
                 .collect();
             store.ingest(&txn, digest, &entries)
@@ -252,6 +256,7 @@ fn device_entry(ctx: &crate::context::Context, body: &[u8]) -> Result<Option<Own
         event_id: None,
         json,
         may_change_rooms: false,
+        plain: false,
     }))
 }
 
@@ -269,9 +274,10 @@ fn timeline_entry(
         if rooms_settled && calls_for_nothing(&ctx.store, &ctx.settings, &peek) {
             return Err(Timeline::CallsForNothing);
         }
-        Ok((event_id.to_owned(), room.to_string(), peek.may_change_rooms(&ctx.settings)))
+        let plain = peek.cannot_be_a_command();
+        Ok((event_id.to_owned(), room.to_string(), peek.may_change_rooms(&ctx.settings), plain))
     });
-    let (event_id, room_id, may_change_rooms) = match peeked {
+    let (event_id, room_id, may_change_rooms, plain) = match peeked {
         Some(Ok(read)) => read,
         Some(Err(leave)) => return leave,
         // Not read by the first pass: stored, and read in full (with its errors) by the
@@ -289,6 +295,7 @@ fn timeline_entry(
                 event_id: Some(event_id),
                 json: raw.into_json(),
                 may_change_rooms: true,
+                plain: false,
             });
         }
     };
@@ -298,5 +305,6 @@ fn timeline_entry(
         event_id: Some(event_id),
         json,
         may_change_rooms,
+        plain,
     })
 }

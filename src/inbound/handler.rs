@@ -498,7 +498,7 @@ async fn prepare_message(
 
 /// A queued entry made ready for a write shared with the entries after it in its lane's
 /// turn, when it is a message that is not a command, not an edit, in a board room: its
-/// log entries and inbox entries, and its removal from the queue ([`Once::Entry`]), for
+/// log entries and inbox entries, and its removal from the queue ([`Once::FirstEntry`]), for
 /// [`crate::store::Store::log_messages_and_notify`]. `None`: it is handled on its own
 /// ([`handle_queued`]), after what was made ready before it is written.
 pub(crate) async fn prepare_in_turn(
@@ -509,11 +509,13 @@ pub(crate) async fn prepare_in_turn(
         OriginalMessageLikeEvent,
         room::message::{Relation, RoomMessageEventContent},
     };
-    if entry.kind != EntryKind::Timeline {
+    // Ingest's first pass said whether it is a message that cannot be a command, in the
+    // room the entry names (an entry that does not say is handled on its own, in full).
+    if entry.kind != EntryKind::Timeline || !entry.plain {
         return None;
     }
-    let peek = Peek::of(&entry.json)?;
-    let Plain::InBoardRoom(room) = plain_message(&ctx.store, &peek) else { return None };
+    let room = <&ruma::RoomId>::try_from(entry.room_id.as_str()).ok()?;
+    let room = ctx.store.room(room).ok().flatten()?;
     let ev: OriginalRoomMessageEvent =
         serde_json::from_slice::<OriginalMessageLikeEvent<RoomMessageEventContent>>(&entry.json)
             .ok()?;
@@ -522,7 +524,7 @@ pub(crate) async fn prepare_in_turn(
         return None;
     }
     let (log, notifications) = prepare_message(ctx, &room, &ev, entry.seq).await;
-    Some(Message { once: Some(Once::Entry(entry.seq)), log, notifications })
+    Some(Message { once: Some(Once::FirstEntry(entry.seq)), log, notifications })
 }
 
 /// Logs a board room's message for its board's live stream (once: a replay logs nothing).

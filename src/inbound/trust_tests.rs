@@ -102,6 +102,7 @@ async fn deliver(app: &App, event: Value) -> Vec<crate::domain::Action> {
         room_id: event["room_id"].as_str().expect("room").to_owned(),
         json: serde_json::to_vec(&event).expect("json"),
         may_change_rooms: false,
+        plain: false,
     };
     handler::handle(&app.ctx, &entry).await
 }

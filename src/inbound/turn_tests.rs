@@ -67,6 +67,8 @@ async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_betwee
             event_id: Some(id),
             json,
             may_change_rooms: false,
+            // As ingest's first pass reads it.
+            plain: crate::inbound::peek::Peek::of(json).is_some_and(|p| p.cannot_be_a_command()),
         })
         .collect();
     store.ingest("turn", [7; 32], &entries).expect("ingest");
@@ -143,6 +145,7 @@ async fn entries_share_their_board_s_lanes_unless_they_may_change_rooms() {
         event_id: None,
         json: b"{}",
         may_change_rooms,
+        plain: false,
     };
     let entries = [
         entry(GENERAL, EntryKind::Timeline, false),

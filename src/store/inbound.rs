@@ -64,6 +64,10 @@ pub struct NewEntry<'a> {
     /// Whether handling it can make a room a board's: kept with the entry, and counted in
     /// [`IngestOutcome::may_change_rooms`] and [`Store::pending_counts`].
     pub may_change_rooms: bool,
+    /// Whether ingest's first pass found a message that cannot be a command, in the room
+    /// `room_id` names ([`crate::inbound::peek::Peek::cannot_be_a_command`]): kept with
+    /// the entry, so that processing need not read the event for it again.
+    pub plain: bool,
 }
 
 /// An entry waiting to be processed.
@@ -79,6 +83,9 @@ pub struct PendingEntry {
     pub json: Vec<u8>,
     /// Whether handling it can make a room a board's (as ingest said).
     pub may_change_rooms: bool,
+    /// A message that cannot be a command, in the room `room_id` names (as ingest said;
+    /// `false` when it did not say, as for entries stored before it did).
+    pub plain: bool,
 }
 
 /// What became of a transaction.
@@ -237,10 +244,16 @@ impl InboundState {
 /// The bit of an entry's first byte (after its kind) that says its handling can make a room
 /// a board's. Entries stored before it was kept do not have it.
 const MAY_CHANGE_ROOMS: u8 = 0x80;
+/// The bit that says the entry is a message that cannot be a command
+/// ([`PendingEntry::plain`]). Entries stored before it was kept do not have it.
+const PLAIN: u8 = 0x40;
 
-fn encode_value(kind: EntryKind, room_id: &str, json: &[u8], may_change_rooms: bool) -> Vec<u8> {
+fn encode_value(e: &NewEntry<'_>) -> Vec<u8> {
+    let (room_id, json) = (e.room_id, e.json);
     let mut v = Vec::with_capacity(2 + room_id.len() + json.len());
-    v.push(kind as u8 | if may_change_rooms { MAY_CHANGE_ROOMS } else { 0 });
+    let flags =
+        if e.may_change_rooms { MAY_CHANGE_ROOMS } else { 0 } | if e.plain { PLAIN } else { 0 };
+    v.push(e.kind as u8 | flags);
     v.extend_from_slice(room_id.as_bytes());
     v.push(codec::SEP);
     v.extend_from_slice(json);
@@ -264,10 +277,11 @@ fn decode_value(seq: u64, v: &[u8]) -> Result<PendingEntry> {
         .map_err(|_| Error::Store("pending room id is not UTF-8".into()))?;
     Ok(PendingEntry {
         seq,
-        kind: EntryKind::from_byte(kind & !MAY_CHANGE_ROOMS)?,
+        kind: EntryKind::from_byte(kind & !(MAY_CHANGE_ROOMS | PLAIN))?,
         room_id: room_id.to_owned(),
         json: rest[sep + 1..].to_vec(),
         may_change_rooms: kind & MAY_CHANGE_ROOMS != 0,
+        plain: kind & PLAIN != 0,
     })
 }
 
@@ -321,11 +335,7 @@ impl Store {
                 }
                 batch.put_cf(seen_cf, id.as_bytes(), stamped(&seq.to_be_bytes(), now));
             }
-            batch.put_cf(
-                pending_cf,
-                seq.to_be_bytes(),
-                encode_value(e.kind, e.room_id, e.json, e.may_change_rooms),
-            );
+            batch.put_cf(pending_cf, seq.to_be_bytes(), encode_value(e));
             seq += 1;
             stored.push(e);
             outcome.accepted += 1;
@@ -353,6 +363,7 @@ impl Store {
                 room_id: e.room_id.to_owned(),
                 json: e.json.to_vec(),
                 may_change_rooms: e.may_change_rooms,
+                plain: e.plain,
             };
             (at, e.json.len(), make)
         });
@@ -490,6 +501,7 @@ mod tests {
             event_id: Some(id),
             json,
             may_change_rooms: false,
+            plain: false,
         }
     }
 
@@ -617,16 +629,17 @@ mod tests {
     }
 
     /// Whether an entry can make a room a board's is kept with it: read back with the
-    /// entry, and counted again when the store is opened.
+    /// entry, and counted again when the store is opened; so is whether it is a message
+    /// that cannot be a command.
     #[test]
     fn an_entry_that_may_change_rooms_is_known_after_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = Store::open(dir.path()).expect("open");
             let changing = NewEntry { may_change_rooms: true, ..entry("$tomb", b"{}") };
-            let out = store
-                .ingest("1", [0; 32], &[entry("$a", b"{}"), changing, entry("$b", b"{}")])
-                .expect("ingest");
+            let plain = NewEntry { plain: true, ..entry("$b", b"{}") };
+            let out =
+                store.ingest("1", [0; 32], &[entry("$a", b"{}"), changing, plain]).expect("ingest");
             assert_eq!((out.accepted, out.may_change_rooms), (3, 1));
             // Seen again: not stored, not counted.
             let out = store.ingest("2", [1; 32], &[changing]).expect("ingest");
@@ -634,18 +647,18 @@ mod tests {
         }
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.pending_counts().expect("counts"), (3, 1));
-        let flags: Vec<(EntryKind, bool)> = store
+        let flags: Vec<(EntryKind, bool, bool)> = store
             .pending_from(0, 10)
             .expect("pending")
             .iter()
-            .map(|e| (e.kind, e.may_change_rooms))
+            .map(|e| (e.kind, e.may_change_rooms, e.plain))
             .collect();
         assert_eq!(
             flags,
             [
-                (EntryKind::Timeline, false),
-                (EntryKind::Timeline, true),
-                (EntryKind::Timeline, false)
+                (EntryKind::Timeline, false, false),
+                (EntryKind::Timeline, true, false),
+                (EntryKind::Timeline, false, true)
             ]
         );
     }

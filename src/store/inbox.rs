@@ -196,7 +196,8 @@ impl Store {
         // The (event, user) keys of the entries added by this write: one each.
         let mut added_keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut written = false;
-        // Which queued entries are still on the queue: one read for all of them.
+        // Which queued entries handled again are still on the queue: one read for all of
+        // them.
         let queued: Vec<[u8; 8]> = messages
             .iter()
             .filter_map(|m| match m.once {
@@ -205,9 +206,11 @@ impl Store {
             })
             .collect();
         let mut still_queued = std::collections::HashSet::with_capacity(queued.len());
-        for (key, got) in queued.iter().zip(db.batched_multi_get_cf(pending, &queued, false)) {
-            if got?.is_some() {
-                still_queued.insert(*key);
+        if !queued.is_empty() {
+            for (key, got) in queued.iter().zip(db.batched_multi_get_cf(pending, &queued, false)) {
+                if got?.is_some() {
+                    still_queued.insert(*key);
+                }
             }
         }
         for Message { once, log: message, notifications } in messages {
@@ -224,10 +227,11 @@ impl Store {
                         log.extend(message);
                     }
                 }
-                Some(Once::Entry(seq)) => {
+                Some(once @ (Once::Entry(seq) | Once::FirstEntry(seq))) => {
                     // Its own lane handles an entry, one at a time: present now, it is removed
                     // by this write alone.
-                    if !still_queued.contains(&seq.to_be_bytes()) {
+                    let first = matches!(once, Once::FirstEntry(_));
+                    if !first && !still_queued.contains(&seq.to_be_bytes()) {
                         outcomes.push(outcome);
                         continue;
                     }
@@ -728,6 +732,7 @@ mod tests {
                 event_id: Some(id),
                 json,
                 may_change_rooms: false,
+                plain: false,
             })
             .collect();
         let before = store.pending_from(0, 100).expect("pending").len();
@@ -777,6 +782,36 @@ mod tests {
             store.log_once_and_notify(Some((Once::Entry(second), Vec::new())), Vec::new());
         assert!(!nothing.expect("nothing").off_the_queue);
         assert_eq!(store.pending_from(0, 10).expect("pending").len(), 1);
+    }
+
+    /// A message handed over by the dispatcher for the first time is taken off the queue
+    /// and logged by its write without a read of the queue; handled again after that write
+    /// (a retry on its own), it is checked, and adds nothing.
+    #[test]
+    fn a_first_handling_takes_its_entry_off_and_a_second_finds_it_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let [first] = queue(&store, "t", &["$1"])[..] else { panic!() };
+        let message_of = |once| Message {
+            once: Some(once),
+            log: message("$1"),
+            notifications: vec![n("@alice:x", "$1", "!r:x", first, None)],
+        };
+        let logged = store
+            .log_messages_and_notify(vec![message_of(Once::FirstEntry(first))])
+            .expect("write");
+        assert!(logged[0].off_the_queue);
+        assert_eq!(logged[0].notifications.len(), 1);
+        assert!(store.pending_from(0, 10).expect("pending").is_empty());
+
+        let written = store.last_sequence().expect("seq");
+        let again =
+            store.log_messages_and_notify(vec![message_of(Once::Entry(first))]).expect("again");
+        assert!(!again[0].off_the_queue && again[0].notifications.is_empty());
+        assert_eq!(store.last_sequence().expect("seq"), written, "nothing was written again");
+        let kinds: Vec<_> =
+            store.live_read("b", 0, 10).expect("log").iter().map(|(i, e)| (*i, e.kind())).collect();
+        assert_eq!(kinds, vec![(1, "message"), (2, "notification")]);
     }
 
     /// A lane's turn writes its messages together, in one write: each message followed on

@@ -43,6 +43,11 @@ pub enum Once<'a> {
     /// By the inbound entry (its seq) that brought it: the write takes the entry off the
     /// queue, so it is never handled again, and writes nothing once it is gone. No mark.
     Entry(u64),
+    /// [`Once::Entry`] of an entry handled for the first time in this run, as the
+    /// dispatcher handed it over: it is on the queue (only its own handling takes it off,
+    /// and the dispatcher hands each entry over once), so the write takes it off without
+    /// first reading whether it is there.
+    FirstEntry(u64),
 }
 
 /// One event as subscribers receive it.

@@ -107,6 +107,7 @@ fn populate(store: &Store) {
         event_id: Some(id),
         json: br#"{"origin_server_ts": 1000, "content": {"body": "waiting"}}"#,
         may_change_rooms: false,
+        plain: false,
     };
     store.ingest("txn-1", [7; 32], &[entry("$p1"), entry("$p2")]).expect("ingest");
     store.complete_pending(1, &[]).expect("one processed");

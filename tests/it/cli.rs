@@ -166,6 +166,7 @@ fn status_reads_a_database_in_use() {
         event_id: Some(id),
         json: br#"{"origin_server_ts": 1000}"#,
         may_change_rooms: false,
+        plain: false,
     };
     held.ingest("1", [1; 32], &[event("$a"), event("$b")]).expect("ingest");
     held.enqueue_outbound(&[b"{}".to_vec()]).expect("outbox");

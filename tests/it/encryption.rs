@@ -414,6 +414,7 @@ async fn with_encryption_off_the_bot_says_once_that_it_cannot_read_an_encrypted_
         room_id: room.clone(),
         json: raw.json().get().as_bytes().to_vec(),
         may_change_rooms: false,
+        plain: false,
     };
     let actions = boardroom::testing::handle(stack.boardroom.ctx(), &entry).await;
     assert!(actions.is_empty(), "{actions:?}");

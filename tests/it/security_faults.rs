@@ -155,6 +155,7 @@ async fn entry(user: &User, room: &OwnedRoomId, event: &OwnedEventId) -> Pending
         room_id: room.to_string(),
         json: raw.json().get().as_bytes().to_vec(),
         may_change_rooms: false,
+        plain: false,
     }
 }
 

@@ -468,6 +468,7 @@ async fn command_entry(user: &User, room: &OwnedRoomId, body: &str) -> PendingEn
         room_id: room.to_string(),
         json: raw.json().get().as_bytes().to_vec(),
         may_change_rooms: false,
+        plain: false,
     }
 }
 

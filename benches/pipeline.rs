@@ -19,8 +19,8 @@
 //! time (p50, p99), Boardroom's CPU per event (utime + stime of its process from before
 //! the first PUT to the empty queue: the HTTP server, parsing, the synced write,
 //! processing and its writes, logging), its RSS before, at its peak, after the run and
-//! after an idle spell, and, for the disk, the time of one synced 4 KiB write (`dd
-//! oflag=dsync`) in the same sitting.
+//! after an idle spell, and, for the disk, the time of one synced write (`dd
+//! oflag=dsync`) of 4 KiB and of a transaction's body, in the same sitting.
 //!
 //! Run: `cargo bench --bench pipeline` (both places, 1, 4 and 16 in flight, 1,000
 //! transactions each), or spelled out:
@@ -128,8 +128,15 @@ fn main() {
         for place in &args.places {
             let base = base_dir(place);
             std::fs::create_dir_all(&base).expect("bench dir");
-            let sync = synced_write_time(&base);
-            println!("{place}: one synced 4 KiB write (dd oflag=dsync, 500 writes): {sync}");
+            let sync = synced_write_time(&base, 4096);
+            // A transaction's synced write carries its events, not 4 KiB: the same with
+            // blocks of a transaction's body.
+            let size = transaction("dd", 0, args.events).1.len();
+            let sync_txn = synced_write_time(&base, size);
+            println!(
+                "{place}: one synced 4 KiB write (dd oflag=dsync, 500 writes): {sync}; \
+                 of a transaction's {size} bytes: {sync_txn}"
+            );
             for &k in &args.in_flight {
                 let o = run(&args, place, &base, k, homeserver, &asked).await;
                 print_outcome(&o);
@@ -303,14 +310,16 @@ async fn wait_until_serving(http: &reqwest::Client, metrics_url: &str, log: &Pat
 
 // ---- The database, the config, the events ----------------------------------------------------
 
-/// One synced 4 KiB write in `dir`, as `dd … oflag=dsync` measures it over 500 writes.
-fn synced_write_time(dir: &Path) -> String {
+/// One synced write of `bytes` in `dir`, as `dd … oflag=dsync` measures it over 500
+/// writes.
+fn synced_write_time(dir: &Path, bytes: usize) -> String {
     let file = dir.join("ddtest");
     let started = Instant::now();
     let ok = std::process::Command::new("dd")
         .arg("if=/dev/zero")
         .arg(format!("of={}", file.display()))
-        .args(["bs=4k", "count=500", "oflag=dsync"])
+        .arg(format!("bs={bytes}"))
+        .args(["count=500", "oflag=dsync"])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());

@@ -33,7 +33,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 use crate::error::{Error, Result};
 
 /// The schema this binary writes. Bump it with a migration in `MIGRATIONS`.
-pub const SCHEMA_VERSION: u64 = 18;
+pub const SCHEMA_VERSION: u64 = 19;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -85,6 +85,10 @@ const MIGRATIONS: &[Migration] = &[
     // a room a board's), which an older Boardroom would not read. Those stored before have
     // none; nothing to rewrite.
     Migration { version: 18, name: "room-changing inbound entries", run: |_| Ok(()) },
+    // And `0x40`: a message that cannot be a command, as ingest's first pass read it (so
+    // that processing need not read it again to know). An older Boardroom would not read
+    // it; entries stored before have none, and are read in full.
+    Migration { version: 19, name: "plain inbound messages", run: |_| Ok(()) },
 ];
 
 /// What `boardroom status` shows ([`Store::status`]).

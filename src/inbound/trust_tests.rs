@@ -25,7 +25,7 @@ use crate::{
 const SPACE: &str = "!space:localhost";
 pub(super) const GENERAL: &str = "!general:localhost";
 pub(super) const TASKS: &str = "!tasks:localhost";
-const ATTACKER: &str = "!attacker:localhost";
+pub(super) const ATTACKER: &str = "!attacker:localhost";
 
 pub(super) fn alice() -> &'static UserId {
     user_id!("@alice:localhost")

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Completions,
-    trust_tests::{GENERAL, TASKS, alice, board, mallory, message},
+    trust_tests::{ATTACKER, GENERAL, TASKS, alice, board, mallory, message},
 };
 use crate::store::inbound::{EntryKind, NewEntry};
 
@@ -129,6 +129,45 @@ async fn a_turn_writes_its_messages_together_and_in_order_with_what_comes_betwee
         [seqs[4]],
         "the last redaction, after every message, waits for the completion writer"
     );
+}
+
+/// A plain message (as ingest marks it) in a room that is no board's, mentioning Alice,
+/// taken in a turn: the mark only says it cannot be a command; the turn finds no board
+/// room for it, so nothing is logged or notified, and it completes with no action.
+#[tokio::test]
+async fn a_plain_message_outside_a_board_logs_nothing_and_notifies_no_one_in_a_turn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let (ctx, store) = (&app.ctx, &app.ctx.store);
+    let event = message(
+        ATTACKER,
+        mallory(),
+        json!({ "msgtype": "m.text", "body": "alice: look", "m.mentions": { "user_ids": [alice()] } }),
+    );
+    let json = serde_json::to_vec(&event).expect("json");
+    let plain = crate::inbound::peek::Peek::of(&json).is_some_and(|p| p.cannot_be_a_command());
+    assert!(plain, "ingest marks it plain");
+    let id = event["event_id"].as_str().expect("id");
+    let entry = NewEntry {
+        kind: EntryKind::Timeline,
+        room_id: ATTACKER,
+        event_id: Some(id),
+        json: &json,
+        may_change_rooms: false,
+        plain,
+    };
+    store.ingest("outside", [9; 32], &[entry]).expect("ingest");
+    let turn = store.pending_from(0, 10).expect("pending");
+    let head = store.live_head("launch").expect("head");
+
+    let completions = Completions::default();
+    super::process_turn(ctx, turn, &CancellationToken::new(), &completions).await;
+
+    assert!(store.live_read("launch", head, 10).expect("log").is_empty(), "nothing logged");
+    assert_eq!(store.unread_count(alice()).expect("count"), 0, "no one notified");
+    let done: Vec<(bool, usize)> =
+        completions.take().iter().map(|c| (c.off_the_queue, c.actions.len())).collect();
+    assert_eq!(done, [(false, 0)], "completed with no action, by the completion writer");
 }
 
 /// A board room's entries that cannot change rooms go to a lane the board's rooms share;

@@ -118,6 +118,13 @@ fn listener_inode(port: u16) -> Option<String> {
     })
 }
 
+/// What `path` holds past its first `from` bytes (nothing when it cannot be read).
+fn log_since(path: &Path, from: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
 /// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
 fn listens_on(pid: u32, port: u16) -> bool {
     let Some(inode) = listener_inode(port) else { return false };
@@ -142,7 +149,8 @@ pub(crate) struct Synapse {
 impl Synapse {
     /// Starts Synapse on `port` and waits until it answers. `Err(PortTaken)` when the port
     /// turned out to be another process's (a free port can be taken by a test running
-    /// beside this one before Synapse binds it): what answers there is not this Synapse.
+    /// beside this one before Synapse binds it): what answers there is not this Synapse,
+    /// or Synapse could not listen there and exited.
     async fn spawn(&mut self, port: u16, extra_args: &[&str]) -> Result<(), PortTaken> {
         let mut cmd = Command::new(synapse_python());
         cmd.arg(project_root().join(SYNAPSE_SCRIPT))
@@ -155,8 +163,15 @@ impl Synapse {
         }
         cmd.args(extra_args);
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        // What this start adds to the log (a restart appends to the same file).
+        let log_path = self.dir.path().join("homeserver.log");
+        let log_from = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         self.child = Some(cmd.spawn().expect("start synapse"));
-        let http = reqwest::Client::new();
+        // A port some other process took may hold a request without answering it.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = http.get(format!("{}/_matrix/client/versions", self.url)).send().await
@@ -177,10 +192,17 @@ impl Synapse {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
-                    "synapse exited with {status}; see {}/homeserver.log",
-                    self.dir.path().display()
-                );
+                self.child = None;
+                let log = log_since(&log_path, log_from);
+                if log.contains("Address already in use") {
+                    // The port was free when chosen, and another process bound it before
+                    // Synapse could.
+                    return Err(PortTaken);
+                }
+                // The directory goes with the panic: the log's end goes in its message.
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("synapse exited with {status}; the end of its log:\n{}", tail.join("\n"));
             }
             assert!(Instant::now() < deadline, "synapse did not answer within 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -937,4 +959,23 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A port another process bound after it was chosen: Synapse cannot listen there and
+/// exits, and the harness takes that as a taken port (and chooses another) rather than
+/// as Synapse failing.
+#[tokio::test]
+async fn synapse_on_a_port_already_bound_is_a_taken_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("its address").port();
+    let mut synapse = Synapse {
+        child: None,
+        dir: tempfile::Builder::new().prefix("boardroom-synapse-").tempdir().expect("tempdir"),
+        url: format!("http://127.0.0.1:{port}"),
+        registrations: Vec::new(),
+    };
+    let started = synapse.spawn(port, &[]).await;
+    assert!(matches!(started, Err(PortTaken)), "{started:?}");
+    assert!(synapse.child.is_none(), "the Synapse that could not listen has exited");
+    drop(taken);
 }

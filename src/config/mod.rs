@@ -471,9 +471,7 @@ pub struct AppserviceConfig {
     pub namespace_prefix: String,
     /// Entries waiting to be processed past which a transaction's answer is held (after
     /// its events are stored) until processing brings the queue back to it: a homeserver
-    /// pushing faster than Boardroom processes slows to its pace, and the queue stays
-    /// short. Every waiting entry counts, those behind a command that waits on the
-    /// homeserver too: raise it if one busy room's commands wait long. 0: never held.
+    /// pushing faster than Boardroom processes slows to its pace. 0: never held.
     #[serde(default = "default_max_backlog", deserialize_with = "de_u64")]
     pub max_backlog: u64,
     /// The longest a transaction's answer is held (seconds, 1 to 50: Synapse gives up on an
@@ -483,7 +481,7 @@ pub struct AppserviceConfig {
 }
 
 fn default_max_backlog() -> u64 {
-    1_000
+    10_000
 }
 fn default_backlog_hold_secs() -> u64 {
     10
@@ -814,7 +812,10 @@ mod tests {
     #[test]
     fn the_backlog_hold_has_defaults_and_stays_under_the_homeservers_timeout() {
         let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
-        assert_eq!((s.raw.appservice.max_backlog, s.raw.appservice.backlog_hold_secs), (1_000, 10));
+        assert_eq!(
+            (s.raw.appservice.max_backlog, s.raw.appservice.backlog_hold_secs),
+            (10_000, 10)
+        );
         let c = load(MINIMAL, &[("BOARDROOM__APPSERVICE__MAX_BACKLOG", "0")]).expect("parses");
         assert_eq!(c.validate().expect("0 turns holds off").raw.appservice.max_backlog, 0);
         for secs in ["0", "51"] {

@@ -59,8 +59,8 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
 
 /// Where an entry is handled: in its room's lane, in order with the room's other entries.
 /// A board room's timeline events that cannot change rooms (messages that are not
-/// commands, other users' memberships, redactions) share their board's lanes
-/// ([`BOARD_LANES`], by room), so that what one transaction brings a board is handled in a few turns
+/// commands, other users' memberships, redactions) share their board's lanes (one per
+/// core, by room), so that what one transaction brings a board is handled in a few turns
 /// and written in a few writes rather than room by room. Commands, state that may change rooms and encrypted events
 /// ask for their room's own lane, where one waiting on the homeserver holds up only its
 /// room (a room stays in the lane its last entry went to while that lane is busy).
@@ -71,7 +71,7 @@ fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
                 .ok()
                 .and_then(|room| store.room(room).ok().flatten())
                 .map(|record| {
-                    // Spread over the board's lanes, by room.
+                    // Spread over as many lanes as the machine has cores, by room.
                     let part = fnv1a(entry.room_id.as_bytes()) % *BOARD_LANES;
                     format!("board {part} {}", record.board)
                 })
@@ -81,20 +81,11 @@ fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
     lanes::Route { key: entry.room_id.clone(), shared: board }
 }
 
-/// Lanes a board's rooms share: [`board_lanes`] of the machine's cores.
+/// Lanes a board's rooms share: one per core, so that a busy board's processing can keep
+/// up with ingest.
 static BOARD_LANES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-    board_lanes(std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64).clamp(1, 16)
 });
-
-/// One lane per core but one (at least one, at most 16): the core left over is ingest's
-/// and the HTTP server's. A board's lanes write one after another (each holds the board
-/// log's lock, and the inbox's, for its write), so a second lane adds little but a
-/// third busy thread on two cores: there one lane processed a busy board faster than two,
-/// with less CPU per event, while `[appservice] max_backlog` keeps ingest at its pace
-/// (docs/PERFORMANCE.md, "One lane per board, and a backlog of 1,000").
-fn board_lanes(cores: u64) -> u64 {
-    cores.saturating_sub(1).clamp(1, 16)
-}
 
 /// FNV-1a: a hash that is the same in every process (a room's lane does not matter across
 /// restarts, but a stable spread is easier to reason about).

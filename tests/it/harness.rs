@@ -200,9 +200,9 @@ impl Synapse {
                     return Err(PortTaken);
                 }
                 // The directory goes with the panic: the log's end goes in its message.
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!("synapse exited with {status}; the end of its log:\n{}", tail.join("\n"));
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                panic!("synapse exited with {status}; the end of its log:\n{tail}");
             }
             assert!(Instant::now() < deadline, "synapse did not answer within 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;

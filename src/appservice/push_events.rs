@@ -201,21 +201,35 @@ pub(crate) async fn handle(
     .await
 }
 
-/// Holds a stored transaction's answer while more entries wait than `[appservice]
-/// max_backlog`, until processing brings them back to it, at most `backlog_hold_secs`, or
-/// until Boardroom stops. The homeserver sends its next transaction only after this one's
-/// answer, so a homeserver pushing faster than Boardroom processes slows to its pace rather
-/// than growing the queue without end. The events are stored already: a hold delays only
-/// the answer.
+/// Holds a stored transaction's answer while processing is behind, until it catches up,
+/// at most `backlog_hold_secs`, or until Boardroom stops. Behind means more entries wait
+/// in boards' shared lanes than `[appservice] max_board_backlog` (they wait on processing
+/// alone), or more wait in all than `max_backlog` (entries behind a command that waits on
+/// the homeserver count there only). The homeserver sends its next transaction only after
+/// this one's answer, so a homeserver pushing faster than Boardroom processes slows to its
+/// pace rather than growing the queue without end. The events are stored already: a hold
+/// delays only the answer.
 async fn hold_while_behind(ctx: &crate::context::Context) {
     let a = &ctx.settings.raw.appservice;
-    if a.max_backlog == 0 || ctx.backlog.waiting() <= a.max_backlog {
+    let (all, board) = (&ctx.backlog, &ctx.backlog.board_lanes);
+    let over_all = a.max_backlog != 0 && all.waiting() > a.max_backlog;
+    let board_limit = usize::try_from(a.max_board_backlog).unwrap_or(usize::MAX);
+    let over_board = board_limit != 0 && board.waiting() > board_limit;
+    if !over_all && !over_board {
         return;
     }
     let held = std::time::Instant::now();
     let longest = std::time::Duration::from_secs(a.backlog_hold_secs);
+    let caught_up = async {
+        if a.max_backlog != 0 {
+            all.down_to(a.max_backlog).await;
+        }
+        if board_limit != 0 {
+            board.down_to(board_limit).await;
+        }
+    };
     let caught_up = tokio::select! {
-        c = ctx.backlog.down_to(a.max_backlog, longest) => c,
+        c = tokio::time::timeout(longest, caught_up) => c.is_ok(),
         () = ctx.streams.stopping.cancelled() => true,
     };
     ctx.metrics.transaction_hold_seconds.observe(held.elapsed().as_secs_f64());
@@ -226,8 +240,10 @@ async fn hold_while_behind(ctx: &crate::context::Context) {
         );
     } else {
         tracing::warn!(
-            waiting = ctx.backlog.waiting(),
+            waiting = all.waiting(),
             max_backlog = a.max_backlog,
+            in_board_lanes = board.waiting(),
+            max_board_backlog = a.max_board_backlog,
             held_secs = a.backlog_hold_secs,
             "processing is behind: answering a transaction after holding it the longest allowed"
         );
@@ -307,4 +323,83 @@ fn timeline_entry(
         may_change_rooms,
         plain,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use tokio::{
+        sync::{Semaphore, watch},
+        task::JoinSet,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    use crate::matrix::lanes::{Handler, Lanes, Route};
+
+    /// Entries waiting in a room's own lane (behind a command that waits on the homeserver)
+    /// do not hold answers under `max_backlog`; past `max_board_backlog` entries in a
+    /// board's shared lane do, until processing takes them.
+    #[tokio::test]
+    async fn answers_are_held_on_board_lanes_not_on_rooms_waiting_on_the_homeserver() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config =
+            crate::config::Config::offline(&dir.path().join("db"), "").expect("config");
+        config.appservice.max_backlog = 10;
+        config.appservice.max_board_backlog = 2;
+        config.appservice.backlog_hold_secs = 30;
+        let app = crate::app::App::new(config.validate().expect("valid")).expect("app");
+        let ctx = app.ctx.clone();
+        // Every turn waits until the gate opens: processing, or the homeserver, is slow.
+        let (open, gate) = watch::channel(false);
+        let handler: Handler<u64> = Arc::new(move |_turn| {
+            let mut gate = gate.clone();
+            Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+            })
+        });
+        let (shutdown, mut tasks) = (CancellationToken::new(), JoinSet::new());
+        let mut lanes = Lanes::new(handler, ctx.backlog.board_lanes.clone());
+        let places = Arc::new(Semaphore::new(64));
+        let mut send = |route: Route, n: u64| {
+            let place = places.clone().try_acquire_owned().expect("a place");
+            lanes.send(&route, &shutdown, &mut tasks, n, place);
+        };
+        for (n, room) in ["!a:localhost", "!b:localhost", "!c:localhost"].iter().enumerate() {
+            for i in 0..2 {
+                send(Route::own((*room).to_owned()), (n * 2 + i) as u64);
+            }
+        }
+        ctx.backlog.stored(6);
+        let quick = Duration::from_secs(5);
+        tokio::time::timeout(quick, super::hold_while_behind(&ctx))
+            .await
+            .expect("six waiting in rooms' own lanes, under max_backlog: answered at once");
+
+        let board = |room: &str| Route { key: room.to_owned(), shared: Some("board 0 b".into()) };
+        for (n, room) in ["!d:localhost", "!e:localhost", "!d:localhost"].iter().enumerate() {
+            send(board(room), 10 + n as u64);
+        }
+        ctx.backlog.stored(3);
+        assert_eq!(ctx.backlog.board_lanes.waiting(), 3);
+        let held = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { super::hold_while_behind(&ctx).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "three waiting in the board's lane, past 2: held");
+        open.send_replace(true);
+        tokio::time::timeout(quick, held)
+            .await
+            .expect("answered once the board's lane was processed")
+            .expect("task");
+        assert_eq!(ctx.backlog.board_lanes.waiting(), 0);
+        let text = ctx.metrics.render();
+        assert!(
+            text.contains("boardroom_appservice_transaction_hold_seconds_count 1"),
+            "one held answer counted: {text}"
+        );
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
 }

@@ -300,6 +300,16 @@ impl Config {
             }
         }
 
+        if a.max_board_backlog > crate::inbound::MAX_IN_FLIGHT as u64 {
+            return Err(bad(
+                "appservice.max_board_backlog",
+                format!(
+                    "must be at most {} (the entries read ahead of processing)",
+                    crate::inbound::MAX_IN_FLIGHT
+                ),
+            ));
+        }
+
         let device = &self.encryption.device_id;
         if device.is_empty()
             || device.len() > 64

@@ -23,7 +23,7 @@ use crate::{
 
 /// Entries read from the queue and not yet processed, at most: a long backlog (after a
 /// restart, or one busy room) is read as lanes make room, not into memory at once.
-const MAX_IN_FLIGHT: usize = 4096;
+pub(crate) const MAX_IN_FLIGHT: usize = 4096;
 
 /// Runs until `shutdown`: hands pending entries to lanes ([`crate::matrix::lanes`], by
 /// [`route`]), and waits for the lanes before it returns.
@@ -41,6 +41,8 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
             .collect())
     };
     let completions = Arc::new(Completions::default());
+    // What waits in boards' lanes, for the hold on the homeserver's answers.
+    let load = ctx.backlog.board_lanes.clone();
     let writer = tokio::spawn(write_completions(ctx.clone(), completions.clone()));
     let handler: lanes::Handler<PendingEntry> = {
         let (shutdown, completions) = (shutdown.clone(), completions.clone());
@@ -49,7 +51,7 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
             Box::pin(async move { process_turn(&ctx, turn, &shutdown, &completions).await })
         })
     };
-    lanes::drain("inbound", read, &notify, &shutdown, MAX_IN_FLIGHT, handler).await;
+    lanes::drain("inbound", read, &notify, &shutdown, MAX_IN_FLIGHT, handler, load).await;
     // Every lane has ended: what they completed is written before the store is let go.
     completions.close();
     if let Err(e) = writer.await {
@@ -59,10 +61,10 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
 
 /// Where an entry is handled: in its room's lane, in order with the room's other entries.
 /// A board room's timeline events that cannot change rooms (messages that are not
-/// commands, other users' memberships, redactions) share their board's lanes (one per
-/// core, by room), so that what one transaction brings a board is handled in a few turns
-/// and written in a few writes rather than room by room. Commands, state that may change rooms and encrypted events
-/// ask for their room's own lane, where one waiting on the homeserver holds up only its
+/// commands, other users' memberships, redactions) share their board's lanes
+/// ([`BOARD_LANES`], by room), so that what one transaction brings a board is handled in a
+/// few turns and written in a few writes rather than room by room. Commands, state that
+/// may change rooms and encrypted events ask for their room's own lane, where one waiting on the homeserver holds up only its
 /// room (a room stays in the lane its last entry went to while that lane is busy).
 fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
     let board = match (entry.kind, entry.may_change_rooms) {
@@ -71,7 +73,7 @@ fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
                 .ok()
                 .and_then(|room| store.room(room).ok().flatten())
                 .map(|record| {
-                    // Spread over as many lanes as the machine has cores, by room.
+                    // Spread over the board's lanes, by room.
                     let part = fnv1a(entry.room_id.as_bytes()) % *BOARD_LANES;
                     format!("board {part} {}", record.board)
                 })
@@ -81,11 +83,20 @@ fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
     lanes::Route { key: entry.room_id.clone(), shared: board }
 }
 
-/// Lanes a board's rooms share: one per core, so that a busy board's processing can keep
-/// up with ingest.
+/// Lanes a board's rooms share: [`board_lanes`] of the machine's cores.
 static BOARD_LANES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u64).clamp(1, 16)
+    board_lanes(std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
 });
+
+/// One lane per core but one (at least one, at most 16): the core left over is ingest's
+/// and the HTTP server's. A board's lanes write one after another (each holds the board
+/// log's lock, and the inbox's, for its write), so a second lane adds little but a
+/// third busy thread on two cores: there one lane processed a busy board faster than two,
+/// with less CPU per event, while `[appservice] max_board_backlog` keeps ingest at its
+/// pace (docs/PERFORMANCE.md, "One lane per board, held on what waits in it").
+fn board_lanes(cores: u64) -> u64 {
+    cores.saturating_sub(1).clamp(1, 16)
+}
 
 /// FNV-1a: a hash that is the same in every process (a room's lane does not matter across
 /// restarts, but a stable spread is easier to reason about).

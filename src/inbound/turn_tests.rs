@@ -222,3 +222,11 @@ async fn entries_share_their_board_s_lanes_unless_they_may_change_rooms() {
     let shared = super::route(store, &pending[0]).shared.expect("a shared lane");
     assert!(shared.ends_with(" other"), "{shared}");
 }
+
+/// A board's rooms share one lane per core but one: the core left over is ingest's. Two
+/// cores make one lane; one core still one; a large machine at most 16.
+#[test]
+fn a_board_has_a_lane_per_core_but_one() {
+    let lanes: Vec<u64> = [0, 1, 2, 3, 8, 64].into_iter().map(super::board_lanes).collect();
+    assert_eq!(lanes, [1, 1, 1, 2, 7, 16]);
+}

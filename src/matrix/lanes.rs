@@ -58,13 +58,53 @@ const BATCH: usize = 1024;
 /// Items a lane takes in one turn, at most.
 pub(crate) const TURN: usize = 64;
 
+/// How many items wait in shared lanes (sent to one and not yet handled), and a wake-up
+/// each time a shared lane ends a turn. A key's own lane can wait on something outside
+/// (the homeserver); a shared lane waits only on its handler, so what waits there is what
+/// processing has yet to do.
+#[derive(Debug, Default)]
+pub(crate) struct SharedLoad {
+    waiting: AtomicUsize,
+    eased: Notify,
+}
+
+impl SharedLoad {
+    /// Items waiting in shared lanes now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Returns once at most `limit` items wait in shared lanes.
+    pub(crate) async fn down_to(&self, limit: usize) {
+        loop {
+            let eased = self.eased.notified();
+            tokio::pin!(eased);
+            // Listening before looking: a turn that ends in between still wakes this.
+            eased.as_mut().enable();
+            if self.waiting() <= limit {
+                return;
+            }
+            eased.await;
+        }
+    }
+
+    fn added(&self) {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn handled(&self, n: usize) {
+        self.waiting.fetch_sub(n, Ordering::AcqRel);
+        self.eased.notify_waiters();
+    }
+}
+
 /// Lanes kept before idle ones are dropped even while the queue is busy.
 const PRUNE_ABOVE: usize = 4096;
 
 /// Reads `queue` from its start, and keeps reading as `notify` says it grew, handing each
 /// item to its key's lane, until `shutdown`; then waits for every lane to end. At most
 /// `max_in_flight` items are read and not yet handled, so a long backlog is read as lanes
-/// make room rather than into memory at once.
+/// make room rather than into memory at once. `load` counts the items in shared lanes.
 pub(crate) async fn drain<T: Send + 'static>(
     queue: &'static str,
     mut read: impl FnMut(u64, usize) -> crate::Result<Vec<Item<T>>>,
@@ -72,9 +112,10 @@ pub(crate) async fn drain<T: Send + 'static>(
     shutdown: &CancellationToken,
     max_in_flight: usize,
     handler: Handler<T>,
+    load: Arc<SharedLoad>,
 ) {
     let mut tasks = JoinSet::new();
-    let mut lanes = Lanes::new(handler);
+    let mut lanes = Lanes::new(handler, load);
     let places = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut next = 0u64;
     'read: loop {
@@ -128,6 +169,7 @@ pub(crate) struct Lanes<T> {
     /// Keys whose last item went to a lane not their own, and that lane.
     placed: HashMap<String, String>,
     handler: Handler<T>,
+    load: Arc<SharedLoad>,
 }
 
 struct Lane<T> {
@@ -136,11 +178,13 @@ struct Lane<T> {
     tx: mpsc::UnboundedSender<(T, OwnedSemaphorePermit)>,
     /// Items sent and not yet handled.
     in_flight: Arc<AtomicUsize>,
+    /// A lane keys share (its items count in [`SharedLoad`]).
+    shared: bool,
 }
 
 impl<T: Send + 'static> Lanes<T> {
-    pub(crate) fn new(handler: Handler<T>) -> Self {
-        Self { lanes: HashMap::new(), placed: HashMap::new(), handler }
+    pub(crate) fn new(handler: Handler<T>, load: Arc<SharedLoad>) -> Self {
+        Self { lanes: HashMap::new(), placed: HashMap::new(), handler, load }
     }
 
     /// Hands `item` to its lane, starting one if needed: the lane the key's last item went
@@ -171,14 +215,22 @@ impl<T: Send + 'static> Lanes<T> {
         }
         let to = self.placed.get(key).map_or(key, String::as_str);
         if !self.lanes.contains_key(to) {
-            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks);
+            // A shared lane's name is no key's.
+            let load = (to != key).then(|| self.load.clone());
+            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks, load);
             self.lanes.insert(to.to_owned(), lane);
         }
         let Some(lane) = self.lanes.get(to) else { return };
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
+        if lane.shared {
+            self.load.added();
+        }
         if lane.tx.send((item, place)).is_err() {
             // The lane ended (shutdown): the item stays in the queue for the next start.
             lane.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if lane.shared {
+                self.load.handled(1);
+            }
             tracing::debug!(key, lane = to, "lane closed");
         }
     }
@@ -201,7 +253,9 @@ fn spawn_lane<T: Send + 'static>(
     handler: Handler<T>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
+    load: Option<Arc<SharedLoad>>,
 ) -> Lane<T> {
+    let shared = load.is_some();
     let (tx, mut rx) = mpsc::unbounded_channel::<(T, OwnedSemaphorePermit)>();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let counter = in_flight.clone();
@@ -222,10 +276,13 @@ fn spawn_lane<T: Send + 'static>(
             let n = items.len();
             handler(items).await;
             counter.fetch_sub(n, Ordering::AcqRel);
+            if let Some(load) = &load {
+                load.handled(n);
+            }
             places.clear();
         }
     });
-    Lane { tx, in_flight }
+    Lane { tx, in_flight, shared }
 }
 
 #[cfg(test)]
@@ -259,7 +316,7 @@ mod tests {
                 })
             })
         };
-        let mut lanes = Lanes::new(handler);
+        let mut lanes = Lanes::new(handler, Arc::default());
         let places = Arc::new(Semaphore::new(3));
         let place = || places.clone().try_acquire_owned().expect("a free place");
         for (key, n) in [("a", 1), ("a", 2), ("b", 1)] {
@@ -316,7 +373,8 @@ mod tests {
                 })
             })
         };
-        let mut lanes = Lanes::new(handler);
+        let load = Arc::new(SharedLoad::default());
+        let mut lanes = Lanes::new(handler, load.clone());
         let places = Arc::new(Semaphore::new(8));
         let place = || places.clone().try_acquire_owned().expect("a free place");
         let shared = |key: &str| Route { key: key.into(), shared: Some("board".into()) };
@@ -335,7 +393,20 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(turns.lock().expect("lock")[0], [("c", 1)], "c ran while the board waited");
+        // The shared lane's three items wait; c's own lane is not counted.
+        assert_eq!(load.waiting(), 3);
+        let eased = tokio::spawn({
+            let load = load.clone();
+            async move { load.down_to(0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!eased.is_finished(), "nothing of the shared lane was handled yet");
         gate.notify_one();
+        tokio::time::timeout(Duration::from_secs(10), eased)
+            .await
+            .expect("woken when the shared lane's turn ended")
+            .expect("task");
+        assert_eq!(load.waiting(), 0);
         while lanes.len() > 0 {
             assert!(std::time::Instant::now() < deadline, "lanes were not dropped");
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -142,7 +142,7 @@ async fn run_inner(
             }
         })
     });
-    lanes::drain("outbox", read, &notify, &shutdown, MAX_QUEUED, handler).await;
+    lanes::drain("outbox", read, &notify, &shutdown, MAX_QUEUED, handler, Arc::default()).await;
 }
 
 struct Worker {

@@ -470,9 +470,7 @@ impl Store {
         let db = self.db()?;
         let cf = super::cf(&db, maps::SEQ_PENDING)?;
         let mut batch = WriteBatch::default();
-        for seq in seqs {
-            batch.delete_cf(cf, seq.to_be_bytes());
-        }
+        delete_pending(&mut batch, cf, seqs.to_vec());
         self.write_with_outbox(batch, outbound)
     }
 
@@ -487,6 +485,40 @@ impl Store {
     pub fn is_event_seen(&self, event_id: &str) -> Result<bool> {
         let db = self.db()?;
         Ok(db.get_pinned_cf(super::cf(&db, maps::EVENTID_SEQ)?, event_id.as_bytes())?.is_some())
+    }
+}
+
+/// Consecutive seqs removed from the queue in one write past which they go as one range
+/// deletion rather than one deletion each.
+const RANGE_FROM: usize = 4;
+
+/// Removes the entries `seqs` from the inbound queue in `batch`: each run of at least
+/// [`RANGE_FROM`] consecutive seqs (what a busy board's turn handled) as one range
+/// deletion, one tombstone instead of one per entry; the others one by one. The queue's
+/// keys are its seqs alone, so a range of consecutive seqs holds those entries and no
+/// other.
+pub(super) fn delete_pending(
+    batch: &mut WriteBatch,
+    cf: &rocksdb::ColumnFamily,
+    mut seqs: Vec<u64>,
+) {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut rest = seqs.as_slice();
+    while let Some(&first) = rest.first() {
+        let run = rest.iter().zip(first..).take_while(|(seq, expected)| **seq == *expected).count();
+        let last = rest[run - 1];
+        match last.checked_add(1) {
+            Some(end) if run >= RANGE_FROM => {
+                batch.delete_range_cf(cf, first.to_be_bytes(), end.to_be_bytes());
+            }
+            _ => {
+                for seq in &rest[..run] {
+                    batch.delete_cf(cf, seq.to_be_bytes());
+                }
+            }
+        }
+        rest = &rest[run..];
     }
 }
 
@@ -526,6 +558,32 @@ mod tests {
             rooms,
             vec![(1, b"{}".to_vec()), (2, b"{}".to_vec()), (3, b"{\"x\":1}".to_vec())]
         );
+    }
+
+    /// Runs of consecutive seqs are taken off the queue as ranges, the rest one by one:
+    /// exactly the entries named go, in any order and with repeats, and across a reopen.
+    #[test]
+    fn completed_entries_leave_the_queue_by_ranges_and_one_by_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<String> = (1..=14).map(|i| format!("$e{i}")).collect();
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let all: Vec<NewEntry<'_>> = ids.iter().map(|id| entry(id, b"{}")).collect();
+            assert_eq!(store.ingest("1", [1; 32], &all).expect("ingest").accepted, 14);
+            // 2 to 6 a range; 8 and 9 one by one; 11 to 14, given out of order, a range.
+            store
+                .complete_pending_group(&[5, 2, 3, 4, 6, 8, 9, 14, 12, 11, 13, 3], &[])
+                .expect("complete");
+            let left: Vec<u64> =
+                store.pending_from(0, 20).expect("pending").iter().map(|e| e.seq).collect();
+            assert_eq!(left, [1, 7, 10]);
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let left: Vec<u64> =
+            store.pending_from(0, 20).expect("pending").iter().map(|e| e.seq).collect();
+        assert_eq!(left, [1, 7, 10], "the same after a reopen");
+        let status = store.status().expect("status");
+        assert_eq!((status.pending, status.oldest_pending.map(|o| o.seq)), (3, Some(1)));
     }
 
     /// (seq, json) of entries.

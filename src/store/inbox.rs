@@ -178,9 +178,9 @@ impl Store {
         let db = self.db()?;
         let mut batch = WriteBatch::default();
         let pending = super::cf(&db, maps::SEQ_PENDING)?;
-        for seq in completed {
-            batch.delete_cf(pending, seq.to_be_bytes());
-        }
+        // Taken off the queue by this write: the entries completed before, and the
+        // messages' own.
+        let mut off_the_queue = completed.to_vec();
         let mut log = LogAppend::new();
         let any_entries = messages.iter().any(|m| !m.notifications.is_empty());
         // Taken only when an entry may be added: it orders the entries' ids.
@@ -235,7 +235,7 @@ impl Store {
                         outcomes.push(outcome);
                         continue;
                     }
-                    batch.delete_cf(pending, seq.to_be_bytes());
+                    off_the_queue.push(seq);
                     outcome.off_the_queue = true;
                     written = true;
                     log.extend(message);
@@ -284,6 +284,7 @@ impl Store {
                 count.to_be_bytes(),
             );
         }
+        super::inbound::delete_pending(&mut batch, pending, off_the_queue);
         let entries = self.inner.inbox.entries.load(Ordering::Acquire) + added_in_all;
         if added_in_all > 0 {
             batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_ID_KEY, id.to_be_bytes());

@@ -423,6 +423,10 @@ pub struct ApiClientConfig {
 /// Default of `api.clients[].max_virtual_users`.
 pub const DEFAULT_MAX_VIRTUAL_USERS: u64 = 1000;
 
+/// Inbound entries read from the queue ahead of processing, at most (fixed): the most
+/// `[appservice] max_board_backlog` can count.
+pub const INBOUND_READ_AHEAD: usize = 4096;
+
 fn default_max_virtual_users() -> u64 {
     DEFAULT_MAX_VIRTUAL_USERS
 }

@@ -300,12 +300,12 @@ impl Config {
             }
         }
 
-        if a.max_board_backlog > crate::inbound::MAX_IN_FLIGHT as u64 {
+        if a.max_board_backlog > super::INBOUND_READ_AHEAD as u64 {
             return Err(bad(
                 "appservice.max_board_backlog",
                 format!(
                     "must be at most {} (the entries read ahead of processing)",
-                    crate::inbound::MAX_IN_FLIGHT
+                    super::INBOUND_READ_AHEAD
                 ),
             ));
         }

@@ -23,7 +23,7 @@ use crate::{
 
 /// Entries read from the queue and not yet processed, at most: a long backlog (after a
 /// restart, or one busy room) is read as lanes make room, not into memory at once.
-pub(crate) const MAX_IN_FLIGHT: usize = 4096;
+const MAX_IN_FLIGHT: usize = crate::config::INBOUND_READ_AHEAD;
 
 /// Runs until `shutdown`: hands pending entries to lanes ([`crate::matrix::lanes`], by
 /// [`route`]), and waits for the lanes before it returns.

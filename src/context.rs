@@ -60,9 +60,9 @@ pub struct Backlog {
     /// Of those, the entries whose handling can make a room a board's (signed, as
     /// `waiting`): while any waits, ingest stores every message.
     may_change_rooms: std::sync::atomic::AtomicI64,
-    /// Entries in the lanes a board's rooms share: read from the queue and waiting on
-    /// processing alone (an entry in its room's own lane can wait on the homeserver).
-    pub(crate) board_lanes: Arc<crate::matrix::lanes::SharedLoad>,
+    /// Of those, the entries in rooms' own lanes, where one can wait on the homeserver
+    /// (a command, and what its room sent after it).
+    pub(crate) own_lanes: Arc<crate::matrix::lanes::OwnLanes>,
 }
 
 impl Backlog {
@@ -78,7 +78,7 @@ impl Backlog {
             waiting: tokio::sync::watch::Sender::new(waiting),
             gauge,
             may_change_rooms: i64::try_from(may_change_rooms).unwrap_or(i64::MAX).into(),
-            board_lanes: Arc::default(),
+            own_lanes: Arc::default(),
         }
     }
 
@@ -129,12 +129,36 @@ impl Backlog {
         u64::try_from(*self.waiting.borrow()).unwrap_or(0)
     }
 
-    /// Returns once at most `limit` entries wait.
-    pub async fn down_to(&self, limit: u64) {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut waiting = self.waiting.subscribe();
-        // The sender lives in `self`: the wait cannot end with it gone.
-        let _ = waiting.wait_for(|w| *w <= limit).await;
+    /// Entries waiting on processing alone: those waiting but the ones in rooms' own
+    /// lanes (read, and waiting in boards' lanes, or not read yet).
+    pub fn ready(&self) -> u64 {
+        self.waiting().saturating_sub(self.own_lanes.items() as u64)
+    }
+
+    /// Whether at most `all` entries wait, and at most `ready` of them on processing alone
+    /// ([`Backlog::ready`]); `None`: no bound.
+    pub fn within(&self, all: Option<u64>, ready: Option<u64>) -> bool {
+        all.is_none_or(|all| self.waiting() <= all)
+            && ready.is_none_or(|ready| self.ready() <= ready)
+    }
+
+    /// Returns once [`Backlog::within`] `all` and `ready`.
+    pub async fn down_to(&self, all: Option<u64>, ready: Option<u64>) {
+        loop {
+            let mut waiting = self.waiting.subscribe();
+            let lanes = self.own_lanes.changed();
+            tokio::pin!(lanes);
+            // Listening before looking: a change in between still wakes this.
+            lanes.as_mut().enable();
+            if self.within(all, ready) {
+                return;
+            }
+            // The sender lives in `self`: `changed` cannot fail while this waits.
+            tokio::select! {
+                _ = waiting.changed() => {}
+                () = lanes => {}
+            }
+        }
     }
 }
 
@@ -178,8 +202,10 @@ mod tests {
         backlog.stored(4);
         assert_eq!((backlog.waiting(), gauge.get()), (4, 4));
         let short = std::time::Duration::from_millis(20);
-        assert!(tokio::time::timeout(short, backlog.down_to(3)).await.is_err(), "4 wait");
-        let waiter = tokio::time::timeout(std::time::Duration::from_secs(10), backlog.down_to(3));
+        let three = Some(3);
+        assert!(tokio::time::timeout(short, backlog.down_to(three, None)).await.is_err(), "4");
+        let waiter =
+            tokio::time::timeout(std::time::Duration::from_secs(10), backlog.down_to(three, None));
         let (reached, ()) = tokio::join!(waiter, async { backlog.processed(1) });
         assert!(reached.is_ok());
     }

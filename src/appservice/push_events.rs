@@ -203,33 +203,24 @@ pub(crate) async fn handle(
 
 /// Holds a stored transaction's answer while processing is behind, until it catches up,
 /// at most `backlog_hold_secs`, or until Boardroom stops. Behind means more entries wait
-/// in boards' shared lanes than `[appservice] max_board_backlog` (they wait on processing
-/// alone), or more wait in all than `max_backlog` (entries behind a command that waits on
-/// the homeserver count there only). The homeserver sends its next transaction only after
-/// this one's answer, so a homeserver pushing faster than Boardroom processes slows to its
-/// pace rather than growing the queue without end. The events are stored already: a hold
-/// delays only the answer.
+/// on processing alone than `[appservice] max_ready_backlog` (those in rooms' own lanes
+/// left out: a command there can wait on the homeserver, and what its room sent after it
+/// with it), or more in all than `max_backlog`. The homeserver sends its next transaction
+/// only after this one's answer, so a homeserver pushing faster than Boardroom processes
+/// slows to its pace rather than growing the queue without end. The events are stored
+/// already: a hold delays only the answer.
 async fn hold_while_behind(ctx: &crate::context::Context) {
     let a = &ctx.settings.raw.appservice;
-    let (all, board) = (&ctx.backlog, &ctx.backlog.board_lanes);
-    let over_all = a.max_backlog != 0 && all.waiting() > a.max_backlog;
-    let board_limit = usize::try_from(a.max_board_backlog).unwrap_or(usize::MAX);
-    let over_board = board_limit != 0 && board.waiting() > board_limit;
-    if !over_all && !over_board {
+    let bound = |n: u64| (n != 0).then_some(n);
+    let (all, ready) = (bound(a.max_backlog), bound(a.max_ready_backlog));
+    let backlog = &ctx.backlog;
+    if backlog.within(all, ready) {
         return;
     }
     let held = std::time::Instant::now();
     let longest = std::time::Duration::from_secs(a.backlog_hold_secs);
-    let caught_up = async {
-        if a.max_backlog != 0 {
-            all.down_to(a.max_backlog).await;
-        }
-        if board_limit != 0 {
-            board.down_to(board_limit).await;
-        }
-    };
     let caught_up = tokio::select! {
-        c = tokio::time::timeout(longest, caught_up) => c.is_ok(),
+        c = tokio::time::timeout(longest, backlog.down_to(all, ready)) => c.is_ok(),
         () = ctx.streams.stopping.cancelled() => true,
     };
     ctx.metrics.transaction_hold_seconds.observe(held.elapsed().as_secs_f64());
@@ -240,10 +231,10 @@ async fn hold_while_behind(ctx: &crate::context::Context) {
         );
     } else {
         tracing::warn!(
-            waiting = all.waiting(),
+            waiting = backlog.waiting(),
             max_backlog = a.max_backlog,
-            in_board_lanes = board.waiting(),
-            max_board_backlog = a.max_board_backlog,
+            ready = backlog.ready(),
+            max_ready_backlog = a.max_ready_backlog,
             held_secs = a.backlog_hold_secs,
             "processing is behind: answering a transaction after holding it the longest allowed"
         );
@@ -337,29 +328,34 @@ mod tests {
 
     use crate::matrix::lanes::{Handler, Lanes, Route};
 
-    /// Entries waiting in a room's own lane (behind a command that waits on the homeserver)
-    /// do not hold answers under `max_backlog`; past `max_board_backlog` entries in a
-    /// board's shared lane do, until processing takes them.
+    /// Entries waiting in rooms' own lanes (behind a command that waits on the homeserver)
+    /// hold no answer under `max_backlog`; past `max_ready_backlog`, the entries in a
+    /// board's lane and those not read yet do, until processing takes them.
     #[tokio::test]
-    async fn answers_are_held_on_board_lanes_not_on_rooms_waiting_on_the_homeserver() {
+    async fn answers_are_held_on_what_waits_on_processing_not_on_the_homeserver() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config =
             crate::config::Config::offline(&dir.path().join("db"), "").expect("config");
         config.appservice.max_backlog = 10;
-        config.appservice.max_board_backlog = 2;
+        config.appservice.max_ready_backlog = 2;
         config.appservice.backlog_hold_secs = 30;
         let app = crate::app::App::new(config.validate().expect("valid")).expect("app");
         let ctx = app.ctx.clone();
-        // Every turn waits until the gate opens: processing, or the homeserver, is slow.
+        // Every turn waits until the gate opens (processing, or the homeserver, is slow),
+        // then counts its entries processed, as the inbound handler does.
         let (open, gate) = watch::channel(false);
-        let handler: Handler<u64> = Arc::new(move |_turn| {
-            let mut gate = gate.clone();
-            Box::pin(async move {
-                let _ = gate.wait_for(|open| *open).await;
+        let handler: Handler<u64> = {
+            let backlog = ctx.backlog.clone();
+            Arc::new(move |turn| {
+                let (mut gate, backlog) = (gate.clone(), backlog.clone());
+                Box::pin(async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    backlog.processed(turn.len() as u64);
+                })
             })
-        });
+        };
         let (shutdown, mut tasks) = (CancellationToken::new(), JoinSet::new());
-        let mut lanes = Lanes::new(handler, ctx.backlog.board_lanes.clone());
+        let mut lanes = Lanes::new(handler, ctx.backlog.own_lanes.clone());
         let places = Arc::new(Semaphore::new(64));
         let mut send = |route: Route, n: u64| {
             let place = places.clone().try_acquire_owned().expect("a place");
@@ -375,17 +371,19 @@ mod tests {
         tokio::time::timeout(quick, super::hold_while_behind(&ctx))
             .await
             .expect("six waiting in rooms' own lanes, under max_backlog: answered at once");
+        assert_eq!((ctx.backlog.waiting(), ctx.backlog.ready()), (6, 0));
 
         let board = |room: &str| Route { key: room.to_owned(), shared: Some("board 0 b".into()) };
         for (n, room) in ["!d:localhost", "!e:localhost", "!d:localhost"].iter().enumerate() {
             send(board(room), 10 + n as u64);
         }
         ctx.backlog.stored(3);
-        assert_eq!(ctx.backlog.board_lanes.waiting(), 3);
-        let held = tokio::spawn({
+        assert_eq!(ctx.backlog.ready(), 3);
+        let hold = || {
             let ctx = ctx.clone();
-            async move { super::hold_while_behind(&ctx).await }
-        });
+            tokio::spawn(async move { super::hold_while_behind(&ctx).await })
+        };
+        let held = hold();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!held.is_finished(), "three waiting in the board's lane, past 2: held");
         open.send_replace(true);
@@ -393,11 +391,23 @@ mod tests {
             .await
             .expect("answered once the board's lane was processed")
             .expect("task");
-        assert_eq!(ctx.backlog.board_lanes.waiting(), 0);
+
+        // Three stored and not read yet wait on processing alone too.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while ctx.backlog.waiting() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the lanes did not finish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ctx.backlog.stored(3);
+        let held = hold();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "three not read yet, past 2: held");
+        ctx.backlog.processed(1);
+        tokio::time::timeout(quick, held).await.expect("answered at 2").expect("task");
         let text = ctx.metrics.render();
         assert!(
-            text.contains("boardroom_appservice_transaction_hold_seconds_count 1"),
-            "one held answer counted: {text}"
+            text.contains("boardroom_appservice_transaction_hold_seconds_count 2"),
+            "two held answers counted: {text}"
         );
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}

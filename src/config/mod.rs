@@ -423,10 +423,6 @@ pub struct ApiClientConfig {
 /// Default of `api.clients[].max_virtual_users`.
 pub const DEFAULT_MAX_VIRTUAL_USERS: u64 = 1000;
 
-/// Inbound entries read from the queue ahead of processing, at most (fixed): the most
-/// `[appservice] max_board_backlog` can count.
-pub const INBOUND_READ_AHEAD: usize = 4096;
-
 fn default_max_virtual_users() -> u64 {
     DEFAULT_MAX_VIRTUAL_USERS
 }
@@ -478,13 +474,13 @@ pub struct AppserviceConfig {
     /// pushing faster than Boardroom processes slows to its pace. 0: never held.
     #[serde(default = "default_max_backlog", deserialize_with = "de_u64")]
     pub max_backlog: u64,
-    /// Entries waiting in the lanes boards' rooms share (messages and other events that
-    /// wait on processing alone, never on the homeserver) past which a transaction's answer
-    /// is held until processing brings them back to it: the short bound that keeps a busy
-    /// board's queue short, while `max_backlog` bounds everything waiting. At most 4096
-    /// (what the lanes read ahead); 0: never held on this count.
-    #[serde(default = "default_max_board_backlog", deserialize_with = "de_u64")]
-    pub max_board_backlog: u64,
+    /// Entries waiting on processing alone (all those waiting but the ones in rooms' own
+    /// lanes, where a command can wait on the homeserver, and what its room sent after it
+    /// with it) past which a transaction's answer is held until processing brings them
+    /// back to it: the short bound that keeps the queue of a busy board short, while
+    /// `max_backlog` bounds everything waiting. 0: never held on this count.
+    #[serde(default = "default_max_ready_backlog", deserialize_with = "de_u64")]
+    pub max_ready_backlog: u64,
     /// The longest a transaction's answer is held (seconds, 1 to 50: Synapse gives up on an
     /// answer after 60 s and backs off).
     #[serde(default = "default_backlog_hold_secs", deserialize_with = "de_u64")]
@@ -494,7 +490,7 @@ pub struct AppserviceConfig {
 fn default_max_backlog() -> u64 {
     10_000
 }
-fn default_max_board_backlog() -> u64 {
+fn default_max_ready_backlog() -> u64 {
     1_000
 }
 fn default_backlog_hold_secs() -> u64 {
@@ -827,14 +823,10 @@ mod tests {
     fn the_backlog_hold_has_defaults_and_stays_under_the_homeservers_timeout() {
         let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
         let a = &s.raw.appservice;
-        assert_eq!((a.max_backlog, a.max_board_backlog, a.backlog_hold_secs), (10_000, 1_000, 10));
+        assert_eq!((a.max_backlog, a.max_ready_backlog, a.backlog_hold_secs), (10_000, 1_000, 10));
         let c =
-            load(MINIMAL, &[("BOARDROOM__APPSERVICE__MAX_BOARD_BACKLOG", "4097")]).expect("parses");
-        let err = c.validate().expect_err("past what the lanes read ahead");
-        assert!(err.to_string().contains("appservice.max_board_backlog"), "{err}");
-        let c =
-            load(MINIMAL, &[("BOARDROOM__APPSERVICE__MAX_BOARD_BACKLOG", "0")]).expect("parses");
-        assert_eq!(c.validate().expect("0 turns it off").raw.appservice.max_board_backlog, 0);
+            load(MINIMAL, &[("BOARDROOM__APPSERVICE__MAX_READY_BACKLOG", "0")]).expect("parses");
+        assert_eq!(c.validate().expect("0 turns it off").raw.appservice.max_ready_backlog, 0);
         let c = load(MINIMAL, &[("BOARDROOM__APPSERVICE__MAX_BACKLOG", "0")]).expect("parses");
         assert_eq!(c.validate().expect("0 turns holds off").raw.appservice.max_backlog, 0);
         for secs in ["0", "51"] {

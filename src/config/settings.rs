@@ -300,16 +300,6 @@ impl Config {
             }
         }
 
-        if a.max_board_backlog > super::INBOUND_READ_AHEAD as u64 {
-            return Err(bad(
-                "appservice.max_board_backlog",
-                format!(
-                    "must be at most {} (the entries read ahead of processing)",
-                    super::INBOUND_READ_AHEAD
-                ),
-            ));
-        }
-
         let device = &self.encryption.device_id;
         if device.is_empty()
             || device.len() > 64

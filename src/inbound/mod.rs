@@ -23,7 +23,7 @@ use crate::{
 
 /// Entries read from the queue and not yet processed, at most: a long backlog (after a
 /// restart, or one busy room) is read as lanes make room, not into memory at once.
-const MAX_IN_FLIGHT: usize = crate::config::INBOUND_READ_AHEAD;
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// Runs until `shutdown`: hands pending entries to lanes ([`crate::matrix::lanes`], by
 /// [`route`]), and waits for the lanes before it returns.
@@ -41,8 +41,8 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
             .collect())
     };
     let completions = Arc::new(Completions::default());
-    // What waits in boards' lanes, for the hold on the homeserver's answers.
-    let load = ctx.backlog.board_lanes.clone();
+    // What waits in rooms' own lanes, for the hold on the homeserver's answers.
+    let own = ctx.backlog.own_lanes.clone();
     let writer = tokio::spawn(write_completions(ctx.clone(), completions.clone()));
     let handler: lanes::Handler<PendingEntry> = {
         let (shutdown, completions) = (shutdown.clone(), completions.clone());
@@ -51,7 +51,7 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
             Box::pin(async move { process_turn(&ctx, turn, &shutdown, &completions).await })
         })
     };
-    lanes::drain("inbound", read, &notify, &shutdown, MAX_IN_FLIGHT, handler, load).await;
+    lanes::drain("inbound", read, &notify, &shutdown, MAX_IN_FLIGHT, handler, own).await;
     // Every lane has ended: what they completed is written before the store is let go.
     completions.close();
     if let Err(e) = writer.await {
@@ -92,8 +92,8 @@ static BOARD_LANES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
 /// and the HTTP server's. A board's lanes write one after another (each holds the board
 /// log's lock, and the inbox's, for its write), so a second lane adds little but a
 /// third busy thread on two cores: there one lane processed a busy board faster than two,
-/// with less CPU per event, while `[appservice] max_board_backlog` keeps ingest at its
-/// pace (docs/PERFORMANCE.md, "One lane per board, held on what waits in it").
+/// with less CPU per event, while `[appservice] max_ready_backlog` keeps ingest at its
+/// pace (docs/PERFORMANCE.md, "One lane per board, held on what waits on processing").
 fn board_lanes(cores: u64) -> u64 {
     cores.saturating_sub(1).clamp(1, 16)
 }

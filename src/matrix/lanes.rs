@@ -58,43 +58,35 @@ const BATCH: usize = 1024;
 /// Items a lane takes in one turn, at most.
 pub(crate) const TURN: usize = 64;
 
-/// How many items wait in shared lanes (sent to one and not yet handled), and a wake-up
-/// each time a shared lane ends a turn. A key's own lane can wait on something outside
-/// (the homeserver); a shared lane waits only on its handler, so what waits there is what
-/// processing has yet to do.
+/// How many items are in keys' own lanes (sent to one and not yet handled), with a
+/// wake-up at each change. A key's own lane may wait on something outside (the inbound
+/// queue's: a command waiting on the homeserver, and what its room sent after it); what
+/// waits in shared lanes, or is not read yet, waits on processing alone.
 #[derive(Debug, Default)]
-pub(crate) struct SharedLoad {
-    waiting: AtomicUsize,
-    eased: Notify,
+pub(crate) struct OwnLanes {
+    items: AtomicUsize,
+    changed: Notify,
 }
 
-impl SharedLoad {
-    /// Items waiting in shared lanes now.
-    pub(crate) fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Acquire)
+impl OwnLanes {
+    /// Items in keys' own lanes now.
+    pub(crate) fn items(&self) -> usize {
+        self.items.load(Ordering::Acquire)
     }
 
-    /// Returns once at most `limit` items wait in shared lanes.
-    pub(crate) async fn down_to(&self, limit: usize) {
-        loop {
-            let eased = self.eased.notified();
-            tokio::pin!(eased);
-            // Listening before looking: a turn that ends in between still wakes this.
-            eased.as_mut().enable();
-            if self.waiting() <= limit {
-                return;
-            }
-            eased.await;
-        }
+    /// A wake-up at the next change (enable it before looking, so that none is missed).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     fn added(&self) {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.items.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
     }
 
     fn handled(&self, n: usize) {
-        self.waiting.fetch_sub(n, Ordering::AcqRel);
-        self.eased.notify_waiters();
+        self.items.fetch_sub(n, Ordering::AcqRel);
+        self.changed.notify_waiters();
     }
 }
 
@@ -104,7 +96,7 @@ const PRUNE_ABOVE: usize = 4096;
 /// Reads `queue` from its start, and keeps reading as `notify` says it grew, handing each
 /// item to its key's lane, until `shutdown`; then waits for every lane to end. At most
 /// `max_in_flight` items are read and not yet handled, so a long backlog is read as lanes
-/// make room rather than into memory at once. `load` counts the items in shared lanes.
+/// make room rather than into memory at once. `own` counts the items in keys' own lanes.
 pub(crate) async fn drain<T: Send + 'static>(
     queue: &'static str,
     mut read: impl FnMut(u64, usize) -> crate::Result<Vec<Item<T>>>,
@@ -112,10 +104,10 @@ pub(crate) async fn drain<T: Send + 'static>(
     shutdown: &CancellationToken,
     max_in_flight: usize,
     handler: Handler<T>,
-    load: Arc<SharedLoad>,
+    own: Arc<OwnLanes>,
 ) {
     let mut tasks = JoinSet::new();
-    let mut lanes = Lanes::new(handler, load);
+    let mut lanes = Lanes::new(handler, own);
     let places = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut next = 0u64;
     'read: loop {
@@ -169,7 +161,7 @@ pub(crate) struct Lanes<T> {
     /// Keys whose last item went to a lane not their own, and that lane.
     placed: HashMap<String, String>,
     handler: Handler<T>,
-    load: Arc<SharedLoad>,
+    own: Arc<OwnLanes>,
 }
 
 struct Lane<T> {
@@ -178,13 +170,13 @@ struct Lane<T> {
     tx: mpsc::UnboundedSender<(T, OwnedSemaphorePermit)>,
     /// Items sent and not yet handled.
     in_flight: Arc<AtomicUsize>,
-    /// A lane keys share (its items count in [`SharedLoad`]).
-    shared: bool,
+    /// Its key's own lane (its items count in [`OwnLanes`]), not one keys share.
+    own: bool,
 }
 
 impl<T: Send + 'static> Lanes<T> {
-    pub(crate) fn new(handler: Handler<T>, load: Arc<SharedLoad>) -> Self {
-        Self { lanes: HashMap::new(), placed: HashMap::new(), handler, load }
+    pub(crate) fn new(handler: Handler<T>, own: Arc<OwnLanes>) -> Self {
+        Self { lanes: HashMap::new(), placed: HashMap::new(), handler, own }
     }
 
     /// Hands `item` to its lane, starting one if needed: the lane the key's last item went
@@ -216,20 +208,20 @@ impl<T: Send + 'static> Lanes<T> {
         let to = self.placed.get(key).map_or(key, String::as_str);
         if !self.lanes.contains_key(to) {
             // A shared lane's name is no key's.
-            let load = (to != key).then(|| self.load.clone());
-            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks, load);
+            let own = (to == key).then(|| self.own.clone());
+            let lane = spawn_lane(self.handler.clone(), shutdown.clone(), tasks, own);
             self.lanes.insert(to.to_owned(), lane);
         }
         let Some(lane) = self.lanes.get(to) else { return };
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
-        if lane.shared {
-            self.load.added();
+        if lane.own {
+            self.own.added();
         }
         if lane.tx.send((item, place)).is_err() {
             // The lane ended (shutdown): the item stays in the queue for the next start.
             lane.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if lane.shared {
-                self.load.handled(1);
+            if lane.own {
+                self.own.handled(1);
             }
             tracing::debug!(key, lane = to, "lane closed");
         }
@@ -253,9 +245,9 @@ fn spawn_lane<T: Send + 'static>(
     handler: Handler<T>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
-    load: Option<Arc<SharedLoad>>,
+    own: Option<Arc<OwnLanes>>,
 ) -> Lane<T> {
-    let shared = load.is_some();
+    let is_own = own.is_some();
     let (tx, mut rx) = mpsc::unbounded_channel::<(T, OwnedSemaphorePermit)>();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let counter = in_flight.clone();
@@ -276,13 +268,13 @@ fn spawn_lane<T: Send + 'static>(
             let n = items.len();
             handler(items).await;
             counter.fetch_sub(n, Ordering::AcqRel);
-            if let Some(load) = &load {
-                load.handled(n);
+            if let Some(own) = &own {
+                own.handled(n);
             }
             places.clear();
         }
     });
-    Lane { tx, in_flight, shared }
+    Lane { tx, in_flight, own: is_own }
 }
 
 #[cfg(test)]
@@ -373,8 +365,8 @@ mod tests {
                 })
             })
         };
-        let load = Arc::new(SharedLoad::default());
-        let mut lanes = Lanes::new(handler, load.clone());
+        let own = Arc::new(OwnLanes::default());
+        let mut lanes = Lanes::new(handler, own.clone());
         let places = Arc::new(Semaphore::new(8));
         let place = || places.clone().try_acquire_owned().expect("a free place");
         let shared = |key: &str| Route { key: key.into(), shared: Some("board".into()) };
@@ -387,26 +379,14 @@ mod tests {
         lanes.send(&Route::own("c".into()), &shutdown, &mut tasks, ("c", 1), place());
         assert_eq!(lanes.len(), 2, "a stayed in the shared lane; c has its own");
         assert!(lanes.lanes.contains_key("board") && lanes.lanes.contains_key("c"));
+        assert_eq!(own.items(), 1, "c alone is in an own lane: a's second item is shared");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while turns.lock().expect("lock").is_empty() {
             assert!(std::time::Instant::now() < deadline, "c was not handled");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(turns.lock().expect("lock")[0], [("c", 1)], "c ran while the board waited");
-        // The shared lane's three items wait; c's own lane is not counted.
-        assert_eq!(load.waiting(), 3);
-        let eased = tokio::spawn({
-            let load = load.clone();
-            async move { load.down_to(0).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!eased.is_finished(), "nothing of the shared lane was handled yet");
         gate.notify_one();
-        tokio::time::timeout(Duration::from_secs(10), eased)
-            .await
-            .expect("woken when the shared lane's turn ended")
-            .expect("task");
-        assert_eq!(load.waiting(), 0);
         while lanes.len() > 0 {
             assert!(std::time::Instant::now() < deadline, "lanes were not dropped");
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -419,6 +399,7 @@ mod tests {
             "a and b in one turn, in order"
         );
         assert!(lanes.placed.is_empty(), "nothing placed once the lanes are gone");
+        assert_eq!(own.items(), 0, "c's was counted out once handled");
         // Idle now: "a" goes where it asks.
         lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a", 3), place());
         assert!(lanes.lanes.contains_key("a"));

@@ -479,33 +479,53 @@ impl Drop for Serving {
 #[test]
 fn the_compose_health_check_asks_a_running_boardroom() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = MINIMAL
-        .replace("http://127.0.0.1:8008", &format!("http://127.0.0.1:{}", free_port()))
-        .replace("/tmp/boardroom-cli-test", &dir.path().join("db").display().to_string())
-        .replace("[appservice]\n", &format!("[appservice]\nlisten = \"127.0.0.1:{port}\"\n"));
-    let path = dir.path().join("boardroom.toml");
-    std::fs::write(&path, config).expect("write");
-    assert!(!health_check_passes(port), "passed with nothing listening");
+    // The port is picked free and let go before Boardroom binds it: another process can
+    // take it in between. Boardroom then stops, saying so, and another port is tried.
+    for _attempt in 0..5 {
+        let port = free_port();
+        let config = MINIMAL
+            .replace("http://127.0.0.1:8008", &format!("http://127.0.0.1:{}", free_port()))
+            .replace("/tmp/boardroom-cli-test", &dir.path().join("db").display().to_string())
+            .replace("[appservice]\n", &format!("[appservice]\nlisten = \"127.0.0.1:{port}\"\n"));
+        let path = dir.path().join("boardroom.toml");
+        std::fs::write(&path, config).expect("write");
+        assert!(!health_check_passes(port), "passed with nothing listening");
 
-    let serving = Serving(
-        Command::new(boardroom_exe())
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env_remove("BOARDROOM_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start boardroom serve"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !health_check_passes(port) {
-        assert!(Instant::now() < deadline, "the health check never passed");
-        std::thread::sleep(Duration::from_millis(200));
+        let errors = dir.path().join("stderr");
+        let mut serving = Serving(
+            Command::new(boardroom_exe())
+                .args(["serve", "--config"])
+                .arg(&path)
+                .env_remove("BOARDROOM_CONFIG")
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&errors).expect("stderr file"))
+                .spawn()
+                .expect("start boardroom serve"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut taken = false;
+        while !health_check_passes(port) {
+            if serving.0.try_wait().expect("wait").is_some() {
+                let said = std::fs::read_to_string(&errors).unwrap_or_default();
+                assert!(
+                    said.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+                    "Boardroom stopped: {said}"
+                );
+                taken = true;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the health check never passed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if taken {
+            continue;
+        }
+        drop(serving);
+        assert!(!health_check_passes(port), "passed after Boardroom stopped");
+        return;
     }
-    drop(serving);
-    assert!(!health_check_passes(port), "passed after Boardroom stopped");
+    panic!("five ports in a row were taken before Boardroom could bind them");
 }
 
 /// The unit, with `ExecStart=`'s binary at `binary`, written as `boardroom.service` in `dir`.

@@ -176,7 +176,11 @@ async fn transient_failures_are_retried_in_their_room_and_permanent_ones_set_asi
 
 #[tokio::test]
 async fn an_unreachable_homeserver_is_a_transient_error() {
-    let port = crate::harness::free_port();
+    // A port held bound and not listening: a connection is refused, and no other process
+    // can take the port while the test runs.
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = held.local_addr().expect("addr").port();
     let client = HomeserverClient::new(
         &format!("http://127.0.0.1:{port}"),
         Auth::Appservice(Secret::new("as")),
@@ -190,6 +194,7 @@ async fn an_unreachable_homeserver_is_a_transient_error() {
     let err = outbox::execute(&client, &action).await.expect_err("nothing listens there");
     assert_eq!(err.retry_kind(), boardroom::matrix::RetryKind::Transient(None));
     assert!(err.to_string().contains("join_room_by_id"), "{err}");
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,8 +64,10 @@ pub(crate) async fn run_dispatcher(ctx: Arc<Context>, shutdown: CancellationToke
 /// commands, other users' memberships, redactions) share their board's lanes
 /// ([`BOARD_LANES`], by room), so that what one transaction brings a board is handled in a
 /// few turns and written in a few writes rather than room by room. Commands, state that
-/// may change rooms and encrypted events ask for their room's own lane, where one waiting on the homeserver holds up only its
-/// room (a room stays in the lane its last entry went to while that lane is busy).
+/// may change rooms and encrypted events ask for their room's own lane, where one waiting
+/// on the homeserver holds up only its room (a room stays in the lane its last entry went
+/// to while that lane is busy, but an entry asking for its own lane waits there for the
+/// room's entries in a board's lane rather than following them: `matrix::lanes`).
 fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
     let board = match (entry.kind, entry.may_change_rooms) {
         (crate::store::inbound::EntryKind::Timeline, false) => {

@@ -1,10 +1,13 @@
 //! Draining a durable queue in lanes: items with the same key (a room) are handled one
 //! after another in queue order, in one lane; items in different lanes run in parallel.
 //! An item goes to its key's own lane, or to a lane it shares with other keys (a board's
-//! rooms share one, so that their items are handled, and written, together): one key's
-//! items are never in two lanes at once (a key stays in the lane its last item went to
-//! while that lane has items in flight). Both the inbound queue (`inbound`) and the outbox
-//! (`outbox`) run on it.
+//! rooms share one, so that their items are handled, and written, together). A key stays
+//! in the lane its last item went to while that lane has items in flight, so that its
+//! items are handled in order; but an item that asks for its key's own lane does not
+//! follow it into a busy shared lane (it may wait on the homeserver, and would hold every
+//! key there): it goes to its own lane and is handled only once its key's items in the
+//! shared lane are. Both the inbound queue (`inbound`) and the outbox (`outbox`) run on
+//! it.
 //!
 //! The queue stays the record: an item leaves it only when its handler removes it, so a
 //! stop at any point leaves the unhandled items there for the next start, which reads the
@@ -90,6 +93,52 @@ impl OwnLanes {
     }
 }
 
+/// A key's items in shared lanes (sent, not yet handled), with a wake-up when the last
+/// is: an item of the key sent to its own lane meanwhile waits for them.
+#[derive(Debug, Default)]
+struct KeyGate {
+    items: AtomicUsize,
+    open: Notify,
+}
+
+impl KeyGate {
+    fn counted(&self) {
+        self.items.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn handled(&self) {
+        if self.items.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.open.notify_waiters();
+        }
+    }
+
+    /// Returns once none of the key's items is left in a shared lane.
+    async fn opened(&self) {
+        loop {
+            let open = self.open.notified();
+            tokio::pin!(open);
+            open.as_mut().enable();
+            if self.items.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            open.await;
+        }
+    }
+}
+
+/// What travels with an item about its key's items in shared lanes.
+enum Gate {
+    None,
+    /// In a shared lane: counted in its key's gate until handled.
+    Counted(Arc<KeyGate>),
+    /// In its key's own lane: handled only once the key's items in shared lanes are.
+    After(Arc<KeyGate>),
+}
+
+/// An item in a lane, with its place among the items in flight (given back once it is
+/// handled) and its gate.
+type Sent<T> = (T, OwnedSemaphorePermit, Gate);
+
 /// Lanes kept before idle ones are dropped even while the queue is busy.
 const PRUNE_ABOVE: usize = 4096;
 
@@ -156,18 +205,24 @@ pub(crate) async fn drain<T: Send + 'static>(
 /// dropped: its task ends, and the key's next item starts a new lane. Only the reader
 /// sends, so once a lane's in-flight count is zero nothing of its key is left in it, and
 /// an old and a new lane of one key never run at once.
+///
+/// A key's items go where its last one went while that lane is busy, so that they stay in
+/// order; but an item that asks for its key's own lane (one that may wait on something
+/// outside, such as the homeserver) never follows its key into a busy shared lane, where
+/// its wait would hold every other key's items: it goes to its own lane and is handled
+/// only once its key's items in the shared lane are (a [`KeyGate`]).
 pub(crate) struct Lanes<T> {
     lanes: HashMap<String, Lane<T>>,
     /// Keys whose last item went to a lane not their own, and that lane.
     placed: HashMap<String, String>,
+    /// Keys with items in shared lanes, and their count.
+    gates: HashMap<String, Arc<KeyGate>>,
     handler: Handler<T>,
     own: Arc<OwnLanes>,
 }
 
 struct Lane<T> {
-    /// Each item travels with its place among the items in flight, given back once it is
-    /// handled.
-    tx: mpsc::UnboundedSender<(T, OwnedSemaphorePermit)>,
+    tx: mpsc::UnboundedSender<Sent<T>>,
     /// Items sent and not yet handled.
     in_flight: Arc<AtomicUsize>,
     /// Its key's own lane (its items count in [`OwnLanes`]), not one keys share.
@@ -176,12 +231,12 @@ struct Lane<T> {
 
 impl<T: Send + 'static> Lanes<T> {
     pub(crate) fn new(handler: Handler<T>, own: Arc<OwnLanes>) -> Self {
-        Self { lanes: HashMap::new(), placed: HashMap::new(), handler, own }
+        Self { lanes: HashMap::new(), placed: HashMap::new(), gates: HashMap::new(), handler, own }
     }
 
     /// Hands `item` to its lane, starting one if needed: the lane the key's last item went
-    /// to while that lane has items in flight (they may be the key's), else the one
-    /// `route` asks for.
+    /// to while that lane has items in flight (they may be the key's), unless that is a
+    /// shared lane and `route` asks for the key's own; else the one `route` asks for.
     pub(crate) fn send(
         &mut self,
         route: &Route,
@@ -193,7 +248,12 @@ impl<T: Send + 'static> Lanes<T> {
         let key = route.key.as_str();
         let last = self.placed.get(key).map_or(key, String::as_str);
         let busy = self.lanes.get(last).is_some_and(|l| l.in_flight.load(Ordering::Acquire) > 0);
-        if !busy {
+        let mut after = None;
+        if busy && last != key && route.shared.is_none() {
+            // Its own lane, after its key's items in the shared one.
+            after = self.gates.get(key).cloned();
+            self.placed.remove(key);
+        } else if !busy {
             match route.shared.as_deref() {
                 Some(shared) if shared != key => {
                     if self.placed.get(key).is_none_or(|l| l != shared) {
@@ -214,14 +274,22 @@ impl<T: Send + 'static> Lanes<T> {
         }
         let Some(lane) = self.lanes.get(to) else { return };
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
-        if lane.own {
+        let gate = if lane.own {
             self.own.added();
-        }
-        if lane.tx.send((item, place)).is_err() {
+            after.map_or(Gate::None, Gate::After)
+        } else {
+            let gate = self.gates.entry(key.to_owned()).or_default().clone();
+            gate.counted();
+            Gate::Counted(gate)
+        };
+        if let Err(mpsc::error::SendError((_, _, gate))) = lane.tx.send((item, place, gate)) {
             // The lane ended (shutdown): the item stays in the queue for the next start.
             lane.in_flight.fetch_sub(1, Ordering::AcqRel);
             if lane.own {
                 self.own.handled(1);
+            }
+            if let Gate::Counted(gate) = gate {
+                gate.handled();
             }
             tracing::debug!(key, lane = to, "lane closed");
         }
@@ -232,6 +300,7 @@ impl<T: Send + 'static> Lanes<T> {
         self.lanes.retain(|_, lane| lane.in_flight.load(Ordering::Acquire) > 0);
         let lanes = &self.lanes;
         self.placed.retain(|_, lane| lanes.contains_key(lane));
+        self.gates.retain(|_, gate| gate.items.load(Ordering::Acquire) > 0);
         while tasks.try_join_next().is_some() {}
     }
 
@@ -248,28 +317,42 @@ fn spawn_lane<T: Send + 'static>(
     own: Option<Arc<OwnLanes>>,
 ) -> Lane<T> {
     let is_own = own.is_some();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(T, OwnedSemaphorePermit)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Sent<T>>();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let counter = in_flight.clone();
     tasks.spawn(async move {
-        let mut places = Vec::new();
+        let (mut places, mut gates) = (Vec::new(), Vec::new());
         loop {
             let first = tokio::select! {
                 e = rx.recv() => match e { Some(e) => e, None => return },
                 () = shutdown.cancelled() => return,
             };
             let mut items = Vec::with_capacity(1);
-            for (item, place) in std::iter::once(first)
+            for (item, place, gate) in std::iter::once(first)
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(TURN - 1))
             {
                 items.push(item);
                 places.push(place);
+                gates.push(gate);
+            }
+            for gate in &gates {
+                if let Gate::After(gate) = gate {
+                    tokio::select! {
+                        () = gate.opened() => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
             }
             let n = items.len();
             handler(items).await;
             counter.fetch_sub(n, Ordering::AcqRel);
             if let Some(own) = &own {
                 own.handled(n);
+            }
+            for gate in gates.drain(..) {
+                if let Gate::Counted(gate) = gate {
+                    gate.handled();
+                }
             }
             places.clear();
         }
@@ -345,21 +428,27 @@ mod tests {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Keys that share a lane are handled in that lane's turns, together; a key whose
-    /// items are in flight in a lane stays there, whatever lane its next item asks for.
+    /// Keys that share a lane are handled in that lane's turns, together. A key's items
+    /// that ask for a shared lane follow it while its last lane is busy; one that asks for
+    /// its own goes there, and waits for its key's items in the shared lane, without
+    /// holding the shared lane while it is handled.
     #[tokio::test]
-    async fn keys_share_a_lane_and_a_key_is_never_in_two_lanes_at_once() {
+    async fn keys_share_a_lane_and_one_asking_for_its_own_lane_waits_there_for_its_key() {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let gate = Arc::new(Notify::new());
+        // a1 waits for the board to open; a2, a command, for the homeserver.
+        let (board, homeserver) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let turns = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler<(&'static str, u64)> = {
-            let (gate, turns) = (gate.clone(), turns.clone());
+            let (board, homeserver, turns) = (board.clone(), homeserver.clone(), turns.clone());
             Arc::new(move |turn: Vec<(&'static str, u64)>| {
-                let (gate, turns) = (gate.clone(), turns.clone());
+                let (board, homeserver, turns) = (board.clone(), homeserver.clone(), turns.clone());
                 Box::pin(async move {
-                    if turn.first() == Some(&("a", 1)) {
-                        gate.notified().await;
+                    if turn.contains(&("a", 1)) {
+                        board.notified().await;
+                    }
+                    if turn.first() == Some(&("a", 2)) {
+                        homeserver.notified().await;
                     }
                     turns.lock().expect("lock").push(turn);
                 })
@@ -370,38 +459,64 @@ mod tests {
         let places = Arc::new(Semaphore::new(8));
         let place = || places.clone().try_acquire_owned().expect("a free place");
         let shared = |key: &str| Route { key: key.into(), shared: Some("board".into()) };
+        let mut sent = Vec::new();
+        let mut send = |lanes: &mut Lanes<_>, route: Route, item: (&'static str, u64)| {
+            lanes.send(&route, &shutdown, &mut tasks, item, place());
+            sent.push(item);
+        };
         // Sent before the lane's task first runs: one turn.
-        lanes.send(&shared("a"), &shutdown, &mut tasks, ("a", 1), place());
-        lanes.send(&shared("b"), &shutdown, &mut tasks, ("b", 1), place());
-        assert_eq!(lanes.len(), 1);
-        // "a" asks for its own lane while its first item waits in the shared one: it stays.
-        lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a", 2), place());
-        lanes.send(&Route::own("c".into()), &shutdown, &mut tasks, ("c", 1), place());
-        assert_eq!(lanes.len(), 2, "a stayed in the shared lane; c has its own");
-        assert!(lanes.lanes.contains_key("board") && lanes.lanes.contains_key("c"));
-        assert_eq!(own.items(), 1, "c alone is in an own lane: a's second item is shared");
+        send(&mut lanes, shared("a"), ("a", 1));
+        send(&mut lanes, shared("b"), ("b", 1));
+        // a2 asks for its own lane while a1 waits in the shared one: it goes there, and a3
+        // follows it (a's last lane is busy); b2 follows b into the shared lane.
+        send(&mut lanes, Route::own("a".into()), ("a", 2));
+        send(&mut lanes, shared("a"), ("a", 3));
+        send(&mut lanes, shared("b"), ("b", 2));
+        send(&mut lanes, Route::own("c".into()), ("c", 1));
+        assert_eq!(lanes.len(), 3, "the board's lane, a's and c's");
+        assert!(["board", "a", "c"].iter().all(|l| lanes.lanes.contains_key(*l)));
+        assert_eq!(own.items(), 3, "a2, a3 and c1 are in own lanes");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while turns.lock().expect("lock").is_empty() {
-            assert!(std::time::Instant::now() < deadline, "c was not handled");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(turns.lock().expect("lock")[0], [("c", 1)], "c ran while the board waited");
-        gate.notify_one();
+        let wait_for = |n: usize| {
+            let turns = turns.clone();
+            async move {
+                while turns.lock().expect("lock").len() < n {
+                    assert!(std::time::Instant::now() < deadline, "turns: {turns:?}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        wait_for(1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*turns.lock().expect("lock"), [vec![("c", 1)]], "a2 waits for a1");
+        board.notify_one();
+        wait_for(2).await;
+        assert_eq!(
+            turns.lock().expect("lock")[1],
+            [("a", 1), ("b", 1), ("b", 2)],
+            "the board's lane: a and b in one turn, in order"
+        );
+        // a2 now waits for the homeserver in its own lane: the board's lane goes on.
+        send(&mut lanes, shared("b"), ("b", 3));
+        wait_for(3).await;
+        assert_eq!(turns.lock().expect("lock")[2], [("b", 3)], "b3 while a2 waits");
+        homeserver.notify_one();
+        wait_for(4).await;
         while lanes.len() > 0 {
             assert!(std::time::Instant::now() < deadline, "lanes were not dropped");
             tokio::time::sleep(Duration::from_millis(5)).await;
             lanes.prune(&mut tasks);
         }
         let turns = turns.lock().expect("lock").clone();
-        assert_eq!(
-            turns[1..],
-            [vec![("a", 1), ("b", 1), ("a", 2)]],
-            "a and b in one turn, in order"
-        );
+        let a: Vec<u64> =
+            turns.iter().flatten().filter(|(k, _)| *k == "a").map(|(_, n)| *n).collect();
+        assert_eq!(a, [1, 2, 3], "a's items in order");
+        assert_eq!(turns.iter().flatten().count(), sent.len(), "each item once: {turns:?}");
         assert!(lanes.placed.is_empty(), "nothing placed once the lanes are gone");
-        assert_eq!(own.items(), 0, "c's was counted out once handled");
+        assert!(lanes.gates.is_empty(), "no key left with items in a shared lane");
+        assert_eq!(own.items(), 0, "the own lanes' items were counted out once handled");
         // Idle now: "a" goes where it asks.
-        lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a", 3), place());
+        lanes.send(&Route::own("a".into()), &shutdown, &mut tasks, ("a", 4), place());
         assert!(lanes.lanes.contains_key("a"));
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}

@@ -278,7 +278,14 @@ impl<T: Send + 'static> Lanes<T> {
             self.own.added();
             after.map_or(Gate::None, Gate::After)
         } else {
-            let gate = self.gates.entry(key.to_owned()).or_default().clone();
+            let gate = match self.gates.get(key) {
+                Some(gate) => gate.clone(),
+                None => {
+                    let gate = Arc::<KeyGate>::default();
+                    self.gates.insert(key.to_owned(), gate.clone());
+                    gate
+                }
+            };
             gate.counted();
             Gate::Counted(gate)
         };

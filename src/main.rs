@@ -103,6 +103,14 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
+/// Rust's allocations (events, requests, JSON) go to jemalloc, its symbols prefixed so that
+/// RocksDB's C++ keeps glibc's `malloc` with the threshold set in [`tune_allocator`]: a
+/// flushed write buffer's blocks still go back to the system at once. jemalloc's own
+/// settings (one arena; freed pages given back after a second, by its background thread)
+/// are built in from `.cargo/config.toml`; `_RJEM_MALLOC_CONF` overrides them at run time.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();

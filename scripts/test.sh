@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, router and store tests on real RocksDB databases, CLI
 # tests of the real binary, and end-to-end tests against a real Synapse. Installs what it
-# needs first (scripts/setup.sh: Debian's librocksdb-dev and libclang-dev, the Synapse venv).
+# needs first (scripts/setup.sh: Debian's librocksdb-dev, libclang-dev and make, the Synapse venv).
 #
 #   scripts/test.sh [extra cargo test arguments]
 set -euo pipefail

@@ -27,7 +27,11 @@
 //! `cargo bench --bench pipeline -- --place shm --in-flight 1,4,16 --txns 1000 --idle-secs 20`
 //! (`--pause-secs N` waits before the load, to attach a profiler; `--binary PATH` runs
 //! another build of Boardroom, for an A/B in one sitting; `--events N` sends transactions
-//! of N events rather than 100, as Synapse does when events trickle in). Figures go in
+//! of N events rather than 100, as Synapse does when events trickle in; `--gap-ms N`
+//! pauses N ms after each answer, so that each transaction meets an idle Boardroom, as
+//! when people talk). It also times the same client, with the same gap, against a server
+//! that does nothing (a thread in this process answering every request at once): the machine's own
+//! cost of a request after that much idle, beside Boardroom's. Figures go in
 //! docs/PERFORMANCE.md.
 
 use std::{
@@ -70,6 +74,9 @@ struct Args {
     places: Vec<String>,
     idle: Duration,
     pause: Duration,
+    /// A pause after each answer before the next transaction (`--gap-ms`): Boardroom
+    /// meets each transaction idle, as when people talk rather than a backlog drains.
+    gap: Duration,
     /// The Boardroom binary to run: this build's, or another (`--binary`, for an A/B).
     binary: PathBuf,
 }
@@ -82,6 +89,7 @@ fn parse_args() -> Args {
         places: vec!["shm".into(), "disk".into()],
         idle: Duration::from_secs(10),
         pause: Duration::ZERO,
+        gap: Duration::ZERO,
         binary: PathBuf::from(env!("CARGO_BIN_EXE_boardroom")),
     };
     let mut it = std::env::args().skip(1);
@@ -105,6 +113,10 @@ fn parse_args() -> Args {
             "--pause-secs" => {
                 let s: u64 = it.next().and_then(|v| v.parse().ok()).expect("--pause-secs N");
                 args.pause = Duration::from_secs(s);
+            }
+            "--gap-ms" => {
+                let ms: u64 = it.next().and_then(|v| v.parse().ok()).expect("--gap-ms N");
+                args.gap = Duration::from_millis(ms);
             }
             "--binary" => args.binary = it.next().map(PathBuf::from).expect("--binary PATH"),
             other => eprintln!("pipeline: ignoring argument `{other}`"),
@@ -143,8 +155,59 @@ fn main() {
                 results.push(o);
             }
         }
+        floor(args.gap, args.txns.min(1_000)).await;
     });
     print_table(&results);
+}
+
+/// The same client, with the same pause between requests, against a server that answers
+/// every request at once without reading it (a blocking thread of this process): what a
+/// request costs this machine after that much idle, whatever answers it.
+async fn floor(gap: Duration, n: usize) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_nodelay(true);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if conn.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/nothing");
+    let mut answers = Vec::with_capacity(n);
+    for i in 0..n {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        let t = Instant::now();
+        let resp = http.get(&url).send().await.expect("GET");
+        let _ = resp.bytes().await;
+        answers.push(t.elapsed());
+    }
+    println!(
+        "a server that does nothing, {} ms after each answer: p50 {}, p99 {} ({n} requests)",
+        gap.as_millis(),
+        ms(percentile(&answers, 50.0)),
+        ms(percentile(&answers, 99.0))
+    );
 }
 
 /// What one run measured.
@@ -207,11 +270,15 @@ async fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
+    let gap = args.gap;
     for _ in 0..in_flight {
         let (http, url, bodies, next) = (http.clone(), url.clone(), bodies.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let mut answers = Vec::new();
             loop {
+                if !gap.is_zero() && !answers.is_empty() {
+                    tokio::time::sleep(gap).await;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((txn, body)) = bodies.get(i) else { return answers };
                 let t = Instant::now();

@@ -29,10 +29,10 @@
 //! another build of Boardroom, for an A/B in one sitting; `--events N` sends transactions
 //! of N events rather than 100, as Synapse does when events trickle in; `--gap-ms N`
 //! pauses N ms after each answer, so that each transaction meets an idle Boardroom, as
-//! when people talk). It also times the same client, with the same gap, against a server
-//! that does nothing (a thread in this process answering every request at once): the machine's own
-//! cost of a request after that much idle, beside Boardroom's. Figures go in
-//! docs/PERFORMANCE.md.
+//! when people talk). It also times the same kind of client, with the same gap, against a
+//! server that does nothing (a thread in this process answering each request as soon as
+//! its headers are in): the machine's own cost of a request after that much idle, beside
+//! Boardroom's. Figures go in docs/PERFORMANCE.md.
 
 use std::{
     net::SocketAddr,
@@ -160,9 +160,10 @@ fn main() {
     print_table(&results);
 }
 
-/// The same client, with the same pause between requests, against a server that answers
-/// every request at once without reading it (a blocking thread of this process): what a
-/// request costs this machine after that much idle, whatever answers it.
+/// A client built as [`run`]'s, with the same pause between requests, against a server
+/// that answers each request as soon as its headers are in (blocking threads of this
+/// process; the requests carry no body): what a request costs this machine after that
+/// much idle, whatever answers it.
 async fn floor(gap: Duration, n: usize) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -190,7 +191,7 @@ async fn floor(gap: Duration, n: usize) {
             });
         }
     });
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
     let url = format!("http://{addr}/nothing");
     let mut answers = Vec::with_capacity(n);
     for i in 0..n {

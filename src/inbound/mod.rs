@@ -117,6 +117,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[derive(Default)]
 struct Completions {
     waiting: std::sync::Mutex<Vec<Completion>>,
+    /// Held by whoever writes a group: taking the group and writing it happen under it, so
+    /// that groups are written in the order they were handled.
+    writing: std::sync::Mutex<()>,
     wake: tokio::sync::Notify,
     closed: std::sync::atomic::AtomicBool,
 }
@@ -146,8 +149,37 @@ impl Completions {
         }
     }
 
+    /// [`Completions::push_all`], but when `done` queues actions (a command's reply) and
+    /// no group is being written, written here, at once, with what waits before it: the
+    /// reply does not wait for the completion writer to be woken and scheduled. Written or
+    /// not, nothing is lost: a group that fails goes back to the front of the queue, for
+    /// the completion writer's retries.
+    fn write_or_push(&self, ctx: &Context, done: Vec<Completion>) {
+        if done.iter().all(|c| c.actions.is_empty()) {
+            return self.push_all(ctx, done);
+        }
+        let Ok(_writing) = self.writing.try_lock() else {
+            return self.push_all(ctx, done);
+        };
+        let mut group = self.take();
+        group.extend(done);
+        if !write_group(ctx, &group) {
+            self.put_back(group);
+        }
+    }
+
     fn take(&self) -> Vec<Completion> {
         std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts a group that could not be written back at the front of the queue, in its
+    /// order, and wakes the completion writer to retry it.
+    fn put_back(&self, mut group: Vec<Completion>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        group.append(&mut waiting);
+        *waiting = group;
+        drop(waiting);
+        self.wake.notify_one();
     }
 
     fn close(&self) {
@@ -163,38 +195,53 @@ impl Completions {
 /// Writes what the lanes completed, as it comes, until the dispatcher closes
 /// `completions` (after its lanes ended): then writes what is left and returns.
 async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
+    let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
     loop {
         let closed = completions.is_closed();
-        let group = completions.take();
-        if group.is_empty() {
-            if closed {
-                return;
+        let written = {
+            let _writing = completions.writing.lock().unwrap_or_else(|p| p.into_inner());
+            let group = completions.take();
+            if group.is_empty() {
+                None
+            } else if write_group(&ctx, &group) {
+                Some(true)
+            } else {
+                completions.put_back(group);
+                Some(false)
             }
-            completions.wake.notified().await;
-            continue;
-        }
-        let handled = group.len() as u64;
-        let seqs: Vec<u64> = group.iter().filter(|c| !c.off_the_queue).map(|c| c.seq).collect();
-        let outbound: Vec<Vec<u8>> = group.into_iter().flat_map(|c| c.actions).collect();
-        let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
-        while !seqs.is_empty() || !outbound.is_empty() {
-            match ctx.store.complete_pending_group(&seqs, &outbound) {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, entries = seqs.len(), "cannot record processed entries; retrying");
-                    // After shutdown the entries stay pending and are handled again.
-                    if completions.is_closed() && backoff.attempts() >= 3 {
-                        return;
-                    }
-                    tokio::time::sleep(backoff.pause()).await;
+        };
+        match written {
+            Some(true) => backoff = Backoff::new(RetryPolicy::STORE_WRITE),
+            None if closed => return,
+            None => completions.wake.notified().await,
+            Some(false) => {
+                // After shutdown the entries stay pending and are handled again.
+                if completions.is_closed() && backoff.attempts() >= 3 {
+                    return;
                 }
+                tokio::time::sleep(backoff.pause()).await;
             }
-        }
-        count_processed(&ctx, handled);
-        if !outbound.is_empty() {
-            ctx.outbox_notify.notify_one();
         }
     }
+}
+
+/// Writes `group` (what is left of each completion: its removal from the queue, its
+/// actions) in one write, then counts it processed and wakes the outbox; `false` when the
+/// write failed (nothing of it landed).
+fn write_group(ctx: &Context, group: &[Completion]) -> bool {
+    let seqs: Vec<u64> = group.iter().filter(|c| !c.off_the_queue).map(|c| c.seq).collect();
+    let outbound: Vec<Vec<u8>> = group.iter().flat_map(|c| c.actions.iter().cloned()).collect();
+    if (!seqs.is_empty() || !outbound.is_empty())
+        && let Err(e) = ctx.store.complete_pending_group(&seqs, &outbound)
+    {
+        tracing::error!(error = %e, entries = seqs.len(), "cannot record processed entries; retrying");
+        return false;
+    }
+    count_processed(ctx, group.len() as u64);
+    if !outbound.is_empty() {
+        ctx.outbox_notify.notify_one();
+    }
+    true
 }
 
 /// `n` entries handled and written: fewer wait.
@@ -249,8 +296,9 @@ async fn process_turn(
         }
     }
     write_held(ctx, &mut held, shutdown, completions).await;
-    // Completions no message came after: the completion writer writes them.
-    completions.push_all(ctx, held.done);
+    // Completions no message came after: written here when they queue a reply, else by
+    // the completion writer.
+    completions.write_or_push(ctx, held.done);
 }
 
 /// Messages of a turn made ready and not yet written, with when each was started, and the

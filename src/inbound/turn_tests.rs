@@ -170,6 +170,76 @@ async fn a_plain_message_outside_a_board_logs_nothing_and_notifies_no_one_in_a_t
     assert_eq!(done, [(false, 0)], "completed with no action, by the completion writer");
 }
 
+/// Two `!help` commands, each in a turn of its own: the first while a group is being
+/// written (the writer's place is taken), so its completion waits in the queue; the second
+/// once the place is free, so its turn writes its completion itself, with the first's
+/// before it: both leave the queue and both replies reach the outbox, in order, without
+/// the completion writer.
+#[tokio::test]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the test holds the writer's place over a turn, which only tries to take it"
+)]
+async fn a_turn_writes_a_command_s_reply_itself_after_what_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let (ctx, store) = (&app.ctx, &app.ctx.store);
+    let help = |n: u32| {
+        let mut e = message(GENERAL, alice(), json!({ "msgtype": "m.text", "body": "!help" }));
+        e["event_id"] = json!(format!("$help-{n}"));
+        serde_json::to_vec(&e).expect("json")
+    };
+    let jsons = [help(1), help(2)];
+    let entries: Vec<NewEntry<'_>> = jsons
+        .iter()
+        .zip(["$help-1", "$help-2"])
+        .map(|(json, id)| NewEntry {
+            kind: EntryKind::Timeline,
+            room_id: GENERAL,
+            event_id: Some(id),
+            json,
+            may_change_rooms: true,
+            plain: false,
+        })
+        .collect();
+    store.ingest("help", [6; 32], &entries).expect("ingest");
+    let mut turns = store.pending_from(0, 10).expect("pending").into_iter();
+    let (first, second) = (turns.next().expect("first"), turns.next().expect("second"));
+    let outbox_before = store.outbox_from(0, 100).expect("outbox").len();
+    let completions = Completions::default();
+
+    let writing = completions.writing.lock().expect("the writer's place");
+    super::process_turn(ctx, vec![first.clone()], &CancellationToken::new(), &completions).await;
+    drop(writing);
+    let waiting: Vec<(u64, bool)> = completions
+        .waiting
+        .lock()
+        .expect("queue")
+        .iter()
+        .map(|c| (c.seq, c.actions.is_empty()))
+        .collect();
+    assert_eq!(waiting, [(first.seq, false)], "the first reply waits while a group is written");
+    assert_eq!(store.outbox_from(0, 100).expect("outbox").len(), outbox_before, "not queued yet");
+
+    super::process_turn(ctx, vec![second.clone()], &CancellationToken::new(), &completions).await;
+    assert!(completions.take().is_empty(), "nothing left for the completion writer");
+    assert!(store.pending_from(0, 10).expect("pending").is_empty(), "both left the queue");
+    let replies: Vec<String> = store
+        .outbox_from(0, 100)
+        .expect("outbox")
+        .into_iter()
+        .skip(outbox_before)
+        .map(|(_, v)| {
+            let action: serde_json::Value = serde_json::from_slice(&v).expect("action");
+            action.to_string()
+        })
+        .collect();
+    assert_eq!(replies.len(), 2, "both replies queued: {replies:?}");
+    for (reply, id) in replies.iter().zip(["$help-1", "$help-2"]) {
+        assert!(reply.contains("Boardroom commands") && reply.contains(id), "in order: {reply}");
+    }
+}
+
 /// A board room's entries that cannot change rooms go to a lane the board's rooms share;
 /// a possible command, an entry of another kind, or one outside a board, to the room's
 /// own. A room moved to another board goes to that board's lanes at once.

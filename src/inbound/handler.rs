@@ -78,14 +78,16 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
         EntryKind::Timeline => {
             // Most events are parsed once, straight from the stored bytes; those about
             // encryption (and any that do not parse) take the slower path below.
-            let peek = Peek::of(&entry.json);
+            // Checked as UTF-8 once: neither pass checks each string again.
+            let text = std::str::from_utf8(&entry.json).ok();
+            let peek = text.and_then(Peek::of_str);
             let room = match peek.as_ref().map(|p| plain_message(&ctx.store, p)) {
                 Some(Plain::ElsewhereThanABoard) => return Handled::default(),
                 Some(Plain::InBoardRoom(room)) => Some(room),
                 Some(Plain::Unknown) | None => None,
             };
-            match parse_peeked(&entry.json, peek) {
-                Ok(event) if !about_encryption(&event) => {
+            match text.map(|text| parse_peeked(text, peek)) {
+                Some(Ok(event)) if !about_encryption(&event) => {
                     handle_timeline(ctx, &entry.json, event, at, room).await
                 }
                 _ => handle_raw(ctx, entry, at).await,
@@ -119,11 +121,13 @@ async fn handle_at(ctx: &Context, entry: &PendingEntry, at: At) -> Handled {
 /// that way) goes through `AnyTimelineEvent`, with its errors.
 #[cfg(test)]
 fn parse_timeline(json: &[u8]) -> serde_json::Result<AnyTimelineEvent> {
-    parse_peeked(json, Peek::of(json))
+    let text =
+        std::str::from_utf8(json).map_err(<serde_json::Error as serde::de::Error>::custom)?;
+    parse_peeked(text, Peek::of_str(text))
 }
 
 /// [`parse_timeline`] with the event already peeked (`None`: the peek failed).
-fn parse_peeked(json: &[u8], peek: Option<Peek<'_>>) -> serde_json::Result<AnyTimelineEvent> {
+fn parse_peeked(json: &str, peek: Option<Peek<'_>>) -> serde_json::Result<AnyTimelineEvent> {
     use ruma::events::room::{member::RoomMemberEventContent, message::RoomMessageEventContent};
     if let Some(peek) = peek
         && !peek.redacted()
@@ -131,13 +135,13 @@ fn parse_peeked(json: &[u8], peek: Option<Peek<'_>>) -> serde_json::Result<AnyTi
         use ruma::events::{OriginalMessageLikeEvent, OriginalStateEvent};
         let parsed = match (peek.ty.as_ref(), peek.state_key.is_some()) {
             ("m.room.message", false) => {
-                serde_json::from_slice::<OriginalMessageLikeEvent<RoomMessageEventContent>>(json)
+                serde_json::from_str::<OriginalMessageLikeEvent<RoomMessageEventContent>>(json)
                     .ok()
                     .map(|ev| AnyMessageLikeEvent::RoomMessage(MessageLikeEvent::Original(ev)))
                     .map(AnyTimelineEvent::MessageLike)
             }
             ("m.room.member", true) => {
-                serde_json::from_slice::<OriginalStateEvent<RoomMemberEventContent>>(json)
+                serde_json::from_str::<OriginalStateEvent<RoomMemberEventContent>>(json)
                     .ok()
                     .map(|ev| AnyStateEvent::RoomMember(StateEvent::Original(ev)))
                     .map(AnyTimelineEvent::State)
@@ -148,7 +152,7 @@ fn parse_peeked(json: &[u8], peek: Option<Peek<'_>>) -> serde_json::Result<AnyTi
             return Ok(event);
         }
     }
-    serde_json::from_slice::<AnyTimelineEvent>(json)
+    serde_json::from_str::<AnyTimelineEvent>(json)
 }
 
 /// Whether the handler must look at `event` before it reads it: an encrypted event, or a
@@ -516,9 +520,9 @@ pub(crate) async fn prepare_in_turn(
     }
     let room = <&ruma::RoomId>::try_from(entry.room_id.as_str()).ok()?;
     let room = ctx.store.room(room).ok().flatten()?;
+    let text = std::str::from_utf8(&entry.json).ok()?;
     let ev: OriginalRoomMessageEvent =
-        serde_json::from_slice::<OriginalMessageLikeEvent<RoomMessageEventContent>>(&entry.json)
-            .ok()?;
+        serde_json::from_str::<OriginalMessageLikeEvent<RoomMessageEventContent>>(text).ok()?;
     // An edit reads what its original made (who it notified), which may be in this turn.
     if matches!(ev.content.relates_to, Some(Relation::Replacement(_))) {
         return None;

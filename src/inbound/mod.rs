@@ -158,13 +158,46 @@ impl Completions {
         if done.iter().all(|c| c.actions.is_empty()) {
             return self.push_all(ctx, done);
         }
-        let Ok(_writing) = self.writing.try_lock() else {
-            return self.push_all(ctx, done);
+        let writing = match self.writing.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return self.push_all(ctx, done),
         };
         let mut group = self.take();
         group.extend(done);
         if !write_group(ctx, &group) {
             self.put_back(group);
+        }
+        self.let_go(writing);
+    }
+
+    /// Lets go of the lock a lane took to write a group. The completion writer does not
+    /// wait on it ([`Completions::write_waiting`]): what was queued while the group was
+    /// written is its to write, now that the lock is free.
+    fn let_go(&self, writing: std::sync::MutexGuard<'_, ()>) {
+        drop(writing);
+        if !self.waiting.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes what waits, unless a lane is writing (the completion writer's turn: it does
+    /// not wait on the lock, which would hold a worker thread for a write that can wait on
+    /// the disk).
+    fn write_waiting(&self, ctx: &Context) -> Pass {
+        let _writing = match self.writing.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Pass::Busy,
+        };
+        let group = self.take();
+        if group.is_empty() {
+            Pass::Empty
+        } else if write_group(ctx, &group) {
+            Pass::Written
+        } else {
+            self.put_back(group);
+            Pass::Failed
         }
     }
 
@@ -192,23 +225,33 @@ impl Completions {
     }
 }
 
+/// What one pass of the completion writer did.
+enum Pass {
+    /// A lane held the lock: nothing was taken.
+    Busy,
+    /// Nothing waited.
+    Empty,
+    Written,
+    /// The write failed: the group went back to the front of the queue.
+    Failed,
+}
+
 /// Writes what the lanes completed, as it comes, until the dispatcher closes
 /// `completions` (after its lanes ended): then writes what is left and returns.
 async fn write_completions(ctx: Arc<Context>, completions: Arc<Completions>) {
     let mut backoff = Backoff::new(RetryPolicy::STORE_WRITE);
     loop {
         let closed = completions.is_closed();
-        let written = {
-            let _writing = completions.writing.lock().unwrap_or_else(|p| p.into_inner());
-            let group = completions.take();
-            if group.is_empty() {
-                None
-            } else if write_group(&ctx, &group) {
-                Some(true)
-            } else {
-                completions.put_back(group);
-                Some(false)
+        let written = match completions.write_waiting(&ctx) {
+            // A lane is writing a group of its own: it wakes this writer when it lets go of
+            // the lock with more waiting.
+            Pass::Busy => {
+                completions.wake.notified().await;
+                continue;
             }
+            Pass::Empty => None,
+            Pass::Written => Some(true),
+            Pass::Failed => Some(false),
         };
         match written {
             Some(true) => backoff = Backoff::new(RetryPolicy::STORE_WRITE),

@@ -42,7 +42,13 @@ impl<'a> Peek<'a> {
     /// The first pass over `json`; `None` when it does not read so (the event is then read
     /// in full, with its errors).
     pub(crate) fn of(json: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
+        std::str::from_utf8(json).ok().and_then(Self::of_str)
+    }
+
+    /// [`Peek::of`] text known to be UTF-8 (an event as the request's parse delimited it):
+    /// its strings are not checked again.
+    pub(crate) fn of_str(json: &'a str) -> Option<Self> {
+        serde_json::from_str(json).ok()
     }
 }
 

@@ -240,6 +240,52 @@ async fn a_turn_writes_a_command_s_reply_itself_after_what_waits() {
     }
 }
 
+/// The completion writer does not wait on the lock a lane holds while it writes a group
+/// (that would hold a worker thread for a write that can wait on the disk): a completion
+/// queued meanwhile stays pending until the lane lets go, and is written then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::await_holding_lock, reason = "the test holds the lock as a lane writing would")]
+async fn the_completion_writer_writes_what_came_during_a_lane_s_write_when_it_lets_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let (ctx, store) = (&app.ctx, &app.ctx.store);
+    let mut help = message(GENERAL, alice(), json!({ "msgtype": "m.text", "body": "!help" }));
+    help["event_id"] = json!("$help-during");
+    let json = serde_json::to_vec(&help).expect("json");
+    let entry = NewEntry {
+        kind: EntryKind::Timeline,
+        room_id: GENERAL,
+        event_id: Some("$help-during"),
+        json: &json,
+        may_change_rooms: true,
+        plain: false,
+    };
+    store.ingest("during", [7; 32], &[entry]).expect("ingest");
+    let pending = store.pending_from(0, 10).expect("pending");
+    let outbox_before = store.outbox_from(0, 100).expect("outbox").len();
+    let completions = std::sync::Arc::new(Completions::default());
+    let writer = tokio::spawn(super::write_completions(ctx.clone(), completions.clone()));
+
+    // A lane is writing a group: the command's completion goes to the completion writer,
+    // which finds the lock taken.
+    let lane = completions.writing.lock().expect("the lane's lock");
+    super::process_turn(ctx, pending, &CancellationToken::new(), &completions).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(store.pending_from(0, 10).expect("pending").len(), 1, "not written under the lock");
+    assert_eq!(store.outbox_from(0, 100).expect("outbox").len(), outbox_before, "no reply yet");
+
+    completions.let_go(lane);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !store.pending_from(0, 10).expect("pending").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "written once the lane let go");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let replies = store.outbox_from(0, 100).expect("outbox").len() - outbox_before;
+    assert_eq!(replies, 1, "the reply queued with it");
+    completions.close();
+    writer.await.expect("the completion writer ends when closed");
+}
+
 /// A board room's entries that cannot change rooms go to a lane the board's rooms share;
 /// a possible command, an entry of another kind, or one outside a board, to the room's
 /// own. A room moved to another board goes to that board's lanes at once.

@@ -191,6 +191,10 @@ pub struct NotificationEvent {
     pub read: Vec<u64>,
     /// Their unread count after it (all boards).
     pub unread_count: u64,
+    /// In the log only: the new entry's id, stored there in place of the entry (which
+    /// the owner's inbox holds), and put back by [`crate::store::Store::live_read`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<u64>,
 }
 
 /// Who types in a room.

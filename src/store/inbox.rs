@@ -44,6 +44,7 @@ fn notification_event(
         notification,
         read,
         unread_count,
+        entry: None,
     }));
     event.only = Some(user.to_owned());
     event
@@ -719,6 +720,59 @@ mod tests {
             .expect("logged");
         assert_eq!(store.live_read("b", 0, 10).expect("log").len(), 3);
         assert_eq!(store.inbox_entry_count(), 1);
+    }
+
+    /// A notification's log entry holds its new inbox entry by id alone; read back, it has
+    /// the entry whole, as the inbox holds it now. Once the entry is removed (its message
+    /// redacted) the event is read back without it.
+    #[test]
+    fn a_notification_is_logged_by_its_entry_s_id_and_read_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let alice = ruma::user_id!("@alice:x");
+        let mut entry = n("@alice:x", "$1", "!r:x", 1, None);
+        entry.excerpt = "a rather distinctive excerpt".into();
+        let added = store
+            .log_once_and_notify(
+                Some((Once::Event(ruma::event_id!("$1")), message("$1"))),
+                vec![entry],
+            )
+            .expect("write")
+            .notifications;
+        let id = added[0].id;
+
+        let db = store.db().expect("db");
+        let stored = db
+            .get_cf(
+                super::super::cf(&db, maps::SLUGID_LIVE).expect("cf"),
+                super::super::live::entry_key("b", 2),
+            )
+            .expect("read")
+            .expect("logged");
+        let stored = String::from_utf8(stored).expect("utf-8");
+        assert!(!stored.contains("distinctive"), "the entry is not copied into the log: {stored}");
+        assert!(stored.contains(&format!("\"entry\":{id}")), "{stored}");
+
+        let read_back = |store: &Store| match store.live_read("b", 1, 10).expect("log").pop() {
+            Some((2, StreamEvent { data: StreamData::Notification(n), only: Some(owner), .. })) => {
+                assert_eq!(owner, alice);
+                n
+            }
+            other => panic!("not the notification: {other:?}"),
+        };
+        let n = read_back(&store);
+        assert_eq!(n.notification, store.notification(alice, id).expect("inbox"));
+        assert_eq!(
+            n.notification.as_ref().map(|e| e.excerpt.as_str()),
+            Some("a rather distinctive excerpt")
+        );
+        assert_eq!((n.entry, n.unread_count), (None, 1));
+
+        store
+            .remove_notifications_of(ruma::room_id!("!r:x"), ruma::event_id!("$1"))
+            .expect("removed");
+        let n = read_back(&store);
+        assert_eq!((n.notification, n.entry), (None, Some(id)), "gone from the inbox");
     }
 
     /// Messages `ids` put on the inbound queue by transaction `txn`: their seqs.

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 
 use super::{Store, codec::KeyBuf, codec::KeyReader, decode, encode, maps, scan};
 use crate::{
-    domain::stream::StreamEvent,
+    domain::stream::{StreamData, StreamEvent},
     error::{Error, Result},
 };
 
@@ -121,7 +121,22 @@ fn lock(log: &BoardLog) -> Result<MutexGuard<'_, Option<u64>>> {
     log.next.lock().map_err(|_| Error::Internal("live log lock poisoned".into()))
 }
 
-fn entry_key(slug: &str, id: u64) -> Vec<u8> {
+/// `event` as the log stores it: a `notification` event's new inbox entry, which its
+/// owner's inbox holds in full, by its id alone (about two thirds of the bytes, and their
+/// encoding, per entry). `event` is as it was after.
+fn encode_logged(event: &mut StreamEvent) -> Result<Vec<u8>> {
+    let StreamData::Notification(n) = &mut event.data else { return encode(event) };
+    let Some(entry) = n.notification.take() else { return encode(event) };
+    n.entry = Some(entry.id);
+    let encoded = encode(event);
+    if let StreamData::Notification(n) = &mut event.data {
+        n.entry = None;
+        n.notification = Some(entry);
+    }
+    encoded
+}
+
+pub(super) fn entry_key(slug: &str, id: u64) -> Vec<u8> {
     KeyBuf::new().str(slug).u64(id).build()
 }
 
@@ -199,9 +214,25 @@ impl Store {
             }
             let mut r = KeyReader::new(&k);
             r.str()?;
-            out.push((r.u64()?, decode(&v)?));
+            let mut event: StreamEvent = decode(&v)?;
+            self.with_inbox_entry(&mut event)?;
+            out.push((r.u64()?, event));
         }
         Ok(out)
+    }
+
+    /// Puts a logged `notification` event's new inbox entry back in it, read from its
+    /// owner's inbox ([`encode_logged`] left it out). An entry removed since (its message
+    /// redacted) is not there: the event is left without it, and no one is shown it.
+    fn with_inbox_entry(&self, event: &mut StreamEvent) -> Result<()> {
+        if let (StreamData::Notification(n), Some(owner)) = (&mut event.data, &event.only)
+            && let Some(id) = n.entry
+            && let Some(entry) = self.notification(owner, id)?
+        {
+            n.notification = Some(entry);
+            n.entry = None;
+        }
+        Ok(())
     }
 
     /// Publishes a live-only event (typing, presence) on board `slug`'s tail, with the id
@@ -257,10 +288,10 @@ impl Store {
         }
         let cf = super::cf(db, maps::SLUGID_LIVE)?;
         let mut firsts = Vec::with_capacity(logs.len());
-        for (((slug, _), events), next) in logs.iter().zip(&batches).zip(guards.iter_mut()) {
+        for (((slug, _), events), next) in logs.iter().zip(&mut batches).zip(guards.iter_mut()) {
             let first = self.loaded_next(db, slug, next)?;
-            for (i, event) in events.iter().enumerate() {
-                batch.put_cf(cf, entry_key(slug, first + i as u64), encode(event)?);
+            for (i, event) in events.iter_mut().enumerate() {
+                batch.put_cf(cf, entry_key(slug, first + i as u64), encode_logged(event)?);
             }
             firsts.push(first);
         }

@@ -227,7 +227,8 @@ impl Subscription {
     }
 
     /// Whether the subscriber may see a logged event read back from the log: its own
-    /// notifications, and a private room's events while it is joined there now.
+    /// notifications whose new entry is still in its inbox, and a private room's events
+    /// while it is joined there now.
     fn may_see_logged(
         &self,
         ctx: &Context,
@@ -235,6 +236,12 @@ impl Subscription {
         private: &mut std::collections::HashMap<ruma::OwnedRoomId, bool>,
     ) -> crate::Result<bool> {
         if event.only.as_ref().is_some_and(|o| *o != self.user) {
+            return Ok(false);
+        }
+        // A new inbox entry removed since it was logged (its message redacted).
+        if let StreamData::Notification(n) = &event.data
+            && n.entry.is_some()
+        {
             return Ok(false);
         }
         let Some(room) = &event.private_room else { return Ok(true) };
@@ -330,6 +337,59 @@ mod tests {
                 other => panic!("before ready: {other:?}"),
             }
         }
+    }
+
+    /// A subscriber reading its notifications back from the log gets each new entry whole
+    /// (the log holds it by id), and not one whose message was redacted since.
+    #[tokio::test]
+    async fn a_replay_shows_notifications_whole_and_not_one_taken_away_since() {
+        use crate::domain::inbox::{Kind, Notification};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = board(dir.path());
+        let ctx = &app.ctx;
+        let alice = owned_user_id!("@alice:localhost");
+        let room = ruma::owned_room_id!("!general:localhost");
+        let entry = |event: &str| Notification {
+            id: 0,
+            user_id: alice.clone(),
+            kind: Kind::Mention,
+            board: "launch".into(),
+            room_id: room.clone(),
+            thread_root: None,
+            event_id: event.try_into().expect("event id"),
+            sender: owned_user_id!("@bob:localhost"),
+            excerpt: format!("look at {event}"),
+            ts: 1,
+            read: false,
+            seq: 1,
+        };
+        let from = ctx.store.live_head("launch").expect("head");
+        let added = ctx.store.add_notifications(vec![entry("$kept"), entry("$redacted")]);
+        assert_eq!(added.expect("added").len(), 2);
+        let removed = ctx.store.remove_notifications_of(&room, ruma::event_id!("$redacted"));
+        assert_eq!(removed.expect("removed"), 1);
+
+        let actor = Actor { user_id: alice.clone(), client: None, token: None };
+        let cause = ruma::event_id!("$replay");
+        let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
+        let mut sub =
+            subscribe(ctx, &req, BoardRef::Slug("launch"), Some(from)).expect("subscribe");
+        let mut shown = Vec::new();
+        loop {
+            match sub.next(ctx, &req).await {
+                Next::Ready { .. } => break,
+                Next::Entry(e) => match &e.event.data {
+                    StreamData::Notification(n) => shown.push((
+                        e.id,
+                        n.notification.as_ref().map(|n| n.excerpt.clone()),
+                        n.unread_count,
+                    )),
+                    other => panic!("only notifications were logged: {other:?}"),
+                },
+                other => panic!("before ready: {other:?}"),
+            }
+        }
+        assert_eq!(shown, [(from + 1, Some("look at $kept".to_owned()), 1)]);
     }
 
     #[tokio::test]

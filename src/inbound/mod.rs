@@ -158,17 +158,23 @@ impl Completions {
         if done.iter().all(|c| c.actions.is_empty()) {
             return self.push_all(ctx, done);
         }
-        let writing = match self.writing.try_lock() {
-            Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return self.push_all(ctx, done),
-        };
+        let Some(writing) = self.try_writing() else { return self.push_all(ctx, done) };
         let mut group = self.take();
         group.extend(done);
         if !write_group(ctx, &group) {
             self.put_back(group);
         }
         self.let_go(writing);
+    }
+
+    /// The lock that orders groups' writes, unless someone holds it (a poisoned lock is
+    /// taken over: the group it guarded went back to the queue or was written).
+    fn try_writing(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.writing.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Lets go of the lock a lane took to write a group. The completion writer does not
@@ -185,11 +191,7 @@ impl Completions {
     /// not wait on the lock, which would hold a worker thread for a write that can wait on
     /// the disk).
     fn write_waiting(&self, ctx: &Context) -> Pass {
-        let _writing = match self.writing.try_lock() {
-            Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Pass::Busy,
-        };
+        let Some(_writing) = self.try_writing() else { return Pass::Busy };
         let group = self.take();
         if group.is_empty() {
             Pass::Empty

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 
 use super::{Store, codec::KeyBuf, codec::KeyReader, decode, encode, maps, scan};
 use crate::{
-    domain::stream::{StreamData, StreamEvent},
+    domain::stream::{NotificationEvent, StreamData, StreamEvent},
     error::{Error, Result},
 };
 
@@ -123,17 +123,21 @@ fn lock(log: &BoardLog) -> Result<MutexGuard<'_, Option<u64>>> {
 
 /// `event` as the log stores it: a `notification` event's new inbox entry, which its
 /// owner's inbox holds in full, by its id alone (about two thirds of the bytes, and their
-/// encoding, per entry). `event` is as it was after.
-fn encode_logged(event: &mut StreamEvent) -> Result<Vec<u8>> {
-    let StreamData::Notification(n) = &mut event.data else { return encode(event) };
-    let Some(entry) = n.notification.take() else { return encode(event) };
-    n.entry = Some(entry.id);
-    let encoded = encode(event);
-    if let StreamData::Notification(n) = &mut event.data {
-        n.entry = None;
-        n.notification = Some(entry);
-    }
-    encoded
+/// encoding, per entry).
+fn encode_logged(event: &StreamEvent) -> Result<Vec<u8>> {
+    let StreamData::Notification(n) = &event.data else { return encode(event) };
+    let Some(entry) = &n.notification else { return encode(event) };
+    encode(&StreamEvent {
+        ts: event.ts,
+        private_room: event.private_room.clone(),
+        only: event.only.clone(),
+        data: StreamData::Notification(NotificationEvent {
+            notification: None,
+            read: n.read.clone(),
+            unread_count: n.unread_count,
+            entry: Some(entry.id),
+        }),
+    })
 }
 
 pub(super) fn entry_key(slug: &str, id: u64) -> Vec<u8> {
@@ -288,9 +292,9 @@ impl Store {
         }
         let cf = super::cf(db, maps::SLUGID_LIVE)?;
         let mut firsts = Vec::with_capacity(logs.len());
-        for (((slug, _), events), next) in logs.iter().zip(&mut batches).zip(guards.iter_mut()) {
+        for (((slug, _), events), next) in logs.iter().zip(&batches).zip(guards.iter_mut()) {
             let first = self.loaded_next(db, slug, next)?;
-            for (i, event) in events.iter_mut().enumerate() {
+            for (i, event) in events.iter().enumerate() {
                 batch.put_cf(cf, entry_key(slug, first + i as u64), encode_logged(event)?);
             }
             firsts.push(first);

@@ -390,6 +390,27 @@ mod tests {
             }
         }
         assert_eq!(shown, [(from + 1, Some("look at $kept".to_owned()), 1)]);
+
+        // Another member replaying the same log sees neither: an entry is looked up only
+        // in the inbox of the event's owner, and shown only to them.
+        let bob = owned_user_id!("@bob:localhost");
+        let space = RoomId::parse("!space:localhost").expect("room id");
+        ctx.store
+            .set_membership(&space, &bob, &MembershipState::Join, None, Some("launch"))
+            .expect("member");
+        let actor = Actor { user_id: bob, client: None, token: None };
+        let req = Request { actor: &actor, cause, seq: 0, room: None, thread: None };
+        let mut sub =
+            subscribe(ctx, &req, BoardRef::Slug("launch"), Some(from)).expect("subscribe");
+        loop {
+            match sub.next(ctx, &req).await {
+                Next::Ready { .. } => break,
+                Next::Entry(e) => {
+                    assert!(!matches!(e.event.data, StreamData::Notification(_)), "{e:?}")
+                }
+                other => panic!("before ready: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

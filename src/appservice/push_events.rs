@@ -182,8 +182,11 @@ pub(crate) async fn handle(
             ctx.inbound_notify.notify_one();
             // The dispatcher, just woken, runs next on this worker (a command starts on
             // its way to its reply) while this task, at the back of the queue, can be
-            // taken by the other worker to send the answer.
-            tokio::task::yield_now().await;
+            // taken by another worker to send the answer. With one worker no other can:
+            // the answer would wait for the transaction's processing, so it goes first.
+            if hands_answer_over() {
+                tokio::task::yield_now().await;
+            }
         }
         state.restarts.saw(txn_id.as_str());
         tracing::debug!(
@@ -241,6 +244,13 @@ async fn hold_while_behind(ctx: &crate::context::Context) {
             "processing is behind: answering a transaction after holding it the longest allowed"
         );
     }
+}
+
+/// Whether another worker of the runtime can send a stored transaction's answer while this
+/// one starts its processing (`TOKIO_WORKER_THREADS=1`, or a current-thread runtime, has
+/// none).
+fn hands_answer_over() -> bool {
+    tokio::runtime::Handle::current().metrics().num_workers() > 1
 }
 
 /// What the transaction brought for the bot's device, as an entry, when there is news for
@@ -329,6 +339,65 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use crate::matrix::lanes::{Handler, Lanes, Route};
+
+    /// With one worker, a stored transaction is answered before the processing it wakes
+    /// runs: no other worker could send the answer meanwhile, so handing the worker to the
+    /// dispatcher first (as with two) would make the answer wait for the processing.
+    #[test]
+    fn one_worker_answers_a_transaction_before_the_processing_it_wakes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use axum::body::Body;
+        use tower::ServiceExt;
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::Config::offline(&dir.path().join("db"), "").expect("config");
+        let app = crate::app::App::new(config.validate().expect("valid")).expect("app");
+        let (ctx, router) = (app.ctx.clone(), app.router());
+        let steps = Arc::new(AtomicUsize::new(0));
+        // Stands for the dispatcher: woken by the stored transaction.
+        let processed = rt.spawn({
+            let (ctx, steps) = (ctx.clone(), steps.clone());
+            async move {
+                ctx.inbound_notify.notified().await;
+                steps.fetch_add(1, Ordering::SeqCst)
+            }
+        });
+        let answered = rt.block_on(async {
+            // The stand-in waits on the worker before the transaction comes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let body = serde_json::json!({"events": [{
+                "type": "m.room.message", "event_id": "$a", "room_id": "!r:localhost",
+                "sender": "@alice:localhost", "origin_server_ts": 1,
+                "content": {"msgtype": "m.text", "body": "!help"}
+            }]});
+            let req = axum::http::Request::put("/_matrix/app/v1/transactions/1")
+                .header("authorization", "Bearer hs")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request");
+            let steps = steps.clone();
+            rt.spawn(async move {
+                let resp = router.oneshot(req).await.expect("response");
+                (resp.status(), steps.fetch_add(1, Ordering::SeqCst))
+            })
+            .await
+            .expect("request task")
+        });
+        let processed = rt.block_on(processed).expect("processing task");
+        assert_eq!(answered.0, axum::http::StatusCode::OK);
+        assert_eq!(ctx.store.pending_counts().map(|c| c.0).ok(), Some(1), "stored");
+        assert!(
+            answered.1 < processed,
+            "answered at step {}, processing started at step {processed}",
+            answered.1
+        );
+    }
 
     /// Entries waiting in rooms' own lanes (behind a command that waits on the homeserver)
     /// hold no answer under `max_backlog`; past `max_ready_backlog`, the entries in a

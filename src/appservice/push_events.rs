@@ -360,17 +360,21 @@ mod tests {
         let app = crate::app::App::new(config.validate().expect("valid")).expect("app");
         let (ctx, router) = (app.ctx.clone(), app.router());
         let steps = Arc::new(AtomicUsize::new(0));
-        // Stands for the dispatcher: woken by the stored transaction.
+        // Stands for the dispatcher: woken by the stored transaction. It says when it waits.
+        let (waiting, waits) = tokio::sync::oneshot::channel();
         let processed = rt.spawn({
             let (ctx, steps) = (ctx.clone(), steps.clone());
             async move {
-                ctx.inbound_notify.notified().await;
+                let woken = ctx.inbound_notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let _ = waiting.send(());
+                woken.await;
                 steps.fetch_add(1, Ordering::SeqCst)
             }
         });
         let answered = rt.block_on(async {
-            // The stand-in waits on the worker before the transaction comes.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            waits.await.expect("the stand-in waits");
             let body = serde_json::json!({"events": [{
                 "type": "m.room.message", "event_id": "$a", "room_id": "!r:localhost",
                 "sender": "@alice:localhost", "origin_server_ts": 1,

@@ -388,6 +388,25 @@ fn formatted_of(content: &RoomMessageEventContent) -> Option<&str> {
 // Appservice transactions
 // ---------------------------------------------------------------------------------------
 
+/// A timeline event's JSON (bytes, UTF-8) read by processing's one pass over a room
+/// message (`inbound::message::read`) and by ruma's parse (`OriginalMessageLikeEvent` of
+/// `RoomMessageEventContent`). Law: whatever the one pass reads, ruma reads too, and the
+/// same (ids, time and content); `inbound::message::parse` gives ruma's reading otherwise.
+pub fn message(data: &[u8]) {
+    use ruma::events::OriginalMessageLikeEvent;
+
+    use crate::inbound::message::{RoomMessage, parse, read};
+    let Ok(json) = std::str::from_utf8(data) else { return };
+    let ruma = serde_json::from_str::<OriginalMessageLikeEvent<RoomMessageEventContent>>(json)
+        .ok()
+        .map(|ev| format!("{:?}", RoomMessage::from(ev)));
+    if let Some(fast) = read(json) {
+        let fast = format!("{fast:?}");
+        assert_eq!(Some(&fast), ruma.as_ref(), "the one pass reads what ruma does not, or otherwise");
+    }
+    assert_eq!(parse(json).ok().map(|m| format!("{m:?}")), ruma);
+}
+
 /// `PUT /_matrix/app/v1/transactions/{txn_id}` with `body`, through the real router and
 /// into the store: answered 200 (then every event with an `event_id` and a valid
 /// `room_id` is durable, but one that calls for nothing or names either twice, and the

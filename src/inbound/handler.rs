@@ -5,15 +5,15 @@ use ruma::{
         AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, MessageLikeEvent, StateEvent,
         StaticEventContent,
         receipt::ReceiptEvent,
-        room::{
-            member::MembershipState, message::OriginalRoomMessageEvent,
-            redaction::RoomRedactionEvent,
-        },
+        room::{member::MembershipState, redaction::RoomRedactionEvent},
     },
     serde::Raw,
 };
 
-use super::peek::{Peek, Plain, plain_message};
+use super::{
+    message::RoomMessage,
+    peek::{Peek, Plain, plain_message},
+};
 use crate::{
     boards::{index, upgrade},
     commands::dispatch::{self, ChatCommand},
@@ -206,6 +206,7 @@ async fn handle_timeline(
         AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
             MessageLikeEvent::Original(ev),
         )) => {
+            let ev = RoomMessage::from(ev);
             let command = bot::command_text(&ctx.settings, &ev.sender, &ev.content);
             // The message reaches its board's stream before what it causes (a task, a
             // comment, a notification); a task comment goes there as a comment, with its
@@ -449,12 +450,7 @@ async fn device_updates(ctx: &Context, updates: &DeviceUpdates) {
 /// A message (not a command) in the board room recorded as `room`: a comment is indexed
 /// (and goes to the stream as one); anything else goes to the stream as a message, in one
 /// write with the inbox entries it makes.
-async fn on_message(
-    ctx: &Context,
-    room: &RoomRecord,
-    ev: &OriginalRoomMessageEvent,
-    at: At,
-) -> Handled {
+async fn on_message(ctx: &Context, room: &RoomRecord, ev: &RoomMessage, at: At) -> Handled {
     let (message, notifications) = prepare_message(ctx, room, ev, at.seq).await;
     let once = match at.queued {
         true => Once::Entry(at.seq),
@@ -475,7 +471,7 @@ async fn on_message(
 async fn prepare_message(
     ctx: &Context,
     room: &RoomRecord,
-    ev: &OriginalRoomMessageEvent,
+    ev: &RoomMessage,
     seq: u64,
 ) -> (LogAppend, Vec<Notification>) {
     let ts = u64::from(ev.origin_server_ts.0);
@@ -509,10 +505,7 @@ pub(crate) async fn prepare_in_turn(
     ctx: &Context,
     entry: &PendingEntry,
 ) -> Option<Message<'static>> {
-    use ruma::events::{
-        OriginalMessageLikeEvent,
-        room::message::{Relation, RoomMessageEventContent},
-    };
+    use ruma::events::room::message::Relation;
     // Ingest's first pass said whether it is a message that cannot be a command, in the
     // room the entry names (an entry that does not say is handled on its own, in full).
     if entry.kind != EntryKind::Timeline || !entry.plain {
@@ -521,8 +514,8 @@ pub(crate) async fn prepare_in_turn(
     let room = <&ruma::RoomId>::try_from(entry.room_id.as_str()).ok()?;
     let room = ctx.store.room(room).ok().flatten()?;
     let text = std::str::from_utf8(&entry.json).ok()?;
-    let ev: OriginalRoomMessageEvent =
-        serde_json::from_str::<OriginalMessageLikeEvent<RoomMessageEventContent>>(text).ok()?;
+    // One pass over the usual shapes (`message::read`), ruma's parse for the rest.
+    let ev = super::message::parse(text).ok()?;
     // An edit reads what its original made (who it notified), which may be in this turn.
     if matches!(ev.content.relates_to, Some(Relation::Replacement(_))) {
         return None;
@@ -532,7 +525,7 @@ pub(crate) async fn prepare_in_turn(
 }
 
 /// Logs a board room's message for its board's live stream (once: a replay logs nothing).
-fn log_message(ctx: &Context, ev: &OriginalRoomMessageEvent) {
+fn log_message(ctx: &Context, ev: &RoomMessage) {
     let logged = ctx.store.room(&ev.room_id).and_then(|room| match room {
         Some(room) => stream::events::message(ctx, &room, ev)
             .and_then(|log| ctx.store.log_once(&ev.event_id, log)),

@@ -2,10 +2,7 @@
 //! messages and redactions (logged when their inbound entry is completed), typing and
 //! presence (published live, never logged).
 
-use ruma::{
-    EventId, RoomId, UserId,
-    events::room::message::{OriginalRoomMessageEvent, Relation},
-};
+use ruma::{EventId, RoomId, UserId, events::room::message::Relation};
 
 use crate::{
     chat::history::formatted,
@@ -22,7 +19,7 @@ use crate::{
 pub(crate) fn message(
     ctx: &Context,
     room: &RoomRecord,
-    ev: &OriginalRoomMessageEvent,
+    ev: &crate::inbound::message::RoomMessage,
 ) -> crate::Result<LogAppend> {
     let display_name = ctx.store.member(&ev.room_id, &ev.sender)?.and_then(|(_, name)| name);
     let (msgtype, replaces, thread_root) = match &ev.content.relates_to {

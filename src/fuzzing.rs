@@ -402,7 +402,11 @@ pub fn message(data: &[u8]) {
         .map(|ev| format!("{:?}", RoomMessage::from(ev)));
     if let Some(fast) = read(json) {
         let fast = format!("{fast:?}");
-        assert_eq!(Some(&fast), ruma.as_ref(), "the one pass reads what ruma does not, or otherwise");
+        assert_eq!(
+            Some(&fast),
+            ruma.as_ref(),
+            "the one pass reads what ruma does not, or otherwise"
+        );
     }
     assert_eq!(parse(json).ok().map(|m| format!("{m:?}")), ruma);
 }

@@ -12,7 +12,10 @@
 //! `m.mentions`, and no relation, a reply or a thread. Anything else (an edit, another
 //! message type, a relation of another kind, a field of an unexpected type, a repeated
 //! field) it leaves to ruma ([`parse`]), so that what it returns is always what ruma's
-//! parse returns. The unit tests below and the `message` fuzz target check that law.
+//! parse returns; and since ruma decodes every value of the content but the body in full,
+//! the content's values are decoded once more, kept nowhere, so that one the pass skips
+//! (an unknown field's) cannot make it read what ruma refuses. The unit tests below and
+//! the `message` fuzz target check that law.
 
 use std::borrow::Cow;
 
@@ -71,7 +74,11 @@ pub(crate) fn read(json: &str) -> Option<RoomMessage> {
     if ev.ty != "m.room.message" || ev.state_key.is_some() {
         return None;
     }
-    let c = ev.content;
+    let c: ContentView<'_> = serde_json::from_str(ev.content.get()).ok()?;
+    // ruma buffers every field of the content but the body in serde's `Content` (the text's
+    // flattened formatted body), which decodes each string and number in full: a value the
+    // one pass skips (an unknown field's) must decode too, or ruma refuses the event.
+    serde_json::from_str::<Decodes>(ev.content.get()).ok()?;
     if c.new_content.is_some() {
         return None;
     }
@@ -129,11 +136,57 @@ struct EventView<'a> {
     room_id: OwnedRoomId,
     origin_server_ts: MilliSecondsSinceUnixEpoch,
     #[serde(borrow)]
-    content: ContentView<'a>,
+    content: &'a serde_json::value::RawValue,
     // Read only to refuse what ruma refuses; processing does not use it.
     #[allow(dead_code)]
     #[serde(default)]
     unsigned: MessageLikeUnsigned<RoomMessageEventContent>,
+}
+
+/// Any JSON value, read in full (each string unescaped, each number parsed) and kept
+/// nowhere: it deserializes where serde's `Content` does.
+struct Decodes;
+
+impl<'de> Deserialize<'de> for Decodes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DecodesVisitor)
+    }
+}
+
+struct DecodesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DecodesVisitor {
+    type Value = Decodes;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Decodes, E> {
+        Ok(Decodes)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Decodes, E> {
+        Ok(Decodes)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Decodes, E> {
+        Ok(Decodes)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Decodes, E> {
+        Ok(Decodes)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Decodes, E> {
+        Ok(Decodes)
+    }
+    fn visit_unit<E>(self) -> Result<Decodes, E> {
+        Ok(Decodes)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Decodes, A::Error> {
+        while seq.next_element::<Decodes>()?.is_some() {}
+        Ok(Decodes)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decodes, A::Error> {
+        while map.next_entry::<Decodes, Decodes>()?.is_some() {}
+        Ok(Decodes)
+    }
 }
 
 #[derive(Deserialize)]
@@ -289,7 +342,19 @@ mod tests {
             event(json!({ "msgtype": "m.text", "body": "x" }))
                 .replace(r#""age":12"#, r#""age":"old""#),
             r#"{"type":"m.room.message"}"#.to_owned(),
+            // Fields neither reads, holding what does not decode: a lone surrogate, a number
+            // out of range (the first found by the `message` fuzz target).
+            event(
+                json!({ "msgtype": "m.text", "body": "x", "m.relates_to": { "rel_type": "m.thread", "event_id": "$root:example.org", "x": "LONE" } }),
+            ),
+            event(
+                json!({ "msgtype": "m.text", "body": "x", "m.relates_to": { "m.in_reply_to": { "event_id": "$a:example.org", "x": ["LONE"] } } }),
+            ),
+            event(json!({ "msgtype": "m.text", "body": "x", "x.custom": { "y": "LONE" } })),
+            event(json!({ "msgtype": "m.text", "body": "x", "x.custom": 1 }))
+                .replace(r#""x.custom":1"#, r#""x.custom":1e400"#),
         ];
+        let bad = bad.map(|json| json.replace("LONE", r"\udae3"));
         for json in bad {
             assert!(ruma(&json).is_none(), "ruma reads {json}");
             assert!(read(&json).is_none(), "read in one pass: {json}");

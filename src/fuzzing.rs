@@ -389,13 +389,13 @@ fn formatted_of(content: &RoomMessageEventContent) -> Option<&str> {
 // ---------------------------------------------------------------------------------------
 
 /// A timeline event's JSON (bytes, UTF-8) read by processing's one pass over a room
-/// message (`inbound::message::read`) and by ruma's parse (`OriginalMessageLikeEvent` of
+/// message (`domain::message::read`) and by ruma's parse (`OriginalMessageLikeEvent` of
 /// `RoomMessageEventContent`). Law: whatever the one pass reads, ruma reads too, and the
-/// same (ids, time and content); `inbound::message::parse` gives ruma's reading otherwise.
+/// same (ids, time and content); `domain::message::parse` gives ruma's reading otherwise.
 pub fn message(data: &[u8]) {
     use ruma::events::OriginalMessageLikeEvent;
 
-    use crate::inbound::message::{RoomMessage, parse, read};
+    use crate::domain::message::{RoomMessage, parse, read};
     let Ok(json) = std::str::from_utf8(data) else { return };
     let ruma = serde_json::from_str::<OriginalMessageLikeEvent<RoomMessageEventContent>>(json)
         .ok()

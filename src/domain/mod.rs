@@ -10,6 +10,7 @@ pub mod bot;
 pub mod inbox;
 pub mod live;
 pub mod mention;
+pub(crate) mod message;
 pub mod op;
 pub mod stream;
 pub mod task;

@@ -10,10 +10,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{
-    message::RoomMessage,
-    peek::{Peek, Plain, plain_message},
-};
+use super::peek::{Peek, Plain, plain_message};
 use crate::{
     boards::{index, upgrade},
     commands::dispatch::{self, ChatCommand},
@@ -21,6 +18,7 @@ use crate::{
     crypto::DeviceUpdates,
     domain::board::{BoardEventContent, BoardRoomEventContent, RoomRecord},
     domain::inbox::Notification,
+    domain::message::RoomMessage,
     domain::task::TaskEventContent,
     domain::{
         Action,
@@ -515,7 +513,7 @@ pub(crate) async fn prepare_in_turn(
     let room = ctx.store.room(room).ok().flatten()?;
     let text = std::str::from_utf8(&entry.json).ok()?;
     // One pass over the usual shapes (`message::read`), ruma's parse for the rest.
-    let ev = super::message::parse(text).ok()?;
+    let ev = crate::domain::message::parse(text).ok()?;
     // An edit reads what its original made (who it notified), which may be in this turn.
     if matches!(ev.content.relates_to, Some(Relation::Replacement(_))) {
         return None;

@@ -4,7 +4,6 @@
 //! the entry processed.
 
 pub(crate) mod handler;
-pub(crate) mod message;
 pub(crate) mod peek;
 #[cfg(test)]
 mod trust_tests;

@@ -82,7 +82,7 @@ pub(crate) async fn for_message(
     ctx: &Context,
     seq: u64,
     room_rec: &RoomRecord,
-    ev: &crate::inbound::message::RoomMessage,
+    ev: &crate::domain::message::RoomMessage,
 ) -> crate::Result<Vec<Notification>> {
     let (room, event_id, sender, content) = (&*ev.room_id, &*ev.event_id, &*ev.sender, &ev.content);
     let ts = u64::from(ev.origin_server_ts.0);

@@ -19,7 +19,7 @@ use crate::{
 pub(crate) fn message(
     ctx: &Context,
     room: &RoomRecord,
-    ev: &crate::inbound::message::RoomMessage,
+    ev: &crate::domain::message::RoomMessage,
 ) -> crate::Result<LogAppend> {
     let display_name = ctx.store.member(&ev.room_id, &ev.sender)?.and_then(|(_, name)| name);
     let (msgtype, replaces, thread_root) = match &ev.content.relates_to {

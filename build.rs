@@ -10,6 +10,7 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(rocksdb_crc32c_wrapped)");
     link_rocksdb_dependencies();
     println!("cargo:rerun-if-env-changed=BOARDROOM_COMMIT");
     let commit = std::env::var("BOARDROOM_COMMIT")
@@ -43,4 +44,18 @@ fn link_rocksdb_dependencies() {
     for lib in ["snappy", "lz4", "zstd", "bz2", "z"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
+    wrap_rocksdb_crc32c();
+}
+
+/// Debian's `librocksdb.a` is built portable: its CRC-32C, which checksums every record of
+/// the write-ahead log, uses lookup tables rather than SSE 4.2's instruction. RocksDB's
+/// calls to `rocksdb::crc32c::Extend` from its other files go to `src/store/crc32c.rs`
+/// instead. Only for this package's binaries, tests and benches (a link argument does not
+/// reach other packages: the fuzz targets keep RocksDB's own).
+fn wrap_rocksdb_crc32c() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    println!("cargo:rustc-link-arg=-Wl,--wrap=_ZN7rocksdb6crc32c6ExtendEjPKcm");
+    println!("cargo:rustc-cfg=rocksdb_crc32c_wrapped");
 }

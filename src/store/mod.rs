@@ -9,6 +9,7 @@ pub mod backup;
 pub mod boards;
 mod cache;
 pub mod codec;
+mod crc32c;
 pub mod inbound;
 pub mod inbox;
 pub mod live;
@@ -200,6 +201,7 @@ const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 /// Opens (or creates) the RocksDB database at `path` with every column family.
 fn open_db(path: &Path) -> Result<DB> {
+    crc32c::keep_linked();
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);

@@ -135,7 +135,9 @@ fn main() {
         .build()
         .expect("runtime");
     let mut results = Vec::new();
-    runtime.block_on(async {
+    // Each place's synced write of a transaction's size.
+    let mut syncs = Vec::new();
+    let client = runtime.block_on(async {
         let (homeserver, asked) = stand_in().await;
         for place in &args.places {
             let base = base_dir(place);
@@ -146,25 +148,61 @@ fn main() {
             let size = transaction("dd", 0, args.events).1.len();
             let sync_txn = synced_write_time(&base, size);
             println!(
-                "{place}: one synced 4 KiB write (dd oflag=dsync, 500 writes): {sync}; \
-                 of a transaction's {size} bytes: {sync_txn}"
+                "{place}: one synced 4 KiB write (dd oflag=dsync, 500 writes): {}; \
+                 of a transaction's {size} bytes: {}",
+                dd_ms(sync),
+                dd_ms(sync_txn)
             );
+            syncs.push((place.clone(), sync_txn));
             for &k in &args.in_flight {
                 let o = run(&args, place, &base, k, homeserver, &asked).await;
                 print_outcome(&o);
                 results.push(o);
             }
         }
-        floor(args.gap, args.txns.min(1_000)).await;
+        floor(args.gap, args.txns.min(1_000)).await
     });
     print_table(&results);
+    if args.gap.is_zero() {
+        print_bounds(&results, &syncs, client);
+    }
+}
+
+/// For each place, the rate one synced write per transaction allows, the share of it
+/// reached with one transaction in flight, and the most a server that did no work at all
+/// could reach there: with one in flight a transaction waits for its own sync and for
+/// everything else on its way, of which the client's own round trip (`client`, the p50
+/// against the server that does nothing, a request without a body) is a part no server
+/// can cut.
+fn print_bounds(results: &[Outcome], syncs: &[(String, Option<Duration>)], client: Duration) {
+    for (place, sync) in syncs {
+        let Some(sync) = sync.filter(|s| !s.is_zero()) else { continue };
+        let Some(one) = results.iter().find(|o| &o.place == place && o.in_flight == 1) else {
+            continue;
+        };
+        let bound = one.events as f64 / one.answers.len().max(1) as f64 / sync.as_secs_f64();
+        let ceiling = sync.as_secs_f64() / (sync + client).as_secs_f64();
+        println!(
+            "{place}: one synced write per transaction allows {bound:.0} events/s; one in \
+             flight reached {:.0} ({:.0} % of it); the client's own round trip ({}) leaves \
+             a server that does no work at most {:.0} % of it",
+            events_per_sec(one),
+            100.0 * events_per_sec(one) / bound,
+            ms(client),
+            100.0 * ceiling
+        );
+    }
+}
+
+fn dd_ms(took: Option<Duration>) -> String {
+    took.map_or_else(|| "dd failed".into(), |t| format!("{:.3} ms", t.as_secs_f64() * 1e3))
 }
 
 /// A client built as [`run`]'s, with the same pause between requests, against a server
 /// that answers each request as soon as its headers are in (blocking threads of this
 /// process; the requests carry no body): what a request costs this machine after that
 /// much idle, whatever answers it.
-async fn floor(gap: Duration, n: usize) {
+async fn floor(gap: Duration, n: usize) -> Duration {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -203,12 +241,14 @@ async fn floor(gap: Duration, n: usize) {
         let _ = resp.bytes().await;
         answers.push(t.elapsed());
     }
+    let p50 = percentile(&answers, 50.0);
     println!(
         "a server that does nothing, {} ms after each answer: p50 {}, p99 {} ({n} requests)",
         gap.as_millis(),
-        ms(percentile(&answers, 50.0)),
+        ms(p50),
         ms(percentile(&answers, 99.0))
     );
+    p50
 }
 
 /// What one run measured.
@@ -380,7 +420,7 @@ async fn wait_until_serving(http: &reqwest::Client, metrics_url: &str, log: &Pat
 
 /// One synced write of `bytes` in `dir`, as `dd … oflag=dsync` measures it over 500
 /// writes.
-fn synced_write_time(dir: &Path, bytes: usize) -> String {
+fn synced_write_time(dir: &Path, bytes: usize) -> Option<Duration> {
     let file = dir.join("ddtest");
     let started = Instant::now();
     let ok = std::process::Command::new("dd")
@@ -393,7 +433,7 @@ fn synced_write_time(dir: &Path, bytes: usize) -> String {
         .is_ok_and(|s| s.success());
     let took = started.elapsed();
     let _ = std::fs::remove_file(&file);
-    if ok { format!("{:.3} ms", took.as_secs_f64() * 1e3 / 500.0) } else { "dd failed".into() }
+    ok.then(|| took / 500)
 }
 
 fn room(i: usize) -> String {

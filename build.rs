@@ -47,13 +47,17 @@ fn link_rocksdb_dependencies() {
     wrap_rocksdb_crc32c();
 }
 
-/// Debian's `librocksdb.a` is built portable: its CRC-32C, which checksums every record of
-/// the write-ahead log, uses lookup tables rather than SSE 4.2's instruction. RocksDB's
-/// calls to `rocksdb::crc32c::Extend` from its other files go to `src/store/crc32c.rs`
-/// instead. Only for this package's binaries, tests and benches (a link argument does not
-/// reach other packages: the fuzz targets keep RocksDB's own).
+/// Debian's `librocksdb.a` is built portable: on x86-64 its CRC-32C, which checksums every
+/// record of the write-ahead log, uses lookup tables rather than SSE 4.2's instruction.
+/// RocksDB's calls to `rocksdb::crc32c::Extend` from its other files go to
+/// `src/store/crc32c.rs` instead. Only on x86-64 (RocksDB's build for arm64 is compiled with
+/// the processor's CRC instructions), and only for this package's binaries,
+/// tests and benches (a link argument does not reach other packages: the fuzz targets keep
+/// RocksDB's own).
 fn wrap_rocksdb_crc32c() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+        || std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("x86_64")
+    {
         return;
     }
     println!("cargo:rustc-link-arg=-Wl,--wrap=_ZN7rocksdb6crc32c6ExtendEjPKcm");

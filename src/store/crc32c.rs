@@ -4,8 +4,8 @@
 //! so does every block of its table files. Debian's `librocksdb.a` is built portable, so
 //! its `rocksdb::crc32c::Extend` computes that CRC with lookup tables (`Slow_CRC32`) even
 //! on processors that have SSE 4.2's `crc32` instruction: 4.3 to 4.5 % of the pipeline's
-//! CPU (docs/PERFORMANCE.md). Linked statically, every call RocksDB makes to `Extend` from
-//! another of its files is sent here instead (`build.rs` passes the linker
+//! CPU (docs/PERFORMANCE.md). Linked statically on x86-64 Linux, every call RocksDB makes to
+//! `Extend` from another of its files is sent here instead (`build.rs` passes the linker
 //! `--wrap=_ZN7rocksdb6crc32c6ExtendEjPKcm`), which computes the same CRC, the same way
 //! chained (`extend(extend(0, a), b) == extend(0, a ++ b)`), with the instruction where the
 //! processor has it and a table where it does not.

@@ -179,14 +179,10 @@ pub(crate) async fn handle(
         }
         if outcome.accepted > 0 {
             ctx.backlog.stored(outcome.accepted as u64);
+            // The dispatcher, woken into this worker's next slot, starts on the entries
+            // once this task has sent the answer: the answer does not wait on another
+            // worker waking up to send it (docs/PERFORMANCE.md, "The answer first").
             ctx.inbound_notify.notify_one();
-            // The dispatcher, just woken, runs next on this worker (a command starts on
-            // its way to its reply) while this task, at the back of the queue, can be
-            // taken by another worker to send the answer. With one worker no other can:
-            // the answer would wait for the transaction's processing, so it goes first.
-            if hands_answer_over() {
-                tokio::task::yield_now().await;
-            }
         }
         state.restarts.saw(txn_id.as_str());
         tracing::debug!(
@@ -244,13 +240,6 @@ async fn hold_while_behind(ctx: &crate::context::Context) {
             "processing is behind: answering a transaction after holding it the longest allowed"
         );
     }
-}
-
-/// Whether another worker of the runtime can send a stored transaction's answer while this
-/// one starts its processing (`TOKIO_WORKER_THREADS=1`, or a current-thread runtime, has
-/// none).
-fn hands_answer_over() -> bool {
-    tokio::runtime::Handle::current().metrics().num_workers() > 1
 }
 
 /// What the transaction brought for the bot's device, as an entry, when there is news for
@@ -340,9 +329,9 @@ mod tests {
 
     use crate::matrix::lanes::{Handler, Lanes, Route};
 
-    /// With one worker, a stored transaction is answered before the processing it wakes
-    /// runs: no other worker could send the answer meanwhile, so handing the worker to the
-    /// dispatcher first (as with two) would make the answer wait for the processing.
+    /// A stored transaction is answered before the processing it wakes runs: on one
+    /// worker nothing else could send the answer meanwhile, and on more a hand-over would
+    /// cost the answer another worker's wake-up (docs/PERFORMANCE.md, "The answer first").
     #[test]
     fn one_worker_answers_a_transaction_before_the_processing_it_wakes() {
         use std::sync::atomic::{AtomicUsize, Ordering};

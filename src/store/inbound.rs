@@ -70,6 +70,33 @@ pub struct NewEntry<'a> {
     pub plain: bool,
 }
 
+/// An entry for [`Store::ingest_entries`]: what it writes, and how it becomes the
+/// [`PendingEntry`] kept in memory for the dispatcher once written. An entry that owns its
+/// bytes moves them there; a borrowed one ([`NewEntry`]) is copied.
+pub(crate) trait Incoming {
+    /// The entry, as it is written.
+    fn entry(&self) -> NewEntry<'_>;
+    /// The entry, stored as `seq`, for the dispatcher.
+    fn into_pending(self, seq: u64) -> PendingEntry;
+}
+
+impl Incoming for NewEntry<'_> {
+    fn entry(&self) -> NewEntry<'_> {
+        *self
+    }
+
+    fn into_pending(self, seq: u64) -> PendingEntry {
+        PendingEntry {
+            seq,
+            kind: self.kind,
+            room_id: self.room_id.to_owned(),
+            json: self.json.to_vec(),
+            may_change_rooms: self.may_change_rooms,
+            plain: self.plain,
+        }
+    }
+}
+
 /// An entry waiting to be processed.
 #[derive(Debug, Clone)]
 pub struct PendingEntry {
@@ -302,6 +329,17 @@ impl Store {
         digest: [u8; 32],
         entries: &[NewEntry<'_>],
     ) -> Result<IngestOutcome> {
+        self.ingest_entries(txn_id, digest, entries.to_vec())
+    }
+
+    /// [`Store::ingest`], taking the entries: those that own their bytes hand them to the
+    /// dispatcher rather than a copy (a transaction's body is not copied again).
+    pub(crate) fn ingest_entries<E: Incoming>(
+        &self,
+        txn_id: &str,
+        digest: [u8; 32],
+        entries: Vec<E>,
+    ) -> Result<IngestOutcome> {
         let db = self.db()?;
         let mut next = self
             .inner
@@ -318,7 +356,8 @@ impl Store {
         }
 
         let seen_cf = super::cf(&db, maps::EVENTID_SEQ)?;
-        let ids: Vec<&str> = entries.iter().filter_map(|e| e.event_id).collect();
+        let views: Vec<NewEntry<'_>> = entries.iter().map(Incoming::entry).collect();
+        let ids: Vec<&str> = views.iter().filter_map(|e| e.event_id).collect();
         // One lookup for all of them, batched by RocksDB (sorted, one pass per table file).
         let found = db.batched_multi_get_cf(seen_cf, ids.iter().map(|id| id.as_bytes()), false);
         let mut already: HashSet<&str> = HashSet::with_capacity(ids.len());
@@ -333,22 +372,25 @@ impl Store {
         let mut outcome = IngestOutcome::default();
         let mut seq = *next;
         let now = now_ms();
-        // The entries stored, in seq order.
-        let mut stored = Vec::with_capacity(entries.len());
-        for e in entries {
+        // Whether each entry is stored (not a duplicate).
+        let mut stored = Vec::with_capacity(views.len());
+        for e in &views {
             if let Some(id) = e.event_id {
                 if !already.insert(id) {
                     outcome.duplicates += 1;
+                    stored.push(false);
                     continue;
                 }
                 batch.put_cf(seen_cf, id.as_bytes(), stamped(&seq.to_be_bytes(), now));
             }
             batch.put_cf(pending_cf, seq.to_be_bytes(), encode_value(e));
             seq += 1;
-            stored.push(e);
+            stored.push(true);
             outcome.accepted += 1;
             outcome.may_change_rooms += usize::from(e.may_change_rooms);
         }
+        drop(already);
+        drop(views);
         batch.put_cf(txn_cf, txn_id.as_bytes(), stamped(&digest, now));
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, NEXT_SEQ_KEY, seq.to_be_bytes());
         batch.put_cf(super::cf(&db, maps::GLOBAL)?, LAST_INGEST_KEY, now.to_be_bytes());
@@ -364,17 +406,11 @@ impl Store {
                 self.inner.inbound.arrivals.lock().unwrap_or_else(|p| p.into_inner());
             arrivals.push_back((*next, now));
         }
-        let kept = stored.into_iter().zip(*next..).map(|(e, at)| {
-            let make = move || PendingEntry {
-                seq: at,
-                kind: e.kind,
-                room_id: e.room_id.to_owned(),
-                json: e.json.to_vec(),
-                may_change_rooms: e.may_change_rooms,
-                plain: e.plain,
-            };
-            (at, e.json.len(), make)
-        });
+        let kept =
+            entries.into_iter().zip(stored).filter(|(_, s)| *s).zip(*next..).map(|((e, _), at)| {
+                let size = e.entry().json.len();
+                (at, size, move || e.into_pending(at))
+            });
         self.inner.inbound.arrived.written(kept, seq);
         *next = seq;
         Ok(outcome)

@@ -193,11 +193,39 @@ const CF_WRITE_BUFFER_BYTES: usize = 4 << 20;
 /// `main`), so a flushed buffer's memory goes back to the system; smaller blocks stay in
 /// the allocator's heap after a flush.
 const ARENA_BLOCK_BYTES: usize = 1 << 20;
+/// The blocks of the maps not written with every event ([`BUSY_MAPS`] are): the write
+/// buffer manager counts each block against [`WRITE_BUFFERS_BYTES`], so with 1 MiB blocks
+/// a map holding a few kilobytes counted a mebibyte, and once two dozen maps held
+/// something the manager flushed one from inside the next write (a command's transaction
+/// answered 1 to 2 ms late; docs/PERFORMANCE.md, "The write buffers' block size").
+const RARE_ARENA_BLOCK_BYTES: usize = 64 << 10;
+/// The maps written with every event (ingest's queue and duplicate check) or every board
+/// message (the live log, the inbox, the members and comments): their buffers fill, and
+/// take [`ARENA_BLOCK_BYTES`] blocks.
+const BUSY_MAPS: &[&str] = &[
+    maps::SEQ_PENDING,
+    maps::EVENTID_SEQ,
+    maps::TXNID_DIGEST,
+    maps::SLUGID_LIVE,
+    maps::USERIDID_NOTIFICATION,
+    maps::EVENTIDUSER_NOTIFICATION,
+    maps::USERROOMSEQID_UNREAD,
+    maps::ROOMNAMEUSER_MEMBER,
+    maps::ROOMUSERID_MEMBERSHIP,
+    maps::EVENTID_COMMENTKEY,
+    maps::SLUGNUMTS_COMMENT,
+    maps::SLUGNUMUSEREVENT_COMMENT,
+];
 /// The write-ahead log, at most, before the maps it holds back are flushed.
 const MAX_WAL_BYTES: u64 = 64 << 20;
 /// Blocks read from table files (and their indexes and filters), shared by every map.
 /// RocksDB's default is 8 MiB for each column family.
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
+
+/// The block size of map `name`'s write buffers.
+fn arena_block_bytes(name: &str) -> usize {
+    if BUSY_MAPS.contains(&name) { ARENA_BLOCK_BYTES } else { RARE_ARENA_BLOCK_BYTES }
+}
 
 /// Opens (or creates) the RocksDB database at `path` with every column family.
 fn open_db(path: &Path) -> Result<DB> {
@@ -231,7 +259,7 @@ fn open_db(path: &Path) -> Result<DB> {
         cf.set_block_based_table_factory(&table);
         cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
         cf.set_max_write_buffer_number(2);
-        cf.set_arena_block_size(ARENA_BLOCK_BYTES);
+        cf.set_arena_block_size(arena_block_bytes(m.name));
         inbound::seen_options(m.name, &mut cf);
         ColumnFamilyDescriptor::new(m.name, cf)
     });
@@ -656,6 +684,41 @@ fn next_seq(db: &DB, name: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 80 KB written to every map leaves the write buffers within their budget, so the
+    /// write buffer manager flushes nothing from inside a write: with every map's buffer
+    /// in 1 MiB blocks, each map written counted a mebibyte and all 38 were flushed.
+    #[test]
+    fn a_little_in_every_map_flushes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let db = store.db().expect("db");
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        for round in 0..40u8 {
+            for m in maps::MAPS {
+                db.put_cf_opt(cf(&db, m.name).expect("cf"), [b'~', round], [7u8; 2000], &wo)
+                    .expect("write");
+            }
+        }
+        let flushed = |db: &DB| {
+            maps::MAPS
+                .iter()
+                .map(|m| {
+                    let cf = cf(db, m.name).expect("cf");
+                    db.property_int_value_cf(cf, "rocksdb.num-immutable-mem-table")
+                        .expect("property")
+                        .unwrap_or(0)
+                        + db.property_int_value_cf(cf, "rocksdb.num-files-at-level0")
+                            .expect("property")
+                            .unwrap_or(0)
+                })
+                .sum::<u64>()
+        };
+        assert_eq!(flushed(&db), 0, "no write buffer was flushed");
+        let bytes = store.memtable_bytes().expect("bytes");
+        assert!(bytes < WRITE_BUFFERS_BYTES as u64, "{bytes} bytes of write buffers");
+    }
 
     #[test]
     fn fresh_database_gets_the_current_schema_and_reopens() {

@@ -346,3 +346,122 @@ fn a_board_has_a_lane_per_core_but_one() {
     let lanes: Vec<u64> = [0, 1, 2, 3, 8, 64].into_iter().map(super::board_lanes).collect();
     assert_eq!(lanes, [1, 1, 1, 2, 7, 16]);
 }
+
+/// A board's everyday events, as the pipeline bench mixes them (a message, a mention, a
+/// comment in a task's thread, a member joining), ingested and taken in turns, three
+/// rounds: every map the catalog marks [`Writes::Busy`](crate::store::maps::Writes) (1 MiB
+/// write-buffer blocks) is written by them, and every map marked rare (64 KiB blocks, each
+/// counted against the write buffers' budget) that they write holds no more records after
+/// the third round than after the first (a count, a counter, rewritten in place): none
+/// gains records with every event, which would fill its buffer block by block.
+#[tokio::test]
+async fn a_board_s_everyday_events_add_records_only_to_maps_marked_busy() {
+    use crate::store::maps::{self, MAPS, Writes};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let (ctx, store) = (&app.ctx, &app.ctx.store);
+    for room in [GENERAL, TASKS] {
+        let room = RoomId::parse(room).expect("room id");
+        for user in [alice(), mallory()] {
+            store.set_membership(&room, user, &MembershipState::Join, None, None).expect("member");
+        }
+    }
+    // What the set-up wrote goes to table files: the write buffers then hold only what
+    // the events write.
+    store.flush_write_buffers().expect("flush");
+    let db = store.db().expect("db");
+    let cf = |name: &str| crate::store::cf(&db, name).expect("cf");
+    let buffered = |name: &str| {
+        db.property_int_value_cf(cf(name), "rocksdb.num-entries-active-mem-table")
+            .expect("property")
+            .unwrap_or(0)
+    };
+    let records = |name: &str| db.iterator_cf(cf(name), rocksdb::IteratorMode::Start).count();
+    assert!(MAPS.iter().all(|m| buffered(m.name) == 0), "the write buffers start empty");
+
+    let mut after_first: Vec<usize> = Vec::new();
+    for round in 0..3 {
+        let mut join = message(GENERAL, mallory(), json!({ "membership": "join" }));
+        let newcomer = format!("@carol{round}:localhost");
+        join["type"] = json!("m.room.member");
+        join["sender"] = json!(newcomer);
+        join["state_key"] = json!(newcomer);
+        let mention = json!({
+            "msgtype": "m.text",
+            "body": "alice: a look?",
+            "m.mentions": { "user_ids": [alice()] },
+        });
+        let comment = json!({
+            "msgtype": "m.text",
+            "body": "tried it on staging",
+            "m.relates_to": { "rel_type": "m.thread", "event_id": "$root1" },
+        });
+        let events = [
+            message(GENERAL, mallory(), json!({ "msgtype": "m.text", "body": "it is green" })),
+            message(GENERAL, mallory(), mention),
+            message(TASKS, mallory(), comment),
+            join,
+        ];
+        let jsons: Vec<(String, String, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let id = e["event_id"].as_str().expect("id").to_owned();
+                let room = e["room_id"].as_str().expect("room").to_owned();
+                (id, room, serde_json::to_vec(e).expect("json"))
+            })
+            .collect();
+        let entries: Vec<NewEntry<'_>> = jsons
+            .iter()
+            .map(|(id, room, json)| {
+                // As ingest's first pass reads it.
+                let peek = crate::inbound::peek::Peek::of(json).expect("peek");
+                NewEntry {
+                    kind: EntryKind::Timeline,
+                    room_id: room,
+                    event_id: Some(id),
+                    json,
+                    may_change_rooms: peek.may_change_rooms(&ctx.settings),
+                    plain: peek.cannot_be_a_command(),
+                }
+            })
+            .collect();
+        store.ingest(&format!("everyday-{round}"), [round; 32], &entries).expect("ingest");
+        let turn = store.pending_from(0, 10).expect("pending");
+        assert_eq!(turn.len(), 4, "every event is queued");
+        let completions = Completions::default();
+        super::process_turn(ctx, turn, &CancellationToken::new(), &completions).await;
+        let seqs: Vec<u64> = completions.take().iter().map(|c| c.seq).collect();
+        store.complete_pending_group(&seqs, &[]).expect("complete");
+        assert!(store.pending_from(0, 10).expect("pending").is_empty(), "all processed");
+        if round == 0 {
+            after_first = MAPS.iter().map(|m| records(m.name)).collect();
+        }
+    }
+
+    let written: Vec<&maps::MapDesc> = MAPS.iter().filter(|m| buffered(m.name) > 0).collect();
+    let names: Vec<&str> = written.iter().map(|m| m.name).collect();
+    let busy_unwritten: Vec<&str> = MAPS
+        .iter()
+        .filter(|m| m.writes == Writes::Busy && !names.contains(&m.name))
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(busy_unwritten, Vec::<&str>::new(), "maps marked busy the events left alone");
+    let growing_rare: Vec<(&str, usize, usize)> = MAPS
+        .iter()
+        .zip(&after_first)
+        .filter(|(m, _)| m.writes == Writes::Rare && names.contains(&m.name))
+        .map(|(m, first)| (m.name, *first, records(m.name)))
+        .filter(|(_, first, now)| now > first)
+        .collect();
+    assert_eq!(
+        growing_rare,
+        Vec::<(&str, usize, usize)>::new(),
+        "maps marked rare that gain records with every event (map, after one round, after three)"
+    );
+    // The check has something to check: rare maps rewritten in place, busy maps growing.
+    for rewritten in [maps::GLOBAL, maps::USERID_UNREAD, maps::SLUGNUM_COMMENTCOUNT] {
+        assert!(names.contains(&rewritten), "the events rewrote {rewritten}: {names:?}");
+    }
+    let live = MAPS.iter().position(|m| m.name == maps::SLUGID_LIVE).expect("live");
+    assert!(records(maps::SLUGID_LIVE) > after_first[live], "the live log grew");
+}

@@ -2,6 +2,7 @@
 
 use Backup::{Export, Reindex};
 use KeyPart::{Bytes as B, Str as S, U64 as U};
+use Writes::{Busy, Rare};
 
 /// One column family: its name, what it holds, and what a backup does with it.
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +13,20 @@ pub struct MapDesc {
     pub doc: &'static str,
     /// Whether `boardroom export` writes it, or `boardroom reindex` rebuilds it.
     pub backup: Backup,
+    /// How often it is written: the size of the blocks its write buffer takes.
+    pub writes: Writes,
+}
+
+/// How often a column family is written (`store::open_db` sizes its write buffer's blocks
+/// by it). Every map says, so that a new busy one cannot be left with small blocks, nor a
+/// rare one count a mebibyte against the write buffers' budget for a few records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// With every event (ingest's queue and duplicate check) or every board message (the
+    /// live log, the inbox, the members and comments): its buffer fills.
+    Busy,
+    /// Now and then (a board, a task, a webhook delivery, a setting).
+    Rare,
 }
 
 /// What a backup does with a column family (`store::backup`, docs/operations.md). Every
@@ -146,158 +161,217 @@ pub const ROOMIDKIND_NOTICE: &str = "roomidkind_notice";
 
 /// The catalog.
 pub const MAPS: &[MapDesc] = &[
-    MapDesc { name: GLOBAL, doc: "name → value (schema version)", backup: Export(&[S]) },
+    MapDesc {
+        name: GLOBAL,
+        doc: "name → value (schema version)",
+        backup: Export(&[S]),
+        writes: Rare,
+    },
     MapDesc {
         name: TXNID_DIGEST,
         doc: "appservice txn id → SHA-256 of its body, write time",
         backup: Export(&[S]),
+        writes: Busy,
     },
     MapDesc {
         name: EVENTID_SEQ,
         doc: "event id → inbound seq, write time (deduplication)",
         backup: Export(&[S]),
+        writes: Busy,
     },
     MapDesc {
         name: SEQ_PENDING,
         doc: "inbound seq → event awaiting processing",
         backup: Export(&[U]),
+        writes: Busy,
     },
     MapDesc {
         name: SEQ_OUTBOX,
         doc: "outbound seq → request not yet accepted",
         backup: Export(&[U]),
+        writes: Rare,
     },
     MapDesc {
         name: SEQ_OUTBOXDEAD,
         doc: "outbound seq → request refused for good",
         backup: Export(&[U]),
+        writes: Rare,
     },
     MapDesc {
         name: SEQ_OUTBOXSENT,
         doc: "outbound seq → when the message was first sent (ms)",
         backup: Export(&[U]),
+        writes: Rare,
     },
-    MapDesc { name: SLUG_BOARD, doc: "board slug → board record", backup: Reindex },
-    MapDesc { name: SPACEID_SLUG, doc: "space room id → board slug", backup: Reindex },
-    MapDesc { name: ROOMID_BOARDROOM, doc: "room id → board room record", backup: Reindex },
-    MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()", backup: Reindex },
+    MapDesc { name: SLUG_BOARD, doc: "board slug → board record", backup: Reindex, writes: Rare },
+    MapDesc {
+        name: SPACEID_SLUG,
+        doc: "space room id → board slug",
+        backup: Reindex,
+        writes: Rare,
+    },
+    MapDesc {
+        name: ROOMID_BOARDROOM,
+        doc: "room id → board room record",
+        backup: Reindex,
+        writes: Rare,
+    },
+    MapDesc { name: SLUGROOMID, doc: "board slug, room id → ()", backup: Reindex, writes: Rare },
     MapDesc {
         name: ROOMUSERID_MEMBERSHIP,
         doc: "board space or room id, user id → membership",
         backup: Reindex,
+        writes: Busy,
     },
     MapDesc {
         name: USERID_SLUG,
         doc: "user id, board slug → () for joined members",
         backup: Reindex,
+        writes: Rare,
     },
     MapDesc {
         name: ROOMNAMEUSER_MEMBER,
         doc: "room id, lowercase localpart or display name, user id → () for joined members",
         backup: Reindex,
+        writes: Busy,
     },
-    MapDesc { name: SLUG_TASKNEXT, doc: "board slug → next task number", backup: Reindex },
+    MapDesc {
+        name: SLUG_TASKNEXT,
+        doc: "board slug → next task number",
+        backup: Reindex,
+        writes: Rare,
+    },
     MapDesc {
         name: SLUGSTATUS_COUNT,
         doc: "board slug, status → tasks not deleted there",
         backup: Reindex,
+        writes: Rare,
     },
-    MapDesc { name: SLUGNUM_TASK, doc: "board slug, task number → task record", backup: Reindex },
+    MapDesc {
+        name: SLUGNUM_TASK,
+        doc: "board slug, task number → task record",
+        backup: Reindex,
+        writes: Rare,
+    },
     MapDesc {
         name: SLUGFACETNUM_TASK,
         doc: "board slug, facet (status, assignee, label), value, task number → ()",
         backup: Reindex,
+        writes: Rare,
     },
     MapDesc {
         name: ROOTEVENT_SLUGNUM,
         doc: "thread root event id → board slug, task number",
         backup: Reindex,
+        writes: Rare,
     },
     MapDesc {
         name: SLUGNUMTS_COMMENT,
         doc: "board slug, task number, ts, event id → comment",
         backup: Reindex,
+        writes: Busy,
     },
     MapDesc {
         name: EVENTID_COMMENTKEY,
         doc: "comment event id → its comment key",
         backup: Reindex,
+        writes: Busy,
     },
     MapDesc {
         name: SLUGNUMUSEREVENT_COMMENT,
         doc: "board slug, task number, author, comment event id → ()",
         backup: Reindex,
+        writes: Busy,
     },
     MapDesc {
         name: SLUGNUM_COMMENTCOUNT,
         doc: "board slug, task number → comment count",
         backup: Reindex,
+        writes: Rare,
     },
     MapDesc {
         name: CMDEVENT_SLUGNUM,
         doc: "`!task new` event id → board slug, task number",
         backup: Export(&[S]),
+        writes: Rare,
     },
     MapDesc {
         name: CMDEVENT_RESERVEDNUM,
         doc: "unfinished `!task new` event id → board slug, reserved task number",
         backup: Export(&[S]),
+        writes: Rare,
     },
     MapDesc {
         name: USERIDID_NOTIFICATION,
         doc: "user id, notification id → notification",
         backup: Export(&[S, U]),
+        writes: Busy,
     },
-    MapDesc { name: USERID_UNREAD, doc: "user id → unread count", backup: Export(&[S]) },
+    MapDesc {
+        name: USERID_UNREAD,
+        doc: "user id → unread count",
+        backup: Export(&[S]),
+        writes: Rare,
+    },
     MapDesc {
         name: USERROOMSEQID_UNREAD,
         doc: "user id, room id, seq, notification id → ()",
         backup: Export(&[S, S, U, U]),
+        writes: Busy,
     },
     MapDesc {
         name: EVENTIDUSER_NOTIFICATION,
         doc: "event id, user id → notification id",
         backup: Export(&[S, S]),
+        writes: Busy,
     },
     MapDesc {
         name: USERID_VIRTUALUSER,
         doc: "virtual user id → owning API client, registered with the homeserver",
         backup: Export(&[S]),
+        writes: Rare,
     },
     MapDesc {
         name: CLIENTUSERID_VIRTUALUSER,
         doc: "API client name, virtual user id → ()",
         backup: Export(&[S, S]),
+        writes: Rare,
     },
     MapDesc {
         name: SOURCEDELIVERY_ANSWER,
         doc: "webhook source, delivery id → write time, answer (deduplication)",
         backup: Export(&[S, S]),
+        writes: Rare,
     },
     MapDesc {
         name: SOURCESIGNED_DELIVERY,
         doc: "webhook source, SHA-256 of the signed message → write time, delivery id",
         backup: Export(&[S, B]),
+        writes: Rare,
     },
     MapDesc {
         name: SLUGID_LIVE,
         doc: "board slug, event id → live-stream event",
         backup: Export(&[S, U]),
+        writes: Busy,
     },
     MapDesc {
         name: SLUG_LIVEFLOOR,
         doc: "board slug → highest event id no longer logged",
         backup: Export(&[S]),
+        writes: Rare,
     },
     MapDesc {
         name: EVENTID_LOGGED,
         doc: "Matrix event id → write time, once in its board's log",
         backup: Export(&[S]),
+        writes: Rare,
     },
     MapDesc {
         name: ROOMIDKIND_NOTICE,
         doc: "room id, kind → when the bot told the room what it cannot do there",
         backup: Export(&[S, S]),
+        writes: Rare,
     },
 ];
 

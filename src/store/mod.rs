@@ -193,38 +193,25 @@ const CF_WRITE_BUFFER_BYTES: usize = 4 << 20;
 /// `main`), so a flushed buffer's memory goes back to the system; smaller blocks stay in
 /// the allocator's heap after a flush.
 const ARENA_BLOCK_BYTES: usize = 1 << 20;
-/// The blocks of the maps not written with every event ([`BUSY_MAPS`] are): the write
+/// The blocks of the maps written now and then ([`maps::Writes::Rare`]): the write
 /// buffer manager counts each block against [`WRITE_BUFFERS_BYTES`], so with 1 MiB blocks
 /// a map holding a few kilobytes counted a mebibyte, and once two dozen maps held
 /// something the manager flushed one from inside the next write (a command's transaction
 /// answered 1 to 2 ms late; docs/PERFORMANCE.md, "The write buffers' block size").
 const RARE_ARENA_BLOCK_BYTES: usize = 64 << 10;
-/// The maps written with every event (ingest's queue and duplicate check) or every board
-/// message (the live log, the inbox, the members and comments): their buffers fill, and
-/// take [`ARENA_BLOCK_BYTES`] blocks.
-const BUSY_MAPS: &[&str] = &[
-    maps::SEQ_PENDING,
-    maps::EVENTID_SEQ,
-    maps::TXNID_DIGEST,
-    maps::SLUGID_LIVE,
-    maps::USERIDID_NOTIFICATION,
-    maps::EVENTIDUSER_NOTIFICATION,
-    maps::USERROOMSEQID_UNREAD,
-    maps::ROOMNAMEUSER_MEMBER,
-    maps::ROOMUSERID_MEMBERSHIP,
-    maps::EVENTID_COMMENTKEY,
-    maps::SLUGNUMTS_COMMENT,
-    maps::SLUGNUMUSEREVENT_COMMENT,
-];
 /// The write-ahead log, at most, before the maps it holds back are flushed.
 const MAX_WAL_BYTES: u64 = 64 << 20;
 /// Blocks read from table files (and their indexes and filters), shared by every map.
 /// RocksDB's default is 8 MiB for each column family.
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
-/// The block size of map `name`'s write buffers.
-fn arena_block_bytes(name: &str) -> usize {
-    if BUSY_MAPS.contains(&name) { ARENA_BLOCK_BYTES } else { RARE_ARENA_BLOCK_BYTES }
+/// The block size of a map's write buffers: [`ARENA_BLOCK_BYTES`] for the maps written
+/// with every event or board message, whose buffers fill.
+fn arena_block_bytes(writes: maps::Writes) -> usize {
+    match writes {
+        maps::Writes::Busy => ARENA_BLOCK_BYTES,
+        maps::Writes::Rare => RARE_ARENA_BLOCK_BYTES,
+    }
 }
 
 /// Opens (or creates) the RocksDB database at `path` with every column family.
@@ -259,7 +246,7 @@ fn open_db(path: &Path) -> Result<DB> {
         cf.set_block_based_table_factory(&table);
         cf.set_write_buffer_size(CF_WRITE_BUFFER_BYTES);
         cf.set_max_write_buffer_number(2);
-        cf.set_arena_block_size(arena_block_bytes(m.name));
+        cf.set_arena_block_size(arena_block_bytes(m.writes));
         inbound::seen_options(m.name, &mut cf);
         ColumnFamilyDescriptor::new(m.name, cf)
     });

@@ -446,7 +446,7 @@ async fn reload_on_hangup(
 
 fn run_serve(config: std::path::PathBuf, settings: Settings) -> ExitCode {
     let level = init_logging(&settings);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match app::runtime(&settings.raw.runtime) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("boardroom: cannot start the runtime: {e}");
@@ -454,6 +454,8 @@ fn run_serve(config: std::path::PathBuf, settings: Settings) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(workers, "runtime started");
         let listeners = app::Listeners::bind(&settings).await?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();

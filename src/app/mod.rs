@@ -337,6 +337,19 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The runtime `boardroom serve` runs on: `runtime.worker_threads` async workers, or one per
+/// CPU core when it is 0 (tokio's default, which also reads `TOKIO_WORKER_THREADS`). On a
+/// machine shared with the homeserver fewer workers cost less CPU per event and answer a
+/// little later (docs/configuration.md, "Worker threads").
+pub fn runtime(config: &crate::config::RuntimeConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if config.worker_threads > 0 {
+        builder.worker_threads(usize::try_from(config.worker_threads).unwrap_or(usize::MAX));
+    }
+    builder.build()
+}
+
 /// Serves on `listener` until `shutdown` is cancelled, then stops every task.
 pub async fn serve(
     settings: Settings,
@@ -463,6 +476,27 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    /// `runtime.worker_threads` is how many async workers `serve` gets; 0 leaves it to
+    /// tokio (one per core, or `TOKIO_WORKER_THREADS`), never none.
+    #[test]
+    fn the_runtime_has_the_workers_the_config_asks_for() {
+        for asked in [1u64, 3] {
+            let rt =
+                runtime(&crate::config::RuntimeConfig { worker_threads: asked }).expect("runtime");
+            assert_eq!(rt.metrics().num_workers() as u64, asked);
+            // It runs what it is given, timers and sockets included.
+            let echoed = rt.block_on(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.is_ok()
+            });
+            assert!(echoed, "timers and sockets work on it");
+        }
+        let rt = runtime(&crate::config::RuntimeConfig::default()).expect("runtime");
+        let default = tokio::runtime::Runtime::new().expect("tokio's default");
+        assert_eq!(rt.metrics().num_workers(), default.metrics().num_workers());
+        assert!(rt.metrics().num_workers() >= 1);
+    }
 
     /// A database that stops being written gives its write buffers back (flushed to table
     /// files, what they held still read back); one written all along keeps them.

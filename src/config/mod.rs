@@ -39,6 +39,9 @@ pub struct Config {
     /// Limits on the HTTP connections Boardroom serves.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The threads that serve requests and process events.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
     /// Signed webhooks: task apps and CI push task changes without a token.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
@@ -289,6 +292,18 @@ pub struct WebhookSourceConfig {
     /// name); a delivery naming a new `actor` past this number is refused (403).
     #[serde(default = "default_max_virtual_users")]
     pub max_virtual_users: u64,
+}
+
+/// `[runtime]`: Boardroom's async worker threads, which serve every request and process
+/// the events (RocksDB's flushes and compactions, and the blocking pool, have threads of
+/// their own).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// How many; 0: one per CPU core (or as many as `TOKIO_WORKER_THREADS` says, when it is
+    /// set).
+    #[serde(default, deserialize_with = "de_u64")]
+    pub worker_threads: u64,
 }
 
 /// `[http]`: timeouts and the connection cap, applied to every listener.
@@ -884,6 +899,32 @@ mod tests {
                 .expect_err("zero is refused");
             assert!(err.to_string().contains(&format!("http.{key}")), "{err}");
         }
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_core_and_refuse_too_many() {
+        let s = load(MINIMAL, &[]).expect("parses").validate().expect("valid");
+        assert_eq!(s.raw.runtime.worker_threads, 0, "0: one per core");
+        let s = load(&format!("{MINIMAL}\n[runtime]\nworker_threads = 1\n"), &[])
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(s.raw.runtime.worker_threads, 1);
+        let c = load(MINIMAL, &[("BOARDROOM__RUNTIME__WORKER_THREADS", "2")]).expect("parses");
+        assert_eq!(c.runtime.worker_threads, 2);
+        for bad in ["-1", "\"two\""] {
+            let err = load(&format!("{MINIMAL}\n[runtime]\nworker_threads = {bad}\n"), &[])
+                .expect_err("not a count");
+            assert!(err.to_string().contains("runtime.worker_threads"), "{bad}: {err}");
+        }
+        let err = load(&format!("{MINIMAL}\n[runtime]\nworker_threads = 1025\n"), &[])
+            .expect("parses")
+            .validate()
+            .expect_err("too many");
+        assert!(err.to_string().contains("runtime.worker_threads"), "{err}");
+        let err =
+            load(&format!("{MINIMAL}\n[runtime]\nthreads = 2\n"), &[]).expect_err("unknown key");
+        assert!(err.to_string().contains("threads"), "{err}");
     }
 
     #[test]

@@ -300,6 +300,13 @@ impl Config {
             }
         }
 
+        if self.runtime.worker_threads > MAX_WORKER_THREADS {
+            return Err(bad(
+                "runtime.worker_threads",
+                format!("must be at most {MAX_WORKER_THREADS} (0: one per CPU core)"),
+            ));
+        }
+
         let device = &self.encryption.device_id;
         if device.is_empty()
             || device.len() > 64
@@ -665,6 +672,9 @@ fn read_token(inline: &Option<Secret>, file: &Option<PathBuf>, key: &str) -> Res
 /// How `config.example.toml`'s placeholder tokens begin; a config still holding one is
 /// refused, so that nobody runs with a token every reader of the example knows.
 const PLACEHOLDER_PREFIX: &str = "change-me";
+
+/// The most `runtime.worker_threads` may ask for.
+const MAX_WORKER_THREADS: u64 = 1024;
 
 /// Checks `logging.level`: a level, or a `tracing` filter whose bare words are levels. A
 /// bare word that is not a level (`verbose`) parses as a filter for a target of that name,

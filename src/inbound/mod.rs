@@ -85,19 +85,28 @@ fn route(store: &crate::store::Store, entry: &PendingEntry) -> lanes::Route {
     lanes::Route { key: entry.room_id.clone(), shared: board }
 }
 
-/// Lanes a board's rooms share: [`board_lanes`] of the machine's cores.
-static BOARD_LANES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-    board_lanes(std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
-});
+/// Lanes a board's rooms share: [`board_lanes`] of the runtime's async workers (one per
+/// core unless `[runtime] worker_threads` says otherwise), read on first use, on the
+/// runtime; the machine's cores when there is none.
+static BOARD_LANES: std::sync::LazyLock<u64> = std::sync::LazyLock::new(board_lanes_here);
 
-/// One lane per core but one (at least one, at most 16): the core left over is ingest's
-/// and the HTTP server's. A board's lanes write one after another (each holds the board
+/// [`board_lanes`] of the current runtime's async workers, or of the machine's cores
+/// outside a runtime.
+fn board_lanes_here() -> u64 {
+    let workers = tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or_else(|_| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    board_lanes(workers as u64)
+}
+
+/// One lane per worker but one (at least one, at most 16): the worker left over is
+/// ingest's and the HTTP server's. A board's lanes write one after another (each holds the board
 /// log's lock, and the inbox's, for its write), so a second lane adds little but a
 /// third busy thread on two cores: there one lane processed a busy board faster than two,
 /// with less CPU per event, while `[appservice] max_ready_backlog` keeps ingest at its
 /// pace (docs/PERFORMANCE.md, "One lane per board, held on what waits on processing").
-fn board_lanes(cores: u64) -> u64 {
-    cores.saturating_sub(1).clamp(1, 16)
+fn board_lanes(workers: u64) -> u64 {
+    workers.saturating_sub(1).clamp(1, 16)
 }
 
 /// FNV-1a: a hash that is the same in every process (a room's lane does not matter across

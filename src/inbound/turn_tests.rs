@@ -339,12 +339,18 @@ async fn entries_share_their_board_s_lanes_unless_they_may_change_rooms() {
     assert!(shared.ends_with(" other"), "{shared}");
 }
 
-/// A board's rooms share one lane per core but one: the core left over is ingest's. Two
-/// cores make one lane; one core still one; a large machine at most 16.
+/// A board's rooms share one lane per async worker but one: the worker left over is
+/// ingest's. Two workers make one lane; one worker still one; many at most 16.
 #[test]
 fn a_board_has_a_lane_per_core_but_one() {
     let lanes: Vec<u64> = [0, 1, 2, 3, 8, 64].into_iter().map(super::board_lanes).collect();
     assert_eq!(lanes, [1, 1, 1, 2, 7, 16]);
+    // Counted on the runtime processing runs on, as `[runtime] worker_threads` makes it.
+    for (workers, lanes) in [(1u64, 1u64), (3, 2), (5, 4)] {
+        let rt = crate::app::runtime(&crate::config::RuntimeConfig { worker_threads: workers })
+            .expect("runtime");
+        assert_eq!(rt.block_on(async { super::board_lanes_here() }), lanes, "{workers} workers");
+    }
 }
 
 /// A board's everyday events, as the pipeline bench mixes them (a message, a mention, a

@@ -453,9 +453,8 @@ fn run_serve(config: std::path::PathBuf, settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(workers = runtime.metrics().num_workers(), "runtime started");
     let result = runtime.block_on(async move {
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        tracing::info!(workers, "runtime started");
         let listeners = app::Listeners::bind(&settings).await?;
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();

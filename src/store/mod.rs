@@ -674,7 +674,8 @@ mod tests {
 
     /// 80 KB written to every map leaves the write buffers within their budget, so the
     /// write buffer manager flushes nothing from inside a write: with every map's buffer
-    /// in 1 MiB blocks, each map written counted a mebibyte and all 38 were flushed.
+    /// in 1 MiB blocks, each map written counted a mebibyte, and the 37 maps' buffers were
+    /// flushed 38 times.
     #[test]
     fn a_little_in_every_map_flushes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -481,7 +481,9 @@ fn run_serve(config: std::path::PathBuf, settings: Settings) -> ExitCode {
 }
 
 fn run_reindex(settings: Settings) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The workers `[runtime]` sets, as `serve` has them: an admin who limits them for the
+    // server limits them for the rebuild too.
+    let runtime = match app::runtime(&settings.raw.runtime) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("boardroom: cannot start the runtime: {e}");

@@ -575,13 +575,12 @@ async fn handle_state(ctx: &Context, json: &[u8], state: AnyStateEvent) -> Vec<A
     }
     if state.event_type().to_string() == BoardEventContent::TYPE
         && state.state_key().is_empty()
-        && let Err(e) = tasks::columns::follow_board_event(
-            ctx,
-            state.room_id(),
-            state.sender(),
-            content().and_then(|raw| raw.get_field::<BoardEventContent>("content").ok().flatten()),
-        )
-        .await
+        && let Err(e) =
+            tasks::columns::follow_board_event(ctx, state.room_id(), state.sender(), || {
+                content()
+                    .and_then(|raw| raw.get_field::<BoardEventContent>("content").ok().flatten())
+            })
+            .await
     {
         tracing::error!(error = %e, "cannot follow a change of a board's state");
     }
@@ -592,16 +591,18 @@ async fn handle_state(ctx: &Context, json: &[u8], state: AnyStateEvent) -> Vec<A
         tracing::error!(error = %e, "cannot put back a board room's state");
     }
     if state.event_type().to_string() == TaskEventContent::TYPE {
-        // Content that does not parse is a change too: it gets put back.
-        let fields =
-            content().and_then(|raw| raw.get_field::<TaskEventContent>("content").ok().flatten());
+        // Content that does not parse is a change too: it gets put back. Read only once the
+        // guard has checked the sender and the room (the bot's own echoes are not read).
+        let fields = || {
+            content().and_then(|raw| raw.get_field::<TaskEventContent>("content").ok().flatten())
+        };
         match tasks::guard::guard_task_state(
             ctx,
             state.room_id(),
             state.sender(),
             state.event_id(),
             state.state_key(),
-            fields.as_ref(),
+            fields,
         )
         .await
         {

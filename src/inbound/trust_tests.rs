@@ -497,3 +497,59 @@ async fn outside_a_board_only_commands_are_read() {
     let log = app.ctx.store.live_read("launch", head, 10).expect("log");
     assert_eq!(log.iter().map(|(_, e)| e.kind()).collect::<Vec<_>>(), ["message"]);
 }
+
+/// The guards of Boardroom's own state read an event's content only once its sender and
+/// room are checked: the bot's own echoes (every task and board change it writes comes
+/// back) and events outside the board's rooms are never parsed. A change in the board's
+/// own room by someone else is read (and then waits on the homeserver, not here, to be put
+/// back).
+#[tokio::test]
+async fn own_state_guards_read_content_only_after_sender_and_room() {
+    use std::cell::Cell;
+
+    use crate::domain::task::TaskEventContent;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = board(dir.path());
+    let (ctx, bot) = (&app.ctx, app.ctx.settings.bot_user_id.clone());
+    let (space, tasks, general, attacker) = (
+        RoomId::parse(SPACE).expect("id"),
+        RoomId::parse(TASKS).expect("id"),
+        RoomId::parse(GENERAL).expect("id"),
+        RoomId::parse(ATTACKER).expect("id"),
+    );
+    let event_id = owned_event_id!("$change");
+    let read = Cell::new(0);
+    let task_content = || {
+        read.set(read.get() + 1);
+        None::<TaskEventContent>
+    };
+    for (room, sender) in
+        [(&tasks, bot.as_ref()), (&attacker, mallory()), (&general, alice()), (&space, alice())]
+    {
+        let out =
+            crate::tasks::guard::guard_task_state(ctx, room, sender, &event_id, "1", task_content)
+                .await;
+        assert!(matches!(out.as_deref(), Ok([])), "{room} {sender}: {out:?}");
+    }
+    assert_eq!(read.get(), 0, "a task change the guard ignores was parsed");
+    // Putting the task back needs the homeserver, which is not there: the guard is left
+    // waiting on it once it has read the content.
+    let guard =
+        crate::tasks::guard::guard_task_state(ctx, &tasks, mallory(), &event_id, "1", task_content);
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), guard).await;
+    assert_eq!(read.get(), 1, "Mallory's change in the tasks room was not read");
+
+    let read = Cell::new(0);
+    let board_content = || {
+        read.set(read.get() + 1);
+        None
+    };
+    for (room, sender) in [(&space, bot.as_ref()), (&attacker, mallory()), (&general, alice())] {
+        let out = crate::tasks::columns::follow_board_event(ctx, room, sender, board_content).await;
+        assert!(out.is_ok(), "{room} {sender}: {out:?}");
+    }
+    assert_eq!(read.get(), 0, "a board change the guard ignores was parsed");
+    let follow = crate::tasks::columns::follow_board_event(ctx, &space, mallory(), board_content);
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), follow).await;
+    assert_eq!(read.get(), 1, "Mallory's change in the space was not read");
+}

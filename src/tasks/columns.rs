@@ -97,7 +97,7 @@ pub(crate) async fn follow_board_event(
     ctx: &Context,
     space: &RoomId,
     sender: &UserId,
-    content: Option<BoardEventContent>,
+    content: impl FnOnce() -> Option<BoardEventContent>,
 ) -> crate::Result<()> {
     if sender == ctx.settings.bot_user_id {
         return Ok(());
@@ -106,7 +106,7 @@ pub(crate) async fn follow_board_event(
     let lock = ctx.task_locks.get(&board.slug);
     let _guard = lock.lock().await;
     let Some(mut board) = ctx.store.board(&board.slug)? else { return Ok(()) };
-    let acceptable = content.filter(|c| {
+    let acceptable = content().filter(|c| {
         c.slug == board.slug
             && c.created_by == board.created_by
             && c.created_by_event == board.created_by_event

@@ -12,8 +12,9 @@ use crate::{
     matrix::HsError,
 };
 
-/// A `dev.boardroom.task` change not sent by the bot in a board's tasks room (`fields` is
-/// `None` when its content is not a task): every task state Boardroom did not write is put
+/// A `dev.boardroom.task` change not sent by the bot in a board's tasks room (`fields`
+/// reads its content, `None` when it is not a task; read only once the sender and the room
+/// are checked, so the bot's own echoes and other rooms' events are never parsed): every task state Boardroom did not write is put
 /// back. Under the key of a task (canonical form), the indexed fields are written again and
 /// the thread says so (silently when the content was the same); under any other key (no
 /// such task, `01`, not a number), the state is emptied (`{}`). The canonical fields change
@@ -24,7 +25,7 @@ pub(crate) async fn guard_task_state(
     sender: &UserId,
     event_id: &EventId,
     state_key: &str,
-    fields: Option<&TaskEventContent>,
+    fields: impl FnOnce() -> Option<TaskEventContent>,
 ) -> crate::Result<Vec<Action>> {
     if sender == ctx.settings.bot_user_id {
         return Ok(Vec::new());
@@ -51,7 +52,7 @@ pub(crate) async fn guard_task_state(
         return Ok(Vec::new());
     };
     let number = task.fields.number;
-    if fields == Some(&task.fields) {
+    if fields().as_ref() == Some(&task.fields) {
         // The same fields, but not written by Boardroom: written again as its own, so
         // that the room's current task state is always the bot's (reindex reads only that).
         send_state(ctx, room, &task.fields).await?;

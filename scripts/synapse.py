@@ -233,7 +233,9 @@ def homeserver_config(args: argparse.Namespace, hs_dir: str, db: str) -> dict:
         "form_secret": secret_values["form_secret"],
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,
-        "federation_domain_whitelist": [],
+        # No federation, but with one server name that never resolves (RFC 2606): a user
+        # there is one whose homeserver cannot be reached, as the tests need.
+        "federation_domain_whitelist": ["unreachable.invalid"],
         "serve_server_wellknown": False,
         "url_preview_enabled": False,
         "app_service_config_files": [os.path.abspath(f) for f in args.registration],

@@ -15,7 +15,8 @@ use crate::{
         board::Role,
         op::{BoardRef, OpResult, OpSpec, Permission, Refusal, Request},
     },
-    matrix::{HsError, Intent},
+    error::RuleKind,
+    matrix::{HomeserverClient, HsError, Intent},
 };
 
 /// `!board invite`.
@@ -35,8 +36,8 @@ pub(crate) struct MemberChange {
     pub board_name: String,
 }
 
-async fn user_exists(ctx: &Context, user: &UserId) -> Result<bool, HsError> {
-    match ctx.client.send(get_profile::v3::Request::new(user.to_owned()), None).await {
+async fn user_exists(client: &HomeserverClient, user: &UserId) -> Result<bool, HsError> {
+    match client.send(get_profile::v3::Request::new(user.to_owned()), None).await {
         Ok(_) => Ok(true),
         // Synapse answers 404 `M_UNKNOWN` ("No row found") for a user it does not know.
         Err(e) if e.is_not_found() => Ok(false),
@@ -70,16 +71,36 @@ pub(crate) async fn invite(
         }
         _ => {}
     }
-    if !user_exists(ctx, user).await? {
+    // A user on another homeserver is looked up and invited over federation: a server
+    // error our homeserver answers then says their server could not be reached, and is
+    // answered at once rather than retried while the room's other events wait.
+    let remote = user.server_name() != ctx.settings.server_name;
+    let client =
+        if remote { ctx.client.clone().remote_failures_final() } else { ctx.client.clone() };
+    let unreachable = |e: HsError| match remote && e.is_server_error() && e.kind().is_some() {
+        true => {
+            tracing::warn!(user = %user, error = %e, "another homeserver could not be reached for an invite");
+            Refusal::rule(
+                RuleKind::Unreachable,
+                format!(
+                    "{user} could not be invited: their homeserver {} could not be reached. \
+                     Try again later.",
+                    user.server_name()
+                ),
+            )
+        }
+        false => e.into(),
+    };
+    if !user_exists(&client, user).await.map_err(unreachable)? {
         return Err(Refusal::invalid(format!("There is no user {user}.")));
     }
-    match Intent::bot(ctx.client.clone()).invite(&board.space_id, user).await {
+    match Intent::bot(client).invite(&board.space_id, user).await {
         Ok(()) => {}
         // Already invited (a request run again after a restart): nothing to do.
         Err(e) if ctx.store.membership(&board.space_id, user)? == Some(MembershipState::Invite) => {
             tracing::debug!(error = %e, "invite already pending");
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(unreachable(e)),
     }
     Ok(MemberChange { user: user.to_owned(), board_name: board.name })
 }

@@ -20,6 +20,9 @@ pub enum RuleKind {
     /// The board's state does not allow it now (a name in use, a column still holding
     /// tasks, a room waiting for power): 409.
     Conflict,
+    /// Another homeserver, which the request is about (a user's), could not be reached:
+    /// 502 `M_UNKNOWN`, with the sentence (it tells of no fault of Boardroom's).
+    Unreachable,
 }
 
 impl RuleKind {
@@ -30,6 +33,7 @@ impl RuleKind {
             RuleKind::Forbidden => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
             RuleKind::Invalid => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
             RuleKind::Conflict => (StatusCode::CONFLICT, ErrorKind::Unknown),
+            RuleKind::Unreachable => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
         }
     }
 }
@@ -164,6 +168,8 @@ impl Error {
         // Internal details stay in the logs; the caller gets a generic message.
         let message = if matches!(self, Error::Unavailable(_)) {
             UNAVAILABLE_MESSAGE.to_owned()
+        } else if let Error::Refused { kind: RuleKind::Unreachable, sentence } = self {
+            sentence.clone()
         } else if status.is_server_error() {
             "internal error; see the server log".to_owned()
         } else {
@@ -199,7 +205,9 @@ impl From<rocksdb::Error> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if self.status_and_kind().0.is_server_error() {
+        if self.status_and_kind().0.is_server_error()
+            && !matches!(self, Error::Refused { kind: RuleKind::Unreachable, .. })
+        {
             tracing::error!(error = %self, "request failed");
         }
         let mut resp = matrix_error_response(&self.to_matrix());

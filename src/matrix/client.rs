@@ -81,6 +81,8 @@ pub struct HomeserverClient {
     back: Arc<tokio::sync::Notify>,
     /// Where each request's latency and failure are counted, by endpoint.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// See [`remote_failures_final`](Self::remote_failures_final).
+    remote_failures_final: bool,
 }
 
 impl HomeserverClient {
@@ -104,6 +106,7 @@ impl HomeserverClient {
             device: None,
             back: Arc::new(tokio::sync::Notify::new()),
             metrics: None,
+            remote_failures_final: false,
         })
     }
 
@@ -135,6 +138,17 @@ impl HomeserverClient {
     /// The same client with another retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// The same client, returning at once a server error (5xx) the homeserver itself
+    /// answered (with a Matrix error body); connection failures, 429s and a gateway's 5xx
+    /// without such a body are retried as its policy says. For a request about a user on
+    /// another homeserver: such an answer says that ours could not reach theirs (it keeps
+    /// its own backoff for it), and retrying would only keep a room's lane or an API caller
+    /// waiting for minutes.
+    pub fn remote_failures_final(mut self) -> Self {
+        self.remote_failures_final = true;
         self
     }
 
@@ -249,6 +263,9 @@ impl HomeserverClient {
         let kind = match &self.auth {
             // A user's own token refused: retrying will not make it valid.
             Auth::User(_) if e.status() == Some(401) => RetryKind::Permanent,
+            _ if self.remote_failures_final && e.is_server_error() && e.kind().is_some() => {
+                RetryKind::Permanent
+            }
             _ => e.retry_kind(),
         };
         let RetryKind::Transient(asked) = kind else {

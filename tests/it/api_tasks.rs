@@ -349,3 +349,32 @@ async fn boards_and_members_over_the_api_and_refusals_change_nothing() {
         "{task}"
     );
 }
+
+/// A user whose homeserver cannot be reached (`unreachable.invalid`, the one server name the
+/// test homeserver federates with, which never resolves): `!board invite` answers at once
+/// that their server could not be reached, rather than retrying for minutes while the
+/// room's next command waits behind it; over the API the same is a 502 that says so.
+/// Nothing changed: no invite in the space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_to_an_unreachable_homeserver_is_answered_and_holds_nothing_back() {
+    let s = setup().await;
+    let bot = s.stack.boardroom.bot().to_owned();
+    let reply = s.alice.command(&s.general, &bot, "!board invite @dave:unreachable.invalid").await;
+    assert!(
+        reply.contains("@dave:unreachable.invalid could not be invited")
+            && reply.contains("unreachable.invalid could not be reached"),
+        "{reply}"
+    );
+    let help = s.alice.command(&s.general, &bot, "!help").await;
+    assert!(help.contains("!board invite"), "{help}");
+
+    let url = format!("{}/boards/launch/members/@dave:unreachable.invalid", s.api);
+    let (status, body) = api("PUT", &url, &s.alice.token, None, None).await;
+    assert_eq!((status, body["errcode"].as_str()), (502, Some("M_UNKNOWN")), "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("unreachable.invalid could not be reached"), "{body}");
+
+    let space = s.alice.resolve("#boardroom_launch:localhost").await;
+    let dave = ruma::user_id!("@dave:unreachable.invalid");
+    assert_eq!(s.alice.state(&space, "m.room.member", dave.as_str()).await, None);
+}

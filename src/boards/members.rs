@@ -77,7 +77,7 @@ pub(crate) async fn invite(
     let remote = user.server_name() != ctx.settings.server_name;
     let client =
         if remote { ctx.client.clone().remote_failures_final() } else { ctx.client.clone() };
-    let unreachable = |e: HsError| match remote && e.is_server_error() && e.kind().is_some() {
+    let unreachable = |e: HsError| match remote && e.is_homeservers_own_server_error() {
         true => {
             tracing::warn!(user = %user, error = %e, "another homeserver could not be reached for an invite");
             Refusal::rule(

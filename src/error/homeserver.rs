@@ -111,6 +111,12 @@ impl HsError {
         self.status().is_some_and(|s| s >= 500)
     }
 
+    /// A server error the homeserver itself wrote (a Matrix error body), not a gateway's in
+    /// front of it: about a user on another server, it says ours could not reach theirs.
+    pub fn is_homeservers_own_server_error(&self) -> bool {
+        self.is_server_error() && self.kind().is_some()
+    }
+
     /// Whether the request may have been carried out although it failed: the connection
     /// broke after it went out, or a gateway in front of the homeserver answered 502 or 504
     /// (it lost the homeserver while waiting for its answer).

@@ -263,7 +263,7 @@ impl HomeserverClient {
         let kind = match &self.auth {
             // A user's own token refused: retrying will not make it valid.
             Auth::User(_) if e.status() == Some(401) => RetryKind::Permanent,
-            _ if self.remote_failures_final && e.is_server_error() && e.kind().is_some() => {
+            _ if self.remote_failures_final && e.is_homeservers_own_server_error() => {
                 RetryKind::Permanent
             }
             _ => e.retry_kind(),
@@ -646,6 +646,25 @@ mod tests {
             !status(500, "M_UNKNOWN").outcome_unknown()
                 && !status(403, "M_FORBIDDEN").outcome_unknown()
         );
+    }
+
+    /// Only a 5xx with a Matrix error body is the homeserver's own: a gateway's bare 502
+    /// (the homeserver behind it is down) is not, and stays retried for a remote user too.
+    #[test]
+    fn a_homeservers_own_server_error_has_a_matrix_body() {
+        let own = answered(502, serde_json::json!({ "errcode": "M_UNKNOWN", "error": "Failed" }));
+        assert!(own.is_homeservers_own_server_error(), "{own:?}");
+        let response = http::Response::builder()
+            .status(502)
+            .body(b"<html>Bad Gateway</html>".as_slice())
+            .expect("response");
+        let err =
+            <ruma::api::error::Error as ruma::api::EndpointError>::from_http_response(response);
+        let (kind, message, retry_after) = describe(&err);
+        let gateway = HsError::Status { endpoint: "x", status: 502, kind, message, retry_after };
+        assert!(!gateway.is_homeservers_own_server_error(), "{gateway:?}");
+        let refused = answered(403, serde_json::json!({ "errcode": "M_FORBIDDEN", "error": "no" }));
+        assert!(!refused.is_homeservers_own_server_error());
     }
 
     /// An error as the client reads it from the homeserver's answer.
